@@ -1,0 +1,146 @@
+package handshake
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/curve25519"
+)
+
+// KeySize is the length of X25519 keys and pre-shared keys.
+const KeySize = 32
+
+// PublicKey is an X25519 public key. It is not secret; String gives its base64 form.
+type PublicKey [KeySize]byte
+
+// PrivateKey is an X25519 private key. Its String and Format never reveal it,
+// so a key passed to a logger by mistake prints a placeholder; Base64 is the
+// one explicit way out (used by `stunnel genkey`).
+type PrivateKey [KeySize]byte
+
+// PresharedKey is an optional symmetric key shared by two peers and mixed into
+// their handshake (Noise psk2). The zero value means "none".
+type PresharedKey [KeySize]byte
+
+var errKeyLength = errors.New("key must be base64 of exactly 32 bytes")
+
+// GeneratePrivateKey returns a new clamped X25519 private key read from r
+// (crypto/rand when r is nil).
+func GeneratePrivateKey(r io.Reader) (PrivateKey, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	var k PrivateKey
+	if _, err := io.ReadFull(r, k[:]); err != nil {
+		return PrivateKey{}, fmt.Errorf("reading randomness: %w", err)
+	}
+	k.clamp()
+	return k, nil
+}
+
+func (k *PrivateKey) clamp() {
+	k[0] &= 248
+	k[31] = (k[31] & 127) | 64
+}
+
+// PublicKey derives the public key. It panics only if the curve library
+// rejects a 32-byte scalar, which it never does.
+func (k PrivateKey) PublicKey() PublicKey {
+	var pub PublicKey
+	out, err := curve25519.X25519(k[:], curve25519.Basepoint)
+	if err != nil {
+		panic("handshake: X25519 base-point multiplication failed: " + err.Error())
+	}
+	copy(pub[:], out)
+	return pub
+}
+
+// IsZero reports whether the key is all zeros (unset).
+func (k PrivateKey) IsZero() bool { return isZero(k[:]) }
+
+// Base64 returns the key in the form `stunnel genkey` prints. Never log it.
+func (k PrivateKey) Base64() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// String never shows the key, so fmt and slog cannot leak it.
+func (k PrivateKey) String() string { return "(private key)" }
+
+// GoString keeps %#v from printing the bytes.
+func (k PrivateKey) GoString() string { return "(private key)" }
+
+// Zero overwrites the key.
+func (k *PrivateKey) Zero() { *k = PrivateKey{} }
+
+// String returns the base64 form.
+func (k PublicKey) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// IsZero reports whether the key is all zeros (unset).
+func (k PublicKey) IsZero() bool { return isZero(k[:]) }
+
+// Equal compares in constant time.
+func (k PublicKey) Equal(o PublicKey) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
+
+// IsZero reports whether no pre-shared key is set.
+func (k PresharedKey) IsZero() bool { return isZero(k[:]) }
+
+// String never shows the key.
+func (k PresharedKey) String() string { return "(preshared key)" }
+
+// GoString keeps %#v from printing the bytes.
+func (k PresharedKey) GoString() string { return "(preshared key)" }
+
+// Zero overwrites the key.
+func (k *PresharedKey) Zero() { *k = PresharedKey{} }
+
+// ParsePrivateKey decodes base64 of 32 bytes. The error never contains the input.
+func ParsePrivateKey(s string) (PrivateKey, error) {
+	var k PrivateKey
+	if err := decodeKey(s, k[:]); err != nil {
+		return PrivateKey{}, err
+	}
+	return k, nil
+}
+
+// ParsePublicKey decodes base64 of 32 bytes.
+func ParsePublicKey(s string) (PublicKey, error) {
+	var k PublicKey
+	if err := decodeKey(s, k[:]); err != nil {
+		return PublicKey{}, err
+	}
+	if k.IsZero() {
+		return PublicKey{}, errors.New("public key is all zeros")
+	}
+	return k, nil
+}
+
+// ParsePresharedKey decodes base64 of 32 bytes. The error never contains the input.
+func ParsePresharedKey(s string) (PresharedKey, error) {
+	var k PresharedKey
+	if err := decodeKey(s, k[:]); err != nil {
+		return PresharedKey{}, err
+	}
+	return k, nil
+}
+
+func decodeKey(s string, dst []byte) error {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != KeySize {
+		return errKeyLength
+	}
+	copy(dst, b)
+	for i := range b {
+		b[i] = 0
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	var acc byte
+	for _, x := range b {
+		acc |= x
+	}
+	return acc == 0
+}

@@ -1,0 +1,65 @@
+package tunnel
+
+import "time"
+
+// Status is what `stunnel show --json` prints for one interface. Its JSON
+// field names are a stable interface for scripts and the netns tests: add
+// fields, never rename or remove them.
+type Status struct {
+	Name       string       `json:"name"`        // TUN device name
+	PeerID     string       `json:"peer_id"`     // our own ID
+	PublicKey  string       `json:"public_key"`  // our public key, base64
+	ListenPort int          `json:"listen_port"` // UDP port actually bound
+	Peers      []PeerStatus `json:"peers"`
+	// Drops that cannot be charged to a known peer (unknown receiver index,
+	// bad mac1, malformed handshake, rate limited...), by reason.
+	Drops map[string]uint64 `json:"drops"`
+	// Refusals are handshakes we refused from a claimed peer ID, newest
+	// first, bounded in length; "unknown peer id" and "key mismatch" land here.
+	Refusals []Refusal `json:"refusals"`
+}
+
+// PeerStatus is one configured peer.
+type PeerStatus struct {
+	ID            string     `json:"id"`
+	PublicKey     string     `json:"public_key"`
+	Endpoint      string     `json:"endpoint"` // current ip:port, "" if not known yet
+	AllowedIPs    []string   `json:"allowed_ips"`
+	LastHandshake *time.Time `json:"last_handshake"` // null if never
+	Handshakes    uint64     `json:"handshakes"`     // completed handshakes (either role)
+	SessionID     string     `json:"session_id"`     // hex of the current session's ID, "" if none
+	Cipher        string     `json:"cipher"`         // current session's AEAD, "" if none
+	RxBytes       uint64     `json:"rx_bytes"`
+	TxBytes       uint64     `json:"tx_bytes"`
+	RxPackets     uint64     `json:"rx_packets"`
+	TxPackets     uint64     `json:"tx_packets"`
+	// Drops by reason: no_route is charged at interface level; here:
+	// no_key, auth_failed, replayed, source_not_allowed, malformed,
+	// queue_full, handshake_failed.
+	Drops     map[string]uint64 `json:"drops"`
+	LastError string            `json:"last_error"` // why the last handshake failed, "" if it did not
+}
+
+// Refusal is one refused handshake source, by the peer ID it claimed.
+type Refusal struct {
+	PeerID   string    `json:"peer_id"`
+	Reason   string    `json:"reason"`   // "unknown peer id", "key mismatch", "cipher mismatch: ..."
+	Endpoint string    `json:"endpoint"` // where it came from
+	Count    uint64    `json:"count"`
+	Last     time.Time `json:"last"`
+}
+
+// Drop reasons, the keys of the Drops maps.
+const (
+	DropNoRoute          = "no_route"
+	DropNoKey            = "no_key"
+	DropAuthFailed       = "auth_failed"
+	DropReplayed         = "replayed"
+	DropSourceNotAllowed = "source_not_allowed"
+	DropMalformed        = "malformed"
+	DropUnknownIndex     = "unknown_index"
+	DropQueueFull        = "queue_full"
+	DropBadMAC1          = "bad_mac1"
+	DropRateLimited      = "rate_limited"
+	DropHandshakeFailed  = "handshake_failed"
+)
