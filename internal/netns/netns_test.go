@@ -1,0 +1,127 @@
+package netns
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
+		t.Fatal("STUNNEL_REQUIRE_NETNS=1 but not root: network namespace tests cannot run")
+	}
+	t.Skip("SKIPPING: network namespace tests need root (run `sudo make test`)")
+}
+
+func addNS(t *testing.T, name string) {
+	t.Helper()
+	if err := Add(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := Delete(name); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func TestVethTCPThroughDo(t *testing.T) {
+	needRoot(t)
+	a, b := fmt.Sprintf("sttna%d", os.Getpid()), fmt.Sprintf("sttnb%d", os.Getpid())
+	addNS(t, a)
+	addNS(t, b)
+	pa, pb := netip.MustParsePrefix("198.18.250.1/24"), netip.MustParsePrefix("198.18.250.2/24")
+	if err := Veth(a, "va", pa, b, "vb", pb); err != nil {
+		t.Fatal(err)
+	}
+	// IPv6 on top, to check AddAddr is usable at once (nodad).
+	if err := AddAddr(a, "va", netip.MustParsePrefix("fd00:250::1/64")); err != nil {
+		t.Fatal(err)
+	}
+
+	var ln net.Listener
+	if err := Do(b, func() (err error) {
+		ln, err = net.Listen("tcp4", pb.Addr().String()+":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- "accept: " + err.Error()
+			return
+		}
+		defer c.Close()
+		buf, _ := io.ReadAll(c)
+		got <- string(buf) + " from " + c.RemoteAddr().(*net.TCPAddr).IP.String()
+	}()
+
+	// The listener's address is not reachable from the test's own namespace.
+	if c, err := net.Dial("tcp4", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("dialled the namespaced listener from the root namespace; it must not be reachable")
+	}
+
+	var c net.Conn
+	if err := Do(a, func() (err error) {
+		c, err = net.Dial("tcp4", ln.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Used outside Do: the socket stays in namespace a.
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if s := <-got; s != "hello from "+pa.Addr().String() {
+		t.Fatalf("received %q, want hello from %s", s, pa.Addr())
+	}
+
+	out, err := Run(a, "ip", "-6", "addr", "show", "dev", "va")
+	if err != nil || !strings.Contains(out, "fd00:250::1/64") {
+		t.Fatalf("ipv6 address missing: %v %s", err, out)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	needRoot(t)
+	missing := fmt.Sprintf("sttnx%d", os.Getpid())
+	if err := Delete(missing); err != nil {
+		t.Fatalf("Delete of a missing namespace: %v, want nil", err)
+	}
+	if err := Do(missing, func() error { t.Error("fn ran in a missing namespace"); return nil }); err == nil {
+		t.Fatal("Do in a missing namespace succeeded")
+	}
+	if err := Add("../etc"); err == nil {
+		t.Fatal("Add accepted a path as a name")
+	}
+	ns := fmt.Sprintf("sttne%d", os.Getpid())
+	addNS(t, ns)
+	_, err := Run(ns, "ip", "link", "show", "dev", "nosuchdev0")
+	if err == nil || !strings.Contains(err.Error(), ns) || !strings.Contains(err.Error(), "nosuchdev0") {
+		t.Fatalf("Run error %v must name the namespace and the command", err)
+	}
+	if err := Do(ns, func() error { panic("boom") }); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Do with a panicking fn: %v", err)
+	}
+	// The test's thread pool is still in the root namespace.
+	self, _ := os.Readlink("/proc/self/ns/net")
+	if err := Do(ns, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.Readlink("/proc/self/ns/net"); now != self {
+		t.Fatalf("namespace changed from %s to %s", self, now)
+	}
+}
