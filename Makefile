@@ -1,0 +1,39 @@
+# The project's two commands are `sudo make demo` and `sudo make test`.
+# sudo's secure_path usually lacks /usr/local/go/bin, so find go ourselves.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+
+# Netns tests skip when not root, and fail instead of skipping when this is 1.
+# sudo drops the caller's environment, so when we run as root we require them
+# anyway: `sudo make test` means "run everything".
+ifeq ($(shell id -u),0)
+STUNNEL_REQUIRE_NETNS ?= 1
+endif
+export STUNNEL_REQUIRE_NETNS
+
+# The netns suite is budgeted at 15 minutes on 2 cores; leave headroom.
+TEST_TIMEOUT ?= 25m
+
+BIN := bin/stunnel
+
+.PHONY: all build demo test bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/stunnel
+
+demo: build
+	./$(BIN) demo
+
+test:
+	@echo "go test (STUNNEL_REQUIRE_NETNS=$(STUNNEL_REQUIRE_NETNS))"
+	$(GO) vet ./...
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+# The benchmark driver finds go through PATH.
+bench: build
+	PATH="$(dir $(GO)):$$PATH" ./netns-tests/bench/run
+
+clean:
+	rm -rf bin
+	$(GO) clean -testcache
