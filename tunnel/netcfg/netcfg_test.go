@@ -17,13 +17,15 @@ import (
 
 var nsSeq atomic.Int32
 
-// testNS makes a fresh network namespace with TUN devices named ifnames, and returns a netlink handle into it. Everything is removed
-// when the test ends, also on failure.
+// testNS makes a fresh network namespace holding TUN devices named ifnames
+// and returns a netlink handle into it. Everything is removed when the test
+// ends, also on failure.
 func testNS(t *testing.T, ifnames ...string) *netlink.Handle {
 	h, _ := testNSNamed(t, ifnames...)
 	return h
 }
 
+// testNSNamed is testNS that also returns the namespace's name.
 func testNSNamed(t *testing.T, ifnames ...string) (*netlink.Handle, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
