@@ -1,0 +1,98 @@
+// Package conf reads the TOML configuration of PRODUCT.md into typed values
+// with defaults, and rejects every mistake it can find, each reported as
+// FILE:LINE: message, all of them in one run.
+package conf
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+
+	"stunnel/handshake"
+)
+
+// Defaults and limits. Documented in docs/CONFIGURATION.md; keep both in step.
+const (
+	DefaultListenPort         = 51820
+	DefaultMTU                = 1420
+	DefaultRekeyAfter         = 120 * time.Second
+	DefaultRejectAfter        = 180 * time.Second
+	DefaultRekeyAfterMessages = uint64(1) << 60
+	DefaultReplayWindow       = 8192
+
+	MinMTU          = 576   // the IPv4 minimum reassembly size
+	MinMTUIPv6      = 1280  // RFC 8200: every IPv6 link carries 1280 bytes
+	MaxMTU          = 65535 // the largest IP packet
+	MinReplayWindow = 128
+	// MaxReplayWindow bounds the per-keypair bitmap (window/8 bytes) so a
+	// config cannot make every session allocate megabytes.
+	MaxReplayWindow = 1 << 20
+	// MaxPeerIDLen is the longest peer ID the handshake carries; it matches
+	// handshake.MaxPeerIDLen.
+	MaxPeerIDLen = 64
+	// MinKeepalive stops a keepalive so short that it floods the link.
+	MinKeepalive = time.Second
+	// maxKeyFileSize bounds what we read from a key file: a key is 44 bytes of base64.
+	maxKeyFileSize = 4096
+)
+
+// Config is one parsed, validated config file.
+type Config struct {
+	Path      string
+	Interface Interface
+	Session   Session
+	Peers     []Peer
+}
+
+// Interface is the [interface] table: this host.
+type Interface struct {
+	Name       string
+	PeerID     string
+	PrivateKey handshake.PrivateKey
+	PublicKey  handshake.PublicKey // derived from PrivateKey
+	ListenPort int                 // 0 = any free port
+	Addresses  []netip.Prefix      // as written: host address and its prefix length
+	MTU        int
+	LogLevel   slog.Level
+}
+
+// Session is the [session] table: key lifetimes and data-plane choices.
+type Session struct {
+	RekeyAfter, RejectAfter time.Duration
+	RekeyAfterMessages      uint64
+	ReplayWindow            uint64
+	Keepalive               time.Duration // 0 = default passive keepalive
+	Cipher                  handshake.CipherPreference
+}
+
+// Peer is one [[peer]] table.
+type Peer struct {
+	ID                  string
+	PublicKey           handshake.PublicKey
+	PresharedKey        handshake.PresharedKey // zero = none
+	Endpoint            string                 // "" = roaming peer; else host:port as written
+	AllowedIPs          []netip.Prefix         // masked: no host bits
+	PersistentKeepalive time.Duration          // 0 = off
+	Line                int                    // line of its [[peer]] header, for later messages
+}
+
+// Load reads path (and the key files it names, relative to its directory)
+// and returns the validated config, or *Errors listing every problem.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Errors{{File: path, Line: 1, Msg: fmt.Sprintf("cannot read config: %v", unwrapPathError(err))}}
+	}
+	return Parse(path, data)
+}
+
+// unwrapPathError drops the path from an *os.PathError, which our message
+// already names.
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,177 @@
+package conf
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+)
+
+// Deterministic keys so tests need no randomness.
+func testKey(t testing.TB, fill byte) handshake.PrivateKey {
+	t.Helper()
+	k, err := handshake.GeneratePrivateKey(bytes.NewReader(bytes.Repeat([]byte{fill}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// expand replaces PRIV_A, PUB_A, PUB_B, PUB_C, PSK in a config template.
+func expand(t testing.TB, s string) string {
+	a, b, c := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	return strings.NewReplacer(
+		"PRIV_A", a.Base64(),
+		"PUB_A", a.PublicKey().String(),
+		"PUB_B", b.PublicKey().String(),
+		"PUB_C", c.PublicKey().String(),
+		"PSK", testKey(t, 4).Base64(),
+	).Replace(s)
+}
+
+func problems(t *testing.T, err error) Errors {
+	t.Helper()
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error is %T (%v), want *Errors", err, err)
+	}
+	return *errs
+}
+
+const validFull = `# a full config: every key set
+[interface]
+name = "st7"
+peer_id = "site-a"
+private_key_file = "a.key"
+listen_port = 51999
+address = ["198.19.1.1/24", "fd00:77::1/64"]
+mtu = 1380
+log_level = "debug"
+
+[session]
+rekey_after = "100s"
+reject_after = "3m"
+rekey_after_messages = 1000000
+replay_window = 4096
+keepalive = "15s"
+cipher = "aes256gcm"
+
+[[peer]]
+id = "site-b"
+public_key = "PUB_B"
+preshared_key = "PSK"
+endpoint = "198.18.0.2:51820"
+allowed_ips = [
+  "198.19.1.2/32",
+  "198.19.20.0/24",   # site B's LAN
+  "fd00:77::2/128",
+]
+persistent_keepalive = "25s"
+
+[[peer]]
+id = "roamer"
+public_key = "PUB_C"
+preshared_key_file = "/ABS/c.psk"
+endpoint = "gw.example.net:4000"
+allowed_ips = ["198.19.1.3/32"]
+`
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // WriteFile's mode is masked by umask
+		t.Fatal(err)
+	}
+}
+
+func TestValidFullConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.key"), testKey(t, 1).Base64()+"\n", 0o600)
+	writeFile(t, filepath.Join(dir, "c.psk"), testKey(t, 5).Base64()+"\n", 0o400)
+	path := filepath.Join(dir, "st7.toml")
+	writeFile(t, path, strings.ReplaceAll(expand(t, validFull), "/ABS", dir), 0o644)
+
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	in := c.Interface
+	if c.Path != path || in.Name != "st7" || in.PeerID != "site-a" || in.ListenPort != 51999 || in.MTU != 1380 || in.LogLevel != slog.LevelDebug {
+		t.Errorf("interface = %+v", in)
+	}
+	if in.PrivateKey != testKey(t, 1) || !in.PublicKey.Equal(testKey(t, 1).PublicKey()) {
+		t.Error("private key not read from a.key, or public key not derived")
+	}
+	wantAddr := []netip.Prefix{netip.MustParsePrefix("198.19.1.1/24"), netip.MustParsePrefix("fd00:77::1/64")}
+	if !equalPrefixes(in.Addresses, wantAddr) {
+		t.Errorf("addresses = %v, want %v", in.Addresses, wantAddr)
+	}
+	wantSession := Session{RekeyAfter: 100 * time.Second, RejectAfter: 3 * time.Minute, RekeyAfterMessages: 1000000,
+		ReplayWindow: 4096, Keepalive: 15 * time.Second, Cipher: handshake.PreferAES256GCM}
+	if c.Session != wantSession {
+		t.Errorf("session = %+v, want %+v", c.Session, wantSession)
+	}
+	if len(c.Peers) != 2 {
+		t.Fatalf("got %d peers, want 2", len(c.Peers))
+	}
+	b, r := c.Peers[0], c.Peers[1]
+	if b.ID != "site-b" || !b.PublicKey.Equal(testKey(t, 2).PublicKey()) || b.Endpoint != "198.18.0.2:51820" ||
+		b.PersistentKeepalive != 25*time.Second || b.Line != 19 {
+		t.Errorf("peer 0 = %+v", b)
+	}
+	if b.PresharedKey != handshake.PresharedKey(testKey(t, 4)) {
+		t.Error("inline preshared_key not read")
+	}
+	wantB := []netip.Prefix{netip.MustParsePrefix("198.19.1.2/32"), netip.MustParsePrefix("198.19.20.0/24"), netip.MustParsePrefix("fd00:77::2/128")}
+	if !equalPrefixes(b.AllowedIPs, wantB) {
+		t.Errorf("allowed_ips = %v, want %v", b.AllowedIPs, wantB)
+	}
+	if r.ID != "roamer" || r.Endpoint != "gw.example.net:4000" || r.Line != 31 || r.PersistentKeepalive != 0 {
+		t.Errorf("peer 1 = %+v", r)
+	}
+	if r.PresharedKey != handshake.PresharedKey(testKey(t, 5)) {
+		t.Error("preshared_key_file not read")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	src := expand(t, `[interface]
+name = "st0"
+peer_id = "a"
+private_key = "PRIV_A"
+address = ["198.19.0.1/24"]
+`)
+	c, err := Parse("min.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Session{RekeyAfter: 120 * time.Second, RejectAfter: 180 * time.Second, RekeyAfterMessages: 1 << 60,
+		ReplayWindow: 8192, Keepalive: 0, Cipher: handshake.CipherAuto}
+	if c.Session != want {
+		t.Errorf("session = %+v, want %+v", c.Session, want)
+	}
+	if c.Interface.ListenPort != 51820 || c.Interface.MTU != 1420 || c.Interface.LogLevel != slog.LevelInfo || len(c.Peers) != 0 {
+		t.Errorf("interface defaults = %+v, peers %d", c.Interface, len(c.Peers))
+	}
+}
+
+func equalPrefixes(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,111 @@
+package conf
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// crossCheck finds mistakes that involve more than one key: duplicates,
+// overlaps, and the site-to-site errors that make traffic loop or vanish.
+func (p *parser) crossCheck(c *Config) {
+	in := &c.Interface
+	line := func(i int, key string) int {
+		if l, ok := p.lines[keyPath("peer", fmt.Sprint(i), key)]; ok {
+			return l
+		}
+		return c.Peers[i].Line
+	}
+	byID := map[string]int{}
+	for i, pr := range c.Peers {
+		if pr.ID == "" {
+			continue
+		}
+		if pr.ID == in.PeerID {
+			p.addf(line(i, "id"), "peer id %q is this host's own peer_id", pr.ID)
+		}
+		if j, dup := byID[pr.ID]; dup {
+			p.addf(line(i, "id"), "peer id %q is already used by the peer at line %d", pr.ID, c.Peers[j].Line)
+		} else {
+			byID[pr.ID] = i
+		}
+	}
+	for i, pr := range c.Peers {
+		if pr.PublicKey.IsZero() {
+			continue
+		}
+		if !in.PublicKey.IsZero() && pr.PublicKey.Equal(in.PublicKey) {
+			p.addf(line(i, "public_key"), "public_key of peer %q is this host's own public key", pr.ID)
+		}
+		for j := range i {
+			if c.Peers[j].PublicKey.Equal(pr.PublicKey) {
+				p.addf(line(i, "public_key"), "public_key of peer %q is also the key of peer %q (line %d)", pr.ID, c.Peers[j].ID, c.Peers[j].Line)
+				break
+			}
+		}
+	}
+
+	for i, pr := range c.Peers {
+		for _, a := range pr.AllowedIPs {
+			for j := range i {
+				for _, b := range c.Peers[j].AllowedIPs {
+					if a.Overlaps(b) {
+						p.addf(line(i, "allowed_ips"), "allowed_ips %s of peer %q overlaps %s of peer %q (line %d); each address must belong to one peer", a, pr.ID, b, c.Peers[j].ID, c.Peers[j].Line)
+					}
+				}
+			}
+			for _, own := range in.Addresses {
+				if a.Contains(own.Addr()) {
+					p.addf(line(i, "allowed_ips"), "allowed_ips %s of peer %q contains this host's own address %s; use the peer's address or subnets instead", a, pr.ID, own.Addr())
+				}
+			}
+		}
+		p.endpointLoop(c, i, line(i, "endpoint"))
+	}
+
+	if in.MTU < MinMTUIPv6 && usesIPv6(c) {
+		l, ok := p.lines["interface.mtu"]
+		if !ok {
+			l = 1
+		}
+		p.addf(l, "mtu %d is below %d, the IPv6 minimum, but IPv6 addresses are configured", in.MTU, MinMTUIPv6)
+	}
+}
+
+// endpointLoop flags an endpoint that the tunnel itself would route: its
+// encrypted packets would be sent into the tunnel they carry.
+func (p *parser) endpointLoop(c *Config, i, line int) {
+	pr := c.Peers[i]
+	ap, err := netip.ParseAddrPort(pr.Endpoint)
+	if err != nil {
+		return // a DNS name, or already reported as malformed
+	}
+	a := ap.Addr().WithZone("")
+	for _, own := range c.Interface.Addresses {
+		if own.Addr() == a {
+			p.addf(line, "endpoint %s of peer %q is this host's own overlay address; use the peer's underlay address", pr.Endpoint, pr.ID)
+		}
+	}
+	for j, o := range c.Peers {
+		for _, pfx := range o.AllowedIPs {
+			if pfx.Contains(a) {
+				p.addf(line, "endpoint %s of peer %q lies inside allowed_ips %s of peer %q; its encrypted packets would be routed into the tunnel itself", pr.Endpoint, pr.ID, pfx, c.Peers[j].ID)
+			}
+		}
+	}
+}
+
+func usesIPv6(c *Config) bool {
+	for _, a := range c.Interface.Addresses {
+		if a.Addr().Is6() {
+			return true
+		}
+	}
+	for _, pr := range c.Peers {
+		for _, a := range pr.AllowedIPs {
+			if a.Addr().Is6() {
+				return true
+			}
+		}
+	}
+	return false
+}

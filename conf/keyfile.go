@@ -1,0 +1,45 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// readKeyFile returns the trimmed contents of a key file, refusing files that
+// group or others can read: a leaked private key lets anyone impersonate
+// this host. Errors name the file and never its contents.
+func readKeyFile(dir, name string) (string, error) {
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot open %s: %v", path, unwrapPathError(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("cannot stat %s: %v", path, unwrapPathError(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
+		return "", fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, perm, path)
+	}
+	buf := make([]byte, maxKeyFileSize+1)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("cannot read %s: %v", path, unwrapPathError(err))
+	}
+	defer clear(buf)
+	if n > maxKeyFileSize {
+		return "", fmt.Errorf("%s is too large to be a key file", path)
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
+}

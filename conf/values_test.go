@@ -1,0 +1,110 @@
+package conf
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+func TestEndpoints(t *testing.T) {
+	good := []string{"198.18.0.2:51820", "[fd00::2]:1", "[fe80::1%eth0]:51820", "gw.example.net:65535", "gw:1", "gw.example.net.:4000", "a-b_c.d9:2"}
+	bad := []string{"", ":51820", "198.18.0.2", "198.18.0.2:", "198.18.0.2:x", "0.0.0.0:1", "[::]:1", "224.0.0.1:1",
+		"fd00::2:51820", "[gw.example.net]:1", "-gw.example:1", "a..b:1", "10.1:1", "host name:1", strings.Repeat("a", 64) + ".net:1"}
+	for _, s := range good {
+		if err := checkEndpoint(s); err != nil {
+			t.Errorf("checkEndpoint(%q) = %v, want ok", s, err)
+		}
+	}
+	for _, s := range bad {
+		if err := checkEndpoint(s); err == nil {
+			t.Errorf("checkEndpoint(%q) accepted", s)
+		}
+	}
+}
+
+func TestInterfaceNames(t *testing.T) {
+	for _, s := range []string{"st0", "a", "stunnel-site_b1", "123456789012345"} {
+		if err := checkIfName(s); err != nil {
+			t.Errorf("checkIfName(%q) = %v", s, err)
+		}
+	}
+	for _, s := range []string{"", ".", "..", "1234567890123456", "a/b", "a b", "a\tb", "a:b", "st%d", "a\x00"} {
+		if checkIfName(s) == nil {
+			t.Errorf("checkIfName(%q) accepted", s)
+		}
+	}
+}
+
+func TestPeerIDs(t *testing.T) {
+	for _, s := range []string{"a", "site-b", "Zürich gateway", strings.Repeat("x", 64)} {
+		if err := checkPeerID(s); err != nil {
+			t.Errorf("checkPeerID(%q) = %v", s, err)
+		}
+	}
+	for _, s := range []string{"", strings.Repeat("x", 65), "a\nb", "\xff", "tab\there"} {
+		if checkPeerID(s) == nil {
+			t.Errorf("checkPeerID(%q) accepted", s)
+		}
+	}
+}
+
+func TestHostAddresses(t *testing.T) {
+	for _, s := range []string{"198.19.0.1/24", "198.19.0.0/31", "198.19.0.1/32", "fd00::/64", "fd00::1/64"} {
+		p, err := parsePrefix(s)
+		if err == nil {
+			err = checkHostAddress(p)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	for _, s := range []string{"198.19.0.255/24", "198.19.0.0/24", "0.0.0.0/0", "127.0.0.1/8", "224.1.1.1/32", "::ffff:1.2.3.4/128", "198.19.0.1/33", "198.19.0.1"} {
+		p, err := parsePrefix(s)
+		if err == nil {
+			err = checkHostAddress(p)
+		}
+		if err == nil {
+			t.Errorf("%s accepted", s)
+		}
+	}
+}
+
+// The line finder must not be fooled by comments, multi-line arrays,
+// quoted keys, keys of the same name in other tables, or inline tables.
+func TestKeyLines(t *testing.T) {
+	src := `# name = "not this"
+[interface]   # the host
+  # peer_id = "nor this"
+"name" = "st0"
+address = [
+  "198.19.0.1/24",
+  # mtu = 5
+]
+mtu = 1400
+
+[[ peer ]]
+id = "b"
+allowed_ips = ["x"]
+[[peer]]
+allowed_ips = ["y"]
+id = "c"
+extra = { id = "z", mtu = 1 }
+`
+	var raw map[string]any
+	md, err := toml.Decode(src, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := locateKeys([]byte(src), md)
+	want := map[string]int{
+		"interface": 2, "interface.name": 4, "interface.address": 5, "interface.mtu": 9,
+		"peer.0": 11, "peer.0.id": 12, "peer.0.allowed_ips": 13,
+		"peer.1": 14, "peer.1.allowed_ips": 15, "peer.1.id": 16, "peer.1.extra": 17, "peer.1.extra.id": 17,
+	}
+	for k, l := range want {
+		if got[k] != l {
+			t.Errorf("line of %s = %d, want %d", k, got[k], l)
+		}
+	}
+}
