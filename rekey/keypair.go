@@ -1,0 +1,157 @@
+package rekey
+
+import (
+	"crypto/cipher"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"stunnel/replay"
+)
+
+// Keypair is one session's data-plane keys and their bookkeeping: send nonces,
+// the receive replay filter, expiry and zeroing. The caller (the tunnel) builds
+// the AEADs from the handshake's keys; this package never sees a handshake.
+//
+// Concurrency: safe for concurrent use. The exported fields are immutable after
+// NewKeypair. NextNonce is lock-free; AcceptCounter and Zero take mu.
+type Keypair struct {
+	Send, Recv  cipher.AEAD // immutable after NewKeypair
+	LocalIndex  uint32      // our receiver index (in packets sent to us)
+	RemoteIndex uint32      // the peer's receiver index (we put it in packets we send)
+	SessionID   [32]byte
+	Created     time.Time
+	Initiator   bool // we initiated the handshake that made it
+
+	// Limits copied from the Policy, so the hot path reads no shared struct.
+	rejectAfterTime time.Duration
+	rekeyAfterTime  time.Duration
+	recvRekeyAge    time.Duration // RejectAfterTime - KeepaliveTimeout - RekeyTimeout
+	rekeyAfterMsgs  uint64
+	rejectAfterMsgs uint64
+	sendCounter     atomic.Uint64 // next send nonce; never exceeds rejectAfterMsgs
+	zeroed          atomic.Bool   // set first by Zero; the key never seals or opens again
+
+	mu      sync.Mutex     // guards the fields below
+	filter  *replay.Filter // receive counters accepted so far
+	sendKey *[32]byte      // raw keys, owned by the Keypair once passed in; zeroed by Zero
+	recvKey *[32]byte
+}
+
+// NewKeypair wraps a completed handshake's keys. sendKey and recvKey are the
+// raw key arrays the AEADs were built from (may be nil); the Keypair takes
+// ownership of them and zeroes them in Zero.
+//
+// p must have passed Validate. Should its replay window be invalid anyway,
+// the filter falls back to replay.DefaultWindow rather than leaving the key
+// without replay protection.
+func NewKeypair(send, recv cipher.AEAD, sendKey, recvKey *[32]byte, local, remote uint32,
+	sessionID [32]byte, created time.Time, initiator bool, p Policy) *Keypair {
+	limit := max(p.RejectAfterMessages, 1)
+	f, err := replay.New(p.ReplayWindow, limit)
+	if err != nil {
+		f, _ = replay.New(replay.DefaultWindow, limit) // cannot fail: both arguments valid
+	}
+	return &Keypair{
+		Send:            send,
+		Recv:            recv,
+		LocalIndex:      local,
+		RemoteIndex:     remote,
+		SessionID:       sessionID,
+		Created:         created,
+		Initiator:       initiator,
+		rejectAfterTime: p.RejectAfterTime,
+		rekeyAfterTime:  p.RekeyAfterTime,
+		recvRekeyAge:    p.RejectAfterTime - p.KeepaliveTimeout - p.RekeyTimeout,
+		rekeyAfterMsgs:  p.RekeyAfterMessages,
+		rejectAfterMsgs: limit,
+		filter:          f,
+		sendKey:         sendKey,
+		recvKey:         recvKey,
+	}
+}
+
+// NextNonce reserves the next send counter. ok is false once the counter has
+// reached RejectAfterMessages, the keypair is RejectAfterTime old at now, or it
+// was zeroed: the key must never seal again. Each n is returned at most once.
+// Lock-free.
+func (k *Keypair) NextNonce(now time.Time) (n uint64, ok bool) {
+	if k.zeroed.Load() || now.Sub(k.Created) >= k.rejectAfterTime {
+		return 0, false
+	}
+	// Compare-and-swap rather than add: an add past the limit, repeated by
+	// refused callers, would eventually wrap the counter and reuse a nonce.
+	for {
+		n = k.sendCounter.Load()
+		if n >= k.rejectAfterMsgs {
+			return 0, false
+		}
+		if k.sendCounter.CompareAndSwap(n, n+1) {
+			return n, true
+		}
+	}
+}
+
+// NeedsRekeyOnSend reports whether sending under k should start a new
+// handshake: RekeyAfterMessages have been sent (either side), or we initiated
+// k and it is RekeyAfterTime old. Only the initiator rekeys on time, so the
+// two sides do not start handshakes together.
+func (k *Keypair) NeedsRekeyOnSend(now time.Time) bool {
+	return k.sendCounter.Load() >= k.rekeyAfterMsgs ||
+		(k.Initiator && now.Sub(k.Created) >= k.rekeyAfterTime)
+}
+
+// NeedsRekeyOnReceive reports whether receiving under k should start a new
+// handshake: we initiated k and it is RejectAfterTime - KeepaliveTimeout -
+// RekeyTimeout old, so an initiator that only receives renews before its key
+// dies (the responder cannot rekey on time).
+func (k *Keypair) NeedsRekeyOnReceive(now time.Time) bool {
+	return k.Initiator && now.Sub(k.Created) >= k.recvRekeyAge
+}
+
+// AcceptCounter marks counter as received and reports whether it is fresh.
+// Call it ONLY after k.Recv has authenticated the packet: a forged counter
+// must never move the replay window. False for a replay, a counter older than
+// the window or at RejectAfterMessages, or a key RejectAfterTime old or zeroed.
+func (k *Keypair) AcceptCounter(counter uint64, now time.Time) bool {
+	if k.zeroed.Load() || now.Sub(k.Created) >= k.rejectAfterTime {
+		return false
+	}
+	k.mu.Lock()
+	ok := k.filter.Accept(counter)
+	k.mu.Unlock()
+	return ok
+}
+
+// Expired reports whether k may no longer seal or open at now: it is
+// RejectAfterTime old or was zeroed. (A key whose send counter is exhausted can
+// still open; Keypairs.Current skips it for sending.)
+func (k *Keypair) Expired(now time.Time) bool {
+	return k.zeroed.Load() || now.Sub(k.Created) >= k.rejectAfterTime
+}
+
+// sendExhausted reports whether NextNonce would refuse for lack of counters.
+func (k *Keypair) sendExhausted() bool {
+	return k.sendCounter.Load() >= k.rejectAfterMsgs
+}
+
+// Zero makes k unusable (NextNonce and AcceptCounter refuse from now on) and
+// overwrites the raw keys it was given. Idempotent.
+//
+// The AEAD objects keep their own copies of the keys (crypto/cipher and
+// x/crypto expose no way to wipe them); dropping every reference to k lets the
+// collector reclaim them, which is the most Go allows.
+func (k *Keypair) Zero() {
+	k.zeroed.Store(true)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.sendKey != nil {
+		clear(k.sendKey[:])
+	}
+	if k.recvKey != nil {
+		clear(k.recvKey[:])
+	}
+}
+
+// IsZeroed reports whether Zero has been called.
+func (k *Keypair) IsZeroed() bool { return k.zeroed.Load() }

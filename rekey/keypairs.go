@@ -1,0 +1,154 @@
+package rekey
+
+import (
+	"bytes"
+	"sync"
+	"time"
+)
+
+// Keypairs is the previous/current/next keypair slots of one peer.
+//
+// The initiator of a handshake sends under the new key as soon as it has the
+// response (it knows the responder has the key too). The responder keeps the
+// new key as next and sends under it only once a packet arrived under it, so
+// it never sends under a key the initiator has not confirmed. Previous stays
+// so packets still in flight under the old key keep opening until it expires.
+//
+// Safe for concurrent use: one RWMutex guards the three slots. Keypairs
+// returned as dropped have already been zeroed; the caller removes their
+// LocalIndex from its index table.
+type Keypairs struct {
+	mu       sync.RWMutex
+	previous *Keypair // guarded by mu
+	current  *Keypair // guarded by mu
+	next     *Keypair // guarded by mu; responder-side keypair not yet confirmed
+}
+
+// zeroAppend zeroes k (if any) and appends it to dropped.
+func zeroAppend(dropped []*Keypair, k *Keypair) []*Keypair {
+	if k == nil {
+		return dropped
+	}
+	k.Zero()
+	return append(dropped, k)
+}
+
+// Install puts the keypair of a completed handshake in its slot.
+//
+// Initiator: kp becomes current at once. The old current becomes previous,
+// unless a responder-side next was pending: that one is more recent (the peer
+// may already send under it), so it becomes previous and the old current is
+// dropped. Responder: kp becomes next (an older pending next is dropped);
+// previous and current are untouched until Received promotes kp.
+//
+// It returns the keypairs it dropped, already zeroed.
+func (s *Keypairs) Install(kp *Keypair) (dropped []*Keypair) {
+	if kp == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !kp.Initiator {
+		dropped = zeroAppend(dropped, s.next)
+		s.next = kp
+		return dropped
+	}
+	dropped = zeroAppend(dropped, s.previous)
+	if s.next != nil {
+		dropped = zeroAppend(dropped, s.current)
+		s.previous = s.next
+		s.next = nil
+	} else {
+		s.previous = s.current
+	}
+	s.current = kp
+	return dropped
+}
+
+// Current returns the keypair to send with: nil if there is none, or it is
+// expired at now, or its send counters are exhausted. A nil result means the
+// packet waits in the Queue and a handshake is wanted.
+func (s *Keypairs) Current(now time.Time) *Keypair {
+	s.mu.RLock()
+	c := s.current
+	s.mu.RUnlock()
+	if c == nil || c.Expired(now) || c.sendExhausted() {
+		return nil
+	}
+	return c
+}
+
+// Received tells the slots that a packet authenticated under kp arrived. If kp
+// is next, it is promoted (previous=current, current=kp, next=nil; the old
+// previous is dropped) and promoted is true: the caller then flushes its
+// pending queue and tells its Timers the handshake completed.
+func (s *Keypairs) Received(kp *Keypair) (promoted bool, dropped []*Keypair) {
+	s.mu.RLock()
+	isNext := kp != nil && s.next == kp
+	s.mu.RUnlock()
+	if !isNext { // the common case: one read lock per packet
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next != kp { // promoted or replaced meanwhile
+		return false, nil
+	}
+	dropped = zeroAppend(dropped, s.previous)
+	s.previous = s.current
+	s.current = kp
+	s.next = nil
+	return true, dropped
+}
+
+// Expire zeroes every keypair that is expired at now (RejectAfterTime old), so
+// raw keys do not outlive their use, and removes from its slot any keypair
+// 3*RejectAfterTime old (as in WireGuard), so until then a late packet under
+// it is counted as "expired key" rather than "unknown index". Call it from the
+// peer's timer tick. It returns the keypairs removed from the slots (all
+// zeroed); the caller frees their indices.
+func (s *Keypairs) Expire(now time.Time) (dropped []*Keypair) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, slot := range []**Keypair{&s.previous, &s.current, &s.next} {
+		k := *slot
+		if k == nil || !k.Expired(now) {
+			continue
+		}
+		k.Zero()
+		if now.Sub(k.Created) >= 3*k.rejectAfterTime {
+			dropped = append(dropped, k)
+			*slot = nil
+		}
+	}
+	return dropped
+}
+
+// Clear zeroes and removes every keypair (peer removed, ActZeroKeys, shutdown).
+func (s *Keypairs) Clear() (dropped []*Keypair) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped = zeroAppend(dropped, s.previous)
+	dropped = zeroAppend(dropped, s.current)
+	dropped = zeroAppend(dropped, s.next)
+	s.previous, s.current, s.next = nil, nil, nil
+	return dropped
+}
+
+// Slots returns the three slots, for status and tests.
+func (s *Keypairs) Slots() (previous, current, next *Keypair) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.previous, s.current, s.next
+}
+
+// YieldToPeer reports whether we abandon our own pending initiation and
+// answer the peer's, when both sides initiated at once. The side whose public
+// key compares lower (bytes.Compare) yields; the other ignores the peer's
+// initiation and waits for its own response. Both then end with the winner's
+// session as current: the winner installs it as initiator, the loser as
+// responder (next) and promotes it on the winner's first packet. Public keys
+// are not secret, so the comparison need not be constant-time.
+func YieldToPeer(local, remote [32]byte) bool {
+	return bytes.Compare(local[:], remote[:]) < 0
+}
