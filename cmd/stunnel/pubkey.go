@@ -1,0 +1,46 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"stunnel/handshake"
+)
+
+// maxKeyInput bounds what pubkey reads: a key is 44 bytes of base64.
+const maxKeyInput = 4096
+
+func cmdPubkey(args []string) int { return runPubkey(args, os.Stdin, os.Stdout, os.Stderr) }
+
+// runPubkey reads a private key and prints its public key. Errors never echo
+// the input: it may be a real key with a typo.
+func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pubkey", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: stunnel pubkey < PRIVATE.key   (prints the public key)") }
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	buf := make([]byte, maxKeyInput+1)
+	defer clear(buf)
+	n, err := io.ReadFull(stdin, buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		fmt.Fprintf(stderr, "stunnel pubkey: reading stdin: %v\n", err)
+		return exitRuntime
+	}
+	if n > maxKeyInput {
+		fmt.Fprintln(stderr, "stunnel pubkey: stdin is too long to be a private key; pipe in the output of stunnel genkey")
+		return exitBadConfig
+	}
+	k, err := handshake.ParsePrivateKey(strings.TrimSpace(string(buf[:n])))
+	if err != nil || k.IsZero() {
+		fmt.Fprintln(stderr, "stunnel pubkey: stdin does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)")
+		return exitBadConfig
+	}
+	defer k.Zero()
+	fmt.Fprintln(stdout, k.PublicKey())
+	return exitOK
+}
