@@ -1,0 +1,189 @@
+package handshake
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/flynn/noise"
+)
+
+// Initiation is one pending handshake toward one peer: it builds message 1 and
+// consumes the matching message 2. Use a new Initiation for each attempt (each
+// has a fresh ephemeral key and timestamp). Safe for concurrent use.
+//
+// Sending: msg := init.Message(); cookieGen.AddMACs(msg); send msg. After a
+// cookie reply (cookieGen.ConsumeReply) the same or a new initiation is sent
+// again through AddMACs, which then fills mac2.
+type Initiation struct {
+	// Immutable after NewInitiation.
+	peer       PeerInfo
+	peerID     string
+	local      localKeys
+	localIndex uint32
+	offer      cipherSet
+	msg        [InitiationSize]byte // message 1 with both MACs zero
+
+	mu     sync.Mutex
+	hs     *noise.HandshakeState // guarded by mu; nil once finished
+	static [KeySize]byte         // guarded by mu: copy of our private key, the Noise state's view of it
+	eph    [KeySize]byte         // guarded by mu: ephemeral private key, kept to rebuild hs
+	plain  [initPayloadLen]byte  // guarded by mu: message 1's payload, kept to rebuild hs
+	done   bool                  // guarded by mu
+}
+
+// NewInitiation starts a handshake from cfg to peer. localIndex is the index
+// the peer will put in packets to us (the tunnel picks it at random, unique
+// among its sessions). peer.ID, when set, becomes Session.PeerID.
+func NewInitiation(cfg *Config, peer PeerInfo, localIndex uint32) (*Initiation, error) {
+	if err := ValidatePeerID(cfg.PeerID); err != nil {
+		return nil, fmt.Errorf("our %w", err)
+	}
+	if cfg.PrivateKey.IsZero() {
+		return nil, errors.New("our private key is not set")
+	}
+	if peer.PublicKey.IsZero() {
+		return nil, errors.New("peer public key is not set")
+	}
+	i := &Initiation{
+		peer:       peer,
+		peerID:     peer.ID,
+		local:      deriveLocalKeys(&cfg.PrivateKey),
+		localIndex: localIndex,
+		offer:      localCipherSet(cfg.Cipher, cfg.aesHardware()),
+		static:     cfg.PrivateKey,
+	}
+	if _, err := io.ReadFull(cfg.rand(), i.eph[:]); err != nil {
+		i.Zero()
+		return nil, fmt.Errorf("ephemeral key: reading randomness: %w", err)
+	}
+	p := initPayload{sender: localIndex, stamp: nextTimestamp(cfg.now()), offer: i.offer, id: cfg.PeerID}
+	p.marshal(&i.plain)
+	hs, err := i.writeMessage1(i.msg[:], &i.plain)
+	if err != nil {
+		i.Zero()
+		return nil, err
+	}
+	i.hs = hs
+	return i, nil
+}
+
+// writeMessage1 runs the Noise side of message 1 into dst (InitiationSize
+// bytes). It is deterministic given i.eph, so it can rebuild a Noise state that
+// a failed ReadMessage left corrupted (flynn/noise rolls back only part of it).
+func (i *Initiation) writeMessage1(dst []byte, plain *[initPayloadLen]byte) (*noise.HandshakeState, error) {
+	hs, err := newNoise(true, bytes.NewReader(i.eph[:]),
+		noise.DHKey{Private: i.static[:], Public: i.local.pub[:]}, i.peer.PublicKey[:], i.peer.PresharedKey[:])
+	if err != nil {
+		return nil, fmt.Errorf("starting handshake: %w", err)
+	}
+	putHeader(dst, MessageTypeInitiation)
+	out, _, _, err := hs.WriteMessage(dst[:HeaderLen], plain[:])
+	if err != nil {
+		return nil, fmt.Errorf("writing initiation (is the peer public key valid?): %w", err)
+	}
+	if len(out) != initOffMAC1 {
+		return nil, fmt.Errorf("writing initiation: Noise produced %d bytes, want %d", len(out), initOffMAC1)
+	}
+	clear(dst[initOffMAC1:])
+	return hs, nil
+}
+
+// Message returns a new copy of message 1 with mac1 and mac2 zero: pass it
+// through the peer's CookieGenerator.AddMACs before sending.
+func (i *Initiation) Message() []byte {
+	m := make([]byte, InitiationSize)
+	copy(m, i.msg[:])
+	return m
+}
+
+// LocalIndex is the index this initiation put in message 1.
+func (i *Initiation) LocalIndex() uint32 { return i.localIndex }
+
+// ConsumeResponse authenticates message 2 and, on success, returns the
+// session. Failures before authentication (ErrMalformed, ErrWrongReceiver,
+// ErrBadMAC1, ErrDecrypt) leave the initiation waiting for the genuine
+// response; after an authenticated response it is finished (ErrHandshakeDone),
+// also when the responder refused every cipher we offered (ErrCipherMismatch).
+func (i *Initiation) ConsumeResponse(msg []byte) (*Session, error) {
+	if err := checkMessage(msg, MessageTypeResponse, ResponseSize, "response"); err != nil {
+		return nil, err
+	}
+	if r := binary.LittleEndian.Uint32(msg[respOffReceiver:]); r != i.localIndex {
+		return nil, fmt.Errorf("%w: receiver index %#08x, ours is %#08x", ErrWrongReceiver, r, i.localIndex)
+	}
+	if !checkMAC1(&i.local.mac1Key, msg, respOffMAC1) {
+		return nil, ErrBadMAC1
+	}
+	if !isZero(msg[respOffMAC2:]) {
+		return nil, fmt.Errorf("%w: a v1 response carries an all-zero mac2", ErrBadMAC2)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.done {
+		return nil, ErrHandshakeDone
+	}
+	var plainBuf [respPayloadLen]byte
+	plain, cs1, cs2, err := i.hs.ReadMessage(plainBuf[:0], msg[respOffEphemeral:respOffMAC1])
+	if err != nil {
+		i.rebuildLocked()
+		return nil, ErrDecrypt
+	}
+	if cs1 == nil || cs2 == nil {
+		i.finishLocked()
+		return nil, errors.New("handshake: Noise did not complete after message 2")
+	}
+	p, err := parseRespPayload(plain)
+	if err != nil {
+		i.finishLocked()
+		return nil, err
+	}
+	if p.chosen == CipherNone {
+		i.finishLocked()
+		return nil, cipherMismatch("we offer %v, peer accepts %v", i.offer, p.accept)
+	}
+	if !i.offer.has(p.chosen) {
+		i.finishLocked()
+		return nil, malformed("peer chose %v, which we did not offer (we offer %v)", p.chosen, i.offer)
+	}
+	s := finish(i.hs, cs1, cs2, p.chosen, true)
+	s.PeerID = i.peerID
+	s.LocalIndex, s.RemoteIndex = i.localIndex, p.sender
+	i.finishLocked()
+	return s, nil
+}
+
+// rebuildLocked restores the Noise state to "message 1 sent" after a forged or
+// corrupted response. If that fails (it cannot, short of memory corruption),
+// the initiation is finished rather than left inconsistent.
+func (i *Initiation) rebuildLocked() {
+	var scratch [InitiationSize]byte
+	hs, err := i.writeMessage1(scratch[:], &i.plain)
+	if err != nil || !bytes.Equal(scratch[:initOffMAC1], i.msg[:initOffMAC1]) {
+		i.finishLocked()
+		return
+	}
+	clear(i.hs.LocalEphemeral().Private)
+	i.hs = hs
+}
+
+func (i *Initiation) finishLocked() {
+	if i.hs != nil {
+		clear(i.hs.LocalEphemeral().Private)
+	}
+	i.hs = nil
+	i.done = true
+	clear(i.static[:])
+	clear(i.eph[:])
+	clear(i.plain[:])
+}
+
+// Zero abandons the initiation (timed out, peer removed) and wipes its secrets.
+func (i *Initiation) Zero() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.finishLocked()
+}

@@ -1,0 +1,155 @@
+package handshake
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/flynn/noise"
+)
+
+// Responder answers initiations for one interface. Safe for concurrent use.
+//
+// The caller's receive path, in order (docs/PROTOCOL.md, "Responder"):
+//
+//	if !checker.CheckMAC1(msg) { drop }                       // no X25519 work yet
+//	if load.UnderLoad(pending) {
+//		if !checker.CheckMAC2(msg, src) { send checker.CreateReply(msg, src); stop }
+//		if !limiter.Allow(src.Addr()) { drop }
+//	}
+//	resp, sess, err := responder.ConsumeInitiation(msg, newIndex)
+//	if resp != nil { send resp }   // also with ErrCipherMismatch: the peer learns why
+//	if err != nil { count/log err; stop }
+type Responder struct {
+	cfg   *Config   // read only
+	local localKeys // immutable
+	priv  PrivateKey
+
+	mu    sync.Mutex
+	peers map[string]*peerState // guarded by mu; entries only for authenticated peers
+}
+
+// peerState is what the responder remembers of an initiator that proved its key.
+type peerState struct {
+	lastStamp tai64n    // newest timestamp accepted: replays and older ones are refused
+	lastInit  time.Time // when it was accepted: rate limit per peer
+}
+
+// NewResponder makes the responder side for cfg (which must stay unchanged while in use).
+func NewResponder(cfg *Config) *Responder {
+	return &Responder{cfg: cfg, local: deriveLocalKeys(&cfg.PrivateKey), priv: cfg.PrivateKey, peers: make(map[string]*peerState)}
+}
+
+// Forget drops the replay and rate state of a peer (removed on reload). If the
+// peer comes back, its next initiation is accepted whatever its timestamp.
+func (r *Responder) Forget(peerID string) {
+	r.mu.Lock()
+	delete(r.peers, peerID)
+	r.mu.Unlock()
+}
+
+// ConsumeInitiation authenticates message 1 and answers it. localIndex is the
+// index the peer will put in packets to us. On success it returns message 2
+// (MACs filled) and the session. Errors wrap one sentinel (errors.Is); once
+// the claimed peer ID is decrypted they are *PeerError naming it. On
+// ErrCipherMismatch the response is still returned (with no cipher chosen),
+// to be sent so the initiator can report both sides' choices.
+func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response []byte, s *Session, err error) {
+	if err := checkMessage(msg, MessageTypeInitiation, InitiationSize, "initiation"); err != nil {
+		return nil, nil, err
+	}
+	// mac1 again: it costs one BLAKE2s, and keeps this method safe on its own.
+	if !checkMAC1(&r.local.mac1Key, msg, initOffMAC1) {
+		return nil, nil, ErrBadMAC1
+	}
+	var static [KeySize]byte
+	copy(static[:], r.priv[:])
+	defer clear(static[:])
+	hs, err := newNoise(false, r.cfg.rand(), noise.DHKey{Private: static[:], Public: r.local.pub[:]}, nil, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting handshake: %w", err)
+	}
+	var plainBuf [initPayloadLen]byte
+	defer clear(plainBuf[:])
+	plain, _, _, err := hs.ReadMessage(plainBuf[:0], msg[initOffEphemeral:initOffMAC1])
+	if err != nil {
+		return nil, nil, ErrDecrypt
+	}
+	p, err := parseInitPayload(plain)
+	if err != nil {
+		if p.id != nil {
+			return nil, nil, &PeerError{PeerID: string(p.id), Err: err}
+		}
+		return nil, nil, err
+	}
+	id := string(p.id)
+	info, err := r.cfg.Peers.LookupPeer(p.id)
+	switch {
+	case err != nil && !errors.Is(err, ErrUnknownPeer):
+		return nil, nil, &PeerError{PeerID: id, Err: fmt.Errorf("%w: %w", ErrUnknownPeer, err)}
+	case err != nil || info.PublicKey.IsZero():
+		return nil, nil, &PeerError{PeerID: id, Err: ErrUnknownPeer}
+	}
+	if subtle.ConstantTimeCompare(hs.PeerStatic(), info.PublicKey[:]) != 1 {
+		return nil, nil, &PeerError{PeerID: id, Err: ErrKeyMismatch}
+	}
+	if err := r.admit(id, p.stamp); err != nil {
+		return nil, nil, &PeerError{PeerID: id, Err: err}
+	}
+
+	accept := localCipherSet(r.cfg.Cipher, r.cfg.aesHardware())
+	chosen := chooseCipher(accept, p.offer)
+	if err := hs.SetPresharedKey(info.PresharedKey[:]); err != nil {
+		return nil, nil, &PeerError{PeerID: id, Err: fmt.Errorf("pre-shared key: %w", err)}
+	}
+	resp := make([]byte, ResponseSize)
+	putHeader(resp, MessageTypeResponse)
+	binary.LittleEndian.PutUint32(resp[respOffReceiver:], p.sender)
+	var rp [respPayloadLen]byte
+	(&respPayload{sender: localIndex, chosen: chosen, accept: accept}).marshal(&rp)
+	out, cs1, cs2, err := hs.WriteMessage(resp[:respOffEphemeral], rp[:])
+	if err != nil || len(out) != respOffMAC1 || cs1 == nil || cs2 == nil {
+		clear(hs.LocalEphemeral().Private)
+		return nil, nil, &PeerError{PeerID: id, Err: fmt.Errorf("writing response: %v", err)}
+	}
+	initiatorMAC1 := mac1Key(info.PublicKey)
+	mac(resp[respOffMAC1:respOffMAC2], initiatorMAC1[:], resp[:respOffMAC1])
+	// mac2 stays zero: v1 has no cookies toward initiators.
+
+	if chosen == CipherNone {
+		clear(hs.LocalEphemeral().Private)
+		return resp, nil, &PeerError{PeerID: id, Err: cipherMismatch("peer offers %v, we accept %v", p.offer, accept)}
+	}
+	s = finish(hs, cs1, cs2, chosen, false)
+	s.PeerID = id
+	s.LocalIndex, s.RemoteIndex = localIndex, p.sender
+	return resp, s, nil
+}
+
+// admit applies the per-peer replay and rate rules of an authenticated
+// initiation, and records it when it passes.
+func (r *Responder) admit(id string, stamp tai64n) error {
+	now := r.cfg.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.peers[id]
+	if st == nil {
+		r.peers[id] = &peerState{lastStamp: stamp, lastInit: now}
+		return nil
+	}
+	switch c := bytes.Compare(stamp[:], st.lastStamp[:]); {
+	case c == 0:
+		return ErrReplay
+	case c < 0:
+		return ErrStaleTimestamp
+	}
+	if d := now.Sub(st.lastInit); d >= 0 && d < InitiationMinInterval {
+		return fmt.Errorf("%w: %v since the last one, at most one per %v", ErrRateLimited, d, InitiationMinInterval)
+	}
+	st.lastStamp, st.lastInit = stamp, now
+	return nil
+}
