@@ -23,10 +23,12 @@ type Keypair struct {
 	Created     time.Time
 	Initiator   bool // we initiated the handshake that made it
 
-	// Limits copied from the Policy, so the hot path reads no shared struct.
+	// Limits from the Policy as instants, so the hot path compares times
+	// (cheaper than time.Sub) and reads no shared struct.
+	rejectAt        time.Time // Created + RejectAfterTime
+	rekeyAt         time.Time // Created + RekeyAfterTime
+	recvRekeyAt     time.Time // Created + RejectAfterTime - KeepaliveTimeout - RekeyTimeout
 	rejectAfterTime time.Duration
-	rekeyAfterTime  time.Duration
-	recvRekeyAge    time.Duration // RejectAfterTime - KeepaliveTimeout - RekeyTimeout
 	rekeyAfterMsgs  uint64
 	rejectAfterMsgs uint64
 	sendCounter     atomic.Uint64 // next send nonce; never exceeds rejectAfterMsgs
@@ -60,9 +62,10 @@ func NewKeypair(send, recv cipher.AEAD, sendKey, recvKey *[32]byte, local, remot
 		SessionID:       sessionID,
 		Created:         created,
 		Initiator:       initiator,
+		rejectAt:        created.Add(p.RejectAfterTime),
+		rekeyAt:         created.Add(p.RekeyAfterTime),
+		recvRekeyAt:     created.Add(p.RejectAfterTime - p.KeepaliveTimeout - p.RekeyTimeout),
 		rejectAfterTime: p.RejectAfterTime,
-		rekeyAfterTime:  p.RekeyAfterTime,
-		recvRekeyAge:    p.RejectAfterTime - p.KeepaliveTimeout - p.RekeyTimeout,
 		rekeyAfterMsgs:  p.RekeyAfterMessages,
 		rejectAfterMsgs: limit,
 		filter:          f,
@@ -76,7 +79,7 @@ func NewKeypair(send, recv cipher.AEAD, sendKey, recvKey *[32]byte, local, remot
 // was zeroed: the key must never seal again. Each n is returned at most once.
 // Lock-free.
 func (k *Keypair) NextNonce(now time.Time) (n uint64, ok bool) {
-	if k.zeroed.Load() || now.Sub(k.Created) >= k.rejectAfterTime {
+	if k.zeroed.Load() || !now.Before(k.rejectAt) {
 		return 0, false
 	}
 	// Compare-and-swap rather than add: an add past the limit, repeated by
@@ -98,7 +101,7 @@ func (k *Keypair) NextNonce(now time.Time) (n uint64, ok bool) {
 // two sides do not start handshakes together.
 func (k *Keypair) NeedsRekeyOnSend(now time.Time) bool {
 	return k.sendCounter.Load() >= k.rekeyAfterMsgs ||
-		(k.Initiator && now.Sub(k.Created) >= k.rekeyAfterTime)
+		(k.Initiator && !now.Before(k.rekeyAt))
 }
 
 // NeedsRekeyOnReceive reports whether receiving under k should start a new
@@ -106,7 +109,7 @@ func (k *Keypair) NeedsRekeyOnSend(now time.Time) bool {
 // RekeyTimeout old, so an initiator that only receives renews before its key
 // dies (the responder cannot rekey on time).
 func (k *Keypair) NeedsRekeyOnReceive(now time.Time) bool {
-	return k.Initiator && now.Sub(k.Created) >= k.recvRekeyAge
+	return k.Initiator && !now.Before(k.recvRekeyAt)
 }
 
 // AcceptCounter marks counter as received and reports whether it is fresh.
@@ -114,7 +117,7 @@ func (k *Keypair) NeedsRekeyOnReceive(now time.Time) bool {
 // must never move the replay window. False for a replay, a counter older than
 // the window or at RejectAfterMessages, or a key RejectAfterTime old or zeroed.
 func (k *Keypair) AcceptCounter(counter uint64, now time.Time) bool {
-	if k.zeroed.Load() || now.Sub(k.Created) >= k.rejectAfterTime {
+	if k.zeroed.Load() || !now.Before(k.rejectAt) {
 		return false
 	}
 	k.mu.Lock()
@@ -127,7 +130,7 @@ func (k *Keypair) AcceptCounter(counter uint64, now time.Time) bool {
 // RejectAfterTime old or was zeroed. (A key whose send counter is exhausted can
 // still open; Keypairs.Current skips it for sending.)
 func (k *Keypair) Expired(now time.Time) bool {
-	return k.zeroed.Load() || now.Sub(k.Created) >= k.rejectAfterTime
+	return k.zeroed.Load() || !now.Before(k.rejectAt)
 }
 
 // sendExhausted reports whether NextNonce would refuse for lack of counters.

@@ -1,0 +1,339 @@
+package rekey
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// The tests in this file play two tunnel ends with real ChaCha20-Poly1305
+// keys, driving Keypairs, Timers and Queue the way the tunnel package does;
+// the handshake itself is simulated by pair.
+
+type packet struct {
+	index   uint32 // receiver index
+	counter uint64
+	ct      []byte
+}
+
+type side struct {
+	t       *testing.T
+	name    string
+	pub     [32]byte
+	kps     Keypairs
+	timers  *Timers
+	queue   *Queue
+	byIndex map[uint32]*Keypair
+	dropped int      // queue evictions
+	got     []string // payloads received, in order
+	out     []packet // sealed by flush, for the test to deliver
+}
+
+func newSide(t *testing.T, name string, p Policy, pubByte byte) *side {
+	return &side{t: t, name: name, pub: [32]byte{pubByte}, timers: NewTimers(p, half),
+		queue: NewQueue(4), byIndex: map[uint32]*Keypair{}}
+}
+
+func (s *side) forget(dropped []*Keypair) {
+	for _, k := range dropped {
+		delete(s.byIndex, k.LocalIndex)
+	}
+}
+
+func (s *side) install(k *Keypair, now time.Time) {
+	s.byIndex[k.LocalIndex] = k
+	s.forget(s.kps.Install(k))
+	if k.Initiator {
+		s.timers.HandshakeCompleted(now)
+		s.flush(now)
+	}
+}
+
+// seal sends payload under the current key, or queues it and wants keys.
+func (s *side) seal(payload string, now time.Time) (packet, bool) {
+	k := s.kps.Current(now)
+	if k == nil {
+		if _, dropped := s.queue.Push([]byte(payload)); dropped {
+			s.dropped++
+		}
+		s.timers.WantHandshake(now)
+		return packet{}, false
+	}
+	if k.NeedsRekeyOnSend(now) {
+		s.timers.WantHandshake(now)
+	}
+	n, ok := k.NextNonce(now)
+	if !ok {
+		s.t.Fatalf("%s: Current returned a key whose NextNonce refuses", s.name)
+	}
+	s.timers.AuthenticatedSent(now)
+	return packet{k.RemoteIndex, n, k.Send.Seal(nil, nonce(n), []byte(payload), nil)}, true
+}
+
+func (s *side) flush(now time.Time) {
+	s.queue.Drain(func(b []byte) {
+		if p, ok := s.seal(string(b), now); ok {
+			s.out = append(s.out, p)
+		}
+	})
+}
+
+// open authenticates, then checks the counter, then tells the slots.
+func (s *side) open(p packet, now time.Time) error {
+	k := s.byIndex[p.index]
+	if k == nil {
+		return fmt.Errorf("%s: unknown index %d", s.name, p.index)
+	}
+	pt, err := k.Recv.Open(nil, nonce(p.counter), p.ct, nil)
+	if err != nil {
+		return fmt.Errorf("%s: authentication failed", s.name)
+	}
+	if !k.AcceptCounter(p.counter, now) {
+		return fmt.Errorf("%s: counter %d refused (replay or expired key)", s.name, p.counter)
+	}
+	s.timers.AuthenticatedReceived(now)
+	promoted, dropped := s.kps.Received(k)
+	s.forget(dropped)
+	if promoted {
+		s.timers.HandshakeCompleted(now)
+		s.flush(now)
+	}
+	s.got = append(s.got, string(pt))
+	return nil
+}
+
+func (s *side) current(now time.Time) *Keypair { return s.kps.Current(now) }
+
+var nextIndex uint32
+
+// handshake runs a simulated handshake: the responder installs at once (as
+// next), the initiator when the response arrives.
+func handshake(t *testing.T, p Policy, init, resp *side, now time.Time) (ik, rk *Keypair) {
+	nextIndex += 2
+	ik, rk = pair(t, p, now, nextIndex, nextIndex+1)
+	resp.install(rk, now)
+	init.install(ik, now)
+	return ik, rk
+}
+
+func mustOpen(t *testing.T, s *side, p packet, now time.Time) {
+	t.Helper()
+	if err := s.open(p, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSeal(t *testing.T, s *side, payload string, now time.Time) packet {
+	t.Helper()
+	p, ok := s.seal(payload, now)
+	if !ok {
+		t.Fatalf("%s: no key to send %q at %v", s.name, payload, now.Sub(t0))
+	}
+	return p
+}
+
+func TestTwoSidesAcrossRekey(t *testing.T) {
+	p := DefaultPolicy()
+	a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
+
+	k1, _ := handshake(t, p, a, b, t0)
+	if b.current(t0) != nil {
+		t.Fatal("responder may send before the initiator confirmed the key")
+	}
+	if _, ok := b.seal("b-early", t0); ok {
+		t.Fatal("responder sealed under an unconfirmed key")
+	}
+	mustOpen(t, b, mustSeal(t, a, "a1", t0), t0) // confirms k1 at B, which flushes b-early
+	if b.current(t0) == nil || b.current(t0).SessionID != k1.SessionID {
+		t.Fatal("responder did not promote the key on the first packet under it")
+	}
+	for _, pk := range b.out {
+		mustOpen(t, a, pk, t0)
+	}
+	if fmt.Sprint(a.got) != "[b-early]" {
+		t.Fatalf("initiator received %v, want the responder's queued [b-early]", a.got)
+	}
+
+	// Rekey on time: only the initiator wants it, at exactly rekey_after.
+	before, when := at(p.RekeyAfterTime-time.Millisecond), at(p.RekeyAfterTime)
+	mustSeal(t, a, "a-before", before)
+	mustSeal(t, b, "b-before", before)
+	if a.timers.Handshaking() || b.timers.Handshaking() {
+		t.Fatal("a handshake was wanted before rekey_after")
+	}
+	inflightA := mustSeal(t, a, "a-old", when) // still under k1
+	if !a.timers.Handshaking() || a.timers.Due(when)&ActSendInitiation == 0 {
+		t.Fatal("initiator does not start a handshake at rekey_after")
+	}
+	if b.timers.Handshaking() {
+		t.Fatal("responder wants a handshake on time")
+	}
+
+	// Handshake 2: A initiates again. B keeps sending under k1 until confirmed.
+	k2, _ := handshake(t, p, a, b, when)
+	inflightB := mustSeal(t, b, "b-old", when)
+	if b.current(when).SessionID != k1.SessionID {
+		t.Fatal("responder switched to the new key before the initiator confirmed it")
+	}
+	if a.current(when).SessionID != k2.SessionID {
+		t.Fatal("initiator did not switch to the new key at once")
+	}
+	mustOpen(t, a, inflightB, when) // under A's previous key
+	mustOpen(t, b, inflightA, when) // sealed under k1 before the switch
+	mustOpen(t, b, mustSeal(t, a, "a-new", when), when)
+	if b.current(when).SessionID != k2.SessionID {
+		t.Fatal("responder did not promote the new key")
+	}
+	if err := a.open(inflightB, when); err == nil {
+		t.Fatal("a replayed packet under the previous key opened twice")
+	}
+	forged := inflightA
+	forged.counter = 1 << 40 // must not move the replay window: authentication fails first
+	if err := b.open(forged, when); err == nil {
+		t.Fatal("a forged packet opened")
+	}
+	mustOpen(t, b, mustSeal(t, a, "a-after-forgery", when), when)
+
+	// Past reject_after of k1 (and short of k2's), k1 neither seals nor opens.
+	late := at(p.RejectAfterTime)
+	stale := packet{k1.RemoteIndex, 1000, k1.Send.Seal(nil, nonce(1000), []byte("stale"), nil)}
+	if err := b.open(stale, late); err == nil {
+		t.Fatal("a packet under a key past reject_after was accepted")
+	}
+	if _, ok := k1.NextNonce(late); ok {
+		t.Fatal("a key past reject_after sealed")
+	}
+	mustOpen(t, b, mustSeal(t, a, "a-k2", late), late)
+	mustOpen(t, a, mustSeal(t, b, "b-k2", late), late)
+
+	// Nobody rekeys: past k2's reject_after nothing seals, packets queue.
+	dead := when.Add(p.RejectAfterTime)
+	if _, ok := a.seal("a-dead", dead); ok {
+		t.Fatal("a packet was sealed after reject_after")
+	}
+	if _, ok := b.seal("b-dead", dead); ok {
+		t.Fatal("a packet was sealed after reject_after")
+	}
+	if a.queue.Len() != 1 || b.queue.Len() != 1 {
+		t.Fatal("packets without a key were not queued")
+	}
+}
+
+func TestSimultaneousInitiationConverges(t *testing.T) {
+	for _, order := range []struct{ a, b byte }{{1, 2}, {2, 1}} {
+		for _, priorSession := range []bool{false, true} {
+			t.Run(fmt.Sprintf("pubA=%d,pubB=%d,prior=%v", order.a, order.b, priorSession), func(t *testing.T) {
+				p := DefaultPolicy()
+				a, b := newSide(t, "A", p, order.a), newSide(t, "B", p, order.b)
+				now := t0
+				if priorSession {
+					handshake(t, p, a, b, now)
+					mustOpen(t, b, mustSeal(t, a, "hello", now), now)
+					now = now.Add(p.RejectAfterTime / 2)
+				}
+				// Both send an initiation at once.
+				for _, s := range []*side{a, b} {
+					s.timers.WantHandshake(now)
+					if s.timers.Due(now)&ActSendInitiation == 0 {
+						t.Fatalf("%s: no initiation", s.name)
+					}
+					s.timers.HandshakeInitiated(now)
+				}
+				// Each receives the other's; exactly one yields and answers.
+				yieldA, yieldB := YieldToPeer(a.pub, b.pub), YieldToPeer(b.pub, a.pub)
+				if yieldA == yieldB {
+					t.Fatalf("YieldToPeer gives %v on both sides", yieldA)
+				}
+				winner, loser := a, b
+				if yieldA {
+					winner, loser = b, a
+				}
+				now = now.Add(time.Millisecond)
+				k, _ := handshake(t, p, winner, loser, now) // loser responds to winner's initiation
+				// The winner confirms with a keepalive; the loser promotes.
+				mustOpen(t, loser, mustSeal(t, winner, "", now), now)
+				for _, s := range []*side{a, b} {
+					c := s.current(now)
+					if c == nil || c.SessionID != k.SessionID {
+						t.Fatalf("%s: current session is not the winner's", s.name)
+					}
+					if s.timers.Handshaking() {
+						t.Fatalf("%s: still handshaking after convergence", s.name)
+					}
+					if _, _, next := s.kps.Slots(); next != nil {
+						t.Fatalf("%s: a second session is pending", s.name)
+					}
+				}
+				mustOpen(t, winner, mustSeal(t, loser, "data", now), now)
+			})
+		}
+	}
+	var lo, hi [32]byte
+	hi[31] = 1
+	if !YieldToPeer(lo, hi) || YieldToPeer(hi, lo) || YieldToPeer(lo, lo) {
+		t.Fatal("YieldToPeer is not decided by the lower key")
+	}
+}
+
+func TestCounterExhaustionForcesRekeyThenHardStop(t *testing.T) {
+	p := DefaultPolicy()
+	p.RekeyAfterMessages, p.RejectAfterMessages = 4, 8
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
+	handshake(t, p, a, b, t0)
+	mustOpen(t, b, mustSeal(t, a, "a0", t0), t0)
+	// The responder reaches the count too: either side rekeys on messages.
+	for i := range 8 {
+		if got := b.timers.Handshaking(); got != (i > 4) {
+			t.Fatalf("after %d sends responder Handshaking = %v", i, got)
+		}
+		mustOpen(t, a, mustSeal(t, b, fmt.Sprint("b", i), t0), t0)
+	}
+	if _, ok := b.seal("b8", t0); ok {
+		t.Fatal("sealed past RejectAfterMessages")
+	}
+	if b.queue.Len() != 1 {
+		t.Fatal("the refused packet was not queued")
+	}
+	// B initiates; the new key confirms and the queue drains in order.
+	now := at(time.Second)
+	if b.timers.Due(now)&ActSendInitiation == 0 {
+		t.Fatal("no initiation after counter exhaustion")
+	}
+	b.timers.HandshakeInitiated(now)
+	handshake(t, p, b, a, now)
+	if len(b.out) != 1 {
+		t.Fatalf("%d queued packets sent after the handshake, want 1", len(b.out))
+	}
+	mustOpen(t, a, b.out[0], now)
+	if got := a.got[len(a.got)-1]; got != "b8" {
+		t.Fatalf("last received %q, want the queued b8", got)
+	}
+}
+
+func TestPendingQueueBoundedAndOrderedAcrossHandshake(t *testing.T) {
+	p := DefaultPolicy()
+	a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
+	for i := range 7 {
+		if _, ok := a.seal(fmt.Sprint("p", i), t0); ok {
+			t.Fatal("sealed without a key")
+		}
+	}
+	if a.queue.Len() != 4 || a.dropped != 3 {
+		t.Fatalf("queue holds %d with %d dropped, want 4 and 3", a.queue.Len(), a.dropped)
+	}
+	a.timers.Due(t0)
+	a.timers.HandshakeInitiated(t0)
+	handshake(t, p, a, b, t0)
+	for _, pk := range a.out {
+		mustOpen(t, b, pk, t0)
+	}
+	if got := fmt.Sprint(b.got); got != "[p3 p4 p5 p6]" {
+		t.Fatalf("received %s, want the newest four in order [p3 p4 p5 p6]", got)
+	}
+	if a.queue.Len() != 0 {
+		t.Fatal("queue not empty after the flush")
+	}
+}
