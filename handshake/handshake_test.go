@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func pair(t *testing.T) (*fakeClock, *host, *host) {
+func pair(t testing.TB) (*fakeClock, *host, *host) {
 	clk := newFakeClock()
 	a, b := newHost(t, "site-a", clk), newHost(t, "site-b", clk)
 	a.know(b)
