@@ -265,3 +265,21 @@ func TestJitterSourceIsBounded(t *testing.T) {
 		t.Fatalf("default jitter gave a retry after %v", gap)
 	}
 }
+
+func TestSetPersistentKeepaliveOnReload(t *testing.T) {
+	p := DefaultPolicy()
+	tm := NewTimers(p, half)
+	tm.HandshakeCompleted(t0) // other state must survive the reload
+	tm.SetPersistentKeepalive(25*time.Second, at(time.Second))
+	if a := tm.Due(at(26 * time.Second)); a != ActSendKeepalive {
+		t.Fatalf("Due one interval after turning it on = %v, want keepalive", a)
+	}
+	tm.SetPersistentKeepalive(25*time.Second, at(30*time.Second)) // unchanged: no restart
+	if next := tm.NextDeadline(); !next.Equal(at(51 * time.Second)) {
+		t.Fatalf("NextDeadline = %v, want the keepalive re-armed at 51s", next.Sub(t0))
+	}
+	tm.SetPersistentKeepalive(0, at(30*time.Second))
+	if next := tm.NextDeadline(); !next.Equal(at(3 * p.RejectAfterTime)) {
+		t.Fatalf("persistent keepalive turned off: NextDeadline = %v, want only zero-keys", next.Sub(t0))
+	}
+}
