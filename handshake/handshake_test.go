@@ -132,6 +132,15 @@ func TestUnknownPeer(t *testing.T) {
 	}
 }
 
+func TestNoPeersConfigured(t *testing.T) {
+	clk, a, b := pair(t)
+	b.cfg.Peers = nil
+	clk.Add(time.Second)
+	_, msg := a.initiate(t, b, 1)
+	_, _, err := b.resp.ConsumeInitiation(msg, 2)
+	wantErr(t, err, ErrUnknownPeer, "no PeerLookup")
+}
+
 func TestKnownIDWrongKey(t *testing.T) {
 	clk, a, b := pair(t)
 	// mallory claims to be site-a with her own key.

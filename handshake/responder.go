@@ -87,6 +87,9 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 		return nil, nil, err
 	}
 	id := string(p.id)
+	if r.cfg.Peers == nil {
+		return nil, nil, &PeerError{PeerID: id, Err: fmt.Errorf("%w: no peers configured", ErrUnknownPeer)}
+	}
 	info, err := r.cfg.Peers.LookupPeer(p.id)
 	switch {
 	case err != nil && !errors.Is(err, ErrUnknownPeer):
