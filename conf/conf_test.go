@@ -175,3 +175,21 @@ func equalPrefixes(a, b []netip.Prefix) bool {
 	}
 	return true
 }
+
+// A default-route peer (send everything to it) is allowed; it contains our
+// own address on purpose.
+func TestDefaultRoutePeer(t *testing.T) {
+	src := expand(t, iface+`[[peer]]
+id = "gw"
+public_key = "PUB_B"
+endpoint = "gw.example.net:51820"
+allowed_ips = ["0.0.0.0/0", "::/0"]
+`)
+	c, err := Parse("full.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Peers) != 1 || len(c.Peers[0].AllowedIPs) != 2 {
+		t.Errorf("peers = %+v", c.Peers)
+	}
+}

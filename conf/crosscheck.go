@@ -54,7 +54,11 @@ func (p *parser) crossCheck(c *Config) {
 				}
 			}
 			for _, own := range in.Addresses {
-				if a.Contains(own.Addr()) {
+				// A /0 ("send everything to this peer") is deliberate, and
+				// local routes keep our own address local; a narrower prefix
+				// holding our address is the classic mistake of giving a peer
+				// the whole overlay subnet.
+				if a.Bits() > 0 && a.Contains(own.Addr()) {
 					p.addf(line(i, "allowed_ips"), "allowed_ips %s of peer %q contains this host's own address %s; use the peer's address or subnets instead", a, pr.ID, own.Addr())
 				}
 			}
