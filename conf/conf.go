@@ -29,9 +29,8 @@ const (
 	// MaxReplayWindow bounds the per-keypair bitmap (window/8 bytes) so a
 	// config cannot make every session allocate megabytes.
 	MaxReplayWindow = 1 << 20
-	// MaxPeerIDLen is the longest peer ID the handshake carries; it matches
-	// handshake.MaxPeerIDLen.
-	MaxPeerIDLen = 64
+	// MaxPeerIDLen is the longest peer ID the handshake carries.
+	MaxPeerIDLen = handshake.MaxPeerIDLen
 	// MinKeepalive stops a keepalive so short that it floods the link.
 	MinKeepalive = time.Second
 	// maxKeyFileSize bounds what we read from a key file: a key is 44 bytes of base64.
