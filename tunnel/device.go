@@ -1,0 +1,307 @@
+// Package tunnel is the data plane: packets from the TUN device are routed to
+// a peer by destination (cryptokey routing), sealed under that peer's current
+// key and sent over UDP; datagrams from UDP are matched to a key by receiver
+// index, opened, checked against replay and the peer's allowed_ips, and
+// written to the TUN device.
+//
+// The packet path, top to bottom (send.go, receive.go):
+//
+//	TUN reader ──batch per peer──▶ peer.sendQueue (in order) ──▶ peer sender ──▶ UDP
+//	             └──────────────▶ encrypt workers (any core) ──┘ (waits for its batch)
+//	UDP readers ─batch per key───▶ peer.recvQueue (in order) ──▶ peer receiver ─▶ TUN
+//	             └──────────────▶ decrypt workers (any core) ──┘ (replay check here)
+//
+// Batches carry a mutex held until a worker has sealed or opened them, so
+// crypto runs on every core while each peer's packets keep their order and
+// its replay window is only touched by one goroutine. Handshake messages go
+// to a bounded queue served by handshake workers (handshake.go); timers run
+// from one ticker (timers.go).
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/rekey"
+	"stunnel/tunnel/allowedips"
+)
+
+// Options are the devices and the injectable clock and randomness the data
+// plane runs on; tests pass in-memory devices and a fake clock.
+type Options struct {
+	TUN    tun.Device
+	Bind   conn.Bind
+	Logger *slog.Logger
+	// Now is the clock for every timer and key lifetime (nil: time.Now).
+	Now func() time.Time
+	// Rand feeds handshakes (nil: crypto/rand).
+	Rand io.Reader
+	// Resolve turns an endpoint host:port into an address (nil: the system
+	// resolver, preferring IPv4).
+	Resolve func(hostport string) (string, error)
+	// HandshakeLoad is the number of queued handshake messages above which
+	// the interface is "under load" and answers initiations without a valid
+	// mac2 with a cookie (0: 1/8 of the queue).
+	HandshakeLoad int
+	// TickInterval drives the timers (0: 50 ms; negative: no ticker, the
+	// test calls tick itself).
+	TickInterval time.Duration
+}
+
+// Device is one running tunnel interface.
+type Device struct {
+	log     *slog.Logger
+	now     func() time.Time
+	tun     tun.Device
+	bind    conn.Bind
+	port    uint16
+	name    string
+	resolve func(string) (string, error)
+	warn    *rateLimitedLog
+
+	// Identity and handshake machinery: fixed for the device's life
+	// (a reload that changes [interface] keys needs a restart).
+	peerID     string
+	publicKey  handshake.PublicKey
+	hsConfig   *handshake.Config
+	responder  *handshake.Responder
+	cookies    *handshake.CookieChecker
+	limiter    *handshake.RateLimiter
+	load       *handshake.LoadMonitor
+	handshakeQ chan handshakeMessage
+
+	// peers is the current configuration's peer set. It is replaced whole on
+	// reload (copy on write) and read without locks on the packet path.
+	peers atomic.Pointer[peerSet]
+	// policy is the current [session] policy, applied to sessions made after
+	// it was set.
+	policy atomic.Pointer[rekey.Policy]
+	// reloadMu serializes Reload and Close.
+	reloadMu sync.Mutex
+
+	indices  *indexTable
+	pool     *bufferPool
+	encryptQ chan *outBatch
+	decryptQ chan *inBatch
+
+	drops    dropCounters
+	refusals refusalLog
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// peerSet is one configuration's peers and routes; immutable once published.
+type peerSet struct {
+	list   []*Peer
+	byID   map[string]*Peer
+	routes *allowedips.Table[*Peer]
+}
+
+const (
+	handshakeQueueLen = 1024
+	batchQueueLen     = 64 // batches in flight per worker queue and per peer queue
+)
+
+// New starts a tunnel on the given devices for a validated configuration.
+// The caller has already set up the TUN device's addresses and routes.
+func New(cfg *conf.Config, opt Options) (*Device, error) {
+	d := &Device{
+		log:        opt.Logger,
+		now:        opt.Now,
+		tun:        opt.TUN,
+		bind:       opt.Bind,
+		resolve:    opt.Resolve,
+		peerID:     cfg.Interface.PeerID,
+		publicKey:  cfg.Interface.PrivateKey.PublicKey(),
+		indices:    newIndexTable(),
+		handshakeQ: make(chan handshakeMessage, handshakeQueueLen),
+		encryptQ:   make(chan *outBatch, batchQueueLen),
+		decryptQ:   make(chan *inBatch, batchQueueLen),
+		closed:     make(chan struct{}),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.resolve == nil {
+		d.resolve = resolveUDP
+	}
+	d.name = cfg.Interface.Name
+	d.warn = newRateLimitedLog(d.log, d.now)
+	policy := policyFrom(cfg)
+	if err := policy.Validate(); err != nil {
+		return nil, fmt.Errorf("[session]: %w", err)
+	}
+	d.policy.Store(&policy)
+
+	d.hsConfig = &handshake.Config{
+		PeerID:     []byte(cfg.Interface.PeerID),
+		PrivateKey: cfg.Interface.PrivateKey,
+		Cipher:     cfg.Session.Cipher,
+		Peers:      d,
+		Now:        d.now,
+		Rand:       opt.Rand,
+	}
+	d.responder = handshake.NewResponder(d.hsConfig)
+	d.cookies = handshake.NewCookieChecker(d.publicKey, d.now, opt.Rand)
+	d.limiter = handshake.NewRateLimiter(d.now)
+	threshold := opt.HandshakeLoad
+	if threshold <= 0 {
+		threshold = handshakeQueueLen / 8
+	}
+	d.load = handshake.NewLoadMonitor(threshold, d.now)
+
+	// Enough buffers for every queue to be full at once, plus each peer's
+	// pending queue: the pool then only blocks when the machine truly cannot
+	// keep up, and memory stays bounded by this number times 64 KiB.
+	batch := max(d.tun.BatchSize(), d.bind.BatchSize())
+	d.pool = newBufferPool(4*batchQueueLen*batch + pendingQueueLen*len(cfg.Peers) + 4*batch)
+
+	set := d.buildPeerSet(cfg, nil)
+	d.peers.Store(set)
+
+	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
+	if err != nil {
+		return nil, fmt.Errorf("listening on UDP port %d: %w", cfg.Interface.ListenPort, err)
+	}
+	d.port = port
+
+	workers := runtime.NumCPU()
+	for range workers {
+		d.goroutine(d.encryptWorker)
+		d.goroutine(d.decryptWorker)
+		d.goroutine(d.handshakeWorker)
+	}
+	for _, fn := range fns {
+		d.goroutine(func() { d.readUDP(fn) })
+	}
+	d.goroutine(d.readTUN)
+	tick := opt.TickInterval
+	if tick == 0 {
+		tick = 50 * time.Millisecond
+	}
+	if tick > 0 {
+		d.goroutine(func() { d.runTicker(tick) })
+	}
+	for _, p := range set.list {
+		p.start()
+	}
+	d.log.Info("tunnel up", "interface", d.name, "peer_id", d.peerID, "public_key", d.publicKey.String(),
+		"listen_port", d.port, "peers", len(set.list))
+	return d, nil
+}
+
+func (d *Device) goroutine(f func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f()
+	}()
+}
+
+// Port is the UDP port the tunnel listens on.
+func (d *Device) Port() uint16 { return d.port }
+
+// Close stops every goroutine, zeroes all session keys and closes the
+// devices. It returns once nothing of the tunnel runs any more.
+func (d *Device) Close() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	var err error
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		err = errors.Join(d.tun.Close(), d.bind.Close())
+		d.wg.Wait()
+		// Workers are gone: batches they never took would keep their peers'
+		// in-order goroutines waiting; release them unsealed.
+		for len(d.encryptQ) > 0 {
+			(<-d.encryptQ).done.Unlock()
+		}
+		for len(d.decryptQ) > 0 {
+			(<-d.decryptQ).done.Unlock()
+		}
+		for _, p := range d.peers.Load().list {
+			p.stop()
+			p.clearSessions()
+		}
+		d.log.Info("tunnel down", "interface", d.name)
+	})
+	return err
+}
+
+func (d *Device) isClosed() bool {
+	select {
+	case <-d.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// LookupPeer lets the handshake responder find a peer's keys by the ID it
+// claims (handshake.PeerLookup), from the current configuration.
+func (d *Device) LookupPeer(peerID []byte) (handshake.PeerInfo, error) {
+	p := d.peers.Load().byID[string(peerID)]
+	if p == nil {
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	}
+	return handshake.PeerInfo{PublicKey: p.publicKey, PresharedKey: p.presharedKey}, nil
+}
+
+func policyFrom(cfg *conf.Config) rekey.Policy {
+	p := rekey.DefaultPolicy()
+	s := cfg.Session
+	if s.RekeyAfter > 0 {
+		p.RekeyAfterTime = s.RekeyAfter
+	}
+	if s.RejectAfter > 0 {
+		p.RejectAfterTime = s.RejectAfter
+	}
+	if s.RekeyAfterMessages > 0 {
+		p.RekeyAfterMessages = s.RekeyAfterMessages
+	}
+	if s.ReplayWindow > 0 {
+		p.ReplayWindow = s.ReplayWindow
+	}
+	// A short-lived key must be renewed well before it dies, or traffic
+	// stalls at every rotation; scale the handshake timers down with it.
+	if limit := p.RejectAfterTime - p.RekeyAfterTime; limit < p.RekeyTimeout+p.KeepaliveTimeout {
+		p.RekeyTimeout = max(limit/3, 100*time.Millisecond)
+		p.KeepaliveTimeout = min(p.KeepaliveTimeout, max(limit/3, 100*time.Millisecond))
+		p.RekeyJitter = p.RekeyTimeout / 10
+	}
+	return p
+}
+
+// resolveUDP resolves host:port, preferring IPv4 like most deployments expect.
+func resolveUDP(hostport string) (string, error) {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return ap.String(), nil
+	}
+	addr, err := net.ResolveUDPAddr("udp4", hostport)
+	if err != nil {
+		addr, err = net.ResolveUDPAddr("udp", hostport)
+	}
+	if err != nil {
+		return "", err
+	}
+	ap := addr.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String(), nil
+}

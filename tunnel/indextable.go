@@ -1,0 +1,98 @@
+package tunnel
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"sync"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// indexEntry is what a receiver index points at: a pending initiation of
+// ours (awaiting its response) or an established keypair.
+type indexEntry struct {
+	peer       *Peer
+	keypair    *rekey.Keypair        // set once the handshake completed
+	cipher     handshake.Cipher      // the keypair's AEAD, for status and logs
+	initiation *handshake.Initiation // set while our initiation waits for a response
+}
+
+// indexTable maps the random 32-bit receiver indices we hand out to their
+// sessions, so a packet is matched to its key before any cryptography and an
+// unknown index is dropped at the cost of one map lookup (ANCHORS.md).
+// Safe for concurrent use: the receive path takes the read lock once per run
+// of packets with the same index; handshakes take the write lock.
+type indexTable struct {
+	mu sync.RWMutex
+	m  map[uint32]indexEntry
+}
+
+func newIndexTable() *indexTable { return &indexTable{m: make(map[uint32]indexEntry)} }
+
+// reserve returns a fresh random index bound to peer, not yet usable for data.
+func (t *indexTable) reserve(p *Peer) uint32 {
+	var b [4]byte
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("tunnel: crypto/rand failed: " + err.Error()) // crypto/rand never fails on Linux
+		}
+		idx := binary.LittleEndian.Uint32(b[:])
+		if _, taken := t.m[idx]; !taken && idx != 0 {
+			t.m[idx] = indexEntry{peer: p}
+			return idx
+		}
+	}
+}
+
+func (t *indexTable) setInitiation(idx uint32, p *Peer, in *handshake.Initiation) {
+	t.mu.Lock()
+	t.m[idx] = indexEntry{peer: p, initiation: in}
+	t.mu.Unlock()
+}
+
+func (t *indexTable) setKeypair(idx uint32, p *Peer, kp *rekey.Keypair, c handshake.Cipher) {
+	t.mu.Lock()
+	t.m[idx] = indexEntry{peer: p, keypair: kp, cipher: c}
+	t.mu.Unlock()
+}
+
+func (t *indexTable) lookup(idx uint32) (indexEntry, bool) {
+	t.mu.RLock()
+	e, ok := t.m[idx]
+	t.mu.RUnlock()
+	return e, ok
+}
+
+func (t *indexTable) release(idx uint32) {
+	t.mu.Lock()
+	delete(t.m, idx)
+	t.mu.Unlock()
+}
+
+// releaseKeypairs forgets the indices of keypairs that rekey dropped.
+func (t *indexTable) releaseKeypairs(kps []*rekey.Keypair) {
+	if len(kps) == 0 {
+		return
+	}
+	t.mu.Lock()
+	for _, kp := range kps {
+		if e, ok := t.m[kp.LocalIndex]; ok && e.keypair == kp {
+			delete(t.m, kp.LocalIndex)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// releasePeer forgets every index of a removed peer.
+func (t *indexTable) releasePeer(p *Peer) {
+	t.mu.Lock()
+	for idx, e := range t.m {
+		if e.peer == p {
+			delete(t.m, idx)
+		}
+	}
+	t.mu.Unlock()
+}

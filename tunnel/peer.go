@@ -1,0 +1,260 @@
+package tunnel
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/rekey"
+	"stunnel/tunnel/allowedips"
+)
+
+// pendingQueueLen bounds the packets one peer holds while it has no key.
+const pendingQueueLen = 128
+
+// Peer is one configured remote host.
+type Peer struct {
+	d            *Device
+	id           string
+	publicKey    handshake.PublicKey
+	presharedKey handshake.PresharedKey
+	cookieGen    *handshake.CookieGenerator // safe for concurrent use
+
+	// endpoint is where we send: from the config, then wherever the peer's
+	// authenticated packets last came from (roaming). Written by handshake
+	// and receive goroutines, read by the sender.
+	endpoint atomic.Pointer[conn.Endpoint]
+
+	// keypairs is safe for concurrent use on its own.
+	keypairs rekey.Keypairs
+
+	// mu guards the fields below it: handshake and timer state.
+	mu                  sync.Mutex
+	cfg                 conf.Peer // as configured; endpoint/allowed_ips/keepalive may change on reload
+	timers              *rekey.Timers
+	pending             *rekey.Queue // packets waiting for a key; each is a pool buffer holding header+plaintext
+	initiation          *handshake.Initiation
+	initiationIndex     uint32
+	lastInitiation      time.Time
+	lastError           string
+	lastHandshake       time.Time
+	handshakes          uint64
+	resolveFailedLogged bool
+
+	rxBytes, txBytes, rxPackets, txPackets atomic.Uint64
+	drops                                  dropCounters
+
+	sendQueue chan *outBatch // batches in nonce order, to the sender goroutine
+	recvQueue chan *inBatch  // batches in arrival order, to the receiver goroutine
+	stopping  chan struct{}
+	wg        sync.WaitGroup
+}
+
+func (d *Device) newPeer(pc conf.Peer, policy rekey.Policy) *Peer {
+	p := &Peer{
+		d:            d,
+		id:           pc.ID,
+		publicKey:    pc.PublicKey,
+		presharedKey: pc.PresharedKey,
+		cookieGen:    handshake.NewCookieGenerator(pc.PublicKey, d.now),
+		cfg:          pc,
+		pending:      rekey.NewQueue(pendingQueueLen),
+		sendQueue:    make(chan *outBatch, batchQueueLen),
+		recvQueue:    make(chan *inBatch, batchQueueLen),
+		stopping:     make(chan struct{}),
+	}
+	p.timers = newPeerTimers(policy, p.persistentKeepalive(policy))
+	p.setConfiguredEndpoint()
+	return p
+}
+
+func (p *Peer) persistentKeepalive(policy rekey.Policy) time.Duration {
+	if p.cfg.PersistentKeepalive > 0 {
+		return p.cfg.PersistentKeepalive
+	}
+	return policy.PersistentKeepalive
+}
+
+// setConfiguredEndpoint resolves the configured endpoint, if any. A failure
+// is logged once and retried when handshakes keep failing.
+func (p *Peer) setConfiguredEndpoint() {
+	if p.cfg.Endpoint == "" {
+		return
+	}
+	addr, err := p.d.resolve(p.cfg.Endpoint)
+	if err == nil {
+		var ep conn.Endpoint
+		ep, err = p.d.bind.ParseEndpoint(addr)
+		if err == nil {
+			p.endpoint.Store(&ep)
+			p.resolveFailedLogged = false
+			return
+		}
+	}
+	if !p.resolveFailedLogged {
+		p.d.log.Warn("cannot resolve endpoint; will retry", "peer", p.id, "endpoint", p.cfg.Endpoint, "err", err)
+		p.resolveFailedLogged = true
+	}
+	p.lastError = "cannot resolve endpoint " + p.cfg.Endpoint + ": " + err.Error()
+}
+
+func (p *Peer) currentEndpoint() conn.Endpoint {
+	if ep := p.endpoint.Load(); ep != nil {
+		return *ep
+	}
+	return nil
+}
+
+// start launches the peer's in-order sender and receiver.
+func (p *Peer) start() {
+	p.wg.Add(2)
+	go func() { defer p.wg.Done(); p.runSender() }()
+	go func() { defer p.wg.Done(); p.runReceiver() }()
+}
+
+// stop ends the peer's goroutines; batches still queued are released.
+func (p *Peer) stop() {
+	close(p.stopping)
+	p.wg.Wait()
+	for {
+		select {
+		case b := <-p.sendQueue:
+			b.done.Lock() // a worker may still hold it
+			b.done.Unlock()
+			p.d.releaseOut(b)
+		case b := <-p.recvQueue:
+			b.done.Lock()
+			b.done.Unlock()
+			p.d.releaseIn(b)
+		default:
+			return
+		}
+	}
+}
+
+// clearSessions zeroes every key and forgets the peer's indices and queue.
+func (p *Peer) clearSessions() {
+	p.d.indices.releaseKeypairs(p.keypairs.Clear())
+	p.mu.Lock()
+	p.abandonInitiationLocked()
+	p.pending.Drain(func(pkt []byte) { p.d.pool.Put(bufferOf(pkt)) })
+	p.mu.Unlock()
+	p.d.indices.releasePeer(p)
+}
+
+func (p *Peer) abandonInitiationLocked() {
+	if p.initiation != nil {
+		p.d.indices.release(p.initiationIndex)
+		p.initiation = nil
+	}
+}
+
+// status reports the peer for `stunnel show`.
+func (p *Peer) status(now time.Time) PeerStatus {
+	s := PeerStatus{
+		ID:        p.id,
+		PublicKey: p.publicKey.String(),
+		RxBytes:   p.rxBytes.Load(),
+		TxBytes:   p.txBytes.Load(),
+		RxPackets: p.rxPackets.Load(),
+		TxPackets: p.txPackets.Load(),
+		Drops:     p.drops.snapshot(),
+	}
+	if ep := p.currentEndpoint(); ep != nil {
+		s.Endpoint = ep.DstToString()
+	}
+	if kp := p.keypairs.Current(now); kp != nil {
+		s.SessionID = hex.EncodeToString(kp.SessionID[:])
+		if e, ok := p.d.indices.lookup(kp.LocalIndex); ok {
+			s.Cipher = e.cipher.String()
+		}
+	}
+	p.mu.Lock()
+	for _, pfx := range p.cfg.AllowedIPs {
+		s.AllowedIPs = append(s.AllowedIPs, pfx.String())
+	}
+	s.Handshakes = p.handshakes
+	if !p.lastHandshake.IsZero() {
+		t := p.lastHandshake
+		s.LastHandshake = &t
+	}
+	s.LastError = p.lastError
+	p.mu.Unlock()
+	return s
+}
+
+// buildPeerSet makes the peer set of a configuration, reusing the running
+// Peer of every peer whose identity (ID, public key, pre-shared key) did not
+// change, so its sessions survive a reload untouched.
+func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
+	policy := *d.policy.Load()
+	set := &peerSet{byID: make(map[string]*Peer, len(cfg.Peers)), routes: new(allowedips.Table[*Peer])}
+	for _, pc := range cfg.Peers {
+		var p *Peer
+		if old != nil {
+			if q := old.byID[pc.ID]; q != nil && q.publicKey == pc.PublicKey && q.presharedKey == pc.PresharedKey {
+				p = q
+				p.mu.Lock()
+				endpointChanged := p.cfg.Endpoint != pc.Endpoint
+				p.cfg = pc
+				p.timers.SetPersistentKeepalive(p.persistentKeepalive(policy), d.now())
+				if endpointChanged {
+					p.setConfiguredEndpoint()
+				}
+				p.mu.Unlock()
+			}
+		}
+		if p == nil {
+			p = d.newPeer(pc, policy)
+		}
+		set.list = append(set.list, p)
+		set.byID[pc.ID] = p
+		for _, pfx := range pc.AllowedIPs {
+			set.routes.Insert(pfx, p)
+		}
+	}
+	return set
+}
+
+// Status is the interface's state for `stunnel show`.
+func (d *Device) Status() Status {
+	now := d.now()
+	set := d.peers.Load()
+	st := Status{
+		Name:       d.name,
+		PeerID:     d.peerID,
+		PublicKey:  d.publicKey.String(),
+		ListenPort: int(d.port),
+		Peers:      make([]PeerStatus, 0, len(set.list)),
+		Drops:      d.drops.snapshot(),
+		Refusals:   d.refusals.snapshot(),
+	}
+	for _, p := range set.list {
+		st.Peers = append(st.Peers, p.status(now))
+	}
+	return st
+}
+
+// allowedSource reports whether the peer may send from src.
+func (set *peerSet) allowedSource(p *Peer, src netip.Addr) bool {
+	q, ok := set.routes.Lookup(src)
+	return ok && q == p
+}
+
+// Routes lists every allowed_ips prefix of a configuration, for the routes
+// the daemon installs on the TUN device.
+func Routes(cfg *conf.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, pc := range cfg.Peers {
+		out = append(out, pc.AllowedIPs...)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return slices.Compact(out)
+}

@@ -1,0 +1,291 @@
+package tunnel
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// inBatch is a run of received data packets under one keypair. The UDP
+// reader owns it until queued; one decrypt worker then opens every packet in
+// place (sizes[i] = plaintext length, or -1 if it did not authenticate) and
+// unlocks done; the peer's receiver then owns it and returns the buffers.
+type inBatch struct {
+	done      sync.Mutex // held until the batch is opened
+	peer      *Peer
+	keypair   *rekey.Keypair
+	packets   [][]byte // pool buffers holding whole datagrams
+	sizes     []int
+	endpoints []conn.Endpoint
+}
+
+var inBatchPool = sync.Pool{New: func() any { return new(inBatch) }}
+
+// releaseIn returns a batch and its buffers to their pools; done must be
+// unlocked (the batch is not in any queue or worker).
+func (d *Device) releaseIn(b *inBatch) {
+	for _, pkt := range b.packets {
+		d.pool.Put(bufferOf(pkt))
+	}
+	clear(b.packets)
+	clear(b.endpoints)
+	b.packets, b.sizes, b.endpoints = b.packets[:0], b.sizes[:0], b.endpoints[:0]
+	b.peer, b.keypair = nil, nil
+	inBatchPool.Put(b)
+}
+
+// readUDP is one goroutine per receive function of the bind (IPv4, IPv6):
+// it sorts datagrams into data batches per keypair and handshake messages.
+func (d *Device) readUDP(recv conn.ReceiveFunc) {
+	batch := d.bind.BatchSize()
+	bufs := make([][]byte, batch)
+	sizes := make([]int, batch)
+	eps := make([]conn.Endpoint, batch)
+	for {
+		for i := range bufs {
+			if bufs[i] == nil {
+				b := d.pool.Get(d.closed)
+				if b == nil {
+					d.returnBuffers(bufs)
+					return
+				}
+				bufs[i] = b[:]
+			}
+		}
+		n, err := recv(bufs, sizes, eps)
+		if err != nil {
+			if d.isClosed() || errors.Is(err, net.ErrClosed) {
+				d.returnBuffers(bufs)
+				return
+			}
+			d.warn.warn("udp-read", "reading from UDP failed", "interface", d.name, "err", err)
+			continue
+		}
+		var cur *inBatch
+		var curIndex uint32
+		for i := range n {
+			msg := bufs[i][:sizes[i]]
+			if sizes[i] == 0 {
+				continue
+			}
+			if idx, ok := dataReceiver(msg); ok {
+				if cur == nil || idx != curIndex {
+					d.dispatchIn(cur)
+					cur = d.newInBatch(idx)
+					curIndex = idx
+				}
+				if cur == nil {
+					d.drops.add(dropUnknownIndex, 1)
+					d.warn.warn("unknown-index", "dropped data packet for an unknown session (peer restarted, or stale)", "from", eps[i].DstToString())
+					continue
+				}
+				cur.packets = append(cur.packets, msg)
+				cur.endpoints = append(cur.endpoints, eps[i])
+				bufs[i] = nil
+				if len(cur.packets) == batch {
+					d.dispatchIn(cur)
+					cur = d.newInBatch(idx)
+				}
+				continue
+			}
+			d.queueHandshake(msg, eps[i])
+		}
+		d.dispatchIn(cur)
+	}
+}
+
+// newInBatch starts a batch for the keypair behind a receiver index, or
+// returns nil if the index names no keypair.
+func (d *Device) newInBatch(idx uint32) *inBatch {
+	e, ok := d.indices.lookup(idx)
+	if !ok || e.keypair == nil {
+		return nil
+	}
+	b := inBatchPool.Get().(*inBatch)
+	b.peer, b.keypair = e.peer, e.keypair
+	return b
+}
+
+// dispatchIn queues a batch for opening, in order on its peer's queue and for
+// any worker on the shared one.
+func (d *Device) dispatchIn(b *inBatch) {
+	if b == nil {
+		return
+	}
+	if len(b.packets) == 0 {
+		inBatchPool.Put(b)
+		return
+	}
+	b.done.Lock()
+	select {
+	case b.peer.recvQueue <- b:
+	case <-b.peer.stopping:
+		b.done.Unlock()
+		d.releaseIn(b)
+		return
+	case <-d.closed:
+		b.done.Unlock()
+		d.releaseIn(b)
+		return
+	}
+	select {
+	case d.decryptQ <- b:
+	case <-d.closed:
+		b.done.Unlock()
+	}
+}
+
+// decryptWorker opens batches on whatever core is free.
+func (d *Device) decryptWorker() {
+	var nonce [12]byte
+	for {
+		select {
+		case b := <-d.decryptQ:
+			aead := b.keypair.Recv
+			b.sizes = b.sizes[:0]
+			for _, pkt := range b.packets {
+				putNonce(&nonce, dataCounter(pkt))
+				plain, err := aead.Open(pkt[headerLen:headerLen], nonce[:], pkt[headerLen:], nil)
+				if err != nil {
+					b.sizes = append(b.sizes, -1)
+				} else {
+					b.sizes = append(b.sizes, len(plain))
+				}
+			}
+			b.done.Unlock()
+		case <-d.closed:
+			return
+		}
+	}
+}
+
+// runReceiver finishes the peer's opened batches in arrival order: replay
+// check (after authentication, never before), allowed source, roaming, and
+// the write to TUN.
+func (p *Peer) runReceiver() {
+	d := p.d
+	var toTUN [][]byte
+	for {
+		var b *inBatch
+		select {
+		case b = <-p.recvQueue:
+		case <-p.stopping:
+			return
+		}
+		b.done.Lock()
+		now := d.now()
+		set := d.peers.Load()
+		kp := b.keypair
+		var authenticated, data bool
+		var lastEndpoint conn.Endpoint
+		var rxBytes, rxPackets uint64
+		toTUN = toTUN[:0]
+		for i, pkt := range b.packets {
+			size := b.sizes[i]
+			if size < 0 {
+				p.drops.add(dropAuthFailed, 1)
+				continue
+			}
+			if !kp.AcceptCounter(dataCounter(pkt), now) {
+				p.drops.add(dropReplayed, 1)
+				continue
+			}
+			authenticated = true
+			lastEndpoint = b.endpoints[i]
+			rxBytes += uint64(len(pkt))
+			rxPackets++
+			if size == 0 {
+				continue // keepalive
+			}
+			inner := pkt[headerLen : headerLen+size]
+			src, length, ok := ipSource(inner)
+			if !ok {
+				p.drops.add(dropMalformed, 1)
+				continue
+			}
+			if !set.allowedSource(p, src) {
+				p.drops.add(dropSourceNotAllowed, 1)
+				d.warn.warn("src-"+p.id, "dropped packet from a source outside the peer's allowed_ips", "peer", p.id, "source", src.String())
+				continue
+			}
+			data = true
+			toTUN = append(toTUN, pkt[:headerLen+length])
+		}
+		if authenticated {
+			p.rxBytes.Add(rxBytes)
+			p.rxPackets.Add(rxPackets)
+			p.roam(lastEndpoint)
+			promoted, dropped := p.keypairs.Received(kp)
+			d.indices.releaseKeypairs(dropped)
+			p.mu.Lock()
+			if promoted {
+				p.timers.HandshakeCompleted(now)
+			}
+			p.timers.AuthenticatedReceived(now)
+			if data {
+				p.timers.DataReceived(now)
+			}
+			p.mu.Unlock()
+			if promoted {
+				p.flushPending()
+			}
+			if kp.NeedsRekeyOnReceive(now) {
+				p.wantHandshake()
+			}
+		}
+		if len(toTUN) > 0 {
+			if _, err := d.tun.Write(toTUN, headerLen); err != nil && !d.isClosed() {
+				d.warn.warn("tun-write", "writing to TUN failed", "interface", d.name, "err", err)
+			}
+		}
+		b.done.Unlock()
+		d.releaseIn(b)
+	}
+}
+
+// roam makes the address of the peer's latest authenticated, non-replayed
+// packet its endpoint, so a peer that changes networks keeps its tunnel.
+func (p *Peer) roam(ep conn.Endpoint) {
+	if ep == nil {
+		return
+	}
+	cur := p.currentEndpoint()
+	if cur != nil && sameEndpoint(cur, ep) {
+		return
+	}
+	p.endpoint.Store(&ep)
+	if cur != nil {
+		p.d.log.Info("peer roamed", "peer", p.id, "from", cur.DstToString(), "to", ep.DstToString())
+	}
+}
+
+func sameEndpoint(a, b conn.Endpoint) bool {
+	if x, ok := a.(*conn.StdNetEndpoint); ok {
+		if y, ok := b.(*conn.StdNetEndpoint); ok {
+			return x.AddrPort == y.AddrPort
+		}
+	}
+	return a.DstToString() == b.DstToString()
+}
+
+// queueHandshake copies a handshake message off the hot path's buffer into
+// the bounded handshake queue; when the queue is full the message is dropped
+// (a flood must not stall data).
+func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
+	typ, ok := handshake.MessageType(msg)
+	if !ok || typ == handshake.MessageTypeData || len(msg) > handshake.InitiationSize {
+		d.drops.add(dropMalformed, 1)
+		return
+	}
+	select {
+	case d.handshakeQ <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep}:
+	default:
+		d.drops.add(dropRateLimited, 1)
+		d.warn.warn("hs-queue-full", "handshake queue full: dropping handshake messages (flood?)", "interface", d.name)
+	}
+}

@@ -1,0 +1,82 @@
+package tunnel
+
+import (
+	"fmt"
+	"slices"
+
+	"stunnel/conf"
+)
+
+// Reload applies a new, already validated configuration without touching
+// the sessions of peers whose identity is unchanged: peers added start,
+// peers removed stop and their keys are zeroed, the routing table is swapped
+// atomically (the packet path never sees half of it).
+//
+// What cannot change on a running device is refused with an error and the
+// running configuration is kept whole: the interface name, peer ID, private
+// key, listen port and cipher preference are fixed for the device's life
+// (restart to change them). Addresses and MTU are the daemon's business
+// (netcfg), not the data plane's. [session] timers apply to sessions made
+// after the reload.
+func (d *Device) Reload(cfg *conf.Config) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	if d.isClosed() {
+		return fmt.Errorf("%s: tunnel is closed", d.name)
+	}
+	if err := d.fixedSettingsChanged(cfg); err != nil {
+		return err
+	}
+	policy := policyFrom(cfg)
+	if err := policy.Validate(); err != nil {
+		return fmt.Errorf("[session]: %w", err)
+	}
+	d.policy.Store(&policy)
+
+	old := d.peers.Load()
+	set := d.buildPeerSet(cfg, old)
+	d.peers.Store(set)
+	var added, removed []string
+	for _, p := range set.list {
+		if old.byID[p.id] != p {
+			p.start()
+			added = append(added, p.id)
+		}
+	}
+	for _, p := range old.list {
+		if set.byID[p.id] != p {
+			p.stop()
+			p.clearSessions()
+			d.responder.Forget(p.id)
+			removed = append(removed, p.id)
+		}
+	}
+	d.log.Info("configuration reloaded", "interface", d.name, "peers", len(set.list),
+		"added", added, "removed", removed)
+	return nil
+}
+
+func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
+	var changed []string
+	i := cfg.Interface
+	if i.Name != d.name {
+		changed = append(changed, "name")
+	}
+	if i.PeerID != d.peerID {
+		changed = append(changed, "peer_id")
+	}
+	if !i.PrivateKey.PublicKey().Equal(d.publicKey) {
+		changed = append(changed, "private key")
+	}
+	if i.ListenPort != 0 && i.ListenPort != int(d.port) {
+		changed = append(changed, "listen_port")
+	}
+	if cfg.Session.Cipher != d.hsConfig.Cipher {
+		changed = append(changed, "cipher")
+	}
+	if len(changed) > 0 {
+		slices.Sort(changed)
+		return fmt.Errorf("%s: reload cannot change %v on a running tunnel; restart it (kept the running configuration)", cfg.Path, changed)
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+package tunnel
+
+import (
+	"errors"
+	"os"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"stunnel/rekey"
+)
+
+// outBatch is a run of one peer's packets sealed under one keypair. Each
+// packet is a pool buffer: header, then plaintext of sizes[i] bytes; the
+// encrypt worker seals in place and sets packets[i] to header+ciphertext.
+// The batch is owned by the sending goroutine until it is queued, then
+// shared read-only with one worker until done is unlocked, then owned by
+// the peer's sender, which returns the buffers to the pool.
+type outBatch struct {
+	done    sync.Mutex // held until the batch is sealed
+	peer    *Peer
+	keypair *rekey.Keypair
+	packets [][]byte
+	data    bool // holds at least one non-empty packet (not only keepalives)
+}
+
+var outBatchPool = sync.Pool{New: func() any { return new(outBatch) }}
+
+// releaseOut returns a batch and its buffers to their pools; done must be
+// unlocked (the batch is not in any queue or worker).
+func (d *Device) releaseOut(b *outBatch) {
+	for _, pkt := range b.packets {
+		d.pool.Put(bufferOf(pkt))
+	}
+	clear(b.packets)
+	b.packets = b.packets[:0]
+	b.peer, b.keypair, b.data = nil, nil, false
+	outBatchPool.Put(b)
+}
+
+// staged is one peer's share of a TUN read, kept between reads to avoid
+// allocating per batch.
+type staged struct {
+	peer    *Peer
+	packets [][]byte // pool buffers, header room then plaintext
+}
+
+// readTUN is the one goroutine reading the TUN device: it routes each packet
+// to its peer by destination and hands each peer's packets on as a batch.
+func (d *Device) readTUN() {
+	batch := d.tun.BatchSize()
+	bufs := make([][]byte, batch)
+	sizes := make([]int, batch)
+	var stage []staged
+	for {
+		for i := range bufs {
+			if bufs[i] == nil {
+				b := d.pool.Get(d.closed)
+				if b == nil {
+					return
+				}
+				bufs[i] = b[:]
+			}
+		}
+		n, err := d.tun.Read(bufs, sizes, headerLen)
+		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
+			if d.isClosed() || errors.Is(err, os.ErrClosed) {
+				d.returnBuffers(bufs)
+				return
+			}
+			d.warn.warn("tun-read", "reading from TUN failed", "interface", d.name, "err", err)
+			continue
+		}
+		set := d.peers.Load()
+		stage = stage[:0]
+		for i := range n {
+			pkt := bufs[i][headerLen : headerLen+sizes[i]]
+			dst, ok := ipDestination(pkt)
+			if !ok {
+				d.drops.add(dropMalformed, 1)
+				continue
+			}
+			p, ok := set.routes.Lookup(dst)
+			if !ok {
+				d.drops.add(dropNoRoute, 1)
+				continue
+			}
+			j := 0
+			for j < len(stage) && stage[j].peer != p {
+				j++
+			}
+			if j == len(stage) {
+				stage = append(stage, staged{peer: p})
+			}
+			stage[j].packets = append(stage[j].packets, bufs[i][:headerLen+sizes[i]])
+			bufs[i] = nil
+		}
+		for j := range stage {
+			stage[j].peer.send(stage[j].packets)
+			clear(stage[j].packets)
+			stage[j].packets = stage[j].packets[:0]
+			stage[j].peer = nil
+		}
+	}
+}
+
+func (d *Device) returnBuffers(bufs [][]byte) {
+	for i, b := range bufs {
+		if b != nil {
+			d.pool.Put(bufferOf(b))
+			bufs[i] = nil
+		}
+	}
+}
+
+// send seals and sends packets (pool buffers, header room then plaintext;
+// ownership passes to send). Without a usable key they wait in the pending
+// queue and a handshake is started.
+func (p *Peer) send(packets [][]byte) {
+	d := p.d
+	now := d.now()
+	kp := p.keypairs.Current(now)
+	if kp == nil {
+		p.queuePending(packets)
+		return
+	}
+	maxBatch := d.bind.BatchSize()
+	b := outBatchPool.Get().(*outBatch)
+	b.peer, b.keypair = p, kp
+	for i, pkt := range packets {
+		counter, ok := kp.NextNonce(now)
+		if !ok { // key used up or too old: the rest waits for the next one
+			p.queuePending(packets[i:])
+			break
+		}
+		writeDataHeader(pkt, kp.RemoteIndex, counter)
+		b.data = b.data || len(pkt) > headerLen
+		b.packets = append(b.packets, pkt)
+		if len(b.packets) == maxBatch {
+			d.dispatchOut(b)
+			b = outBatchPool.Get().(*outBatch)
+			b.peer, b.keypair = p, kp
+		}
+	}
+	if len(b.packets) > 0 {
+		d.dispatchOut(b)
+	} else {
+		outBatchPool.Put(b)
+	}
+	if kp.NeedsRekeyOnSend(now) {
+		p.wantHandshake()
+	}
+}
+
+// dispatchOut queues a batch for sealing, in order on its peer's queue and
+// for any worker on the shared one. It blocks while the queues are full:
+// back-pressure to the TUN reader instead of dropping.
+func (d *Device) dispatchOut(b *outBatch) {
+	b.done.Lock()
+	select {
+	case b.peer.sendQueue <- b:
+	case <-b.peer.stopping:
+		b.done.Unlock()
+		d.releaseOut(b)
+		return
+	case <-d.closed:
+		b.done.Unlock()
+		d.releaseOut(b)
+		return
+	}
+	select {
+	case d.encryptQ <- b:
+	case <-d.closed:
+		b.done.Unlock()
+	}
+}
+
+// queuePending parks packets until a handshake gives a key, dropping the
+// oldest beyond the bound, and asks for that handshake.
+func (p *Peer) queuePending(packets [][]byte) {
+	p.mu.Lock()
+	for _, pkt := range packets {
+		if evicted, dropped := p.pending.Push(pkt); dropped {
+			p.drops.add(dropQueueFull, 1)
+			p.d.pool.Put(bufferOf(evicted))
+		}
+	}
+	p.mu.Unlock()
+	p.wantHandshake()
+}
+
+// flushPending sends what waited for a key, in order, once one exists.
+func (p *Peer) flushPending() {
+	var packets [][]byte
+	p.mu.Lock()
+	p.pending.Drain(func(pkt []byte) { packets = append(packets, pkt) })
+	p.mu.Unlock()
+	if len(packets) > 0 {
+		p.send(packets)
+	}
+}
+
+// sendKeepalive sends an empty authenticated packet, if a key exists.
+func (p *Peer) sendKeepalive() {
+	if p.keypairs.Current(p.d.now()) == nil {
+		return
+	}
+	b := p.d.pool.TryGet()
+	if b == nil {
+		return // out of buffers: data is flowing, no keepalive needed
+	}
+	p.send([][]byte{b[:headerLen]})
+}
+
+// encryptWorker seals batches on whatever core is free.
+func (d *Device) encryptWorker() {
+	var nonce [12]byte
+	for {
+		select {
+		case b := <-d.encryptQ:
+			aead := b.keypair.Send
+			for i, pkt := range b.packets {
+				putNonce(&nonce, dataCounter(pkt))
+				b.packets[i] = aead.Seal(pkt[:headerLen], nonce[:], pkt[headerLen:], nil)
+			}
+			b.done.Unlock()
+		case <-d.closed:
+			return
+		}
+	}
+}
+
+// runSender sends the peer's sealed batches in the order they were numbered.
+func (p *Peer) runSender() {
+	d := p.d
+	for {
+		var b *outBatch
+		select {
+		case b = <-p.sendQueue:
+		case <-p.stopping:
+			return
+		}
+		b.done.Lock()
+		ep := p.currentEndpoint()
+		if ep == nil {
+			p.drops.add(dropNoKey, uint64(len(b.packets)))
+			p.setLastError("no endpoint known: the peer has no endpoint configured and has not contacted us")
+		} else if err := d.bind.Send(b.packets, ep); err != nil {
+			if !d.isClosed() {
+				d.warn.warn("udp-send-"+p.id, "sending to peer failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
+			}
+		} else {
+			var bytes uint64
+			for _, pkt := range b.packets {
+				bytes += uint64(len(pkt))
+			}
+			p.txBytes.Add(bytes)
+			p.txPackets.Add(uint64(len(b.packets)))
+			now := d.now()
+			p.mu.Lock()
+			p.timers.AuthenticatedSent(now)
+			if b.data {
+				p.timers.DataSent(now)
+			}
+			p.mu.Unlock()
+		}
+		b.done.Unlock()
+		d.releaseOut(b)
+	}
+}
+
+func (p *Peer) setLastError(msg string) {
+	p.mu.Lock()
+	p.lastError = msg
+	p.mu.Unlock()
+}
