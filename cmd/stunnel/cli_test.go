@@ -21,6 +21,7 @@ func TestStunnelMainHelper(t *testing.T) {
 		t.Skip("helper process for the CLI tests")
 	}
 	args := os.Args
+	demoSelfArgs = []string{"-test.run=^TestStunnelMainHelper$", "--"} // the demo's daemons are this binary too
 	for i, a := range args {
 		if a == "--" {
 			os.Args = append([]string{"stunnel"}, args[i+1:]...)
