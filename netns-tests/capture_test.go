@@ -64,14 +64,19 @@ func startCapture(t *testing.T, ns, ifname string, src netip.Addr, dst netip.Add
 func (c *capture) loop(stop chan struct{}, src netip.Addr, dst netip.AddrPort) {
 	defer close(c.done)
 	buf := make([]byte, 65536)
+	flags := 0
 	for {
 		select {
 		case <-stop:
-			return
+			// Drain what is already queued, then end.
+			flags = unix.MSG_DONTWAIT
 		default:
 		}
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		n, from, err := unix.Recvfrom(c.fd, buf, flags)
 		if err != nil {
+			if flags != 0 && err != unix.EINTR {
+				return
+			}
 			continue // timeout or EINTR: check stop
 		}
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
@@ -79,8 +84,13 @@ func (c *capture) loop(stop chan struct{}, src netip.Addr, dst netip.AddrPort) {
 		}
 		p := buf[:n]
 		if s, d, ok := udp4Ends(p); ok && s.Addr() == src && d == dst {
+			// veth hands packets over with the UDP checksum left to offload
+			// (only the pseudo-header sum is filled in): complete it, as a
+			// real wire would have, or every replay dies in the kernel.
+			q := append([]byte(nil), p...)
+			setUDPChecksum(q)
 			c.mu.Lock()
-			c.pkts = append(c.pkts, append([]byte(nil), p...))
+			c.pkts = append(c.pkts, q)
 			c.mu.Unlock()
 		}
 	}
