@@ -114,8 +114,16 @@ type peerSet struct {
 
 const (
 	handshakeQueueLen = 1024
-	batchQueueLen     = 64 // batches in flight per worker queue and per peer queue
+	batchQueueLen     = 16 // batches in flight per worker queue and per peer queue
 )
+
+// bufferLimit is how many 64 KiB buffers may exist: the read vectors of the
+// TUN reader and both UDP readers, a few batches in flight each way, and
+// each peer's pending queue. Past it, readers wait (back-pressure); memory
+// stays bounded by this number whatever the load.
+func bufferLimit(batch, peers int) int {
+	return 3*batch + 2*4*batch + pendingQueueLen*peers
+}
 
 // New starts a tunnel on the given devices for a validated configuration.
 // The caller has already set up the TUN device's addresses and routes.
@@ -168,11 +176,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.load = handshake.NewLoadMonitor(threshold, d.now)
 
-	// Enough buffers for every queue to be full at once, plus each peer's
-	// pending queue: the pool then only blocks when the machine truly cannot
-	// keep up, and memory stays bounded by this number times 64 KiB.
-	batch := max(d.tun.BatchSize(), d.bind.BatchSize())
-	d.pool = newBufferPool(4*batchQueueLen*batch + pendingQueueLen*len(cfg.Peers) + 4*batch)
+	d.pool = newBufferPool(bufferLimit(max(d.tun.BatchSize(), d.bind.BatchSize()), len(cfg.Peers)))
 
 	set := d.buildPeerSet(cfg, nil)
 	d.peers.Store(set)

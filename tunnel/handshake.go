@@ -107,16 +107,15 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		p.setLastError(err.Error())
 		return
 	}
-	if err := d.bind.Send([][]byte{resp}, m.from); err != nil {
-		d.indices.release(idx)
-		kp.Zero()
-		d.warn.warn("udp-send-"+p.id, "sending handshake response failed", "peer", p.id, "endpoint", from, "err", err)
-		return
-	}
+	// Ready to receive under the new key before the response can arrive:
+	// the initiator sends its first packet as soon as it has it.
 	d.indices.setKeypair(idx, p, kp, cipher)
 	d.indices.releaseKeypairs(p.keypairs.Install(kp))
 	p.roam(m.from)
 	p.handshakeDone(now, false, cipher)
+	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {
+		d.warn.warn("udp-send-"+p.id, "sending handshake response failed", "peer", p.id, "endpoint", from, "err", err)
+	}
 }
 
 // initiationFailed counts and explains a refused initiation: by the claimed
