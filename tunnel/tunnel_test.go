@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -53,13 +54,13 @@ type host struct {
 }
 
 type pair struct {
-	t     *testing.T
+	t     testing.TB
 	net   *memNet
 	clock *fakeClock
 	a, b  *host
 }
 
-func mustKey(t *testing.T) handshake.PrivateKey {
+func mustKey(t testing.TB) handshake.PrivateKey {
 	k, err := handshake.GeneratePrivateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func mustKey(t *testing.T) handshake.PrivateKey {
 
 // newPair starts two tunnels on an in-memory network: a at 198.18.0.1
 // (overlay 198.19.0.1, fd00::1) and b at 198.18.0.2 (198.19.0.2, fd00::2).
-func newPair(t *testing.T, mutate func(a, b *conf.Config)) *pair {
+func newPair(t testing.TB, mutate func(a, b *conf.Config)) *pair {
 	t.Helper()
 	goroutines := runtime.NumGoroutine()
 	p := &pair{t: t, net: newMemNet(), clock: newFakeClock()}
@@ -94,7 +95,11 @@ func newPair(t *testing.T, mutate func(a, b *conf.Config)) *pair {
 	for _, h := range []*host{p.a, p.b} {
 		h.tun = newMemTUN()
 		h.bind = p.net.bind(h.under)
-		log := slog.New(slog.NewTextHandler(testWriter{t, h.cfg.Interface.PeerID}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		var w io.Writer = testWriter{t, h.cfg.Interface.PeerID}
+		if _, fuzzing := t.(*testing.F); fuzzing {
+			w = io.Discard // a fuzz target may not log through f
+		}
+		log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		dev, err := New(h.cfg, Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log})
 		if err != nil {
 			t.Fatal(err)
@@ -113,7 +118,7 @@ func newPair(t *testing.T, mutate func(a, b *conf.Config)) *pair {
 
 // testWriter sends a tunnel's log lines to the test log, shown on failure.
 type testWriter struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 }
 
@@ -122,7 +127,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
