@@ -284,6 +284,9 @@ func policyFrom(cfg *conf.Config) rekey.Policy {
 	if s.ReplayWindow > 0 {
 		p.ReplayWindow = s.ReplayWindow
 	}
+	if s.Keepalive > 0 { // [session] keepalive: the passive keepalive (docs/CONFIGURATION.md)
+		p.KeepaliveTimeout = s.Keepalive
+	}
 	// A short-lived key must be renewed well before it dies, or traffic
 	// stalls at every rotation; scale the handshake timers down with it.
 	if limit := p.RejectAfterTime - p.RekeyAfterTime; limit < p.RekeyTimeout+p.KeepaliveTimeout {
