@@ -115,6 +115,10 @@ type peerSet struct {
 const (
 	handshakeQueueLen = 1024
 	batchQueueLen     = 16 // batches in flight per worker queue and per peer queue
+	// inlineBatch is the largest batch a reader seals or opens itself when
+	// the peer has nothing in flight; bigger ones go to the workers, where
+	// they can use the other cores.
+	inlineBatch = 8
 )
 
 // bufferLimit is how many 64 KiB buffers may exist: the read vectors of the

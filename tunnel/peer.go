@@ -51,6 +51,15 @@ type Peer struct {
 	rxBytes, txBytes, rxPackets, txPackets atomic.Uint64
 	drops                                  dropCounters
 
+	// outInFlight and inInFlight count the peer's batches between dispatch
+	// and the end of their in-order stage. At zero, the dispatching reader
+	// may run the whole stage itself (dispatchOut, dispatchIn) without
+	// breaking the peer's order.
+	outInFlight, inInFlight atomic.Int32
+	// deliverScratch is the inline receive path's scratch slice; only the
+	// goroutine that won inInFlight's 0 -> 1 uses it.
+	deliverScratch [][]byte
+
 	sendQueue chan *outBatch // batches in nonce order, to the sender goroutine
 	recvQueue chan *inBatch  // batches in arrival order, to the receiver goroutine
 	stopping  chan struct{}

@@ -121,15 +121,28 @@ func (d *Device) dispatchIn(b *inBatch) {
 		inBatchPool.Put(b)
 		return
 	}
+	p := b.peer
+	if len(b.packets) <= inlineBatch && p.inInFlight.CompareAndSwap(0, 1) {
+		// Nothing of this peer's is in flight: finish it right here (see
+		// dispatchOut).
+		var nonce [12]byte
+		b.open(&nonce)
+		p.deliverScratch = p.deliver(b, p.deliverScratch)
+		p.inInFlight.Add(-1)
+		return
+	}
+	p.inInFlight.Add(1)
 	b.done.Lock()
 	select {
 	case b.peer.recvQueue <- b:
 	case <-b.peer.stopping:
 		b.done.Unlock()
+		p.inInFlight.Add(-1)
 		d.releaseIn(b)
 		return
 	case <-d.closed:
 		b.done.Unlock()
+		p.inInFlight.Add(-1)
 		d.releaseIn(b)
 		return
 	}
@@ -140,23 +153,29 @@ func (d *Device) dispatchIn(b *inBatch) {
 	}
 }
 
+// open authenticates and decrypts every packet of the batch in place;
+// sizes[i] becomes the plaintext length, or -1 if it did not authenticate.
+func (b *inBatch) open(nonce *[12]byte) {
+	aead := b.keypair.Recv
+	b.sizes = b.sizes[:0]
+	for _, pkt := range b.packets {
+		putNonce(nonce, dataCounter(pkt))
+		plain, err := aead.Open(pkt[headerLen:headerLen], nonce[:], pkt[headerLen:], nil)
+		if err != nil {
+			b.sizes = append(b.sizes, -1)
+		} else {
+			b.sizes = append(b.sizes, len(plain))
+		}
+	}
+}
+
 // decryptWorker opens batches on whatever core is free.
 func (d *Device) decryptWorker() {
 	var nonce [12]byte
 	for {
 		select {
 		case b := <-d.decryptQ:
-			aead := b.keypair.Recv
-			b.sizes = b.sizes[:0]
-			for _, pkt := range b.packets {
-				putNonce(&nonce, dataCounter(pkt))
-				plain, err := aead.Open(pkt[headerLen:headerLen], nonce[:], pkt[headerLen:], nil)
-				if err != nil {
-					b.sizes = append(b.sizes, -1)
-				} else {
-					b.sizes = append(b.sizes, len(plain))
-				}
-			}
+			b.open(&nonce)
 			b.done.Unlock()
 		case <-d.closed:
 			return
@@ -164,11 +183,8 @@ func (d *Device) decryptWorker() {
 	}
 }
 
-// runReceiver finishes the peer's opened batches in arrival order: replay
-// check (after authentication, never before), allowed source, roaming, and
-// the write to TUN.
+// runReceiver finishes the peer's opened batches in arrival order.
 func (p *Peer) runReceiver() {
-	d := p.d
 	var toTUN [][]byte
 	for {
 		var b *inBatch
@@ -178,74 +194,84 @@ func (p *Peer) runReceiver() {
 			return
 		}
 		b.done.Lock()
-		now := d.now()
-		set := d.peers.Load()
-		kp := b.keypair
-		var authenticated, data bool
-		var lastEndpoint conn.Endpoint
-		var rxBytes, rxPackets uint64
-		toTUN = toTUN[:0]
-		for i, pkt := range b.packets {
-			size := b.sizes[i]
-			if size < 0 {
-				p.drops.add(dropAuthFailed, 1)
-				continue
-			}
-			if !kp.AcceptCounter(dataCounter(pkt), now) {
-				p.drops.add(dropReplayed, 1)
-				continue
-			}
-			authenticated = true
-			lastEndpoint = b.endpoints[i]
-			rxBytes += uint64(len(pkt))
-			rxPackets++
-			if size == 0 {
-				continue // keepalive
-			}
-			inner := pkt[headerLen : headerLen+size]
-			src, length, ok := ipSource(inner)
-			if !ok {
-				p.drops.add(dropMalformed, 1)
-				continue
-			}
-			if !set.allowedSource(p, src) {
-				p.drops.add(dropSourceNotAllowed, 1)
-				d.warn.warn("src-"+p.id, "dropped packet from a source outside the peer's allowed_ips", "peer", p.id, "source", src.String())
-				continue
-			}
-			data = true
-			toTUN = append(toTUN, pkt[:headerLen+length])
-		}
-		if authenticated {
-			p.rxBytes.Add(rxBytes)
-			p.rxPackets.Add(rxPackets)
-			p.roam(lastEndpoint)
-			promoted, dropped := p.keypairs.Received(kp)
-			d.indices.releaseKeypairs(dropped)
-			p.mu.Lock()
-			if promoted {
-				p.timers.HandshakeCompleted(now)
-			}
-			p.timers.AuthenticatedReceived(now)
-			if data {
-				p.timers.DataReceived(now)
-			}
-			p.mu.Unlock()
-			if promoted {
-				p.flushPending()
-			}
-			if kp.NeedsRekeyOnReceive(now) {
-				p.wantHandshake()
-			}
-		}
-		if len(toTUN) > 0 {
-			if _, err := d.tun.Write(toTUN, headerLen); err != nil && !d.isClosed() {
-				d.warn.warn("tun-write", "writing to TUN failed", "interface", d.name, "err", err)
-			}
-		}
 		b.done.Unlock()
-		d.releaseIn(b)
+		toTUN = p.deliver(b, toTUN[:0])
+		p.inInFlight.Add(-1)
 	}
+}
+
+// deliver finishes an opened batch: replay check (after authentication,
+// never before), allowed source, roaming, timers, and the write to TUN; then
+// releases it. toTUN is scratch space, returned for reuse.
+func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
+	d := p.d
+	now := d.now()
+	set := d.peers.Load()
+	kp := b.keypair
+	var authenticated, data bool
+	var lastEndpoint conn.Endpoint
+	var rxBytes, rxPackets uint64
+	for i, pkt := range b.packets {
+		size := b.sizes[i]
+		if size < 0 {
+			p.drops.add(dropAuthFailed, 1)
+			continue
+		}
+		if !kp.AcceptCounter(dataCounter(pkt), now) {
+			p.drops.add(dropReplayed, 1)
+			continue
+		}
+		authenticated = true
+		lastEndpoint = b.endpoints[i]
+		rxBytes += uint64(len(pkt))
+		rxPackets++
+		if size == 0 {
+			continue // keepalive
+		}
+		inner := pkt[headerLen : headerLen+size]
+		src, length, ok := ipSource(inner)
+		if !ok {
+			p.drops.add(dropMalformed, 1)
+			continue
+		}
+		if !set.allowedSource(p, src) {
+			p.drops.add(dropSourceNotAllowed, 1)
+			d.warn.warn("src-"+p.id, "dropped packet from a source outside the peer's allowed_ips", "peer", p.id, "source", src.String())
+			continue
+		}
+		data = true
+		toTUN = append(toTUN, pkt[:headerLen+length])
+	}
+	if authenticated {
+		p.rxBytes.Add(rxBytes)
+		p.rxPackets.Add(rxPackets)
+		p.roam(lastEndpoint)
+		promoted, dropped := p.keypairs.Received(kp)
+		d.indices.releaseKeypairs(dropped)
+		p.mu.Lock()
+		if promoted {
+			p.timers.HandshakeCompleted(now)
+		}
+		p.timers.AuthenticatedReceived(now)
+		if data {
+			p.timers.DataReceived(now)
+		}
+		p.mu.Unlock()
+		if promoted {
+			p.flushPending()
+		}
+		if kp.NeedsRekeyOnReceive(now) {
+			p.wantHandshake()
+		}
+	}
+	if len(toTUN) > 0 {
+		if _, err := d.tun.Write(toTUN, headerLen); err != nil && !d.isClosed() {
+			d.warn.warn("tun-write", "writing to TUN failed", "interface", d.name, "err", err)
+		}
+	}
+	clear(toTUN)
+	d.releaseIn(b)
+	return toTUN[:0]
 }
 
 // roam makes the address of the peer's latest authenticated, non-replayed

@@ -156,15 +156,29 @@ func (p *Peer) send(packets [][]byte) {
 // for any worker on the shared one. It blocks while the queues are full:
 // back-pressure to the TUN reader instead of dropping.
 func (d *Device) dispatchOut(b *outBatch) {
+	p := b.peer
+	if len(b.packets) <= inlineBatch && p.outInFlight.CompareAndSwap(0, 1) {
+		// Nothing of this peer's is in flight, so sealing and sending right
+		// here keeps its order, and saves the two goroutine hand-offs that
+		// dominate a lone packet's latency (a ping, a TCP ACK).
+		var nonce [12]byte
+		b.seal(&nonce)
+		p.transmit(b)
+		p.outInFlight.Add(-1)
+		return
+	}
+	p.outInFlight.Add(1)
 	b.done.Lock()
 	select {
 	case b.peer.sendQueue <- b:
 	case <-b.peer.stopping:
 		b.done.Unlock()
+		p.outInFlight.Add(-1)
 		d.releaseOut(b)
 		return
 	case <-d.closed:
 		b.done.Unlock()
+		p.outInFlight.Add(-1)
 		d.releaseOut(b)
 		return
 	}
@@ -212,17 +226,22 @@ func (p *Peer) sendKeepalive() {
 	p.send([][]byte{b[:headerLen]})
 }
 
+// seal encrypts every packet of the batch in place under its counter.
+func (b *outBatch) seal(nonce *[12]byte) {
+	aead := b.keypair.Send
+	for i, pkt := range b.packets {
+		putNonce(nonce, dataCounter(pkt))
+		b.packets[i] = aead.Seal(pkt[:headerLen], nonce[:], pkt[headerLen:], nil)
+	}
+}
+
 // encryptWorker seals batches on whatever core is free.
 func (d *Device) encryptWorker() {
 	var nonce [12]byte
 	for {
 		select {
 		case b := <-d.encryptQ:
-			aead := b.keypair.Send
-			for i, pkt := range b.packets {
-				putNonce(&nonce, dataCounter(pkt))
-				b.packets[i] = aead.Seal(pkt[:headerLen], nonce[:], pkt[headerLen:], nil)
-			}
+			b.seal(&nonce)
 			b.done.Unlock()
 		case <-d.closed:
 			return
@@ -232,7 +251,6 @@ func (d *Device) encryptWorker() {
 
 // runSender sends the peer's sealed batches in the order they were numbered.
 func (p *Peer) runSender() {
-	d := p.d
 	for {
 		var b *outBatch
 		select {
@@ -241,32 +259,40 @@ func (p *Peer) runSender() {
 			return
 		}
 		b.done.Lock()
-		ep := p.currentEndpoint()
-		if ep == nil {
-			p.drops.add(dropNoKey, uint64(len(b.packets)))
-			p.setLastError("no endpoint known: the peer has no endpoint configured and has not contacted us")
-		} else if err := d.bind.Send(b.packets, ep); err != nil {
-			if !d.isClosed() {
-				d.warn.warn("udp-send-"+p.id, "sending to peer failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
-			}
-		} else {
-			var bytes uint64
-			for _, pkt := range b.packets {
-				bytes += uint64(len(pkt))
-			}
-			p.txBytes.Add(bytes)
-			p.txPackets.Add(uint64(len(b.packets)))
-			now := d.now()
-			p.mu.Lock()
-			p.timers.AuthenticatedSent(now)
-			if b.data {
-				p.timers.DataSent(now)
-			}
-			p.mu.Unlock()
-		}
 		b.done.Unlock()
-		d.releaseOut(b)
+		p.transmit(b)
+		p.outInFlight.Add(-1)
 	}
+}
+
+// transmit sends a sealed batch to the peer's endpoint, accounts for it and
+// releases it.
+func (p *Peer) transmit(b *outBatch) {
+	d := p.d
+	ep := p.currentEndpoint()
+	if ep == nil {
+		p.drops.add(dropNoKey, uint64(len(b.packets)))
+		p.setLastError("no endpoint known: the peer has no endpoint configured and has not contacted us")
+	} else if err := d.bind.Send(b.packets, ep); err != nil {
+		if !d.isClosed() {
+			d.warn.warn("udp-send-"+p.id, "sending to peer failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
+		}
+	} else {
+		var bytes uint64
+		for _, pkt := range b.packets {
+			bytes += uint64(len(pkt))
+		}
+		p.txBytes.Add(bytes)
+		p.txPackets.Add(uint64(len(b.packets)))
+		now := d.now()
+		p.mu.Lock()
+		p.timers.AuthenticatedSent(now)
+		if b.data {
+			p.timers.DataSent(now)
+		}
+		p.mu.Unlock()
+	}
+	d.releaseOut(b)
 }
 
 func (p *Peer) setLastError(msg string) {
