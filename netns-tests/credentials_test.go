@@ -14,6 +14,10 @@ func TestWrongCredentials(t *testing.T) {
 		edit   func(a, b *node)
 		claim  func(a *node) string // the peer ID b sees a claim
 		reason string               // in b's refusal and b's log
+		// told: b answers with an authenticated refusal, so a learns the
+		// reason too; otherwise b stays silent (it must not help a prober)
+		// and a can only say its handshake went unanswered.
+		told bool
 	}{
 		{
 			name: "wrong public key",
@@ -36,6 +40,7 @@ func TestWrongCredentials(t *testing.T) {
 			},
 			claim:  func(a *node) string { return a.ID },
 			reason: "cipher mismatch",
+			told:   true,
 		},
 	}
 	for _, tc := range cases {
@@ -70,8 +75,11 @@ func TestWrongCredentials(t *testing.T) {
 			if pa.SessionID != "" || pa.Handshakes != 0 {
 				t.Errorf("a got a session with b: %+v", pa)
 			}
-			if !strings.Contains(a.log(), b.ID) || !strings.Contains(a.log(), pa.LastError) {
-				t.Errorf("a's log does not name peer %s and the error %q", b.ID, pa.LastError)
+			if tc.told && !strings.Contains(strings.ToLower(pa.LastError), tc.reason) {
+				t.Errorf("a's last_error %q does not say %q", pa.LastError, tc.reason)
+			}
+			if alog := strings.ToLower(a.log()); !strings.Contains(alog, b.ID) || (tc.told && !strings.Contains(alog, tc.reason)) {
+				t.Errorf("a's log does not name peer %s and why its handshake failed", b.ID)
 			}
 			for _, p := range b.show().Peers {
 				if p.SessionID != "" || p.Handshakes != 0 {

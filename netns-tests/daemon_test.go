@@ -43,9 +43,12 @@ type node struct {
 	Peers    []peerConf
 
 	dir, cfgPath, runDir, logPath string
-	cmd                           *exec.Cmd
-	done                          chan struct{} // closed when cmd has exited
-	exitCode                      int           // valid once done is closed
+	// brokenConfig is set while the config file is deliberately invalid:
+	// show then finds the tunnel through the run dir instead of -c.
+	brokenConfig bool
+	cmd          *exec.Cmd
+	done         chan struct{} // closed when cmd has exited
+	exitCode     int           // valid once done is closed
 }
 
 // newNode prepares (does not start) a daemon with a fresh key.
@@ -118,6 +121,7 @@ func (n *node) writeRaw(text string) {
 	if err := os.WriteFile(n.cfgPath, []byte(text), 0o600); err != nil {
 		n.l.t.Fatal(err)
 	}
+	n.brokenConfig = text != n.config()
 }
 
 // start writes the config, runs `stunnel up` inside the namespace and waits
@@ -228,7 +232,11 @@ func (n *node) log() string {
 
 // tryShow runs `stunnel show --json -c FILE` and returns our interface's status.
 func (n *node) tryShow() (status, error) {
-	cmd := netns.Exec(n.ns, stunnelBin, "show", "--json", "-c", n.cfgPath)
+	args := []string{"show", "--json", "-c", n.cfgPath}
+	if n.brokenConfig {
+		args = args[:2]
+	}
+	cmd := netns.Exec(n.ns, stunnelBin, args...)
 	cmd.Env = append(os.Environ(), "STUNNEL_RUN_DIR="+n.runDir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
