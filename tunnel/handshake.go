@@ -303,6 +303,10 @@ func (p *Peer) sendInitiation(now time.Time) {
 		p.mu.Unlock()
 		return
 	}
+	if attempt := p.timers.Attempts(); attempt > 0 && p.timers.Handshaking() {
+		d.warn.warn("hs-retry-"+p.id, "handshake initiation unanswered; retrying", "peer", p.id,
+			"endpoint", ep.DstToString(), "attempt", attempt+1)
+	}
 	msg := in.Message()
 	p.cookieGen.AddMACs(msg)
 	p.initiation, p.initiationIndex = in, idx

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"stunnel/rekey"
@@ -72,8 +73,12 @@ func (p *Peer) giveUp() {
 	if cur := p.currentEndpoint(); cur != nil {
 		ep = cur.DstToString()
 	}
-	if p.lastError == "" || attempts > 0 {
-		p.lastError = fmt.Sprintf("handshake did not complete: no answer from %s after %d attempts", ep, attempts)
+	noAnswer := fmt.Sprintf("handshake did not complete: no answer from %s after %d attempts", ep, attempts)
+	if p.lastError == "" || strings.HasPrefix(p.lastError, "handshake did not complete") {
+		p.lastError = noAnswer
+	} else if !strings.Contains(p.lastError, "; gave up after") {
+		// The peer did answer, with a refusal: that reason is the useful one.
+		p.lastError += fmt.Sprintf("; gave up after %d attempts", attempts)
 	}
 	msg := p.lastError
 	if p.cfg.Endpoint != "" {
