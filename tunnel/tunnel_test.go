@@ -200,6 +200,12 @@ func TestRekeyKeepsTrafficFlowing(t *testing.T) {
 		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{byte(i)})
 		p.b.tun.toTunnel <- back
 		p.a.expect(t, back)
+		out6 := ipv6UDP("fd00::1", "fd00::2", []byte{byte(i)})
+		p.a.tun.toTunnel <- out6
+		p.b.expect(t, out6)
+		back6 := ipv6UDP("fd00::2", "fd00::1", []byte{byte(i)})
+		p.b.tun.toTunnel <- back6
+		p.a.expect(t, back6)
 	}
 	ping(0)
 	first := p.a.peerStatus(t).SessionID
