@@ -51,12 +51,7 @@ func addrPortOf(ep conn.Endpoint) netip.AddrPort {
 
 func (d *Device) handleInitiation(m handshakeMessage) {
 	from := m.from.DstToString()
-	if !d.cookies.CheckMAC1(m.msg) {
-		d.drops.add(dropBadMAC1, 1)
-		d.warn.warn("bad-mac1", "dropped handshake initiation with a bad mac1: the sender does not have our public key (wrong public_key for us in its config?)", "from", from)
-		return
-	}
-	src := addrPortOf(m.from)
+	src := addrPortOf(m.from) // mac1 was checked before queueing (queueHandshake)
 	if d.load.UnderLoad(len(d.handshakeQ)) {
 		if !d.cookies.CheckMAC2(m.msg, src) {
 			reply, err := d.cookies.CreateReply(m.msg, src)
@@ -156,12 +151,7 @@ func (d *Device) initiationFailed(err error, from string) {
 }
 
 func (d *Device) handleResponse(m handshakeMessage) {
-	if !d.cookies.CheckMAC1(m.msg) {
-		d.drops.add(dropBadMAC1, 1)
-		d.warn.warn("bad-mac1-resp", "dropped handshake response with a bad mac1", "from", m.from.DstToString())
-		return
-	}
-	idx, ok := handshake.PeekResponseReceiver(m.msg)
+	idx, ok := handshake.PeekResponseReceiver(m.msg) // mac1 checked in queueHandshake
 	if !ok {
 		d.drops.add(dropMalformed, 1)
 		return

@@ -308,6 +308,13 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 		d.drops.add(dropMalformed, 1)
 		return
 	}
+	// mac1 costs a keyed hash: check it here, so a flood of junk never
+	// takes a place in the queue that a real initiation needs.
+	if (typ == handshake.MessageTypeInitiation || typ == handshake.MessageTypeResponse) && !d.cookies.CheckMAC1(msg) {
+		d.drops.add(dropBadMAC1, 1)
+		d.warn.warn("bad-mac1", "dropped handshake message with a bad mac1: the sender does not have our public key (wrong public_key for us in its config?)", "from", ep.DstToString())
+		return
+	}
 	select {
 	case d.handshakeQ <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep}:
 	default:
