@@ -1,0 +1,125 @@
+# shellcheck shell=bash disable=SC2034,SC2015
+# (SC2034: variables are shared between the sourced files; SC2015: `a && b || fail` is meant.)
+# The measurements, identical for every implementation. Each one records
+# "round<TAB>impl<TAB>metric<TAB>value" lines into $RESULTS; a measurement
+# that fails records n/a and the run goes on. Sourced by ../run.
+
+CLK_TCK=$(getconf CLK_TCK)
+
+record() { printf '%s\t%s\t%s\t%s\n' "$ROUND" "$IMPL" "$1" "$2" >>"$RESULTS"; }
+
+# daemon_ticks: utime+stime of all DAEMONS, in clock ticks (fields 14, 15
+# of /proc/PID/stat, counted after the ")" that ends the command name).
+daemon_ticks() {
+	local pid sum=0 f
+	for pid in "${DAEMONS[@]}"; do
+		read -ra f <<<"$(sed 's/^.*) //' "/proc/$pid/stat")"
+		sum=$((sum + f[11] + f[12]))
+	done
+	echo "$sum"
+}
+
+# machine_busy_ticks: all CPUs' non-idle time from /proc/stat; this also
+# counts the kernel's share (softirq, veth, TUN) and iperf3 itself.
+machine_busy_ticks() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# peak_rss_mib: the larger VmHWM of the two daemons, in MiB.
+peak_rss_mib() {
+	local pid kb max=0
+	for pid in "${DAEMONS[@]}"; do
+		kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+		((kb > max)) && max=$kb
+	done
+	awk -v kb="$max" 'BEGIN { printf "%.1f", kb / 1024 }'
+}
+
+iperf_server_up() {
+	start_in "$NS_B" "$WORK/iperf3-server.log" iperf3 -s
+	wait_until 10 "iperf3 server" ipb sh -c "ss -Hltn 'sport = :5201' | grep -q ."
+}
+
+# ping_rtt: PING_COUNT echo requests at PING_INTERVAL from A to B; records
+# the median and 99th percentile of the replies' RTT, in ms.
+ping_rtt() {
+	local out p50 p99 n deadline
+	deadline=$(awk -v n="$PING_COUNT" -v i="$PING_INTERVAL" 'BEGIN { printf "%d", n * i + 10 }')
+	out=$(ipa ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 -w "$deadline" "$TARGET" 2>&1 |
+		sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' | sort -g |
+		awk '{ v[NR] = $1 } END {
+			if (NR == 0) exit 1
+			p50 = v[int((NR + 1) / 2)]; i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
+			printf "%s %s %d", p50, v[i99], NR }')
+	if [[ -z "$out" ]]; then
+		record rtt_p50 n/a; record rtt_p99 n/a
+		return 1
+	fi
+	read -r p50 p99 n <<<"$out"
+	((n < PING_COUNT)) && log "$IMPL: only $n of $PING_COUNT pings answered"
+	record rtt_p50 "$p50"; record rtt_p99 "$p99"
+}
+
+# iperf_json ARGS...: run an iperf3 client from A against TARGET, JSON on
+# stdout; empty (and logged) on failure.
+iperf_json() {
+	local out
+	# stderr apart: iperf3 warns there (e.g. datagram larger than the TCP MSS).
+	# Bounded: a tunnel that passes nothing must cost seconds, not TCP's
+	# two-minute connect timeout.
+	out=$(timeout -k 5 $((DURATION + 30)) ip netns exec "$NS_A" \
+		iperf3 -c "$TARGET" -t "$DURATION" -J --connect-timeout 5000 "$@" 2>"$WORK/iperf3-client.err")
+	if ! jq -e '.error == null and .end != null' <<<"$out" >/dev/null 2>&1; then
+		log "$IMPL: iperf3 $*: $(jq -r '.error // empty' <<<"$out" 2>/dev/null) $(last_line "$WORK/iperf3-client.err")"
+		return 1
+	fi
+	printf '%s' "$out"
+}
+
+# tcp_test STREAMS METRIC: received Gbit/s. With one stream it also records
+# CPU seconds per GB (1e9 bytes) received: the daemons' own, and the whole
+# machine's.
+tcp_test() {
+	local streams=$1 metric=$2 j d0 d1 m0 m1 bytes
+	d0=$(daemon_ticks) m0=$(machine_busy_ticks)
+	if ! j=$(iperf_json -P "$streams"); then
+		record "$metric" n/a
+		[[ $streams == 1 ]] && { record cpu_gb n/a; record sys_cpu_gb n/a; }
+		return
+	fi
+	d1=$(daemon_ticks) m1=$(machine_busy_ticks)
+	record "$metric" "$(jq -r '.end.sum_received.bits_per_second / 1e9 | . * 1000 | round / 1000' <<<"$j")"
+	[[ $streams == 1 ]] || return 0
+	bytes=$(jq -r '.end.sum_received.bytes' <<<"$j")
+	if ((${#DAEMONS[@]} > 0)); then
+		record cpu_gb "$(awk -v t=$((d1 - d0)) -v hz="$CLK_TCK" -v b="$bytes" 'BEGIN { printf "%.2f", t / hz / (b / 1e9) }')"
+	fi
+	record sys_cpu_gb "$(awk -v t=$((m1 - m0)) -v hz="$CLK_TCK" -v b="$bytes" 'BEGIN { printf "%.2f", t / hz / (b / 1e9) }')"
+}
+
+# udp_test PAYLOAD METRIC: unlimited-rate UDP of PAYLOAD-byte datagrams;
+# records thousands of packets per second that arrived at B.
+udp_test() {
+	local len=$1 metric=$2 j
+	if ! j=$(iperf_json -u -b 0 -l "$len"); then
+		record "$metric" n/a
+		return
+	fi
+	record "$metric" "$(jq -r '.end.sum | (.packets - .lost_packets) / .seconds / 1000 | . * 10 | round / 10' <<<"$j")"
+}
+
+# measure_all: the whole battery on an implementation that is up. Ping
+# first, on an idle tunnel; peak RSS last, after all the load.
+measure_all() {
+	iperf_server_up || { IMPL_ERR="iperf3 server did not start"; return 1; }
+	# A tunnel that stopped passing packets after start-up would only make
+	# every iperf3 run wait for its timeout: say so once and move on.
+	ping_rtt || { IMPL_ERR="no ping replies through the tunnel after it came up"; return 1; }
+	tcp_test 1 tcp1
+	tcp_test 4 tcp4
+	udp_test 64 udp64
+	udp_test "$UDP_LARGE" udp_large
+	if ((${#DAEMONS[@]} > 0)); then
+		record rss "$(peak_rss_mib)"
+	fi
+}
