@@ -153,16 +153,22 @@ func (n *node) start() {
 	}()
 	done := n.done
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- log of %s (%s) ---\n%s", n.ID, n.ns, n.log())
-		}
 		select {
 		case <-done:
-			return
 		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
 		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		log := n.log()
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:", "goroutine "} {
+			if strings.Contains(log, bad) {
+				t.Errorf("the log of %s contains %q", n.ID, bad)
+				break
+			}
+		}
+		if t.Failed() {
+			t.Logf("--- log of %s (%s) ---\n%s", n.ID, n.ns, log)
+		}
 	})
 	waitFor(t, readyWait, n.ID+" to be ready (show answers, device exists)", func() bool {
 		if n.exited() {

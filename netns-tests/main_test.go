@@ -4,7 +4,8 @@
 //
 // Needs root and iproute2 (ping, tc and ethtool for some scenarios). Without
 // root every test skips loudly, unless STUNNEL_REQUIRE_NETNS=1, which turns
-// the skip into a failure (CI sets it). Tests run one after another: each one
+// the skip into a failure (CI sets it). STUNNEL_TEST_RACE=1 builds the daemon
+// under test with -race. Tests run one after another: each one
 // builds its own hosts, and removes them, its processes and its files in
 // t.Cleanup, also when it fails.
 //
@@ -48,7 +49,13 @@ func testMain(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		stunnelBin = filepath.Join(dir, "stunnel")
-		build := exec.Command(goBinary(), "build", "-o", stunnelBin, "./cmd/stunnel")
+		args := []string{"build", "-o", stunnelBin}
+		if os.Getenv("STUNNEL_TEST_RACE") == "1" {
+			// The daemons themselves under the race detector: slower, but
+			// real traffic, rekeys and reloads exercise every lock.
+			args = append(args, "-race")
+		}
+		build := exec.Command(goBinary(), append(args, "./cmd/stunnel")...)
 		build.Dir = ".." // the module root
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "netns-tests: building stunnel: %v\n%s", err, out)
