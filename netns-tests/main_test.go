@@ -109,8 +109,10 @@ func requireNetns(t *testing.T) {
 	case stunnelBin == "":
 		why = "stunnel binary not built"
 	default:
-		if _, err := exec.LookPath("ip"); err != nil {
-			why = "iproute2 (`ip`) not installed"
+		for _, tool := range []string{"ip", "ping", "ethtool"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				why = tool + " is not installed (Debian: iproute2 iputils-ping ethtool)"
+			}
 		}
 	}
 	if why == "" {
