@@ -36,4 +36,3 @@ bench: build
 
 clean:
 	rm -rf bin
-	$(GO) clean -testcache

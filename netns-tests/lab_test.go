@@ -123,20 +123,10 @@ func addrOf(s string) string {
 // fails the test naming what it waited for. No test sleeps and hopes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-// poll is waitFor without the failure, for "must not happen" checks.
-func poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			return false
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
