@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"net/netip"
 	"time"
 
@@ -294,6 +295,13 @@ func (p *Peer) sendInitiation(now time.Time) {
 		return
 	}
 	if attempt := p.timers.Attempts(); attempt > 0 && p.timers.Handshaking() {
+		// The responder stays silent on a refusal it cannot authenticate
+		// (it must not help a prober), so silence is all we can report,
+		// with its usual causes.
+		if p.lastError == "" || strings.HasPrefix(p.lastError, "no answer") {
+			p.lastError = fmt.Sprintf("no answer from %s to %d handshake initiations (unreachable, or it does not know our peer id %q or public key)",
+				ep.DstToString(), attempt, d.peerID)
+		}
 		d.warn.warn("hs-retry-"+p.id, "handshake initiation unanswered; retrying", "peer", p.id,
 			"endpoint", ep.DstToString(), "attempt", attempt+1)
 	}

@@ -74,7 +74,7 @@ func (p *Peer) giveUp() {
 		ep = cur.DstToString()
 	}
 	noAnswer := fmt.Sprintf("handshake did not complete: no answer from %s after %d attempts", ep, attempts)
-	if p.lastError == "" || strings.HasPrefix(p.lastError, "handshake did not complete") {
+	if p.lastError == "" || strings.HasPrefix(p.lastError, "handshake did not complete") || strings.HasPrefix(p.lastError, "no answer") {
 		p.lastError = noAnswer
 	} else if !strings.Contains(p.lastError, "; gave up after") {
 		// The peer did answer, with a refusal: that reason is the useful one.
