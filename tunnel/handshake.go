@@ -3,8 +3,8 @@ package tunnel
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"net/netip"
+	"strings"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"

@@ -56,9 +56,12 @@ type Peer struct {
 	// may run the whole stage itself (dispatchOut, dispatchIn) without
 	// breaking the peer's order.
 	outInFlight, inInFlight atomic.Int32
-	// deliverScratch is the inline receive path's scratch slice; only the
-	// goroutine that won inInFlight's 0 -> 1 uses it.
-	deliverScratch [][]byte
+	// Scratch space of the inline paths, used only by the goroutine that
+	// won the in-flight counter's 0 -> 1 (a nonce on the stack would escape
+	// through the AEAD interface: one allocation per packet batch).
+	inlineSealNonce [12]byte // outInFlight's winner
+	inlineOpenNonce [12]byte // inInFlight's winner
+	deliverScratch  [][]byte // inInFlight's winner
 
 	sendQueue chan *outBatch // batches in nonce order, to the sender goroutine
 	recvQueue chan *inBatch  // batches in arrival order, to the receiver goroutine

@@ -125,8 +125,7 @@ func (d *Device) dispatchIn(b *inBatch) {
 	if len(b.packets) <= inlineBatch && p.inInFlight.CompareAndSwap(0, 1) {
 		// Nothing of this peer's is in flight: finish it right here (see
 		// dispatchOut).
-		var nonce [12]byte
-		b.open(&nonce)
+		b.open(&p.inlineOpenNonce)
 		p.deliverScratch = p.deliver(b, p.deliverScratch)
 		p.inInFlight.Add(-1)
 		return

@@ -90,7 +90,12 @@ func (d *Device) readTUN() {
 				j++
 			}
 			if j == len(stage) {
-				stage = append(stage, staged{peer: p})
+				if j < cap(stage) { // reuse the element's packets slice too
+					stage = stage[:j+1]
+					stage[j].peer = p
+				} else {
+					stage = append(stage, staged{peer: p})
+				}
 			}
 			stage[j].packets = append(stage[j].packets, bufs[i][:headerLen+sizes[i]])
 			bufs[i] = nil
@@ -161,8 +166,7 @@ func (d *Device) dispatchOut(b *outBatch) {
 		// Nothing of this peer's is in flight, so sealing and sending right
 		// here keeps its order, and saves the two goroutine hand-offs that
 		// dominate a lone packet's latency (a ping, a TCP ACK).
-		var nonce [12]byte
-		b.seal(&nonce)
+		b.seal(&p.inlineSealNonce)
 		p.transmit(b)
 		p.outInFlight.Add(-1)
 		return

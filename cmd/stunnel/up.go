@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 
@@ -38,11 +39,32 @@ func cmdUp(args []string) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.Interface.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if path := os.Getenv("STUNNEL_CPUPROFILE"); path != "" {
+		// For docs/PERFORMANCE.md: a CPU profile of the whole run, written
+		// at a clean stop; read it with `go tool pprof`.
+		if stop, err := startCPUProfile(path); err != nil {
+			log.Warn("cannot start CPU profile", "path", path, "err", err)
+		} else {
+			defer stop()
+		}
+	}
 	if err := run(cfg, log, level); err != nil {
 		log.Error(err.Error())
 		return exitRuntime
 	}
 	return exitOK
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // run brings the interface up, serves until a stop signal, and takes down
