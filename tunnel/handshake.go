@@ -95,20 +95,11 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 	p.abandonInitiationLocked()
 	p.mu.Unlock()
 
-	kp, err := d.newKeypair(sess, now)
-	cipher := sess.Cipher
-	sess.Zero()
-	if err != nil {
-		d.indices.release(idx)
-		p.setLastError(err.Error())
-		return
-	}
 	// Ready to receive under the new key before the response can arrive:
 	// the initiator sends its first packet as soon as it has it.
-	d.indices.setKeypair(idx, p, kp, cipher)
-	d.indices.releaseKeypairs(p.keypairs.Install(kp))
-	p.roam(m.from)
-	p.handshakeDone(now, false, cipher)
+	if !p.establish(sess, idx, m.from, now) {
+		return
+	}
 	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {
 		d.warn.warn("udp-send-"+p.id, "sending handshake response failed", "peer", p.id, "endpoint", from, "err", err)
 	}
@@ -183,18 +174,9 @@ func (d *Device) handleResponse(m handshakeMessage) {
 	}
 	p.initiation = nil
 	p.mu.Unlock()
-	kp, err := d.newKeypair(sess, now)
-	cipher := sess.Cipher
-	sess.Zero()
-	if err != nil {
-		d.indices.release(idx)
-		p.setLastError(err.Error())
+	if !p.establish(sess, idx, m.from, now) {
 		return
 	}
-	d.indices.setKeypair(idx, p, kp, cipher)
-	d.indices.releaseKeypairs(p.keypairs.Install(kp))
-	p.roam(m.from)
-	p.handshakeDone(now, true, cipher)
 	// The initiator confirms the new key at once: queued packets if any,
 	// else a keepalive, so the responder promotes it and may send with it.
 	p.mu.Lock()
@@ -205,6 +187,26 @@ func (d *Device) handleResponse(m handshakeMessage) {
 	} else {
 		p.sendKeepalive()
 	}
+}
+
+// establish makes a finished handshake's session the peer's newest keypair,
+// registered under our index idx, and zeroes sess. False if its AEAD could
+// not be built (the index is released, the reason shown).
+func (p *Peer) establish(sess *handshake.Session, idx uint32, from conn.Endpoint, now time.Time) bool {
+	d := p.d
+	kp, err := d.newKeypair(sess, now)
+	cipher, initiator := sess.Cipher, sess.Initiator
+	sess.Zero()
+	if err != nil {
+		d.indices.release(idx)
+		p.setLastError(err.Error())
+		return false
+	}
+	d.indices.setKeypair(idx, p, kp, cipher)
+	d.indices.releaseKeypairs(p.keypairs.Install(kp))
+	p.roam(from)
+	p.handshakeDone(now, initiator, cipher)
+	return true
 }
 
 // handshakeDone records a finished handshake. The initiator's timers stop
