@@ -140,6 +140,7 @@ func (t *Timers) WantHandshake(now time.Time) {
 	}
 	t.handshaking = true
 	t.wantStart = now
+	t.attempts = 0 // "no answer after N attempts" counts this handshake's
 	t.retry = now
 	if t.initSent {
 		if earliest := t.lastInit.Add(t.p.RekeyTimeout); earliest.After(now) {

@@ -19,6 +19,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +52,9 @@ type Options struct {
 	// Rand feeds handshakes (nil: crypto/rand).
 	Rand io.Reader
 	// Resolve turns an endpoint host:port into an address (nil: the system
-	// resolver, preferring IPv4).
-	Resolve func(hostport string) (string, error)
+	// resolver, preferring IPv4). It runs in the background, never under a
+	// lock of the packet path; ctx ends when the device closes.
+	Resolve func(ctx context.Context, hostport string) (netip.AddrPort, error)
 	// HandshakeLoad is the number of queued handshake messages above which
 	// the interface is "under load" and answers initiations without a valid
 	// mac2 with a cookie (0: 1/8 of the queue).
@@ -69,8 +72,11 @@ type Device struct {
 	bind    conn.Bind
 	port    uint16
 	name    string
-	resolve func(string) (string, error)
+	resolve func(context.Context, string) (netip.AddrPort, error)
 	warn    *rateLimitedLog
+	ctx     context.Context // ends at Close: background lookups give up
+	cancel  context.CancelFunc
+	errc    chan error // the first fatal error of a reader (Failed)
 
 	// Identity and handshake machinery: fixed for the device's life
 	// (a reload that changes [interface] keys needs a restart).
@@ -93,6 +99,7 @@ type Device struct {
 	reloadMu sync.Mutex
 
 	indices  *indexTable
+	batch    int // the larger of the TUN's and the bind's batch size
 	pool     *bufferPool
 	encryptQ chan *outBatch
 	decryptQ chan *inBatch
@@ -100,9 +107,17 @@ type Device struct {
 	drops    dropCounters
 	refusals refusalLog
 
-	closed    chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	// Shutdown, in Close's order: closed stops the readers, the ticker and
+	// the handshake workers (wg); then every peer stops while the crypto
+	// workers still finish what the peers wait for; then workersQuit stops
+	// the crypto workers (workers), and background lookups (background) are
+	// waited for last.
+	closed      chan struct{}
+	closeOnce   sync.Once
+	wg          sync.WaitGroup
+	workersQuit chan struct{}
+	workers     sync.WaitGroup
+	background  sync.WaitGroup
 }
 
 // peerSet is one configuration's peers and routes; immutable once published.
@@ -119,6 +134,9 @@ const (
 	// the peer has nothing in flight; bigger ones go to the workers, where
 	// they can use the other cores.
 	inlineBatch = 8
+	// maxReadFailures consecutive read errors end the tunnel (Failed)
+	// instead of a busy loop on a device that is gone.
+	maxReadFailures = 32
 )
 
 // bufferLimit is how many 64 KiB buffers may exist: the read vectors of the
@@ -133,19 +151,22 @@ func bufferLimit(batch, peers int) int {
 // The caller has already set up the TUN device's addresses and routes.
 func New(cfg *conf.Config, opt Options) (*Device, error) {
 	d := &Device{
-		log:        opt.Logger,
-		now:        opt.Now,
-		tun:        opt.TUN,
-		bind:       opt.Bind,
-		resolve:    opt.Resolve,
-		peerID:     cfg.Interface.PeerID,
-		publicKey:  cfg.Interface.PrivateKey.PublicKey(),
-		indices:    newIndexTable(),
-		handshakeQ: make(chan handshakeMessage, handshakeQueueLen),
-		encryptQ:   make(chan *outBatch, batchQueueLen),
-		decryptQ:   make(chan *inBatch, batchQueueLen),
-		closed:     make(chan struct{}),
+		log:         opt.Logger,
+		now:         opt.Now,
+		tun:         opt.TUN,
+		bind:        opt.Bind,
+		resolve:     opt.Resolve,
+		peerID:      cfg.Interface.PeerID,
+		publicKey:   cfg.Interface.PrivateKey.PublicKey(),
+		indices:     newIndexTable(),
+		handshakeQ:  make(chan handshakeMessage, handshakeQueueLen),
+		encryptQ:    make(chan *outBatch, batchQueueLen),
+		decryptQ:    make(chan *inBatch, batchQueueLen),
+		closed:      make(chan struct{}),
+		workersQuit: make(chan struct{}),
+		errc:        make(chan error, 1),
 	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -180,21 +201,24 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.load = handshake.NewLoadMonitor(threshold, d.now)
 
-	d.pool = newBufferPool(bufferLimit(max(d.tun.BatchSize(), d.bind.BatchSize()), len(cfg.Peers)))
+	d.batch = max(d.tun.BatchSize(), d.bind.BatchSize())
+	d.pool = newBufferPool(bufferLimit(d.batch, len(cfg.Peers)))
 
 	set := d.buildPeerSet(cfg, nil)
 	d.peers.Store(set)
 
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
 	if err != nil {
+		d.cancel()
 		return nil, fmt.Errorf("listening on UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}
 	d.port = port
 
 	workers := runtime.NumCPU()
 	for range workers {
-		d.goroutine(d.encryptWorker)
-		d.goroutine(d.decryptWorker)
+		d.workers.Add(2)
+		go func() { defer d.workers.Done(); d.encryptWorker() }()
+		go func() { defer d.workers.Done(); d.decryptWorker() }()
 		d.goroutine(d.handshakeWorker)
 	}
 	for _, fn := range fns {
@@ -235,23 +259,31 @@ func (d *Device) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
 		close(d.closed)
+		d.cancel()
+		d.pool.Close()
 		err = errors.Join(d.tun.Close(), d.bind.Close())
 		d.wg.Wait()
-		// Workers are gone: batches they never took would keep their peers'
-		// in-order goroutines waiting; release them unsealed.
-		for len(d.encryptQ) > 0 {
-			(<-d.encryptQ).done.Unlock()
-		}
-		for len(d.decryptQ) > 0 {
-			(<-d.decryptQ).done.Unlock()
-		}
 		for _, p := range d.peers.Load().list {
 			p.stop()
 			p.clearSessions()
 		}
+		close(d.workersQuit)
+		d.workers.Wait()
+		d.background.Wait()
 		d.log.Info("tunnel down", "interface", d.name)
 	})
 	return err
+}
+
+// Failed delivers the error that stopped the tunnel from working, such as
+// its TUN device vanishing; the daemon then exits with a runtime failure.
+func (d *Device) Failed() <-chan error { return d.errc }
+
+func (d *Device) fail(err error) {
+	select {
+	case d.errc <- err:
+	default:
+	}
 }
 
 func (d *Device) isClosed() bool {
@@ -302,17 +334,31 @@ func policyFrom(cfg *conf.Config) rekey.Policy {
 }
 
 // resolveUDP resolves host:port, preferring IPv4 like most deployments expect.
-func resolveUDP(hostport string) (string, error) {
+func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		return ap.String(), nil
+		return ap, nil
 	}
-	addr, err := net.ResolveUDPAddr("udp4", hostport)
+	host, portText, err := net.SplitHostPort(hostport)
 	if err != nil {
-		addr, err = net.ResolveUDPAddr("udp", hostport)
+		return netip.AddrPort{}, err
 	}
+	port, err := strconv.ParseUint(portText, 10, 16)
 	if err != nil {
-		return "", err
+		return netip.AddrPort{}, fmt.Errorf("port %q: %w", portText, err)
 	}
-	ap := addr.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String(), nil
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%s has no address", host)
+	}
+	best := addrs[0].Unmap()
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			best = a.Unmap()
+			break
+		}
+	}
+	return netip.AddrPortFrom(best, uint16(port)), nil
 }

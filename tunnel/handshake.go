@@ -84,9 +84,12 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 	}
 	now := d.now()
 	p.mu.Lock()
-	if p.initiation != nil && !rekey.YieldToPeer(d.publicKey, p.publicKey) {
+	ours := p.currentEndpoint()
+	if p.initiation != nil && ours != nil && sameEndpoint(ours, m.from) && !rekey.YieldToPeer(d.publicKey, p.publicKey) {
 		// Both sides initiated at once and ours wins: the peer will answer
-		// ours and drop its own, so both end on one session.
+		// ours and drop its own, so both end on one session. (If ours went
+		// to another address than theirs came from, ours may never arrive:
+		// then we answer theirs instead.)
 		p.mu.Unlock()
 		d.indices.release(idx)
 		sess.Zero()
@@ -192,31 +195,40 @@ func (d *Device) handleResponse(m handshakeMessage) {
 // establish makes a finished handshake's session the peer's newest keypair,
 // registered under our index idx, and zeroes sess. False if its AEAD could
 // not be built (the index is released, the reason shown).
+//
+// The initiator's session is complete now: it roams to where the response
+// came from and stops retrying. The responder's is complete only when the
+// initiator's first packet under it arrives (deliver): until then an
+// initiation, which an attacker may have replayed, moves nothing.
 func (p *Peer) establish(sess *handshake.Session, idx uint32, from conn.Endpoint, now time.Time) bool {
 	d := p.d
+	defer sess.Zero()
+	if !p.enter() { // removed by a reload meanwhile
+		d.indices.release(idx)
+		return false
+	}
+	defer p.leave()
 	kp, err := d.newKeypair(sess, now)
-	cipher, initiator := sess.Cipher, sess.Initiator
-	sess.Zero()
 	if err != nil {
 		d.indices.release(idx)
 		p.setLastError(err.Error())
 		return false
 	}
-	d.indices.setKeypair(idx, p, kp, cipher)
+	d.indices.setKeypair(idx, p, kp, sess.Cipher)
 	d.indices.releaseKeypairs(p.keypairs.Install(kp))
-	p.roam(from)
-	p.handshakeDone(now, initiator, cipher)
+	if sess.Initiator {
+		p.roam(from)
+		p.handshakeDone(now, true, sess.Cipher)
+	}
 	return true
 }
 
-// handshakeDone records a finished handshake. The initiator's timers stop
-// retrying at once; the responder's only when the initiator confirms the key
-// with its first packet (runReceiver), so a lost response is retried.
+// handshakeDone records a completed handshake: for the initiator when the
+// response arrives, for the responder when the initiator confirms the key
+// with its first packet (deliver), so a lost response is retried.
 func (p *Peer) handshakeDone(now time.Time, initiator bool, cipher handshake.Cipher) {
 	p.mu.Lock()
-	if initiator {
-		p.timers.HandshakeCompleted(now)
-	}
+	p.timers.HandshakeCompleted(now)
 	p.handshakes++
 	p.lastHandshake = now
 	p.lastError = ""
@@ -272,20 +284,20 @@ func (p *Peer) wantHandshake() {
 // sendInitiation starts (or retries) a handshake toward the peer.
 func (p *Peer) sendInitiation(now time.Time) {
 	d := p.d
+	if !p.enter() {
+		return
+	}
+	defer p.leave()
 	ep := p.currentEndpoint()
 	p.mu.Lock()
 	if ep == nil {
 		if p.cfg.Endpoint != "" {
-			p.setConfiguredEndpoint()
-			ep = p.currentEndpoint()
+			p.resolveEndpoint(p.cfg.Endpoint) // the retry timer tries again
+		} else {
+			p.lastError = "no endpoint known: the peer has no endpoint configured and has not contacted us"
 		}
-		if ep == nil {
-			if p.cfg.Endpoint == "" {
-				p.lastError = "no endpoint known: the peer has no endpoint configured and has not contacted us"
-			}
-			p.mu.Unlock()
-			return
-		}
+		p.mu.Unlock()
+		return
 	}
 	p.abandonInitiationLocked()
 	idx := d.indices.reserve(p)

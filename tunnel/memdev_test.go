@@ -49,7 +49,16 @@ func (n *memNet) inject(from, to netip.AddrPort, data []byte) {
 	dst := n.binds[to]
 	n.mu.Unlock()
 	if dst != nil {
-		dst.rx <- datagram{from: from, data: append([]byte(nil), data...)}
+		dst.deliver(datagram{from: from, data: append([]byte(nil), data...)})
+	}
+}
+
+// deliver queues a datagram unless the bind is closed (then it is lost, as
+// on a real network).
+func (b *memBind) deliver(d datagram) {
+	select {
+	case b.rx <- d:
+	case <-b.closed:
 	}
 }
 
@@ -113,7 +122,7 @@ func (b *memBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			continue
 		}
 		if dst != nil {
-			dst.rx <- datagram{from: b.addr, data: append([]byte(nil), buf...)}
+			dst.deliver(datagram{from: b.addr, data: append([]byte(nil), buf...)})
 		}
 	}
 	return nil

@@ -27,6 +27,12 @@ type Peer struct {
 	presharedKey handshake.PresharedKey
 	cookieGen    *handshake.CookieGenerator // safe for concurrent use
 
+	// Lifetime: stopped is set once by stop; active counts work admitted by
+	// enter and not yet left. resolving is true while a lookup runs.
+	stopped   atomic.Bool
+	active    atomic.Int32
+	resolving atomic.Bool
+
 	// endpoint is where we send: from the config, then wherever the peer's
 	// authenticated packets last came from (roaming). Written by handshake
 	// and receive goroutines, read by the sender.
@@ -36,17 +42,16 @@ type Peer struct {
 	keypairs rekey.Keypairs
 
 	// mu guards the fields below it: handshake and timer state.
-	mu                  sync.Mutex
-	cfg                 conf.Peer // as configured; endpoint/allowed_ips/keepalive may change on reload
-	timers              *rekey.Timers
-	pending             *rekey.Queue // packets waiting for a key; each is a pool buffer holding header+plaintext
-	initiation          *handshake.Initiation
-	initiationIndex     uint32
-	lastInitiation      time.Time
-	lastError           string
-	lastHandshake       time.Time
-	handshakes          uint64
-	resolveFailedLogged bool
+	mu              sync.Mutex
+	cfg             conf.Peer // as configured; endpoint/allowed_ips/keepalive may change on reload
+	timers          *rekey.Timers
+	pending         *rekey.Queue // packets waiting for a key; each is a pool buffer holding header+plaintext
+	initiation      *handshake.Initiation
+	initiationIndex uint32
+	lastInitiation  time.Time
+	lastError       string
+	lastHandshake   time.Time
+	handshakes      uint64
 
 	rxBytes, txBytes, rxPackets, txPackets atomic.Uint64
 	drops                                  dropCounters
@@ -83,7 +88,7 @@ func (d *Device) newPeer(pc conf.Peer, policy rekey.Policy) *Peer {
 		stopping:     make(chan struct{}),
 	}
 	p.timers = newPeerTimers(policy, p.persistentKeepalive(policy))
-	p.setConfiguredEndpoint()
+	p.resolveEndpoint(pc.Endpoint)
 	return p
 }
 
@@ -94,28 +99,65 @@ func (p *Peer) persistentKeepalive(policy rekey.Policy) time.Duration {
 	return policy.PersistentKeepalive
 }
 
-// setConfiguredEndpoint resolves the configured endpoint, if any. A failure
-// is logged once and retried when handshakes keep failing.
-func (p *Peer) setConfiguredEndpoint() {
-	if p.cfg.Endpoint == "" {
+// resolveEndpoint points the peer at its configured endpoint: a literal
+// address at once, a DNS name by a lookup in the background, since DNS can
+// take seconds and must never hold up the packet path or a lock it needs.
+// One lookup at a time; a failure is shown and retried when the handshake
+// retries.
+func (p *Peer) resolveEndpoint(hostport string) {
+	d := p.d
+	if hostport == "" {
 		return
 	}
-	addr, err := p.d.resolve(p.cfg.Endpoint)
-	if err == nil {
-		var ep conn.Endpoint
-		ep, err = p.d.bind.ParseEndpoint(addr)
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		p.setEndpoint(ap)
+		return
+	}
+	if d.isClosed() || !p.resolving.CompareAndSwap(false, true) {
+		return
+	}
+	d.background.Add(1)
+	go func() {
+		defer d.background.Done()
+		defer p.resolving.Store(false)
+		ap, err := d.resolve(d.ctx, hostport)
 		if err == nil {
-			p.endpoint.Store(&ep)
-			p.resolveFailedLogged = false
+			p.setEndpoint(ap)
 			return
 		}
-	}
-	if !p.resolveFailedLogged {
-		p.d.log.Warn("cannot resolve endpoint; will retry", "peer", p.id, "endpoint", p.cfg.Endpoint, "err", err)
-		p.resolveFailedLogged = true
-	}
-	p.lastError = "cannot resolve endpoint " + p.cfg.Endpoint + ": " + err.Error()
+		if d.isClosed() {
+			return
+		}
+		p.mu.Lock()
+		p.lastError = "cannot resolve endpoint " + hostport + ": " + err.Error()
+		p.mu.Unlock()
+		d.warn.warn("resolve-"+p.id, "cannot resolve endpoint; will retry", "peer", p.id, "endpoint", hostport, "err", err)
+	}()
 }
+
+func (p *Peer) setEndpoint(ap netip.AddrPort) {
+	ep, err := p.d.bind.ParseEndpoint(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String())
+	if err != nil {
+		p.d.warn.warn("endpoint-"+p.id, "unusable endpoint", "peer", p.id, "endpoint", ap.String(), "err", err)
+		return
+	}
+	p.endpoint.Store(&ep)
+}
+
+// enter admits work that would leave something with the peer (a queued
+// batch, a pending packet, a new session); false once the peer is stopping.
+// Every true is matched by leave. stop waits for the admitted work to end,
+// so nothing reaches a peer after its queues were drained.
+func (p *Peer) enter() bool {
+	p.active.Add(1)
+	if p.stopped.Load() {
+		p.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *Peer) leave() { p.active.Add(-1) }
 
 func (p *Peer) currentEndpoint() conn.Endpoint {
 	if ep := p.endpoint.Load(); ep != nil {
@@ -131,8 +173,13 @@ func (p *Peer) start() {
 	go func() { defer p.wg.Done(); p.runReceiver() }()
 }
 
-// stop ends the peer's goroutines; batches still queued are released.
+// stop ends the peer's goroutines; batches still queued are released. The
+// crypto workers must still run: admitted work may wait for them.
 func (p *Peer) stop() {
+	p.stopped.Store(true)
+	for p.active.Load() != 0 { // admitted senders finish within a batch's time
+		time.Sleep(50 * time.Microsecond)
+	}
 	close(p.stopping)
 	p.wg.Wait()
 	for {
@@ -141,10 +188,12 @@ func (p *Peer) stop() {
 			b.done.Lock() // a worker may still hold it
 			b.done.Unlock()
 			p.d.releaseOut(b)
+			p.outInFlight.Add(-1)
 		case b := <-p.recvQueue:
 			b.done.Lock()
 			b.done.Unlock()
 			p.d.releaseIn(b)
+			p.inInFlight.Add(-1)
 		default:
 			return
 		}
@@ -218,7 +267,7 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 				p.cfg = pc
 				p.timers.SetPersistentKeepalive(p.persistentKeepalive(policy), d.now())
 				if endpointChanged {
-					p.setConfiguredEndpoint()
+					p.resolveEndpoint(pc.Endpoint)
 				}
 				p.mu.Unlock()
 			}

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -17,6 +18,7 @@ import (
 // unlocks done; the peer's receiver then owns it and returns the buffers.
 type inBatch struct {
 	done      sync.Mutex // held until the batch is opened
+	aborted   bool       // set before done is unlocked if it was never opened: drop, never deliver
 	peer      *Peer
 	keypair   *rekey.Keypair
 	packets   [][]byte // pool buffers holding whole datagrams
@@ -35,7 +37,7 @@ func (d *Device) releaseIn(b *inBatch) {
 	clear(b.packets)
 	clear(b.endpoints)
 	b.packets, b.sizes, b.endpoints = b.packets[:0], b.sizes[:0], b.endpoints[:0]
-	b.peer, b.keypair = nil, nil
+	b.peer, b.keypair, b.aborted = nil, nil, false
 	inBatchPool.Put(b)
 }
 
@@ -46,10 +48,11 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 	bufs := make([][]byte, batch)
 	sizes := make([]int, batch)
 	eps := make([]conn.Endpoint, batch)
+	failures := 0
 	for {
 		for i := range bufs {
 			if bufs[i] == nil {
-				b := d.pool.Get(d.closed)
+				b := d.pool.Get()
 				if b == nil {
 					d.returnBuffers(bufs)
 					return
@@ -59,13 +62,18 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 		}
 		n, err := recv(bufs, sizes, eps)
 		if err != nil {
-			if d.isClosed() || errors.Is(err, net.ErrClosed) {
+			failures++
+			if d.isClosed() || errors.Is(err, net.ErrClosed) || failures == maxReadFailures {
 				d.returnBuffers(bufs)
+				if !d.isClosed() {
+					d.fail(fmt.Errorf("%s: reading from UDP: %w", d.name, err))
+				}
 				return
 			}
 			d.warn.warn("udp-read", "reading from UDP failed", "interface", d.name, "err", err)
 			continue
 		}
+		failures = 0
 		var cur *inBatch
 		var curIndex uint32
 		for i := range n {
@@ -122,6 +130,11 @@ func (d *Device) dispatchIn(b *inBatch) {
 		return
 	}
 	p := b.peer
+	if !p.enter() { // removed by a reload
+		d.releaseIn(b)
+		return
+	}
+	defer p.leave()
 	if len(b.packets) <= inlineBatch && p.inInFlight.CompareAndSwap(0, 1) {
 		// Nothing of this peer's is in flight: finish it right here (see
 		// dispatchOut).
@@ -147,7 +160,8 @@ func (d *Device) dispatchIn(b *inBatch) {
 	}
 	select {
 	case d.decryptQ <- b:
-	case <-d.closed:
+	case <-d.workersQuit: // not reached in practice: peers stop before the workers
+		b.aborted = true
 		b.done.Unlock()
 	}
 }
@@ -176,7 +190,7 @@ func (d *Device) decryptWorker() {
 		case b := <-d.decryptQ:
 			b.open(&nonce)
 			b.done.Unlock()
-		case <-d.closed:
+		case <-d.workersQuit:
 			return
 		}
 	}
@@ -194,7 +208,11 @@ func (p *Peer) runReceiver() {
 		}
 		b.done.Lock()
 		b.done.Unlock()
-		toTUN = p.deliver(b, toTUN[:0])
+		if b.aborted {
+			p.d.releaseIn(b)
+		} else {
+			toTUN = p.deliver(b, toTUN[:0])
+		}
 		p.inInFlight.Add(-1)
 	}
 }
@@ -248,15 +266,17 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 		promoted, dropped := p.keypairs.Received(kp)
 		d.indices.releaseKeypairs(dropped)
 		p.mu.Lock()
-		if promoted {
-			p.timers.HandshakeCompleted(now)
-		}
 		p.timers.AuthenticatedReceived(now)
 		if data {
 			p.timers.DataReceived(now)
 		}
 		p.mu.Unlock()
-		if promoted {
+		if promoted { // we were the responder; the initiator just confirmed
+			var cipher handshake.Cipher
+			if e, ok := d.indices.lookup(kp.LocalIndex); ok {
+				cipher = e.cipher
+			}
+			p.handshakeDone(now, false, cipher)
 			p.flushPending()
 		}
 		if kp.NeedsRekeyOnReceive(now) {

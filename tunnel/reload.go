@@ -35,6 +35,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 
 	old := d.peers.Load()
 	set := d.buildPeerSet(cfg, old)
+	d.pool.SetLimit(bufferLimit(d.batch, max(len(set.list), len(old.list))))
 	d.peers.Store(set)
 	var added, removed []string
 	for _, p := range set.list {
@@ -51,6 +52,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 			removed = append(removed, p.id)
 		}
 	}
+	d.pool.SetLimit(bufferLimit(d.batch, len(set.list)))
 	d.log.Info("configuration reloaded", "interface", d.name, "peers", len(set.list),
 		"added", added, "removed", removed)
 	return nil

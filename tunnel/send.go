@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 
@@ -18,6 +19,7 @@ import (
 // the peer's sender, which returns the buffers to the pool.
 type outBatch struct {
 	done    sync.Mutex // held until the batch is sealed
+	aborted bool       // set before done is unlocked if it was never sealed: drop, never send
 	peer    *Peer
 	keypair *rekey.Keypair
 	packets [][]byte
@@ -34,7 +36,7 @@ func (d *Device) releaseOut(b *outBatch) {
 	}
 	clear(b.packets)
 	b.packets = b.packets[:0]
-	b.peer, b.keypair, b.data = nil, nil, false
+	b.peer, b.keypair, b.data, b.aborted = nil, nil, false, false
 	outBatchPool.Put(b)
 }
 
@@ -52,10 +54,11 @@ func (d *Device) readTUN() {
 	bufs := make([][]byte, batch)
 	sizes := make([]int, batch)
 	var stage []staged
+	failures := 0
 	for {
 		for i := range bufs {
 			if bufs[i] == nil {
-				b := d.pool.Get(d.closed)
+				b := d.pool.Get()
 				if b == nil {
 					return
 				}
@@ -64,13 +67,18 @@ func (d *Device) readTUN() {
 		}
 		n, err := d.tun.Read(bufs, sizes, headerLen)
 		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
-			if d.isClosed() || errors.Is(err, os.ErrClosed) {
+			failures++
+			if d.isClosed() || errors.Is(err, os.ErrClosed) || failures == maxReadFailures {
 				d.returnBuffers(bufs)
+				if !d.isClosed() {
+					d.fail(fmt.Errorf("%s: reading from the TUN device: %w", d.name, err))
+				}
 				return
 			}
 			d.warn.warn("tun-read", "reading from TUN failed", "interface", d.name, "err", err)
 			continue
 		}
+		failures = 0
 		set := d.peers.Load()
 		stage = stage[:0]
 		for i := range n {
@@ -123,6 +131,13 @@ func (d *Device) returnBuffers(bufs [][]byte) {
 // queue and a handshake is started.
 func (p *Peer) send(packets [][]byte) {
 	d := p.d
+	if !p.enter() { // removed by a reload: nobody would ever send these
+		for _, pkt := range packets {
+			d.pool.Put(bufferOf(pkt))
+		}
+		return
+	}
+	defer p.leave()
 	now := d.now()
 	kp := p.keypairs.Current(now)
 	if kp == nil {
@@ -188,7 +203,8 @@ func (d *Device) dispatchOut(b *outBatch) {
 	}
 	select {
 	case d.encryptQ <- b:
-	case <-d.closed:
+	case <-d.workersQuit: // not reached in practice: peers stop before the workers
+		b.aborted = true
 		b.done.Unlock()
 	}
 }
@@ -247,7 +263,7 @@ func (d *Device) encryptWorker() {
 		case b := <-d.encryptQ:
 			b.seal(&nonce)
 			b.done.Unlock()
-		case <-d.closed:
+		case <-d.workersQuit:
 			return
 		}
 	}
@@ -255,6 +271,7 @@ func (d *Device) encryptWorker() {
 
 // runSender sends the peer's sealed batches in the order they were numbered.
 func (p *Peer) runSender() {
+	d := p.d
 	for {
 		var b *outBatch
 		select {
@@ -264,7 +281,11 @@ func (p *Peer) runSender() {
 		}
 		b.done.Lock()
 		b.done.Unlock()
-		p.transmit(b)
+		if b.aborted {
+			d.releaseOut(b)
+		} else {
+			p.transmit(b)
+		}
 		p.outInFlight.Add(-1)
 	}
 }

@@ -81,9 +81,7 @@ func (p *Peer) giveUp() {
 		p.lastError += fmt.Sprintf("; gave up after %d attempts", attempts)
 	}
 	msg := p.lastError
-	if p.cfg.Endpoint != "" {
-		p.setConfiguredEndpoint()
-	}
+	p.resolveEndpoint(p.cfg.Endpoint) // in case the peer moved
 	p.mu.Unlock()
 	p.drops.add(dropNoKey, uint64(dropped))
 	p.d.log.Warn("giving up on handshake", "peer", p.id, "reason", msg, "dropped_packets", dropped)

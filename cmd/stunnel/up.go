@@ -105,17 +105,22 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		log.Warn("cannot notify systemd", "err", err)
 	}
 	log.Info("ready", "interface", name, "control_socket", control.SocketPath(name))
-	for sig := range sigs {
-		if sig != syscall.SIGHUP {
-			log.Info("stopping", "signal", sig.String())
+	for {
+		select {
+		case err := <-d.Failed():
 			_ = sdNotify("STOPPING=1")
-			return nil
+			return err
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				log.Info("stopping", "signal", sig.String())
+				_ = sdNotify("STOPPING=1")
+				return nil
+			}
+			_ = sdNotify("RELOADING=1")
+			cfg = reload(cfg, d, link, log, level)
+			_ = sdNotify("READY=1")
 		}
-		_ = sdNotify("RELOADING=1")
-		cfg = reload(cfg, d, link, log, level)
-		_ = sdNotify("READY=1")
 	}
-	return nil
 }
 
 // reload applies the file's current contents, or logs why not and returns
