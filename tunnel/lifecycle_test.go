@@ -17,8 +17,8 @@ import (
 // put a packet on the wire that was not sealed.
 func TestCloseUnderLoadIsClean(t *testing.T) {
 	marker := []byte("PLAINTEXT-MARKER-PLAINTEXT")
-	for range 20 {
-		p := newPair(t, nil)
+	for i := range 20 {
+		p := newPairInline(t, nil, inlineModes[i%len(inlineModes)])
 		var mu sync.Mutex
 		var recorded [][]byte
 		var leaked atomic.Int32

@@ -135,7 +135,7 @@ func (d *Device) dispatchIn(b *inBatch) {
 		return
 	}
 	defer p.leave()
-	if len(b.packets) <= inlineBatch && p.inInFlight.CompareAndSwap(0, 1) {
+	if len(b.packets) <= d.inlineLimit && p.inInFlight.CompareAndSwap(0, 1) {
 		// Nothing of this peer's is in flight: finish it right here (see
 		// dispatchOut).
 		b.open(&p.inlineOpenNonce)

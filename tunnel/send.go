@@ -177,7 +177,7 @@ func (p *Peer) send(packets [][]byte) {
 // back-pressure to the TUN reader instead of dropping.
 func (d *Device) dispatchOut(b *outBatch) {
 	p := b.peer
-	if len(b.packets) <= inlineBatch && p.outInFlight.CompareAndSwap(0, 1) {
+	if len(b.packets) <= d.inlineLimit && p.outInFlight.CompareAndSwap(0, 1) {
 		// Nothing of this peer's is in flight, so sealing and sending right
 		// here keeps its order, and saves the two goroutine hand-offs that
 		// dominate a lone packet's latency (a ping, a TCP ACK).

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -72,6 +73,16 @@ func mustKey(t testing.TB) handshake.PrivateKey {
 // (overlay 198.19.0.1, fd00::1) and b at 198.18.0.2 (198.19.0.2, fd00::2).
 func newPair(t testing.TB, mutate func(a, b *conf.Config)) *pair {
 	t.Helper()
+	return newPairInline(t, mutate, 0)
+}
+
+// inlineModes are the ways batches reach the crypto: as on this machine
+// (0), and always through the workers (-1), so both paths are tested
+// whatever the number of CPUs.
+var inlineModes = []int{0, -1}
+
+func newPairInline(t testing.TB, mutate func(a, b *conf.Config), inline int) *pair {
+	t.Helper()
 	goroutines := runtime.NumGoroutine()
 	p := &pair{t: t, net: newMemNet(), clock: newFakeClock()}
 	ka, kb := mustKey(t), mustKey(t)
@@ -100,7 +111,7 @@ func newPair(t testing.TB, mutate func(a, b *conf.Config)) *pair {
 			w = io.Discard // a fuzz target may not log through f
 		}
 		log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		dev, err := New(h.cfg, Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log})
+		dev, err := New(h.cfg, Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +175,13 @@ func (h *host) peerStatus(t *testing.T) PeerStatus {
 }
 
 func TestPacketsBothWaysIPv4AndIPv6(t *testing.T) {
-	p := newPair(t, nil)
+	for _, inline := range inlineModes {
+		t.Run(fmt.Sprintf("inline=%d", inline), func(t *testing.T) { testPacketsBothWays(t, inline) })
+	}
+}
+
+func testPacketsBothWays(t *testing.T, inline int) {
+	p := newPairInline(t, nil, inline)
 	for i := range 20 {
 		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{byte(i), 1, 2, 3})
 		p.a.tun.toTunnel <- out
@@ -195,7 +212,13 @@ func TestPacketsBothWaysIPv4AndIPv6(t *testing.T) {
 }
 
 func TestRekeyKeepsTrafficFlowing(t *testing.T) {
-	p := newPair(t, nil)
+	for _, inline := range inlineModes {
+		t.Run(fmt.Sprintf("inline=%d", inline), func(t *testing.T) { testRekeyKeepsTrafficFlowing(t, inline) })
+	}
+}
+
+func testRekeyKeepsTrafficFlowing(t *testing.T, inline int) {
+	p := newPairInline(t, nil, inline)
 	ping := func(i int) {
 		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{byte(i)})
 		p.a.tun.toTunnel <- out
