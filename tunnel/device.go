@@ -12,8 +12,10 @@
 //	             └──────────────▶ decrypt workers (any core) ──┘ (replay check here)
 //
 // Batches carry a mutex held until a worker has sealed or opened them, so
-// crypto runs on every core while each peer's packets keep their order and
-// its replay window is only touched by one goroutine. Handshake messages go
+// crypto runs on every core while each peer's packets keep their order.
+// When a peer has nothing in flight, the reader runs the whole stage for a
+// batch itself (dispatchOut, dispatchIn): no hand-off for a lone packet,
+// and on two cores for any batch (inlineLimit). Handshake messages go
 // to a bounded queue served by handshake workers (handshake.go); timers run
 // from one ticker (timers.go).
 package tunnel
