@@ -283,3 +283,23 @@ func TestSetPersistentKeepaliveOnReload(t *testing.T) {
 		t.Fatalf("persistent keepalive turned off: NextDeadline = %v, want only zero-keys", next.Sub(t0))
 	}
 }
+
+func TestSetPolicyAppliesNewRetryInterval(t *testing.T) {
+	p := DefaultPolicy()
+	tm := NewTimers(p, half)
+	tm.WantHandshake(t0)
+	if a := tm.Due(t0); a != ActSendInitiation {
+		t.Fatalf("first Due = %v, want an initiation", a)
+	}
+	tm.HandshakeInitiated(t0)
+	faster := p
+	faster.RekeyTimeout, faster.RekeyJitter = time.Second, 0
+	tm.SetPolicy(faster, at(time.Second))
+	tm.HandshakeInitiated(at(5*time.Second + p.RekeyJitter/2)) // the retry armed under the old policy
+	if a := tm.Due(at(6*time.Second + p.RekeyJitter/2)); a != ActSendInitiation {
+		t.Fatalf("Due one new RekeyTimeout after the retry = %v, want an initiation", a)
+	}
+	if tm.Attempts() != 2 {
+		t.Fatalf("attempts = %d, want 2 (state kept across SetPolicy)", tm.Attempts())
+	}
+}

@@ -265,7 +265,9 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 				p.mu.Lock()
 				endpointChanged := p.cfg.Endpoint != pc.Endpoint
 				p.cfg = pc
-				p.timers.SetPersistentKeepalive(p.persistentKeepalive(policy), d.now())
+				timerPolicy := policy
+				timerPolicy.PersistentKeepalive = p.persistentKeepalive(policy)
+				p.timers.SetPolicy(timerPolicy, d.now())
 				if endpointChanged {
 					p.resolveEndpoint(pc.Endpoint)
 				}

@@ -16,8 +16,8 @@ import (
 // running configuration is kept whole: the interface name, peer ID, private
 // key, listen port and cipher preference are fixed for the device's life
 // (restart to change them). Addresses and MTU are the daemon's business
-// (netcfg), not the data plane's. [session] timers apply to sessions made
-// after the reload.
+// (netcfg), not the data plane's. [session] durations reach the running
+// timers at once; a key's own lifetime is fixed when its session is made.
 func (d *Device) Reload(cfg *conf.Config) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
