@@ -38,27 +38,8 @@ func TestCloseUnderLoadIsClean(t *testing.T) {
 		p.b.expect(t, out)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		wg.Add(3)
-		go func() { // a's kernel keeps sending
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case p.a.tun.toTunnel <- out:
-				}
-			}
-		}()
-		go func() { // b's kernel keeps reading
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-p.b.tun.fromTunnel:
-				}
-			}
-		}()
+		p.stream(out, stop, &wg)
+		wg.Add(1)
 		go func() { // replays authenticate, so they run the whole receive path
 			defer wg.Done()
 			from, to := netip.MustParseAddrPort(p.a.under), netip.MustParseAddrPort(p.b.under)
@@ -100,27 +81,7 @@ func TestReloadRemovingPeerUnderTrafficLeaksNothing(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case p.a.tun.toTunnel <- out:
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-p.b.tun.fromTunnel:
-			}
-		}
-	}()
+	p.stream(out, stop, &wg)
 	with, without := *p.a.cfg, *p.a.cfg
 	without.Peers = []conf.Peer{{ID: "gamma", PublicKey: mustKey(t).PublicKey(),
 		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.3/32")}}}
@@ -175,4 +136,30 @@ func (p *Peer) initiationPending() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.initiation != nil
+}
+
+// stream keeps a's kernel sending pkt and b's kernel reading what arrives,
+// until stop closes; wg counts both goroutines.
+func (p *pair) stream(pkt []byte, stop <-chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case p.a.tun.toTunnel <- pkt:
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-p.b.tun.fromTunnel:
+			}
+		}
+	}()
 }

@@ -145,24 +145,9 @@ func (d *Device) dispatchIn(b *inBatch) {
 	}
 	p.inInFlight.Add(1)
 	b.done.Lock()
-	select {
-	case b.peer.recvQueue <- b:
-	case <-b.peer.stopping:
-		b.done.Unlock()
+	if !handOff(d, p, b, &b.done, &b.aborted, p.recvQueue, d.decryptQ) {
 		p.inInFlight.Add(-1)
 		d.releaseIn(b)
-		return
-	case <-d.closed:
-		b.done.Unlock()
-		p.inInFlight.Add(-1)
-		d.releaseIn(b)
-		return
-	}
-	select {
-	case d.decryptQ <- b:
-	case <-d.workersQuit: // not reached in practice: peers stop before the workers
-		b.aborted = true
-		b.done.Unlock()
 	}
 }
 

@@ -188,25 +188,33 @@ func (d *Device) dispatchOut(b *outBatch) {
 	}
 	p.outInFlight.Add(1)
 	b.done.Lock()
-	select {
-	case b.peer.sendQueue <- b:
-	case <-b.peer.stopping:
-		b.done.Unlock()
+	if !handOff(d, p, b, &b.done, &b.aborted, p.sendQueue, d.encryptQ) {
 		p.outInFlight.Add(-1)
 		d.releaseOut(b)
-		return
+	}
+}
+
+// handOff queues a batch whose done mutex is held: first on its peer's
+// in-order queue, then on the crypto workers' queue. It returns false, with
+// done unlocked, if the peer or the device stopped before the batch was
+// queued; the caller then releases it. Shared by dispatchOut and dispatchIn.
+func handOff[B any](d *Device, p *Peer, b B, done *sync.Mutex, aborted *bool, inOrder, work chan B) bool {
+	select {
+	case inOrder <- b:
+	case <-p.stopping:
+		done.Unlock()
+		return false
 	case <-d.closed:
-		b.done.Unlock()
-		p.outInFlight.Add(-1)
-		d.releaseOut(b)
-		return
+		done.Unlock()
+		return false
 	}
 	select {
-	case d.encryptQ <- b:
+	case work <- b:
 	case <-d.workersQuit: // not reached in practice: peers stop before the workers
-		b.aborted = true
-		b.done.Unlock()
+		*aborted = true
+		done.Unlock()
 	}
+	return true
 }
 
 // queuePending parks packets until a handshake gives a key, dropping the
