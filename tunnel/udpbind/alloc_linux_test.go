@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -128,4 +129,45 @@ func BenchmarkStdNetBind64x1420(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "packets/s")
+}
+
+// A GSO send refused with EIO (what kernels without software fallback say
+// for devices that cannot checksum) turns GSO off for the bind and resends
+// from the refused message on, without GSO; nothing is sent twice.
+func TestGSOFallbackOnEIO(t *testing.T) {
+	a, b := openBind(t), openBind(t)
+	refused := 0
+	a.sendmmsg = func(fd int, msgs []unix.Mmsghdr) (int, unix.Errno) {
+		for i := range msgs {
+			if msgs[i].Hdr.Controllen != 0 { // carries UDP_SEGMENT (no sticky source here)
+				if i == 0 {
+					refused++
+					return -1, unix.EIO
+				}
+				return sendmmsg(fd, msgs[:i]) // a partial send, as the kernel does
+			}
+		}
+		return sendmmsg(fd, msgs)
+	}
+	lens := append([]int{300, 900}, repeat(20, 1000)...)
+	bufs := make([][]byte, len(lens))
+	for i, n := range lens {
+		bufs[i] = payload(6, i, n)
+	}
+	if err := a.Send(bufs, b.ep(t, "127.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if refused != 1 || !a.noGSO.Load() || a.Stats().GSOSends != 0 {
+		t.Fatalf("refused %d times, noGSO %v, stats %+v; want GSO off after one refusal", refused, a.noGSO.Load(), a.Stats())
+	}
+	out := collect(t, b, b.fns[0], len(bufs), BatchSize, 1<<16)
+	for i := range out {
+		if string(out[i].data) != string(bufs[i]) {
+			t.Fatalf("datagram %d out of place", i)
+		}
+	}
+	if err := a.Send(bufs, b.ep(t, "127.0.0.1")); err != nil || refused != 1 {
+		t.Fatalf("second Send: %v, refused %d times (GSO still tried)", err, refused)
+	}
+	collect(t, b, b.fns[0], len(bufs), BatchSize, 1<<16)
 }

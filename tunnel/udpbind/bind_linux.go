@@ -27,6 +27,8 @@ type Bind struct {
 	dropped     atomic.Uint64
 
 	scratch sync.Pool // *sendScratch
+
+	sendmmsg func(fd int, msgs []unix.Mmsghdr) (int, unix.Errno) // set by New
 }
 
 // Stats are counters of a Bind since New.
@@ -50,7 +52,7 @@ type conns struct {
 
 // New returns a closed Bind.
 func New() *Bind {
-	b := &Bind{}
+	b := &Bind{sendmmsg: sendmmsg}
 	b.scratch.New = func() any { return new(sendScratch) }
 	return b
 }

@@ -118,21 +118,28 @@ func (sc *sendScratch) build(chunk [][]byte, from, at int, gso bool, src netip.A
 	return at
 }
 
+// sendmmsg is the system call; Bind.sendmmsg is it but for tests that
+// need an error the kernel on hand will not produce.
+func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, unix.Errno) {
+	r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])),
+		uintptr(len(msgs)), 0, 0, 0)
+	return int(r), errno
+}
+
 func (b *Bind) sendChunk(c *conns, s *sock, sc *sendScratch, chunk [][]byte, e *Endpoint) error {
 	src, ifindex := e.source()
 	gso := !b.noGSO.Load()
 	n := sc.build(chunk, 0, 0, gso, src, ifindex, s.v6)
 	for sent := 0; sent < n; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&sc.msgs[sent])),
-			uintptr(n-sent), 0, 0, 0)
+		r, errno := b.sendmmsg(s.fd, sc.msgs[sent:n])
 		switch {
 		case errno == 0:
-			for i := sent; i < sent+int(r); i++ {
+			for i := sent; i < sent+r; i++ {
 				if sc.gso[i] {
 					b.gsoSends.Add(1)
 				}
 			}
-			sent += int(r)
+			sent += r
 		case errno == unix.EINTR:
 		case errno == unix.EAGAIN:
 			if err := c.wait(s.fd, unix.POLLOUT, &sc.pfd); err != nil {
