@@ -129,11 +129,17 @@ func refLayout(pkt []byte) (ipLen int, proto byte, pseudo uint32) {
 
 // refFixChecksums recomputes the IPv4 header and TCP/UDP checksums.
 func refFixChecksums(pkt []byte) {
-	ipLen, proto, pseudo := refLayout(pkt)
+	ipLen, _, _ := refLayout(pkt)
 	if pkt[0]>>4 == 4 {
 		pkt[10], pkt[11] = 0, 0
 		binary.BigEndian.PutUint16(pkt[10:], ^uint16(refSum(pkt[:ipLen], 0)))
 	}
+	refFixL4(pkt)
+}
+
+// refFixL4 recomputes the TCP/UDP checksum only.
+func refFixL4(pkt []byte) {
+	ipLen, proto, pseudo := refLayout(pkt)
 	at := ipLen + tcpCsumOff
 	if proto == protoUDP {
 		at = ipLen + udpCsumOff
