@@ -1,0 +1,202 @@
+package tundev
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Read reads packets into bufs[i][offset:], their lengths into sizes[i], and
+// returns how many. It blocks in poll(2) until at least one frame arrives or
+// Close starts (then os.ErrClosed), and after the first frame reads more
+// only while the kernel has them ready. GSO frames are split into packets;
+// a frame whose packets do not all fit in the bufs left is kept in a spare
+// buffer and handed out over the next calls, never dropped. A malformed
+// frame is dropped with an error (returned at once, or on the next call if
+// packets were already read). offset must be at least 10: the virtio header
+// is read into bufs[i][offset-10:offset]. One goroutine at a time.
+func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if offset < virtioHdrLen {
+		return 0, errOffset
+	}
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	if err := d.pendErr; err != nil {
+		d.pendErr = nil
+		return 0, err
+	}
+	nb := min(len(bufs), len(sizes))
+	bufs, sizes = bufs[:nb], sizes[:nb]
+	count := 0
+	if d.pendNext < d.pend.nseg {
+		k, err := d.pend.splitInto(d.pendNext, bufs, sizes, offset)
+		d.pendNext += k
+		if err != nil || d.pendNext == d.pend.nseg {
+			d.pend, d.pendNext = gsoFrame{}, 0
+		}
+		d.stats.readSegs.Add(uint64(k))
+		if err != nil || d.pendNext != 0 {
+			return k, err
+		}
+		count = k
+	}
+	var frames, gso, segs uint64
+	defer func() {
+		d.stats.readFrames.Add(frames)
+		d.stats.readGSO.Add(gso)
+		d.stats.readSegs.Add(segs)
+	}()
+	for count < nb {
+		buf := bufs[count][offset-virtioHdrLen:]
+		m, err := unix.Read(d.fd, buf)
+		if err != nil {
+			switch err {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				if count > 0 {
+					return count, nil
+				}
+				if err := d.wait(d.readPoll[:]); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			return count, d.deferErr(count, fmt.Errorf("tundev: reading %s: %w", d.name, err))
+		}
+		frames++
+		if m < virtioHdrLen {
+			return count, d.bad(count, fmt.Errorf("tundev: reading %s: %d-byte frame", d.name, m))
+		}
+		h := decodeVirtioHdr(buf)
+		pkt := buf[virtioHdrLen:m]
+		if h.gsoType == gsoNone {
+			if h.flags&virtioFlagNeedsCsum != 0 {
+				if err := finishChecksum(h, pkt); err != nil {
+					return count, d.bad(count, err)
+				}
+			}
+			sizes[count] = len(pkt)
+			count++
+			continue
+		}
+		f, err := parseGSO(h, pkt)
+		if err != nil {
+			return count, d.bad(count, err)
+		}
+		gso++
+		if f.nseg > nb-count {
+			// Not all fit: keep the frame for the next calls.
+			f.pkt = d.spare[:copy(d.spare, pkt)]
+			d.pend, d.pendNext = f, 0
+		}
+		k, err := f.splitInto(0, bufs[count:], sizes[count:], offset)
+		if err != nil {
+			d.pend = gsoFrame{}
+			return count, d.bad(count, err)
+		}
+		segs += uint64(k)
+		count += k
+		if d.pend.nseg != 0 {
+			d.pendNext = k
+			break
+		}
+	}
+	return count, nil
+}
+
+// bad counts a dropped frame and reports err now or, when packets were
+// already read, on the next call.
+func (d *Device) bad(count int, err error) error {
+	d.stats.badFrames.Add(1)
+	return d.deferErr(count, err)
+}
+
+func (d *Device) deferErr(count int, err error) error {
+	if count == 0 {
+		return err
+	}
+	d.pendErr = err
+	return nil
+}
+
+// Write writes the packets bufs[i][offset:], coalescing runs of one TCP (or,
+// with USO, UDP) flow into GSO frames, and returns len(bufs) and the first
+// error; a failed packet does not stop the others. It uses
+// bufs[i][offset-10:offset] for virtio headers and rewrites packet headers
+// in place. Safe for concurrent use (serialised inside).
+func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
+	if offset < virtioHdrLen {
+		return 0, errOffset
+	}
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	p := &d.plan
+	p.plan(bufs, offset)
+	var firstErr error
+	var groups, coalesced uint64
+	for gi := range p.groups {
+		g := &p.groups[gi]
+		h := p.prepare(g, bufs, offset)
+		frame := bufs[g.first][offset-virtioHdrLen:]
+		h.encode(frame)
+		iov := append(d.iov[:0], iovec(frame))
+		if g.n > 1 {
+			groups++
+			coalesced += uint64(g.n)
+			for j := p.next[g.first]; j >= 0; j = p.next[j] {
+				iov = append(iov, iovec(bufs[j][offset+p.info[j].hdrLen:]))
+			}
+		}
+		d.iov = iov
+		if err := d.writev(iov); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			if err == os.ErrClosed {
+				break
+			}
+		}
+	}
+	clear(d.iov[:cap(d.iov)]) // drop references to the caller's buffers
+	d.stats.writePkts.Add(uint64(len(bufs)))
+	d.stats.writeGroups.Add(groups)
+	d.stats.writeCoalesced.Add(coalesced)
+	return len(bufs), firstErr
+}
+
+func iovec(b []byte) unix.Iovec {
+	v := unix.Iovec{Base: &b[0]}
+	v.SetLen(len(b))
+	return v
+}
+
+// writev writes one frame, waiting in poll(2) if the kernel pushes back.
+// (unix.Writev would allocate its iovec slice on every call.)
+func (d *Device) writev(iov []unix.Iovec) error {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(d.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			if err := d.wait(d.writePoll[:]); err != nil {
+				return err
+			}
+			continue
+		}
+		return fmt.Errorf("tundev: writing to %s: %w", d.name, e)
+	}
+}

@@ -1,0 +1,203 @@
+package tundev
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Device is a TUN device with virtio-net offloads. It implements tun.Device.
+//
+// Concurrency: Read is called from one goroutine at a time (the tunnel's
+// one TUN reader); its state is the read* fields, unguarded. Write may be
+// called from many goroutines at once; writeMu serialises them because they
+// share the planning scratch. Close may be called from any goroutine, once
+// or more, at any time.
+type Device struct {
+	fd      int // the TUN fd, O_NONBLOCK; closed only under life.Lock
+	eventFd int // readable once Close started: wakes blocked polls
+	name    string
+	mtu     int
+	uso     bool // the kernel took TUN_F_USO4|TUN_F_USO6
+	events  chan tun.Event
+
+	// life: Read and Write hold it shared while they use the fds, Close
+	// takes it exclusively to close them, so an fd number is never reused
+	// under a running call.
+	life      sync.RWMutex
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	// Read's state (one reader).
+	spare    []byte   // holds a GSO frame whose segments did not fit
+	pend     gsoFrame // that frame, valid while pendNext < pend.nseg
+	pendNext int      // next segment of pend to hand out
+	pendErr  error    // error to return on the next Read
+	readPoll [2]unix.PollFd
+
+	writeMu   sync.Mutex // guards plan, iov and writePoll
+	plan      planner
+	iov       []unix.Iovec
+	writePoll [2]unix.PollFd
+
+	stats struct{ readFrames, readGSO, readSegs, badFrames, writePkts, writeGroups, writeCoalesced atomic.Uint64 }
+}
+
+// Stats counts what the offloads did, for tests and status output.
+type Stats struct {
+	ReadFrames     uint64 // frames read from the kernel
+	ReadGSOFrames  uint64 // of which GSO super-packets
+	ReadSegments   uint64 // packets handed out from GSO frames
+	BadFrames      uint64 // frames dropped as malformed
+	WritePackets   uint64 // packets passed to Write
+	WriteGroups    uint64 // GSO frames of 2 or more packets written
+	WriteCoalesced uint64 // packets written inside those frames
+}
+
+// Create makes (or attaches to) the TUN device name with the given MTU and
+// enables checksum and segmentation offloads. It does not configure
+// addresses or bring the link up.
+func Create(name string, mtu int) (*Device, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tundev: opening /dev/net/tun: %w", err)
+	}
+	d := &Device{fd: fd, eventFd: -1, mtu: mtu, events: make(chan tun.Event)}
+	if err := d.setup(name); err != nil {
+		unix.Close(fd)
+		if d.eventFd >= 0 {
+			unix.Close(d.eventFd)
+		}
+		return nil, err
+	}
+	d.spare = make([]byte, bufSize)
+	d.plan.uso = d.uso
+	d.iov = make([]unix.Iovec, 0, maxGroupSegs+1)
+	d.readPoll = [2]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLIN}, {Fd: int32(d.eventFd), Events: unix.POLLIN}}
+	d.writePoll = [2]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLOUT}, {Fd: int32(d.eventFd), Events: unix.POLLIN}}
+	return d, nil
+}
+
+func (d *Device) setup(name string) error {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return fmt.Errorf("tundev: interface name %q: %w", name, err)
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(d.fd, unix.TUNSETIFF, ifr); err != nil {
+		return fmt.Errorf("tundev: TUNSETIFF %s: %w", name, err)
+	}
+	d.name = ifr.Name()
+	base := tunFCsum | tunFTSO4 | tunFTSO6
+	if err := unix.IoctlSetInt(d.fd, unix.TUNSETOFFLOAD, base|tunFUSO4|tunFUSO6); err == nil {
+		d.uso = true
+	} else if err := unix.IoctlSetInt(d.fd, unix.TUNSETOFFLOAD, base); err != nil {
+		return fmt.Errorf("tundev: TUNSETOFFLOAD %s: %w", d.name, err)
+	}
+	if err := setMTU(d.name, d.mtu); err != nil {
+		return err
+	}
+	d.eventFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
+	}
+	return nil
+}
+
+func setMTU(name string, mtu int) error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("tundev: socket to set the MTU of %s: %w", name, err)
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return fmt.Errorf("tundev: interface name %q: %w", name, err)
+	}
+	ifr.SetUint32(uint32(mtu))
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFMTU, ifr); err != nil {
+		return fmt.Errorf("tundev: setting MTU %d on %s: %w", mtu, name, err)
+	}
+	return nil
+}
+
+// File returns nil: wrapping the fd in an *os.File would register it with
+// the Go netpoller, which this package exists to avoid.
+func (d *Device) File() *os.File { return nil }
+
+// MTU returns the MTU given to Create.
+func (d *Device) MTU() (int, error) { return d.mtu, nil }
+
+// Name returns the interface name the kernel gave the device.
+func (d *Device) Name() (string, error) { return d.name, nil }
+
+// Events returns a channel that is never sent on and is closed by Close.
+func (d *Device) Events() <-chan tun.Event { return d.events }
+
+// BatchSize is the number of bufs Read and Write are best called with.
+func (d *Device) BatchSize() int { return batchSize }
+
+// UDPOffload reports whether the kernel accepted UDP segmentation offload.
+func (d *Device) UDPOffload() bool { return d.uso }
+
+// Stats returns the offload counters.
+func (d *Device) Stats() Stats {
+	s := &d.stats
+	return Stats{
+		ReadFrames: s.readFrames.Load(), ReadGSOFrames: s.readGSO.Load(), ReadSegments: s.readSegs.Load(),
+		BadFrames: s.badFrames.Load(), WritePackets: s.writePkts.Load(), WriteGroups: s.writeGroups.Load(),
+		WriteCoalesced: s.writeCoalesced.Load(),
+	}
+}
+
+// Close wakes any blocked Read or Write (they return os.ErrClosed), waits
+// for them to leave the fds, then closes the fds and the Events channel.
+func (d *Device) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		var one = [8]byte{1}
+		if _, werr := unix.Write(d.eventFd, one[:]); werr != nil {
+			err = fmt.Errorf("tundev: waking readers of %s: %w", d.name, werr)
+		}
+		d.life.Lock()
+		defer d.life.Unlock()
+		if cerr := unix.Close(d.fd); cerr != nil && err == nil {
+			err = fmt.Errorf("tundev: closing %s: %w", d.name, cerr)
+		}
+		unix.Close(d.eventFd)
+		close(d.events)
+	})
+	return err
+}
+
+// wait blocks in poll(2) until the TUN fd has events (POLLIN or POLLOUT) or
+// Close started. It is a plain blocking syscall: the kernel wakes this
+// thread directly, with no netpoller hand-off.
+func (d *Device) wait(fds []unix.PollFd) error {
+	for {
+		if d.closed.Load() {
+			return os.ErrClosed
+		}
+		_, err := unix.Poll(fds, -1)
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("tundev: poll on %s: %w", d.name, err)
+		}
+		if fds[1].Revents != 0 || d.closed.Load() {
+			return os.ErrClosed
+		}
+		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			return fmt.Errorf("tundev: poll on %s: revents %#x", d.name, fds[0].Revents)
+		}
+		if fds[0].Revents != 0 {
+			return nil
+		}
+	}
+}
+
+var errOffset = errors.New("tundev: offset is smaller than the 10-byte virtio header")
