@@ -42,8 +42,17 @@ func (d *Device) handshakeWorker() {
 	}
 }
 
+// addrPorter is an endpoint that knows its address without formatting it
+// (udpbind.Endpoint); the fallbacks cover wireguard-go's conn package.
+type addrPorter interface{ AddrPort() netip.AddrPort }
+
+// addrPortOf is the remote address of an endpoint, without allocating for the
+// endpoint types we use.
 func addrPortOf(ep conn.Endpoint) netip.AddrPort {
-	if e, ok := ep.(*conn.StdNetEndpoint); ok {
+	switch e := ep.(type) {
+	case addrPorter:
+		return e.AddrPort()
+	case *conn.StdNetEndpoint:
 		return e.AddrPort
 	}
 	ap, _ := netip.ParseAddrPort(ep.DstToString())

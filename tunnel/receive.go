@@ -294,13 +294,11 @@ func (p *Peer) roam(ep conn.Endpoint) {
 	}
 }
 
+// sameEndpoint reports whether two endpoints are the same remote address and
+// port reached at the same local address: a change of either is a roam (the
+// local one matters for sticky sources on multi-homed hosts).
 func sameEndpoint(a, b conn.Endpoint) bool {
-	if x, ok := a.(*conn.StdNetEndpoint); ok {
-		if y, ok := b.(*conn.StdNetEndpoint); ok {
-			return x.AddrPort == y.AddrPort
-		}
-	}
-	return a.DstToString() == b.DstToString()
+	return addrPortOf(a) == addrPortOf(b) && a.SrcIP() == b.SrcIP()
 }
 
 // queueHandshake copies a handshake message off the hot path's buffer into

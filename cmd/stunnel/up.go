@@ -13,13 +13,13 @@ import (
 	"slices"
 	"syscall"
 
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"stunnel/conf"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/netcfg"
+	"stunnel/tunnel/udpbind"
 )
 
 // cmdUp runs the tunnel in the foreground until SIGTERM or SIGINT; SIGHUP
@@ -88,7 +88,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: conn.NewStdNetBind(), Logger: log})
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
