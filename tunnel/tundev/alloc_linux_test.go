@@ -73,6 +73,9 @@ func TestConcurrentWriteAndClose(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t)
 	d := newDevice(t, ns, "198.19.250.1/24")
+	if _, err := d.Write([][]byte{make([]byte, 5)}, testOffset); err == nil {
+		t.Fatal("Write of a buffer shorter than the offset: no error")
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for w := range 4 {

@@ -134,6 +134,11 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	if offset < virtioHdrLen {
 		return 0, errOffset
 	}
+	for i, b := range bufs {
+		if len(b) < offset {
+			return 0, fmt.Errorf("tundev: writing to %s: buffer %d is %d bytes, shorter than the offset %d", d.name, i, len(b), offset)
+		}
+	}
 	d.life.RLock()
 	defer d.life.RUnlock()
 	if d.closed.Load() {

@@ -141,6 +141,15 @@ func forward(from, to *Device, small bool, done chan<- error) {
 		}
 		out = out[:0]
 		for i := range n {
+			pkt := bufs[i][testOffset : testOffset+sizes[i]]
+			// Read must hand out TCP/UDP packets with complete, valid
+			// checksums (Write will replace them, so check here).
+			if in := classify(pkt, true); in.kind != kindRaw {
+				if err := refVerify(pkt); err != nil {
+					done <- fmt.Errorf("read a bad packet: %v: %x", err, pkt[:min(len(pkt), 64)])
+					return
+				}
+			}
 			out = append(out, bufs[i][:testOffset+sizes[i]])
 		}
 		if _, err := to.Write(out, testOffset); err != nil && !errors.Is(err, os.ErrClosed) {
@@ -155,6 +164,15 @@ func TestForwardBetweenNamespaces(t *testing.T) {
 	nsA, nsB := newNS(t), newNS(t)
 	devA := newDevice(t, nsA, "198.19.250.1/24")
 	devB := newDevice(t, nsB, "198.19.250.2/24")
+	for _, d := range []struct {
+		ns, addr string
+		dev      *Device
+	}{{nsA, "fd00:7d::1/64", devA}, {nsB, "fd00:7d::2/64", devB}} {
+		name, _ := d.dev.Name()
+		if err := netns.AddAddr(d.ns, name, netip.MustParsePrefix(d.addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	done := make(chan error, 2)
 	go forward(devA, devB, false, done)
 	go forward(devB, devA, true, done)
@@ -183,7 +201,8 @@ func TestForwardBetweenNamespaces(t *testing.T) {
 		t.Fatalf("ping through the devices: %v\n%s", err, out)
 	}
 
-	t.Run("tcp", func(t *testing.T) { tcpTransfer(t, nsA, nsB, 64<<20) })
+	t.Run("tcp", func(t *testing.T) { tcpTransfer(t, nsA, nsB, "tcp4", "198.19.250.2", 64<<20) })
+	t.Run("tcp6", func(t *testing.T) { tcpTransfer(t, nsA, nsB, "tcp6", "fd00:7d::2", 16<<20) })
 	t.Run("udp-gso", func(t *testing.T) {
 		if !devA.UDPOffload() {
 			t.Skip("SKIPPING: the kernel refused USO on TUN")
@@ -209,12 +228,12 @@ func TestForwardBetweenNamespaces(t *testing.T) {
 // pattern is the byte at position i of the transfers.
 func pattern(i int64) byte { return byte(i*7 + i>>11) }
 
-// tcpTransfer sends n bytes from a listener in nsB to a client in nsA and
-// verifies every byte.
-func tcpTransfer(t *testing.T, nsA, nsB string, n int64) {
+// tcpTransfer sends n bytes from a listener on addr in nsB to a client in
+// nsA and verifies every byte.
+func tcpTransfer(t *testing.T, nsA, nsB, network, addr string, n int64) {
 	var ln net.Listener
 	if err := netns.Do(nsB, func() (err error) {
-		ln, err = net.Listen("tcp4", "198.19.250.2:0")
+		ln, err = net.Listen(network, net.JoinHostPort(addr, "0"))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -245,7 +264,7 @@ func tcpTransfer(t *testing.T, nsA, nsB string, n int64) {
 	}()
 	var c net.Conn
 	if err := netns.Do(nsA, func() (err error) {
-		c, err = net.DialTimeout("tcp4", ln.Addr().String(), 10*time.Second)
+		c, err = net.DialTimeout(network, ln.Addr().String(), 10*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)
