@@ -94,6 +94,7 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			// Not all fit: keep the frame for the next calls.
 			f.pkt = d.spare[:copy(d.spare, pkt)]
 			d.pend, d.pendNext = f, 0
+			d.stats.readHeld.Add(1)
 		}
 		k, err := f.splitInto(0, bufs[count:], sizes[count:], offset)
 		if err != nil {

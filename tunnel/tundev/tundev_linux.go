@@ -45,7 +45,7 @@ type Device struct {
 	iov       []unix.Iovec
 	writePoll [2]unix.PollFd
 
-	stats struct{ readFrames, readGSO, readSegs, badFrames, writePkts, writeGroups, writeCoalesced atomic.Uint64 }
+	stats struct{ readFrames, readGSO, readSegs, readHeld, badFrames, writePkts, writeGroups, writeCoalesced atomic.Uint64 }
 }
 
 // Stats counts what the offloads did, for tests and status output.
@@ -53,6 +53,7 @@ type Stats struct {
 	ReadFrames     uint64 // frames read from the kernel
 	ReadGSOFrames  uint64 // of which GSO super-packets
 	ReadSegments   uint64 // packets handed out from GSO frames
+	ReadHeld       uint64 // GSO frames that did not fit and were held over
 	BadFrames      uint64 // frames dropped as malformed
 	WritePackets   uint64 // packets passed to Write
 	WriteGroups    uint64 // GSO frames of 2 or more packets written
@@ -150,6 +151,7 @@ func (d *Device) Stats() Stats {
 	s := &d.stats
 	return Stats{
 		ReadFrames: s.readFrames.Load(), ReadGSOFrames: s.readGSO.Load(), ReadSegments: s.readSegs.Load(),
+		ReadHeld:  s.readHeld.Load(),
 		BadFrames: s.badFrames.Load(), WritePackets: s.writePkts.Load(), WriteGroups: s.writeGroups.Load(),
 		WriteCoalesced: s.writeCoalesced.Load(),
 	}

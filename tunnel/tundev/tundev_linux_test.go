@@ -214,6 +214,9 @@ func TestForwardBetweenNamespaces(t *testing.T) {
 	sa, sb := devA.Stats(), devB.Stats()
 	t.Logf("A: %+v", sa)
 	t.Logf("B: %+v", sb)
+	if sb.ReadHeld == 0 {
+		t.Errorf("B's Read never held a frame over, though every other call had 3 bufs: %+v", sb)
+	}
 	if sb.ReadGSOFrames == 0 || sb.ReadSegments == 0 {
 		t.Errorf("B's Read saw no GSO frames from the sender: %+v", sb)
 	}
