@@ -13,12 +13,11 @@ import (
 	"slices"
 	"syscall"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"stunnel/conf"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/netcfg"
+	"stunnel/tunnel/tundev"
 	"stunnel/tunnel/udpbind"
 )
 
@@ -77,7 +76,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	dev, err := tun.CreateTUN(name, cfg.Interface.MTU)
+	dev, err := tundev.Create(name, cfg.Interface.MTU)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 	}
