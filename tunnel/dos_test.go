@@ -25,6 +25,9 @@ func TestHandshakeUnderLoadGoesThroughCookie(t *testing.T) {
 	if s := p.b.peerStatus(t); s.Handshakes != 0 {
 		t.Fatal("b answered an initiation without mac2 while under load")
 	}
+	// The reply was counted when b sent it; a must have taken it before it
+	// retries, or the retry goes out without mac2 again.
+	waitFor(t, 5*time.Second, "a to take the cookie", func() bool { return p.a.peerStatus(t).CookieReplies == 1 })
 	// a retries after RekeyTimeout, now with mac2 from the cookie.
 	p.clock.Advance(6 * time.Second)
 	p.a.dev.tick()

@@ -257,6 +257,7 @@ func (d *Device) handleCookieReply(m handshakeMessage) {
 			continue
 		}
 		if p.cookieGen.ConsumeReply(m.msg) == nil {
+			p.cookieReplies.Add(1)
 			d.log.Debug("got a cookie: peer is under load", "peer", p.id)
 			return
 		}

@@ -21,11 +21,12 @@ const pendingQueueLen = 128
 
 // Peer is one configured remote host.
 type Peer struct {
-	d            *Device
-	id           string
-	publicKey    handshake.PublicKey
-	presharedKey handshake.PresharedKey
-	cookieGen    *handshake.CookieGenerator // safe for concurrent use
+	d             *Device
+	id            string
+	publicKey     handshake.PublicKey
+	presharedKey  handshake.PresharedKey
+	cookieGen     *handshake.CookieGenerator // safe for concurrent use
+	cookieReplies atomic.Uint64              // cookie replies consumed (Status)
 
 	// Lifetime: stopped is set once by stop; active counts work admitted by
 	// enter and not yet left. resolving is true while a lookup runs.
@@ -248,6 +249,7 @@ func (p *Peer) status(now time.Time) PeerStatus {
 	}
 	s.LastError = p.lastError
 	p.mu.Unlock()
+	s.CookieReplies = p.cookieReplies.Load()
 	return s
 }
 

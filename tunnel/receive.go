@@ -285,20 +285,21 @@ func (p *Peer) roam(ep conn.Endpoint) {
 		return
 	}
 	cur := p.currentEndpoint()
-	if cur != nil && sameEndpoint(cur, ep) {
+	if cur != nil && sameEndpoint(cur, ep) && cur.SrcIP() == ep.SrcIP() {
 		return
 	}
+	// A new local address alone (the configured endpoint has none, or the
+	// host's addresses changed) is taken quietly: replies leave from it.
 	p.endpoint.Store(&ep)
-	if cur != nil {
+	if cur != nil && !sameEndpoint(cur, ep) {
 		p.d.log.Info("peer roamed", "peer", p.id, "from", cur.DstToString(), "to", ep.DstToString())
 	}
 }
 
-// sameEndpoint reports whether two endpoints are the same remote address and
-// port reached at the same local address: a change of either is a roam (the
-// local one matters for sticky sources on multi-homed hosts).
+// sameEndpoint reports whether two endpoints are the same remote address
+// and port; which local address (sticky source) they carry does not matter.
 func sameEndpoint(a, b conn.Endpoint) bool {
-	return addrPortOf(a) == addrPortOf(b) && a.SrcIP() == b.SrcIP()
+	return addrPortOf(a) == addrPortOf(b)
 }
 
 // queueHandshake copies a handshake message off the hot path's buffer into

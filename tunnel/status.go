@@ -38,6 +38,9 @@ type PeerStatus struct {
 	// queue_full, handshake_failed.
 	Drops     map[string]uint64 `json:"drops"`
 	LastError string            `json:"last_error"` // why the last handshake failed, "" if it did not
+	// CookieReplies counts cookie replies taken from this peer: it was
+	// under load and asked us to prove our address before it does curve work.
+	CookieReplies uint64 `json:"cookie_replies"`
 }
 
 // Refusal is one refused handshake source, by the peer ID it claimed.
