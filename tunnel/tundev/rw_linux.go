@@ -16,13 +16,44 @@ import (
 // buffer and handed out over the next calls, never dropped. A malformed
 // frame is dropped with an error (returned at once, or on the next call if
 // packets were already read). offset must be at least 10: the virtio header
-// is read into bufs[i][offset-10:offset]. One goroutine at a time.
+// is read into bufs[i][offset-10:offset]. One goroutine at a time, and never
+// at the same time as ReadReady.
 func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return d.read(bufs, sizes, offset, true)
+}
+
+// ReadReady is Read without the wait: it returns 0 and no error when
+// nothing is queued. It lets two goroutines share the reading (the tunnel's
+// TUN reader, and a UDP reader picking up the reply its own write just
+// caused) as long as the caller serializes ReadReady calls; only
+// WaitReadable may run beside it.
+func (d *Device) ReadReady(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return d.read(bufs, sizes, offset, false)
+}
+
+// WaitReadable blocks until the kernel has a frame queued, or a frame that
+// did not fit was held over by ReadReady (so a reader never sleeps on a
+// held frame another goroutine left behind), or Close started
+// (os.ErrClosed). One goroutine at a time.
+func (d *Device) WaitReadable() error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed.Load() {
+		return os.ErrClosed
+	}
+	if d.held.Load() {
+		return nil
+	}
+	return d.waitReadable()
+}
+
+func (d *Device) read(bufs [][]byte, sizes []int, offset int, block bool) (int, error) {
 	if offset < virtioHdrLen {
 		return 0, errOffset
 	}
 	d.life.RLock()
 	defer d.life.RUnlock()
+	defer d.updateHeld()
 	if d.closed.Load() {
 		return 0, os.ErrClosed
 	}
@@ -59,10 +90,10 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
-				if count > 0 {
+				if count > 0 || !block {
 					return count, nil
 				}
-				if err := d.wait(d.readPoll[:]); err != nil {
+				if err := d.waitReadable(); err != nil {
 					return 0, err
 				}
 				continue
@@ -109,6 +140,19 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 	}
 	return count, nil
+}
+
+// updateHeld publishes whether a held frame or error waits for the next
+// read, and kicks a reader that may be asleep in WaitReadable when one
+// appeared: the kernel would not wake it, since the frame already left its
+// queue.
+func (d *Device) updateHeld() {
+	held := d.pendNext < d.pend.nseg || d.pendErr != nil
+	if d.held.Swap(held) || !held {
+		return
+	}
+	var one = [8]byte{1}
+	_, _ = unix.Write(d.kickFd, one[:]) // only fails if the counter is full, and then a kick is pending anyway
 }
 
 // bad counts a dropped frame and reports err now or, when packets were

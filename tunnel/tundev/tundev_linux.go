@@ -13,14 +13,17 @@ import (
 
 // Device is a TUN device with virtio-net offloads. It implements tun.Device.
 //
-// Concurrency: Read is called from one goroutine at a time (the tunnel's
-// one TUN reader); its state is the read* fields, unguarded. Write may be
+// Concurrency: Read and ReadReady are serialized by the caller (the tunnel's
+// TUN reader and the UDP readers that pick up replies, under one lock); their
+// state is the pend* fields, unguarded. WaitReadable runs in one goroutine
+// beside them and reads only held and readPoll. Write may be
 // called from many goroutines at once; writeMu serialises them because they
 // share the planning scratch. Close may be called from any goroutine, once
 // or more, at any time.
 type Device struct {
 	fd      int // the TUN fd, O_NONBLOCK; closed only under life.Lock
 	eventFd int // readable once Close started: wakes blocked polls
+	kickFd  int // readable when ReadReady held a frame back: wakes WaitReadable
 	name    string
 	mtu     int
 	uso     bool // the kernel took TUN_F_USO4|TUN_F_USO6
@@ -34,11 +37,12 @@ type Device struct {
 	closeOnce sync.Once
 
 	// Read's state (one reader).
-	spare    []byte   // holds a GSO frame whose segments did not fit
-	pend     gsoFrame // that frame, valid while pendNext < pend.nseg
-	pendNext int      // next segment of pend to hand out
-	pendErr  error    // error to return on the next Read
-	readPoll [2]unix.PollFd
+	spare    []byte         // holds a GSO frame whose segments did not fit
+	pend     gsoFrame       // that frame, valid while pendNext < pend.nseg
+	pendNext int            // next segment of pend to hand out
+	pendErr  error          // error to return on the next Read
+	held     atomic.Bool    // pend or pendErr is set; read by WaitReadable beside ReadReady
+	readPoll [3]unix.PollFd // the TUN fd, eventFd, kickFd
 
 	writeMu   sync.Mutex // guards plan, iov and writePoll
 	plan      planner
@@ -68,18 +72,20 @@ func Create(name string, mtu int) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tundev: opening /dev/net/tun: %w", err)
 	}
-	d := &Device{fd: fd, eventFd: -1, mtu: mtu, events: make(chan tun.Event)}
+	d := &Device{fd: fd, eventFd: -1, kickFd: -1, mtu: mtu, events: make(chan tun.Event)}
 	if err := d.setup(name); err != nil {
 		unix.Close(fd)
-		if d.eventFd >= 0 {
-			unix.Close(d.eventFd)
+		for _, efd := range []int{d.eventFd, d.kickFd} {
+			if efd >= 0 {
+				unix.Close(efd)
+			}
 		}
 		return nil, err
 	}
 	d.spare = make([]byte, bufSize)
 	d.plan.uso = d.uso
 	d.iov = make([]unix.Iovec, 0, maxGroupSegs+1)
-	d.readPoll = [2]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLIN}, {Fd: int32(d.eventFd), Events: unix.POLLIN}}
+	d.readPoll = [3]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLIN}, {Fd: int32(d.eventFd), Events: unix.POLLIN}, {Fd: int32(d.kickFd), Events: unix.POLLIN}}
 	d.writePoll = [2]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLOUT}, {Fd: int32(d.eventFd), Events: unix.POLLIN}}
 	return d, nil
 }
@@ -104,6 +110,10 @@ func (d *Device) setup(name string) error {
 		return err
 	}
 	d.eventFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
+	}
+	d.kickFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
 	}
@@ -173,9 +183,28 @@ func (d *Device) Close() error {
 			err = fmt.Errorf("tundev: closing %s: %w", d.name, cerr)
 		}
 		unix.Close(d.eventFd)
+		unix.Close(d.kickFd)
 		close(d.events)
 	})
 	return err
+}
+
+// waitReadable is wait for the reader: it also returns when kickFd says a
+// frame was held back (and resets the kick).
+func (d *Device) waitReadable() error {
+	for {
+		if err := d.wait(d.readPoll[:]); err != nil {
+			return err
+		}
+		if d.readPoll[2].Revents == 0 {
+			return nil
+		}
+		var buf [8]byte
+		_, _ = unix.Read(d.kickFd, buf[:]) // EAGAIN if another wait already reset it
+		if d.held.Load() || d.readPoll[0].Revents != 0 {
+			return nil
+		}
+	}
 }
 
 // wait blocks in poll(2) until the TUN fd has events (POLLIN or POLLOUT) or
@@ -196,7 +225,7 @@ func (d *Device) wait(fds []unix.PollFd) error {
 		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
 			return fmt.Errorf("tundev: poll on %s: revents %#x", d.name, fds[0].Revents)
 		}
-		if fds[0].Revents != 0 {
+		if fds[0].Revents != 0 || (len(fds) > 2 && fds[2].Revents != 0) {
 			return nil
 		}
 	}
