@@ -107,9 +107,13 @@ type Device struct {
 	indices     *indexTable
 	batch       int // the larger of the TUN's and the bind's batch size
 	inlineLimit int // batches up to this size skip the workers when they can (dispatchOut)
-	pool        *bufferPool
-	encryptQ    chan *outBatch
-	decryptQ    chan *inBatch
+	// tunOut is held by whoever reads the TUN (readTUN, or a UDP reader in
+	// pickUpReplies) from the read until its packets are sent or queued,
+	// so they go out in the order they were read. Only for a readyTUN.
+	tunOut   sync.Mutex
+	pool     *bufferPool
+	encryptQ chan *outBatch
+	decryptQ chan *inBatch
 
 	drops    dropCounters
 	refusals refusalLog

@@ -48,6 +48,12 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 	bufs := make([][]byte, batch)
 	sizes := make([]int, batch)
 	eps := make([]conn.Endpoint, batch)
+	var replies *tunReader // for pickUpReplies; made on first use
+	defer func() {
+		if replies != nil {
+			d.returnBuffers(replies.bufs)
+		}
+	}()
 	failures := 0
 	for {
 		for i := range bufs {
@@ -76,6 +82,7 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 		failures = 0
 		var cur *inBatch
 		var curIndex uint32
+		delivered := false
 		for i := range n {
 			msg := bufs[i][:sizes[i]]
 			if sizes[i] == 0 {
@@ -94,6 +101,7 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 				}
 				cur.packets = append(cur.packets, msg)
 				cur.endpoints = append(cur.endpoints, eps[i])
+				delivered = delivered || len(msg) > headerLen+tagLen
 				bufs[i] = nil
 				if len(cur.packets) == batch {
 					d.dispatchIn(cur)
@@ -104,6 +112,12 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 			d.queueHandshake(msg, eps[i])
 		}
 		d.dispatchIn(cur)
+		if delivered {
+			if replies == nil {
+				replies = newTUNReader(d.tun.BatchSize())
+			}
+			d.pickUpReplies(replies)
+		}
 	}
 }
 

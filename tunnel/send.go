@@ -47,29 +47,77 @@ type staged struct {
 	packets [][]byte // pool buffers, header room then plaintext
 }
 
-// readTUN is the one goroutine reading the TUN device: it routes each packet
+// readyTUN is a TUN that can be read without waiting and waited on apart
+// from reading (tundev.Device). With it, the TUN reader holds tunOut only
+// while it reads and sends, and a UDP reader that just wrote to the TUN can
+// take the reply itself (pickUpReplies) instead of waking the TUN reader:
+// one thread wake-up less per round trip.
+type readyTUN interface {
+	ReadReady(bufs [][]byte, sizes []int, offset int) (int, error)
+	WaitReadable() error
+}
+
+// tunReader is the buffers and scratch of one goroutine that reads the TUN.
+type tunReader struct {
+	bufs  [][]byte
+	sizes []int
+	stage []staged
+}
+
+func newTUNReader(batch int) *tunReader {
+	return &tunReader{bufs: make([][]byte, batch), sizes: make([]int, batch)}
+}
+
+// fill gives every empty slot a pool buffer; false once the pool is closed.
+func (r *tunReader) fill(pool *bufferPool) bool {
+	for i := range r.bufs {
+		if r.bufs[i] == nil {
+			b := pool.Get()
+			if b == nil {
+				return false
+			}
+			r.bufs[i] = b[:]
+		}
+	}
+	return true
+}
+
+// readTUN is the goroutine reading the TUN device: it routes each packet
 // to its peer by destination and hands each peer's packets on as a batch.
 func (d *Device) readTUN() {
-	batch := d.tun.BatchSize()
-	bufs := make([][]byte, batch)
-	sizes := make([]int, batch)
-	var stage []staged
+	r := newTUNReader(d.tun.BatchSize())
+	ready, _ := d.tun.(readyTUN)
 	failures := 0
 	for {
-		for i := range bufs {
-			if bufs[i] == nil {
-				b := d.pool.Get()
-				if b == nil {
-					return
-				}
-				bufs[i] = b[:]
+		if !r.fill(d.pool) {
+			d.returnBuffers(r.bufs)
+			return
+		}
+		var n int
+		var err error
+		if ready != nil {
+			// Read and send under tunOut, so packets leave in the order
+			// they were read whichever goroutine reads them; wait outside.
+			d.tunOut.Lock()
+			n, err = ready.ReadReady(r.bufs, r.sizes, headerLen)
+			if err == nil && n > 0 {
+				d.routeOut(r, n)
+			}
+			d.tunOut.Unlock()
+			if err == nil && n == 0 {
+				err = ready.WaitReadable()
+			}
+		} else {
+			n, err = d.tun.Read(r.bufs, r.sizes, headerLen)
+			if err == nil || errors.Is(err, tun.ErrTooManySegments) {
+				d.routeOut(r, n)
+				err = nil
 			}
 		}
-		n, err := d.tun.Read(bufs, sizes, headerLen)
-		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
+		if err != nil {
 			failures++
 			if d.isClosed() || errors.Is(err, os.ErrClosed) || failures == maxReadFailures {
-				d.returnBuffers(bufs)
+				d.returnBuffers(r.bufs)
 				if !d.isClosed() {
 					d.fail(fmt.Errorf("%s: reading from the TUN device: %w", d.name, err))
 				}
@@ -79,42 +127,73 @@ func (d *Device) readTUN() {
 			continue
 		}
 		failures = 0
-		set := d.peers.Load()
-		stage = stage[:0]
-		for i := range n {
-			pkt := bufs[i][headerLen : headerLen+sizes[i]]
-			dst, ok := ipDestination(pkt)
-			if !ok {
-				d.drops.add(dropMalformed, 1)
-				continue
-			}
-			p, ok := set.routes.Lookup(dst)
-			if !ok {
-				d.drops.add(dropNoRoute, 1)
-				continue
-			}
-			j := 0
-			for j < len(stage) && stage[j].peer != p {
-				j++
-			}
-			if j == len(stage) {
-				if j < cap(stage) { // reuse the element's packets slice too
-					stage = stage[:j+1]
-					stage[j].peer = p
-				} else {
-					stage = append(stage, staged{peer: p})
-				}
-			}
-			stage[j].packets = append(stage[j].packets, bufs[i][:headerLen+sizes[i]])
-			bufs[i] = nil
-		}
-		for j := range stage {
-			stage[j].peer.send(stage[j].packets)
-			clear(stage[j].packets)
-			stage[j].packets = stage[j].packets[:0]
-			stage[j].peer = nil
-		}
 	}
+}
+
+// pickUpReplies reads what the TUN has ready right now, if no other
+// goroutine is reading it, and sends it. A UDP reader calls it after
+// writing to the TUN: the kernel often answers such a write at once (an
+// ICMP echo reply, a TCP ACK), and sending that from here saves waking the
+// TUN reader on another core (ping round trip: see docs/PERFORMANCE.md).
+func (d *Device) pickUpReplies(r *tunReader) {
+	ready, ok := d.tun.(readyTUN)
+	if !ok || !d.tunOut.TryLock() {
+		return
+	}
+	defer d.tunOut.Unlock()
+	if !r.fill(d.pool) {
+		return
+	}
+	n, err := ready.ReadReady(r.bufs, r.sizes, headerLen)
+	if n > 0 {
+		d.routeOut(r, n)
+	}
+	if err != nil && !d.isClosed() && !errors.Is(err, os.ErrClosed) {
+		// The TUN reader sees a lasting failure itself; one bad frame is
+		// worth a (rate-limited) line.
+		d.warn.warn("tun-read", "reading from TUN failed", "interface", d.name, "err", err)
+	}
+}
+
+// routeOut routes the n packets just read into r.bufs to their peers and
+// sends each peer's share as one batch; the sent buffers' slots are emptied.
+func (d *Device) routeOut(r *tunReader, n int) {
+	set := d.peers.Load()
+	stage := r.stage[:0]
+	for i := range n {
+		pkt := r.bufs[i][headerLen : headerLen+r.sizes[i]]
+		dst, ok := ipDestination(pkt)
+		if !ok {
+			d.drops.add(dropMalformed, 1)
+			continue
+		}
+		p, ok := set.routes.Lookup(dst)
+		if !ok {
+			d.drops.add(dropNoRoute, 1)
+			continue
+		}
+		j := 0
+		for j < len(stage) && stage[j].peer != p {
+			j++
+		}
+		if j == len(stage) {
+			if j < cap(stage) { // reuse the element's packets slice too
+				stage = stage[:j+1]
+				stage[j].peer = p
+			} else {
+				stage = append(stage, staged{peer: p})
+			}
+		}
+		stage[j].packets = append(stage[j].packets, r.bufs[i][:headerLen+r.sizes[i]])
+		r.bufs[i] = nil
+	}
+	for j := range stage {
+		stage[j].peer.send(stage[j].packets)
+		clear(stage[j].packets)
+		stage[j].packets = stage[j].packets[:0]
+		stage[j].peer = nil
+	}
+	r.stage = stage
 }
 
 func (d *Device) returnBuffers(bufs [][]byte) {
