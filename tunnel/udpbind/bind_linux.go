@@ -25,6 +25,7 @@ type Bind struct {
 	gsoSends    atomic.Uint64
 	groMessages atomic.Uint64
 	dropped     atomic.Uint64
+	sendDropped atomic.Uint64
 
 	scratch sync.Pool // *sendScratch
 
@@ -36,6 +37,7 @@ type Stats struct {
 	GSOSends    uint64 // messages sent with UDP_SEGMENT carrying more than one datagram
 	GROMessages uint64 // messages received with UDP_GRO that held more than one datagram
 	Dropped     uint64 // received datagrams dropped: longer than the caller's buffer, or truncated
+	SendDropped uint64 // datagrams the kernel refused to send (Send returned the first error)
 }
 
 // conns is one Open's sockets. Every call that uses v4, v6 or efd holds
@@ -74,7 +76,8 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 
 // Stats returns the counters.
 func (b *Bind) Stats() Stats {
-	return Stats{GSOSends: b.gsoSends.Load(), GROMessages: b.groMessages.Load(), Dropped: b.dropped.Load()}
+	return Stats{GSOSends: b.gsoSends.Load(), GROMessages: b.groMessages.Load(), Dropped: b.dropped.Load(),
+		SendDropped: b.sendDropped.Load()}
 }
 
 // Open binds an IPv4 and an IPv6 socket to port (0: any free port, the

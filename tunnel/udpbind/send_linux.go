@@ -129,6 +129,7 @@ func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, unix.Errno) {
 func (b *Bind) sendChunk(c *conns, s *sock, sc *sendScratch, chunk [][]byte, e *Endpoint) error {
 	src, ifindex := e.source()
 	gso := !b.noGSO.Load()
+	var firstErr error
 	n := sc.build(chunk, 0, 0, gso, src, ifindex, s.v6)
 	for sent := 0; sent < n; {
 		r, errno := b.sendmmsg(s.fd, sc.msgs[sent:n])
@@ -151,6 +152,12 @@ func (b *Bind) sendChunk(c *conns, s *sock, sc *sendScratch, chunk [][]byte, e *
 			b.noGSO.Store(true)
 			gso = false
 			n = sc.build(chunk, sc.first[sent], sent, false, src, ifindex, s.v6)
+		case (errno == unix.EMSGSIZE || errno == unix.EINVAL) && sc.gso[sent]:
+			// A segment bigger than the path MTU is refused for GSO where
+			// a lone datagram would be fragmented: send this chunk's rest
+			// one by one (later chunks try GSO again).
+			gso = false
+			n = sc.build(chunk, sc.first[sent], sent, false, src, ifindex, s.v6)
 		case src.IsValid():
 			// The sticky source is gone or no longer routable (EINVAL,
 			// EADDRNOTAVAIL, ENETUNREACH, ...): let the kernel pick, for
@@ -159,8 +166,22 @@ func (b *Bind) sendChunk(c *conns, s *sock, sc *sendScratch, chunk [][]byte, e *
 			src, ifindex = netip.Addr{}, 0
 			n = sc.build(chunk, sc.first[sent], sent, gso, src, ifindex, s.v6)
 		default:
-			return fmt.Errorf("udpbind: sendmmsg to %s: %w", e.dst, errno)
+			// Drop this message, not the rest of the batch: a datagram the
+			// kernel refuses says nothing about its neighbours.
+			if firstErr == nil {
+				firstErr = fmt.Errorf("udpbind: sendmmsg to %s: %w", e.dst, errno)
+			}
+			b.sendDropped.Add(uint64(sc.count(sent, n, len(chunk))))
+			sent++
 		}
 	}
-	return nil
+	return firstErr
+}
+
+// count is how many datagrams message i of msgs[:n] carries.
+func (sc *sendScratch) count(i, n, chunkLen int) int {
+	if i+1 < n {
+		return sc.first[i+1] - sc.first[i]
+	}
+	return chunkLen - sc.first[i]
 }
