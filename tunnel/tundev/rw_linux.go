@@ -242,7 +242,7 @@ func (d *Device) writev(iov []unix.Iovec) error {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			if err := d.wait(d.writePoll[:]); err != nil {
+			if err := d.wait(d.writePoll[:], nil); err != nil {
 				return err
 			}
 			continue

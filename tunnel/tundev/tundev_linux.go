@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"stunnel/internal/busypoll"
 )
 
 // Device is a TUN device with virtio-net offloads. It implements tun.Device.
@@ -37,12 +39,13 @@ type Device struct {
 	closeOnce sync.Once
 
 	// Read's state (one reader).
-	spare    []byte         // holds a GSO frame whose segments did not fit
-	pend     gsoFrame       // that frame, valid while pendNext < pend.nseg
-	pendNext int            // next segment of pend to hand out
-	pendErr  error          // error to return on the next Read
-	held     atomic.Bool    // pend or pendErr is set; read by WaitReadable beside ReadReady
-	readPoll [3]unix.PollFd // the TUN fd, eventFd, kickFd
+	spare    []byte          // holds a GSO frame whose segments did not fit
+	pend     gsoFrame        // that frame, valid while pendNext < pend.nseg
+	pendNext int             // next segment of pend to hand out
+	pendErr  error           // error to return on the next Read
+	held     atomic.Bool     // pend or pendErr is set; read by WaitReadable beside ReadReady
+	readPoll [3]unix.PollFd  // the TUN fd, eventFd, kickFd
+	spin     busypoll.Poller // the reader's, in waitReadable
 
 	writeMu   sync.Mutex // guards plan, iov and writePoll
 	plan      planner
@@ -193,7 +196,7 @@ func (d *Device) Close() error {
 // frame was held back (and resets the kick).
 func (d *Device) waitReadable() error {
 	for {
-		if err := d.wait(d.readPoll[:]); err != nil {
+		if err := d.wait(d.readPoll[:], &d.spin); err != nil {
 			return err
 		}
 		if d.readPoll[2].Revents == 0 {
@@ -209,8 +212,14 @@ func (d *Device) waitReadable() error {
 
 // wait blocks in poll(2) until the TUN fd has events (POLLIN or POLLOUT) or
 // Close started. It is a plain blocking syscall: the kernel wakes this
-// thread directly, with no netpoller hand-off.
-func (d *Device) wait(fds []unix.PollFd) error {
+// thread directly, with no netpoller hand-off. With a spin Poller, it polls
+// without sleeping for a moment first (see internal/busypoll).
+func (d *Device) wait(fds []unix.PollFd, spin *busypoll.Poller) error {
+	if spin != nil && !d.closed.Load() && spin.Poll(fds) {
+		if done, err := d.verdict(fds); done {
+			return err
+		}
+	}
 	for {
 		if d.closed.Load() {
 			return os.ErrClosed
@@ -219,16 +228,22 @@ func (d *Device) wait(fds []unix.PollFd) error {
 		if err != nil && err != unix.EINTR {
 			return fmt.Errorf("tundev: poll on %s: %w", d.name, err)
 		}
-		if fds[1].Revents != 0 || d.closed.Load() {
-			return os.ErrClosed
-		}
-		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			return fmt.Errorf("tundev: poll on %s: revents %#x", d.name, fds[0].Revents)
-		}
-		if fds[0].Revents != 0 || (len(fds) > 2 && fds[2].Revents != 0) {
-			return nil
+		if done, err := d.verdict(fds); done {
+			return err
 		}
 	}
+}
+
+// verdict reads a poll's results: done when Close started (os.ErrClosed),
+// the fd failed, or it (or the kick, fds[2]) has events.
+func (d *Device) verdict(fds []unix.PollFd) (done bool, err error) {
+	if fds[1].Revents != 0 || d.closed.Load() {
+		return true, os.ErrClosed
+	}
+	if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+		return true, fmt.Errorf("tundev: poll on %s: revents %#x", d.name, fds[0].Revents)
+	}
+	return fds[0].Revents != 0 || (len(fds) > 2 && fds[2].Revents != 0), nil
 }
 
 var errOffset = errors.New("tundev: offset is smaller than the 10-byte virtio header")

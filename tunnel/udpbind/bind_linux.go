@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"stunnel/internal/busypoll"
 )
 
 // Bind is the Linux UDP bind. Its methods may be called from any
@@ -246,10 +248,17 @@ func openSocket(v6 bool, port uint16, mark uint32) (fd int, got uint16, err erro
 }
 
 // wait blocks in poll(2) until fd has one of events or Close signals; the
-// kernel wakes this thread directly, without the Go netpoller.
-func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd) error {
+// kernel wakes this thread directly, without the Go netpoller. With a spin
+// Poller it polls without sleeping for a moment first (internal/busypoll).
+func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.Poller) error {
 	pfd[0] = unix.PollFd{Fd: int32(fd), Events: events}
 	pfd[1] = unix.PollFd{Fd: int32(c.efd), Events: unix.POLLIN}
+	if spin != nil && !c.closing.Load() && spin.Poll(pfd[:]) {
+		if pfd[1].Revents != 0 {
+			return net.ErrClosed
+		}
+		return nil
+	}
 	for {
 		if c.closing.Load() {
 			return net.ErrClosed

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"stunnel/internal/busypoll"
 )
 
 // sock is one socket of an Open with its receive state.
@@ -33,6 +35,7 @@ type sock struct {
 	gso   int       // segment size of msgs[next]
 	ep    *Endpoint // endpoint of msgs[next]; nil until worked out
 	pfd   [2]unix.PollFd
+	spin  busypoll.Poller // polls a moment before sleeping (internal/busypoll)
 
 	// Endpoints handed out, so a flow's datagrams share one.
 	cache   map[epKey]*Endpoint
@@ -104,7 +107,7 @@ func (s *sock) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, er
 			s.got, s.next, s.off, s.ep = n, 0, 0, nil
 		case unix.EINTR:
 		case unix.EAGAIN:
-			if err := s.c.wait(s.fd, unix.POLLIN, &s.pfd); err != nil {
+			if err := s.c.wait(s.fd, unix.POLLIN, &s.pfd, &s.spin); err != nil {
 				return 0, err
 			}
 		default:

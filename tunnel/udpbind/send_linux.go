@@ -143,7 +143,7 @@ func (b *Bind) sendChunk(c *conns, s *sock, sc *sendScratch, chunk [][]byte, e *
 			sent += r
 		case errno == unix.EINTR:
 		case errno == unix.EAGAIN:
-			if err := c.wait(s.fd, unix.POLLOUT, &sc.pfd); err != nil {
+			if err := c.wait(s.fd, unix.POLLOUT, &sc.pfd, nil); err != nil {
 				return err
 			}
 		case errno == unix.EIO && sc.gso[sent]:
