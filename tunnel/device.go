@@ -15,9 +15,16 @@
 // crypto runs on every core while each peer's packets keep their order.
 // When a peer has nothing in flight, the reader runs the whole stage for a
 // batch itself (dispatchOut, dispatchIn): no hand-off for a lone packet,
-// and on two cores for any batch (inlineLimit). Handshake messages go
-// to a bounded queue served by handshake workers (handshake.go); timers run
-// from one ticker (timers.go).
+// and on two cores for any batch (inlineLimit). A UDP reader that has
+// just written to the TUN also sends what the kernel answered at once (an
+// echo reply, a TCP ACK) when no one else is reading the TUN
+// (pickUpReplies), so a round trip wakes one thread less. Handshake
+// messages go to a bounded queue served by handshake workers
+// (handshake.go); timers run from one ticker (timers.go).
+//
+// The devices are ours on Linux (tundev: TUN with TSO/GRO offloads;
+// udpbind: UDP with GSO/GRO), behind wireguard-go's tun.Device and
+// conn.Bind interfaces so tests can run on in-memory ones.
 package tunnel
 
 import (
