@@ -25,10 +25,10 @@ build:
 demo: build
 	./$(BIN) demo
 
+# -count=1: the netns tests build bin/stunnel themselves, which the test cache cannot see.
 test:
 	@echo "go test (STUNNEL_REQUIRE_NETNS=$(STUNNEL_REQUIRE_NETNS))"
 	$(GO) vet ./...
-	# -count=1: the netns tests build bin/stunnel themselves, which the test cache cannot see.
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # The benchmark driver finds go through PATH.
