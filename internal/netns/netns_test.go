@@ -8,18 +8,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"stunnel/internal/roottest"
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-		t.Fatal("STUNNEL_REQUIRE_NETNS=1 but not root: network namespace tests cannot run")
-	}
-	t.Skip("SKIPPING: network namespace tests need root (run `sudo make test`)")
-}
+func needRoot(t *testing.T) { roottest.Require(t, "network namespaces") }
 
 func addNS(t *testing.T, name string) {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
 )
 
 var nsSeq atomic.Int32
@@ -28,12 +29,7 @@ func testNS(t *testing.T, ifnames ...string) *netlink.Handle {
 // testNSNamed is testNS that also returns the namespace's name.
 func testNSNamed(t *testing.T, ifnames ...string) (*netlink.Handle, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-			t.Fatal("netcfg tests need root (STUNNEL_REQUIRE_NETNS=1 is set)")
-		}
-		t.Skip("SKIPPING netcfg namespace test: needs root; set STUNNEL_REQUIRE_NETNS=1 to make this a failure")
-	}
+	roottest.Require(t, "network namespaces")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatalf("iproute2 `ip` not found: %v", err)
 	}

@@ -18,20 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
 )
 
-// needRoot skips (or, with STUNNEL_REQUIRE_NETNS=1, fails) tests that need
-// network namespaces.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-		t.Fatal("STUNNEL_REQUIRE_NETNS=1 but not root: cannot make namespaces and TUN devices")
-	}
-	t.Skip("SKIPPING: needs root for network namespaces and TUN devices (set STUNNEL_REQUIRE_NETNS=1 to make this a failure)")
-}
+func needRoot(t *testing.T) { roottest.Require(t, "network namespaces and TUN devices") }
 
 var nsSeq atomic.Int32
 

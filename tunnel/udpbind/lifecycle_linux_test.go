@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"stunnel/internal/roottest"
 )
 
 // threadsInPoll counts this process's threads blocked in ppoll(2)/poll(2)
@@ -178,12 +180,7 @@ func TestWrongEndpointType(t *testing.T) {
 }
 
 func TestSetMark(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-			t.Fatal("SO_MARK needs root (CAP_NET_ADMIN)")
-		}
-		t.Skip("SKIPPING: SO_MARK needs root (CAP_NET_ADMIN)")
-	}
+	roottest.Require(t, "SO_MARK (CAP_NET_ADMIN)")
 	b := openBind(t)
 	if err := b.SetMark(0x51); err != nil {
 		t.Fatal(err)

@@ -9,18 +9,10 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
 )
 
-func needNetns(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-		t.Fatal("this test needs root for network namespaces (STUNNEL_REQUIRE_NETNS=1)")
-	}
-	t.Skip("SKIPPING: this test needs root for network namespaces")
-}
+func needNetns(t *testing.T) { roottest.Require(t, "network namespaces") }
 
 // openIn opens a Bind whose sockets live in namespace ns.
 func openIn(t *testing.T, ns string) *testBind {
