@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/tun"
+
 	"stunnel/conf"
 	"stunnel/handshake"
 )
@@ -83,6 +85,13 @@ var inlineModes = []int{0, -1}
 
 func newPairInline(t testing.TB, mutate func(a, b *conf.Config), inline int) *pair {
 	t.Helper()
+	return newPairTUN(t, mutate, inline, nil)
+}
+
+// newPairTUN is newPairInline where b's device reads and writes the TUN
+// that bTUN makes of its memTUN (nil: the memTUN itself).
+func newPairTUN(t testing.TB, mutate func(a, b *conf.Config), inline int, bTUN func(*memTUN) tun.Device) *pair {
+	t.Helper()
 	goroutines := runtime.NumGoroutine()
 	p := &pair{t: t, net: newMemNet(), clock: newFakeClock()}
 	ka, kb := mustKey(t), mustKey(t)
@@ -111,11 +120,15 @@ func newPairInline(t testing.TB, mutate func(a, b *conf.Config), inline int) *pa
 			w = io.Discard // a fuzz target may not log through f
 		}
 		log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		dev, err := New(h.cfg, Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline})
+		var dev tun.Device = h.tun
+		if h == p.b && bTUN != nil {
+			dev = bTUN(h.tun)
+		}
+		d, err := New(h.cfg, Options{TUN: dev, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline})
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.dev = dev
+		h.dev = d
 	}
 	t.Cleanup(func() {
 		p.a.dev.Close()
