@@ -3,7 +3,6 @@ package netnstests
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,26 +58,7 @@ func TestReload(t *testing.T) {
 	before := a.waitSession(b.ID, sessionWait)
 
 	// A transfer a -> b, paused half way across the reload.
-	paused, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(resume) }) }
-	defer release()
-	type outcome struct {
-		res streamResult
-		err error
-	}
-	result := make(chan outcome, 1)
-	go func() {
-		res, err := runStream(a.ns, b.ns, overlayOf(b), streamOpts{Size: 8 << 20, PauseAt: 4 << 20, Paused: paused, Resume: resume})
-		result <- outcome{res, err}
-	}()
-	select {
-	case <-paused:
-	case o := <-result:
-		t.Fatalf("the transfer ended before its pause: %v", o.err)
-	case <-time.After(time.Minute):
-		t.Fatal("the transfer did not reach its pause within a minute")
-	}
+	stream := startPausedStream(t, a.ns, b.ns, overlayOf(b), 8<<20, 4<<20)
 
 	a.Peers = a.Peers[:1] // keep b, drop c
 	a.addPeer(d, true, overlayOf(d)+"/32")
@@ -90,9 +70,8 @@ func TestReload(t *testing.T) {
 		_, hasD := findPeer(s, d.ID)
 		return err == nil && hasD && !hasC
 	})
-	release()
-	if o := <-result; o.err != nil {
-		t.Fatalf("transfer to the unchanged peer across the reload: %v", o.err)
+	if _, err := stream.finish(); err != nil {
+		t.Fatalf("transfer to the unchanged peer across the reload: %v", err)
 	}
 	after := a.peer(b.ID)
 	if after.SessionID != before.SessionID || after.Handshakes != before.Handshakes {

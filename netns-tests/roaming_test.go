@@ -3,7 +3,6 @@ package netnstests
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -26,26 +25,7 @@ func TestRoaming(t *testing.T) {
 
 	// The sender pauses after 4 of 16 MiB; the address changes while the
 	// connection is open with data in flight behind it.
-	paused, resume := make(chan struct{}), make(chan struct{})
-	var resumeOnce sync.Once
-	release := func() { resumeOnce.Do(func() { close(resume) }) }
-	defer release() // never leave the sender parked, even on failure
-	type outcome struct {
-		res streamResult
-		err error
-	}
-	result := make(chan outcome, 1)
-	go func() {
-		res, err := runStream(a.ns, b.ns, overB, streamOpts{Size: 16 << 20, PauseAt: 4 << 20, Paused: paused, Resume: resume})
-		result <- outcome{res, err}
-	}()
-	select {
-	case <-paused:
-	case o := <-result:
-		t.Fatalf("the transfer ended before its pause: %v", o.err)
-	case <-time.After(time.Minute):
-		t.Fatal("the transfer did not reach its pause within a minute")
-	}
+	stream := startPausedStream(t, a.ns, b.ns, overB, 16<<20, 4<<20)
 
 	const moved = "198.18.1.11"
 	l.addAddr(a.ns, "u0", moved+"/24")
@@ -53,12 +33,11 @@ func TestRoaming(t *testing.T) {
 	if out := l.run(a.ns, "ip", "-4", "addr", "show", "dev", "u0"); strings.Contains(out, addrOf(underA)+"/") || !strings.Contains(out, moved+"/") {
 		t.Fatalf("a's underlay addresses after the move:\n%s", out)
 	}
-	release()
-	o := <-result
-	if o.err != nil {
-		t.Fatalf("transfer across the address change: %v", o.err)
+	res, err := stream.finish()
+	if err != nil {
+		t.Fatalf("transfer across the address change: %v", err)
 	}
-	t.Logf("%d bytes arrived intact across the move", o.res.Received)
+	t.Logf("%d bytes arrived intact across the move", res.Received)
 
 	want := fmt.Sprintf("%s:%d", moved, listenPort)
 	waitFor(t, 10*time.Second, "b to show a's new endpoint "+want, func() bool {

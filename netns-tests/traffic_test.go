@@ -48,6 +48,51 @@ func tcpStream(t *testing.T, srcNS, dstNS, dst string, o streamOpts) streamResul
 	return res
 }
 
+// pausedStream is a transfer that stops after its first pauseAt bytes and
+// waits there, so a test can change something (reload, address) with a
+// connection open and data in flight.
+type pausedStream struct {
+	result chan pausedOutcome
+	resume chan struct{}
+	once   sync.Once
+}
+
+type pausedOutcome struct {
+	res streamResult
+	err error
+}
+
+// startPausedStream starts a transfer of size bytes from srcNS to dst in
+// dstNS and returns once it sits at its pause. The sender is released at
+// the latest when the test ends, so it is never left parked.
+func startPausedStream(t *testing.T, srcNS, dstNS, dst string, size, pauseAt int64) *pausedStream {
+	t.Helper()
+	s := &pausedStream{result: make(chan pausedOutcome, 1), resume: make(chan struct{})}
+	t.Cleanup(s.release)
+	paused := make(chan struct{})
+	go func() {
+		res, err := runStream(srcNS, dstNS, dst, streamOpts{Size: size, PauseAt: pauseAt, Paused: paused, Resume: s.resume})
+		s.result <- pausedOutcome{res, err}
+	}()
+	select {
+	case <-paused:
+	case o := <-s.result:
+		t.Fatalf("the transfer ended before its pause: %v", o.err)
+	case <-time.After(time.Minute):
+		t.Fatal("the transfer did not reach its pause within a minute")
+	}
+	return s
+}
+
+func (s *pausedStream) release() { s.once.Do(func() { close(s.resume) }) }
+
+// finish lets the sender go on and waits for the transfer's end.
+func (s *pausedStream) finish() (streamResult, error) {
+	s.release()
+	o := <-s.result
+	return o.res, o.err
+}
+
 // runStream is tcpStream for any goroutine: it reports instead of failing.
 func runStream(srcNS, dstNS, dst string, o streamOpts) (streamResult, error) {
 	var res streamResult
