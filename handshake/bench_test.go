@@ -18,7 +18,7 @@ func BenchmarkHandshake(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		clk.Add(time.Second) // past the per-peer rate limit
+		clk.Advance(time.Second) // past the per-peer rate limit
 		in, err := NewInitiation(ha.cfg, info, uint32(i))
 		if err != nil {
 			b.Fatal(err)

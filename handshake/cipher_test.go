@@ -42,7 +42,7 @@ func TestCipherNegotiation(t *testing.T) {
 		iniAES, respAES := tc.ini.aes, tc.resp.aes
 		a.cfg.AESHardware = func() bool { return iniAES }
 		b.cfg.AESHardware = func() bool { return respAES }
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 		in, msg := a.initiate(t, b, 1)
 		resp, sb, rerr := b.resp.ConsumeInitiation(msg, 2)
 		if resp == nil {

@@ -20,7 +20,7 @@ func TestCookieRoundTrip(t *testing.T) {
 	load := NewLoadMonitor(4, clk.Now)
 	limiter := NewRateLimiter(clk.Now)
 	gen := NewCookieGenerator(b.pub, clk.Now)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 
 	if load.UnderLoad(3) {
 		t.Fatal("under load below the threshold")
@@ -65,7 +65,7 @@ func TestCookieRoundTrip(t *testing.T) {
 	wantErr(t, gen.ConsumeReply(reply), ErrNoCookieWaiting, "cookie reply replayed")
 
 	// The retry carries mac2 and passes, still under load (within 1 s).
-	clk.Add(500 * time.Millisecond)
+	clk.Advance(500 * time.Millisecond)
 	if !load.UnderLoad(0) {
 		t.Fatal("load released before LoadHoldTime")
 	}
@@ -102,14 +102,14 @@ func TestCookieRoundTrip(t *testing.T) {
 	}
 
 	// The load ends one second after the last loaded report.
-	clk.Add(LoadHoldTime)
+	clk.Advance(LoadHoldTime)
 	if load.UnderLoad(0) {
 		t.Fatal("still under load after LoadHoldTime")
 	}
 
 	// Cookies age out on both sides: the initiator stops sending mac2, and
 	// the responder's secret has rotated, so an old mac2 is refused.
-	clk.Add(CookieLifetime)
+	clk.Advance(CookieLifetime)
 	if b.checker.CheckMAC2(msg, addrA) {
 		t.Fatal("cookie accepted after the secret rotated")
 	}
@@ -202,22 +202,22 @@ func TestRateLimiterTokenBucket(t *testing.T) {
 	if !r.Allow(addrB.Addr()) {
 		t.Fatal("another source shares the bucket")
 	}
-	clk.Add(time.Second/RateLimitPerSecond - time.Nanosecond)
+	clk.Advance(time.Second/RateLimitPerSecond - time.Nanosecond)
 	if r.Allow(ip) {
 		t.Fatal("token refilled early")
 	}
-	clk.Add(time.Nanosecond)
+	clk.Advance(time.Nanosecond)
 	if !r.Allow(ip) || r.Allow(ip) {
 		t.Fatal("want exactly one token after 1/rate")
 	}
 	// Steady state: RateLimitPerSecond a second, no more.
-	clk.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	allowed := 0
 	for i := 0; i < 1000; i++ {
 		if r.Allow(ip) {
 			allowed++
 		}
-		clk.Add(time.Millisecond)
+		clk.Advance(time.Millisecond)
 	}
 	if want := RateLimitBurst + RateLimitPerSecond; allowed < want-1 || allowed > want+1 {
 		t.Fatalf("%d allowed in one second, want about %d", allowed, want)
@@ -249,7 +249,7 @@ func TestRateLimiterBoundedMemory(t *testing.T) {
 		t.Fatal("new source allowed past the table bound")
 	}
 	// Once buckets have refilled they are forgotten and new sources fit.
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	if !r.Allow(netip.MustParseAddr("198.19.0.1")) {
 		t.Fatal("new source refused after old buckets refilled")
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/flynn/noise"
 	"golang.org/x/crypto/blake2s"
+
+	"stunnel/internal/fakeclock"
 )
 
 // Fuzz targets for every parser of network bytes in this package. Keys are
@@ -18,7 +20,7 @@ import (
 // cheap check into Noise); bytes as the plaintext payload of a genuinely
 // encrypted message (so it reaches the parsers behind the decryption).
 
-func fixedHost(id string, clk *fakeClock) *host {
+func fixedHost(id string, clk *fakeclock.Clock) *host {
 	priv := PrivateKey(blake2s.Sum256([]byte("stunnel fuzz " + id)))
 	priv.clamp()
 	peers := peerMap{}
@@ -29,7 +31,7 @@ func fixedHost(id string, clk *fakeClock) *host {
 	return h
 }
 
-func fuzzPair() (*fakeClock, *host, *host) {
+func fuzzPair() (*fakeclock.Clock, *host, *host) {
 	clk := newFakeClock()
 	a, b := fixedHost("site-a", clk), fixedHost("site-b", clk)
 	a.know(b)
@@ -67,7 +69,7 @@ func FuzzConsumeInitiation(f *testing.F) {
 	(&initPayload{id: []byte("nobody")}).marshal(&p)
 	f.Add(p[:], byte(2))
 	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 		msg := data
 		switch mode % 3 {
 		case 1:
@@ -134,7 +136,7 @@ func FuzzConsumeResponse(f *testing.F) {
 	f.Add([]byte{7, 0, 0, 0, 9, 3}, byte(2))
 	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
 		if in.done {
-			clk.Add(time.Second)
+			clk.Advance(time.Second)
 			in, msg1 = a.initiate(t, b, 1)
 		}
 		msg := data

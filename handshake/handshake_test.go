@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"stunnel/internal/fakeclock"
 )
 
-func pair(t testing.TB) (*fakeClock, *host, *host) {
+func pair(t testing.TB) (*fakeclock.Clock, *host, *host) {
 	clk := newFakeClock()
 	a, b := newHost(t, "site-a", clk), newHost(t, "site-b", clk)
 	a.know(b)
@@ -93,7 +95,7 @@ func TestPresharedKey(t *testing.T) {
 	clk, a, b := pair(t)
 	psk := PresharedKey{1, 2, 3}
 	b.peers["site-a"] = PeerInfo{PublicKey: a.pub, PresharedKey: psk}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	in, err := NewInitiation(a.cfg, PeerInfo{PublicKey: b.pub, PresharedKey: psk}, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +111,7 @@ func TestPresharedKey(t *testing.T) {
 		t.Fatalf("with matching PSKs: %v", err)
 	}
 	// Without the PSK the initiator cannot authenticate message 2.
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	in, msg = a.initiate(t, b, 3)
 	resp, _, err = b.resp.ConsumeInitiation(msg, 4)
 	if err != nil {
@@ -122,7 +124,7 @@ func TestPresharedKey(t *testing.T) {
 func TestUnknownPeer(t *testing.T) {
 	clk, a, b := pair(t)
 	delete(b.peers, "site-a")
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, msg := a.initiate(t, b, 1)
 	_, _, err := b.resp.ConsumeInitiation(msg, 2)
 	wantErr(t, err, ErrUnknownPeer, "unknown peer")
@@ -135,7 +137,7 @@ func TestUnknownPeer(t *testing.T) {
 func TestNoPeersConfigured(t *testing.T) {
 	clk, a, b := pair(t)
 	b.cfg.Peers = nil
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, msg := a.initiate(t, b, 1)
 	_, _, err := b.resp.ConsumeInitiation(msg, 2)
 	wantErr(t, err, ErrUnknownPeer, "no PeerLookup")
@@ -145,7 +147,7 @@ func TestKnownIDWrongKey(t *testing.T) {
 	clk, a, b := pair(t)
 	// mallory claims to be site-a with her own key.
 	m := newHost(t, "site-a", clk)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, msg := m.initiate(t, b, 1)
 	_, _, err := b.resp.ConsumeInitiation(msg, 2)
 	wantErr(t, err, ErrKeyMismatch, "known ID, other key")
@@ -158,7 +160,7 @@ func TestKnownIDWrongKey(t *testing.T) {
 func TestWrongResponderKey(t *testing.T) {
 	clk, a, b := pair(t)
 	c := newHost(t, "site-c", clk)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	// a believes b's key is c's: mac1 is keyed by the wrong key, so b drops it cheaply.
 	in, err := NewInitiation(a.cfg, PeerInfo{PublicKey: c.pub}, 1)
 	if err != nil {
@@ -179,7 +181,7 @@ func TestWrongResponderKey(t *testing.T) {
 
 func TestFlippedByteInitiation(t *testing.T) {
 	clk, a, b := pair(t)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, orig := a.initiate(t, b, 1)
 	for i := 0; i < InitiationSize; i++ {
 		msg := bytes.Clone(orig)
@@ -218,7 +220,7 @@ func TestFlippedByteInitiation(t *testing.T) {
 
 func TestFlippedByteResponse(t *testing.T) {
 	clk, a, b := pair(t)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	in, msg := a.initiate(t, b, 0x0a0b0c0d)
 	orig, _, err := b.resp.ConsumeInitiation(msg, 2)
 	if err != nil {
@@ -254,13 +256,13 @@ func TestFlippedByteResponse(t *testing.T) {
 
 func TestReplayAndStaleTimestamp(t *testing.T) {
 	clk, a, b := pair(t)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, older := a.initiate(t, b, 1)
 	_, newer := a.initiate(t, b, 2)
 	if _, _, err := b.resp.ConsumeInitiation(newer, 10); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, _, err := b.resp.ConsumeInitiation(newer, 11)
 	wantErr(t, err, ErrReplay, "message 1 replayed")
 	_, _, err = b.resp.ConsumeInitiation(older, 12)
@@ -277,25 +279,25 @@ func TestReplayAndStaleTimestamp(t *testing.T) {
 
 func TestTimestampSurvivesClockStepBack(t *testing.T) {
 	clk, a, b := pair(t)
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	handshake(t, clk, a, b)
-	clk.Add(-30 * time.Minute) // NTP steps the clock back
-	handshake(t, clk, a, b)    // still newer for b
+	clk.Advance(-30 * time.Minute) // NTP steps the clock back
+	handshake(t, clk, a, b)        // still newer for b
 }
 
 func TestPerPeerRateLimit(t *testing.T) {
 	clk, a, b := pair(t)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	_, m1 := a.initiate(t, b, 1)
 	_, m2 := a.initiate(t, b, 2)
 	_, m3 := a.initiate(t, b, 3)
 	if _, _, err := b.resp.ConsumeInitiation(m1, 10); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(InitiationMinInterval - time.Millisecond)
+	clk.Advance(InitiationMinInterval - time.Millisecond)
 	_, _, err := b.resp.ConsumeInitiation(m2, 11)
 	wantErr(t, err, ErrRateLimited, "second initiation within 20 ms")
-	clk.Add(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	if _, _, err := b.resp.ConsumeInitiation(m3, 12); err != nil {
 		t.Fatalf("after the interval: %v", err)
 	}
@@ -303,7 +305,7 @@ func TestPerPeerRateLimit(t *testing.T) {
 
 func TestTruncatedEmptyOversized(t *testing.T) {
 	clk, a, b := pair(t)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	in, m1 := a.initiate(t, b, 1)
 	m2, _, err := b.resp.ConsumeInitiation(bytes.Clone(m1), 2)
 	if err != nil {
@@ -454,7 +456,7 @@ func TestConcurrentResponder(t *testing.T) {
 						return
 					}
 				}
-				clk.Add(InitiationMinInterval)
+				clk.Advance(InitiationMinInterval)
 			}
 			done <- nil
 		}()

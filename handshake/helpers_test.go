@@ -2,31 +2,14 @@ package handshake
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
+
+	"stunnel/internal/fakeclock"
 )
 
-// fakeClock is an injected clock: tests move it, nothing sleeps.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // peerMap is a PeerLookup backed by a map, as the config will be.
@@ -49,7 +32,7 @@ type host struct {
 	peers   peerMap
 }
 
-func newHost(t testing.TB, id string, clk *fakeClock) *host {
+func newHost(t testing.TB, id string, clk *fakeclock.Clock) *host {
 	t.Helper()
 	priv, err := GeneratePrivateKey(nil)
 	if err != nil {
@@ -81,9 +64,9 @@ func (h *host) initiate(t testing.TB, o *host, idx uint32) (*Initiation, []byte)
 }
 
 // handshake runs a complete exchange from a to b and returns both sessions.
-func handshake(t testing.TB, clk *fakeClock, a, b *host) (sa, sb *Session) {
+func handshake(t testing.TB, clk *fakeclock.Clock, a, b *host) (sa, sb *Session) {
 	t.Helper()
-	clk.Add(time.Second) // past the per-peer rate limit
+	clk.Advance(time.Second) // past the per-peer rate limit
 	in, msg := a.initiate(t, b, 0x11111111)
 	if !b.checker.CheckMAC1(msg) {
 		t.Fatal("CheckMAC1 rejects a genuine initiation")

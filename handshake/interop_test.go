@@ -200,7 +200,7 @@ func TestInteropReferenceInitiator(t *testing.T) {
 func TestInteropReferenceResponder(t *testing.T) {
 	clk, a, b := pair(t)
 	psk := PresharedKey{42}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	in, err := NewInitiation(a.cfg, PeerInfo{PublicKey: b.pub, PresharedKey: psk}, 0x55)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"stunnel/conf"
 	"stunnel/handshake"
+	"stunnel/internal/fakeclock"
 )
 
 func ipv4UDP(src, dst string, payload []byte) []byte {
@@ -59,7 +60,7 @@ type host struct {
 type pair struct {
 	t     testing.TB
 	net   *memNet
-	clock *fakeClock
+	clock *fakeclock.Clock
 	a, b  *host
 }
 
