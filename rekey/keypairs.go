@@ -1,7 +1,6 @@
 package rekey
 
 import (
-	"bytes"
 	"sync"
 	"time"
 )
@@ -140,15 +139,4 @@ func (s *Keypairs) Slots() (previous, current, next *Keypair) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.previous, s.current, s.next
-}
-
-// YieldToPeer reports whether we abandon our own pending initiation and
-// answer the peer's, when both sides initiated at once. The side whose public
-// key compares lower (bytes.Compare) yields; the other ignores the peer's
-// initiation and waits for its own response. Both then end with the winner's
-// session as current: the winner installs it as initiator, the loser as
-// responder (next) and promotes it on the winner's first packet. Public keys
-// are not secret, so the comparison need not be constant-time.
-func YieldToPeer(local, remote [32]byte) bool {
-	return bytes.Compare(local[:], remote[:]) < 0
 }

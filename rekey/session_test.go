@@ -219,59 +219,51 @@ func TestTwoSidesAcrossRekey(t *testing.T) {
 	}
 }
 
-func TestSimultaneousInitiationConverges(t *testing.T) {
-	for _, order := range []struct{ a, b byte }{{1, 2}, {2, 1}} {
-		for _, priorSession := range []bool{false, true} {
-			t.Run(fmt.Sprintf("pubA=%d,pubB=%d,prior=%v", order.a, order.b, priorSession), func(t *testing.T) {
-				p := DefaultPolicy()
-				a, b := newSide(t, "A", p, order.a), newSide(t, "B", p, order.b)
-				now := t0
-				if priorSession {
-					handshake(t, p, a, b, now)
-					mustOpen(t, b, mustSeal(t, a, "hello", now), now)
-					now = now.Add(p.RejectAfterTime / 2)
+// Both sides initiate at once and each answers the other's initiation (no
+// tie-break: an initiation is never left unanswered). Data flows both ways
+// at once: each side sends under the session it initiated and still opens
+// the peer's (previous), as in WireGuard; nobody waits for a retry.
+func TestCrossingInitiationsBothAnsweredConverge(t *testing.T) {
+	for _, priorSession := range []bool{false, true} {
+		t.Run(fmt.Sprintf("prior=%v", priorSession), func(t *testing.T) {
+			p := DefaultPolicy()
+			a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
+			now := t0
+			if priorSession {
+				handshake(t, p, a, b, now)
+				mustOpen(t, b, mustSeal(t, a, "hello", now), now)
+				now = now.Add(p.RejectAfterTime / 2)
+			}
+			for _, s := range []*side{a, b} {
+				s.timers.WantHandshake(now)
+				if s.timers.Due(now)&ActSendInitiation == 0 {
+					t.Fatalf("%s: no initiation", s.name)
 				}
-				// Both send an initiation at once.
-				for _, s := range []*side{a, b} {
-					s.timers.WantHandshake(now)
-					if s.timers.Due(now)&ActSendInitiation == 0 {
-						t.Fatalf("%s: no initiation", s.name)
-					}
-					s.timers.HandshakeInitiated(now)
+				s.timers.HandshakeInitiated(now)
+			}
+			now = now.Add(time.Millisecond)
+			// Each answers the other's initiation (installing it as next),
+			// then each gets the response to its own.
+			nextIndex += 4
+			ka, kaResp := pair(t, p, now, nextIndex, nextIndex+1)   // a's handshake
+			kb, kbResp := pair(t, p, now, nextIndex+2, nextIndex+3) // b's handshake
+			b.install(kaResp, now)
+			a.install(kbResp, now)
+			a.install(ka, now)
+			b.install(kb, now)
+			mustOpen(t, b, mustSeal(t, a, "a1", now), now)
+			mustOpen(t, a, mustSeal(t, b, "b1", now), now)
+			mustOpen(t, b, mustSeal(t, a, "a2", now), now)
+			mustOpen(t, a, mustSeal(t, b, "b2", now), now)
+			for _, s := range []*side{a, b} {
+				if s.timers.Handshaking() {
+					t.Fatalf("%s: still handshaking", s.name)
 				}
-				// Each receives the other's; exactly one yields and answers.
-				yieldA, yieldB := YieldToPeer(a.pub, b.pub), YieldToPeer(b.pub, a.pub)
-				if yieldA == yieldB {
-					t.Fatalf("YieldToPeer gives %v on both sides", yieldA)
-				}
-				winner, loser := a, b
-				if yieldA {
-					winner, loser = b, a
-				}
-				now = now.Add(time.Millisecond)
-				k, _ := handshake(t, p, winner, loser, now) // loser responds to winner's initiation
-				// The winner confirms with a keepalive; the loser promotes.
-				mustOpen(t, loser, mustSeal(t, winner, "", now), now)
-				for _, s := range []*side{a, b} {
-					c := s.current(now)
-					if c == nil || c.SessionID != k.SessionID {
-						t.Fatalf("%s: current session is not the winner's", s.name)
-					}
-					if s.timers.Handshaking() {
-						t.Fatalf("%s: still handshaking after convergence", s.name)
-					}
-					if _, _, next := s.kps.Slots(); next != nil {
-						t.Fatalf("%s: a second session is pending", s.name)
-					}
-				}
-				mustOpen(t, winner, mustSeal(t, loser, "data", now), now)
-			})
-		}
-	}
-	var lo, hi [32]byte
-	hi[31] = 1
-	if !YieldToPeer(lo, hi) || YieldToPeer(hi, lo) || YieldToPeer(lo, lo) {
-		t.Fatal("YieldToPeer is not decided by the lower key")
+			}
+			if a.current(now) != ka || b.current(now) != kb {
+				t.Fatal("a side does not send under the session it initiated")
+			}
+		})
 	}
 }
 

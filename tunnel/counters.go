@@ -23,13 +23,14 @@ const (
 	dropBadMAC1
 	dropRateLimited
 	dropHandshakeFailed
+	dropNoEndpoint
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	DropNoRoute, DropNoKey, DropAuthFailed, DropReplayed, DropSourceNotAllowed,
 	DropMalformed, DropUnknownIndex, DropQueueFull, DropBadMAC1, DropRateLimited,
-	DropHandshakeFailed,
+	DropHandshakeFailed, DropNoEndpoint,
 }
 
 // dropCounters are lock-free counters, one per reason.

@@ -48,6 +48,7 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/rekey"
+	"stunnel/session"
 	"stunnel/tunnel/allowedips"
 )
 
@@ -94,9 +95,7 @@ type Device struct {
 	// Identity and handshake machinery: fixed for the device's life
 	// (a reload that changes [interface] keys needs a restart).
 	peerID     string
-	publicKey  handshake.PublicKey
-	hsConfig   *handshake.Config
-	responder  *handshake.Responder
+	host       *session.Host // identity, responder and [session] policy, shared by all peers' sessions
 	cookies    *handshake.CookieChecker
 	limiter    *handshake.RateLimiter
 	load       *handshake.LoadMonitor
@@ -105,9 +104,6 @@ type Device struct {
 	// peers is the current configuration's peer set. It is replaced whole on
 	// reload (copy on write) and read without locks on the packet path.
 	peers atomic.Pointer[peerSet]
-	// policy is the current [session] policy, applied to sessions made after
-	// it was set.
-	policy atomic.Pointer[rekey.Policy]
 	// reloadMu serializes Reload and Close.
 	reloadMu sync.Mutex
 
@@ -191,7 +187,6 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		bind:        opt.Bind,
 		resolve:     opt.Resolve,
 		peerID:      cfg.Interface.PeerID,
-		publicKey:   cfg.Interface.PrivateKey.PublicKey(),
 		indices:     newIndexTable(),
 		handshakeQ:  make(chan handshakeMessage, handshakeQueueLen),
 		encryptQ:    make(chan *outBatch, batchQueueLen),
@@ -216,9 +211,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, fmt.Errorf("[session]: %w", err)
 	}
-	d.policy.Store(&policy)
-
-	d.hsConfig = &handshake.Config{
+	hsConfig := &handshake.Config{
 		PeerID:     []byte(cfg.Interface.PeerID),
 		PrivateKey: cfg.Interface.PrivateKey,
 		Cipher:     cfg.Session.Cipher,
@@ -226,8 +219,8 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		Now:        d.now,
 		Rand:       opt.Rand,
 	}
-	d.responder = handshake.NewResponder(d.hsConfig)
-	d.cookies = handshake.NewCookieChecker(d.publicKey, d.now, opt.Rand)
+	d.host = session.NewHost(hsConfig, policy)
+	d.cookies = handshake.NewCookieChecker(d.host.PublicKey(), d.now, opt.Rand)
 	d.limiter = handshake.NewRateLimiter(d.now)
 	threshold := opt.HandshakeLoad
 	if threshold <= 0 {
@@ -273,7 +266,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	for _, p := range set.list {
 		p.start()
 	}
-	d.log.Info("tunnel up", "interface", d.name, "peer_id", d.peerID, "public_key", d.publicKey.String(),
+	d.log.Info("tunnel up", "interface", d.name, "peer_id", d.peerID, "public_key", d.host.PublicKey().String(),
 		"listen_port", d.port, "peers", len(set.list))
 	return d, nil
 }
@@ -340,7 +333,7 @@ func (d *Device) LookupPeer(peerID []byte) (handshake.PeerInfo, error) {
 	if p == nil {
 		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
 	}
-	return handshake.PeerInfo{PublicKey: p.publicKey, PresharedKey: p.presharedKey}, nil
+	return handshake.PeerInfo{PublicKey: p.sess.PublicKey(), PresharedKey: p.sess.PresharedKey()}, nil
 }
 
 func policyFrom(cfg *conf.Config) rekey.Policy {

@@ -2,15 +2,13 @@ package tunnel
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
 	"stunnel/handshake"
-	"stunnel/rekey"
+	"stunnel/session"
 )
 
 // handshakeMessage is a copied handshake datagram waiting for a worker.
@@ -76,7 +74,7 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		}
 	}
 	idx := d.indices.reserve(nil)
-	resp, sess, err := d.responder.ConsumeInitiation(m.msg, idx)
+	resp, sess, err := d.host.ConsumeInitiation(m.msg, idx)
 	if err != nil {
 		d.indices.release(idx)
 		if resp != nil { // an authenticated refusal (cipher mismatch): tell the initiator why
@@ -86,30 +84,17 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		return
 	}
 	p := d.peers.Load().byID[sess.PeerID]
-	if p == nil { // removed by a reload since the lookup
+	if p == nil || !p.enter() { // removed by a reload since the lookup
 		d.indices.release(idx)
 		sess.Zero()
 		return
 	}
-	now := d.now()
-	p.mu.Lock()
-	ours := p.currentEndpoint()
-	if p.initiation != nil && ours != nil && sameEndpoint(ours, m.from) && !rekey.YieldToPeer(d.publicKey, p.publicKey) {
-		// Both sides initiated at once and ours wins: the peer will answer
-		// ours and drop its own, so both end on one session. (If ours went
-		// to another address than theirs came from, ours may never arrive:
-		// then we answer theirs instead.)
-		p.mu.Unlock()
-		d.indices.release(idx)
-		sess.Zero()
-		return
-	}
-	p.abandonInitiationLocked()
-	p.mu.Unlock()
-
+	defer p.leave()
 	// Ready to receive under the new key before the response can arrive:
-	// the initiator sends its first packet as soon as it has it.
-	if !p.establish(sess, idx, m.from, now) {
+	// the initiator sends its first packet as soon as it has it. Every
+	// valid initiation is answered, also when ours is pending (Accept).
+	if err := p.sess.Accept(sess, idx, d.now()); err != nil {
+		d.warn.warn("hs-keys-"+p.id, "cannot use the new session's keys", "peer", p.id, "err", err)
 		return
 	}
 	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {
@@ -147,9 +132,14 @@ func (d *Device) initiationFailed(err error, from string) {
 		claimed = pe.PeerID
 	}
 	d.refusals.record(claimed, reason, from, d.now())
+	// An unknown ID or a wrong key is an unauthenticated claim (anyone may
+	// send it): counted on the peer, never written into its last_error; the
+	// refusal list carries it.
 	if p := d.peers.Load().byID[claimed]; p != nil {
 		p.drops.add(dropHandshakeFailed, 1)
-		p.setLastError("refused handshake from " + from + ": " + reason)
+		if errors.Is(err, handshake.ErrCipherMismatch) { // decided after the peer proved its key
+			p.sess.SetProblem(session.Problem{Reason: session.ReasonWeRefused, Endpoint: from, Detail: reason, At: d.now()})
+		}
 	}
 	d.warn.warn("refused-"+claimed+"-"+reason, "refused handshake", "claimed_peer", claimed, "from", from, "reason", reason)
 }
@@ -161,34 +151,28 @@ func (d *Device) handleResponse(m handshakeMessage) {
 		return
 	}
 	e, ok := d.indices.lookup(idx)
-	if !ok || e.initiation == nil {
+	if !ok || e.keypair != nil {
 		d.drops.add(dropUnknownIndex, 1)
 		return
 	}
 	p := e.peer
-	now := d.now()
-	p.mu.Lock()
-	if p.initiation != e.initiation { // superseded meanwhile
-		p.mu.Unlock()
+	if !p.enter() { // removed by a reload meanwhile
+		return
+	}
+	defer p.leave()
+	_, cipher, err := p.sess.ConsumeResponse(idx, m.msg, m.from.DstToString(), d.now())
+	switch {
+	case errors.Is(err, session.ErrNotPending):
 		d.drops.add(dropUnknownIndex, 1)
 		return
-	}
-	sess, err := e.initiation.ConsumeResponse(m.msg)
-	if err != nil {
-		if errors.Is(err, handshake.ErrCipherMismatch) {
-			p.abandonInitiationLocked()
-		}
-		p.lastError = "handshake response from " + m.from.DstToString() + " rejected: " + err.Error()
-		p.mu.Unlock()
+	case err != nil:
 		p.drops.add(dropHandshakeFailed, 1)
-		d.warn.warn("hs-resp-"+p.id, "handshake failed", "peer", p.id, "from", m.from.DstToString(), "err", err)
+		d.warn.warn("hs-resp-"+p.id, "handshake response rejected", "peer", p.id, "from", m.from.DstToString(), "err", err)
 		return
 	}
-	p.initiation = nil
-	p.mu.Unlock()
-	if !p.establish(sess, idx, m.from, now) {
-		return
-	}
+	p.roam(m.from)
+	d.log.Info("handshake complete", "peer", p.id, "role", "initiator", "cipher", cipher.String(),
+		"endpoint", m.from.DstToString())
 	// The initiator confirms the new key at once: queued packets if any,
 	// else a keepalive, so the responder promotes it and may send with it.
 	p.mu.Lock()
@@ -201,94 +185,28 @@ func (d *Device) handleResponse(m handshakeMessage) {
 	}
 }
 
-// establish makes a finished handshake's session the peer's newest keypair,
-// registered under our index idx, and zeroes sess. False if its AEAD could
-// not be built (the index is released, the reason shown).
-//
-// The initiator's session is complete now: it roams to where the response
-// came from and stops retrying. The responder's is complete only when the
-// initiator's first packet under it arrives (deliver): until then an
-// initiation, which an attacker may have replayed, moves nothing.
-func (p *Peer) establish(sess *handshake.Session, idx uint32, from conn.Endpoint, now time.Time) bool {
-	d := p.d
-	defer sess.Zero()
-	if !p.enter() { // removed by a reload meanwhile
-		d.indices.release(idx)
-		return false
-	}
-	defer p.leave()
-	kp, err := d.newKeypair(sess, now)
-	if err != nil {
-		d.indices.release(idx)
-		p.setLastError(err.Error())
-		return false
-	}
-	d.indices.setKeypair(idx, p, kp, sess.Cipher)
-	d.indices.releaseKeypairs(p.keypairs.Install(kp))
-	if sess.Initiator {
-		p.roam(from)
-		p.handshakeDone(now, true, sess.Cipher)
-	}
-	return true
-}
-
-// handshakeDone records a completed handshake: for the initiator when the
-// response arrives, for the responder when the initiator confirms the key
-// with its first packet (deliver), so a lost response is retried.
-func (p *Peer) handshakeDone(now time.Time, initiator bool, cipher handshake.Cipher) {
-	p.mu.Lock()
-	p.timers.HandshakeCompleted(now)
-	p.handshakes++
-	p.lastHandshake = now
-	p.lastError = ""
-	p.mu.Unlock()
-	role := "responder"
-	if initiator {
-		role = "initiator"
-	}
-	p.d.log.Info("handshake complete", "peer", p.id, "role", role, "cipher", cipher.String(),
-		"endpoint", p.currentEndpoint().DstToString())
-}
-
 func (d *Device) handleCookieReply(m handshakeMessage) {
 	for _, p := range d.peers.Load().list {
 		ep := p.currentEndpoint()
 		if ep == nil || !sameEndpoint(ep, m.from) {
 			continue
 		}
-		if p.cookieGen.ConsumeReply(m.msg) == nil {
-			p.cookieReplies.Add(1)
-			d.log.Debug("got a cookie: peer is under load", "peer", p.id)
+		if p.sess.ConsumeCookieReply(m.msg) == nil {
+			d.log.Debug("got a cookie: peer is under load; initiating again with it", "peer", p.id)
+			// Retry at once with mac2 instead of a whole retry interval
+			// later: under a flood, that interval is what kept a real peer out.
+			p.sendInitiation(d.now())
 			return
 		}
 	}
 	d.drops.add(dropMalformed, 1)
 }
 
-// newKeypair builds the data-plane keypair of a finished handshake.
-func (d *Device) newKeypair(s *handshake.Session, now time.Time) (*rekey.Keypair, error) {
-	send, err := handshake.NewAEAD(s.Cipher, &s.SendKey)
-	if err != nil {
-		return nil, fmt.Errorf("cipher %s: %w", s.Cipher, err)
-	}
-	recv, err := handshake.NewAEAD(s.Cipher, &s.RecvKey)
-	if err != nil {
-		return nil, fmt.Errorf("cipher %s: %w", s.Cipher, err)
-	}
-	kp := rekey.NewKeypair(send, recv, &s.SendKey, &s.RecvKey, s.LocalIndex, s.RemoteIndex,
-		s.SessionID, now, s.Initiator, *d.policy.Load())
-	return kp, nil
-}
-
 // wantHandshake asks for keys: the timers decide whether an initiation goes
 // out now or one is already under way.
 func (p *Peer) wantHandshake() {
 	now := p.d.now()
-	p.mu.Lock()
-	p.timers.WantHandshake(now)
-	act := p.timers.Due(now)
-	p.mu.Unlock()
-	p.act(act, now)
+	p.act(p.sess.WantHandshake(now), now)
 }
 
 // sendInitiation starts (or retries) a handshake toward the peer.
@@ -299,43 +217,26 @@ func (p *Peer) sendInitiation(now time.Time) {
 	}
 	defer p.leave()
 	ep := p.currentEndpoint()
-	p.mu.Lock()
 	if ep == nil {
-		if p.cfg.Endpoint != "" {
-			p.resolveEndpoint(p.cfg.Endpoint) // the retry timer tries again
+		p.mu.Lock()
+		configured := p.cfg.Endpoint
+		p.mu.Unlock()
+		if configured != "" {
+			p.resolveEndpoint(configured) // the retry timer tries again
 		} else {
-			p.lastError = "no endpoint known: the peer has no endpoint configured and has not contacted us"
+			p.sess.SetProblem(session.Problem{Reason: session.ReasonNoEndpoint, At: now})
 		}
-		p.mu.Unlock()
 		return
 	}
-	p.abandonInitiationLocked()
-	idx := d.indices.reserve(p)
-	in, err := handshake.NewInitiation(d.hsConfig, handshake.PeerInfo{PublicKey: p.publicKey, PresharedKey: p.presharedKey}, idx)
+	msg, attempt, err := p.sess.Initiate(now, ep.DstToString())
 	if err != nil {
-		d.indices.release(idx)
-		p.lastError = "cannot start handshake: " + err.Error()
-		p.mu.Unlock()
+		d.warn.warn("hs-start-"+p.id, "cannot start handshake", "peer", p.id, "err", err)
 		return
 	}
-	if attempt := p.timers.Attempts(); attempt > 0 && p.timers.Handshaking() {
-		// The responder stays silent on a refusal it cannot authenticate
-		// (it must not help a prober), so silence is all we can report,
-		// with its usual causes.
-		if p.lastError == "" || strings.HasPrefix(p.lastError, "no answer") {
-			p.lastError = fmt.Sprintf("no answer from %s to %d handshake initiations (unreachable, or it does not know our peer id %q or public key)",
-				ep.DstToString(), attempt, d.peerID)
-		}
+	if attempt > 0 {
 		d.warn.warn("hs-retry-"+p.id, "handshake initiation unanswered; retrying", "peer", p.id,
 			"endpoint", ep.DstToString(), "attempt", attempt+1)
 	}
-	msg := in.Message()
-	p.cookieGen.AddMACs(msg)
-	p.initiation, p.initiationIndex = in, idx
-	d.indices.setInitiation(idx, p, in)
-	p.timers.HandshakeInitiated(now)
-	p.lastInitiation = now
-	p.mu.Unlock()
 	if err := d.bind.Send([][]byte{msg}, ep); err != nil && !d.isClosed() {
 		d.warn.warn("udp-send-"+p.id, "sending handshake initiation failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
 	}

@@ -9,13 +9,12 @@ import (
 	"stunnel/rekey"
 )
 
-// indexEntry is what a receiver index points at: a pending initiation of
-// ours (awaiting its response) or an established keypair.
+// indexEntry is what a receiver index points at: a peer's handshake in
+// progress (keypair nil: a response may name it) or an established keypair.
 type indexEntry struct {
-	peer       *Peer
-	keypair    *rekey.Keypair        // set once the handshake completed
-	cipher     handshake.Cipher      // the keypair's AEAD, for status and logs
-	initiation *handshake.Initiation // set while our initiation waits for a response
+	peer    *Peer
+	keypair *rekey.Keypair   // set once the handshake completed
+	cipher  handshake.Cipher // the keypair's AEAD, for status and logs
 }
 
 // indexTable maps the random 32-bit receiver indices we hand out to their
@@ -45,12 +44,6 @@ func (t *indexTable) reserve(p *Peer) uint32 {
 			return idx
 		}
 	}
-}
-
-func (t *indexTable) setInitiation(idx uint32, p *Peer, in *handshake.Initiation) {
-	t.mu.Lock()
-	t.m[idx] = indexEntry{peer: p, initiation: in}
-	t.mu.Unlock()
 }
 
 func (t *indexTable) setKeypair(idx uint32, p *Peer, kp *rekey.Keypair, c handshake.Cipher) {
@@ -96,3 +89,17 @@ func (t *indexTable) releasePeer(p *Peer) {
 	}
 	t.mu.Unlock()
 }
+
+// peerIndices is one peer's view of the table: the session core's Registry.
+type peerIndices struct {
+	t *indexTable
+	p *Peer
+}
+
+func (r peerIndices) Reserve() uint32 { return r.t.reserve(r.p) }
+
+func (r peerIndices) Register(idx uint32, kp *rekey.Keypair, c handshake.Cipher) {
+	r.t.setKeypair(idx, r.p, kp, c)
+}
+
+func (r peerIndices) Release(idx uint32) { r.t.release(idx) }

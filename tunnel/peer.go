@@ -11,22 +11,22 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"stunnel/conf"
-	"stunnel/handshake"
 	"stunnel/rekey"
+	"stunnel/session"
 	"stunnel/tunnel/allowedips"
 )
 
 // pendingQueueLen bounds the packets one peer holds while it has no key.
 const pendingQueueLen = 128
 
-// Peer is one configured remote host.
+// Peer is one configured remote host, as the data plane sees it: where to
+// send (endpoint, roaming), what waits for a key, counters and the in-order
+// queues of its batches. Its sessions (handshakes, keys over time, timers)
+// are the session core's: sess.
 type Peer struct {
-	d             *Device
-	id            string
-	publicKey     handshake.PublicKey
-	presharedKey  handshake.PresharedKey
-	cookieGen     *handshake.CookieGenerator // safe for concurrent use
-	cookieReplies atomic.Uint64              // cookie replies consumed (Status)
+	d    *Device
+	id   string
+	sess *session.Peer // safe for concurrent use; see package session for its locks
 
 	// Lifetime: stopped is set once by stop; active counts work admitted by
 	// enter and not yet left. resolving is true while a lookup runs.
@@ -39,20 +39,11 @@ type Peer struct {
 	// and receive goroutines, read by the sender.
 	endpoint atomic.Pointer[conn.Endpoint]
 
-	// keypairs is safe for concurrent use on its own.
-	keypairs rekey.Keypairs
-
-	// mu guards the fields below it: handshake and timer state.
-	mu              sync.Mutex
-	cfg             conf.Peer // as configured; endpoint/allowed_ips/keepalive may change on reload
-	timers          *rekey.Timers
-	pending         *rekey.Queue // packets waiting for a key; each is a pool buffer holding header+plaintext
-	initiation      *handshake.Initiation
-	initiationIndex uint32
-	lastInitiation  time.Time
-	lastError       string
-	lastHandshake   time.Time
-	handshakes      uint64
+	// mu guards cfg and pending. Lock order: p.mu before sess's locks; never
+	// held while sealing, opening or doing handshake crypto.
+	mu      sync.Mutex
+	cfg     conf.Peer    // as configured; endpoint/allowed_ips/keepalive may change on reload
+	pending *rekey.Queue // packets waiting for a key; each is a pool buffer holding header+plaintext
 
 	rxBytes, txBytes, rxPackets, txPackets atomic.Uint64
 	drops                                  dropCounters
@@ -75,29 +66,24 @@ type Peer struct {
 	wg        sync.WaitGroup
 }
 
-func (d *Device) newPeer(pc conf.Peer, policy rekey.Policy) *Peer {
+func (d *Device) newPeer(pc conf.Peer) *Peer {
 	p := &Peer{
-		d:            d,
-		id:           pc.ID,
-		publicKey:    pc.PublicKey,
-		presharedKey: pc.PresharedKey,
-		cookieGen:    handshake.NewCookieGenerator(pc.PublicKey, d.now),
-		cfg:          pc,
-		pending:      rekey.NewQueue(pendingQueueLen),
-		sendQueue:    make(chan *outBatch, batchQueueLen),
-		recvQueue:    make(chan *inBatch, batchQueueLen),
-		stopping:     make(chan struct{}),
+		d:         d,
+		id:        pc.ID,
+		cfg:       pc,
+		pending:   rekey.NewQueue(pendingQueueLen),
+		sendQueue: make(chan *outBatch, batchQueueLen),
+		recvQueue: make(chan *inBatch, batchQueueLen),
+		stopping:  make(chan struct{}),
 	}
-	p.timers = newPeerTimers(policy, p.persistentKeepalive(policy))
+	p.sess = d.host.NewPeer(session.PeerConfig{
+		ID:                  pc.ID,
+		PublicKey:           pc.PublicKey,
+		PresharedKey:        pc.PresharedKey,
+		PersistentKeepalive: pc.PersistentKeepalive,
+	}, peerIndices{d.indices, p})
 	p.resolveEndpoint(pc.Endpoint)
 	return p
-}
-
-func (p *Peer) persistentKeepalive(policy rekey.Policy) time.Duration {
-	if p.cfg.PersistentKeepalive > 0 {
-		return p.cfg.PersistentKeepalive
-	}
-	return policy.PersistentKeepalive
 }
 
 // resolveEndpoint points the peer at its configured endpoint: a literal
@@ -129,9 +115,7 @@ func (p *Peer) resolveEndpoint(hostport string) {
 		if d.isClosed() {
 			return
 		}
-		p.mu.Lock()
-		p.lastError = "cannot resolve endpoint " + hostport + ": " + err.Error()
-		p.mu.Unlock()
+		p.sess.SetProblem(session.Problem{Reason: session.ReasonResolve, Endpoint: hostport, Detail: err.Error(), At: d.now()})
 		d.warn.warn("resolve-"+p.id, "cannot resolve endpoint; will retry", "peer", p.id, "endpoint", hostport, "err", err)
 	}()
 }
@@ -201,55 +185,49 @@ func (p *Peer) stop() {
 	}
 }
 
-// clearSessions zeroes every key and forgets the peer's indices and queue.
+// clearSessions zeroes every key, abandons the handshake in progress and
+// drops what waited for a key.
 func (p *Peer) clearSessions() {
-	p.d.indices.releaseKeypairs(p.keypairs.Clear())
+	p.sess.Clear()
 	p.mu.Lock()
-	p.abandonInitiationLocked()
 	p.pending.Drain(func(pkt []byte) { p.d.pool.Put(bufferOf(pkt)) })
 	p.mu.Unlock()
 	p.d.indices.releasePeer(p)
 }
 
-func (p *Peer) abandonInitiationLocked() {
-	if p.initiation != nil {
-		p.d.indices.release(p.initiationIndex)
-		p.initiation = nil
-	}
-}
-
 // status reports the peer for `stunnel show`.
 func (p *Peer) status(now time.Time) PeerStatus {
+	st := p.sess.Status(now)
 	s := PeerStatus{
-		ID:        p.id,
-		PublicKey: p.publicKey.String(),
-		RxBytes:   p.rxBytes.Load(),
-		TxBytes:   p.txBytes.Load(),
-		RxPackets: p.rxPackets.Load(),
-		TxPackets: p.txPackets.Load(),
-		Drops:     p.drops.snapshot(),
+		ID:            p.id,
+		PublicKey:     p.sess.PublicKey().String(),
+		RxBytes:       p.rxBytes.Load(),
+		TxBytes:       p.txBytes.Load(),
+		RxPackets:     p.rxPackets.Load(),
+		TxPackets:     p.txPackets.Load(),
+		Drops:         p.drops.snapshot(),
+		Handshakes:    st.Handshakes,
+		LastError:     st.Problem.String(),
+		CookieReplies: st.CookieReplies,
 	}
 	if ep := p.currentEndpoint(); ep != nil {
 		s.Endpoint = ep.DstToString()
 	}
-	if kp := p.keypairs.Current(now); kp != nil {
+	if kp := st.Current; kp != nil {
 		s.SessionID = hex.EncodeToString(kp.SessionID[:])
 		if e, ok := p.d.indices.lookup(kp.LocalIndex); ok {
 			s.Cipher = e.cipher.String()
 		}
 	}
+	if !st.LastHandshake.IsZero() {
+		t := st.LastHandshake
+		s.LastHandshake = &t
+	}
 	p.mu.Lock()
 	for _, pfx := range p.cfg.AllowedIPs {
 		s.AllowedIPs = append(s.AllowedIPs, pfx.String())
 	}
-	s.Handshakes = p.handshakes
-	if !p.lastHandshake.IsZero() {
-		t := p.lastHandshake
-		s.LastHandshake = &t
-	}
-	s.LastError = p.lastError
 	p.mu.Unlock()
-	s.CookieReplies = p.cookieReplies.Load()
 	return s
 }
 
@@ -257,27 +235,25 @@ func (p *Peer) status(now time.Time) PeerStatus {
 // Peer of every peer whose identity (ID, public key, pre-shared key) did not
 // change, so its sessions survive a reload untouched.
 func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
-	policy := *d.policy.Load()
+	policy := d.host.Policy()
 	set := &peerSet{byID: make(map[string]*Peer, len(cfg.Peers)), routes: new(allowedips.Table[*Peer])}
 	for _, pc := range cfg.Peers {
 		var p *Peer
 		if old != nil {
-			if q := old.byID[pc.ID]; q != nil && q.publicKey == pc.PublicKey && q.presharedKey == pc.PresharedKey {
+			if q := old.byID[pc.ID]; q != nil && q.sess.PublicKey() == pc.PublicKey && q.sess.PresharedKey() == pc.PresharedKey {
 				p = q
 				p.mu.Lock()
 				endpointChanged := p.cfg.Endpoint != pc.Endpoint
 				p.cfg = pc
-				timerPolicy := policy
-				timerPolicy.PersistentKeepalive = p.persistentKeepalive(policy)
-				p.timers.SetPolicy(timerPolicy, d.now())
+				p.mu.Unlock()
+				p.sess.SetPolicy(policy, pc.PersistentKeepalive, d.now())
 				if endpointChanged {
 					p.resolveEndpoint(pc.Endpoint)
 				}
-				p.mu.Unlock()
 			}
 		}
 		if p == nil {
-			p = d.newPeer(pc, policy)
+			p = d.newPeer(pc)
 		}
 		set.list = append(set.list, p)
 		set.byID[pc.ID] = p
@@ -295,7 +271,7 @@ func (d *Device) Status() Status {
 	st := Status{
 		Name:       d.name,
 		PeerID:     d.peerID,
-		PublicKey:  d.publicKey.String(),
+		PublicKey:  d.host.PublicKey().String(),
 		ListenPort: int(d.port),
 		Peers:      make([]PeerStatus, 0, len(set.list)),
 		Drops:      d.drops.snapshot(),

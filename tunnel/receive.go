@@ -262,23 +262,17 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 		p.rxBytes.Add(rxBytes)
 		p.rxPackets.Add(rxPackets)
 		p.roam(lastEndpoint)
-		promoted, dropped := p.keypairs.Received(kp)
-		d.indices.releaseKeypairs(dropped)
-		p.mu.Lock()
-		p.timers.AuthenticatedReceived(now)
-		if data {
-			p.timers.DataReceived(now)
-		}
-		p.mu.Unlock()
+		promoted, rekeyNow := p.sess.Received(kp, data, now)
 		if promoted { // we were the responder; the initiator just confirmed
 			var cipher handshake.Cipher
 			if e, ok := d.indices.lookup(kp.LocalIndex); ok {
 				cipher = e.cipher
 			}
-			p.handshakeDone(now, false, cipher)
+			d.log.Info("handshake complete", "peer", p.id, "role", "responder", "cipher", cipher.String(),
+				"endpoint", lastEndpoint.DstToString())
 			p.flushPending()
 		}
-		if kp.NeedsRekeyOnReceive(now) {
+		if rekeyNow {
 			p.wantHandshake()
 		}
 	}

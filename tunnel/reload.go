@@ -31,7 +31,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 	if err := policy.Validate(); err != nil {
 		return fmt.Errorf("[session]: %w", err)
 	}
-	d.policy.Store(&policy)
+	d.host.SetPolicy(policy)
 
 	old := d.peers.Load()
 	set := d.buildPeerSet(cfg, old)
@@ -48,7 +48,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 		if set.byID[p.id] != p {
 			p.stop()
 			p.clearSessions()
-			d.responder.Forget(p.id)
+			d.host.Forget(p.id)
 			removed = append(removed, p.id)
 		}
 	}
@@ -67,13 +67,13 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 	if i.PeerID != d.peerID {
 		changed = append(changed, "peer_id")
 	}
-	if !i.PrivateKey.PublicKey().Equal(d.publicKey) {
+	if !i.PrivateKey.PublicKey().Equal(d.host.PublicKey()) {
 		changed = append(changed, "private key")
 	}
 	if i.ListenPort != 0 && i.ListenPort != int(d.port) {
 		changed = append(changed, "listen_port")
 	}
-	if cfg.Session.Cipher != d.hsConfig.Cipher {
+	if cfg.Session.Cipher != d.host.Config().Cipher {
 		changed = append(changed, "cipher")
 	}
 	if len(changed) > 0 {

@@ -9,6 +9,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"stunnel/rekey"
+	"stunnel/session"
 )
 
 // outBatch is a run of one peer's packets sealed under one keypair. Each
@@ -218,7 +219,7 @@ func (p *Peer) send(packets [][]byte) {
 	}
 	defer p.leave()
 	now := d.now()
-	kp := p.keypairs.Current(now)
+	kp := p.sess.Current(now)
 	if kp == nil {
 		p.queuePending(packets)
 		return
@@ -323,7 +324,7 @@ func (p *Peer) flushPending() {
 
 // sendKeepalive sends an empty authenticated packet, if a key exists.
 func (p *Peer) sendKeepalive() {
-	if p.keypairs.Current(p.d.now()) == nil {
+	if p.sess.Current(p.d.now()) == nil {
 		return
 	}
 	b := p.d.pool.TryGet()
@@ -383,8 +384,8 @@ func (p *Peer) transmit(b *outBatch) {
 	d := p.d
 	ep := p.currentEndpoint()
 	if ep == nil {
-		p.drops.add(dropNoKey, uint64(len(b.packets)))
-		p.setLastError("no endpoint known: the peer has no endpoint configured and has not contacted us")
+		p.drops.add(dropNoEndpoint, uint64(len(b.packets)))
+		p.sess.SetProblem(session.Problem{Reason: session.ReasonNoEndpoint, At: d.now()})
 	} else if err := d.bind.Send(b.packets, ep); err != nil {
 		if !d.isClosed() {
 			d.warn.warn("udp-send-"+p.id, "sending to peer failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
@@ -396,19 +397,7 @@ func (p *Peer) transmit(b *outBatch) {
 		}
 		p.txBytes.Add(bytes)
 		p.txPackets.Add(uint64(len(b.packets)))
-		now := d.now()
-		p.mu.Lock()
-		p.timers.AuthenticatedSent(now)
-		if b.data {
-			p.timers.DataSent(now)
-		}
-		p.mu.Unlock()
+		p.sess.Sent(b.data, d.now())
 	}
 	d.releaseOut(b)
-}
-
-func (p *Peer) setLastError(msg string) {
-	p.mu.Lock()
-	p.lastError = msg
-	p.mu.Unlock()
 }

@@ -35,7 +35,7 @@ type PeerStatus struct {
 	TxPackets     uint64     `json:"tx_packets"`
 	// Drops by reason: no_route is charged at interface level; here:
 	// no_key, auth_failed, replayed, source_not_allowed, malformed,
-	// queue_full, handshake_failed.
+	// queue_full, handshake_failed, no_endpoint.
 	Drops     map[string]uint64 `json:"drops"`
 	LastError string            `json:"last_error"` // why the last handshake failed, "" if it did not
 	// CookieReplies counts cookie replies taken from this peer: it was
@@ -65,4 +65,7 @@ const (
 	DropBadMAC1          = "bad_mac1"
 	DropRateLimited      = "rate_limited"
 	DropHandshakeFailed  = "handshake_failed"
+	// DropNoEndpoint: a packet had a key but no address to go to (a
+	// roaming peer that has not contacted us since its endpoint was lost).
+	DropNoEndpoint = "no_endpoint"
 )

@@ -1,18 +1,10 @@
 package tunnel
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"strings"
 	"time"
 
 	"stunnel/rekey"
 )
-
-func newPeerTimers(policy rekey.Policy, persistentKeepalive time.Duration) *rekey.Timers {
-	policy.PersistentKeepalive = persistentKeepalive
-	return rekey.NewTimers(policy, rand.Float64)
-}
 
 // runTicker drives every peer's timers. One ticker for the interface instead
 // of timers per peer: the handful of due checks per tick cost less than the
@@ -35,22 +27,17 @@ func (d *Device) runTicker(interval time.Duration) {
 func (d *Device) tick() {
 	now := d.now()
 	for _, p := range d.peers.Load().list {
-		p.mu.Lock()
-		act := p.timers.Due(now)
-		p.mu.Unlock()
-		p.act(act, now)
-		d.indices.releaseKeypairs(p.keypairs.Expire(now))
+		p.act(p.sess.Due(now), now)
 	}
 }
 
-// act carries out what the timers asked for.
+// act carries out what the session core asked for.
 func (p *Peer) act(act rekey.Action, now time.Time) {
 	if act&rekey.ActZeroKeys != 0 {
-		p.d.indices.releaseKeypairs(p.keypairs.Clear())
 		p.d.log.Debug("session keys zeroed after a long idle time", "peer", p.id)
 	}
 	if act&rekey.ActGiveUp != 0 {
-		p.giveUp()
+		p.giveUp(now)
 	}
 	if act&rekey.ActSendInitiation != 0 {
 		p.sendInitiation(now)
@@ -60,29 +47,17 @@ func (p *Peer) act(act rekey.Action, now time.Time) {
 	}
 }
 
-// giveUp ends a handshake that got no answer: queued packets are dropped and
-// counted, the reason is logged and shown, and a DNS endpoint is resolved
-// again in case the peer moved.
-func (p *Peer) giveUp() {
+// giveUp ends a handshake that got no answer (the session core has
+// abandoned it and says why): queued packets are dropped and counted, the
+// reason is logged, and a DNS endpoint is resolved again in case the peer
+// moved.
+func (p *Peer) giveUp(now time.Time) {
 	p.mu.Lock()
-	attempts := p.timers.Attempts()
 	dropped := p.pending.Len()
 	p.pending.Drain(func(pkt []byte) { p.d.pool.Put(bufferOf(pkt)) })
-	p.abandonInitiationLocked()
-	ep := p.cfg.Endpoint
-	if cur := p.currentEndpoint(); cur != nil {
-		ep = cur.DstToString()
-	}
-	noAnswer := fmt.Sprintf("handshake did not complete: no answer from %s after %d attempts", ep, attempts)
-	if p.lastError == "" || strings.HasPrefix(p.lastError, "handshake did not complete") || strings.HasPrefix(p.lastError, "no answer") {
-		p.lastError = noAnswer
-	} else if !strings.Contains(p.lastError, "; gave up after") {
-		// The peer did answer, with a refusal: that reason is the useful one.
-		p.lastError += fmt.Sprintf("; gave up after %d attempts", attempts)
-	}
-	msg := p.lastError
-	p.resolveEndpoint(p.cfg.Endpoint) // in case the peer moved
+	configured := p.cfg.Endpoint
 	p.mu.Unlock()
+	p.resolveEndpoint(configured) // in case the peer moved
 	p.drops.add(dropNoKey, uint64(dropped))
-	p.d.log.Warn("giving up on handshake", "peer", p.id, "reason", msg, "dropped_packets", dropped)
+	p.d.log.Warn("giving up on handshake", "peer", p.id, "reason", p.sess.Status(now).Problem.String(), "dropped_packets", dropped)
 }

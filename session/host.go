@@ -1,0 +1,68 @@
+package session
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// Host is this side's identity and the policy its sessions follow, shared by
+// all its peers. Safe for concurrent use.
+type Host struct {
+	cfg       *handshake.Config // read only after NewHost
+	responder *handshake.Responder
+	public    handshake.PublicKey
+	now       func() time.Time
+	jitter    func() float64
+	policy    atomic.Pointer[rekey.Policy] // replaced whole by SetPolicy
+}
+
+// NewHost makes the session side of an identity. cfg must stay unchanged
+// while the Host is in use; policy must have passed Validate.
+func NewHost(cfg *handshake.Config, policy rekey.Policy) *Host {
+	h := &Host{
+		cfg:       cfg,
+		responder: handshake.NewResponder(cfg),
+		public:    cfg.PrivateKey.PublicKey(),
+		now:       cfg.Now,
+		jitter:    rand.Float64,
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	h.policy.Store(&policy)
+	return h
+}
+
+// Config is the handshake configuration the Host was made with (read only).
+func (h *Host) Config() *handshake.Config { return h.cfg }
+
+// PublicKey is this side's static public key.
+func (h *Host) PublicKey() handshake.PublicKey { return h.public }
+
+// Policy is the policy new sessions and timers follow.
+func (h *Host) Policy() rekey.Policy { return *h.policy.Load() }
+
+// SetPolicy replaces the policy (a reload). Sessions keep the lifetimes they
+// were made with; the peers' timers take the new durations when the holder
+// calls Peer.SetPolicy.
+func (h *Host) SetPolicy(p rekey.Policy) { h.policy.Store(&p) }
+
+// SetJitter replaces the source of retry jitter in [0, 1) (tests).
+func (h *Host) SetJitter(f func() float64) { h.jitter = f }
+
+// ConsumeInitiation authenticates a handshake initiation addressed to this
+// host and answers it (see handshake.Responder.ConsumeInitiation): the
+// caller has already run its DoS gates (mac1, cookies, rate limits). On
+// success the caller finds the Peer named by sess.PeerID and hands it the
+// session with Peer.Accept.
+func (h *Host) ConsumeInitiation(msg []byte, localIndex uint32) ([]byte, *handshake.Session, error) {
+	return h.responder.ConsumeInitiation(msg, localIndex)
+}
+
+// Forget drops what the responder remembers of a peer (its newest
+// initiation timestamp), when the peer is removed.
+func (h *Host) Forget(peerID string) { h.responder.Forget(peerID) }

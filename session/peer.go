@@ -1,0 +1,403 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// Registry is the holder's table of receiver indices. The Peer reserves an
+// index for each handshake it starts or answers, registers it with the
+// keypair once the handshake is done (packets under that index then open
+// with it), and releases it when the handshake is abandoned or the keypair
+// dropped. Implementations must be safe for concurrent use and must not call
+// back into the Peer.
+type Registry interface {
+	// Reserve returns a fresh non-zero index bound to this peer, no key yet.
+	Reserve() uint32
+	// Register makes idx open packets with kp (sealed with cipher c).
+	Register(idx uint32, kp *rekey.Keypair, c handshake.Cipher)
+	// Release forgets idx.
+	Release(idx uint32)
+}
+
+// PeerConfig is what a holder knows about a remote peer.
+type PeerConfig struct {
+	ID           string
+	PublicKey    handshake.PublicKey
+	PresharedKey handshake.PresharedKey // zero: none
+	// PersistentKeepalive, when positive, overrides the policy's: a
+	// keepalive at this interval keeps a NAT mapping open.
+	PersistentKeepalive time.Duration
+}
+
+// ErrNotPending: a response for a handshake we no longer wait for (answered
+// already, superseded by a newer attempt, or never ours).
+var ErrNotPending = errors.New("response for a handshake that is not pending")
+
+// Peer is one remote peer's sessions. See the package comment for what it
+// does and the lock order.
+type Peer struct {
+	host    *Host
+	cfg     PeerConfig // immutable: a peer whose identity changes is a new Peer
+	info    handshake.PeerInfo
+	reg     Registry
+	cookies *handshake.CookieGenerator // safe for concurrent use
+
+	// keypairs is read on the packet path without mu; it has its own lock.
+	keypairs rekey.Keypairs
+
+	cookieReplies atomic.Uint64 // cookie replies taken from the peer
+
+	mu                  sync.Mutex // guards the fields below; never held during public-key work
+	persistentKeepalive time.Duration
+	timers              *rekey.Timers
+	initiation          *handshake.Initiation // our handshake waiting for its response
+	initiationIndex     uint32
+	initiationEndpoint  string // where it went, for messages
+	problem             Problem
+	lastHandshake       time.Time
+	handshakes          uint64
+}
+
+// NewPeer makes the session state of one remote peer under h.
+func (h *Host) NewPeer(pc PeerConfig, reg Registry) *Peer {
+	p := &Peer{
+		host:                h,
+		cfg:                 pc,
+		info:                handshake.PeerInfo{ID: pc.ID, PublicKey: pc.PublicKey, PresharedKey: pc.PresharedKey},
+		reg:                 reg,
+		cookies:             handshake.NewCookieGenerator(pc.PublicKey, h.now),
+		persistentKeepalive: pc.PersistentKeepalive,
+	}
+	p.timers = rekey.NewTimers(p.timerPolicy(h.Policy()), h.jitter)
+	return p
+}
+
+func (p *Peer) timerPolicy(policy rekey.Policy) rekey.Policy {
+	if p.persistentKeepalive > 0 {
+		policy.PersistentKeepalive = p.persistentKeepalive
+	}
+	return policy
+}
+
+// ID is the peer's ID.
+func (p *Peer) ID() string { return p.cfg.ID }
+
+// PublicKey is the peer's static public key.
+func (p *Peer) PublicKey() handshake.PublicKey { return p.cfg.PublicKey }
+
+// PresharedKey is the peer's pre-shared key (zero: none). Never log it.
+func (p *Peer) PresharedKey() handshake.PresharedKey { return p.cfg.PresharedKey }
+
+// Current is the keypair to seal with at now, or nil: then the holder
+// queues what it wanted to send and calls WantHandshake. Lock-free apart
+// from the slots' read lock: this is the packet path.
+func (p *Peer) Current(now time.Time) *rekey.Keypair { return p.keypairs.Current(now) }
+
+// Slots exposes the keypair slots for status and tests.
+func (p *Peer) Slots() (previous, current, next *rekey.Keypair) { return p.keypairs.Slots() }
+
+// SetPolicy gives the peer's timers a new policy (a reload) and, when
+// keepalive is non-negative, a new persistent-keepalive override.
+func (p *Peer) SetPolicy(policy rekey.Policy, keepalive time.Duration, now time.Time) {
+	p.mu.Lock()
+	if keepalive >= 0 {
+		p.persistentKeepalive = keepalive
+	}
+	p.timers.SetPolicy(p.timerPolicy(policy), now)
+	p.mu.Unlock()
+}
+
+// WantHandshake says keys are wanted (a packet is waiting, or the current
+// key asks for renewal) and returns what is due now: ActSendInitiation at
+// once unless one went out less than a retry interval ago.
+func (p *Peer) WantHandshake(now time.Time) rekey.Action {
+	p.mu.Lock()
+	p.timers.WantHandshake(now)
+	act := p.timers.Due(now)
+	if act&rekey.ActGiveUp != 0 {
+		p.giveUpLocked(now)
+	}
+	p.mu.Unlock()
+	if act&rekey.ActZeroKeys != 0 {
+		p.release(p.keypairs.Clear())
+	}
+	return act
+}
+
+// Due runs the timers at now and retires expired keys. It returns what the
+// holder must do: ActSendInitiation (call Initiate), ActSendKeepalive,
+// ActGiveUp (drop what waited for a key: the handshake has been abandoned
+// and Problem says why), ActZeroKeys (already done; for the log).
+func (p *Peer) Due(now time.Time) rekey.Action {
+	p.mu.Lock()
+	act := p.timers.Due(now)
+	if act&rekey.ActGiveUp != 0 {
+		p.giveUpLocked(now)
+	}
+	p.mu.Unlock()
+	if act&rekey.ActZeroKeys != 0 {
+		p.release(p.keypairs.Clear())
+	}
+	p.release(p.keypairs.Expire(now))
+	return act
+}
+
+// NextDeadline is when Due next has something to do (zero: nothing armed).
+// Keys expire on their own schedule too; a holder that sleeps until
+// NextDeadline must also call Due at least once per reject_after.
+func (p *Peer) NextDeadline() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.timers.NextDeadline()
+}
+
+func (p *Peer) giveUpLocked(now time.Time) {
+	p.problem = Problem{Reason: ReasonGaveUp, Cause: p.problem.Reason, Detail: p.problem.String(),
+		Endpoint: p.initiationEndpoint, Attempts: p.timers.Attempts(), At: now}
+	p.abandonLocked()
+}
+
+// Initiate builds a handshake initiation toward the peer, to be sent to
+// endpoint (named in messages only). Any earlier attempt is abandoned and
+// its ephemeral key zeroed. attempt counts the initiations of this
+// handshake before this one: above zero, the earlier ones went unanswered.
+func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int, err error) {
+	idx := p.reg.Reserve()
+	in, err := handshake.NewInitiation(p.host.cfg, p.info, idx) // X25519 work: no lock held
+	if err != nil {
+		p.reg.Release(idx)
+		p.SetProblem(Problem{Reason: ReasonStartFailed, Detail: err.Error(), At: now})
+		return nil, 0, err
+	}
+	msg = in.Message()
+	p.cookies.AddMACs(msg)
+
+	p.mu.Lock()
+	p.abandonLocked()
+	p.initiation, p.initiationIndex, p.initiationEndpoint = in, idx, endpoint
+	if p.timers.Handshaking() {
+		attempt = p.timers.Attempts()
+	}
+	if attempt > 0 && (p.problem.Reason == ReasonNone || p.problem.Reason == ReasonNoAnswer) {
+		// The responder stays silent on a refusal it cannot authenticate
+		// (it must not help a prober), so silence is all we can report.
+		p.problem = Problem{Reason: ReasonNoAnswer, Endpoint: endpoint, Attempts: attempt,
+			Detail: fmt.Sprintf("%q", p.host.cfg.PeerID), At: now}
+	}
+	p.timers.HandshakeInitiated(now)
+	p.mu.Unlock()
+	return msg, attempt, nil
+}
+
+// abandonLocked drops our pending initiation: its index is released and its
+// ephemeral key zeroed.
+func (p *Peer) abandonLocked() {
+	if p.initiation == nil {
+		return
+	}
+	p.reg.Release(p.initiationIndex)
+	p.initiation.Zero()
+	p.initiation = nil
+}
+
+// ConsumeCookieReply takes a cookie reply to our pending initiation: the
+// peer is under load and wants proof of our address (mac2). The holder then
+// sends a fresh initiation at once (Initiate), which carries the cookie.
+func (p *Peer) ConsumeCookieReply(msg []byte) error {
+	if err := p.cookies.ConsumeReply(msg); err != nil {
+		return err
+	}
+	p.cookieReplies.Add(1)
+	return nil
+}
+
+// ConsumeResponse completes our handshake with the response that arrived
+// for index idx. On success the new keypair is current (we send under it at
+// once) and the holder confirms it to the peer: packets that waited, else a
+// keepalive. Errors: ErrNotPending, or the handshake package's sentinels. A
+// response that does not authenticate changes nothing: a forger cannot
+// abort our handshake or write our Problem.
+func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Time) (*rekey.Keypair, handshake.Cipher, error) {
+	p.mu.Lock()
+	in := p.initiation
+	if in == nil || p.initiationIndex != idx {
+		p.mu.Unlock()
+		return nil, 0, ErrNotPending
+	}
+	p.mu.Unlock()
+
+	sess, err := in.ConsumeResponse(msg) // X25519 work: no lock held
+	if err != nil {
+		if errors.Is(err, handshake.ErrCipherMismatch) { // authenticated: the peer really refused
+			p.mu.Lock()
+			if p.initiation == in {
+				p.abandonLocked()
+			}
+			p.problem = Problem{Reason: ReasonResponseRejected, Endpoint: from, Detail: err.Error(), At: now}
+			p.mu.Unlock()
+		}
+		return nil, 0, err
+	}
+	defer sess.Zero()
+	p.mu.Lock()
+	if p.initiation != in { // superseded while we computed
+		p.mu.Unlock()
+		return nil, 0, ErrNotPending
+	}
+	p.initiation = nil // its index now belongs to the session
+	p.mu.Unlock()
+	in.Zero()
+	kp, err := p.install(sess, idx, now)
+	return kp, sess.Cipher, err
+}
+
+// Accept installs the session of a peer's initiation that we answered
+// (Host.ConsumeInitiation), under our index idx. It becomes the next
+// keypair, promoted when the initiator's first packet under it arrives
+// (Received): until then an initiation, which anyone may replay, moves
+// nothing. Every valid initiation is answered, also while our own is
+// pending: that one stays pending, and whichever session the peer
+// confirms wins (docs/PROTOCOL.md, "Crossing initiations"). sess is zeroed.
+func (p *Peer) Accept(sess *handshake.Session, idx uint32, now time.Time) error {
+	defer sess.Zero()
+	_, err := p.install(sess, idx, now)
+	return err
+}
+
+// install makes a finished handshake's keys the peer's newest keypair.
+func (p *Peer) install(sess *handshake.Session, idx uint32, now time.Time) (*rekey.Keypair, error) {
+	kp, err := newKeypair(sess, now, p.host.Policy())
+	if err != nil {
+		p.reg.Release(idx)
+		p.SetProblem(Problem{Reason: ReasonKeySetup, Detail: err.Error(), At: now})
+		return nil, err
+	}
+	p.reg.Register(idx, kp, sess.Cipher)
+	p.release(p.keypairs.Install(kp))
+	if sess.Initiator {
+		p.mu.Lock()
+		p.completedLocked(now)
+		p.mu.Unlock()
+	}
+	return kp, nil
+}
+
+// newKeypair builds the data-plane keypair of a finished handshake; the
+// keypair takes over copies of the raw keys and zeroes them with itself.
+func newKeypair(s *handshake.Session, now time.Time, policy rekey.Policy) (*rekey.Keypair, error) {
+	send, err := handshake.NewAEAD(s.Cipher, &s.SendKey)
+	if err != nil {
+		return nil, fmt.Errorf("cipher %s: %w", s.Cipher, err)
+	}
+	recv, err := handshake.NewAEAD(s.Cipher, &s.RecvKey)
+	if err != nil {
+		return nil, fmt.Errorf("cipher %s: %w", s.Cipher, err)
+	}
+	sendKey, recvKey := new([32]byte), new([32]byte)
+	*sendKey, *recvKey = s.SendKey, s.RecvKey
+	return rekey.NewKeypair(send, recv, sendKey, recvKey, s.LocalIndex, s.RemoteIndex,
+		s.SessionID, now, s.Initiator, policy), nil
+}
+
+// completedLocked records a completed handshake: for the initiator when the
+// response arrives, for the responder when the initiator confirms the key.
+func (p *Peer) completedLocked(now time.Time) {
+	p.timers.HandshakeCompleted(now)
+	p.handshakes++
+	p.lastHandshake = now
+	p.problem = Problem{}
+}
+
+// Received tells the peer that packets authenticated under kp arrived (data
+// says whether any carried payload). promoted: kp was the responder's next
+// key and is now current (the handshake completed; flush what waited).
+// rekey: the initiator's key is old enough that it must renew while it only
+// receives.
+func (p *Peer) Received(kp *rekey.Keypair, data bool, now time.Time) (promoted, rekeyNow bool) {
+	promoted, dropped := p.keypairs.Received(kp)
+	p.release(dropped)
+	p.mu.Lock()
+	p.timers.AuthenticatedReceived(now)
+	if data {
+		p.timers.DataReceived(now)
+	}
+	if promoted {
+		p.completedLocked(now)
+	}
+	p.mu.Unlock()
+	return promoted, kp.NeedsRekeyOnReceive(now)
+}
+
+// Sent tells the timers that authenticated packets went out (data: with
+// payload, not only keepalives).
+func (p *Peer) Sent(data bool, now time.Time) {
+	p.mu.Lock()
+	p.timers.AuthenticatedSent(now)
+	if data {
+		p.timers.DataSent(now)
+	}
+	p.mu.Unlock()
+}
+
+// SetProblem records a problem the holder found (no endpoint, DNS).
+func (p *Peer) SetProblem(pr Problem) {
+	p.mu.Lock()
+	p.problem = pr
+	p.mu.Unlock()
+}
+
+// Clear zeroes every key and abandons the handshake in progress (the peer
+// was removed or disconnected, or the tunnel stops). The peer may
+// handshake again afterwards.
+func (p *Peer) Clear() {
+	p.release(p.keypairs.Clear())
+	p.mu.Lock()
+	p.abandonLocked()
+	p.mu.Unlock()
+}
+
+func (p *Peer) release(kps []*rekey.Keypair) {
+	for _, kp := range kps {
+		p.reg.Release(kp.LocalIndex)
+	}
+}
+
+// Handshaking reports whether we wait for a handshake to complete.
+func (p *Peer) Handshaking() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.timers.Handshaking()
+}
+
+// Initiating reports whether an initiation of ours waits for its response.
+func (p *Peer) Initiating() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.initiation != nil
+}
+
+// Status is a snapshot for show and metrics.
+type Status struct {
+	Handshakes    uint64
+	LastHandshake time.Time // zero: never
+	Problem       Problem
+	CookieReplies uint64
+	Current       *rekey.Keypair // nil: no usable key
+}
+
+// Status returns the peer's state at now.
+func (p *Peer) Status(now time.Time) Status {
+	p.mu.Lock()
+	s := Status{Handshakes: p.handshakes, LastHandshake: p.lastHandshake, Problem: p.problem}
+	p.mu.Unlock()
+	s.CookieReplies = p.cookieReplies.Load()
+	s.Current = p.keypairs.Current(now)
+	return s
+}
