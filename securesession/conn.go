@@ -1,0 +1,193 @@
+package securesession
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Transport moves whole messages: the callback API's view of the network.
+type Transport struct {
+	// Send sends one message. It may be called from several goroutines.
+	Send func(msg []byte) error
+	// Receive blocks for the next message, copies it into buf (which holds
+	// MaxFrame bytes) and returns its length. An error ends the Conn.
+	Receive func(buf []byte) (int, error)
+	// Close is called by Conn.Close and must unblock Receive (close the
+	// socket, the pipe...): Conn.Close waits for its goroutines.
+	Close func() error
+}
+
+// ErrClosed is returned by a closed Conn.
+var ErrClosed = errors.New("securesession: connection closed")
+
+// tickEvery is how often a Conn runs its timers. Retries and rekeys are
+// due seconds apart, so a quarter second is precise enough and costs
+// nothing measurable.
+const tickEvery = 250 * time.Millisecond
+
+// Conn is a session driven by goroutines of its own over a Transport: the
+// callback API. It handshakes, retries, rekeys and sends keepalives by
+// itself; Send and Receive block.
+type Conn struct {
+	s  *Session
+	tr Transport
+
+	established chan struct{} // closed once a session exists
+	estOnce     sync.Once
+	incoming    chan []byte   // application messages, each owned by the reader
+	done        chan struct{} // closed by Close
+	closeOnce   sync.Once
+	wg          sync.WaitGroup
+	err         atomic.Pointer[error] // why the receive loop ended
+	// Dropped counts received messages that were refused (bad MAC,
+	// replay, garbage): a Conn keeps going, as the daemon does.
+	Dropped atomic.Uint64
+}
+
+// Dial starts a session with peerID over tr and returns at once; Send waits
+// for the handshake.
+func Dial(cfg Config, peerID string, tr Transport) (*Conn, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := newConn(s, tr)
+	first, err := s.Connect(peerID)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := tr.Send(first); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Accept answers the first peer that initiates over tr (any peer its
+// lookup knows).
+func Accept(cfg Config, tr Transport) (*Conn, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(s, tr), nil
+}
+
+func newConn(s *Session, tr Transport) *Conn {
+	c := &Conn{s: s, tr: tr, established: make(chan struct{}), incoming: make(chan []byte, 64), done: make(chan struct{})}
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.receiveLoop() }()
+	go func() { defer c.wg.Done(); c.timerLoop() }()
+	return c
+}
+
+// Session is the underlying buffer-API session (for PeerID, SessionID...).
+func (c *Conn) Session() *Session { return c.s }
+
+func (c *Conn) sendAll(msgs [][]byte) {
+	for _, m := range msgs {
+		_ = c.tr.Send(m) // a lost message is a lost datagram: timers retry
+	}
+	if c.s.Established() {
+		c.estOnce.Do(func() { close(c.established) })
+	}
+}
+
+func (c *Conn) receiveLoop() {
+	buf := make([]byte, MaxFrame)
+	for {
+		n, err := c.tr.Receive(buf)
+		if err != nil {
+			c.err.Store(&err)
+			c.shutdown()
+			return
+		}
+		res, err := c.s.Unwrap(buf[:n])
+		if err != nil {
+			c.Dropped.Add(1)
+		}
+		c.sendAll(res.Send)
+		if res.Data != nil {
+			msg := append([]byte(nil), res.Data...)
+			select {
+			case c.incoming <- msg:
+			case <-c.done:
+				return
+			}
+		}
+	}
+}
+
+func (c *Conn) timerLoop() {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.sendAll(c.s.Tick())
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// Send seals msg and sends it, waiting (until ctx ends) for the session to
+// be established.
+func (c *Conn) Send(ctx context.Context, msg []byte) error {
+	select {
+	case <-c.established:
+	case <-c.done:
+		return c.closedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	out, err := c.s.Wrap(msg)
+	if err != nil {
+		return err
+	}
+	c.sendAll(c.s.drain()) // a rekey Wrap started
+	return c.tr.Send(out)
+}
+
+// Receive returns the next application message, waiting until ctx ends.
+func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
+	select {
+	case m := <-c.incoming:
+		return m, nil
+	case <-c.done:
+		return nil, c.closedErr()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Conn) closedErr() error {
+	if e := c.err.Load(); e != nil {
+		return errors.Join(ErrClosed, *e)
+	}
+	return ErrClosed
+}
+
+// Close stops the goroutines, closes the transport and zeroes the keys.
+// Nothing of the Conn runs when it returns.
+func (c *Conn) Close() error {
+	err := c.shutdown()
+	c.wg.Wait()
+	c.s.Close()
+	return err
+}
+
+func (c *Conn) shutdown() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.done)
+		if c.tr.Close != nil {
+			err = c.tr.Close()
+		}
+	})
+	return err
+}

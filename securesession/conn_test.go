@@ -1,0 +1,90 @@
+package securesession
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// The callback API over a stream: a Conn pair on net.Pipe exchanges
+// messages both ways across several rekeys driven by its own timers.
+func TestConnOverStreamWithRekeys(t *testing.T) {
+	before := runtime.NumGoroutine()
+	aKey, bKey := keys(t), keys(t)
+	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
+		switch id {
+		case "a":
+			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
+		case "b":
+			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	})
+	// Short-lived keys, so the Conns rekey on their own within the test.
+	policy := rekey.DefaultPolicy()
+	policy.RekeyAfterTime, policy.RejectAfterTime = 600*time.Millisecond, 3*time.Second
+	policy.KeepaliveTimeout, policy.RekeyTimeout, policy.RekeyJitter = 500*time.Millisecond, 500*time.Millisecond, 0
+	ca, cb := net.Pipe()
+	server, err := Accept(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup, Policy: policy}, StreamTransport(cb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := Dial(Config{PeerID: "a", PrivateKey: aKey, Peers: lookup, Policy: policy}, "b", StreamTransport(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { // echo
+		for {
+			m, err := server.Receive(ctx)
+			if err != nil {
+				return
+			}
+			if server.Send(ctx, append([]byte("echo "), m...)) != nil {
+				return
+			}
+		}
+	}()
+	sessions := map[[32]byte]bool{}
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; len(sessions) < 3; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d sessions seen in 15 s: the Conn does not rekey by itself", len(sessions))
+		}
+		msg := fmt.Sprintf("m%d", i)
+		if err := client.Send(ctx, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := client.Receive(ctx)
+		if err != nil || string(got) != "echo "+msg {
+			t.Fatalf("got %q, %v", got, err)
+		}
+		sessions[client.Session().SessionID()] = true
+		time.Sleep(50 * time.Millisecond) // pace the traffic; the loop ends on a condition
+	}
+	if client.Session().PeerID() != "b" || server.Session().PeerID() != "a" {
+		t.Fatal("wrong peer IDs")
+	}
+	client.Close()
+	server.Close()
+	waitGoroutines(t, before)
+}
+
+func waitGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,266 @@
+package securesession
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+// pair is two buffer-API sessions, alice (initiator) and bob, on one fake clock.
+type pair struct {
+	clock      *clock
+	alice, bob *Session
+	aliceKey   handshake.PrivateKey
+	bobKey     handshake.PrivateKey
+}
+
+func keys(t testing.TB) handshake.PrivateKey {
+	k, err := handshake.GeneratePrivateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newPair(t testing.TB, policy rekey.Policy) *pair {
+	t.Helper()
+	p := &pair{clock: &clock{now: t0}, aliceKey: keys(t), bobKey: keys(t)}
+	directory := map[string]handshake.PeerInfo{
+		"alice": {PublicKey: p.aliceKey.PublicKey()},
+		"bob":   {PublicKey: p.bobKey.PublicKey()},
+	}
+	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
+		if info, ok := directory[id]; ok {
+			return info, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	})
+	var err error
+	p.alice, err = New(Config{PeerID: "alice", PrivateKey: p.aliceKey, Peers: lookup, Policy: policy, Now: p.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.bob, err = New(Config{PeerID: "bob", PrivateKey: p.bobKey, Peers: lookup, Policy: policy, Now: p.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// deliver hands each message to the other side and returns everything that
+// came back, recursively, until both sides are quiet.
+func deliver(t testing.TB, to, from *Session, msgs [][]byte) {
+	t.Helper()
+	for len(msgs) > 0 {
+		var back [][]byte
+		for _, m := range msgs {
+			res, err := to.Unwrap(m)
+			if err != nil {
+				t.Fatalf("Unwrap: %v", err)
+			}
+			back = append(back, res.Send...)
+		}
+		msgs = back
+		to, from = from, to
+	}
+}
+
+func (p *pair) connect(t testing.TB) {
+	t.Helper()
+	first, err := p.alice.Connect("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, p.bob, p.alice, [][]byte{first})
+	if !p.alice.Established() || !p.bob.Established() {
+		t.Fatal("not established after the handshake")
+	}
+	if p.alice.SessionID() != p.bob.SessionID() || p.alice.SessionID() == [32]byte{} {
+		t.Fatal("session IDs differ")
+	}
+	if p.alice.PeerID() != "bob" || p.bob.PeerID() != "alice" {
+		t.Fatalf("peer IDs: %q, %q", p.alice.PeerID(), p.bob.PeerID())
+	}
+}
+
+func mustWrap(t testing.TB, s *Session, msg string) []byte {
+	t.Helper()
+	out, err := s.Wrap([]byte(msg))
+	if err != nil {
+		t.Fatalf("Wrap: %v", err)
+	}
+	return out
+}
+
+func mustUnwrap(t testing.TB, s *Session, msg []byte, want string) {
+	t.Helper()
+	res, err := s.Unwrap(msg)
+	if err != nil {
+		t.Fatalf("Unwrap: %v", err)
+	}
+	if string(res.Data) != want {
+		t.Fatalf("got %q, want %q", res.Data, want)
+	}
+}
+
+func TestHandshakeDataBothWaysAndRekeys(t *testing.T) {
+	policy := rekey.DefaultPolicy()
+	p := newPair(t, policy)
+	if _, err := p.alice.Wrap([]byte("early")); !errors.Is(err, ErrNotEstablished) {
+		t.Fatalf("Wrap before Connect: %v, want ErrNotEstablished", err)
+	}
+	p.connect(t)
+	mustUnwrap(t, p.bob, mustWrap(t, p.alice, "hello bob"), "hello bob")
+	mustUnwrap(t, p.alice, mustWrap(t, p.bob, "hello alice"), "hello alice")
+	mustUnwrap(t, p.bob, mustWrap(t, p.alice, ""), "") // an empty message is a message
+
+	sessions := map[[32]byte]bool{p.alice.SessionID(): true}
+	for i := range 5 {
+		p.clock.now = p.clock.now.Add(policy.RekeyAfterTime + time.Second)
+		// The initiator rekeys on time: sending under an old key asks for
+		// a handshake, which Tick (or the next Wrap's outbox) hands out.
+		msg := mustWrap(t, p.alice, fmt.Sprintf("old key %d", i))
+		mustUnwrap(t, p.bob, msg, fmt.Sprintf("old key %d", i))
+		out := p.alice.Tick()
+		if len(out) == 0 {
+			t.Fatalf("rekey %d: no initiation due", i)
+		}
+		deliver(t, p.bob, p.alice, out)
+		mustUnwrap(t, p.bob, mustWrap(t, p.alice, "new key"), "new key")
+		mustUnwrap(t, p.alice, mustWrap(t, p.bob, "new key back"), "new key back")
+		id := p.alice.SessionID()
+		if sessions[id] || id != p.bob.SessionID() {
+			t.Fatalf("rekey %d: session not renewed on both sides", i)
+		}
+		sessions[id] = true
+	}
+}
+
+func TestLossReorderingAndReplay(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	p.connect(t)
+	var msgs [][]byte
+	for i := range 10 {
+		msgs = append(msgs, mustWrap(t, p.alice, fmt.Sprint(i)))
+	}
+	// 3 and 7 are lost; the rest arrive in reverse order.
+	for i := 9; i >= 0; i-- {
+		if i == 3 || i == 7 {
+			continue
+		}
+		mustUnwrap(t, p.bob, msgs[i], fmt.Sprint(i))
+	}
+	for _, i := range []int{0, 5, 9} {
+		if _, err := p.bob.Unwrap(msgs[i]); !errors.Is(err, ErrReplay) {
+			t.Fatalf("replay of %d: %v, want ErrReplay", i, err)
+		}
+	}
+	mustUnwrap(t, p.bob, msgs[7], "7") // late, still inside the window
+	forged := append([]byte(nil), msgs[3]...)
+	forged[len(forged)-1] ^= 1
+	if _, err := p.bob.Unwrap(forged); !errors.Is(err, ErrAuth) {
+		t.Fatalf("forged message: %v, want ErrAuth", err)
+	}
+	mustUnwrap(t, p.bob, msgs[3], "3") // the forgery did not burn the counter
+}
+
+func TestWrongKeyAndUnknownPeerRefused(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	// mallory claims to be alice with another key.
+	mallory, err := New(Config{PeerID: "alice", PrivateKey: keys(t), Now: p.clock.Now,
+		Peers: LookupFunc(func(string) (handshake.PeerInfo, error) {
+			return handshake.PeerInfo{PublicKey: p.bobKey.PublicKey()}, nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := mallory.Connect("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.bob.Unwrap(first); !errors.Is(err, handshake.ErrKeyMismatch) {
+		t.Fatalf("wrong key: %v, want ErrKeyMismatch", err)
+	}
+	stranger, _ := New(Config{PeerID: "eve", PrivateKey: keys(t), Now: p.clock.Now,
+		Peers: LookupFunc(func(string) (handshake.PeerInfo, error) {
+			return handshake.PeerInfo{PublicKey: p.bobKey.PublicKey()}, nil
+		})})
+	first, _ = stranger.Connect("bob")
+	if _, err := p.bob.Unwrap(first); !errors.Is(err, handshake.ErrUnknownPeer) {
+		t.Fatalf("unknown peer: %v, want ErrUnknownPeer", err)
+	}
+	if p.bob.Established() || p.bob.PeerID() != "" {
+		t.Fatal("a refused initiation left a session behind")
+	}
+	if _, err := p.alice.Connect("carol"); !errors.Is(err, handshake.ErrUnknownPeer) {
+		t.Fatalf("Connect to an unknown peer: %v", err)
+	}
+	p.connect(t) // the real alice still gets in
+}
+
+func TestRetryThenEstablish(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	if _, err := p.alice.Connect("bob"); err != nil { // lost
+		t.Fatal(err)
+	}
+	if out := p.alice.Tick(); len(out) != 0 {
+		t.Fatal("a retry before the retry interval")
+	}
+	p.clock.now = p.clock.now.Add(6 * time.Second)
+	out := p.alice.Tick()
+	if len(out) != 1 {
+		t.Fatalf("%d messages due after the retry interval, want one initiation", len(out))
+	}
+	deliver(t, p.bob, p.alice, out)
+	if !p.alice.Established() || !p.bob.Established() {
+		t.Fatal("the retry did not establish")
+	}
+}
+
+func TestPayloadIPOnlyCarriesIP(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	p.alice.cfg.Payload, p.bob.cfg.Payload = PayloadIP, PayloadIP
+	p.connect(t)
+	if _, err := p.alice.Wrap([]byte("not ip")); !errors.Is(err, ErrNotIP) {
+		t.Fatalf("Wrap of non-IP: %v", err)
+	}
+	pkt := make([]byte, 20)
+	pkt[0] = 0x45
+	res, err := p.bob.Unwrap(mustWrapBytes(t, p.alice, pkt))
+	if err != nil || !bytes.Equal(res.Data, pkt) {
+		t.Fatalf("IP packet: %v, %x", err, res.Data)
+	}
+}
+
+func mustWrapBytes(t testing.TB, s *Session, b []byte) []byte {
+	t.Helper()
+	out, err := s.Wrap(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestCloseZeroesKeys(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	p.connect(t)
+	msg := mustWrap(t, p.alice, "x")
+	p.bob.Close()
+	if p.bob.Established() {
+		t.Fatal("established after Close")
+	}
+	if _, err := p.bob.Unwrap(msg); err == nil {
+		t.Fatal("a closed session opened a message")
+	}
+}

@@ -1,0 +1,309 @@
+package securesession
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+	"stunnel/session"
+)
+
+const (
+	headerLen = handshake.MessageDataHeaderLen
+	tagLen    = handshake.TagSize
+)
+
+// Result is what one received message gave.
+type Result struct {
+	// Data is the application message it carried; nil for handshake
+	// messages and keepalives. With UnwrapTo it aliases dst.
+	Data []byte
+	// Send are messages to send to the peer now, in order (a handshake
+	// response, the confirmation of a new session, a retried initiation).
+	// Each is newly allocated and owned by the caller.
+	Send [][]byte
+}
+
+// Wrap seals one application message. It fails with ErrNotEstablished until
+// a session exists (or while none is usable during a failed rekey).
+func (s *Session) Wrap(data []byte) ([]byte, error) { return s.WrapTo(nil, data) }
+
+// WrapTo is Wrap appending the sealed message to dst[:0]: with a dst of
+// capacity len(data)+WrapOverhead it allocates nothing.
+func (s *Session) WrapTo(dst, data []byte) ([]byte, error) {
+	switch s.cfg.Payload {
+	case PayloadIP:
+		if !isIP(data) {
+			return nil, ErrNotIP
+		}
+	default:
+		if len(data) > MaxMessage {
+			return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessage)
+		}
+	}
+	return s.seal(dst, data, true)
+}
+
+// WrapOverhead is how many bytes Wrap adds to a message at most.
+const WrapOverhead = headerLen + 1 + tagLen
+
+func isIP(b []byte) bool {
+	return len(b) >= 20 && b[0]>>4 == 4 || len(b) >= 40 && b[0]>>4 == 6
+}
+
+// seal builds a data message; app says data is an application message
+// (false: a keepalive, data empty).
+func (s *Session) seal(dst, data []byte, app bool) ([]byte, error) {
+	p := s.currentPeer()
+	if p == nil {
+		return nil, ErrNotEstablished
+	}
+	now := s.now()
+	kp := p.Current(now)
+	if kp == nil {
+		s.want(p, now)
+		return nil, ErrNotEstablished
+	}
+	counter, ok := kp.NextNonce(now)
+	if !ok {
+		s.want(p, now)
+		return nil, ErrNotEstablished
+	}
+	inner := len(data)
+	tagged := app && s.cfg.Payload == PayloadMessages
+	if tagged {
+		inner++
+	}
+	out := dst[:0]
+	if cap(out) < headerLen+inner+tagLen {
+		out = make([]byte, 0, headerLen+inner+tagLen)
+	}
+	out = out[:headerLen+inner]
+	out[0], out[1], out[2], out[3] = handshake.MessageTypeData, handshake.ProtocolVersion, 0, 0
+	binary.LittleEndian.PutUint32(out[4:8], kp.RemoteIndex)
+	binary.LittleEndian.PutUint64(out[8:16], counter)
+	body := out[headerLen:]
+	if tagged {
+		body[0] = payloadTagMessage
+		body = body[1:]
+	}
+	copy(body, data)
+	s.sealMu.Lock()
+	putNonce(&s.sealNonce, counter)
+	out = kp.Send.Seal(out[:headerLen], s.sealNonce[:], out[headerLen:], nil)
+	s.sealMu.Unlock()
+	p.Sent(app, now)
+	if kp.NeedsRekeyOnSend(now) {
+		s.want(p, now)
+	}
+	return out, nil
+}
+
+func putNonce(n *[12]byte, counter uint64) {
+	n[0], n[1], n[2], n[3] = 0, 0, 0, 0
+	binary.LittleEndian.PutUint64(n[4:], counter)
+}
+
+// want asks the core for keys; an initiation due now goes to the outbox.
+func (s *Session) want(p *session.Peer, now time.Time) {
+	s.act(p, p.WantHandshake(now), now)
+}
+
+// act carries out the core's actions: messages go to the outbox.
+func (s *Session) act(p *session.Peer, act rekey.Action, now time.Time) {
+	if act&rekey.ActSendInitiation != 0 {
+		if msg, _, err := p.Initiate(now, p.ID()); err == nil {
+			s.queue(msg)
+		}
+	}
+	if act&rekey.ActSendKeepalive != 0 {
+		if msg, err := s.seal(nil, nil, false); err == nil {
+			s.queue(msg)
+		}
+	}
+}
+
+func (s *Session) queue(msg []byte) {
+	s.mu.Lock()
+	s.outbox = append(s.outbox, msg)
+	s.mu.Unlock()
+}
+
+func (s *Session) drain() [][]byte {
+	s.mu.Lock()
+	out := s.outbox
+	s.outbox = nil
+	s.mu.Unlock()
+	return out
+}
+
+// Tick runs the timers: it returns the messages due now (handshake retries,
+// rekeys, keepalives). Call it at NextDeadline, or every second or so.
+func (s *Session) Tick() [][]byte {
+	if p := s.currentPeer(); p != nil {
+		now := s.now()
+		s.act(p, p.Due(now), now)
+	}
+	return s.drain()
+}
+
+// NextDeadline is when Tick next has work (zero: nothing scheduled but key
+// expiry; calling Tick once a second covers that).
+func (s *Session) NextDeadline() time.Time {
+	if p := s.currentPeer(); p != nil {
+		return p.NextDeadline()
+	}
+	return time.Time{}
+}
+
+// Unwrap processes one received message. Data messages give Data;
+// handshake messages give messages to send back. Errors say what was wrong
+// and leave the session as it was.
+func (s *Session) Unwrap(msg []byte) (Result, error) { return s.UnwrapTo(nil, msg) }
+
+// UnwrapTo is Unwrap opening data into dst[:0]: with a dst of capacity
+// len(msg) a data message allocates nothing.
+func (s *Session) UnwrapTo(dst, msg []byte) (Result, error) {
+	typ, ok := handshake.MessageType(msg)
+	if !ok {
+		return Result{}, ErrMalformed
+	}
+	switch typ {
+	case handshake.MessageTypeData:
+		return s.unwrapData(dst, msg)
+	case handshake.MessageTypeInitiation:
+		return s.unwrapInitiation(msg)
+	case handshake.MessageTypeResponse:
+		return s.unwrapResponse(msg)
+	case handshake.MessageTypeCookieReply:
+		return s.unwrapCookieReply(msg)
+	}
+	return Result{}, fmt.Errorf("%w: unknown message type %d", ErrMalformed, typ)
+}
+
+func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
+	if len(msg) < headerLen+tagLen || msg[1] != handshake.ProtocolVersion || msg[2] != 0 || msg[3] != 0 {
+		return Result{}, fmt.Errorf("%w: bad data header", ErrMalformed)
+	}
+	idx := binary.LittleEndian.Uint32(msg[4:8])
+	counter := binary.LittleEndian.Uint64(msg[8:16])
+	kp, ok := s.reg.lookup(idx)
+	if !ok || kp == nil {
+		return Result{}, ErrUnknownIndex
+	}
+	s.openMu.Lock()
+	putNonce(&s.openNonce, counter)
+	plain, err := kp.Recv.Open(dst[:0], s.openNonce[:], msg[headerLen:], nil)
+	s.openMu.Unlock()
+	if err != nil {
+		return Result{}, ErrAuth
+	}
+	now := s.now()
+	if !kp.AcceptCounter(counter, now) {
+		return Result{}, ErrReplay
+	}
+	var res Result
+	var malformed error
+	switch {
+	case len(plain) == 0: // keepalive
+	case s.cfg.Payload == PayloadMessages && plain[0] == payloadTagMessage:
+		res.Data = plain[1:]
+	case s.cfg.Payload == PayloadIP && isIP(plain):
+		res.Data = plain
+	default:
+		malformed = fmt.Errorf("%w: payload of unknown kind 0x%02x", ErrMalformed, plain[0])
+	}
+	p := s.currentPeer()
+	_, rekeyNow := p.Received(kp, res.Data != nil, now)
+	if rekeyNow {
+		s.want(p, now)
+	}
+	res.Send = s.drain()
+	return res, malformed
+}
+
+func (s *Session) unwrapInitiation(msg []byte) (Result, error) {
+	if !s.cookies.CheckMAC1(msg) {
+		return Result{}, handshake.ErrBadMAC1
+	}
+	idx := s.reg.Reserve()
+	resp, sess, err := s.host.ConsumeInitiation(msg, idx)
+	if err != nil {
+		s.reg.Release(idx)
+		if resp != nil { // an authenticated refusal: the peer learns why
+			return Result{Send: [][]byte{resp}}, err
+		}
+		return Result{}, err
+	}
+	p, err := s.peerFor(sess.PeerID)
+	if err != nil {
+		s.reg.Release(idx)
+		sess.Zero()
+		return Result{}, err
+	}
+	if err := p.Accept(sess, idx, s.now()); err != nil {
+		return Result{}, err
+	}
+	return Result{Send: [][]byte{resp}}, nil
+}
+
+// peerFor returns the session's peer, making it for the responder's first
+// initiation; an initiation from anyone else is refused.
+func (s *Session) peerFor(id string) (*session.Peer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peer != nil {
+		if s.peer.ID() != id {
+			return nil, fmt.Errorf("%w: %q, not %q", ErrOtherPeer, id, s.peer.ID())
+		}
+		return s.peer, nil
+	}
+	info, err := s.cfg.Peers.LookupPeer([]byte(id))
+	if err != nil {
+		return nil, err
+	}
+	s.peer = s.host.NewPeer(session.PeerConfig{ID: id, PublicKey: info.PublicKey, PresharedKey: info.PresharedKey}, s.reg)
+	return s.peer, nil
+}
+
+func (s *Session) unwrapResponse(msg []byte) (Result, error) {
+	if !s.cookies.CheckMAC1(msg) {
+		return Result{}, handshake.ErrBadMAC1
+	}
+	idx, ok := handshake.PeekResponseReceiver(msg)
+	p := s.currentPeer()
+	if !ok || p == nil {
+		return Result{}, ErrUnknownIndex
+	}
+	if _, _, err := p.ConsumeResponse(idx, msg, p.ID(), s.now()); err != nil {
+		if errors.Is(err, session.ErrNotPending) {
+			return Result{}, ErrUnknownIndex
+		}
+		return Result{}, err
+	}
+	// Confirm the new key at once, so the responder may send under it.
+	keepalive, err := s.seal(nil, nil, false)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Send: append([][]byte{keepalive}, s.drain()...)}, nil
+}
+
+func (s *Session) unwrapCookieReply(msg []byte) (Result, error) {
+	p := s.currentPeer()
+	if p == nil {
+		return Result{}, ErrUnknownIndex
+	}
+	if err := p.ConsumeCookieReply(msg); err != nil {
+		return Result{}, err
+	}
+	// The peer is under load: initiate again at once, now with mac2.
+	init, _, err := p.Initiate(s.now(), p.ID())
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Send: [][]byte{init}}, nil
+}

@@ -1,0 +1,251 @@
+package session
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+// memRegistry is a Registry for tests: a map guarded by a mutex.
+type memRegistry struct {
+	mu sync.Mutex
+	m  map[uint32]*rekey.Keypair // nil value: reserved, no key yet
+}
+
+func newMemRegistry() *memRegistry { return &memRegistry{m: map[uint32]*rekey.Keypair{}} }
+
+func (r *memRegistry) Reserve() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		idx := binary.LittleEndian.Uint32(b[:])
+		if _, taken := r.m[idx]; !taken && idx != 0 {
+			r.m[idx] = nil
+			return idx
+		}
+	}
+}
+
+func (r *memRegistry) Register(idx uint32, kp *rekey.Keypair, _ handshake.Cipher) {
+	r.mu.Lock()
+	r.m[idx] = kp
+	r.mu.Unlock()
+}
+
+func (r *memRegistry) Release(idx uint32) {
+	r.mu.Lock()
+	delete(r.m, idx)
+	r.mu.Unlock()
+}
+
+func (r *memRegistry) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+type lookup map[string]handshake.PeerInfo
+
+func (l lookup) LookupPeer(id []byte) (handshake.PeerInfo, error) {
+	if p, ok := l[string(id)]; ok {
+		return p, nil
+	}
+	return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+}
+
+// side is one host with one peer, on a fake clock.
+type side struct {
+	host  *Host
+	peer  *Peer
+	reg   *memRegistry
+	peers lookup
+}
+
+func newSides(t *testing.T, now *time.Time) (a, b *side) {
+	t.Helper()
+	ka, _ := handshake.GeneratePrivateKey(nil)
+	kb, _ := handshake.GeneratePrivateKey(nil)
+	clock := func() time.Time { return *now }
+	mk := func(id string, k handshake.PrivateKey) *side {
+		s := &side{reg: newMemRegistry(), peers: lookup{}}
+		cfg := &handshake.Config{PeerID: []byte(id), PrivateKey: k, Peers: s.peers, Now: clock}
+		s.host = NewHost(cfg, rekey.DefaultPolicy())
+		s.host.SetJitter(func() float64 { return 0 })
+		return s
+	}
+	a, b = mk("a", ka), mk("b", kb)
+	a.peers["b"] = handshake.PeerInfo{PublicKey: kb.PublicKey()}
+	b.peers["a"] = handshake.PeerInfo{PublicKey: ka.PublicKey()}
+	a.peer = a.host.NewPeer(PeerConfig{ID: "b", PublicKey: kb.PublicKey()}, a.reg)
+	b.peer = b.host.NewPeer(PeerConfig{ID: "a", PublicKey: ka.PublicKey()}, b.reg)
+	return a, b
+}
+
+// answer runs the responder's side of msg1 and returns message 2.
+func (s *side) answer(t *testing.T, msg []byte, now time.Time) []byte {
+	t.Helper()
+	idx := s.reg.Reserve()
+	resp, sess, err := s.host.ConsumeInitiation(msg, idx)
+	if err != nil {
+		t.Fatalf("ConsumeInitiation: %v", err)
+	}
+	if err := s.peer.Accept(sess, idx, now); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func (s *side) complete(t *testing.T, resp []byte, now time.Time) *rekey.Keypair {
+	t.Helper()
+	idx, _ := handshake.PeekResponseReceiver(resp)
+	kp, _, err := s.peer.ConsumeResponse(idx, resp, "198.18.0.2:51820", now)
+	if err != nil {
+		t.Fatalf("ConsumeResponse: %v", err)
+	}
+	return kp
+}
+
+func TestHandshakeBothRolesAndConfirmation(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	if a.peer.WantHandshake(now)&rekey.ActSendInitiation == 0 {
+		t.Fatal("wanting keys did not ask for an initiation")
+	}
+	msg, attempt, err := a.peer.Initiate(now, "198.18.0.2:51820")
+	if err != nil || attempt != 0 {
+		t.Fatalf("Initiate: attempt %d, %v", attempt, err)
+	}
+	resp := b.answer(t, msg, now)
+	if b.peer.Current(now) != nil {
+		t.Fatal("the responder sends before the initiator confirmed the key")
+	}
+	kp := a.complete(t, resp, now)
+	if a.peer.Current(now) != kp || a.peer.Status(now).Handshakes != 1 {
+		t.Fatal("the initiator does not send under the new key")
+	}
+	_, _, next := b.peer.Slots()
+	promoted, _ := b.peer.Received(next, false, now) // a's confirming keepalive
+	if !promoted || b.peer.Current(now) != next || b.peer.Status(now).Handshakes != 1 {
+		t.Fatal("the responder did not promote the confirmed key")
+	}
+	if kp.SessionID != next.SessionID {
+		t.Fatal("the two sides' sessions differ")
+	}
+	if a.peer.Handshaking() || b.peer.Handshaking() {
+		t.Fatal("still handshaking after completion")
+	}
+}
+
+func TestForgedResponseChangesNothing(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "198.18.0.2:51820")
+	resp := b.answer(t, msg, now)
+	forged := append([]byte(nil), resp...)
+	forged[len(forged)-40] ^= 1 // inside the encrypted part
+	idx, _ := handshake.PeekResponseReceiver(forged)
+	if _, _, err := a.peer.ConsumeResponse(idx, forged, "198.18.0.66:1", now); err == nil {
+		t.Fatal("a forged response was accepted")
+	}
+	if pr := a.peer.Status(now).Problem; pr.Reason != ReasonNone {
+		t.Fatalf("a forged response wrote the problem: %q", pr)
+	}
+	if !a.peer.Initiating() {
+		t.Fatal("a forged response aborted our handshake")
+	}
+	a.complete(t, resp, now) // the real one still completes
+}
+
+func TestResponseForAnotherIndexIsNotPending(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	first, _, _ := a.peer.Initiate(now, "x")
+	resp := b.answer(t, first, now)
+	now = now.Add(6 * time.Second)
+	if _, _, err := a.peer.Initiate(now, "x"); err != nil { // supersedes the first
+		t.Fatal(err)
+	}
+	idx, _ := handshake.PeekResponseReceiver(resp)
+	if _, _, err := a.peer.ConsumeResponse(idx, resp, "x", now); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("a response to an abandoned initiation: %v, want ErrNotPending", err)
+	}
+}
+
+func TestCrossingInitiationsAreBothAnswered(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msgA, _, _ := a.peer.Initiate(now, "b")
+	msgB, _, _ := b.peer.Initiate(now, "a")
+	// a's initiation is lost; b's arrives at a, which answers although its
+	// own initiation is pending.
+	_ = msgA
+	resp := a.answer(t, msgB, now)
+	if !a.peer.Initiating() {
+		t.Fatal("answering the peer abandoned our own initiation")
+	}
+	kb := b.complete(t, resp, now)
+	promoted, _ := a.peer.Received(nextOf(a.peer), true, now)
+	if !promoted || a.peer.Current(now).SessionID != kb.SessionID {
+		t.Fatal("a did not take the session b confirmed")
+	}
+}
+
+func nextOf(p *Peer) *rekey.Keypair { _, _, n := p.Slots(); return n }
+
+func TestRetriesThenGiveUpSayWhy(t *testing.T) {
+	now := t0
+	a, _ := newSides(t, &now)
+	a.peer.WantHandshake(now)
+	if _, _, err := a.peer.Initiate(now, "198.18.0.2:51820"); err != nil {
+		t.Fatal(err)
+	}
+	var gaveUp bool
+	for i := 0; i < 40 && !gaveUp; i++ {
+		now = now.Add(5 * time.Second)
+		act := a.peer.Due(now)
+		if act&rekey.ActSendInitiation != 0 {
+			if _, attempt, _ := a.peer.Initiate(now, "198.18.0.2:51820"); attempt == 0 {
+				t.Fatal("a retry was counted as a first attempt")
+			}
+			if pr := a.peer.Status(now).Problem; pr.Reason != ReasonNoAnswer || !strings.Contains(pr.String(), "no answer from 198.18.0.2:51820") {
+				t.Fatalf("problem while retrying: %q", pr)
+			}
+		}
+		gaveUp = act&rekey.ActGiveUp != 0
+	}
+	if !gaveUp {
+		t.Fatal("never gave up")
+	}
+	pr := a.peer.Status(now).Problem
+	if pr.Reason != ReasonGaveUp || !strings.HasPrefix(pr.String(), "handshake did not complete: no answer from 198.18.0.2:51820") {
+		t.Fatalf("give-up problem: %q", pr)
+	}
+	if a.peer.Initiating() || a.reg.len() != 0 {
+		t.Fatal("giving up left the initiation or its index behind")
+	}
+}
+
+func TestClearZeroesKeysAndReleasesIndices(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	kp := a.complete(t, b.answer(t, msg, now), now)
+	if _, _, err := a.peer.Initiate(now.Add(time.Minute), "x"); err != nil { // one more pending
+		t.Fatal(err)
+	}
+	a.peer.Clear()
+	if !kp.IsZeroed() || a.peer.Current(now) != nil || a.peer.Initiating() || a.reg.len() != 0 {
+		t.Fatal("Clear left keys, an initiation or indices behind")
+	}
+}
