@@ -82,6 +82,11 @@ type Session struct {
 	SessionID [32]byte
 	// LocalIndex is what the peer puts in packets to us; RemoteIndex is what we put in packets to it.
 	LocalIndex, RemoteIndex uint32
+	// ResumptionSecret seeds the next session ticket (handshake/resumption.go).
+	// Both sides derive the same value; it is never a data key.
+	ResumptionSecret [32]byte
+	// Resumed: this session came from a ticket (messages 5/6), not message 1/2.
+	Resumed bool
 }
 
 // Zero overwrites the keys. Call it when the session is retired.
@@ -89,6 +94,7 @@ func (s *Session) Zero() {
 	s.SendKey = [32]byte{}
 	s.RecvKey = [32]byte{}
 	s.SessionID = [32]byte{}
+	s.ResumptionSecret = [32]byte{}
 }
 
 // NewAEAD builds the data-plane AEAD for a session key. The AEAD copies the key,

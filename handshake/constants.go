@@ -14,10 +14,10 @@ const (
 	MessageTypeResponse    = 2
 	MessageTypeCookieReply = 3
 	MessageTypeData        = 4
-	// Reserved for a later version; a v1 receiver drops them as unknown.
-	MessageTypeSessionTicket        = 5
-	MessageTypeResumptionInitiation = 6
-	MessageTypeResumptionResponse   = 7
+	// Session resumption (handshake/resumption.go). A new session ticket is
+	// not a message type: it travels inside a data packet (TicketMessage).
+	MessageTypeResumptionInitiation = 5
+	MessageTypeResumptionResponse   = 6
 )
 
 // HeaderLen is the common header: type, version, two reserved zero bytes.

@@ -41,6 +41,8 @@ func macOffsets(msg []byte) (mac1, mac2 int, ok bool) {
 		return initOffMAC1, initOffMAC2, true
 	case ok && typ == MessageTypeResponse && len(msg) == ResponseSize:
 		return respOffMAC1, respOffMAC2, true
+	case ok:
+		return resumptionMACOffsets(msg, typ)
 	}
 	return 0, 0, false
 }
@@ -97,7 +99,8 @@ func NewCookieChecker(local PublicKey, now func() time.Time, rand io.Reader) *Co
 	return c
 }
 
-// CheckMAC1 reports whether msg is a well-formed initiation or response whose
+// CheckMAC1 reports whether msg is a well-formed initiation, response or
+// resumption message (types 1, 2, 5, 6) whose
 // mac1 is keyed by our public key. It costs one BLAKE2s over the message.
 func (c *CookieChecker) CheckMAC1(msg []byte) bool {
 	off, _, ok := macOffsets(msg)

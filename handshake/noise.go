@@ -61,6 +61,7 @@ func finish(hs *noise.HandshakeState, cs1, cs2 *noise.CipherState, c Cipher, ini
 	th := hs.ChannelBinding()
 	h.Write(th)
 	h.Sum(s.SessionID[:0])
+	resumptionSecret(&s.ResumptionSecret, &k1, &k2, th)
 	clear(k1[:])
 	clear(k2[:])
 	clear(i2r[:])

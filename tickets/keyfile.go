@@ -1,0 +1,211 @@
+package tickets
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Key file format (text, UTF-8). Blank lines and lines starting with # are
+// ignored; every other line is one key, five fields separated by spaces:
+//
+//	NAME SECRET CREATED ENCRYPT_DECRYPT DECRYPT_ONLY
+//	3f0c...(32 hex digits) base64-of-32-bytes 2026-11-30T18:00:00Z 2h0m0s 13h0m0s
+//
+// NAME is 16 bytes in hex, SECRET 32 bytes in standard base64, CREATED an RFC
+// 3339 time (the start of the encrypt-decrypt life; a future time makes a
+// pending key, so a fleet can receive it before anyone seals with it), the two
+// lifetimes Go durations. The file must be a regular file owned by the user
+// running stunnel (or root) with no group or other permission bits (0600).
+const keyFileHeader = "# stunnel ticket keys, format 1: NAME(hex) SECRET(base64) CREATED(RFC3339) ENCRYPT_DECRYPT DECRYPT_ONLY\n"
+
+// maxKeyFile bounds what we read: about 1000 keys.
+const maxKeyFile = 128 << 10
+
+// ReadKeyFile reads and checks a key file. Errors are FILE:LINE: message and
+// never contain a secret.
+func ReadKeyFile(path string) ([]Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("ticket key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("ticket key file: %w", err)
+	}
+	if err := CheckKeyFileMode(path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	defer clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("ticket key file %s: %w", path, err)
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("ticket key file %s is larger than %d bytes", path, maxKeyFile)
+	}
+	return ParseKeyFile(path, data)
+}
+
+// CheckKeyFileMode refuses a key file that is not a regular file, that group
+// or others may access, or that another user owns.
+func CheckKeyFileMode(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("ticket key file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("ticket key file %s has mode %04o, group or others may access it; run: chmod 600 %s", path, perm, path)
+	}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := os.Geteuid(); sys.Uid != uint32(uid) && sys.Uid != 0 {
+			return fmt.Errorf("ticket key file %s is owned by uid %d, not by us (uid %d) or root; run: chown %d %s", path, sys.Uid, uid, uid, path)
+		}
+	}
+	return nil
+}
+
+// ParseKeyFile parses key file contents; path is for messages.
+func ParseKeyFile(path string, data []byte) ([]Key, error) {
+	var keys []Key
+	var errs []error
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 1024), maxKeyFile)
+	for line := 1; sc.Scan(); line++ {
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		k, err := parseKeyLine(s)
+		if err == nil {
+			for _, o := range keys {
+				if o.Name == k.Name {
+					err = fmt.Errorf("key %s is listed twice", k.NameHex())
+				}
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %v", path, line, err))
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %v", path, err))
+	}
+	if len(errs) > 0 {
+		for i := range keys {
+			keys[i].Erase()
+		}
+		return nil, errors.Join(errs...)
+	}
+	return keys, nil
+}
+
+func parseKeyLine(s string) (Key, error) {
+	f := strings.Fields(s)
+	if len(f) != 5 {
+		return Key{}, fmt.Errorf("want 5 fields NAME SECRET CREATED ENCRYPT_DECRYPT DECRYPT_ONLY, got %d", len(f))
+	}
+	var k Key
+	if n, err := hex.Decode(k.Name[:], []byte(f[0])); err != nil || n != NameSize || len(f[0]) != 2*NameSize {
+		return Key{}, fmt.Errorf("name %q is not %d hex digits", f[0], 2*NameSize)
+	}
+	sec, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil || len(sec) != SecretSize {
+		clear(sec)
+		return Key{}, fmt.Errorf("secret of key %s is not base64 of %d bytes", k.NameHex(), SecretSize)
+	}
+	copy(k.secret[:], sec)
+	clear(sec)
+	if k.IsErased() {
+		return Key{}, fmt.Errorf("secret of key %s is all zero", k.NameHex())
+	}
+	if k.Created, err = time.Parse(time.RFC3339, f[2]); err != nil {
+		k.Erase()
+		return Key{}, fmt.Errorf("created time %q of key %s is not RFC 3339 (e.g. 2026-11-30T18:00:00Z)", f[2], k.NameHex())
+	}
+	for i, d := range []*time.Duration{&k.EncryptDecrypt, &k.DecryptOnly} {
+		if *d, err = time.ParseDuration(f[3+i]); err != nil || *d <= 0 {
+			k.Erase()
+			return Key{}, fmt.Errorf("lifetime %q of key %s is not a positive duration such as \"2h\"", f[3+i], k.NameHex())
+		}
+	}
+	return k, nil
+}
+
+// MarshalKeyFile writes keys in the key file format (with their secrets).
+func MarshalKeyFile(keys []Key) []byte {
+	var b bytes.Buffer
+	b.WriteString(keyFileHeader)
+	for i := range keys {
+		k := &keys[i]
+		fmt.Fprintf(&b, "%s %s %s %s %s\n", k.NameHex(), base64.StdEncoding.EncodeToString(k.secret[:]),
+			k.Created.UTC().Format(time.RFC3339), k.EncryptDecrypt, k.DecryptOnly)
+	}
+	return b.Bytes()
+}
+
+// WriteKeyFile writes keys to path atomically (a 0600 temporary file renamed
+// over it), so a gateway re-reading on SIGHUP never sees half a file.
+func WriteKeyFile(path string, keys []Key) error {
+	data := MarshalKeyFile(keys)
+	defer clear(data)
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("ticket key file: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ticket key file %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadFile switches the ring to the key file at path and replaces its keys
+// with the file's (call again on SIGHUP). Keys no longer listed are erased;
+// keys already past their decrypt-only life are skipped. On error the ring
+// is unchanged.
+func (r *Ring) LoadFile(path string) error {
+	keys, err := ReadKeyFile(path)
+	if err != nil {
+		return err
+	}
+	now := r.opt.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range r.keys {
+		k.Erase()
+	}
+	r.keys = nil
+	r.fromFile = true
+	for i := range keys {
+		if keys[i].State(now) == KeyExpired {
+			keys[i].Erase()
+			continue
+		}
+		k := keys[i]
+		keys[i].Erase()
+		r.addLocked(&k)
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+package tickets
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+)
+
+// manualClock can be set anywhere, forward or back.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *manualClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *manualClock) Set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *manualClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+func state(now time.Time) *handshake.TicketState {
+	return &handshake.TicketState{PeerID: "client", AuthTime: now, ResumptionSecret: [32]byte{7}, Cipher: handshake.CipherChaCha20Poly1305}
+}
+
+// TestKeyLifecycleOverDays runs an in-memory ring for four days in one-minute
+// steps: a ticket is issued at every step (issuance never pauses), a new key
+// arrives at half of the current one's encrypt-decrypt life, each key's first
+// ticket opens until 1 ns before the key's end and not at its end, and every
+// key is zero once erased.
+func TestKeyLifecycleOverDays(t *testing.T) {
+	clk := &manualClock{t: t0}
+	r := NewRing(Options{Now: clk.Now})
+	type tracked struct {
+		key    *Key
+		ticket []byte
+	}
+	byName := map[[NameSize]byte]*tracked{}
+	var order []*tracked
+	checked := 0
+	for step := 0; step < 4*24*60; step++ {
+		now := clk.Now()
+		tk, err := r.Seal(state(now))
+		if err != nil {
+			t.Fatalf("at %v: Seal: %v", now.Sub(t0), err)
+		}
+		name, _ := ticketName(tk)
+		if byName[name] == nil {
+			r.mu.Lock()
+			var k *Key
+			for _, c := range r.keys {
+				if c.Name == name {
+					k = c
+				}
+			}
+			r.mu.Unlock()
+			if n := len(order); n > 0 && k.Created.Sub(order[n-1].key.Created) != DefaultEncryptDecryptLifetime/2 {
+				t.Fatalf("key %d created %v after the previous, want %v", n, k.Created.Sub(order[n-1].key.Created), DefaultEncryptDecryptLifetime/2)
+			}
+			byName[name] = &tracked{key: k, ticket: tk}
+			order = append(order, byName[name])
+		}
+		if len(r.Keys()) > 16 {
+			t.Fatalf("at %v: %d keys held, at most 16 expected", now.Sub(t0), len(r.Keys()))
+		}
+		next := now.Add(time.Minute)
+		for _, tr := range order {
+			end := tr.key.End()
+			if end.After(now) && !end.After(next) {
+				clk.Set(end.Add(-time.Nanosecond))
+				if _, err := r.OpenTicket(tr.ticket); err != nil {
+					t.Fatalf("key %s: ticket refused 1 ns before the key's end: %v", tr.key.NameHex(), err)
+				}
+				clk.Set(end)
+				_, err := r.OpenTicket(tr.ticket)
+				wantErr(t, err, handshake.ErrTicketExpired, "ticket at its key's end")
+				if !tr.key.IsErased() {
+					t.Fatal("expired key not zeroed")
+				}
+				checked++
+			}
+		}
+		clk.Set(next)
+		if err := r.Rotate(next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(order) < 90 || checked < 70 {
+		t.Fatalf("only %d keys made, %d ends checked over four days", len(order), checked)
+	}
+	for _, tr := range order {
+		if tr.key.State(clk.Now()) == KeyExpired && !tr.key.IsErased() {
+			t.Fatalf("key %s past its end is not zero", tr.key.NameHex())
+		}
+	}
+	r.Close()
+	for _, tr := range order {
+		if !tr.key.IsErased() {
+			t.Fatal("Close left a key")
+		}
+	}
+}
+
+func TestTicketExpiryNeverPastKeyEnd(t *testing.T) {
+	clk := &manualClock{t: t0}
+	r := NewRing(Options{Now: clk.Now, ReauthAfter: 1000 * time.Hour})
+	for i := 0; i < 40; i++ {
+		st := state(clk.Now())
+		tk, err := r.Seal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, _ := ticketName(tk)
+		for _, k := range r.Keys() {
+			if k.Name == hexName(name) && st.Expiry.After(k.End) {
+				t.Fatalf("ticket expiry %v after its key's end %v", st.Expiry, k.End)
+			}
+		}
+		clk.Add(17 * time.Minute)
+	}
+}
+
+func hexName(n [NameSize]byte) string { k := Key{Name: n}; return k.NameHex() }
+
+func TestUsedCacheBounded(t *testing.T) {
+	clk := &manualClock{t: t0}
+	r := NewRing(Options{Now: clk.Now, MaxUsed: 3})
+	var tks [][]byte
+	var sts []*handshake.TicketState
+	for i := 0; i < 4; i++ {
+		st := state(clk.Now())
+		st.Expiry = clk.Now().Add(time.Duration(i+1) * time.Minute)
+		tk, err := r.Seal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tks, sts = append(tks, tk), append(sts, st)
+	}
+	for i := 0; i < 3; i++ {
+		if err := r.ConsumeTicket(tks[i], sts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, r.ConsumeTicket(tks[0], sts[0]), handshake.ErrTicketReused, "second use")
+	wantErr(t, r.ConsumeTicket(tks[3], sts[3]), handshake.ErrTicketReused, "cache full of live entries")
+	clk.Add(time.Minute) // the first entry expires and may be pruned
+	if err := r.ConsumeTicket(tks[3], sts[3]); err != nil {
+		t.Fatalf("after an entry expired: %v", err)
+	}
+}
+
+func writeKeys(t *testing.T, path string, keys ...Key) {
+	t.Helper()
+	if err := WriteKeyFile(path, keys); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKeyFileFleetAndNoKey(t *testing.T) {
+	clk := &manualClock{t: t0}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ticket.keys")
+	k1, err := GenerateKey(nil, t0, time.Hour, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, path, k1)
+	a, b := NewRing(Options{Now: clk.Now}), NewRing(Options{Now: clk.Now})
+	for _, r := range []*Ring{a, b} {
+		if err := r.LoadFile(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tk, err := a.Seal(state(clk.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.OpenTicket(tk); err != nil {
+		t.Fatalf("gateway B cannot open gateway A's ticket: %v", err)
+	}
+	// Past the only key's encrypt-decrypt life: no tickets, reported once.
+	clk.Add(time.Hour)
+	_, err = a.Seal(state(clk.Now()))
+	var nk *NoKeyError
+	if !errors.As(err, &nk) || !nk.First || !errors.Is(err, ErrNoTicketKey) {
+		t.Fatalf("first Seal without a key: %v", err)
+	}
+	if _, err = a.Seal(state(clk.Now())); !errors.As(err, &nk) || nk.First {
+		t.Fatalf("second Seal without a key: %v (First must be false)", err)
+	}
+	if _, err := b.OpenTicket(tk); err != nil {
+		t.Fatalf("decrypt-only key refuses: %v", err)
+	}
+	// The operator adds a key; SIGHUP re-reads.
+	k2, _ := GenerateKey(nil, clk.Now(), time.Hour, 2*time.Hour)
+	keys, err := ReadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, path, append(keys, k2)...)
+	if err := a.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Seal(state(clk.Now())); err != nil {
+		t.Fatalf("after adding a key: %v", err)
+	}
+	// File mode never generates keys.
+	clk.Add(10 * time.Hour)
+	if _, err := a.Seal(state(clk.Now())); !errors.As(err, &nk) || !nk.First {
+		t.Fatalf("file mode past every key: %v", err)
+	}
+	if len(a.Keys()) != 0 {
+		t.Fatalf("expired keys kept: %v", a.Keys())
+	}
+}
+
+func TestKeyFileRefusals(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k")
+	k, _ := GenerateKey(nil, t0, time.Hour, time.Hour)
+	writeKeys(t, path, k)
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadKeyFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("group-readable key file: %v", err)
+	}
+	good := string(MarshalKeyFile([]Key{k}))
+	line := strings.Split(good, "\n")[1]
+	f := strings.Fields(line)
+	cases := map[string]string{
+		"fields":   f[0] + " " + f[1],
+		"name":     "zz" + line[2:],
+		"secret":   f[0] + " AAAA " + f[2] + " " + f[3] + " " + f[4],
+		"zero":     f[0] + " " + strings.Repeat("A", 43) + "= " + f[2] + " " + f[3] + " " + f[4],
+		"created":  f[0] + " " + f[1] + " yesterday " + f[3] + " " + f[4],
+		"lifetime": f[0] + " " + f[1] + " " + f[2] + " 0s " + f[4],
+		"twice":    line + "\n" + line,
+	}
+	for what, body := range cases {
+		_, err := ParseKeyFile("F", []byte("# c\n\n"+body+"\n"))
+		if err == nil {
+			t.Fatalf("%s: accepted", what)
+		}
+		if !strings.HasPrefix(err.Error(), "F:3: ") && !strings.HasPrefix(err.Error(), "F:4: ") {
+			t.Fatalf("%s: error %q lacks FILE:LINE", what, err)
+		}
+		if strings.Contains(err.Error(), f[1]) {
+			t.Fatalf("%s: error reveals the secret", what)
+		}
+	}
+	keys, err := ParseKeyFile("F", []byte(good))
+	if err != nil || len(keys) != 1 || keys[0].Name != k.Name || keys[0].secret != k.secret || !keys[0].Created.Equal(k.Created) {
+		t.Fatalf("round trip: %v", err)
+	}
+}
