@@ -278,7 +278,7 @@ func (s *Session) unwrapResponse(msg []byte) (Result, error) {
 	if !ok || p == nil {
 		return Result{}, ErrUnknownIndex
 	}
-	if _, _, err := p.ConsumeResponse(idx, msg, p.ID(), s.now()); err != nil {
+	if _, err := p.ConsumeResponse(idx, msg, p.ID(), s.now()); err != nil {
 		if errors.Is(err, session.ErrNotPending) {
 			return Result{}, ErrUnknownIndex
 		}

@@ -1,23 +1,29 @@
 package session
 
 import (
+	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"stunnel/handshake"
 	"stunnel/rekey"
+	"stunnel/tickets"
 )
 
 // Host is this side's identity and the policy its sessions follow, shared by
 // all its peers. Safe for concurrent use.
 type Host struct {
-	cfg       *handshake.Config // read only after NewHost
-	responder *handshake.Responder
-	public    handshake.PublicKey
-	now       func() time.Time
-	jitter    func() float64
-	policy    atomic.Pointer[rekey.Policy] // replaced whole by SetPolicy
+	cfg         *handshake.Config // read only after NewHost
+	responder   *handshake.Responder
+	public      handshake.PublicKey
+	now         func() time.Time
+	jitter      func() float64
+	policy      atomic.Pointer[rekey.Policy] // replaced whole by SetPolicy
+	tickets     atomic.Pointer[ticketPolicy] // replaced whole by SetTickets
+	log         *slog.Logger
+	noKeyLogged atomic.Bool // "no ticket key" said once until a ticket is issued again
 }
 
 // NewHost makes the session side of an identity. cfg must stay unchanged
@@ -34,7 +40,28 @@ func NewHost(cfg *handshake.Config, policy rekey.Policy) *Host {
 		h.now = time.Now
 	}
 	h.policy.Store(&policy)
+	h.log = slog.New(slog.DiscardHandler)
 	return h
+}
+
+// SetLogger gives the Host a logger for what only it knows (ticket issuance).
+func (h *Host) SetLogger(l *slog.Logger) {
+	if l != nil {
+		h.log = l
+	}
+}
+
+// logIssueError says why no ticket was issued: the lack of a key in its
+// encrypt-decrypt life once (until issuance works again), anything else
+// every time (rare: a reauth_after reached).
+func (h *Host) logIssueError(peerID string, err error) {
+	if errors.Is(err, tickets.ErrNoTicketKey) {
+		if h.noKeyLogged.CompareAndSwap(false, true) {
+			h.log.Warn("no session tickets issued: no ticket key is in its encrypt-decrypt life (add one to the key file, or check its lifetimes)")
+		}
+		return
+	}
+	h.log.Info("no session ticket issued", "peer", peerID, "reason", err)
 }
 
 // Config is the handshake configuration the Host was made with (read only).

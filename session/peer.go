@@ -57,12 +57,30 @@ type Peer struct {
 	mu                  sync.Mutex // guards the fields below; never held during public-key work
 	persistentKeepalive time.Duration
 	timers              *rekey.Timers
-	initiation          *handshake.Initiation // our handshake waiting for its response
+	initiation          pendingHandshake // our handshake (full or resumed) waiting for its response
 	initiationIndex     uint32
 	initiationEndpoint  string // where it went, for messages
+	initiationResumed   bool   // it is a resumption
 	problem             Problem
 	lastHandshake       time.Time
-	handshakes          uint64
+	lastFull            time.Time // last full handshake: reauth_after counts from it
+	handshakes          uint64    // completed, either role, full or resumed
+	resumed             uint64    // of which resumptions
+	refused             map[string]uint64
+
+	// Tickets, initiator side: the ticket the peer gave us, and the
+	// resumption secret of our newest initiated session until its ticket
+	// arrives (secretFor is that session's keypair).
+	held      *heldTicket
+	forceFull bool
+	secret    [32]byte
+	secretFor *rekey.Keypair
+	// Responder side: the ticket to send once the initiator confirms
+	// ticketFor, and whether the next keypair came from a resumption.
+	ticketMsg   []byte
+	ticketFor   *rekey.Keypair
+	nextKP      *rekey.Keypair
+	nextResumed bool
 }
 
 // NewPeer makes the session state of one remote peer under h.
@@ -170,18 +188,18 @@ func (p *Peer) giveUpLocked(now time.Time) {
 // handshake before this one: above zero, the earlier ones went unanswered.
 func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int, err error) {
 	idx := p.reg.Reserve()
-	in, err := handshake.NewInitiation(p.host.cfg, p.info, idx) // X25519 work: no lock held
+	hs, resumed, err := p.newPending(now, idx) // X25519 work: no lock held
 	if err != nil {
 		p.reg.Release(idx)
 		p.SetProblem(Problem{Reason: ReasonStartFailed, Detail: err.Error(), At: now})
 		return nil, 0, err
 	}
-	msg = in.Message()
+	msg = hs.Message()
 	p.cookies.AddMACs(msg)
 
 	p.mu.Lock()
 	p.abandonLocked()
-	p.initiation, p.initiationIndex, p.initiationEndpoint = in, idx, endpoint
+	p.initiation, p.initiationIndex, p.initiationEndpoint = hs, idx, endpoint
 	if p.timers.Handshaking() {
 		attempt = p.timers.Attempts()
 	}
@@ -193,6 +211,7 @@ func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int
 	}
 	p.timers.HandshakeInitiated(now)
 	p.mu.Unlock()
+	p.initiationResumed = resumed
 	return msg, attempt, nil
 }
 
@@ -218,18 +237,25 @@ func (p *Peer) ConsumeCookieReply(msg []byte) error {
 	return nil
 }
 
-// ConsumeResponse completes our handshake with the response that arrived
-// for index idx. On success the new keypair is current (we send under it at
-// once) and the holder confirms it to the peer: packets that waited, else a
-// keepalive. Errors: ErrNotPending, or the handshake package's sentinels. A
-// response that does not authenticate changes nothing: a forger cannot
-// abort our handshake or write our Problem.
-func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Time) (*rekey.Keypair, handshake.Cipher, error) {
+// Completed describes a handshake that completed on our side.
+type Completed struct {
+	Keypair *rekey.Keypair
+	Cipher  handshake.Cipher
+	Resumed bool
+}
+
+// ConsumeResponse completes our handshake (full or resumed) with the
+// response that arrived for index idx. On success the new keypair is
+// current (we send under it at once) and the holder confirms it to the
+// peer: packets that waited, else a keepalive. Errors: ErrNotPending, or
+// the handshake package's sentinels. A response that does not authenticate
+// changes nothing: a forger cannot abort our handshake or write our Problem.
+func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Time) (Completed, error) {
 	p.mu.Lock()
 	in := p.initiation
 	if in == nil || p.initiationIndex != idx {
 		p.mu.Unlock()
-		return nil, 0, ErrNotPending
+		return Completed{}, ErrNotPending
 	}
 	p.mu.Unlock()
 
@@ -243,19 +269,19 @@ func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Tim
 			p.problem = Problem{Reason: ReasonResponseRejected, Endpoint: from, Detail: err.Error(), At: now}
 			p.mu.Unlock()
 		}
-		return nil, 0, err
+		return Completed{}, err
 	}
 	defer sess.Zero()
 	p.mu.Lock()
 	if p.initiation != in { // superseded while we computed
 		p.mu.Unlock()
-		return nil, 0, ErrNotPending
+		return Completed{}, ErrNotPending
 	}
 	p.initiation = nil // its index now belongs to the session
 	p.mu.Unlock()
 	in.Zero()
 	kp, err := p.install(sess, idx, now)
-	return kp, sess.Cipher, err
+	return Completed{Keypair: kp, Cipher: sess.Cipher, Resumed: sess.Resumed}, err
 }
 
 // Accept installs the session of a peer's initiation that we answered
@@ -264,11 +290,32 @@ func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Tim
 // (Received): until then an initiation, which anyone may replay, moves
 // nothing. Every valid initiation is answered, also while our own is
 // pending: that one stays pending, and whichever session the peer
-// confirms wins (docs/PROTOCOL.md, "Crossing initiations"). sess is zeroed.
+// confirms wins (docs/PROTOCOL.md, "Crossing initiations"). A ticket for
+// the initiator is sealed now and sent once it confirms (TicketFor). sess
+// is zeroed.
 func (p *Peer) Accept(sess *handshake.Session, idx uint32, now time.Time) error {
+	return p.accept(sess, idx, now, now)
+}
+
+// AcceptResumed is Accept for a resumption (Host.ConsumeResumption): the
+// next ticket carries over the opened ticket's last static-key proof, so a
+// chain of resumptions never extends it. st is zeroed.
+func (p *Peer) AcceptResumed(sess *handshake.Session, st *handshake.TicketState, idx uint32, now time.Time) error {
+	defer st.Zero()
+	return p.accept(sess, idx, now, st.AuthTime)
+}
+
+func (p *Peer) accept(sess *handshake.Session, idx uint32, now, authTime time.Time) error {
 	defer sess.Zero()
-	_, err := p.install(sess, idx, now)
-	return err
+	kp, err := p.install(sess, idx, now)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.nextKP, p.nextResumed = kp, sess.Resumed
+	p.issueLocked(sess, kp, authTime)
+	p.mu.Unlock()
+	return nil
 }
 
 // install makes a finished handshake's keys the peer's newest keypair.
@@ -283,7 +330,8 @@ func (p *Peer) install(sess *handshake.Session, idx uint32, now time.Time) (*rek
 	p.release(p.keypairs.Install(kp))
 	if sess.Initiator {
 		p.mu.Lock()
-		p.completedLocked(now)
+		p.completedLocked(now, sess.Resumed)
+		p.secret, p.secretFor = sess.ResumptionSecret, kp // the ticket for kp's session will need it
 		p.mu.Unlock()
 	}
 	return kp, nil
@@ -308,9 +356,14 @@ func newKeypair(s *handshake.Session, now time.Time, policy rekey.Policy) (*reke
 
 // completedLocked records a completed handshake: for the initiator when the
 // response arrives, for the responder when the initiator confirms the key.
-func (p *Peer) completedLocked(now time.Time) {
+func (p *Peer) completedLocked(now time.Time, resumed bool) {
 	p.timers.HandshakeCompleted(now)
 	p.handshakes++
+	if resumed {
+		p.resumed++
+	} else {
+		p.lastFull = now
+	}
 	p.lastHandshake = now
 	p.problem = Problem{}
 }
@@ -329,7 +382,8 @@ func (p *Peer) Received(kp *rekey.Keypair, data bool, now time.Time) (promoted, 
 		p.timers.DataReceived(now)
 	}
 	if promoted {
-		p.completedLocked(now)
+		p.completedLocked(now, kp == p.nextKP && p.nextResumed)
+		p.nextKP = nil
 	}
 	p.mu.Unlock()
 	return promoted, kp.NeedsRekeyOnReceive(now)
@@ -360,6 +414,10 @@ func (p *Peer) Clear() {
 	p.release(p.keypairs.Clear())
 	p.mu.Lock()
 	p.abandonLocked()
+	p.held.zero()
+	p.held = nil
+	clear(p.secret[:])
+	p.secretFor, p.ticketMsg, p.ticketFor, p.nextKP = nil, nil, nil, nil
 	p.mu.Unlock()
 }
 
@@ -385,17 +443,29 @@ func (p *Peer) Initiating() bool {
 
 // Status is a snapshot for show and metrics.
 type Status struct {
-	Handshakes    uint64
-	LastHandshake time.Time // zero: never
-	Problem       Problem
-	CookieReplies uint64
-	Current       *rekey.Keypair // nil: no usable key
+	Handshakes         uint64
+	HandshakesResumed  uint64    // of Handshakes, those that were resumptions
+	LastHandshake      time.Time // zero: never
+	Problem            Problem
+	CookieReplies      uint64
+	Current            *rekey.Keypair // nil: no usable key
+	Ticket             *TicketStatus  // the ticket we hold for the peer, nil if none
+	ResumptionsRefused map[string]uint64
 }
 
 // Status returns the peer's state at now.
 func (p *Peer) Status(now time.Time) Status {
 	p.mu.Lock()
-	s := Status{Handshakes: p.handshakes, LastHandshake: p.lastHandshake, Problem: p.problem}
+	s := Status{Handshakes: p.handshakes, HandshakesResumed: p.resumed, LastHandshake: p.lastHandshake, Problem: p.problem}
+	if p.held != nil {
+		s.Ticket = &TicketStatus{Received: p.held.received, Expires: p.held.expires}
+	}
+	if len(p.refused) > 0 {
+		s.ResumptionsRefused = make(map[string]uint64, len(p.refused))
+		for k, v := range p.refused {
+			s.ResumptionsRefused[k] = v
+		}
+	}
 	p.mu.Unlock()
 	s.CookieReplies = p.cookieReplies.Load()
 	s.Current = p.keypairs.Current(now)

@@ -109,11 +109,11 @@ func (s *side) answer(t *testing.T, msg []byte, now time.Time) []byte {
 func (s *side) complete(t *testing.T, resp []byte, now time.Time) *rekey.Keypair {
 	t.Helper()
 	idx, _ := handshake.PeekResponseReceiver(resp)
-	kp, _, err := s.peer.ConsumeResponse(idx, resp, "198.18.0.2:51820", now)
+	c, err := s.peer.ConsumeResponse(idx, resp, "198.18.0.2:51820", now)
 	if err != nil {
 		t.Fatalf("ConsumeResponse: %v", err)
 	}
-	return kp
+	return c.Keypair
 }
 
 func TestHandshakeBothRolesAndConfirmation(t *testing.T) {
@@ -155,7 +155,7 @@ func TestForgedResponseChangesNothing(t *testing.T) {
 	forged := append([]byte(nil), resp...)
 	forged[len(forged)-40] ^= 1 // inside the encrypted part
 	idx, _ := handshake.PeekResponseReceiver(forged)
-	if _, _, err := a.peer.ConsumeResponse(idx, forged, "198.18.0.66:1", now); err == nil {
+	if _, err := a.peer.ConsumeResponse(idx, forged, "198.18.0.66:1", now); err == nil {
 		t.Fatal("a forged response was accepted")
 	}
 	if pr := a.peer.Status(now).Problem; pr.Reason != ReasonNone {
@@ -177,7 +177,7 @@ func TestResponseForAnotherIndexIsNotPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	idx, _ := handshake.PeekResponseReceiver(resp)
-	if _, _, err := a.peer.ConsumeResponse(idx, resp, "x", now); !errors.Is(err, ErrNotPending) {
+	if _, err := a.peer.ConsumeResponse(idx, resp, "x", now); !errors.Is(err, ErrNotPending) {
 		t.Fatalf("a response to an abandoned initiation: %v, want ErrNotPending", err)
 	}
 }

@@ -49,6 +49,7 @@ import (
 	"stunnel/handshake"
 	"stunnel/rekey"
 	"stunnel/session"
+	"stunnel/tickets"
 	"stunnel/tunnel/allowedips"
 )
 
@@ -76,6 +77,10 @@ type Options struct {
 	// TickInterval drives the timers (0: 50 ms; negative: no ticker, the
 	// test calls tick itself).
 	TickInterval time.Duration
+	// Tickets is the ticket-key ring for session resumption ([tickets]):
+	// it issues tickets to our initiators and opens theirs. nil: no
+	// resumption, neither as responder nor as initiator.
+	Tickets *tickets.Ring
 }
 
 // Device is one running tunnel interface.
@@ -96,6 +101,7 @@ type Device struct {
 	// (a reload that changes [interface] keys needs a restart).
 	peerID     string
 	host       *session.Host // identity, responder and [session] policy, shared by all peers' sessions
+	ticketRing *tickets.Ring // nil: no resumption; rotated by the ticker
 	cookies    *handshake.CookieChecker
 	limiter    *handshake.RateLimiter
 	load       *handshake.LoadMonitor
@@ -118,8 +124,9 @@ type Device struct {
 	encryptQ chan *outBatch
 	decryptQ chan *inBatch
 
-	drops    dropCounters
-	refusals refusalLog
+	drops          dropCounters
+	refusals       refusalLog
+	resumeRefusals reasonCounts // resumptions refused, by reason (also those no peer can be named for)
 
 	// Shutdown, in Close's order: closed stops the readers, the ticker and
 	// the handshake workers (wg); then every peer stops while the crypto
@@ -220,6 +227,11 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		Rand:       opt.Rand,
 	}
 	d.host = session.NewHost(hsConfig, policy)
+	d.host.SetLogger(d.log)
+	if opt.Tickets != nil {
+		d.ticketRing = opt.Tickets
+		d.host.SetTickets(opt.Tickets, true, opt.Tickets.ReauthAfter())
+	}
 	d.cookies = handshake.NewCookieChecker(d.host.PublicKey(), d.now, opt.Rand)
 	d.limiter = handshake.NewRateLimiter(d.now)
 	threshold := opt.HandshakeLoad

@@ -27,8 +27,10 @@ func (d *Device) handshakeWorker() {
 			switch m.typ {
 			case handshake.MessageTypeInitiation:
 				d.handleInitiation(m)
-			case handshake.MessageTypeResponse:
+			case handshake.MessageTypeResponse, handshake.MessageTypeResumptionResponse:
 				d.handleResponse(m)
+			case handshake.MessageTypeResumptionInitiation:
+				d.handleResumption(m)
 			case handshake.MessageTypeCookieReply:
 				d.handleCookieReply(m)
 			default:
@@ -57,21 +59,32 @@ func addrPortOf(ep conn.Endpoint) netip.AddrPort {
 	return ap
 }
 
+// admit runs the DoS gates in front of the responder's public-key work: under
+// load, a message without a valid mac2 gets a cookie reply instead, and
+// the per-source token bucket decides. False: stop here.
+func (d *Device) admit(m handshakeMessage) bool {
+	src := addrPortOf(m.from) // mac1 was checked before queueing (queueHandshake)
+	if !d.load.UnderLoad(len(d.handshakeQ)) {
+		return true
+	}
+	if !d.cookies.CheckMAC2(m.msg, src) {
+		reply, err := d.cookies.CreateReply(m.msg, src)
+		if err == nil {
+			_ = d.bind.Send([][]byte{reply}, m.from)
+		}
+		return false
+	}
+	if !d.limiter.Allow(src.Addr()) {
+		d.drops.add(dropRateLimited, 1)
+		return false
+	}
+	return true
+}
+
 func (d *Device) handleInitiation(m handshakeMessage) {
 	from := m.from.DstToString()
-	src := addrPortOf(m.from) // mac1 was checked before queueing (queueHandshake)
-	if d.load.UnderLoad(len(d.handshakeQ)) {
-		if !d.cookies.CheckMAC2(m.msg, src) {
-			reply, err := d.cookies.CreateReply(m.msg, src)
-			if err == nil {
-				_ = d.bind.Send([][]byte{reply}, m.from)
-			}
-			return
-		}
-		if !d.limiter.Allow(src.Addr()) {
-			d.drops.add(dropRateLimited, 1)
-			return
-		}
+	if !d.admit(m) {
+		return
 	}
 	idx := d.indices.reserve(nil)
 	resp, sess, err := d.host.ConsumeInitiation(m.msg, idx)
@@ -146,6 +159,9 @@ func (d *Device) initiationFailed(err error, from string) {
 
 func (d *Device) handleResponse(m handshakeMessage) {
 	idx, ok := handshake.PeekResponseReceiver(m.msg) // mac1 checked in queueHandshake
+	if m.typ == handshake.MessageTypeResumptionResponse {
+		idx, ok = handshake.PeekResumptionResponseReceiver(m.msg)
+	}
 	if !ok {
 		d.drops.add(dropMalformed, 1)
 		return
@@ -160,7 +176,7 @@ func (d *Device) handleResponse(m handshakeMessage) {
 		return
 	}
 	defer p.leave()
-	_, cipher, err := p.sess.ConsumeResponse(idx, m.msg, m.from.DstToString(), d.now())
+	done, err := p.sess.ConsumeResponse(idx, m.msg, m.from.DstToString(), d.now())
 	switch {
 	case errors.Is(err, session.ErrNotPending):
 		d.drops.add(dropUnknownIndex, 1)
@@ -171,8 +187,8 @@ func (d *Device) handleResponse(m handshakeMessage) {
 		return
 	}
 	p.roam(m.from)
-	d.log.Info("handshake complete", "peer", p.id, "role", "initiator", "cipher", cipher.String(),
-		"endpoint", m.from.DstToString())
+	d.log.Info("handshake complete", "peer", p.id, "role", "initiator", "kind", kindOf(done.Resumed),
+		"cipher", done.Cipher.String(), "endpoint", m.from.DstToString())
 	// The initiator confirms the new key at once: queued packets if any,
 	// else a keepalive, so the responder promotes it and may send with it.
 	p.mu.Lock()

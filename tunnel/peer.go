@@ -209,6 +209,12 @@ func (p *Peer) status(now time.Time) PeerStatus {
 		Handshakes:    st.Handshakes,
 		LastError:     st.Problem.String(),
 		CookieReplies: st.CookieReplies,
+
+		HandshakesResumed:  st.HandshakesResumed,
+		ResumptionsRefused: st.ResumptionsRefused,
+	}
+	if st.Ticket != nil {
+		s.Ticket = &TicketStatus{Received: st.Ticket.Received, Expires: st.Ticket.Expires}
 	}
 	if ep := p.currentEndpoint(); ep != nil {
 		s.Endpoint = ep.DstToString()
@@ -279,6 +285,12 @@ func (d *Device) Status() Status {
 	}
 	for _, p := range set.list {
 		st.Peers = append(st.Peers, p.status(now))
+	}
+	st.ResumptionsRefused = d.resumeRefusals.snapshot()
+	if d.ticketRing != nil {
+		for _, k := range d.ticketRing.Keys() {
+			st.TicketKeys = append(st.TicketKeys, TicketKeyStatus{Name: k.Name, State: k.State.String(), EncryptUntil: k.EncryptUntil, End: k.End})
+		}
 	}
 	return st
 }

@@ -245,6 +245,10 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 			continue // keepalive
 		}
 		inner := pkt[headerLen : headerLen+size]
+		if inner[0] == handshake.ControlMarker { // a session control message (a new ticket), not an IP packet
+			p.controlReceived(inner, kp)
+			continue
+		}
 		src, length, ok := ipSource(inner)
 		if !ok {
 			p.drops.add(dropMalformed, 1)
@@ -271,6 +275,9 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 			d.log.Info("handshake complete", "peer", p.id, "role", "responder", "cipher", cipher.String(),
 				"endpoint", lastEndpoint.DstToString())
 			p.flushPending()
+			if msg := p.sess.TicketFor(kp); msg != nil {
+				p.sendControl(msg)
+			}
 		}
 		if rekeyNow {
 			p.wantHandshake()
@@ -315,13 +322,13 @@ func sameEndpoint(a, b conn.Endpoint) bool {
 // (a flood must not stall data).
 func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 	typ, ok := handshake.MessageType(msg)
-	if !ok || typ == handshake.MessageTypeData || len(msg) > handshake.InitiationSize {
+	if !ok || typ == handshake.MessageTypeData || len(msg) > handshake.MaxResumptionSize {
 		d.drops.add(dropMalformed, 1)
 		return
 	}
 	// mac1 costs a keyed hash: check it here, so a flood of junk never
 	// takes a place in the queue that a real initiation needs.
-	if (typ == handshake.MessageTypeInitiation || typ == handshake.MessageTypeResponse) && !d.cookies.CheckMAC1(msg) {
+	if typ != handshake.MessageTypeCookieReply && !d.cookies.CheckMAC1(msg) {
 		d.drops.add(dropBadMAC1, 1)
 		d.warn.warn("bad-mac1", "dropped handshake message with a bad mac1: the sender does not have our public key (wrong public_key for us in its config?)", "from", ep.DstToString())
 		return

@@ -17,6 +17,11 @@ type Status struct {
 	// Refusals are handshakes we refused from a claimed peer ID, newest
 	// first, bounded in length; "unknown peer id" and "key mismatch" land here.
 	Refusals []Refusal `json:"refusals"`
+	// ResumptionsRefused counts refused resumptions by reason, including
+	// those whose ticket did not open (so no peer can be named).
+	ResumptionsRefused map[string]uint64 `json:"resumptions_refused,omitempty"`
+	// TicketKeys is the session-ticket key ring, empty when resumption is off.
+	TicketKeys []TicketKeyStatus `json:"ticket_keys,omitempty"`
 }
 
 // PeerStatus is one configured peer.
@@ -41,6 +46,30 @@ type PeerStatus struct {
 	// CookieReplies counts cookie replies taken from this peer: it was
 	// under load and asked us to prove our address before it does curve work.
 	CookieReplies uint64 `json:"cookie_replies"`
+	// HandshakesResumed counts, of Handshakes, the resumptions (session
+	// tickets: no static-key work).
+	HandshakesResumed uint64 `json:"handshakes_resumed"`
+	// Ticket is the session ticket this peer gave us, if we hold one.
+	Ticket *TicketStatus `json:"ticket,omitempty"`
+	// ResumptionsRefused counts this peer's resumptions we refused, by reason
+	// ("ticket expired", "ticket reused", "reauth required", ...).
+	ResumptionsRefused map[string]uint64 `json:"resumptions_refused,omitempty"`
+	// Restored: the current session came back from the state file.
+	Restored bool `json:"restored"`
+}
+
+// TicketStatus is a held ticket's age and expiry (never its bytes).
+type TicketStatus struct {
+	Received time.Time `json:"received"`
+	Expires  time.Time `json:"expires"`
+}
+
+// TicketKeyStatus is one ticket key of the interface's ring, by name.
+type TicketKeyStatus struct {
+	Name         string    `json:"name"`  // hex of the key name (not secret)
+	State        string    `json:"state"` // "encrypt-decrypt", "decrypt-only"
+	EncryptUntil time.Time `json:"encrypt_until"`
+	End          time.Time `json:"end"` // erased then
 }
 
 // Refusal is one refused handshake source, by the peer ID it claimed.

@@ -26,6 +26,9 @@ func (d *Device) runTicker(interval time.Duration) {
 // tick runs the timers of every peer once at the current time.
 func (d *Device) tick() {
 	now := d.now()
+	if d.ticketRing != nil {
+		_ = d.ticketRing.Rotate(now) // a key-file ring has nothing to generate; its outage is logged at issuance
+	}
 	for _, p := range d.peers.Load().list {
 		p.act(p.sess.Due(now), now)
 	}

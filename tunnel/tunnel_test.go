@@ -93,6 +93,12 @@ func newPairInline(t testing.TB, mutate func(a, b *conf.Config), inline int) *pa
 // that bTUN makes of its memTUN (nil: the memTUN itself).
 func newPairTUN(t testing.TB, mutate func(a, b *conf.Config), inline int, bTUN func(*memTUN) tun.Device) *pair {
 	t.Helper()
+	return newPairOpts(t, mutate, inline, bTUN, nil)
+}
+
+// newPairOpts is newPairTUN with a hook that may change each host's Options.
+func newPairOpts(t testing.TB, mutate func(a, b *conf.Config), inline int, bTUN func(*memTUN) tun.Device, opts func(h *host, o *Options)) *pair {
+	t.Helper()
 	goroutines := runtime.NumGoroutine()
 	p := &pair{t: t, net: newMemNet(), clock: newFakeClock()}
 	ka, kb := mustKey(t), mustKey(t)
@@ -125,7 +131,11 @@ func newPairTUN(t testing.TB, mutate func(a, b *conf.Config), inline int, bTUN f
 		if h == p.b && bTUN != nil {
 			dev = bTUN(h.tun)
 		}
-		d, err := New(h.cfg, Options{TUN: dev, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline})
+		o := Options{TUN: dev, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline}
+		if opts != nil {
+			opts(h, &o)
+		}
+		d, err := New(h.cfg, o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,194 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// TicketIssuer is the responder's ticket-key ring (tickets.Ring): it opens
+// and consumes tickets in resumptions and issues new ones.
+type TicketIssuer interface {
+	handshake.TicketOpener
+	// Issue seals a ticket for a session we just completed as responder and
+	// returns the new-ticket control message to send under it.
+	Issue(sess *handshake.Session, peerStatic handshake.PublicKey, authTime time.Time) ([]byte, error)
+}
+
+// ticketPolicy is the Host's ticket configuration, replaced whole.
+type ticketPolicy struct {
+	issuer      TicketIssuer  // nil: we issue no tickets and refuse resumptions
+	use         bool          // we resume with tickets the peers gave us
+	reauthAfter time.Duration // a full handshake at least this often (0: never forced)
+}
+
+// SetTickets configures session resumption: issuer (nil: none) issues and
+// opens tickets as responder; use says whether this side resumes with
+// tickets it holds; a full handshake is forced when the last one is
+// reauthAfter old.
+func (h *Host) SetTickets(issuer TicketIssuer, use bool, reauthAfter time.Duration) {
+	h.tickets.Store(&ticketPolicy{issuer: issuer, use: use, reauthAfter: reauthAfter})
+}
+
+func (h *Host) ticketPolicy() *ticketPolicy {
+	if t := h.tickets.Load(); t != nil {
+		return t
+	}
+	return &ticketPolicy{}
+}
+
+// ConsumeResumption authenticates a resumed handshake (message 5) and
+// answers it (message 6), after the holder's DoS gates. On success the
+// holder hands sess and st to the named Peer's AcceptResumed.
+func (h *Host) ConsumeResumption(msg []byte, localIndex uint32) ([]byte, *handshake.Session, *handshake.TicketState, error) {
+	issuer := h.ticketPolicy().issuer
+	if issuer == nil {
+		return h.responder.ConsumeResumption(msg, localIndex, nil)
+	}
+	return h.responder.ConsumeResumption(msg, localIndex, issuer)
+}
+
+// heldTicket is a ticket a peer gave us (we were the initiator), with the
+// resumption secret of the session it came under. Used once.
+type heldTicket struct {
+	ticket   []byte
+	secret   [32]byte
+	received time.Time
+	expires  time.Time
+}
+
+func (t *heldTicket) zero() {
+	if t != nil {
+		clear(t.secret[:])
+	}
+}
+
+// pendingHandshake is our handshake in flight: a full initiation or a
+// resumption; both answer with a session or an error.
+type pendingHandshake interface {
+	Message() []byte
+	ConsumeResponse(msg []byte) (*handshake.Session, error)
+	Zero()
+}
+
+// takeTicketLocked returns the held ticket if it may be used now (and
+// forgets it: a ticket resumes at most once), or nil for a full handshake.
+func (p *Peer) takeTicketLocked(now time.Time) *heldTicket {
+	t := p.held
+	if t == nil {
+		return nil
+	}
+	p.held = nil
+	pol := p.host.ticketPolicy()
+	if !pol.use || p.forceFull || !now.Before(t.expires) ||
+		pol.reauthAfter > 0 && !p.lastFull.IsZero() && now.Sub(p.lastFull) >= pol.reauthAfter {
+		t.zero()
+		return nil
+	}
+	return t
+}
+
+// newPending builds our next handshake: a resumption with the held ticket
+// when one may be used, else a full initiation.
+func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, bool, error) {
+	p.mu.Lock()
+	t := p.takeTicketLocked(now)
+	p.forceFull = false
+	p.mu.Unlock()
+	if t != nil {
+		r, err := handshake.NewResumption(p.host.cfg, p.info, t.ticket, &t.secret, idx)
+		t.zero()
+		if err == nil {
+			return r, true, nil
+		}
+	}
+	in, err := handshake.NewInitiation(p.host.cfg, p.info, idx)
+	if err != nil {
+		return nil, false, err
+	}
+	return in, false, nil
+}
+
+// ForceFullHandshake makes the next handshake a full one, whatever ticket
+// is held (an operator's rekey, a changed key).
+func (p *Peer) ForceFullHandshake() {
+	p.mu.Lock()
+	p.forceFull = true
+	p.held.zero()
+	p.held = nil
+	p.mu.Unlock()
+}
+
+// errTicketForOtherSession: a new-ticket message under a session we did not
+// initiate (only initiators are given tickets).
+var errTicketForOtherSession = errors.New("new-ticket message under a session we did not initiate")
+
+// ReceiveControl takes a session control message that arrived, authenticated
+// and not replayed, under kp (the decrypted payload, starting with
+// handshake.ControlMarker). Today that is a new ticket: kept, with the
+// resumption secret of kp's session, for the next rekey or reconnect.
+func (p *Peer) ReceiveControl(plain []byte, kp *rekey.Keypair, now time.Time) error {
+	ticket, lifetime, err := handshake.ParseTicketMessage(plain)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.secretFor == nil || p.secretFor != kp {
+		return errTicketForOtherSession
+	}
+	p.held.zero()
+	p.held = &heldTicket{ticket: bytes.Clone(ticket), secret: p.secret, received: now, expires: now.Add(lifetime)}
+	clear(p.secret[:])
+	p.secretFor = nil
+	return nil
+}
+
+// TicketFor returns, once, the new-ticket control message to send under kp
+// now that the peer confirmed it (Received said promoted); nil if none.
+func (p *Peer) TicketFor(kp *rekey.Keypair) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ticketFor != kp || p.ticketMsg == nil {
+		return nil
+	}
+	msg := p.ticketMsg
+	p.ticketMsg, p.ticketFor = nil, nil
+	return msg
+}
+
+// issueLocked seals a ticket for the session the responder just accepted,
+// to be sent once the initiator confirms kp.
+func (p *Peer) issueLocked(sess *handshake.Session, kp *rekey.Keypair, authTime time.Time) {
+	issuer := p.host.ticketPolicy().issuer
+	if issuer == nil {
+		return
+	}
+	msg, err := issuer.Issue(sess, p.cfg.PublicKey, authTime)
+	if err != nil {
+		p.host.logIssueError(p.cfg.ID, err)
+		return
+	}
+	p.ticketMsg, p.ticketFor = msg, kp
+	p.host.noKeyLogged.Store(false)
+}
+
+// ResumptionRefused counts a resumption of this peer's that we refused, by
+// reason (the holder classifies the error).
+func (p *Peer) ResumptionRefused(reason string) {
+	p.mu.Lock()
+	if p.refused == nil {
+		p.refused = make(map[string]uint64)
+	}
+	p.refused[reason]++
+	p.mu.Unlock()
+}
+
+// TicketStatus is the ticket a peer holds for us, for show.
+type TicketStatus struct {
+	Received time.Time
+	Expires  time.Time
+}

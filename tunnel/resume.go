@@ -1,0 +1,150 @@
+package tunnel
+
+import (
+	"errors"
+	"sync"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+func kindOf(resumed bool) string {
+	if resumed {
+		return "resumed"
+	}
+	return "full"
+}
+
+// handleResumption answers a resumed handshake (message 5): the same DoS
+// gates as an initiation, then the ticket is opened and the session
+// resumed with one fresh ephemeral exchange and no static-key work. A
+// refusal is silent on the wire (the initiator falls back to a full
+// handshake at its next retry), counted, and logged with its reason.
+func (d *Device) handleResumption(m handshakeMessage) {
+	if !d.admit(m) {
+		return
+	}
+	from := m.from.DstToString()
+	idx := d.indices.reserve(nil)
+	resp, sess, st, err := d.host.ConsumeResumption(m.msg, idx)
+	if err != nil {
+		d.indices.release(idx)
+		if resp != nil { // an authenticated refusal (cipher mismatch): tell the initiator why
+			_ = d.bind.Send([][]byte{resp}, m.from)
+		}
+		d.resumptionFailed(err, from)
+		return
+	}
+	p := d.peers.Load().byID[sess.PeerID]
+	if p == nil || !p.enter() {
+		d.indices.release(idx)
+		sess.Zero()
+		st.Zero()
+		return
+	}
+	defer p.leave()
+	if err := p.sess.AcceptResumed(sess, st, idx, d.now()); err != nil {
+		d.warn.warn("hs-keys-"+p.id, "cannot use the resumed session's keys", "peer", p.id, "err", err)
+		return
+	}
+	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {
+		d.warn.warn("udp-send-"+p.id, "sending resumption response failed", "peer", p.id, "endpoint", from, "err", err)
+	}
+}
+
+// resumptionReason names a refused resumption for counters and logs.
+func resumptionReason(err error) string {
+	switch {
+	case errors.Is(err, handshake.ErrTicketExpired):
+		return "ticket expired"
+	case errors.Is(err, handshake.ErrTicketKeyUnknown):
+		return "ticket key unknown"
+	case errors.Is(err, handshake.ErrTicketInvalid):
+		return "ticket invalid"
+	case errors.Is(err, handshake.ErrTicketReused):
+		return "ticket reused"
+	case errors.Is(err, handshake.ErrReauthRequired):
+		return "reauth required"
+	case errors.Is(err, handshake.ErrUnknownPeer):
+		return "peer removed"
+	case errors.Is(err, handshake.ErrKeyMismatch):
+		return "peer key changed"
+	case errors.Is(err, handshake.ErrStaleTimestamp):
+		return "replayed"
+	case errors.Is(err, handshake.ErrCipherMismatch):
+		return "cipher mismatch"
+	}
+	return "malformed"
+}
+
+func (d *Device) resumptionFailed(err error, from string) {
+	reason := resumptionReason(err)
+	if reason == "replayed" {
+		d.drops.add(dropReplayed, 1)
+	} else {
+		d.drops.add(dropHandshakeFailed, 1)
+	}
+	d.resumeRefusals.add(reason)
+	var pe *handshake.PeerError
+	claimed := ""
+	if errors.As(err, &pe) {
+		claimed = pe.PeerID // from inside an authenticated ticket
+		if p := d.peers.Load().byID[claimed]; p != nil {
+			p.sess.ResumptionRefused(reason)
+		}
+	}
+	d.warn.warn("resume-"+reason, "refused session resumption; the peer falls back to a full handshake",
+		"claimed_peer", claimed, "from", from, "reason", reason)
+}
+
+// sendControl seals a session control message (a new ticket) to the peer
+// under its current key, like a data packet.
+func (p *Peer) sendControl(msg []byte) {
+	b := p.d.pool.TryGet()
+	if b == nil || len(msg) > len(b)-headerLen-tagLen {
+		if b != nil {
+			p.d.pool.Put(b)
+		}
+		return // out of buffers: the ticket waits for the next handshake
+	}
+	n := copy(b[headerLen:], msg)
+	p.send([][]byte{b[:headerLen+n]})
+}
+
+// controlReceived hands a control message that arrived under kp to the
+// session core (a new ticket); a bad one is counted as malformed.
+func (p *Peer) controlReceived(plain []byte, kp *rekey.Keypair) {
+	if err := p.sess.ReceiveControl(plain, kp, p.d.now()); err != nil {
+		p.drops.add(dropMalformed, 1)
+		p.d.warn.warn("ctl-"+p.id, "dropped a session control message", "peer", p.id, "err", err)
+	}
+}
+
+// reasonCounts counts events by a reason from a small fixed set (the
+// strings of resumptionReason), so its map stays bounded.
+type reasonCounts struct {
+	mu sync.Mutex
+	m  map[string]uint64 // guarded by mu
+}
+
+func (c *reasonCounts) add(reason string) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[string]uint64)
+	}
+	c.m[reason]++
+	c.mu.Unlock()
+}
+
+func (c *reasonCounts) snapshot() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(c.m))
+	for k, v := range c.m {
+		out[k] = v
+	}
+	return out
+}

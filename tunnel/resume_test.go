@@ -1,0 +1,98 @@
+package tunnel
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/tickets"
+)
+
+// withTickets gives both hosts a ticket ring on the pair's fake clock.
+func withTickets(p **pair) func(h *host, o *Options) {
+	return func(h *host, o *Options) {
+		o.Tickets = tickets.NewRing(tickets.Options{Now: o.Now})
+	}
+}
+
+// Timed rekeys resume with the ticket the responder issued after the
+// previous handshake: counted as resumed on both sides, a new session each
+// time, traffic never waits. A full handshake comes back once the peer's
+// ticket is refused (here: the responder forgot the ticket key).
+func TestRekeysResumeWithTickets(t *testing.T) {
+	var p *pair
+	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
+	ping := func(i int) {
+		t.Helper()
+		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{byte(i)})
+		p.a.tun.toTunnel <- out
+		p.b.expect(t, out)
+		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{byte(i)})
+		p.b.tun.toTunnel <- back
+		p.a.expect(t, back)
+	}
+	var captured atomic.Pointer[[]byte] // a's first resumption message, replayed later
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if len(b) > 0 && b[0] == handshake.MessageTypeResumptionInitiation {
+			c := append([]byte(nil), b...)
+			captured.CompareAndSwap(nil, &c)
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	ping(0)
+	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
+	if s := p.a.peerStatus(t); s.HandshakesResumed != 0 || s.Handshakes != 1 {
+		t.Fatalf("after the first handshake: %+v", s)
+	}
+	sessions := map[string]bool{p.a.peerStatus(t).SessionID: true}
+	for round := 1; round <= 3; round++ {
+		p.clock.Advance(121 * time.Second)
+		ping(round)
+		waitFor(t, 5*time.Second, "the resumed rekey", func() bool {
+			return p.a.peerStatus(t).HandshakesResumed == uint64(round) && p.b.peerStatus(t).HandshakesResumed == uint64(round)
+		})
+		ping(round + 100)
+		waitFor(t, 5*time.Second, "the next ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
+		sa, sb := p.a.peerStatus(t), p.b.peerStatus(t)
+		if sa.SessionID != sb.SessionID || sessions[sa.SessionID] {
+			t.Fatalf("round %d: session a=%s b=%s, want a new shared one", round, sa.SessionID, sb.SessionID)
+		}
+		sessions[sa.SessionID] = true
+		for _, s := range []PeerStatus{sa, sb} {
+			if s.Drops[DropNoKey] != 0 || s.Drops[DropAuthFailed] != 0 || s.Drops[DropReplayed] != 0 {
+				t.Fatalf("round %d: drops %v", round, s.Drops)
+			}
+		}
+	}
+	// A replayed resumption is refused and charged to the peer its ticket names.
+	p.net.inject(netip.MustParseAddrPort(p.a.under), netip.MustParseAddrPort(p.b.under), *captured.Load())
+	waitFor(t, 5*time.Second, "b to refuse the replayed resumption", func() bool {
+		return p.b.peerStatus(t).ResumptionsRefused["replayed"] == 1
+	})
+	ping(40)
+
+	// b loses every ticket key: a's ticket is refused, a falls back to a
+	// full handshake at its next retry.
+	for _, k := range p.b.dev.Status().TicketKeys {
+		if err := p.b.dev.ticketRing.Retire(k.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := p.a.peerStatus(t).Handshakes - p.a.peerStatus(t).HandshakesResumed
+	p.clock.Advance(121 * time.Second)
+	ping(50)
+	waitFor(t, 5*time.Second, "b to refuse the ticket", func() bool {
+		return p.b.dev.Status().ResumptionsRefused["ticket key unknown"] == 1
+	})
+	p.clock.Advance(6 * time.Second) // one retry interval
+	p.a.dev.tick()
+	waitFor(t, 5*time.Second, "the fallback full handshake", func() bool {
+		s := p.a.peerStatus(t)
+		return s.Handshakes-s.HandshakesResumed == full+1
+	})
+	ping(51)
+}
