@@ -12,7 +12,7 @@ import (
 	"stunnel/rekey"
 )
 
-// The callback API over a stream: a Conn pair on net.Pipe exchanges
+// The callback API over a stream: a Conn pair on loopback TCP exchanges
 // messages both ways across several rekeys driven by its own timers.
 func TestConnOverStreamWithRekeys(t *testing.T) {
 	before := runtime.NumGoroutine()
@@ -30,7 +30,19 @@ func TestConnOverStreamWithRekeys(t *testing.T) {
 	policy := rekey.DefaultPolicy()
 	policy.RekeyAfterTime, policy.RejectAfterTime = 600*time.Millisecond, 3*time.Second
 	policy.KeepaliveTimeout, policy.RekeyTimeout, policy.RekeyJitter = 500*time.Millisecond, 500*time.Millisecond, 0
-	ca, cb := net.Pipe()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
 	server, err := Accept(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup, Policy: policy}, StreamTransport(cb))
 	if err != nil {
 		t.Fatal(err)

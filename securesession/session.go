@@ -84,8 +84,16 @@ type Config struct {
 	Payload Payload
 	// Policy sets key lifetimes and timers (zero: rekey.DefaultPolicy()).
 	Policy rekey.Policy
-	Now    func() time.Time // nil: time.Now
-	Rand   io.Reader        // nil: crypto/rand
+	// Tickets, when set, lets this side issue session tickets to peers that
+	// initiate to it and resume their sessions (a *tickets.Ring; share one
+	// ring between the sessions of a server). A side that initiates always
+	// uses the tickets it is given.
+	Tickets session.TicketIssuer
+	// ReauthAfter forces a full handshake when the last one is this old
+	// (zero: 24h, as the daemon).
+	ReauthAfter time.Duration
+	Now         func() time.Time // nil: time.Now
+	Rand        io.Reader        // nil: crypto/rand
 }
 
 // LookupFunc adapts a function to handshake.PeerLookup.
@@ -138,6 +146,10 @@ func New(cfg Config) (*Session, error) {
 	hs := &handshake.Config{PeerID: []byte(cfg.PeerID), PrivateKey: cfg.PrivateKey, Cipher: cfg.Cipher,
 		Peers: cfg.Peers, Now: now, Rand: cfg.Rand}
 	s := &Session{cfg: cfg, now: now, host: session.NewHost(hs, cfg.Policy), reg: newRegistry()}
+	if cfg.ReauthAfter <= 0 {
+		cfg.ReauthAfter = 24 * time.Hour
+	}
+	s.host.SetTickets(cfg.Tickets, true, cfg.ReauthAfter)
 	s.cookies = handshake.NewCookieChecker(s.host.PublicKey(), now, cfg.Rand)
 	return s, nil
 }
@@ -202,6 +214,16 @@ func (s *Session) Problem() string {
 		return p.Status(s.now()).Problem.String()
 	}
 	return ""
+}
+
+// Handshakes counts the completed handshakes, and of those the resumed
+// ones (session tickets).
+func (s *Session) Handshakes() (total, resumed uint64) {
+	if p := s.currentPeer(); p != nil {
+		st := p.Status(s.now())
+		return st.Handshakes, st.HandshakesResumed
+	}
+	return 0, 0
 }
 
 // Close zeroes every key. The Session must not be used afterwards.

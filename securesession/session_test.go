@@ -9,6 +9,7 @@ import (
 
 	"stunnel/handshake"
 	"stunnel/rekey"
+	"stunnel/tickets"
 )
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -262,5 +263,35 @@ func TestCloseZeroesKeys(t *testing.T) {
 	}
 	if _, err := p.bob.Unwrap(msg); err == nil {
 		t.Fatal("a closed session opened a message")
+	}
+}
+
+// With a ticket ring on the responder, the initiator's rekeys are
+// resumptions: one round trip, no static-key work, a fresh session.
+func TestRekeysResumeWithTickets(t *testing.T) {
+	policy := rekey.DefaultPolicy()
+	p := newPair(t, policy)
+	p.bob.host.SetTickets(tickets.NewRing(tickets.Options{Now: p.clock.Now}), true, 24*time.Hour)
+	p.connect(t)
+	ids := map[[32]byte]bool{p.alice.SessionID(): true}
+	for i := 1; i <= 3; i++ {
+		p.clock.now = p.clock.now.Add(policy.RekeyAfterTime + time.Second)
+		mustUnwrap(t, p.bob, mustWrap(t, p.alice, "old"), "old")
+		out := p.alice.Tick()
+		if len(out) != 1 || out[0][0] != handshake.MessageTypeResumptionInitiation {
+			t.Fatalf("rekey %d: want one resumption message, got %d messages", i, len(out))
+		}
+		deliver(t, p.bob, p.alice, out)
+		if total, resumed := p.alice.Handshakes(); resumed != uint64(i) || total != uint64(i+1) {
+			t.Fatalf("rekey %d: alice counts %d handshakes, %d resumed", i, total, resumed)
+		}
+		if _, resumed := p.bob.Handshakes(); resumed != uint64(i) {
+			t.Fatalf("rekey %d: bob counts %d resumed", i, resumed)
+		}
+		if ids[p.alice.SessionID()] || p.alice.SessionID() != p.bob.SessionID() {
+			t.Fatalf("rekey %d: not a fresh shared session", i)
+		}
+		ids[p.alice.SessionID()] = true
+		mustUnwrap(t, p.alice, mustWrap(t, p.bob, "new"), "new")
 	}
 }

@@ -44,8 +44,17 @@ func (s *Session) WrapTo(dst, data []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessage)
 		}
 	}
-	return s.seal(dst, data, true)
+	return s.seal(dst, data, sealApp)
 }
+
+// sealKind says what a data message carries.
+type sealKind uint8
+
+const (
+	sealApp       sealKind = iota // application data (tagged in PayloadMessages mode)
+	sealKeepalive                 // nothing
+	sealControl                   // a session control message, as it is
+)
 
 // WrapOverhead is how many bytes Wrap adds to a message at most.
 const WrapOverhead = headerLen + 1 + tagLen
@@ -54,9 +63,8 @@ func isIP(b []byte) bool {
 	return len(b) >= 20 && b[0]>>4 == 4 || len(b) >= 40 && b[0]>>4 == 6
 }
 
-// seal builds a data message; app says data is an application message
-// (false: a keepalive, data empty).
-func (s *Session) seal(dst, data []byte, app bool) ([]byte, error) {
+// seal builds a data message of the given kind.
+func (s *Session) seal(dst, data []byte, kind sealKind) ([]byte, error) {
 	p := s.currentPeer()
 	if p == nil {
 		return nil, ErrNotEstablished
@@ -73,7 +81,7 @@ func (s *Session) seal(dst, data []byte, app bool) ([]byte, error) {
 		return nil, ErrNotEstablished
 	}
 	inner := len(data)
-	tagged := app && s.cfg.Payload == PayloadMessages
+	tagged := kind == sealApp && s.cfg.Payload == PayloadMessages
 	if tagged {
 		inner++
 	}
@@ -95,7 +103,7 @@ func (s *Session) seal(dst, data []byte, app bool) ([]byte, error) {
 	putNonce(&s.sealNonce, counter)
 	out = kp.Send.Seal(out[:headerLen], s.sealNonce[:], out[headerLen:], nil)
 	s.sealMu.Unlock()
-	p.Sent(app, now)
+	p.Sent(kind != sealKeepalive, now)
 	if kp.NeedsRekeyOnSend(now) {
 		s.want(p, now)
 	}
@@ -120,7 +128,7 @@ func (s *Session) act(p *session.Peer, act rekey.Action, now time.Time) {
 		}
 	}
 	if act&rekey.ActSendKeepalive != 0 {
-		if msg, err := s.seal(nil, nil, false); err == nil {
+		if msg, err := s.seal(nil, nil, sealKeepalive); err == nil {
 			s.queue(msg)
 		}
 	}
@@ -176,8 +184,10 @@ func (s *Session) UnwrapTo(dst, msg []byte) (Result, error) {
 		return s.unwrapData(dst, msg)
 	case handshake.MessageTypeInitiation:
 		return s.unwrapInitiation(msg)
-	case handshake.MessageTypeResponse:
+	case handshake.MessageTypeResponse, handshake.MessageTypeResumptionResponse:
 		return s.unwrapResponse(msg)
+	case handshake.MessageTypeResumptionInitiation:
+		return s.unwrapResumption(msg)
 	case handshake.MessageTypeCookieReply:
 		return s.unwrapCookieReply(msg)
 	}
@@ -207,8 +217,11 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	}
 	var res Result
 	var malformed error
+	p := s.currentPeer()
 	switch {
 	case len(plain) == 0: // keepalive
+	case plain[0] == handshake.ControlMarker: // a new ticket for our next handshake
+		malformed = p.ReceiveControl(plain, kp, now)
 	case s.cfg.Payload == PayloadMessages && plain[0] == payloadTagMessage:
 		res.Data = plain[1:]
 	case s.cfg.Payload == PayloadIP && isIP(plain):
@@ -216,10 +229,16 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	default:
 		malformed = fmt.Errorf("%w: payload of unknown kind 0x%02x", ErrMalformed, plain[0])
 	}
-	p := s.currentPeer()
-	_, rekeyNow := p.Received(kp, res.Data != nil, now)
+	promoted, rekeyNow := p.Received(kp, res.Data != nil, now)
 	if rekeyNow {
 		s.want(p, now)
+	}
+	if promoted {
+		if ticket := p.TicketFor(kp); ticket != nil {
+			if msg, err := s.seal(nil, ticket, sealControl); err == nil {
+				s.queue(msg)
+			}
+		}
 	}
 	res.Send = s.drain()
 	return res, malformed
@@ -274,6 +293,9 @@ func (s *Session) unwrapResponse(msg []byte) (Result, error) {
 		return Result{}, handshake.ErrBadMAC1
 	}
 	idx, ok := handshake.PeekResponseReceiver(msg)
+	if msg[0] == handshake.MessageTypeResumptionResponse {
+		idx, ok = handshake.PeekResumptionResponseReceiver(msg)
+	}
 	p := s.currentPeer()
 	if !ok || p == nil {
 		return Result{}, ErrUnknownIndex
@@ -285,7 +307,7 @@ func (s *Session) unwrapResponse(msg []byte) (Result, error) {
 		return Result{}, err
 	}
 	// Confirm the new key at once, so the responder may send under it.
-	keepalive, err := s.seal(nil, nil, false)
+	keepalive, err := s.seal(nil, nil, sealKeepalive)
 	if err != nil {
 		return Result{}, err
 	}
@@ -306,4 +328,32 @@ func (s *Session) unwrapCookieReply(msg []byte) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Send: [][]byte{init}}, nil
+}
+
+// unwrapResumption answers a resumed handshake (Config.Tickets issued the
+// ticket it carries).
+func (s *Session) unwrapResumption(msg []byte) (Result, error) {
+	if !s.cookies.CheckMAC1(msg) {
+		return Result{}, handshake.ErrBadMAC1
+	}
+	idx := s.reg.Reserve()
+	resp, sess, st, err := s.host.ConsumeResumption(msg, idx)
+	if err != nil {
+		s.reg.Release(idx)
+		if resp != nil {
+			return Result{Send: [][]byte{resp}}, err
+		}
+		return Result{}, err
+	}
+	p, err := s.peerFor(sess.PeerID)
+	if err != nil {
+		s.reg.Release(idx)
+		sess.Zero()
+		st.Zero()
+		return Result{}, err
+	}
+	if err := p.AcceptResumed(sess, st, idx, s.now()); err != nil {
+		return Result{}, err
+	}
+	return Result{Send: [][]byte{resp}}, nil
 }
