@@ -258,6 +258,16 @@ func (r *registry) Reserve() uint32 {
 	}
 }
 
+func (r *registry) Claim(idx uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.m[idx]; taken || idx == 0 {
+		return false
+	}
+	r.m[idx] = nil
+	return true
+}
+
 func (r *registry) Register(idx uint32, kp *rekey.Keypair, _ handshake.Cipher) {
 	r.mu.Lock()
 	r.m[idx] = kp

@@ -20,6 +20,9 @@ import (
 type Registry interface {
 	// Reserve returns a fresh non-zero index bound to this peer, no key yet.
 	Reserve() uint32
+	// Claim binds a given index to this peer (a session restored after a
+	// restart keeps its index); false if it is taken.
+	Claim(idx uint32) bool
 	// Register makes idx open packets with kp (sealed with cipher c).
 	Register(idx uint32, kp *rekey.Keypair, c handshake.Cipher)
 	// Release forgets idx.
@@ -81,6 +84,9 @@ type Peer struct {
 	ticketFor   *rekey.Keypair
 	nextKP      *rekey.Keypair
 	nextResumed bool
+	// ciphers names each live keypair's AEAD, for saving it.
+	ciphers  map[*rekey.Keypair]handshake.Cipher
+	restored bool // the current session came back from a saved state
 }
 
 // NewPeer makes the session state of one remote peer under h.
@@ -327,6 +333,9 @@ func (p *Peer) install(sess *handshake.Session, idx uint32, now time.Time) (*rek
 		return nil, err
 	}
 	p.reg.Register(idx, kp, sess.Cipher)
+	p.mu.Lock()
+	p.noteCipherLocked(kp, sess.Cipher)
+	p.mu.Unlock()
 	p.release(p.keypairs.Install(kp))
 	if sess.Initiator {
 		p.mu.Lock()
@@ -366,6 +375,7 @@ func (p *Peer) completedLocked(now time.Time, resumed bool) {
 	}
 	p.lastHandshake = now
 	p.problem = Problem{}
+	p.restored = false
 }
 
 // Received tells the peer that packets authenticated under kp arrived (data
@@ -422,9 +432,28 @@ func (p *Peer) Clear() {
 }
 
 func (p *Peer) release(kps []*rekey.Keypair) {
+	if len(kps) == 0 {
+		return
+	}
+	p.mu.Lock()
+	for _, kp := range kps {
+		delete(p.ciphers, kp)
+		if kp == p.secretFor {
+			clear(p.secret[:])
+			p.secretFor = nil
+		}
+	}
+	p.mu.Unlock()
 	for _, kp := range kps {
 		p.reg.Release(kp.LocalIndex)
 	}
+}
+
+func (p *Peer) noteCipherLocked(kp *rekey.Keypair, c handshake.Cipher) {
+	if p.ciphers == nil {
+		p.ciphers = make(map[*rekey.Keypair]handshake.Cipher, 3)
+	}
+	p.ciphers[kp] = c
 }
 
 // Handshaking reports whether we wait for a handshake to complete.
@@ -451,12 +480,13 @@ type Status struct {
 	Current            *rekey.Keypair // nil: no usable key
 	Ticket             *TicketStatus  // the ticket we hold for the peer, nil if none
 	ResumptionsRefused map[string]uint64
+	Restored           bool // the current session came back from a saved state
 }
 
 // Status returns the peer's state at now.
 func (p *Peer) Status(now time.Time) Status {
 	p.mu.Lock()
-	s := Status{Handshakes: p.handshakes, HandshakesResumed: p.resumed, LastHandshake: p.lastHandshake, Problem: p.problem}
+	s := Status{Handshakes: p.handshakes, HandshakesResumed: p.resumed, LastHandshake: p.lastHandshake, Problem: p.problem, Restored: p.restored}
 	if p.held != nil {
 		s.Ticket = &TicketStatus{Received: p.held.received, Expires: p.held.expires}
 	}

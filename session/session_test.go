@@ -37,6 +37,16 @@ func (r *memRegistry) Reserve() uint32 {
 	}
 }
 
+func (r *memRegistry) Claim(idx uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.m[idx]; taken || idx == 0 {
+		return false
+	}
+	r.m[idx] = nil
+	return true
+}
+
 func (r *memRegistry) Register(idx uint32, kp *rekey.Keypair, _ handshake.Cipher) {
 	r.mu.Lock()
 	r.m[idx] = kp
@@ -247,5 +257,86 @@ func TestClearZeroesKeysAndReleasesIndices(t *testing.T) {
 	a.peer.Clear()
 	if !kp.IsZeroed() || a.peer.Current(now) != nil || a.peer.Initiating() || a.reg.len() != 0 {
 		t.Fatal("Clear left keys, an initiation or indices behind")
+	}
+}
+
+// A clean stop's snapshot brings the session back in a new process: the
+// peer sees no handshake, counters continue, nothing accepted before is
+// accepted again, the held ticket comes along; a stale snapshot restores
+// nothing.
+func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	kpA := a.complete(t, b.answer(t, msg, now), now)
+	kpB := nextOf(b.peer)
+	b.peer.Received(kpB, false, now)
+	for range 5 {
+		n, _ := kpA.NextNonce(now)
+		if !kpB.AcceptCounter(n, now) {
+			t.Fatal("fresh counter refused")
+		}
+	}
+	sentByB, _ := kpB.NextNonce(now)
+
+	saved := b.peer.Snapshot(nil, "198.18.0.1:51820", true)
+	if _, ok := kpB.NextNonce(now); ok || kpB.AcceptCounter(5, now) {
+		t.Fatal("a retired keypair still seals or opens")
+	}
+
+	// The "restarted" b: same identity, new host, registry and peer.
+	restart := func(at time.Time) (*Peer, Restored, string) {
+		t.Helper()
+		reg := newMemRegistry()
+		h := NewHost(b.host.cfg, rekey.DefaultPolicy())
+		p := h.NewPeer(b.peer.cfg, reg)
+		ep, r, err := p.Restore(saved, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, r, ep
+	}
+	p2, r, ep := restart(now.Add(time.Second))
+	if r.Sessions != 1 || ep != "198.18.0.1:51820" || !p2.Status(now).Restored {
+		t.Fatalf("restored %+v, endpoint %q", r, ep)
+	}
+	kp2 := p2.Current(now.Add(time.Second))
+	if kp2 == nil || kp2.SessionID != kpA.SessionID {
+		t.Fatal("the restored session is not current")
+	}
+	for c := range uint64(5) {
+		if kp2.AcceptCounter(c, now) {
+			t.Fatalf("counter %d accepted again after the restore", c)
+		}
+	}
+	n, _ := kpA.NextNonce(now)
+	if !kp2.AcceptCounter(n, now) {
+		t.Fatal("the peer's next counter is refused after the restore")
+	}
+	if next, _ := kp2.NextNonce(now); next <= sentByB {
+		t.Fatalf("send counter went back: %d after %d", next, sentByB)
+	}
+	if p2.Handshaking() {
+		t.Fatal("a restored session wants a handshake")
+	}
+	_, r, _ = restart(now.Add(rekey.DefaultPolicy().RejectAfterTime))
+	if r.Sessions != 0 || len(r.Dropped) != 1 || r.Dropped[0] != "expired" {
+		t.Fatalf("stale snapshot: %+v", r)
+	}
+	other, _ := newSides(t, &now)
+	if _, _, err := other.peer.Restore(saved, now); err == nil {
+		t.Fatal("a snapshot restored into another peer identity")
+	}
+	for i := range saved {
+		bad := append([]byte(nil), saved...)
+		bad = bad[:i] // every truncation is refused, none panics
+		reg := newMemRegistry()
+		p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
+		if _, _, err := p.Restore(bad, now); err == nil {
+			t.Fatalf("truncated at %d: accepted", i)
+		}
+		if reg.len() != 0 {
+			t.Fatalf("truncated at %d: indices left behind", i)
+		}
 	}
 }

@@ -77,6 +77,9 @@ type Options struct {
 	// TickInterval drives the timers (0: 50 ms; negative: no ticker, the
 	// test calls tick itself).
 	TickInterval time.Duration
+	// RestoreState is a state saved by CloseAndSave (and taken from the
+	// state file), restored before anything is sent; nil: none.
+	RestoreState []byte
 	// Tickets is the ticket-key ring for session resumption ([tickets]):
 	// it issues tickets to our initiators and opens theirs. nil: no
 	// resumption, neither as responder nor as initiator.
@@ -126,7 +129,8 @@ type Device struct {
 
 	drops          dropCounters
 	refusals       refusalLog
-	resumeRefusals reasonCounts // resumptions refused, by reason (also those no peer can be named for)
+	resumeRefusals reasonCounts   // resumptions refused, by reason (also those no peer can be named for)
+	restored       RestoreSummary // what RestoreState brought back; immutable after New
 
 	// Shutdown, in Close's order: closed stops the readers, the ticker and
 	// the handshake workers (wg); then every peer stops while the crypto
@@ -245,6 +249,9 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 
 	set := d.buildPeerSet(cfg, nil)
 	d.peers.Store(set)
+	if opt.RestoreState != nil {
+		d.restored = d.restoreState(opt.RestoreState)
+	}
 
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
 	if err != nil {
@@ -296,7 +303,11 @@ func (d *Device) Port() uint16 { return d.port }
 
 // Close stops every goroutine, zeroes all session keys and closes the
 // devices. It returns once nothing of the tunnel runs any more.
-func (d *Device) Close() error {
+func (d *Device) Close() error { return d.close(nil) }
+
+// close is Close with a hook that runs after every peer stopped sealing and
+// opening and before their keys are zeroed (CloseAndSave).
+func (d *Device) close(stopped func()) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	var err error
@@ -306,8 +317,14 @@ func (d *Device) Close() error {
 		d.pool.Close()
 		err = errors.Join(d.tun.Close(), d.bind.Close())
 		d.wg.Wait()
-		for _, p := range d.peers.Load().list {
+		list := d.peers.Load().list
+		for _, p := range list {
 			p.stop()
+		}
+		if stopped != nil {
+			stopped()
+		}
+		for _, p := range list {
 			p.clearSessions()
 		}
 		close(d.workersQuit)
@@ -317,6 +334,9 @@ func (d *Device) Close() error {
 	})
 	return err
 }
+
+// Restored says what Options.RestoreState brought back.
+func (d *Device) Restored() RestoreSummary { return d.restored }
 
 // Failed delivers the error that stopped the tunnel from working, such as
 // its TUN device vanishing; the daemon then exits with a runtime failure.

@@ -46,6 +46,17 @@ func (t *indexTable) reserve(p *Peer) uint32 {
 	}
 }
 
+// claim binds a given index to peer p, if it is free and not zero.
+func (t *indexTable) claim(idx uint32, p *Peer) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, taken := t.m[idx]; taken || idx == 0 {
+		return false
+	}
+	t.m[idx] = indexEntry{peer: p}
+	return true
+}
+
 func (t *indexTable) setKeypair(idx uint32, p *Peer, kp *rekey.Keypair, c handshake.Cipher) {
 	t.mu.Lock()
 	t.m[idx] = indexEntry{peer: p, keypair: kp, cipher: c}
@@ -97,6 +108,8 @@ type peerIndices struct {
 }
 
 func (r peerIndices) Reserve() uint32 { return r.t.reserve(r.p) }
+
+func (r peerIndices) Claim(idx uint32) bool { return r.t.claim(idx, r.p) }
 
 func (r peerIndices) Register(idx uint32, kp *rekey.Keypair, c handshake.Cipher) {
 	r.t.setKeypair(idx, r.p, kp, c)

@@ -212,6 +212,7 @@ func (p *Peer) status(now time.Time) PeerStatus {
 
 		HandshakesResumed:  st.HandshakesResumed,
 		ResumptionsRefused: st.ResumptionsRefused,
+		Restored:           st.Restored,
 	}
 	if st.Ticket != nil {
 		s.Ticket = &TicketStatus{Received: st.Ticket.Received, Expires: st.Ticket.Expires}

@@ -1,0 +1,272 @@
+package session
+
+import (
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+)
+
+// A peer's sessions across a restart (docs/PROTOCOL.md, "Saved state").
+//
+// Retire takes the exact state of every keypair at a clean stop and makes
+// the keypairs unusable in the same step (rekey.Keypair.Retire), so the saved
+// counters and replay windows are the last ones used. Restore rebuilds them
+// once, before anything is sealed; keypairs past reject_after are dropped.
+// The ticket the peer gave us travels too, so a peer whose sessions expired
+// meanwhile still resumes. A state saved while running (Snapshot with
+// sessions=false) carries the ticket only: its counters would still be in
+// use by the running process.
+
+const peerStateVersion = 1
+
+// Slots of a saved keypair.
+const (
+	slotPrevious = iota
+	slotCurrent
+	slotNext
+)
+
+// ErrStateFormat is wrapped by every decoding error of a saved peer;
+// ErrOtherIdentity: the state is for another ID or static key.
+var (
+	ErrStateFormat   = errors.New("saved peer state invalid")
+	ErrOtherIdentity = errors.New("saved peer state is for another peer identity")
+)
+
+// SnapshotPeerID reads the peer ID a snapshot was taken for.
+func SnapshotPeerID(b []byte) (string, bool) {
+	d := decoder{b: b}
+	if d.byte() != peerStateVersion {
+		return "", false
+	}
+	id := d.string()
+	return id, d.err == nil
+}
+
+// Snapshot encodes the peer's state and appends it to b. With sessions
+// (only at a clean stop, after the data plane stopped sealing) every
+// keypair is retired: it never seals or opens again in this process. The
+// output holds secrets: seal it and clear it.
+func (p *Peer) Snapshot(b []byte, endpoint string, sessions bool) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b = append(b, peerStateVersion)
+	b = appendString(b, p.cfg.ID)
+	b = append(b, p.cfg.PublicKey[:]...)
+	b = appendString(b, endpoint)
+	b = binary.LittleEndian.AppendUint64(b, p.handshakes)
+	b = binary.LittleEndian.AppendUint64(b, p.resumed)
+	b = appendTime(b, p.lastHandshake)
+	b = appendTime(b, p.lastFull)
+	if t := p.held; t != nil {
+		b = append(b, 1)
+		b = appendString(b, string(t.ticket))
+		b = append(b, t.secret[:]...)
+		b = appendTime(b, t.received)
+		b = appendTime(b, t.expires)
+	} else {
+		b = append(b, 0)
+	}
+	countAt := len(b)
+	b = append(b, 0)
+	if !sessions {
+		return b
+	}
+	previous, current, next := p.keypairs.Slots()
+	for slot, kp := range []*rekey.Keypair{previous, current, next} {
+		if kp == nil {
+			continue
+		}
+		st, err := kp.Retire()
+		if err != nil { // zeroed or expired already: nothing to carry
+			continue
+		}
+		cipherOf := p.ciphers[kp]
+		b = append(b, byte(slot), byte(cipherOf))
+		if kp == p.secretFor { // its ticket has not come yet: keep the secret for it
+			b = append(b, 1)
+			b = append(b, p.secret[:]...)
+		} else {
+			b = append(b, 0)
+		}
+		var err2 error
+		b, err2 = st.AppendBinary(b)
+		st.Zero()
+		if err2 != nil {
+			continue
+		}
+		b[countAt]++
+	}
+	return b
+}
+
+// Restored says what Restore brought back.
+type Restored struct {
+	Sessions int      // keypairs restored
+	Dropped  []string // why others were not ("expired", ...)
+	Ticket   bool
+}
+
+// Restore brings a saved state back into a new Peer, before the holder
+// sends anything. It fails if the state is for another identity.
+func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, err error) {
+	d := decoder{b: b}
+	if d.byte() != peerStateVersion {
+		return "", r, fmt.Errorf("%w: version", ErrStateFormat)
+	}
+	id := d.string()
+	var pub handshake.PublicKey
+	copy(pub[:], d.bytes(32))
+	endpoint = d.string()
+	handshakes, resumed := d.uint64(), d.uint64()
+	lastHS, lastFull := d.time(), d.time()
+	var held *heldTicket
+	if d.byte() == 1 {
+		held = &heldTicket{ticket: []byte(d.string())}
+		copy(held.secret[:], d.bytes(32))
+		held.received, held.expires = d.time(), d.time()
+	}
+	n := int(d.byte())
+	if d.err != nil {
+		return "", r, d.err
+	}
+	if id != p.cfg.ID || pub != p.cfg.PublicKey {
+		held.zero()
+		return "", r, ErrOtherIdentity
+	}
+	policy := p.host.Policy()
+	var slots [3]*rekey.Keypair
+	var ciphers [3]handshake.Cipher
+	var secretSlot = -1
+	var secret [32]byte
+	for range n {
+		slot, c, hasSecret := int(d.byte()), handshake.Cipher(d.byte()), d.byte()
+		if hasSecret == 1 {
+			copy(secret[:], d.bytes(32))
+		}
+		if d.err != nil || slot > slotNext {
+			break
+		}
+		st, used, err := rekey.ParseKeypairState(d.rest())
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.skip(used)
+		kp, err := rekey.ImportKeypair(st, policy, now, func(key []byte) (cipher.AEAD, error) {
+			return handshake.NewAEAD(c, (*[32]byte)(key))
+		})
+		st.Zero()
+		if err != nil {
+			r.Dropped = append(r.Dropped, dropReason(err))
+			continue
+		}
+		if !p.reg.Claim(kp.LocalIndex) {
+			kp.Zero()
+			r.Dropped = append(r.Dropped, "index in use")
+			continue
+		}
+		p.reg.Register(kp.LocalIndex, kp, c)
+		slots[slot], ciphers[slot] = kp, c
+		if hasSecret == 1 {
+			secretSlot = slot
+		}
+		r.Sessions++
+	}
+	if d.err != nil {
+		for _, kp := range slots {
+			if kp != nil {
+				kp.Zero()
+				p.reg.Release(kp.LocalIndex)
+			}
+		}
+		clear(secret[:])
+		held.zero()
+		return "", Restored{}, fmt.Errorf("%w: %v", ErrStateFormat, d.err)
+	}
+	p.keypairs.Restore(slots[slotPrevious], slots[slotCurrent], slots[slotNext])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, kp := range slots {
+		if kp != nil {
+			p.noteCipherLocked(kp, ciphers[i])
+		}
+	}
+	p.handshakes, p.resumed, p.lastHandshake, p.lastFull = handshakes, resumed, lastHS, lastFull
+	if held != nil && now.Before(held.expires) {
+		p.held.zero()
+		p.held, r.Ticket = held, true
+	} else {
+		held.zero()
+	}
+	if secretSlot >= 0 {
+		p.secret, p.secretFor = secret, slots[secretSlot]
+	}
+	clear(secret[:])
+	if r.Sessions > 0 {
+		p.restored = true
+		p.timers.HandshakeCompleted(now) // the session works: no handshake due
+	}
+	return endpoint, r, nil
+}
+
+func dropReason(err error) string {
+	switch {
+	case errors.Is(err, rekey.ErrStateExpired):
+		return "expired"
+	case errors.Is(err, rekey.ErrStateClock):
+		return "clock went back"
+	}
+	return "unusable"
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return binary.LittleEndian.AppendUint64(b, 0)
+	}
+	return binary.LittleEndian.AppendUint64(b, uint64(t.UnixNano()))
+}
+
+// decoder reads the encoding above; the first error sticks and every read
+// after it returns zero values, so callers check once.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if d.err != nil || n > len(d.b) {
+		if d.err == nil {
+			d.err = errors.New("truncated")
+		}
+		return make([]byte, n)
+	}
+	out := d.b[:n]
+	d.b = d.b[n:]
+	return out
+}
+
+func (d *decoder) byte() byte     { return d.bytes(1)[0] }
+func (d *decoder) uint64() uint64 { return binary.LittleEndian.Uint64(d.bytes(8)) }
+func (d *decoder) string() string {
+	return string(d.bytes(int(binary.LittleEndian.Uint16(d.bytes(2)))))
+}
+func (d *decoder) rest() []byte { return d.b }
+func (d *decoder) skip(n int)   { d.b = d.b[n:] }
+func (d *decoder) time() time.Time {
+	ns := d.uint64()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(ns))
+}

@@ -1,0 +1,84 @@
+package tunnel
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// restartHost closes h's device with its state saved and starts a new one
+// on a new TUN and the same address, restoring that state.
+func (p *pair) restartHost(t *testing.T, h *host, keepState bool) RestoreSummary {
+	t.Helper()
+	state, err := h.dev.CloseAndSave()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !keepState {
+		state = nil
+	}
+	h.tun = newMemTUN()
+	h.bind = p.net.bind(h.under)
+	d, err := New(h.cfg, Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RestoreState: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.dev = d
+	return d.Restored()
+}
+
+// A clean restart of b with its saved state: a sees no handshake and no
+// counter reset, traffic continues both ways, and a packet accepted before
+// the restart is refused after it.
+func TestRestartRestoresSessions(t *testing.T) {
+	p := newPair(t, nil)
+	aUnder, bUnder := netip.MustParseAddrPort(p.a.under), netip.MustParseAddrPort(p.b.under)
+	var lastData atomic.Pointer[[]byte] // the last data packet a sent to b
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if from == aUnder && len(b) > 32 && b[0] == 4 {
+			c := append([]byte(nil), b...)
+			lastData.Store(&c)
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("before"))
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("before back"))
+	p.b.tun.toTunnel <- back
+	p.a.expect(t, back)
+	before := *lastData.Load()
+	handshakes := p.a.peerStatus(t).Handshakes
+
+	sum := p.restartHost(t, p.b, true)
+	if sum.Sessions != 1 || sum.Peers != 1 {
+		t.Fatalf("restore: %s", sum)
+	}
+	if !p.b.peerStatus(t).Restored {
+		t.Fatal("show does not mark the restored session")
+	}
+	out = ipv4UDP("198.19.0.1", "198.19.0.2", []byte("after"))
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	back = ipv4UDP("198.19.0.2", "198.19.0.1", []byte("after back"))
+	p.b.tun.toTunnel <- back
+	p.a.expect(t, back)
+	if got := p.a.peerStatus(t).Handshakes; got != handshakes {
+		t.Fatalf("a handshook again across b's restart (%d, was %d)", got, handshakes)
+	}
+	p.net.inject(aUnder, bUnder, before) // replayed from before the restart
+	waitFor(t, 5*time.Second, "the replay to be refused", func() bool {
+		return p.b.peerStatus(t).Drops[DropReplayed] == 1
+	})
+
+	// Without the state (a crash): nothing is restored.
+	if sum := p.restartHost(t, p.b, false); sum.Sessions != 0 {
+		t.Fatalf("restored without a state: %s", sum)
+	}
+}
