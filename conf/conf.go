@@ -1,4 +1,4 @@
-// Package conf reads the TOML configuration of PRODUCT.md into typed values
+// Package conf reads the TOML configuration (docs/CONFIGURATION.md) into typed values
 // with defaults, and rejects every mistake it can find, each reported as
 // FILE:LINE: message, all of them in one run.
 package conf

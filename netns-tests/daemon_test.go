@@ -77,7 +77,7 @@ func (n *node) addPeer(other *node, withEndpoint bool, allowed ...string) {
 	n.Peers = append(n.Peers, p)
 }
 
-// config renders the TOML of PRODUCT.md.
+// config renders the TOML of docs/CONFIGURATION.md.
 func (n *node) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nlisten_port = %d\n",
