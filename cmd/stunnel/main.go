@@ -28,6 +28,7 @@ var commands = []command{
 	{"up", "up -c FILE             run the tunnel in the foreground (SIGHUP reloads)", cmdUp},
 	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},
 	{"demo", "demo                   two namespaced hosts, a tunnel, ping and throughput (root)", cmdDemo},
+	{"version", "version                version, Go version and build features", cmdVersion},
 }
 
 func usage() {

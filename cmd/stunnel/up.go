@@ -25,9 +25,15 @@ import (
 // reloads the configuration, keeping the running one if the new one is bad.
 func cmdUp(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	path := fs.String("c", "", "configuration file")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: stunnel up -c FILE")
+	path := fs.String("c", "", "configuration `FILE`")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: stunnel up -c FILE   (runs the tunnel in the foreground; SIGHUP reloads, SIGTERM stops)")
+	}
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if *path == "" {
+		fmt.Fprintln(os.Stderr, "stunnel up: no config given; use: stunnel up -c FILE")
 		return exitBadConfig
 	}
 	cfg, err := conf.Load(*path)
@@ -142,6 +148,11 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog
 			"running_addresses", fmt.Sprint(prefixStrings(running.Interface.Addresses)), "running_mtu", running.Interface.MTU)
 	}
 	level.Set(cfg.Interface.LogLevel)
+	// What runs is still the old addresses and MTU until a restart: keep
+	// them in the running configuration, so a second reload compares with
+	// (and reports) what the device really has.
+	cfg.Interface.Addresses = running.Interface.Addresses
+	cfg.Interface.MTU = running.Interface.MTU
 	return cfg
 }
 
