@@ -244,7 +244,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
 	if err != nil {
 		d.cancel()
-		return nil, fmt.Errorf("listening on UDP port %d: %w", cfg.Interface.ListenPort, err)
+		return nil, listenError(cfg.Interface.ListenPort, err)
 	}
 	d.port = port
 
@@ -275,6 +275,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.log.Info("tunnel up", "interface", d.name, "peer_id", d.peerID, "public_key", d.publicKey.String(),
 		"listen_port", d.port, "peers", len(set.list))
+	d.startPeers(set.list)
 	return d, nil
 }
 

@@ -321,9 +321,11 @@ func (p *Peer) flushPending() {
 	}
 }
 
-// sendKeepalive sends an empty authenticated packet, if a key exists.
+// sendKeepalive sends an empty authenticated packet, if a key exists;
+// without one, a persistent keepalive handshakes instead (keepPathOpen).
 func (p *Peer) sendKeepalive() {
 	if p.keypairs.Current(p.d.now()) == nil {
+		p.keepPathOpen()
 		return
 	}
 	b := p.d.pool.TryGet()
