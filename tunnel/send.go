@@ -169,7 +169,9 @@ func (d *Device) routeOut(r *tunReader, n int) {
 		}
 		p, ok := set.routes.Lookup(dst)
 		if !ok {
-			d.drops.add(dropNoRoute, 1)
+			if !linkChatter(dst) {
+				d.drops.add(dropNoRoute, 1)
+			}
 			continue
 		}
 		j := 0

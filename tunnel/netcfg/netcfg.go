@@ -56,6 +56,12 @@ func apply(h *netlink.Handle, ifname string, mtu int, addrs, routes []netip.Pref
 			return nil, fmt.Errorf("%s: setting MTU %d: %v", ifname, mtu, err)
 		}
 	}
+	// No IPv6 link-local address: without one the kernel sends no router
+	// solicitations into the tunnel, which no peer routes and which would
+	// only show up as no_route drops (the MLD reports a forwarding host
+	// still sends are dropped uncounted by the data plane: tunnel/chatter.go).
+	// Best effort: a host without IPv6 refuses it and needs it even less.
+	_ = h.LinkSetIP6AddrGenMode(link, in6AddrGenModeNone)
 	for _, a := range addrs {
 		if !a.IsValid() {
 			l.Remove()
@@ -225,3 +231,7 @@ func comparePrefix(a, b netip.Prefix) int {
 	}
 	return a.Bits() - b.Bits()
 }
+
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of <linux/if_link.h>
+// (`ip link set DEV addrgenmode none`), which x/sys/unix does not name.
+const in6AddrGenModeNone = 1
