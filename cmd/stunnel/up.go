@@ -86,14 +86,19 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 	}
-	link, err := netcfg.Apply(name, cfg.Interface.MTU, cfg.Interface.Addresses, tunnel.Routes(cfg))
+	link, err := netcfg.Apply(name, cfg.Interface.MTU, cfg.Interface.Addresses, mainRoutes(cfg))
 	if err != nil {
 		dev.Close()
 		return err
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
+	bind := udpbind.New()
+	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+		dev.Close()
+		return err
+	}
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log})
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
@@ -122,7 +127,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg = reload(cfg, d, link, log, level)
+			cfg = reload(cfg, d, link, bind, log, level)
 			_ = sdNotify("READY=1")
 		}
 	}
@@ -130,7 +135,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 
 // reload applies the file's current contents, or logs why not and returns
 // the running configuration unchanged.
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog.Logger, level *slog.LevelVar) *conf.Config {
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger, level *slog.LevelVar) *conf.Config {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
@@ -140,8 +145,11 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running
 	}
-	if err := link.SetRoutes(tunnel.Routes(cfg)); err != nil {
+	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
+	}
+	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+		log.Error("reload: updating the full tunnel failed", "err", err.Error())
 	}
 	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || cfg.Interface.MTU != running.Interface.MTU {
 		log.Warn("reload: address and mtu changes take effect at the next restart",

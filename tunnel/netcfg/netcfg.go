@@ -30,6 +30,10 @@ type Link struct {
 	mu     sync.Mutex     // guards addrs and routes; reload and shutdown may overlap
 	addrs  []netip.Prefix // addresses we added (not ones that were already there)
 	routes []netip.Prefix // routes we added, sorted
+
+	// full is the full-tunnel table route and rules we added, by netlink
+	// family (fulltunnel.go); guarded by mu.
+	full map[int]*fullTunnel
 }
 
 // Apply sets the MTU (0 leaves it as it is), adds the addresses, brings the
@@ -187,6 +191,9 @@ func (l *Link) Remove() error {
 		}
 	}
 	l.routes = nil
+	if err := l.removeAllFullTunnels(); err != nil {
+		note(err)
+	}
 	for _, a := range l.addrs {
 		err := l.h.AddrDel(l.link, &netlink.Addr{IPNet: ipNet(a)})
 		if err != nil && !gone(err) {
