@@ -82,6 +82,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	cfg.Interface.MTU = chooseMTU(cfg, log)
 	dev, err := tundev.Create(name, cfg.Interface.MTU)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
@@ -151,7 +152,7 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	if err := setFullTunnel(cfg, link, bind, log); err != nil {
 		log.Error("reload: updating the full tunnel failed", "err", err.Error())
 	}
-	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || cfg.Interface.MTU != running.Interface.MTU {
+	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || mtuChanged(running, cfg) {
 		log.Warn("reload: address and mtu changes take effect at the next restart",
 			"running_addresses", fmt.Sprint(prefixStrings(running.Interface.Addresses)), "running_mtu", running.Interface.MTU)
 	}
@@ -161,6 +162,7 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	// (and reports) what the device really has.
 	cfg.Interface.Addresses = running.Interface.Addresses
 	cfg.Interface.MTU = running.Interface.MTU
+	cfg.Interface.MTUAuto = running.Interface.MTUAuto
 	return cfg
 }
 
