@@ -15,12 +15,26 @@ TEST_TIMEOUT ?= 25m
 
 BIN := bin/stunnel
 
-.PHONY: all build demo test bench clean
+.PHONY: all build demo test bench clean install uninstall
+
+# make install: the binary, the systemd unit and /etc/stunnel (contrib/install.sh).
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNIT_NAME ?= stunnel
+export PREFIX DESTDIR UNIT_NAME
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/stunnel
+	@# Under sudo, give bin/ back to the user, so `make clean` works without root.
+	@if [ "$$(id -u)" = 0 ] && [ -n "$${SUDO_UID:-}" ]; then chown -R "$$SUDO_UID:$$SUDO_GID" $(dir $(BIN)); fi
+
+install: build
+	BIN=$(BIN) sh contrib/install.sh install
+
+uninstall:
+	sh contrib/install.sh uninstall
 
 demo: build
 	./$(BIN) demo

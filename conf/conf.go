@@ -1,4 +1,4 @@
-// Package conf reads the TOML configuration of PRODUCT.md into typed values
+// Package conf reads the TOML configuration (docs/CONFIGURATION.md) into typed values
 // with defaults, and rejects every mistake it can find, each reported as
 // FILE:LINE: message, all of them in one run.
 package conf
@@ -55,6 +55,9 @@ type Interface struct {
 	Addresses  []netip.Prefix      // as written: host address and its prefix length
 	MTU        int
 	LogLevel   slog.Level
+	// MTUAuto: no mtu key in the file. MTU holds DefaultMTU; `up` derives
+	// the MTU from the route to the endpoints instead (cmd/stunnel/mtu.go).
+	MTUAuto bool
 }
 
 // Session is the [session] table: key lifetimes and data-plane choices.

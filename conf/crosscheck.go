@@ -91,7 +91,9 @@ func (p *parser) endpointLoop(c *Config, i, line int) {
 	}
 	for j, o := range c.Peers {
 		for _, pfx := range o.AllowedIPs {
-			if pfx.Contains(a) {
+			// A /0 is a full tunnel: the daemon exempts its own packets
+			// with a firewall mark and a routing table (tunnel/netcfg).
+			if pfx.Bits() > 0 && pfx.Contains(a) {
 				p.addf(line, "endpoint %s of peer %q lies inside allowed_ips %s of peer %q; its encrypted packets would be routed into the tunnel itself", pr.Endpoint, pr.ID, pfx, c.Peers[j].ID)
 			}
 		}

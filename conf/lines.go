@@ -54,6 +54,9 @@ func locateKeys(src []byte, md toml.MetaData) map[string]int {
 					n++
 				}
 				arrayIndex[keyPath(k...)] = n
+				if !seen { // the array's own line: its first header (a misspelt [[peers]] is reported there)
+					out[p] = l + 1
+				}
 				p = keyPath(p, strconv.Itoa(n))
 			}
 			context = k

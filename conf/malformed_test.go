@@ -34,6 +34,7 @@ func TestMalformed(t *testing.T) {
 		{"unknown key hint", iface + "listen_prot = 5\n", 6, `did you mean "listen_port"?`},
 		{"unknown peer key", iface + peerB + "endpiont = \"198.18.0.2:1\"\n", 10, `unknown key "endpiont" in [[peer]] #1`},
 		{"unknown session key", iface + "[session]\nrekey = \"3s\"\n", 7, `unknown key "rekey" in [session]`},
+		{"misspelt array of tables at its header", iface + peerB + "[[peers]]\nid = \"c\"\n[[peers]]\nid = \"d\"\n", 10, `unknown key "peers" in the top level`},
 		{"interface as array", `[[interface]]
 name = "x"
 `, 1, "interface must be a table written [interface]"},

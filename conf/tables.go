@@ -45,6 +45,8 @@ func (p *parser) iface(t table, in *Interface) {
 	}
 
 	in.MTU = DefaultMTU
+	_, written := t.m["mtu"]
+	in.MTUAuto = !written
 	if n, line, ok := p.int(t, "mtu"); ok {
 		if n < MinMTU || n > MaxMTU {
 			p.addf(line, "mtu %d is out of range %d..%d", n, MinMTU, MaxMTU)

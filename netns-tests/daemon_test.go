@@ -40,6 +40,7 @@ type node struct {
 	Underlay string   // underlay address without length, for peers' endpoints
 	Address  []string // overlay addresses with length
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
+	MTU      string   // the mtu line's value: "" for 1420, "none" for no mtu key
 	Peers    []peerConf
 
 	dir, cfgPath, runDir, logPath string
@@ -77,12 +78,19 @@ func (n *node) addPeer(other *node, withEndpoint bool, allowed ...string) {
 	n.Peers = append(n.Peers, p)
 }
 
-// config renders the TOML of PRODUCT.md.
+// config renders the TOML of docs/CONFIGURATION.md.
 func (n *node) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nlisten_port = %d\n",
 		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), listenPort)
-	fmt.Fprintf(&b, "address = %s\nmtu = 1420\n", tomlList(n.Address))
+	fmt.Fprintf(&b, "address = %s\n", tomlList(n.Address))
+	switch n.MTU {
+	case "":
+		b.WriteString("mtu = 1420\n")
+	case "none":
+	default:
+		b.WriteString("mtu = " + n.MTU + "\n")
+	}
 	if len(n.Session) > 0 {
 		b.WriteString("\n[session]\n" + strings.Join(n.Session, "\n") + "\n")
 	}

@@ -9,7 +9,7 @@
 // builds its own hosts, and removes them, its processes and its files in
 // t.Cleanup, also when it fails.
 //
-// Addresses (PRODUCT.md): underlay 198.18.0.0/16, overlay and LAN subnets
+// Addresses (README.md, "Development"): underlay 198.18.0.0/16, overlay and LAN subnets
 // 198.19.0.0/16, IPv6 in fd00::/8. Nothing else is ever addressed.
 package netnstests
 

@@ -42,7 +42,8 @@ type Policy struct {
 	ReplayWindow        uint64        // replay window in packets; power of two
 }
 
-// DefaultPolicy returns the defaults of PRODUCT.md (and WireGuard).
+// DefaultPolicy returns the documented defaults (docs/CONFIGURATION.md,
+// [session]), which are WireGuard's.
 func DefaultPolicy() Policy {
 	return Policy{
 		RekeyAfterTime:      DefaultRekeyAfterTime,

@@ -4,8 +4,8 @@ import "sync"
 
 // bufferPool hands out packet buffers of bufferSize bytes and bounds how many
 // exist at once: Get blocks while limit buffers are out, so a flood can slow
-// the tunnel down but never grow its memory without bound (the OOM reports
-// against unbounded pools in ANCHORS.md). The limit follows the number of
+// the tunnel down but never grow its memory without bound (pools that grow
+// with the load are a known cause of out-of-memory kills in userspace tunnels). The limit follows the number of
 // peers across reloads (SetLimit), since each may hold a pending queue.
 //
 // Buffers are kept on a LIFO free list rather than in a sync.Pool: the most

@@ -77,6 +77,9 @@ type Options struct {
 	// TickInterval drives the timers (0: 50 ms; negative: no ticker, the
 	// test calls tick itself).
 	TickInterval time.Duration
+	// QuietStart keeps peers from handshaking at start (startPeers): for
+	// tests that drive every handshake themselves, packet by packet.
+	QuietStart bool
 	// RestoreState is a state saved by CloseAndSave (and taken from the
 	// state file), restored before anything is sent; nil: none.
 	RestoreState []byte
@@ -256,7 +259,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
 	if err != nil {
 		d.cancel()
-		return nil, fmt.Errorf("listening on UDP port %d: %w", cfg.Interface.ListenPort, err)
+		return nil, listenError(cfg.Interface.ListenPort, err)
 	}
 	d.port = port
 
@@ -287,6 +290,9 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.log.Info("tunnel up", "interface", d.name, "peer_id", d.peerID, "public_key", d.host.PublicKey().String(),
 		"listen_port", d.port, "peers", len(set.list))
+	if !opt.QuietStart {
+		d.startPeers(set.list)
+	}
 	return d, nil
 }
 

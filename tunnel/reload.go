@@ -38,10 +38,12 @@ func (d *Device) Reload(cfg *conf.Config) error {
 	d.pool.SetLimit(bufferLimit(d.batch, max(len(set.list), len(old.list))))
 	d.peers.Store(set)
 	var added, removed []string
+	var addedPeers []*Peer
 	for _, p := range set.list {
 		if old.byID[p.id] != p {
 			p.start()
 			added = append(added, p.id)
+			addedPeers = append(addedPeers, p)
 		}
 	}
 	for _, p := range old.list {
@@ -55,6 +57,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 	d.pool.SetLimit(bufferLimit(d.batch, len(set.list)))
 	d.log.Info("configuration reloaded", "interface", d.name, "peers", len(set.list),
 		"added", added, "removed", removed)
+	d.startPeers(addedPeers)
 	return nil
 }
 

@@ -170,7 +170,9 @@ func (d *Device) routeOut(r *tunReader, n int) {
 		}
 		p, ok := set.routes.Lookup(dst)
 		if !ok {
-			d.drops.add(dropNoRoute, 1)
+			if !linkChatter(dst) {
+				d.drops.add(dropNoRoute, 1)
+			}
 			continue
 		}
 		j := 0
@@ -322,9 +324,11 @@ func (p *Peer) flushPending() {
 	}
 }
 
-// sendKeepalive sends an empty authenticated packet, if a key exists.
+// sendKeepalive sends an empty authenticated packet, if a key exists;
+// without one, a persistent keepalive handshakes instead (keepPathOpen).
 func (p *Peer) sendKeepalive() {
 	if p.sess.Current(p.d.now()) == nil {
+		p.keepPathOpen()
 		return
 	}
 	b := p.d.pool.TryGet()

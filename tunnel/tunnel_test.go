@@ -131,7 +131,9 @@ func newPairOpts(t testing.TB, mutate func(a, b *conf.Config), inline int, bTUN 
 		if h == p.b && bTUN != nil {
 			dev = bTUN(h.tun)
 		}
-		o := Options{TUN: dev, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline}
+		// Quiet: most tests drive every handshake themselves; startup_test.go
+		// turns the handshake at start back on.
+		o := Options{TUN: dev, Bind: h.bind, Now: p.clock.Now, TickInterval: -1, Logger: log, InlineLimit: inline, QuietStart: true}
 		if opts != nil {
 			opts(h, &o)
 		}

@@ -44,6 +44,6 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	for i := range c.Peers {
 		c.Peers[i].PresharedKey.Zero()
 	}
-	fmt.Fprintf(stdout, "%s: ok (interface %s, peer_id %q, %d peers)\n", *path, c.Interface.Name, c.Interface.PeerID, len(c.Peers))
+	fmt.Fprintf(stdout, "%s: ok (interface %s, peer_id %q, %s)\n", *path, c.Interface.Name, c.Interface.PeerID, plural(len(c.Peers), "peer"))
 	return exitOK
 }

@@ -135,6 +135,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.writeConfigs(); err != nil {
 		return err
 	}
+	if err := d.printConfigs(); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(d.out, "two test hosts in network namespaces, joined by a veth pair (files in %s):\n", dir)
 	for _, h := range []*demoHost{d.a, d.b} {
@@ -170,6 +173,10 @@ func (d *demo) run(ctx context.Context) error {
 	err = d.ping(ctx)
 	if err == nil {
 		err = d.throughput(ctx)
+	}
+	if err == nil {
+		err = d.show(ctx)
+		d.explainThroughput()
 	}
 	if err != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w%s%s", err, logTail(d.a.logPath), logTail(d.b.logPath))

@@ -85,6 +85,13 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(stdout, "cleaned up") {
 		t.Error("did not report its cleanup")
 	}
+	// It teaches the workflow: the configs it wrote, `stunnel show`, and
+	// why its figure is not README's.
+	for _, want := range []string{"[interface]", "[[peer]]", "stunnel show -c", "peer: host-b", "README's headline"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
 	assertCleanedUp(t, stdout)
 }
 

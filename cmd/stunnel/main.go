@@ -1,5 +1,5 @@
-// Command stunnel is the single binary of the product: the subcommands of
-// PRODUCT.md and nothing else. Each subcommand lives in its own file and
+// Command stunnel is the single binary of the product: the subcommands listed
+// in README.md ("Operating it") and nothing else. Each subcommand lives in its own file and
 // returns its exit code; main only dispatches.
 package main
 
@@ -8,7 +8,7 @@ import (
 	"os"
 )
 
-// Exit codes fixed by PRODUCT.md.
+// Exit codes, a contract with scripts and systemd (README.md, "Operating it").
 const (
 	exitOK        = 0
 	exitRuntime   = 1 // runtime failure; `show`: no tunnel runs
@@ -28,6 +28,7 @@ var commands = []command{
 	{"up", "up -c FILE             run the tunnel in the foreground (SIGHUP reloads)", cmdUp},
 	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},
 	{"demo", "demo                   two namespaced hosts, a tunnel, ping and throughput (root)", cmdDemo},
+	{"version", "version                version, Go version and build features", cmdVersion},
 }
 
 func usage() {

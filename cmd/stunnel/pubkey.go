@@ -20,24 +20,42 @@ func cmdPubkey(args []string) int { return runPubkey(args, os.Stdin, os.Stdout, 
 func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pubkey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: stunnel pubkey < PRIVATE.key   (prints the public key)") }
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: stunnel pubkey [PRIVATE.key]   (prints the public key; reads stdin without a file)")
+	}
+	// One optional file argument, so `sudo stunnel pubkey /etc/stunnel/x.key`
+	// works where `sudo stunnel pubkey < x.key` cannot: the redirect runs in
+	// the caller's shell, without root.
+	var file string
+	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
+		file, args = args[len(args)-1], args[:len(args)-1]
+	}
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if file != "" && file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "stunnel pubkey: %v (run it as a user who may read the key, e.g. with sudo)\n", err)
+			return exitBadConfig
+		}
+		defer f.Close()
+		stdin = f
 	}
 	buf := make([]byte, maxKeyInput+1)
 	defer clear(buf)
 	n, err := io.ReadFull(stdin, buf)
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		fmt.Fprintf(stderr, "stunnel pubkey: reading stdin: %v\n", err)
+		fmt.Fprintf(stderr, "stunnel pubkey: reading the key: %v\n", err)
 		return exitRuntime
 	}
 	if n > maxKeyInput {
-		fmt.Fprintln(stderr, "stunnel pubkey: stdin is too long to be a private key; pipe in the output of stunnel genkey")
+		fmt.Fprintln(stderr, "stunnel pubkey: the input is too long to be a private key; give it a file written by stunnel genkey")
 		return exitBadConfig
 	}
 	k, err := handshake.ParsePrivateKey(strings.TrimSpace(string(buf[:n])))
 	if err != nil || k.IsZero() {
-		fmt.Fprintln(stderr, "stunnel pubkey: stdin does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)")
+		fmt.Fprintln(stderr, "stunnel pubkey: the input does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)")
 		return exitBadConfig
 	}
 	defer k.Zero()

@@ -25,9 +25,15 @@ import (
 // reloads the configuration, keeping the running one if the new one is bad.
 func cmdUp(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	path := fs.String("c", "", "configuration file")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: stunnel up -c FILE")
+	path := fs.String("c", "", "configuration `FILE`")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: stunnel up -c FILE   (runs the tunnel in the foreground; SIGHUP reloads, SIGTERM stops)")
+	}
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if *path == "" {
+		fmt.Fprintln(os.Stderr, "stunnel up: no config given; use: stunnel up -c FILE")
 		return exitBadConfig
 	}
 	cfg, err := conf.Load(*path)
@@ -76,18 +82,24 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	cfg.Interface.MTU = chooseMTU(cfg, log)
 	dev, err := tundev.Create(name, cfg.Interface.MTU)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 	}
-	link, err := netcfg.Apply(name, cfg.Interface.MTU, cfg.Interface.Addresses, tunnel.Routes(cfg))
+	link, err := netcfg.Apply(name, cfg.Interface.MTU, cfg.Interface.Addresses, mainRoutes(cfg))
 	if err != nil {
 		dev.Close()
 		return err
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
+	bind := udpbind.New()
+	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+		dev.Close()
+		return err
+	}
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log})
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
@@ -116,7 +128,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg = reload(cfg, d, link, log, level)
+			cfg = reload(cfg, d, link, bind, log, level)
 			_ = sdNotify("READY=1")
 		}
 	}
@@ -124,7 +136,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 
 // reload applies the file's current contents, or logs why not and returns
 // the running configuration unchanged.
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog.Logger, level *slog.LevelVar) *conf.Config {
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger, level *slog.LevelVar) *conf.Config {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
@@ -134,14 +146,23 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running
 	}
-	if err := link.SetRoutes(tunnel.Routes(cfg)); err != nil {
+	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
 	}
-	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || cfg.Interface.MTU != running.Interface.MTU {
+	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+		log.Error("reload: updating the full tunnel failed", "err", err.Error())
+	}
+	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || mtuChanged(running, cfg) {
 		log.Warn("reload: address and mtu changes take effect at the next restart",
 			"running_addresses", fmt.Sprint(prefixStrings(running.Interface.Addresses)), "running_mtu", running.Interface.MTU)
 	}
 	level.Set(cfg.Interface.LogLevel)
+	// What runs is still the old addresses and MTU until a restart: keep
+	// them in the running configuration, so a second reload compares with
+	// (and reports) what the device really has.
+	cfg.Interface.Addresses = running.Interface.Addresses
+	cfg.Interface.MTU = running.Interface.MTU
+	cfg.Interface.MTUAuto = running.Interface.MTUAuto
 	return cfg
 }
 

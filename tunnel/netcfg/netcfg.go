@@ -30,6 +30,10 @@ type Link struct {
 	mu     sync.Mutex     // guards addrs and routes; reload and shutdown may overlap
 	addrs  []netip.Prefix // addresses we added (not ones that were already there)
 	routes []netip.Prefix // routes we added, sorted
+
+	// full is the full-tunnel table route and rules we added, by netlink
+	// family (fulltunnel.go); guarded by mu.
+	full map[int]*fullTunnel
 }
 
 // Apply sets the MTU (0 leaves it as it is), adds the addresses, brings the
@@ -56,6 +60,12 @@ func apply(h *netlink.Handle, ifname string, mtu int, addrs, routes []netip.Pref
 			return nil, fmt.Errorf("%s: setting MTU %d: %v", ifname, mtu, err)
 		}
 	}
+	// No IPv6 link-local address: without one the kernel sends no router
+	// solicitations into the tunnel, which no peer routes and which would
+	// only show up as no_route drops (the MLD reports a forwarding host
+	// still sends are dropped uncounted by the data plane: tunnel/chatter.go).
+	// Best effort: a host without IPv6 refuses it and needs it even less.
+	_ = h.LinkSetIP6AddrGenMode(link, in6AddrGenModeNone)
 	for _, a := range addrs {
 		if !a.IsValid() {
 			l.Remove()
@@ -181,6 +191,9 @@ func (l *Link) Remove() error {
 		}
 	}
 	l.routes = nil
+	if err := l.removeAllFullTunnels(); err != nil {
+		note(err)
+	}
 	for _, a := range l.addrs {
 		err := l.h.AddrDel(l.link, &netlink.Addr{IPNet: ipNet(a)})
 		if err != nil && !gone(err) {
@@ -225,3 +238,7 @@ func comparePrefix(a, b netip.Prefix) int {
 	}
 	return a.Bits() - b.Bits()
 }
+
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of <linux/if_link.h>
+// (`ip link set DEV addrgenmode none`), which x/sys/unix does not name.
+const in6AddrGenModeNone = 1

@@ -120,7 +120,7 @@ nebula_up() {
 	TARGET=$OL_B
 }
 
-# --- stunnel, configured as PRODUCT.md says -------------------------------
+# --- stunnel, configured as docs/CONFIGURATION.md says -------------------------------
 
 # stunnel_up CIPHER
 stunnel_up() {

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"stunnel/handshake"
+)
+
+func TestVersion(t *testing.T) {
+	stdout, stderr, code := runStunnel(t, "", "version")
+	if code != 0 || stderr != "" {
+		t.Fatalf("version: exit %d, stderr %q", code, stderr)
+	}
+	for _, re := range []string{`(?m)^stunnel \S+$`, `(?m)^go: go\S+$`, `(?m)^pkcs11: (yes|no)$`} {
+		if !regexp.MustCompile(re).MatchString(stdout) {
+			t.Errorf("version output lacks %s:\n%s", re, stdout)
+		}
+	}
+	if _, _, code := runStunnel(t, "", "version", "extra"); code != 2 {
+		t.Errorf("version extra: exit %d, want 2", code)
+	}
+}
+
+// Every subcommand's -h/--help prints its usage and exits 0; a wrong flag
+// still exits 2.
+func TestHelpExitsZero(t *testing.T) {
+	for _, cmd := range []string{"up", "check", "pubkey", "genkey", "version"} {
+		for _, h := range []string{"-h", "--help"} {
+			_, stderr, code := runStunnel(t, "", cmd, h)
+			if code != 0 || !strings.Contains(stderr, "usage: stunnel "+cmd) {
+				t.Errorf("%s %s: exit %d, stderr %q", cmd, h, code, stderr)
+			}
+		}
+	}
+	if _, stderr, code := runStunnel(t, "", "up", "--bogus"); code != 2 || stderr == "" {
+		t.Errorf("up --bogus: exit %d, stderr %q", code, stderr)
+	}
+	if _, stderr, code := runStunnel(t, "", "up"); code != 2 || !strings.Contains(stderr, "stunnel up -c FILE") {
+		t.Errorf("up without -c: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// `sudo stunnel pubkey FILE` works where `sudo stunnel pubkey < FILE` cannot
+// (the redirect runs in the caller's shell).
+func TestPubkeyFileArgument(t *testing.T) {
+	priv := mustGenkey(t)
+	path := filepath.Join(t.TempDir(), "a.key")
+	if err := os.WriteFile(path, []byte(priv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromStdin, _, code := runStunnel(t, priv, "pubkey")
+	if code != 0 {
+		t.Fatalf("pubkey < key: exit %d", code)
+	}
+	fromFile, stderr, code := runStunnel(t, "", "pubkey", path)
+	if code != 0 || fromFile != fromStdin {
+		t.Fatalf("pubkey FILE: exit %d, %q, want %q (stderr %q)", code, fromFile, fromStdin, stderr)
+	}
+	_, stderr, code = runStunnel(t, "", "pubkey", filepath.Join(t.TempDir(), "missing.key"))
+	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "missing.key") {
+		t.Errorf("pubkey MISSING: exit %d, stderr %q", code, stderr)
+	}
+	if _, _, code := runStunnel(t, "", "pubkey", path, path); code != 2 {
+		t.Errorf("pubkey with two files: exit %d, want 2", code)
+	}
+}
+
+func TestCheckSaysOnePeer(t *testing.T) {
+	dir := t.TempDir()
+	priv, _ := handshake.ParsePrivateKey(strings.TrimSpace(mustGenkey(t)))
+	peer, _ := handshake.ParsePrivateKey(strings.TrimSpace(mustGenkey(t)))
+	path := filepath.Join(dir, "one.toml")
+	if err := os.WriteFile(path, []byte(`[interface]
+name = "st0"
+peer_id = "a"
+private_key = "`+priv.Base64()+`"
+address = ["198.19.0.1/24"]
+
+[[peer]]
+id = "b"
+public_key = "`+peer.PublicKey().String()+`"
+allowed_ips = ["198.19.0.2/32"]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runStunnel(t, "", "check", "-c", path)
+	if code != 0 || !strings.Contains(stdout, "1 peer)") {
+		t.Errorf("check: exit %d, stdout %q, stderr %q; want \"1 peer\"", code, stdout, stderr)
+	}
+}

@@ -1,0 +1,172 @@
+// Package contrib holds the files installed next to the binary (the systemd
+// unit, install.sh); its tests run `make install` and `make uninstall` into
+// a temporary DESTDIR, as a new user's `sudo make install` would.
+package contrib
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// makeIn runs make in the repository root with the given variables.
+func makeIn(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	cmd := exec.Command("make", append([]string{"-s", "-C", ".."}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, "GO="+filepath.Join(runtime.GOROOT(), "bin", "go"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return fi.Mode()
+}
+
+func TestMakeInstallUninstall(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "dest")
+	vars := []string{"DESTDIR=" + dest, "BIN=" + filepath.Join(dir, "build", "stunnel"), "SYSROOT=" + filepath.Join(dir, "sys"), "DPKG=false"}
+	out, err := makeIn(t, nil, append([]string{"install"}, vars...)...)
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	bin := filepath.Join(dest, "usr/local/bin/stunnel")
+	unit := filepath.Join(dest, "etc/systemd/system/stunnel@.service")
+	confDir := filepath.Join(dest, "etc/stunnel")
+	if m := mode(t, bin); m.Perm() != 0o755 {
+		t.Errorf("binary mode %v, want 0755", m)
+	}
+	if m := mode(t, unit); m.Perm() != 0o644 {
+		t.Errorf("unit mode %v, want 0644", m)
+	}
+	if m := mode(t, confDir); !m.IsDir() || m.Perm() != 0o700 {
+		t.Errorf("/etc/stunnel mode %v, want a 0700 directory", m)
+	}
+	if v, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(v), "stunnel ") {
+		t.Errorf("installed binary: version: %v %q", err, v)
+	}
+	u, _ := os.ReadFile(unit)
+	if !strings.Contains(string(u), "ExecStart=/usr/local/bin/stunnel up -c /etc/stunnel/%i.toml") {
+		t.Errorf("installed unit does not run the installed binary on /etc/stunnel/%%i.toml:\n%s", u)
+	}
+
+	// Installing again over our own files is fine.
+	if out, err := makeIn(t, nil, append([]string{"install"}, vars...)...); err != nil {
+		t.Fatalf("second make install: %v\n%s", err, out)
+	}
+
+	// Uninstall keeps /etc/stunnel while it holds a key.
+	key := filepath.Join(confDir, "a.key")
+	if err := os.WriteFile(key, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = makeIn(t, nil, append([]string{"uninstall"}, vars...)...)
+	if err != nil {
+		t.Fatalf("make uninstall: %v\n%s", err, out)
+	}
+	for _, p := range []string{bin, unit} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still there after uninstall (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(key); err != nil || !strings.Contains(out, "kept") {
+		t.Errorf("uninstall removed the key or did not say it kept %s: %v\n%s", confDir, err, out)
+	}
+}
+
+// With Debian's stunnel4 present, install refuses (and installs nothing)
+// unless the unit gets another name; a unit file that is not ours is never
+// overwritten.
+func TestMakeInstallRefusesToClobberStunnel4(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, dir string) []string
+	}{
+		{"unit of another package", func(t *testing.T, dir string) []string {
+			p := filepath.Join(dir, "sys/lib/systemd/system/stunnel@.service")
+			writeFile(t, p, "[Service]\nExecStart=/usr/bin/stunnel /etc/stunnel/%i.conf\n")
+			return []string{"DPKG=false"}
+		}},
+		{"dpkg owns /usr/bin/stunnel", func(t *testing.T, dir string) []string {
+			fake := filepath.Join(dir, "fake-dpkg")
+			writeFile(t, fake, "#!/bin/sh\n[ \"$1 $2\" = \"-S /usr/bin/stunnel\" ] && echo 'stunnel4: /usr/bin/stunnel'\n")
+			os.Chmod(fake, 0o755)
+			return []string{"DPKG=" + fake}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			dest := filepath.Join(dir, "dest")
+			vars := append(c.setup(t, dir), "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"), "SYSROOT="+filepath.Join(dir, "sys"))
+			out, err := makeIn(t, nil, append([]string{"install"}, vars...)...)
+			if err == nil || !strings.Contains(out, "stunnel4") || !strings.Contains(out, "UNIT_NAME=") {
+				t.Fatalf("make install with stunnel4 present: err %v, want a refusal naming stunnel4 and UNIT_NAME:\n%s", err, out)
+			}
+			if _, err := os.Stat(filepath.Join(dest, "usr/local/bin/stunnel")); !os.IsNotExist(err) {
+				t.Fatalf("the refused install installed the binary anyway")
+			}
+			out, err = makeIn(t, nil, append([]string{"install", "UNIT_NAME=stunnel-tunnel"}, vars...)...)
+			if err != nil {
+				t.Fatalf("make install UNIT_NAME=stunnel-tunnel: %v\n%s", err, out)
+			}
+			if _, err := os.Stat(filepath.Join(dest, "etc/systemd/system/stunnel-tunnel@.service")); err != nil {
+				t.Fatalf("unit not installed under its own name: %v", err)
+			}
+		})
+	}
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "dest")
+	foreign := filepath.Join(dest, "etc/systemd/system/stunnel@.service")
+	writeFile(t, foreign, "[Service]\nExecStart=/bin/true\n")
+	out, err := makeIn(t, nil, "install", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"), "SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
+	if b, _ := os.ReadFile(foreign); err == nil || string(b) != "[Service]\nExecStart=/bin/true\n" {
+		t.Fatalf("a foreign unit file was overwritten (err %v):\n%s", err, out)
+	}
+}
+
+// The unit must not loop on a bad config: no ExecStartPre (its failure
+// restarts the unit, and RestartPreventExitStatus= looks only at the main
+// process), and `up`'s exit 2 stops restarts.
+func TestUnitDoesNotLoopOnBadConfig(t *testing.T) {
+	b, err := os.ReadFile("stunnel@.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var directives []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			directives = append(directives, l)
+		}
+	}
+	u := strings.Join(directives, "\n")
+	if strings.Contains(u, "ExecStartPre=") {
+		t.Error("the unit has an ExecStartPre=: a failing one restarts the unit every RestartSec")
+	}
+	for _, want := range []string{"ExecStart=/usr/local/bin/stunnel up -c /etc/stunnel/%i.toml", "RestartPreventExitStatus=2", "Restart=on-failure"} {
+		if !strings.Contains(u, want) {
+			t.Errorf("the unit lacks %q", want)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
