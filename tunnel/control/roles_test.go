@@ -73,7 +73,7 @@ func TestRoleMatrix(t *testing.T) {
 	allowed := map[string][]string{
 		"status": {"root", "reader", "operator", "both"}, "metrics": {"root", "reader", "operator", "both"},
 		"reload": {"root", "operator"}, "rekey": {"root", "operator"}, "disconnect": {"root", "operator"},
-		"state save": {"root", "operator"},
+		"state save":   {"root", "operator"},
 		"tickets list": {"root", "officer", "both"}, "tickets add": {"root", "officer", "both"},
 		"tickets retire": {"root", "officer", "both"},
 	}
