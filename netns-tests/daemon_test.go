@@ -41,6 +41,7 @@ type node struct {
 	Address  []string // overlay addresses with length
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
 	Peers    []peerConf
+	Extra    string // raw TOML tables appended to the config, e.g. "[control]\n..."
 
 	dir, cfgPath, runDir, logPath string
 	// brokenConfig is set while the config file is deliberately invalid:
@@ -94,6 +95,9 @@ func (n *node) config() string {
 		if p.Keepalive != "" {
 			fmt.Fprintf(&b, "persistent_keepalive = %q\n", p.Keepalive)
 		}
+	}
+	if n.Extra != "" {
+		b.WriteString("\n" + n.Extra + "\n")
 	}
 	return b.String()
 }

@@ -26,7 +26,8 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	path := fs.String("c", "", "config `FILE` whose [interface] name to show")
 	ifname := fs.String("i", "", "interface `NAME` to show")
 	asJSON := fs.Bool("json", false, "print a JSON array of statuses")
-	const usage = "usage: stunnel show [-c FILE | -i NAME] [--json]"
+	asMetrics := fs.Bool("metrics", false, "print the Prometheus metrics of the tunnel")
+	const usage = "usage: stunnel show [-c FILE | -i NAME] [--json | --metrics]"
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, usage)
@@ -58,6 +59,10 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 			fmt.Fprintf(stderr, "stunnel show: no tunnel running (no control socket in %s)\n", control.Dir())
 			return exitRuntime
 		}
+	}
+
+	if *asMetrics {
+		return showMetrics(sockets, stdout, stderr)
 	}
 
 	var statuses []tunnel.Status
@@ -103,6 +108,21 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	if failed {
 		return exitRuntime
 	}
+	return exitOK
+}
+
+// showMetrics prints the metrics of one tunnel, as /metrics serves them.
+func showMetrics(sockets []string, stdout, stderr io.Writer) int {
+	if len(sockets) != 1 {
+		fmt.Fprintf(stderr, "stunnel show: --metrics: %d tunnels run here; pick one with -c FILE or -i NAME\n", len(sockets))
+		return exitBadConfig
+	}
+	reply, err := control.Query(sockets[0], "metrics", "")
+	if err != nil {
+		fmt.Fprintf(stderr, "stunnel show: %v\n", err)
+		return exitRuntime
+	}
+	stdout.Write(reply)
 	return exitOK
 }
 
