@@ -137,7 +137,7 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 	}
 	switch command {
 	case "rekey":
-		fmt.Fprintf(stdout, "handshake with %s started\n", arg)
+		fmt.Fprintf(stdout, "new handshake with %s requested\n", arg)
 	case "disconnect":
 		fmt.Fprintf(stdout, "%s disconnected: its sessions are dropped and zeroed\n", arg)
 	case "reload":

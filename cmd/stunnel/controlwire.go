@@ -44,7 +44,7 @@ func controlHandlers(d *tunnel.Device, metricsHandler http.Handler, reloads chan
 // peerErr makes an unknown peer a 404 for the client.
 func peerErr(err error) error {
 	if errors.Is(err, tunnel.ErrNoPeer) {
-		return fmt.Errorf("%w (%w)", err, control.ErrNotFound)
+		return control.NotFound(err)
 	}
 	return err
 }

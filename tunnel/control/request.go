@@ -156,3 +156,11 @@ var (
 	// ErrNotAvailable: this build cannot do the command yet: 501.
 	ErrNotAvailable = errors.New("not available in this build yet")
 )
+
+// NotFound marks err as ErrNotFound (a 404) and keeps its message as it is.
+func NotFound(err error) error { return notFound{err} }
+
+type notFound struct{ error }
+
+func (notFound) Is(target error) bool { return target == ErrNotFound }
+func (e notFound) Unwrap() error      { return e.error }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -53,7 +54,6 @@ type Server struct {
 	wg    sync.WaitGroup
 
 	closeOnce sync.Once
-	closeErr  error
 }
 
 type sock struct {
@@ -272,6 +272,7 @@ func (s *Server) run(cmd Command, arg string) ([]byte, error) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
+	msg = strings.ReplaceAll(msg, "\n", "; ") // errors are one line
 	b, _ := json.Marshal(struct {
 		Error string `json:"error"`
 	}{msg})
@@ -295,5 +296,5 @@ func (s *Server) Close() error {
 			removeIfOurs(k.path, k.ino)
 		}
 	})
-	return s.closeErr
+	return nil
 }
