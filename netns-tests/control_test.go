@@ -184,6 +184,25 @@ func TestControlRoles(t *testing.T) {
 		}
 	}
 
+	// rekey as the operator really starts a handshake on fresh keys, and
+	// disconnect really drops the session (the next packet makes a new one).
+	before := a.peer(b.ID)
+	op := users["operator"]
+	if code, _, errs := runAs(bin, runDir, &op, "rekey", "-i", devName, b.ID); code != 0 {
+		t.Fatalf("rekey as operator: exit %d: %s", code, errs)
+	}
+	waitFor(t, sessionWait, "the rekey's handshake", func() bool {
+		p := a.peer(b.ID)
+		return p.Handshakes > before.Handshakes && p.SessionID != "" && p.SessionID != before.SessionID
+	})
+	if code, _, errs := runAs(bin, runDir, &op, "disconnect", "-i", devName, b.ID); code != 0 {
+		t.Fatalf("disconnect as operator: exit %d: %s", code, errs)
+	}
+	if p := a.peer(b.ID); p.SessionID != "" {
+		t.Errorf("session %s still current after disconnect", p.SessionID)
+	}
+	pingUntil(t, a.ns, overB, sessionWait)
+
 	type want struct {
 		ok  bool   // exit 0
 		msg string // else stderr, after "stunnel CMD: "
@@ -227,7 +246,7 @@ func TestControlRoles(t *testing.T) {
 		command, arg string
 		outcome      string
 	}
-	var audits []auditWant
+	audits := []auditWant{{op.uid, "rekey", b.ID, "ok"}, {op.uid, "disconnect", b.ID, "ok"}}
 	for _, c := range commands {
 		cli := strings.Join(c.args[:1], "")
 		if c.args[0] == "state" || c.args[0] == "tickets" {
@@ -284,7 +303,11 @@ func TestControlRoles(t *testing.T) {
 	if len(lines) != len(audits) {
 		t.Errorf("%d audit lines, want %d:\n%s", len(lines), len(audits), strings.Join(lines, "\n"))
 	}
+	same := map[auditWant]int{}
 	for _, w := range audits {
+		same[w]++
+	}
+	for w, n := range same {
 		found := 0
 		for _, line := range lines {
 			if strings.Contains(line, fmt.Sprintf(" uid=%d gid=", w.uid)) && strings.Contains(line, " pid=") &&
@@ -294,8 +317,8 @@ func TestControlRoles(t *testing.T) {
 				found++
 			}
 		}
-		if found != 1 {
-			t.Errorf("audit line for uid %d %s %q %q: found %d", w.uid, w.command, w.arg, w.outcome, found)
+		if found != n {
+			t.Errorf("audit line for uid %d %s %q %q: found %d, want %d", w.uid, w.command, w.arg, w.outcome, found, n)
 		}
 	}
 
