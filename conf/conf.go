@@ -43,6 +43,8 @@ type Config struct {
 	Interface Interface
 	Session   Session
 	Peers     []Peer
+	Control   Control // [control]: conf/control.go
+	Metrics   Metrics // [metrics]: conf/metrics.go
 }
 
 // Interface is the [interface] table: this host.

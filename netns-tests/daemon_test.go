@@ -42,6 +42,7 @@ type node struct {
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
 	MTU      string   // the mtu line's value: "" for 1420, "none" for no mtu key
 	Peers    []peerConf
+	Extra    string // raw TOML tables appended to the config, e.g. "[control]\n..."
 
 	dir, cfgPath, runDir, logPath string
 	// brokenConfig is set while the config file is deliberately invalid:
@@ -102,6 +103,9 @@ func (n *node) config() string {
 		if p.Keepalive != "" {
 			fmt.Fprintf(&b, "persistent_keepalive = %q\n", p.Keepalive)
 		}
+	}
+	if n.Extra != "" {
+		b.WriteString("\n" + n.Extra + "\n")
 	}
 	return b.String()
 }

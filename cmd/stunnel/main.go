@@ -29,6 +29,11 @@ var commands = []command{
 	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},
 	{"demo", "demo                   two namespaced hosts, a tunnel, ping and throughput (root)", cmdDemo},
 	{"version", "version                version, Go version and build features", cmdVersion},
+	{"rekey", "rekey [-c FILE | -i NAME] PEER       new handshake with PEER now (operate role)", cmdRekey},
+	{"disconnect", "disconnect [-c FILE | -i NAME] PEER  drop PEER's sessions (operate role)", cmdDisconnect},
+	{"reload", "reload [-c FILE | -i NAME]           re-read the config, like SIGHUP (operate role)", cmdReload},
+	{"state", "state save [-c FILE | -i NAME]       save sessions to the state file now (operate role)", cmdState},
+	{"tickets", "tickets list|add|retire [-c FILE | -i NAME] [ARG]  ticket keys (officer role)", cmdTickets},
 }
 
 func usage() {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"stunnel/conf"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 )
@@ -25,8 +24,10 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	fs := flag.NewFlagSet("show", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("c", "", "config `FILE` whose [interface] name to show")
+	ifname := fs.String("i", "", "interface `NAME` to show")
 	asJSON := fs.Bool("json", false, "print a JSON array of statuses")
-	const usage = "usage: stunnel show [-c FILE] [--json]"
+	asMetrics := fs.Bool("metrics", false, "print the Prometheus metrics of the tunnel")
+	const usage = "usage: stunnel show [-c FILE | -i NAME] [--json | --metrics]"
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, usage)
@@ -41,13 +42,13 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	}
 
 	var sockets []string
-	if *path != "" {
-		name, err := interfaceName(*path)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitBadConfig
-		}
-		sockets = []string{control.SocketPath(name)}
+	sock, picked, err := socketFor("show", *path, *ifname)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitBadConfig
+	}
+	if picked {
+		sockets = []string{sock}
 	} else {
 		var err error
 		if sockets, err = control.Sockets(); err != nil {
@@ -60,6 +61,10 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 		}
 	}
 
+	if *asMetrics {
+		return showMetrics(sockets, stdout, stderr)
+	}
+
 	var statuses []tunnel.Status
 	failed := false
 	for _, sock := range sockets {
@@ -68,7 +73,7 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 			// Without -c, a leftover socket of a daemon that died is
 			// not worth a complaint when others answer; say it only if
 			// nothing answers at all.
-			if *path == "" && errors.Is(err, control.ErrNotRunning) && len(sockets) > 1 {
+			if !picked && errors.Is(err, control.ErrNotRunning) && len(sockets) > 1 {
 				continue
 			}
 			fmt.Fprintf(stderr, "stunnel show: %v\n", err)
@@ -106,29 +111,24 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	return exitOK
 }
 
-// interfaceName loads the config only to learn which tunnel it describes.
-func interfaceName(path string) (string, error) {
-	c, err := conf.Load(path)
-	if err != nil {
-		var problems *conf.Errors
-		if errors.As(err, &problems) && len(*problems) > 0 {
-			// One line: the first problem is enough to say why; check
-			// lists them all.
-			msg := (*problems)[0].String()
-			if n := len(*problems) - 1; n > 0 {
-				msg += fmt.Sprintf(" (and %d more; run stunnel check -c %s)", n, path)
-			}
-			return "", errors.New("stunnel show: " + msg)
-		}
-		return "", fmt.Errorf("stunnel show: %s: %v", path, err)
+// showMetrics prints the metrics of one tunnel, as /metrics serves them.
+func showMetrics(sockets []string, stdout, stderr io.Writer) int {
+	if len(sockets) != 1 {
+		fmt.Fprintf(stderr, "stunnel show: --metrics: %d tunnels run here; pick one with -c FILE or -i NAME\n", len(sockets))
+		return exitBadConfig
 	}
-	c.Interface.PrivateKey.Zero() // show needs only the name
-	return c.Interface.Name, nil
+	reply, err := control.Query(sockets[0], "metrics", "")
+	if err != nil {
+		fmt.Fprintf(stderr, "stunnel show: %v\n", err)
+		return exitRuntime
+	}
+	stdout.Write(reply)
+	return exitOK
 }
 
 func queryStatus(sock string) (tunnel.Status, error) {
 	var st tunnel.Status
-	reply, err := control.Query(sock, "status")
+	reply, err := control.Query(sock, "status", "")
 	if err != nil {
 		return st, err
 	}

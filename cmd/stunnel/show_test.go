@@ -88,7 +88,9 @@ refused handshakes:
 // the test ends.
 func serve(t *testing.T, name string, st tunnel.Status) {
 	t.Helper()
-	s, err := control.Listen(name, func() ([]byte, error) { return json.Marshal(st) })
+	s, err := control.Listen(control.Config{Name: name, Handlers: control.Handlers{
+		Status: func() ([]byte, error) { return json.Marshal(st) },
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

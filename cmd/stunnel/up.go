@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"stunnel/conf"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
+	"stunnel/tunnel/metrics"
 	"stunnel/tunnel/netcfg"
 	"stunnel/tunnel/tundev"
 	"stunnel/tunnel/udpbind"
@@ -106,11 +106,30 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	}
 	defer func() { err = errors.Join(err, d.Close()) }()
 
-	srv, err := control.Listen(name, func() ([]byte, error) { return json.Marshal(d.Status()) })
+	// Control-socket reloads run here, on the loop below, like SIGHUP:
+	// one reload at a time, and cfg has one owner.
+	reloads := make(chan chan error)
+	stopping := make(chan struct{})
+	metricsHandler := metrics.Handler(metrics.NewCollector(d.Status))
+	srv, err := control.Listen(control.Config{
+		Name:     name,
+		Groups:   controlGroups(cfg.Control),
+		Handlers: controlHandlers(d, metricsHandler, reloads, stopping),
+		Audit:    log,
+	})
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, srv.Close()) }()
+	defer close(stopping) // before srv.Close: a waiting reload gives up
+	if cfg.Metrics.Listen != "" {
+		ms, err := metrics.Listen(cfg.Metrics.Listen, metricsHandler)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, ms.Close()) }()
+		log.Info("serving metrics", "url", "http://"+ms.Addr().String()+"/metrics")
+	}
 
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("cannot notify systemd", "err", err)
@@ -128,23 +147,29 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg = reload(cfg, d, link, bind, log, level)
+			cfg, _ = reload(cfg, d, link, bind, log, level)
 			_ = sdNotify("READY=1")
+		case reply := <-reloads:
+			_ = sdNotify("RELOADING=1")
+			var rerr error
+			cfg, rerr = reload(cfg, d, link, bind, log, level)
+			_ = sdNotify("READY=1")
+			reply <- rerr
 		}
 	}
 }
 
 // reload applies the file's current contents, or logs why not and returns
-// the running configuration unchanged.
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger, level *slog.LevelVar) *conf.Config {
+// the running configuration unchanged, with the reason (for `stunnel reload`).
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger, level *slog.LevelVar) (*conf.Config, error) {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
-		return running
+		return running, reloadProblem(err)
 	}
 	if err := d.Reload(cfg); err != nil {
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
-		return running
+		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)
 	}
 	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
@@ -156,6 +181,9 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		log.Warn("reload: address and mtu changes take effect at the next restart",
 			"running_addresses", fmt.Sprint(prefixStrings(running.Interface.Addresses)), "running_mtu", running.Interface.MTU)
 	}
+	if cfg.Control != running.Control || cfg.Metrics != running.Metrics {
+		log.Warn("reload: [control] and [metrics] changes take effect at the next restart")
+	}
 	level.Set(cfg.Interface.LogLevel)
 	// What runs is still the old addresses and MTU until a restart: keep
 	// them in the running configuration, so a second reload compares with
@@ -163,7 +191,7 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	cfg.Interface.Addresses = running.Interface.Addresses
 	cfg.Interface.MTU = running.Interface.MTU
 	cfg.Interface.MTUAuto = running.Interface.MTUAuto
-	return cfg
+	return cfg, nil
 }
 
 func prefixStrings(ps []netip.Prefix) []string {

@@ -1,9 +1,11 @@
-// Package control is the daemon's control socket: a unix socket per tunnel
-// where `stunnel show` asks for status. The protocol is one request line per
-// connection ("status\n"), one JSON reply, then the server closes. A failed
-// request gets {"error": "..."} instead, so no reply type may use a top-level
-// "error" key. The package knows nothing of the tunnel: replies come from
-// plain handler funcs.
+// Package control is the daemon's control interface: HTTP with JSON replies
+// over unix sockets, one set per tunnel, where `stunnel show`, `rekey`,
+// `reload`... talk to a running daemon. The caller's role (read, operate,
+// officer) comes from its unix credentials (SO_PEERCRED, SO_PEERGROUPS),
+// never from the request, and every request is checked against it.
+//
+// The package knows nothing of the tunnel: what a command does comes from
+// plain handler funcs the daemon supplies (Handlers).
 package control
 
 import (
@@ -22,19 +24,26 @@ const (
 	// RunDirEnv names the environment variable that moves the socket
 	// directory (for tests and unprivileged runs).
 	RunDirEnv = "STUNNEL_RUN_DIR"
-	// Timeout bounds one exchange on either side: a client that connects and
-	// says nothing cannot hold a server goroutine longer than this.
+	// Timeout bounds reading a request (headers and body) on the server and
+	// a whole exchange on the client: a caller that connects and says
+	// nothing cannot hold a server goroutine longer than this.
 	Timeout = 2 * time.Second
-	// MaxRequest bounds a request line, newline included.
-	MaxRequest = 256
-	// MaxReply bounds what Query accepts: status with thousands of peers
-	// fits; a runaway server does not exhaust the client's memory.
+	// MaxRequest bounds a request body: {"arg": "..."}.
+	MaxRequest = 1024
+	// MaxArg bounds a command's argument (a peer ID, a ticket key ID).
+	MaxArg = 255
+	// MaxReply bounds what the client accepts: status with thousands of
+	// peers fits; a runaway server does not exhaust the client's memory.
 	MaxReply = 16 << 20
 	// sockSuffix ends every socket's file name.
 	sockSuffix = ".sock"
+	// roleSep separates the interface name from the role in a role
+	// socket's file name ("st0:operate.sock"). Linux interface names cannot
+	// hold ':', so no tunnel's main socket can collide with a role socket.
+	roleSep = ":"
 )
 
-// ErrNotRunning is wrapped by Query's error when nothing listens on the
+// ErrNotRunning is wrapped by the client's error when nothing listens on the
 // socket (no file, or a stale file nobody accepts on).
 var ErrNotRunning = errors.New("no tunnel running")
 
@@ -46,11 +55,22 @@ func Dir() string {
 	return DefaultDir
 }
 
-// SocketPath is the control socket of the tunnel on interface name.
+// SocketPath is the main control socket of the tunnel on interface name:
+// the one `show` lists, open to root and the read group.
 func SocketPath(name string) string { return filepath.Join(Dir(), name+sockSuffix) }
 
-// Sockets lists the control sockets in Dir(), sorted; none (and no error) if
-// the directory does not exist. Files that are not sockets are skipped.
+// roleSocketPath is the socket open to role's group, beside the main socket
+// at main. RoleRead's is the main socket itself.
+func roleSocketPath(main string, r Role) string {
+	if r == RoleRead {
+		return main
+	}
+	return strings.TrimSuffix(main, sockSuffix) + roleSep + r.String() + sockSuffix
+}
+
+// Sockets lists the main control sockets in Dir(), sorted; none (and no
+// error) if the directory does not exist. Files that are not sockets, and
+// role sockets, are skipped.
 func Sockets() ([]string, error) {
 	dir := Dir()
 	ents, err := os.ReadDir(dir)
@@ -62,8 +82,9 @@ func Sockets() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), sockSuffix) && e.Type()&os.ModeSocket != 0 {
-			out = append(out, filepath.Join(dir, e.Name()))
+		n := e.Name()
+		if strings.HasSuffix(n, sockSuffix) && !strings.Contains(n, roleSep) && e.Type()&os.ModeSocket != 0 {
+			out = append(out, filepath.Join(dir, n))
 		}
 	}
 	sort.Strings(out)
@@ -71,9 +92,10 @@ func Sockets() ([]string, error) {
 }
 
 // validName refuses names that would put the socket outside Dir() or make a
-// hidden or odd file; interface names are at most 15 bytes on Linux.
+// hidden or odd file; interface names are at most 15 bytes on Linux and
+// never hold ':'.
 func validName(name string) error {
-	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/\x00 \t\n") || name == "." || name == ".." {
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/:%\x00 \t\n") || name == "." || name == ".." || name[0] == '.' {
 		return fmt.Errorf("control socket: invalid interface name %q", name)
 	}
 	return nil

@@ -1,15 +1,19 @@
 package control
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,8 +25,18 @@ func runDir(t *testing.T) string {
 	return d
 }
 
-func static(reply string) Handler {
-	return func() ([]byte, error) { return []byte(reply), nil }
+func statusOnly(reply string) Handlers {
+	return Handlers{Status: func() ([]byte, error) { return []byte(reply), nil }}
+}
+
+func listen(t *testing.T, name string, h Handlers) *Server {
+	t.Helper()
+	s, err := Listen(Config{Name: name, Handlers: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // noLeaks fails the test if goroutines started during it are still around
@@ -30,7 +44,7 @@ func static(reply string) Handler {
 func noLeaks(t *testing.T) {
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for runtime.NumGoroutine() > before {
 			if time.Now().After(deadline) {
 				buf := make([]byte, 1<<16)
@@ -38,8 +52,7 @@ func noLeaks(t *testing.T) {
 				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
 				return
 			}
-			runtime.Gosched()
-			time.Sleep(time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	})
 }
@@ -50,39 +63,39 @@ func TestDirAndSocketPath(t *testing.T) {
 		t.Errorf("default: Dir() = %q, SocketPath = %q", Dir(), SocketPath("st0"))
 	}
 	t.Setenv(RunDirEnv, "/tmp/x")
-	if SocketPath("st0") != "/tmp/x/st0.sock" {
-		t.Errorf("SocketPath with env = %q", SocketPath("st0"))
+	if SocketPath("st0") != "/tmp/x/st0.sock" || roleSocketPath(SocketPath("st0"), RoleOperate) != "/tmp/x/st0:operate.sock" {
+		t.Errorf("paths with env: %q %q", SocketPath("st0"), roleSocketPath(SocketPath("st0"), RoleOperate))
 	}
 }
 
 func TestStatusRoundTrip(t *testing.T) {
 	noLeaks(t)
 	dir := runDir(t)
-	s, err := Listen("st0", static(`{"name":"st0"}`))
+	s, err := Listen(Config{Name: "st0", Handlers: statusOnly(`{"name":"st0"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	for _, req := range []string{"status\n", "status", " status \r\n"} {
-		got, err := Query(SocketPath("st0"), req)
-		if err != nil {
-			t.Fatalf("Query(%q): %v", req, err)
-		}
-		if string(got) != `{"name":"st0"}` {
-			t.Errorf("Query(%q) = %q", req, got)
-		}
+	got, err := Query(SocketPath("st0"), "status", "")
+	if err != nil || string(got) != "{\"name\":\"st0\"}\n" {
+		t.Fatalf("Query = %q, %v", got, err)
 	}
-	// Modes: directory 0700, socket 0600.
-	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+	// Modes: directory 0755 (callers in the role groups must reach the
+	// sockets), socket 0600 ours when no group is configured, and no role
+	// sockets then.
+	if fi, err := os.Lstat(dir); err != nil || fi.Mode().Perm() != 0o755 || !fi.IsDir() {
 		t.Errorf("run dir mode: %v %v", fi.Mode(), err)
 	}
-	if fi, err := os.Stat(SocketPath("st0")); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
-		t.Errorf("socket mode: %v %v", fi.Mode(), err)
+	assertSocket(t, SocketPath("st0"), 0o600, uint32(os.Getegid()))
+	if got := s.Paths(); !slices.Equal(got, []string{SocketPath("st0")}) {
+		t.Errorf("sockets without groups: %v", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("run dir holds %d entries, want only the socket (staging dir left behind?)", len(ents))
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(SocketPath("st0")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(SocketPath("st0")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket file still there after Close: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -90,93 +103,159 @@ func TestStatusRoundTrip(t *testing.T) {
 	}
 }
 
-func TestBadRequests(t *testing.T) {
+func assertSocket(t *testing.T, path string, mode os.FileMode, gid uint32) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Errorf("%s: %v", path, err)
+		return
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != mode || st.Uid != uint32(os.Geteuid()) || st.Gid != gid {
+		t.Errorf("%s: mode %v uid %d gid %d; want socket %04o uid %d gid %d", path, fi.Mode(), st.Uid, st.Gid, mode, os.Geteuid(), gid)
+	}
+}
+
+func TestHandlerOutcomes(t *testing.T) {
 	noLeaks(t)
 	runDir(t)
-	boom := func() ([]byte, error) { return nil, errors.New("snapshot failed") }
-	s, err := Listen("st0", boom)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	var got []string
+	var mu sync.Mutex
+	record := func(what string) { mu.Lock(); got = append(got, what); mu.Unlock() }
+	listen(t, "st0", Handlers{
+		Status:     func() ([]byte, error) { return nil, errors.New("snapshot failed") },
+		Reload:     func() error { record("reload"); return nil },
+		Rekey:      func(p string) error { record("rekey " + p); return nil },
+		Disconnect: func(p string) error { return errors.Join(errors.New(`peer "x": no such peer`), ErrNotFound) },
+	})
 	path := SocketPath("st0")
-	if _, err := Query(path, "status"); err == nil || err.Error() != "control socket "+path+": snapshot failed" {
-		t.Errorf("handler error came back as %v", err)
+	cases := []struct {
+		cmd, arg string
+		status   int
+		msg      string
+	}{
+		{"status", "", 500, "snapshot failed"},
+		{"reload", "", 200, ""},
+		{"rekey", "site-b", 200, ""},
+		{"disconnect", "x", 404, `peer "x": no such peer`},
+		{"state save", "", 501, "state save: not available in this build yet"},
+		{"tickets list", "", 501, "tickets list: not available in this build yet"},
+		{"tickets add", "", 501, "tickets add: not available in this build yet"},
+		{"tickets retire", "k1", 501, "tickets retire: not available in this build yet"},
+		{"metrics", "", 501, "metrics: not available in this build yet"},
 	}
-	if _, err := Query(path, "reload"); err == nil || !strings.Contains(err.Error(), `unknown request "reload"`) {
-		t.Errorf("unknown request: %v", err)
+	for _, c := range cases {
+		_, err := Query(path, c.cmd, c.arg)
+		var re *RemoteError
+		switch {
+		case c.status == 200 && err != nil:
+			t.Errorf("%s: %v", c.cmd, err)
+		case c.status != 200 && (!errors.As(err, &re) || re.Status != c.status || !strings.HasPrefix(re.Msg, c.msg)):
+			t.Errorf("%s: got %v (%#v), want %d %q", c.cmd, err, re, c.status, c.msg)
+		}
 	}
-	if _, err := Query(path, strings.Repeat("x", MaxRequest)); err == nil || !strings.Contains(err.Error(), "longer than") {
-		t.Errorf("client-side length check: %v", err)
+	if want := []string{"reload", "rekey site-b"}; !slices.Equal(got, want) {
+		t.Errorf("handlers ran: %v, want %v", got, want)
 	}
-	// A raw client that sends an endless line gets an error and the
-	// connection closed, not a server reading forever.
+}
+
+// rawRequest sends bytes as they are and returns the status line and body.
+func rawRequest(t *testing.T, path, req string) (int, string) {
+	t.Helper()
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	go c.Write([]byte(strings.Repeat("y", 4*MaxRequest))) // may fail once the server closes
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	reply, _ := io.ReadAll(c)
-	if !strings.Contains(string(reply), "request longer than 256 bytes") {
-		t.Errorf("oversize request got %q", reply)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufioReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading reply to %q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestBadRequests(t *testing.T) {
+	noLeaks(t)
+	runDir(t)
+	var audit bytes.Buffer
+	s, err := Listen(Config{Name: "st0", Handlers: Handlers{
+		Status: func() ([]byte, error) { return []byte("{}"), nil },
+		Rekey:  func(string) error { t.Error("rekey ran on a bad request"); return nil },
+	}, Audit: slog.New(slog.NewTextHandler(&syncWriter{w: &audit}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	path := SocketPath("st0")
+	post := func(p, body string) string {
+		return "POST " + p + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	}
+	for _, c := range []struct {
+		req    string
+		status int
+		msg    string
+	}{
+		{"GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, `unknown request \"/v1/nothing\"`},
+		{"GET /v1/rekey HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "rekey needs method POST"},
+		{post("/v1/rekey", `{"arg":`), 400, "malformed request body"},
+		{post("/v1/rekey", `{"arg":"a","role":"officer"}`), 400, `unknown field \"role\"`},
+		{post("/v1/rekey", `{}`), 400, "rekey needs a peer ID"},
+		{post("/v1/rekey", `{"arg":"a\u0000b"}`), 400, "unprintable"},
+		{post("/v1/rekey", `{"arg":"`+strings.Repeat("x", 300)+`"}`), 400, "longer than 255"},
+		{post("/v1/rekey", `{"arg":"`+strings.Repeat("x", 2000)+`"}`), 400, "request longer than 1024 bytes"},
+		{post("/v1/reload", `{"arg":"x"}`), 400, "reload takes no argument"},
+		{post("/v1/rekey", `{"arg":"a"} {"arg":"b"}`), 400, "more than one JSON value"},
+	} {
+		status, body := rawRequest(t, path, c.req)
+		if status != c.status || !strings.Contains(body, c.msg) {
+			t.Errorf("%.60q: %d %s; want %d containing %q", c.req, status, body, c.status, c.msg)
+		}
+	}
+	// Every malformed request is audited as refused.
+	if n := strings.Count(audit.String(), "outcome=\"refused: "); n != 10 {
+		t.Errorf("%d refused audit lines, want 10:\n%s", n, audit.String())
 	}
 }
 
 func TestPanickingHandler(t *testing.T) {
 	noLeaks(t)
 	runDir(t)
-	s, err := Listen("st0", func() ([]byte, error) { panic("nil map") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := Query(SocketPath("st0"), "status"); err == nil || !strings.Contains(err.Error(), "internal error: nil map") {
-		t.Errorf("panic became %v", err)
-	}
-	// And the server still answers.
-	if _, err := Query(SocketPath("st0"), "status"); err == nil {
-		t.Error("second query: want the same error")
+	listen(t, "st0", Handlers{Status: func() ([]byte, error) { panic("nil map") }})
+	for range 2 { // and the server still answers
+		if _, err := Query(SocketPath("st0"), "status", ""); err == nil || err.Error() != "internal error: nil map" {
+			t.Errorf("panic became %v", err)
+		}
 	}
 }
 
-func TestInUseAndStale(t *testing.T) {
+func TestInUseStaleAndPlanted(t *testing.T) {
 	noLeaks(t)
-	runDir(t)
-	s, err := Listen("st0", static("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	dir := runDir(t)
+	listen(t, "st0", statusOnly("{}"))
 	path := SocketPath("st0")
-	_, err = Listen("st0", static("{}"))
+	_, err := Listen(Config{Name: "st0", Handlers: statusOnly("{}")})
 	want := "control socket " + path + " is in use: is another stunnel up for st0?"
 	if err == nil || err.Error() != want {
 		t.Errorf("second Listen: %v\nwant %s", err, want)
 	}
-	// The failed Listen must not have broken the live one.
-	if _, err := Query(path, "status"); err != nil {
+	if _, err := Query(path, "status", ""); err != nil {
 		t.Errorf("live server after refused Listen: %v", err)
 	}
 
 	// A stale socket (a crashed daemon's file, nobody accepting) is replaced.
 	stale := SocketPath("st1")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
-	if _, err := Query(stale, "status"); !errors.Is(err, ErrNotRunning) {
+	deadSocket(t, stale)
+	if _, err := Query(stale, "status", ""); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Query on stale socket: %v, want ErrNotRunning", err)
 	}
-	s1, err := Listen("st1", static(`"fresh"`))
-	if err != nil {
-		t.Fatalf("Listen over a stale socket: %v", err)
-	}
-	defer s1.Close()
-	if got, err := Query(stale, "status"); err != nil || string(got) != `"fresh"` {
+	listen(t, "st1", statusOnly(`"fresh"`))
+	if got, err := Query(stale, "status", ""); err != nil || string(got) != "\"fresh\"\n" {
 		t.Errorf("after replacing stale socket: %q %v", got, err)
 	}
 
@@ -184,8 +263,35 @@ func TestInUseAndStale(t *testing.T) {
 	if err := os.WriteFile(SocketPath("st2"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen("st2", static("{}")); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+	if _, err := Listen(Config{Name: "st2", Handlers: statusOnly("{}")}); err == nil || !strings.Contains(err.Error(), "is not a socket") {
 		t.Errorf("Listen over a regular file: %v", err)
+	}
+
+	// A symlink planted at the socket path, to a dead socket and to a
+	// file, is not followed: not removed, its target untouched.
+	target := filepath.Join(t.TempDir(), "target.sock")
+	deadSocket(t, target)
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, to := range map[string]string{"st3": target, "st4": victim} {
+		if err := os.Symlink(to, SocketPath(name)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Listen(Config{Name: name, Handlers: statusOnly("{}")})
+		if err == nil || !strings.Contains(err.Error(), "is a symlink, not a socket: not following it") {
+			t.Errorf("Listen over a symlink to %s: %v", to, err)
+		}
+		if fi, err := os.Lstat(SocketPath(name)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("planted symlink %s was touched: %v %v", name, fi, err)
+		}
+	}
+	if fi, err := os.Lstat(target); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("symlink target socket was touched: %v", err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep" {
+		t.Errorf("symlink target file was touched: %q %v", b, err)
 	}
 
 	got, err := Sockets()
@@ -195,12 +301,45 @@ func TestInUseAndStale(t *testing.T) {
 	if want := []string{path, stale}; !slices.Equal(got, want) {
 		t.Errorf("Sockets() = %v, want %v", got, want)
 	}
+	if ents, _ := os.ReadDir(dir); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".stage") }) {
+		t.Error("a staging directory was left behind")
+	}
+}
+
+// deadSocket leaves a socket file nobody listens on, as a crash does.
+func deadSocket(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+}
+
+func TestUnsafeRunDir(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777) // past the umask
+	t.Setenv(RunDirEnv, open)
+	if _, err := Listen(Config{Name: "st0", Handlers: statusOnly("{}")}); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("world-writable run dir: %v", err)
+	}
+	link := filepath.Join(base, "link")
+	os.Symlink(base, link)
+	t.Setenv(RunDirEnv, link)
+	if _, err := Listen(Config{Name: "st0", Handlers: statusOnly("{}")}); err == nil || !strings.Contains(err.Error(), "is not a directory (a symlink?)") {
+		t.Errorf("symlinked run dir: %v", err)
+	}
 }
 
 func TestInvalidNames(t *testing.T) {
 	runDir(t)
-	for _, n := range []string{"", "..", "a/b", "sixteen-chars-xx", "a b"} {
-		if s, err := Listen(n, static("{}")); err == nil {
+	for _, n := range []string{"", "..", "a/b", "sixteen-chars-xx", "a b", "st0:operate", ".hidden"} {
+		if s, err := Listen(Config{Name: n, Handlers: statusOnly("{}")}); err == nil {
 			s.Close()
 			t.Errorf("Listen(%q) succeeded", n)
 		}
@@ -209,7 +348,7 @@ func TestInvalidNames(t *testing.T) {
 
 func TestNotRunning(t *testing.T) {
 	runDir(t)
-	_, err := Query(SocketPath("st9"), "status")
+	_, err := Query(SocketPath("st9"), "status", "")
 	if !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("Query without a server: %v", err)
 	}
@@ -221,70 +360,70 @@ func TestNotRunning(t *testing.T) {
 	}
 }
 
-// TestCloseWithIdleAndBusyClients: Close must not wait out the per-connection
-// deadline for a client that says nothing, must let a running handler finish,
-// and must leave no goroutine behind.
-func TestCloseWithIdleAndBusyClients(t *testing.T) {
+// TestCloseWaitsForARunningRequest: Close lets a running handler finish,
+// cuts idle clients off, and leaves no goroutine behind.
+func TestCloseWaitsForARunningRequest(t *testing.T) {
 	noLeaks(t)
 	runDir(t)
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	s, err := Listen("st0", func() ([]byte, error) {
+	s, err := Listen(Config{Name: "st0", Handlers: Handlers{Status: func() ([]byte, error) {
 		once.Do(func() { close(entered) })
 		<-release
-		return []byte("{}"), nil
-	})
+		return []byte(`"late"`), nil
+	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle, err := net.Dial("unix", s.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
 	queried := make(chan error, 1)
-	go func() { _, err := Query(s.Path(), "status"); queried <- err }()
+	go func() {
+		got, err := Query(s.Path(), "status", "")
+		if err == nil && string(got) != "\"late\"\n" {
+			err = errors.New("reply " + string(got))
+		}
+		queried <- err
+	}()
 	<-entered
-
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	// The idle client is cut off by Close (it sees EOF), long before the
-	// 2 s per-connection deadline would have ended it.
-	idle.SetReadDeadline(time.Now().Add(Timeout / 2))
-	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("idle client: want EOF from Close, got %v", err)
+	// Close stops listening at once...
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := Query(s.Path(), "status", ""); errors.Is(err, ErrNotRunning) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the socket still answers after Close began")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned (%v) while a handler was still running", err)
 	default:
 	}
+	// ...and lets the running request finish with its reply.
 	close(release)
 	if err := <-closed; err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	<-queried // its outcome does not matter: the connection was closed under it
-	if _, err := Query(s.Path(), "status"); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("Query after Close: %v, want ErrNotRunning", err)
+	if err := <-queried; err != nil {
+		t.Errorf("the request running during Close: %v", err)
 	}
 }
 
 func TestConcurrentQueries(t *testing.T) {
 	noLeaks(t)
 	runDir(t)
-	s, err := Listen("st0", static(`{"ok":true}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := listen(t, "st0", statusOnly(`{"ok":true}`))
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
-	for i := 0; i < 50; i++ {
+	for range 50 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if got, err := Query(s.Path(), "status"); err != nil || string(got) != `{"ok":true}` {
+			if got, err := Query(s.Path(), "status", ""); err != nil || string(got) != "{\"ok\":true}\n" {
 				errs <- errors.Join(err, errors.New(string(got)))
 			}
 		}()

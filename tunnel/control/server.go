@@ -1,239 +1,300 @@
 package control
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net"
-	"os"
+	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
-// Handler produces one reply (JSON) for a request.
-type Handler func() ([]byte, error)
+// Handlers are what the daemon does for each command. A nil handler answers
+// 501 "not available in this build yet". Returned JSON is sent as it is; an
+// error becomes {"error": "..."}: ErrNotFound (wrapped) gives 404,
+// ErrNotAvailable 501, anything else 500.
+type Handlers struct {
+	Status  func() ([]byte, error) // read: tunnel.Status as JSON
+	Metrics http.Handler           // read: Prometheus text format
 
-// Server answers requests on a unix socket: one request line per connection,
-// one JSON reply, close. The socket lives in a directory made 0700 and is
-// itself 0600, so only root (the daemon's user) can talk to it.
-//
-// Today every request is read-only ("status"). Admin commands (reload, peer
-// changes) will come later and must be gated per session, e.g. by the peer's
-// SO_PEERCRED uid, rather than by socket permissions alone; the handlers
-// table below is where they will be registered, with their access level.
-type Server struct {
-	path     string
-	ln       *net.UnixListener
-	handlers map[string]Handler // read-only after Listen
+	Reload     func() error            // operate: the SIGHUP path
+	Rekey      func(peer string) error // operate
+	Disconnect func(peer string) error // operate
+	StateSave  func() error            // operate
 
-	wg sync.WaitGroup // the accept loop and every connection goroutine
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // open connections, guarded by mu; Close closes them
-	closed bool                  // guarded by mu; no new connections once set
+	TicketsList   func() ([]byte, error)           // officer
+	TicketsAdd    func(arg string) ([]byte, error) // officer
+	TicketsRetire func(id string) ([]byte, error)  // officer
 }
 
-// Listen creates the control socket for interface name and starts serving.
-// A stale socket file (nobody listening) is replaced; a live one means another
+// Config is what Listen needs.
+type Config struct {
+	Name     string // interface name: names the sockets
+	Groups   Groups // which unix group holds which role
+	Handlers Handlers
+	// Audit receives one line per audited request; nil logs nowhere.
+	Audit *slog.Logger
+}
+
+// Server serves the control sockets of one tunnel.
+type Server struct {
+	path   string // the main socket
+	groups Groups
+	h      Handlers
+	audit  *slog.Logger
+	http   *http.Server
+
+	socks []sock // bound in Listen, read-only after
+	wg    sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+type sock struct {
+	path string
+	ln   *net.UnixListener
+	ino  uint64 // to remove the file only if it is still ours
+}
+
+type credsKey struct{}
+
+// shutdownWait bounds how long Close waits for running requests.
+const shutdownWait = 5 * time.Second
+
+// Listen creates the control sockets for cfg.Name and starts serving. A
+// stale socket file (nobody listening) is replaced; a live one means another
 // daemon runs for that name, and Listen fails.
-func Listen(name string, status Handler) (*Server, error) {
-	if err := validName(name); err != nil {
+func Listen(cfg Config) (*Server, error) {
+	if err := validName(cfg.Name); err != nil {
 		return nil, err
 	}
-	if status == nil {
+	if cfg.Handlers.Status == nil {
 		return nil, errors.New("control socket: nil status handler")
 	}
-	dir := Dir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: creating %s: %v", dir, err)
-	}
-	path := SocketPath(name)
-	if err := clearStale(path, name); err != nil {
+	if err := prepareDir(Dir()); err != nil {
 		return nil, err
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			// Another daemon won the race since clearStale looked.
-			return nil, inUse(path, name)
+	s := &Server{path: SocketPath(cfg.Name), groups: cfg.Groups, h: cfg.Handlers, audit: cfg.Audit}
+	if s.audit == nil {
+		s.audit = slog.New(slog.DiscardHandler)
+	}
+	for _, r := range roles {
+		g := cfg.Groups.of(r)
+		if r != RoleRead && !g.IsSet() {
+			continue // root uses the main socket
 		}
-		return nil, fmt.Errorf("control socket %s: %v", path, unwrapOp(err))
+		path := roleSocketPath(s.path, r)
+		err := clearStale(path, cfg.Name)
+		var ln *net.UnixListener
+		var ino uint64
+		if err == nil {
+			ln, ino, err = listenSocket(path, cfg.Name, g)
+		}
+		if err != nil {
+			for _, k := range s.socks {
+				k.ln.Close()
+				removeIfOurs(k.path, k.ino)
+			}
+			return nil, err
+		}
+		s.socks = append(s.socks, sock{path, ln, ino})
 	}
-	// The directory is 0700 already, so nobody else could reach the socket
-	// in the moment before this chmod.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("control socket %s: setting mode 0600: %v", path, err)
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: Timeout,
+		ReadTimeout:       Timeout,
+		WriteTimeout:      30 * time.Second, // a reload or a big status may take a while
+		IdleTimeout:       Timeout,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			uc, ok := c.(*net.UnixConn)
+			if !ok {
+				return ctx
+			}
+			cr, err := peerCreds(uc)
+			if err != nil {
+				return ctx // no credentials: the request is refused
+			}
+			return context.WithValue(ctx, credsKey{}, cr)
+		},
 	}
-	s := &Server{
-		path:     path,
-		ln:       ln,
-		handlers: map[string]Handler{"status": status},
-		conns:    make(map[net.Conn]struct{}),
+	for _, k := range s.socks {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = s.http.Serve(k.ln) // returns ErrServerClosed on Close
+		}()
 	}
-	s.wg.Add(1)
-	go s.acceptLoop()
 	return s, nil
 }
 
-func inUse(path, name string) error {
-	return fmt.Errorf("control socket %s is in use: is another stunnel up for %s?", path, name)
-}
-
-// clearStale removes a socket file nobody accepts on. A live socket is an
-// error, and so is a file there that is not a socket (not ours to delete).
-func clearStale(path, name string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("control socket %s: %v", path, unwrapOp(err))
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("control socket %s exists and is not a socket: remove it", path)
-	}
-	c, err := net.DialTimeout("unix", path, Timeout)
-	if err == nil {
-		c.Close()
-		return inUse(path, name)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("control socket %s: removing stale socket: %v", path, unwrapOp(err))
-	}
-	return nil
-}
-
-// Path returns the socket's file name.
+// Path returns the main socket's file name.
 func (s *Server) Path() string { return s.path }
 
-func (s *Server) acceptLoop() {
-	defer s.wg.Done()
-	backoff := 5 * time.Millisecond
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors or the like: let it pass rather
-			// than spin, and keep serving once it does.
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serve(c)
-	}
-}
-
-func (s *Server) serve(c net.Conn) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
-	_ = c.SetDeadline(time.Now().Add(Timeout))
-	reply := s.answer(c)
-	_, _ = c.Write(reply) // the client may be gone; nothing to do about it
-}
-
-// answer reads one request from r and returns the reply to send.
-func (s *Server) answer(r io.Reader) []byte {
-	// The limit makes a long line end in EOF; a short one without a
-	// newline (client half-closed) is taken as the whole request.
-	line, err := bufio.NewReader(io.LimitReader(r, MaxRequest)).ReadString('\n')
-	switch {
-	case err == io.EOF && len(line) >= MaxRequest:
-		return errorReply(fmt.Sprintf("request longer than %d bytes", MaxRequest))
-	case err != nil && err != io.EOF:
-		return errorReply("reading request: " + unwrapOp(err).Error())
-	}
-	req := strings.TrimSpace(line)
-	h, ok := s.handlers[req]
-	if !ok {
-		if len(req) > 40 {
-			req = req[:40] + "..."
-		}
-		return errorReply(fmt.Sprintf("unknown request %q", req))
-	}
-	out, err := callGuarded(h)
-	if err != nil {
-		return errorReply(err.Error())
+// Paths returns every socket's file name, the main one first.
+func (s *Server) Paths() []string {
+	out := make([]string, len(s.socks))
+	for i, k := range s.socks {
+		out[i] = k.path
 	}
 	return out
 }
 
-// callGuarded runs h, turning a panic into an error so that one bad status
-// snapshot cannot take the daemon down.
-func callGuarded(h Handler) (out []byte, err error) {
+// ServeHTTP answers one request: parse, check the caller's role, run the
+// handler, audit. A panic in a handler becomes a 500 reply, not a crash.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cr, haveCreds := r.Context().Value(credsKey{}).(Creds)
+	var cmd Command
+	var arg string
+	outcome := "ok"
+	audit := false
 	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error: %v", r)
+		if p := recover(); p != nil {
+			outcome = fmt.Sprintf("failed: internal error: %v", p)
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v", p))
+		}
+		if audit {
+			s.audit.Info("audit", "uid", cr.UID, "gid", cr.GID, "pid", cr.PID,
+				"command", cmd.Name, "arg", arg, "outcome", outcome)
 		}
 	}()
-	return h()
+	if !haveCreds {
+		writeError(w, http.StatusForbidden, "permission denied: cannot read the caller's credentials")
+		return
+	}
+	cmd, arg, err := parseRequest(r.Method, r.URL.Path, r.Body)
+	if err != nil {
+		var re *requestError
+		status := http.StatusBadRequest
+		if errors.As(err, &re) {
+			status = re.status
+		}
+		if cmd.Name == "" {
+			cmd.Name = "unknown"
+			arg = r.URL.Path
+			if len(arg) > 64 {
+				arg = arg[:64] + "..."
+			}
+		}
+		audit, outcome = true, "refused: "+err.Error()
+		writeError(w, status, err.Error())
+		return
+	}
+	audit = cmd.Audit
+	if s.groups.Grants(cr)&cmd.Role == 0 {
+		msg := s.groups.denied(cmd.Role)
+		audit, outcome = true, "refused: "+msg
+		writeError(w, http.StatusForbidden, msg)
+		return
+	}
+	if cmd.Name == "metrics" {
+		if s.h.Metrics == nil {
+			outcome = "failed: " + ErrNotAvailable.Error()
+			writeError(w, http.StatusNotImplemented, "metrics: "+ErrNotAvailable.Error())
+			return
+		}
+		s.h.Metrics.ServeHTTP(w, r)
+		return
+	}
+	out, err := s.run(cmd, arg)
+	if err != nil {
+		status := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrNotAvailable):
+			status = http.StatusNotImplemented
+		case errors.Is(err, ErrNotFound):
+			status = http.StatusNotFound
+		}
+		outcome = "failed: " + err.Error()
+		writeError(w, status, err.Error())
+		return
+	}
+	if out == nil {
+		out = []byte(`{"ok":true}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(out, '\n'))
 }
 
-func errorReply(msg string) []byte {
+// run calls cmd's handler; a nil one is ErrNotAvailable.
+func (s *Server) run(cmd Command, arg string) ([]byte, error) {
+	na := fmt.Errorf("%s: %w", cmd.Name, ErrNotAvailable)
+	noReply := func(f func() error) ([]byte, error) {
+		if f == nil {
+			return nil, na
+		}
+		return nil, f()
+	}
+	withArg := func(f func(string) error) ([]byte, error) {
+		if f == nil {
+			return nil, na
+		}
+		return nil, f(arg)
+	}
+	reply := func(f func() ([]byte, error)) ([]byte, error) {
+		if f == nil {
+			return nil, na
+		}
+		return f()
+	}
+	replyArg := func(f func(string) ([]byte, error)) ([]byte, error) {
+		if f == nil {
+			return nil, na
+		}
+		return f(arg)
+	}
+	switch cmd.Name {
+	case "status":
+		return reply(s.h.Status)
+	case "reload":
+		return noReply(s.h.Reload)
+	case "rekey":
+		return withArg(s.h.Rekey)
+	case "disconnect":
+		return withArg(s.h.Disconnect)
+	case "state save":
+		return noReply(s.h.StateSave)
+	case "tickets list":
+		return reply(s.h.TicketsList)
+	case "tickets add":
+		return replyArg(s.h.TicketsAdd)
+	case "tickets retire":
+		return replyArg(s.h.TicketsRetire)
+	}
+	return nil, na
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	msg = strings.ReplaceAll(msg, "\n", "; ") // errors are one line
 	b, _ := json.Marshal(struct {
 		Error string `json:"error"`
 	}{msg})
-	return append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
 }
 
-// Close stops accepting, closes open connections, waits for every goroutine
-// of the server (a handler already running is allowed to finish), and removes
-// the socket file. It is safe to call more than once.
+// Close stops accepting, lets running requests finish (up to a bound),
+// closes idle connections, waits for every goroutine of the server and
+// removes the socket files. It is safe to call more than once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	// Closing a listener made by ListenUnix also unlinks its file.
-	err := s.ln.Close()
-	s.wg.Wait()
-	if err != nil {
-		return fmt.Errorf("control socket %s: closing: %v", s.path, unwrapOp(err))
-	}
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		defer cancel()
+		if err := s.http.Shutdown(ctx); err != nil {
+			_ = s.http.Close() // cut off what did not finish in time
+		}
+		s.wg.Wait()
+		for _, k := range s.socks {
+			removeIfOurs(k.path, k.ino)
+		}
+	})
 	return nil
-}
-
-// unwrapOp drops the *net.OpError / *os.PathError wrapping whose text repeats
-// the path we already print.
-func unwrapOp(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) {
-		err = op.Err
-	}
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	var se *os.SyscallError
-	if errors.As(err, &se) {
-		err = se.Err
-	}
-	return err
 }

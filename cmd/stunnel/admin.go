@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"stunnel/tunnel/control"
+)
+
+// The commands that act on a running tunnel through its control socket.
+// Each takes -c FILE or -i NAME (or neither, when exactly one tunnel runs);
+// the daemon checks the caller's role and answers. Exit 0 done; 1 refused,
+// failed or no tunnel; 2 bad usage.
+
+func cmdRekey(args []string) int {
+	return runAdmin("rekey", "rekey", "PEER", args, os.Stdout, os.Stderr)
+}
+
+func cmdDisconnect(args []string) int {
+	return runAdmin("disconnect", "disconnect", "PEER", args, os.Stdout, os.Stderr)
+}
+
+func cmdReload(args []string) int {
+	return runAdmin("reload", "reload", "", args, os.Stdout, os.Stderr)
+}
+
+func cmdState(args []string) int {
+	if len(args) == 0 || args[0] != "save" {
+		fmt.Fprintln(os.Stderr, "usage: stunnel state save [-c FILE | -i NAME]")
+		return exitBadConfig
+	}
+	return runAdmin("state save", "state save", "", args[1:], os.Stdout, os.Stderr)
+}
+
+// ticketsGenkey makes a ticket key file offline; it belongs to the session
+// tickets work and is set by its file when that is built in.
+var ticketsGenkey func(args []string) int
+
+func cmdTickets(args []string) int {
+	const usage = "usage: stunnel tickets genkey|list|add|retire [-c FILE | -i NAME] [ARG]"
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		return exitBadConfig
+	}
+	switch args[0] {
+	case "genkey":
+		if ticketsGenkey == nil {
+			fmt.Fprintln(os.Stderr, "stunnel tickets genkey: not available in this build yet")
+			return exitRuntime
+		}
+		return ticketsGenkey(args[1:])
+	case "list":
+		return runAdmin("tickets list", "tickets list", "", args[1:], os.Stdout, os.Stderr)
+	case "add":
+		return runAdmin("tickets add", "tickets add", "[KEY]", args[1:], os.Stdout, os.Stderr)
+	case "retire":
+		return runAdmin("tickets retire", "tickets retire", "KEY-ID", args[1:], os.Stdout, os.Stderr)
+	}
+	fmt.Fprintf(os.Stderr, "stunnel tickets: unknown subcommand %q; %s\n", args[0], usage)
+	return exitBadConfig
+}
+
+// runAdmin parses `[-c FILE | -i NAME] [ARG]`, sends the command and prints
+// the reply: the daemon's JSON for commands that return data, one line of
+// confirmation for the others. argName is "" for no argument, "[X]" for an
+// optional one.
+func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cli, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("c", "", "config `FILE` of the tunnel")
+	ifname := fs.String("i", "", "interface `NAME` of the tunnel")
+	usage := "usage: stunnel " + cli + " [-c FILE | -i NAME]"
+	if argName != "" {
+		usage += " " + argName
+	}
+	// Flags may come before or after the argument: stunnel rekey site-b -c FILE.
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(stdout, usage)
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "stunnel %s: %v; %s\n", cli, err, usage)
+			return exitBadConfig
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	optional := strings.HasPrefix(argName, "[")
+	var arg string
+	switch {
+	case len(positional) > 1 || (argName == "" && len(positional) == 1):
+		fmt.Fprintf(stderr, "stunnel %s: unexpected argument %q; %s\n", cli, positional[len(positional)-1], usage)
+		return exitBadConfig
+	case len(positional) == 1:
+		arg = positional[0]
+	case argName != "" && !optional:
+		fmt.Fprintf(stderr, "stunnel %s: missing %s; %s\n", cli, argName, usage)
+		return exitBadConfig
+	}
+
+	sock, picked, err := socketFor(cli, *path, *ifname)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitBadConfig
+	}
+	if !picked {
+		socks, err := control.Sockets()
+		if err != nil {
+			fmt.Fprintf(stderr, "stunnel %s: %v\n", cli, err)
+			return exitRuntime
+		}
+		switch len(socks) {
+		case 0:
+			fmt.Fprintf(stderr, "stunnel %s: no tunnel running (no control socket in %s)\n", cli, control.Dir())
+			return exitRuntime
+		case 1:
+			sock = socks[0]
+		default:
+			fmt.Fprintf(stderr, "stunnel %s: %d tunnels run here; pick one with -c FILE or -i NAME\n", cli, len(socks))
+			return exitBadConfig
+		}
+	}
+
+	reply, err := control.Query(sock, command, arg)
+	if err != nil {
+		fmt.Fprintf(stderr, "stunnel %s: %v\n", cli, err)
+		return exitRuntime
+	}
+	switch command {
+	case "rekey":
+		fmt.Fprintf(stdout, "new handshake with %s requested\n", arg)
+	case "disconnect":
+		fmt.Fprintf(stdout, "%s disconnected: its sessions are dropped and zeroed\n", arg)
+	case "reload":
+		fmt.Fprintln(stdout, "configuration reloaded")
+	case "state save":
+		fmt.Fprintln(stdout, "state saved")
+	default:
+		stdout.Write(reply)
+	}
+	return exitOK
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"stunnel/tunnel/control"
+)
+
+// serveAdmin starts a control server for name whose actions are recorded.
+func serveAdmin(t *testing.T, name string) *[]string {
+	t.Helper()
+	var mu sync.Mutex
+	var done []string
+	rec := func(s string) { mu.Lock(); done = append(done, s); mu.Unlock() }
+	s, err := control.Listen(control.Config{Name: name, Handlers: control.Handlers{
+		Status: func() ([]byte, error) { return []byte(`{"name":"` + name + `"}`), nil },
+		Reload: func() error {
+			rec("reload")
+			return errors.New("reload failed, running configuration kept: x.toml:3: bad")
+		},
+		Rekey: func(p string) error {
+			if p != "site-b" {
+				return control.NotFound(errors.New(`peer "` + p + `": no such peer`))
+			}
+			rec("rekey " + p)
+			return nil
+		},
+		Disconnect: func(p string) error { rec(name + " disconnect " + p); return nil },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &done
+}
+
+func admin(cli, command, argName string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := runAdmin(cli, command, argName, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestAdminCommands(t *testing.T) {
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	done := serveAdmin(t, "st0")
+
+	// Alone, the tunnel is found without -c or -i; flags go before or after the argument.
+	for _, args := range [][]string{{"site-b"}, {"-i", "st0", "site-b"}, {"site-b", "-i", "st0"}, {"-c", writeConfig(t, "st0"), "site-b"}} {
+		if code, out, errs := admin("rekey", "rekey", "PEER", args...); code != 0 || out != "new handshake with site-b requested\n" || errs != "" {
+			t.Errorf("rekey %v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if code, _, errs := admin("rekey", "rekey", "PEER", "-i", "st0", "nobody"); code != 1 || errs != "stunnel rekey: peer \"nobody\": no such peer\n" {
+		t.Errorf("unknown peer: exit %d, stderr %q", code, errs)
+	}
+	if code, out, errs := admin("reload", "reload", "", "-i", "st0"); code != 1 || out != "" || errs != "stunnel reload: reload failed, running configuration kept: x.toml:3: bad\n" {
+		t.Errorf("failed reload: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := admin("state save", "state save", "", "-i", "st0"); code != 1 || errs != "stunnel state save: state save: not available in this build yet\n" {
+		t.Errorf("state save: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := admin("tickets retire", "tickets retire", "KEY-ID", "-i", "st0", "k1"); code != 1 || !strings.Contains(errs, "not available in this build yet") {
+		t.Errorf("tickets retire: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := admin("rekey", "rekey", "PEER", "-i", "st5", "site-b"); code != 1 || !strings.Contains(errs, "no tunnel running at ") {
+		t.Errorf("not running: exit %d, stderr %q", code, errs)
+	}
+
+	// Two tunnels: one must be picked.
+	serveAdmin(t, "st1")
+	if code, _, errs := admin("disconnect", "disconnect", "PEER", "site-b"); code != 2 || !strings.Contains(errs, "2 tunnels run here; pick one with -c FILE or -i NAME") {
+		t.Errorf("ambiguous: exit %d, stderr %q", code, errs)
+	}
+	if code, _, _ := admin("disconnect", "disconnect", "PEER", "-i", "st1", "site-b"); code != 0 {
+		t.Errorf("disconnect -i st1: exit %d", code)
+	}
+	want := []string{"rekey site-b", "rekey site-b", "rekey site-b", "rekey site-b", "reload"}
+	if strings.Join(*done, ",") != strings.Join(want, ",") {
+		t.Errorf("st0 did %v, want %v", *done, want)
+	}
+
+	for _, c := range []struct {
+		argName string
+		args    []string
+		want    string
+	}{
+		{"PEER", nil, "missing PEER"},
+		{"PEER", []string{"a", "b"}, `unexpected argument "b"`},
+		{"", []string{"x"}, `unexpected argument "x"`},
+		{"PEER", []string{"-c", "f", "-i", "st0", "a"}, "give -c FILE or -i NAME, not both"},
+		{"PEER", []string{"-i", "../x", "a"}, `-i "../x" is not a valid interface name`},
+		{"PEER", []string{"-i", "st0:operate", "a"}, "is not a valid interface name"},
+		{"PEER", []string{"--bogus"}, "flag provided but not defined"},
+	} {
+		code, out, errs := admin("rekey", "rekey", c.argName, c.args...)
+		if code != 2 || out != "" || !strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, errs, c.want)
+		}
+	}
+}
+
+// interfaceName reads only the name: the rest of the file may be broken
+// (being edited) without stopping `show -c` or `rekey -c`.
+func TestInterfaceNameReadsOnlyTheName(t *testing.T) {
+	dir := t.TempDir()
+	write := func(text string) string {
+		p := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if n, err := interfaceName("show", write("[interface]\nname = \"st3\"\nprivate_key_file = \"/nonexistent\"\nbogus = 1\n[[peer]]\nid = 5\n")); err != nil || n != "st3" {
+		t.Errorf("broken rest: %q %v", n, err)
+	}
+	for text, want := range map[string]string{
+		"[interface]\nname = \n":              "c.toml:2: TOML syntax",
+		"[interface]\npeer_id = \"a\"\n":      "[interface] has no name",
+		"[interface]\nname = 7\n":             "[interface] has no name",
+		"[interface]\nname = \"../../etc\"\n": `name "../../etc" is not a valid interface name`,
+	} {
+		if _, err := interfaceName("show", write(text)); err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "stunnel show: ") {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+	if _, err := interfaceName("show", filepath.Join(dir, "missing.toml")); err == nil || !strings.Contains(err.Error(), "cannot read config: no such file or directory") {
+		t.Errorf("missing file: %v", err)
+	}
+}

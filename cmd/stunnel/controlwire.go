@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"stunnel/conf"
+	"stunnel/tunnel"
+	"stunnel/tunnel/control"
+)
+
+// controlGroups maps [control] to the control package's groups.
+func controlGroups(c conf.Control) control.Groups {
+	g := func(x conf.Group) control.Group { return control.Group{Name: x.Name, GID: x.GID} }
+	return control.Groups{Read: g(c.Read), Operate: g(c.Operate), Officer: g(c.Officer)}
+}
+
+// controlHandlers are the daemon's answers to control requests. reloads
+// hands a reload to the daemon's main loop, which runs it as it runs SIGHUP's;
+// stopping is closed once that loop has ended.
+//
+// StateSave and the ticket commands stay nil (501 "not available in this
+// build yet") until the state file and session tickets are wired in here.
+func controlHandlers(d *tunnel.Device, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{}) control.Handlers {
+	return control.Handlers{
+		Status:  func() ([]byte, error) { return json.Marshal(d.Status()) },
+		Metrics: metricsHandler,
+		Reload: func() error {
+			reply := make(chan error, 1)
+			select {
+			case reloads <- reply:
+			case <-stopping:
+				return errors.New("the tunnel is stopping")
+			}
+			return <-reply
+		},
+		Rekey:      func(peer string) error { return peerErr(d.RekeyPeer(peer)) },
+		Disconnect: func(peer string) error { return peerErr(d.DisconnectPeer(peer)) },
+	}
+}
+
+// peerErr makes an unknown peer a 404 for the client.
+func peerErr(err error) error {
+	if errors.Is(err, tunnel.ErrNoPeer) {
+		return control.NotFound(err)
+	}
+	return err
+}
+
+// reloadProblem turns conf's list of problems into one line for the client:
+// the first problem, and how many more `stunnel check` shows.
+func reloadProblem(err error) error {
+	var problems *conf.Errors
+	if errors.As(err, &problems) && len(*problems) > 0 {
+		msg := (*problems)[0].String()
+		if n := len(*problems) - 1; n > 0 {
+			msg += fmt.Sprintf(" (and %d more; run stunnel check)", n)
+		}
+		return errors.New("reload failed, running configuration kept: " + msg)
+	}
+	return fmt.Errorf("reload failed, running configuration kept: %v", err)
+}

@@ -1,0 +1,24 @@
+package control
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+	"sync"
+)
+
+func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// syncWriter lets the server's goroutines log into one buffer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}

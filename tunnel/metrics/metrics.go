@@ -1,0 +1,221 @@
+// Package metrics exports a tunnel's status to Prometheus. A Collector reads
+// tunnel.Status at scrape time, so the packet path pays nothing for metrics:
+// the counters it already keeps for `stunnel show` are the source.
+//
+// The names are documented in docs/CONFIGURATION.md ([metrics]); keep both
+// in step.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"stunnel/tunnel"
+)
+
+var (
+	peerLabels = []string{"interface", "peer"}
+
+	descUp = prometheus.NewDesc("stunnel_peer_up",
+		"1 if the peer has a current session, else 0.", peerLabels, nil)
+	descRxBytes = prometheus.NewDesc("stunnel_peer_receive_bytes_total",
+		"Bytes of authenticated data packets received from the peer.", peerLabels, nil)
+	descTxBytes = prometheus.NewDesc("stunnel_peer_transmit_bytes_total",
+		"Bytes of data packets sent to the peer.", peerLabels, nil)
+	descRxPackets = prometheus.NewDesc("stunnel_peer_receive_packets_total",
+		"Authenticated data packets received from the peer.", peerLabels, nil)
+	descTxPackets = prometheus.NewDesc("stunnel_peer_transmit_packets_total",
+		"Data packets sent to the peer.", peerLabels, nil)
+	descLastHandshake = prometheus.NewDesc("stunnel_peer_last_handshake_timestamp_seconds",
+		"Unix time of the last completed handshake with the peer; 0 if none yet.", peerLabels, nil)
+	descHandshakes = prometheus.NewDesc("stunnel_peer_handshakes_total",
+		"Completed handshakes with the peer, by kind: full (static-key handshake) or resumed (session ticket).",
+		append(peerLabels, "kind"), nil)
+	descPeerDrops = prometheus.NewDesc("stunnel_peer_drops_total",
+		"Packets to or from the peer dropped, by reason.", append(peerLabels, "reason"), nil)
+	descCookieReplies = prometheus.NewDesc("stunnel_peer_cookie_replies_total",
+		"Cookie replies received from the peer (it was under load).", peerLabels, nil)
+	descIfDrops = prometheus.NewDesc("stunnel_interface_drops_total",
+		"Packets dropped that cannot be charged to a known peer, by reason.", []string{"interface", "reason"}, nil)
+	descRefused = prometheus.NewDesc("stunnel_interface_refused_handshakes",
+		"Refused handshakes by reason, summed over the sources the daemon still remembers (a bounded list, so this may fall).",
+		[]string{"interface", "reason"}, nil)
+	descPeers = prometheus.NewDesc("stunnel_interface_peers",
+		"Configured peers.", []string{"interface"}, nil)
+	descInfo = prometheus.NewDesc("stunnel_interface_info",
+		"Always 1; labels say who this host is.", []string{"interface", "peer_id", "public_key"}, nil)
+)
+
+// Every drop reason, so each series exists (at 0) from the first scrape:
+// rate() over a series that appears late misses its first increase.
+var (
+	peerDropReasons = []string{tunnel.DropNoKey, tunnel.DropAuthFailed, tunnel.DropReplayed,
+		tunnel.DropSourceNotAllowed, tunnel.DropMalformed, tunnel.DropQueueFull, tunnel.DropHandshakeFailed}
+	ifDropReasons = []string{tunnel.DropNoRoute, tunnel.DropUnknownIndex, tunnel.DropMalformed,
+		tunnel.DropBadMAC1, tunnel.DropRateLimited, tunnel.DropHandshakeFailed}
+)
+
+// Collector is a prometheus.Collector over a tunnel's status.
+type Collector struct {
+	status func() tunnel.Status // called once per scrape; safe for concurrent use
+}
+
+// NewCollector collects from status, e.g. (*tunnel.Device).Status.
+func NewCollector(status func() tunnel.Status) *Collector { return &Collector{status: status} }
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
+		descLastHandshake, descHandshakes, descPeerDrops, descCookieReplies, descIfDrops, descRefused, descPeers, descInfo} {
+		ch <- d
+	}
+}
+
+// Collect takes one status snapshot and sends every metric from it.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.status()
+	ifn := st.Name
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descInfo, 1, ifn, st.PeerID, st.PublicKey)
+	gauge(descPeers, float64(len(st.Peers)), ifn)
+	for i := range st.Peers {
+		p := &st.Peers[i]
+		up := 0.0
+		if p.SessionID != "" {
+			up = 1
+		}
+		gauge(descUp, up, ifn, p.ID)
+		counter(descRxBytes, p.RxBytes, ifn, p.ID)
+		counter(descTxBytes, p.TxBytes, ifn, p.ID)
+		counter(descRxPackets, p.RxPackets, ifn, p.ID)
+		counter(descTxPackets, p.TxPackets, ifn, p.ID)
+		last := 0.0
+		if p.LastHandshake != nil && !p.LastHandshake.IsZero() {
+			last = float64(p.LastHandshake.UnixNano()) / float64(time.Second)
+		}
+		gauge(descLastHandshake, last, ifn, p.ID)
+		// Every handshake is a full one until session tickets land;
+		// then resumed = handshakes_resumed and full = the rest.
+		counter(descHandshakes, p.Handshakes, ifn, p.ID, "full")
+		counter(descHandshakes, 0, ifn, p.ID, "resumed")
+		for _, r := range reasons(peerDropReasons, p.Drops) {
+			counter(descPeerDrops, p.Drops[r], ifn, p.ID, r)
+		}
+		counter(descCookieReplies, p.CookieReplies, ifn, p.ID)
+	}
+	for _, r := range reasons(ifDropReasons, st.Drops) {
+		counter(descIfDrops, st.Drops[r], ifn, r)
+	}
+	refused := map[string]uint64{}
+	for _, r := range st.Refusals {
+		refused[refusalReason(r.Reason)] += r.Count
+	}
+	for _, r := range reasons(nil, refused) {
+		gauge(descRefused, float64(refused[r]), ifn, r)
+	}
+}
+
+// reasons is base plus any other key of m, sorted: the fixed set always, and
+// a reason added to the tunnel later without a change here.
+func reasons(base []string, m map[string]uint64) []string {
+	set := make(map[string]bool, len(base)+len(m))
+	for _, r := range base {
+		set[r] = true
+	}
+	for r := range m {
+		set[r] = true
+	}
+	out := make([]string, 0, len(set))
+	for r := range set {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// refusalReason turns a refusal's text ("unknown peer id", "cipher mismatch:
+// we want aes256gcm...") into a label value of bounded cardinality: the part
+// before any ':' with spaces as underscores.
+func refusalReason(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			s = s[:i]
+			break
+		}
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c == ' ' {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "other"
+	}
+	return string(b)
+}
+
+// Handler serves the collector in the Prometheus text format, with nothing
+// else registered (no Go runtime metrics: a scrape shows the tunnel only).
+func Handler(c *Collector) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: 10 * time.Second})
+}
+
+// Server serves /metrics on a TCP address.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// Listen starts serving h at http://addr/metrics. Only GET /metrics is
+// answered; the endpoint reads and never changes anything.
+func Listen(addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("[metrics] listen %s: %v", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	s := &Server{
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Addr is the address actually bound.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the server, letting a scrape in progress finish (up to 5 s).
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = s.srv.Close()
+	}
+	<-s.done
+	return err
+}

@@ -1,0 +1,105 @@
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"stunnel/tunnel"
+)
+
+func TestCollectorText(t *testing.T) {
+	hs := time.Unix(1700000000, 500_000_000)
+	calls := 0
+	st := func() tunnel.Status {
+		calls++
+		return tunnel.Status{
+			Name: "st0", PeerID: "site-a", PublicKey: "PUB",
+			Peers: []tunnel.PeerStatus{
+				{ID: "site-b", SessionID: "ab", RxBytes: 1000, TxBytes: 2000, RxPackets: 10, TxPackets: 20,
+					LastHandshake: &hs, Handshakes: 3, Drops: map[string]uint64{tunnel.DropReplayed: 4, "new_reason": 1}},
+				{ID: "site-c"},
+			},
+			Drops:    map[string]uint64{tunnel.DropUnknownIndex: 7},
+			Refusals: []tunnel.Refusal{{PeerID: "x", Reason: "unknown peer id", Count: 2}, {PeerID: "y", Reason: "unknown peer id", Count: 3}, {Reason: "cipher mismatch: we want aes"}},
+		}
+	}
+	srv := httptest.NewServer(Handler(NewCollector(st)))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(b)
+	for _, want := range []string{
+		`stunnel_peer_receive_bytes_total{interface="st0",peer="site-b"} 1000`,
+		`stunnel_peer_transmit_bytes_total{interface="st0",peer="site-b"} 2000`,
+		`stunnel_peer_receive_packets_total{interface="st0",peer="site-b"} 10`,
+		`stunnel_peer_transmit_packets_total{interface="st0",peer="site-b"} 20`,
+		`stunnel_peer_last_handshake_timestamp_seconds{interface="st0",peer="site-b"} 1.7000000005e+09`,
+		`stunnel_peer_last_handshake_timestamp_seconds{interface="st0",peer="site-c"} 0`,
+		`stunnel_peer_handshakes_total{interface="st0",kind="full",peer="site-b"} 3`,
+		`stunnel_peer_handshakes_total{interface="st0",kind="resumed",peer="site-b"} 0`,
+		`stunnel_peer_drops_total{interface="st0",peer="site-b",reason="replayed"} 4`,
+		`stunnel_peer_drops_total{interface="st0",peer="site-b",reason="new_reason"} 1`,
+		`stunnel_peer_drops_total{interface="st0",peer="site-c",reason="auth_failed"} 0`,
+		`stunnel_peer_up{interface="st0",peer="site-b"} 1`,
+		`stunnel_peer_up{interface="st0",peer="site-c"} 0`,
+		`stunnel_interface_drops_total{interface="st0",reason="unknown_index"} 7`,
+		`stunnel_interface_drops_total{interface="st0",reason="bad_mac1"} 0`,
+		`stunnel_interface_refused_handshakes{interface="st0",reason="unknown_peer_id"} 5`,
+		`stunnel_interface_refused_handshakes{interface="st0",reason="cipher_mismatch"} 0`,
+		`stunnel_interface_peers{interface="st0"} 2`,
+		`stunnel_interface_info{interface="st0",peer_id="site-a",public_key="PUB"} 1`,
+		"# TYPE stunnel_peer_receive_bytes_total counter",
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(text, "go_goroutines") {
+		t.Error("Go runtime metrics are exported")
+	}
+	if calls != 1 {
+		t.Errorf("Status called %d times for one scrape", calls)
+	}
+}
+
+func TestListenServesOnlyGETMetrics(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + s.Addr().String()
+	for path, want := range map[string]int{"/metrics": 200, "/": 404, "/debug/pprof/": 404} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	resp, err := http.Post(base+"/metrics", "text/plain", nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != 405 {
+			t.Errorf("POST /metrics: %d, want 405", resp.StatusCode)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(base + "/metrics"); err == nil {
+		t.Error("still serving after Close")
+	}
+	if _, err := Listen("127.0.0.1:99999", nil); err == nil || !strings.Contains(err.Error(), "[metrics] listen") {
+		t.Errorf("bad address: %v", err)
+	}
+}
