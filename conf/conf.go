@@ -55,6 +55,7 @@ type Interface struct {
 	Addresses  []netip.Prefix      // as written: host address and its prefix length
 	MTU        int
 	LogLevel   slog.Level
+	StateFile  string // sealed sessions across a restart; "" = off (conf/state.go)
 }
 
 // Session is the [session] table: key lifetimes and data-plane choices.
