@@ -59,7 +59,8 @@ type Interface struct {
 	LogLevel   slog.Level
 	// MTUAuto: no mtu key in the file. MTU holds DefaultMTU; `up` derives
 	// the MTU from the route to the endpoints instead (cmd/stunnel/mtu.go).
-	MTUAuto bool
+	MTUAuto   bool
+	StateFile string // sealed sessions across a restart; "" = off (conf/state.go)
 }
 
 // Session is the [session] table: key lifetimes and data-plane choices.

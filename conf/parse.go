@@ -14,7 +14,7 @@ import (
 // The keys each table may hold. Anything else is an error, never ignored.
 var (
 	topKeys       = []string{"interface", "session", "peer", "control", "metrics"}
-	interfaceKeys = []string{"name", "peer_id", "private_key", "private_key_file", "listen_port", "address", "mtu", "log_level"}
+	interfaceKeys = []string{"name", "peer_id", "private_key", "private_key_file", "listen_port", "address", "mtu", "log_level", "state_file"}
 	sessionKeys   = []string{"rekey_after", "reject_after", "rekey_after_messages", "replay_window", "keepalive", "cipher"}
 	peerKeys      = []string{"id", "public_key", "preshared_key", "preshared_key_file", "endpoint", "allowed_ips", "persistent_keepalive"}
 )

@@ -69,6 +69,7 @@ func (p *parser) iface(t table, in *Interface) {
 			p.addf(line, "log_level %q is not one of debug, info, warn, error", s)
 		}
 	}
+	p.stateFile(t, in)
 }
 
 // addresses parses interface addresses: host address with prefix length.

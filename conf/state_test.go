@@ -1,0 +1,42 @@
+package conf
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestStateFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ line, want string }{
+		{"", "/var/lib/stunnel/st0.state"},
+		{`state_file = "/srv/st0.state"`, "/srv/st0.state"},
+		{`state_file = "sub/../st.state"`, filepath.Join(dir, "st.state")},
+		{`state_file = ""`, ""},
+	} {
+		path := filepath.Join(dir, "st0.toml")
+		writeFile(t, path, expand(t, iface+c.line+"\n"), 0o600)
+		cfg, err := Load(path)
+		if err != nil {
+			t.Fatalf("%q: %v", c.line, err)
+		}
+		if cfg.Interface.StateFile != c.want {
+			t.Fatalf("%q: StateFile = %q, want %q", c.line, cfg.Interface.StateFile, c.want)
+		}
+	}
+	for _, c := range []struct{ line, msg string }{
+		{`state_file = "/var/lib/stunnel/"`, "names a directory"},
+		{`state_file = 5`, "state_file"},
+	} {
+		path := filepath.Join(dir, "bad.toml")
+		writeFile(t, path, expand(t, iface+c.line+"\n"), 0o600)
+		_, err := Load(path)
+		if err == nil {
+			t.Fatalf("%q accepted", c.line)
+		}
+		probs := problems(t, err)
+		if len(probs) != 1 || probs[0].Line != 6 || !strings.Contains(probs[0].Msg, c.msg) {
+			t.Fatalf("%q: problems %v; want one at line 6 mentioning %q", c.line, probs, c.msg)
+		}
+	}
+}
