@@ -43,6 +43,7 @@ type Config struct {
 	Interface Interface
 	Session   Session
 	Peers     []Peer
+	Tickets   Tickets
 }
 
 // Interface is the [interface] table: this host.
