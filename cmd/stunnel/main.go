@@ -27,6 +27,7 @@ var commands = []command{
 	{"check", "check -c FILE          validate a config without touching the system", cmdCheck},
 	{"up", "up -c FILE             run the tunnel in the foreground (SIGHUP reloads)", cmdUp},
 	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},
+	{"tickets", "tickets genkey|add|list  session-ticket key files (stunnel tickets help)", cmdTickets},
 	{"demo", "demo                   two namespaced hosts, a tunnel, ping and throughput (root)", cmdDemo},
 }
 
