@@ -201,3 +201,37 @@ func TestEveryTamperedByteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestHeldTicketUsedOnce(t *testing.T) {
+	w := newWorld(t)
+	sc, sg, _ := w.full(t)
+	m, err := w.ring.Issue(sg, w.gwPeers["client"].PublicKey, w.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewHeld(m, &handshake.Session{}, w.clk.Now()); err == nil {
+		t.Fatal("ticket accepted under a session without a resumption secret")
+	}
+	h, err := NewHeld(m, sc, w.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Usable(w.clk.Now()) || h.Usable(h.Expiry.Add(-UsableMargin)) {
+		t.Fatal("Usable does not follow expiry minus the margin")
+	}
+	tk, secret, ok := h.Take()
+	if !ok || h.Usable(w.clk.Now()) {
+		t.Fatal("Take: ticket still held")
+	}
+	if _, _, again := h.Take(); again {
+		t.Fatal("a held ticket was handed out twice")
+	}
+	if _, _, _, err := w.resume(t, held{ticket: tk, secret: secret}); err != nil {
+		t.Fatal(err)
+	}
+	var pe *handshake.PeerError
+	_, _, _, err = w.resume(t, held{ticket: tk, secret: secret})
+	if !errors.As(err, &pe) || handshake.RefusalReason(err) != "ticket_reused" {
+		t.Fatalf("reason %q for %v", handshake.RefusalReason(err), err)
+	}
+}
