@@ -237,3 +237,33 @@ func TestHeldTicketUsedOnce(t *testing.T) {
 		t.Fatalf("reason %q for %v", handshake.RefusalReason(err), err)
 	}
 }
+
+func TestHeldSurvivesRestart(t *testing.T) {
+	w := newWorld(t)
+	sc, sg, _ := w.full(t)
+	m, _ := w.ring.Issue(sg, w.gwPeers["client"].PublicKey, w.clk.Now())
+	h, err := NewHeld(m, sc, w.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Held
+	if err := back.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Expiry.Equal(h.Expiry) || !back.Usable(w.clk.Now()) {
+		t.Fatal("restored ticket differs")
+	}
+	tk, secret, _ := back.Take()
+	if _, _, _, err := w.resume(t, held{ticket: tk, secret: secret}); err != nil {
+		t.Fatalf("resumption with a restored ticket: %v", err)
+	}
+	for _, bad := range [][]byte{nil, b[:heldHeaderLen], b[:len(b)-1], append(b, 0)} {
+		if (&Held{}).UnmarshalBinary(bad) == nil {
+			t.Fatalf("accepted %d bytes", len(bad))
+		}
+	}
+}
