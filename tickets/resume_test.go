@@ -117,10 +117,10 @@ func TestTicketExpiredAndReauth(t *testing.T) {
 		t.Fatalf("ticket lives %v, past auth time + reauth_after", got)
 	}
 	// A shorter reauth_after (config reload) refuses the same ticket with ErrReauthRequired.
-	strict := NewRing(Options{Now: w.clk.Now, ReauthAfter: time.Hour})
-	strict.keys, strict.used = w.ring.keys, w.ring.used
-	_, err = strict.OpenTicket(h.ticket)
+	w.ring.Reconfigure(0, 0, time.Hour)
+	_, err = w.ring.OpenTicket(h.ticket)
 	wantErr(t, err, handshake.ErrReauthRequired, "ticket past reauth_after")
+	w.ring.Reconfigure(0, 0, 24*time.Hour)
 	// Past auth + 24h no ticket is issued any more.
 	w.clk.Advance(auth.Add(24*time.Hour + time.Second).Sub(w.clk.Now()))
 	st := handshake.TicketState{PeerID: "client", AuthTime: auth}
