@@ -45,6 +45,7 @@ type Config struct {
 	Peers     []Peer
 	Control   Control // [control]: conf/control.go
 	Metrics   Metrics // [metrics]: conf/metrics.go
+	Tickets   Tickets // [tickets]: conf/tickets.go
 }
 
 // Interface is the [interface] table: this host.

@@ -13,7 +13,7 @@ import (
 
 // The keys each table may hold. Anything else is an error, never ignored.
 var (
-	topKeys       = []string{"interface", "session", "peer", "control", "metrics"}
+	topKeys       = []string{"interface", "session", "peer", "control", "metrics", "tickets"}
 	interfaceKeys = []string{"name", "peer_id", "private_key", "private_key_file", "listen_port", "address", "mtu", "log_level", "state_file"}
 	sessionKeys   = []string{"rekey_after", "reject_after", "rekey_after_messages", "replay_window", "keepalive", "cipher"}
 	peerKeys      = []string{"id", "public_key", "preshared_key", "preshared_key_file", "endpoint", "allowed_ips", "persistent_keepalive"}
@@ -84,6 +84,8 @@ func (p *parser) config(raw map[string]any) *Config {
 	}
 	st, _ := p.subTable(root, "session")
 	p.session(st, &c.Session)
+	tt, _ := p.subTable(root, "tickets")
+	p.tickets(tt, &c.Tickets)
 
 	if t, ok := p.subTable(root, "control"); ok {
 		p.control(t, &c.Control)
@@ -126,6 +128,8 @@ func allowedFor(table string) []string {
 		return controlKeys
 	case "metrics":
 		return metricsKeys
+	case "tickets":
+		return ticketsKeys
 	}
 	return peerKeys
 }

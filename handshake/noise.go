@@ -9,7 +9,7 @@ import (
 	"golang.org/x/crypto/hkdf"
 )
 
-var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+var cipherSuite = noise.NewCipherSuite(dh25519{}, noise.CipherChaChaPoly, noise.HashBLAKE2s)
 
 // newNoise starts one side of Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s. psk is
 // nil on the responder, which learns whose PSK to use only from message 1.

@@ -269,3 +269,20 @@ func TestTicketMessage(t *testing.T) {
 		t.Fatal("oversized ticket accepted")
 	}
 }
+
+func TestRefusalReason(t *testing.T) {
+	for err, want := range map[error]string{
+		ErrReplay:         "replay",
+		ErrStaleTimestamp: "stale_timestamp",
+		&PeerError{PeerID: "x", Err: ErrTicketReused}: "ticket_reused",
+		&PeerError{PeerID: "x", Err: ErrKeyMismatch}:  "key_mismatch",
+		ErrTicketExpired:          "ticket_expired",
+		errors.New("something"):   "other",
+		malformed("x"):            "malformed",
+		cipherMismatch("a %v", 1): "cipher_mismatch",
+	} {
+		if got := RefusalReason(err); got != want {
+			t.Errorf("RefusalReason(%v) = %q, want %q", err, got, want)
+		}
+	}
+}

@@ -33,6 +33,7 @@ type world struct {
 	checker *handshake.CookieChecker
 	gen     *handshake.CookieGenerator // client's, toward gw
 	gwPeers peers
+	gwPub   handshake.PublicKey
 	idx     uint32
 }
 
@@ -52,6 +53,7 @@ func newWorld(t testing.TB) *world {
 	w.client = &handshake.Config{PeerID: []byte("client"), PrivateKey: cpriv, Now: clk.Now, Peers: peers{"gw": {PublicKey: gpriv.PublicKey(), ID: "gw"}}}
 	w.gw = &handshake.Config{PeerID: []byte("gw"), PrivateKey: gpriv, Now: clk.Now, Peers: w.gwPeers}
 	w.gwPeers["client"] = handshake.PeerInfo{PublicKey: cpriv.PublicKey(), ID: "client"}
+	w.gwPub = gpriv.PublicKey()
 	w.resp = handshake.NewResponder(w.gw)
 	w.checker = handshake.NewCookieChecker(gpriv.PublicKey(), clk.Now, nil)
 	w.gen = handshake.NewCookieGenerator(gpriv.PublicKey(), clk.Now)
@@ -59,7 +61,7 @@ func newWorld(t testing.TB) *world {
 }
 
 func (w *world) gwInfo() handshake.PeerInfo {
-	return handshake.PeerInfo{PublicKey: w.gw.PrivateKey.PublicKey(), ID: "gw"}
+	return handshake.PeerInfo{PublicKey: w.gwPub, ID: "gw"}
 }
 
 // held is what the client keeps: the ticket and the secret of the session that delivered it.

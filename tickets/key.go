@@ -49,6 +49,9 @@ func (s KeyState) String() string {
 	return "expired"
 }
 
+// MarshalText makes KeyState a string in `show --json`.
+func (s KeyState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // EncryptUntil is when the key stops sealing.
 func (k *Key) EncryptUntil() time.Time { return k.Created.Add(k.EncryptDecrypt) }
 
@@ -101,9 +104,9 @@ func GenerateKey(rng io.Reader, created time.Time, encryptDecrypt, decryptOnly t
 
 // KeyInfo is what `show` may print of a key: never its secret.
 type KeyInfo struct {
-	Name         string // hex
-	State        KeyState
-	Created      time.Time
-	EncryptUntil time.Time // when it becomes decrypt-only
-	End          time.Time // when it is erased
+	Name         string    `json:"name"` // hex
+	State        KeyState  `json:"state"`
+	Created      time.Time `json:"created"`
+	EncryptUntil time.Time `json:"encrypt_until"` // when it becomes decrypt-only
+	End          time.Time `json:"end"`           // when it is erased
 }

@@ -117,15 +117,16 @@ func TestTicketExpiredAndReauth(t *testing.T) {
 		t.Fatalf("ticket lives %v, past auth time + reauth_after", got)
 	}
 	// A shorter reauth_after (config reload) refuses the same ticket with ErrReauthRequired.
-	strict := NewRing(Options{Now: w.clk.Now, ReauthAfter: time.Hour})
-	strict.keys, strict.used = w.ring.keys, w.ring.used
-	_, err = strict.OpenTicket(h.ticket)
+	w.ring.Reconfigure(0, 0, time.Hour)
+	_, err = w.ring.OpenTicket(h.ticket)
 	wantErr(t, err, handshake.ErrReauthRequired, "ticket past reauth_after")
+	w.ring.Reconfigure(0, 0, 24*time.Hour)
 	// Past auth + 24h no ticket is issued any more.
 	w.clk.Advance(auth.Add(24*time.Hour + time.Second).Sub(w.clk.Now()))
 	st := handshake.TicketState{PeerID: "client", AuthTime: auth}
 	_, err = w.ring.Seal(&st)
 	wantErr(t, err, handshake.ErrReauthRequired, "sealing past reauth_after")
+	w.full(t) // the fallback: a full handshake succeeds and yields a fresh ticket
 }
 
 func TestPeerRemovedOrKeyChanged(t *testing.T) {
@@ -199,5 +200,70 @@ func TestEveryTamperedByteRefused(t *testing.T) {
 	wantErr(t, err, handshake.ErrTicketInvalid, "message 5 with tampered ticket")
 	if _, _, _, err := w.resume(t, h); err != nil {
 		t.Fatal(err)
+	}
+	w.full(t)
+}
+
+func TestHeldTicketUsedOnce(t *testing.T) {
+	w := newWorld(t)
+	sc, sg, _ := w.full(t)
+	m, err := w.ring.Issue(sg, w.gwPeers["client"].PublicKey, w.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewHeld(m, &handshake.Session{}, w.clk.Now()); err == nil {
+		t.Fatal("ticket accepted under a session without a resumption secret")
+	}
+	h, err := NewHeld(m, sc, w.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Usable(w.clk.Now()) || h.Usable(h.Expiry.Add(-UsableMargin)) {
+		t.Fatal("Usable does not follow expiry minus the margin")
+	}
+	tk, secret, ok := h.Take()
+	if !ok || h.Usable(w.clk.Now()) {
+		t.Fatal("Take: ticket still held")
+	}
+	if _, _, again := h.Take(); again {
+		t.Fatal("a held ticket was handed out twice")
+	}
+	if _, _, _, err := w.resume(t, held{ticket: tk, secret: secret}); err != nil {
+		t.Fatal(err)
+	}
+	var pe *handshake.PeerError
+	_, _, _, err = w.resume(t, held{ticket: tk, secret: secret})
+	if !errors.As(err, &pe) || handshake.RefusalReason(err) != "ticket_reused" {
+		t.Fatalf("reason %q for %v", handshake.RefusalReason(err), err)
+	}
+}
+
+func TestHeldSurvivesRestart(t *testing.T) {
+	w := newWorld(t)
+	sc, sg, _ := w.full(t)
+	m, _ := w.ring.Issue(sg, w.gwPeers["client"].PublicKey, w.clk.Now())
+	h, err := NewHeld(m, sc, w.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Held
+	if err := back.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Expiry.Equal(h.Expiry) || !back.Usable(w.clk.Now()) {
+		t.Fatal("restored ticket differs")
+	}
+	tk, secret, _ := back.Take()
+	if _, _, _, err := w.resume(t, held{ticket: tk, secret: secret}); err != nil {
+		t.Fatalf("resumption with a restored ticket: %v", err)
+	}
+	for _, bad := range [][]byte{nil, b[:heldHeaderLen], b[:len(b)-1], append(b, 0)} {
+		if (&Held{}).UnmarshalBinary(bad) == nil {
+			t.Fatalf("accepted %d bytes", len(bad))
+		}
 	}
 }

@@ -39,7 +39,9 @@ type Options struct {
 // Ring holds one interface's ticket keys and used-ticket cache. It implements
 // handshake.TicketOpener. Safe for concurrent use.
 type Ring struct {
-	opt Options // immutable after NewRing
+	// opt: Now, Rand and MaxUsed are immutable after NewRing; the three
+	// lifetimes are guarded by mu (Reconfigure changes them on reload).
+	opt Options
 
 	mu       sync.Mutex
 	keys     []*Key                 // guarded by mu; sorted by Created, newest last
@@ -70,7 +72,29 @@ func NewRing(opt Options) *Ring {
 }
 
 // ReauthAfter is the ring's reauth_after.
-func (r *Ring) ReauthAfter() time.Duration { return r.opt.ReauthAfter }
+func (r *Ring) ReauthAfter() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opt.ReauthAfter
+}
+
+// Reconfigure applies a reloaded [tickets] table: the lifetimes of keys
+// generated from now on, and reauth_after for every ticket sealed or opened
+// from now on (a shorter one refuses tickets issued under the longer one).
+// Zero values keep the current setting. Keys and the used record are kept.
+func (r *Ring) Reconfigure(encryptDecrypt, decryptOnly, reauthAfter time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if encryptDecrypt > 0 {
+		r.opt.EncryptDecryptLifetime = encryptDecrypt
+	}
+	if decryptOnly > 0 {
+		r.opt.DecryptLifetime = decryptOnly
+	}
+	if reauthAfter > 0 {
+		r.opt.ReauthAfter = reauthAfter
+	}
+}
 
 // Rotate erases keys whose decrypt-only life has ended and, in in-memory mode,
 // adds a key once the newest one is half-way through its encrypt-decrypt life
@@ -205,12 +229,12 @@ func (r *Ring) OpenTicket(ticket []byte) (*handshake.TicketState, error) {
 		return nil, fmt.Errorf("%w: key %x ended its decrypt-only life at %s", handshake.ErrTicketExpired, name[:4], k.End().UTC().Format(time.RFC3339))
 	}
 	st, err := open(k, ticket)
-	keyEnd := k.End()
+	keyEnd, reauthAfter := k.End(), r.opt.ReauthAfter
 	r.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if st.AuthTime.Add(r.opt.ReauthAfter).Before(now) {
+	if st.AuthTime.Add(reauthAfter).Before(now) {
 		st.Zero()
 		return nil, fmt.Errorf("%w (last proof %s)", handshake.ErrReauthRequired, st.AuthTime.UTC().Format(time.RFC3339))
 	}

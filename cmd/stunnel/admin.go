@@ -36,23 +36,17 @@ func cmdState(args []string) int {
 	return runAdmin("state save", "state save", "", args[1:], os.Stdout, os.Stderr)
 }
 
-// ticketsGenkey makes a ticket key file offline; it belongs to the session
-// tickets work and is set by its file when that is built in.
-var ticketsGenkey func(args []string) int
-
 func cmdTickets(args []string) int {
 	const usage = "usage: stunnel tickets genkey|list|add|retire [-c FILE | -i NAME] [ARG]"
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, usage)
 		return exitBadConfig
 	}
+	switch {
+	case args[0] == "genkey", args[0] == "help", (args[0] == "add" || args[0] == "list") && keyFileArg(args[1:]):
+		return runTickets(args, os.Stdout, os.Stderr) // a key file, offline (tickets.go)
+	}
 	switch args[0] {
-	case "genkey":
-		if ticketsGenkey == nil {
-			fmt.Fprintln(os.Stderr, "stunnel tickets genkey: not available in this build yet")
-			return exitRuntime
-		}
-		return ticketsGenkey(args[1:])
 	case "list":
 		return runAdmin("tickets list", "tickets list", "", args[1:], os.Stdout, os.Stderr)
 	case "add":
@@ -148,4 +142,27 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 		stdout.Write(reply)
 	}
 	return exitOK
+}
+
+// keyFileArg reports whether a tickets add|list command names a key file
+// (an existing file, and no -c or -i): then it works on the file offline.
+func keyFileArg(args []string) bool {
+	var file string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-c" || a == "-i" || strings.HasPrefix(a, "-c=") || strings.HasPrefix(a, "-i="):
+			return false
+		case strings.HasPrefix(a, "-"):
+			if !strings.Contains(a, "=") && i+1 < len(args) {
+				i++ // a lifetime flag's value
+			}
+		default:
+			file = a
+		}
+	}
+	if file == "" {
+		return false
+	}
+	fi, err := os.Stat(file)
+	return err == nil && fi.Mode().IsRegular()
 }

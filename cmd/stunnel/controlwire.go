@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"stunnel/conf"
+	"stunnel/tickets"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 )
@@ -23,10 +25,18 @@ func controlGroups(c conf.Control) control.Groups {
 //
 // StateSave and the ticket commands stay nil (501 "not available in this
 // build yet") until the state file and session tickets are wired in here.
-func controlHandlers(d *tunnel.Device, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{}) control.Handlers {
+func controlHandlers(d *tunnel.Device, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{},
+	cfg *conf.Config, ring *tickets.Ring, log *slog.Logger) control.Handlers {
+	list, add, retire := ticketHandlers(ring, cfg)
 	return control.Handlers{
-		Status:  func() ([]byte, error) { return json.Marshal(d.Status()) },
-		Metrics: metricsHandler,
+		// A state saved while running carries tickets only: the running
+		// sessions' counters are still in use (cmd/stunnel/sessions.go).
+		StateSave:     func() error { return saveState(cfg, d.SaveTickets(), false, log) },
+		TicketsList:   list,
+		TicketsAdd:    add,
+		TicketsRetire: retire,
+		Status:        func() ([]byte, error) { return json.Marshal(d.Status()) },
+		Metrics:       metricsHandler,
 		Reload: func() error {
 			reply := make(chan error, 1)
 			select {

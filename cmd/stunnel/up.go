@@ -99,12 +99,31 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		return err
 	}
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log})
+	ring, err := openTicketRing(cfg)
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	defer func() { err = errors.Join(err, d.Close()) }()
+	// Consumed before the device exists: a saved state is restored at most
+	// once, whatever happens next (statefile.Take).
+	saved := takeState(cfg, log)
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Tickets: ring, RestoreState: saved})
+	clear(saved)
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if saved != nil {
+		log.Info("state file: " + d.Restored().String())
+	}
+	defer func() {
+		if cfg.Interface.StateFile == "" {
+			err = errors.Join(err, d.Close())
+			return
+		}
+		state, cerr := d.CloseAndSave()
+		err = errors.Join(err, cerr, saveState(cfg, state, true, log))
+	}()
 
 	// Control-socket reloads run here, on the loop below, like SIGHUP:
 	// one reload at a time, and cfg has one owner.
@@ -114,7 +133,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),
-		Handlers: controlHandlers(d, metricsHandler, reloads, stopping),
+		Handlers: controlHandlers(d, metricsHandler, reloads, stopping, cfg, ring, log),
 		Audit:    log,
 	})
 	if err != nil {
@@ -148,11 +167,13 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 			}
 			_ = sdNotify("RELOADING=1")
 			cfg, _ = reload(cfg, d, link, bind, log, level)
+			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 		case reply := <-reloads:
 			_ = sdNotify("RELOADING=1")
 			var rerr error
 			cfg, rerr = reload(cfg, d, link, bind, log, level)
+			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 			reply <- rerr
 		}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"golang.org/x/crypto/curve25519"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/statefile"
+	"stunnel/tickets"
+	"stunnel/tunnel"
+)
+
+// What the daemon keeps across restarts and rekeys: the ticket-key ring
+// ([tickets]) and the sealed state file ([interface] state_file). The
+// session logic itself is package session's; this file only connects the
+// config, the files and the control socket to it.
+
+// openTicketRing builds the [tickets] ring: keys from key_file, or made in
+// memory. nil when resumption is off.
+func openTicketRing(cfg *conf.Config) (*tickets.Ring, error) {
+	t := cfg.Tickets
+	if !t.Enabled {
+		return nil, nil
+	}
+	ring := tickets.NewRing(tickets.Options{EncryptDecryptLifetime: t.EncryptDecryptLifetime,
+		DecryptLifetime: t.DecryptLifetime, ReauthAfter: t.ReauthAfter})
+	if t.KeyFile != "" {
+		if err := ring.LoadFile(t.KeyFile); err != nil {
+			return nil, fmt.Errorf("[tickets] key_file: %w", err)
+		}
+	}
+	return ring, nil
+}
+
+// reloadTicketRing applies a reload: lifetimes at once, the key file re-read
+// (a bad file keeps the keys we have).
+func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, log *slog.Logger) {
+	if ring == nil {
+		return
+	}
+	t := cfg.Tickets
+	ring.Reconfigure(t.EncryptDecryptLifetime, t.DecryptLifetime, t.ReauthAfter)
+	if t.KeyFile != "" {
+		if err := ring.LoadFile(t.KeyFile); err != nil {
+			log.Error("reload: ticket key file refused, keeping the keys in use", "file", t.KeyFile, "err", err.Error())
+		}
+	}
+}
+
+// memoryStatic is the static key held in memory, as the state file wants
+// it (a token key answers the same two methods).
+type memoryStatic struct{ priv handshake.PrivateKey }
+
+func (m memoryStatic) Public() handshake.PublicKey { return m.priv.PublicKey() }
+
+func (m memoryStatic) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
+	var out [32]byte
+	s, err := curve25519.X25519(m.priv[:], peer[:])
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], s)
+	clear(s)
+	return out, nil
+}
+
+func stateKey(cfg *conf.Config) statefile.StaticKey { return memoryStatic{cfg.Interface.PrivateKey} }
+
+// takeState reads and consumes the state file at start: after it returns,
+// the file is gone (fsynced), so it is restored at most once. A file that
+// does not open is moved aside with one log line; start goes on with fresh
+// handshakes.
+func takeState(cfg *conf.Config, log *slog.Logger) []byte {
+	path := cfg.Interface.StateFile
+	if path == "" {
+		return nil
+	}
+	p, err := statefile.Take(path, stateKey(cfg))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		log.Warn("state file not restored: starting with fresh handshakes", "file", path, "reason", err.Error())
+		return nil
+	}
+	if !p.CleanStop {
+		log.Info("state file was saved while running: restoring its tickets only", "file", path)
+	}
+	return p.Data
+}
+
+// saveState seals what CloseAndSave (clean: sessions with exact counters)
+// or SaveTickets (running: tickets only) returned.
+func saveState(cfg *conf.Config, data []byte, clean bool, log *slog.Logger) error {
+	defer clear(data)
+	path := cfg.Interface.StateFile
+	if path == "" {
+		return errors.New("no state_file configured")
+	}
+	if err := statefile.Save(path, stateKey(cfg), statefile.Payload{Data: data, CleanStop: clean}); err != nil {
+		return fmt.Errorf("saving state to %s: %w", path, err)
+	}
+	log.Info("state saved", "file", path, "sessions", clean)
+	return nil
+}
+
+// ticketHandlers answers `stunnel tickets list|add|retire` for the officer.
+func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, error), add func(string) ([]byte, error), retire func(string) ([]byte, error)) {
+	if ring == nil {
+		off := errors.New("session tickets are off ([tickets] enabled = false)")
+		return func() ([]byte, error) { return nil, off },
+			func(string) ([]byte, error) { return nil, off },
+			func(string) ([]byte, error) { return nil, off }
+	}
+	keys := func() ([]byte, error) {
+		var out []tunnel.TicketKeyStatus
+		for _, k := range ring.Keys() {
+			out = append(out, tunnel.TicketKeyStatus{Name: k.Name, State: k.State.String(), EncryptUntil: k.EncryptUntil, End: k.End})
+		}
+		return json.Marshal(out)
+	}
+	list = keys
+	add = func(string) ([]byte, error) {
+		k, err := tickets.GenerateKey(nil, time.Now(), cfg.Tickets.EncryptDecryptLifetime, cfg.Tickets.DecryptLifetime)
+		if err != nil {
+			return nil, err
+		}
+		if err := ring.Add(k); err != nil {
+			return nil, err
+		}
+		return keys()
+	}
+	retire = func(name string) ([]byte, error) {
+		if err := ring.Retire(name); err != nil {
+			return nil, err
+		}
+		return keys()
+	}
+	return list, add, retire
+}

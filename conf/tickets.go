@@ -1,0 +1,67 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	"stunnel/tickets"
+)
+
+// Tickets is the [tickets] table: session resumption (docs/CONFIGURATION.md).
+type Tickets struct {
+	Enabled bool
+	// KeyFile is the ticket-key file, absolute ("" = keys generated in memory).
+	// It is re-read on SIGHUP; `stunnel tickets genkey|add` write it.
+	KeyFile                string
+	EncryptDecryptLifetime time.Duration // of generated keys
+	DecryptLifetime        time.Duration // of generated keys
+	ReauthAfter            time.Duration // a full handshake at least this often
+}
+
+var ticketsKeys = []string{"enabled", "key_file", "encrypt_decrypt_lifetime", "decrypt_lifetime", "reauth_after"}
+
+func (p *parser) tickets(t table, tk *Tickets) {
+	*tk = Tickets{
+		Enabled:                true,
+		EncryptDecryptLifetime: tickets.DefaultEncryptDecryptLifetime,
+		DecryptLifetime:        tickets.DefaultDecryptLifetime,
+		ReauthAfter:            tickets.DefaultReauthAfter,
+	}
+	if v, present := t.m["enabled"]; present {
+		b, ok := v.(bool)
+		if !ok {
+			p.addf(p.keyLine(t, "enabled"), "enabled must be true or false, not %s", typeName(v))
+		}
+		tk.Enabled = b
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{{"encrypt_decrypt_lifetime", &tk.EncryptDecryptLifetime}, {"decrypt_lifetime", &tk.DecryptLifetime}, {"reauth_after", &tk.ReauthAfter}} {
+		if v, line, ok := p.duration(t, d.key); ok {
+			if v == 0 {
+				p.addf(line, "%s must be greater than zero", d.key)
+			}
+			*d.dst = v
+		}
+	}
+	if name, line, ok := p.str(t, "key_file"); ok {
+		path := name
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(p.dir, path)
+		}
+		tk.KeyFile = path
+		if fi, err := os.Stat(path); err != nil {
+			p.addf(line, "key_file: cannot stat %s: %v; make one with: stunnel tickets genkey -o %s", path, unwrapPathError(err), path)
+		} else if err := tickets.CheckKeyFileMode(path, fi); err != nil {
+			p.addf(line, "key_file: %v", err)
+		} else if keys, err := tickets.ReadKeyFile(path); err != nil {
+			p.addf(line, "key_file: %v", err)
+		} else {
+			for i := range keys {
+				keys[i].Erase()
+			}
+		}
+	}
+}

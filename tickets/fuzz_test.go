@@ -1,0 +1,99 @@
+package tickets
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"stunnel/handshake"
+)
+
+// FuzzOpenTicket: raw bytes; bytes behind the ring's own key name (reaching
+// the AEAD); bytes as a genuinely sealed state (reaching the state decoder).
+func FuzzOpenTicket(f *testing.F) {
+	clk := &manualClock{t: t0}
+	r := NewRing(Options{Now: clk.Now})
+	valid, err := r.Seal(state(clk.Now()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	k := r.keys[0]
+	var plain [stateLen]byte
+	_ = encodeState(&plain, state(clk.Now()))
+	f.Add(valid, byte(0))
+	f.Add(valid[offNonce:], byte(1))
+	f.Add([]byte{}, byte(0))
+	f.Add(plain[:], byte(2))
+	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
+		tk := data
+		switch mode % 3 {
+		case 1:
+			tk = append(bytes.Clone(valid[:offNonce]), data...)
+		case 2:
+			aead, _ := chacha20poly1305.NewX(k.secret[:])
+			tk = bytes.Clone(valid[:offSealed])
+			tk = aead.Seal(tk, tk[offNonce:offSealed], data, tk[:offNonce])
+		}
+		st, err := r.OpenTicket(tk)
+		if err != nil {
+			if st != nil {
+				t.Fatal("state with an error")
+			}
+			for _, e := range []error{handshake.ErrTicketInvalid, handshake.ErrTicketKeyUnknown, handshake.ErrTicketExpired, handshake.ErrReauthRequired} {
+				if errors.Is(err, e) {
+					return
+				}
+			}
+			t.Fatalf("untyped refusal: %v", err)
+		}
+		if handshake.ValidatePeerID([]byte(st.PeerID)) != nil || !clk.Now().Before(st.Expiry) {
+			t.Fatal("opened a ticket with a bad ID or expiry")
+		}
+		var again [stateLen]byte
+		if err := encodeState(&again, st); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseKeyFile(f *testing.F) {
+	k, _ := GenerateKey(nil, t0, time.Hour, time.Hour)
+	f.Add(MarshalKeyFile([]Key{k}))
+	f.Add([]byte("# x\n\n"))
+	f.Add([]byte("00 AA 2020 1h 1h\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := ParseKeyFile("F", data)
+		if err != nil {
+			return
+		}
+		again, err := ParseKeyFile("F", MarshalKeyFile(keys))
+		if err != nil || len(again) != len(keys) {
+			t.Fatalf("round trip: %v", err)
+		}
+		for i := range keys {
+			if keys[i].IsErased() || keys[i].EncryptDecrypt <= 0 || keys[i].DecryptOnly <= 0 || again[i].secret != keys[i].secret {
+				t.Fatal("accepted a bad key or lost it in the round trip")
+			}
+		}
+	})
+}
+
+func FuzzHeldUnmarshal(f *testing.F) {
+	h := &Held{ticket: bytes.Repeat([]byte{3}, TicketSize), secret: [32]byte{9}, Received: t0, Expiry: t0.Add(time.Hour)}
+	good, _ := h.MarshalBinary()
+	f.Add(good)
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var h Held
+		if h.UnmarshalBinary(data) != nil {
+			return
+		}
+		again, err := h.MarshalBinary()
+		if err != nil || !bytes.Equal(again, data) {
+			t.Fatalf("round trip differs: %v", err)
+		}
+	})
+}
