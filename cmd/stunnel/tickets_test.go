@@ -52,7 +52,14 @@ func TestTicketsGenkeyAddList(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d", args, code, exitBadConfig)
 		}
 	}
-	if code := runTickets([]string{"retire", "abc"}, &out, &errb); code != exitRuntime {
-		t.Error("retire without a control hook must fail at runtime")
+	// retire acts on a running tunnel's ring only (cmdTickets routes it to
+	// the control socket); the offline runner refuses it as bad usage.
+	if code := runTickets([]string{"retire", "abc"}, &out, &errb); code != exitBadConfig {
+		t.Error("offline retire must be refused as bad usage")
+	}
+	f := filepath.Join(t.TempDir(), "k")
+	os.WriteFile(f, nil, 0o600)
+	if !keyFileArg([]string{"--decrypt-lifetime", "1h", f}) || keyFileArg([]string{f, "-c", "x.toml"}) || keyFileArg([]string{"abc"}) {
+		t.Error("keyFileArg does not tell a key file from a running tunnel's form")
 	}
 }
