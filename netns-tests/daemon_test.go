@@ -82,8 +82,8 @@ func (n *node) addPeer(other *node, withEndpoint bool, allowed ...string) {
 // config renders the TOML of docs/CONFIGURATION.md.
 func (n *node) config() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nlisten_port = %d\n",
-		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), listenPort)
+	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nstate_file = %q\nlisten_port = %d\n",
+		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), filepath.Join(n.dir, n.ID+".state"), listenPort)
 	fmt.Fprintf(&b, "address = %s\n", tomlList(n.Address))
 	switch n.MTU {
 	case "":

@@ -206,6 +206,7 @@ func (d *demo) writeConfigs() error {
 name = %q
 peer_id = %q
 private_key_file = "%s.key"
+state_file = "%s.state"
 listen_port = %d
 address = [%q, %q]
 
@@ -214,7 +215,7 @@ id = %q
 public_key = %q
 endpoint = "%s:%d"
 allowed_ips = ["%s/32", "%s/128"]
-`, h.tun, h.id, h.id, demoPort, h.overlay[0], h.overlay[1],
+`, h.tun, h.id, h.id, h.id, demoPort, h.overlay[0], h.overlay[1],
 			peer.id, peer.key.PublicKey(), peer.underlay.Addr(), demoPort, peer.overlay[0].Addr(), peer.overlay[1].Addr())
 		if err := os.WriteFile(h.confPath, []byte(text), 0o600); err != nil {
 			return fmt.Errorf("writing %s: %w", h.confPath, err)

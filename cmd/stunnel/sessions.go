@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/curve25519"
@@ -103,6 +105,11 @@ func saveState(cfg *conf.Config, data []byte, clean bool, log *slog.Logger) erro
 	path := cfg.Interface.StateFile
 	if path == "" {
 		return errors.New("no state_file configured")
+	}
+	// The default directory exists under systemd (StateDirectory=); make it
+	// elsewhere, private.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
 	if err := statefile.Save(path, stateKey(cfg), statefile.Payload{Data: data, CleanStop: clean}); err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)

@@ -122,7 +122,13 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 			return
 		}
 		state, cerr := d.CloseAndSave()
-		err = errors.Join(err, cerr, saveState(cfg, state, true, log))
+		err = errors.Join(err, cerr)
+		// The tunnel stopped cleanly either way: a state that cannot be
+		// written costs the next start its handshakes, not this stop its
+		// exit code.
+		if serr := saveState(cfg, state, true, log); serr != nil {
+			log.Error("sessions not saved: the next start handshakes anew", "err", serr.Error())
+		}
 	}()
 
 	// Control-socket reloads run here, on the loop below, like SIGHUP:
