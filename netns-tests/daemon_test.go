@@ -40,6 +40,8 @@ type node struct {
 	Underlay string   // underlay address without length, for peers' endpoints
 	Address  []string // overlay addresses with length
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
+	// NoStateFile turns the state file off: every restart handshakes anew.
+	NoStateFile bool
 	MTU      string   // the mtu line's value: "" for 1420, "none" for no mtu key
 	Peers    []peerConf
 	Extra    string // raw TOML tables appended to the config, e.g. "[control]\n..."
@@ -83,7 +85,7 @@ func (n *node) addPeer(other *node, withEndpoint bool, allowed ...string) {
 func (n *node) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nstate_file = %q\nlisten_port = %d\n",
-		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), filepath.Join(n.dir, n.ID+".state"), listenPort)
+		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), n.statePath(), listenPort)
 	fmt.Fprintf(&b, "address = %s\n", tomlList(n.Address))
 	switch n.MTU {
 	case "":
@@ -337,4 +339,11 @@ func refusal(s status, id string) (refusalStatus, bool) {
 		}
 	}
 	return refusalStatus{}, false
+}
+
+func (n *node) statePath() string {
+	if n.NoStateFile {
+		return ""
+	}
+	return filepath.Join(n.dir, n.ID+".state")
 }

@@ -9,11 +9,13 @@ import (
 )
 
 // Scenario 8a: one side stopped and started again re-establishes on its own.
-// The side that kept running still holds the old session, which the new
-// process cannot know; traffic from it must recover without help.
+// Without a state file (state_file = "") the side that kept running still
+// holds the old session, which the new process cannot know; traffic from it
+// must recover without help. (With one, the session comes back:
+// TestRestartKeepsSessions.)
 func TestRestart(t *testing.T) {
 	l := newLab(t)
-	a, b := l.twoHosts(nil)
+	a, b := l.twoHosts(func(a, b *node) { b.NoStateFile = true })
 	pingUntil(t, a.ns, overB, sessionWait)
 	old := a.waitSession(b.ID, sessionWait)
 

@@ -31,6 +31,9 @@ type peerStatus struct {
 	TxPackets     uint64            `json:"tx_packets"`
 	Drops         map[string]uint64 `json:"drops"`
 	LastError     string            `json:"last_error"`
+
+	HandshakesResumed uint64 `json:"handshakes_resumed"`
+	Restored          bool   `json:"restored"`
 }
 
 type refusalStatus struct {
