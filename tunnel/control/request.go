@@ -32,6 +32,9 @@ type Command struct {
 	// or touches key material is; reads of status and metrics are logged
 	// only when refused (a scraper every 15 s would drown the log).
 	Audit bool
+	// Secret: the argument may be key material; the audit log says only
+	// whether there was one.
+	Secret bool
 }
 
 // Commands is every request, fixed for the protocol's version 1.
@@ -43,7 +46,7 @@ var Commands = []Command{
 	{Name: "disconnect", Method: http.MethodPost, Path: "/v1/disconnect", Role: RoleOperate, Arg: argRequired, What: "peer ID", Audit: true},
 	{Name: "state save", Method: http.MethodPost, Path: "/v1/state/save", Role: RoleOperate, Audit: true},
 	{Name: "tickets list", Method: http.MethodGet, Path: "/v1/tickets", Role: RoleOfficer, Audit: true},
-	{Name: "tickets add", Method: http.MethodPost, Path: "/v1/tickets/add", Role: RoleOfficer, Arg: argOptional, What: "ticket key", Audit: true},
+	{Name: "tickets add", Method: http.MethodPost, Path: "/v1/tickets/add", Role: RoleOfficer, Arg: argOptional, What: "ticket key", Audit: true, Secret: true},
 	{Name: "tickets retire", Method: http.MethodPost, Path: "/v1/tickets/retire", Role: RoleOfficer, Arg: argRequired, What: "ticket key ID", Audit: true},
 }
 

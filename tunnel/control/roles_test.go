@@ -118,6 +118,13 @@ func TestRoleMatrix(t *testing.T) {
 			}
 		}
 	}
+	// An argument that may be key material never reaches the log.
+	audit.Reset()
+	add, _ := CommandByName("tickets add")
+	serveAs(s, &Creds{UID: 0}, add, "SECRETKEYBYTES")
+	if line := audit.String(); strings.Contains(line, "SECRETKEYBYTES") || !strings.Contains(line, "not logged: key material") {
+		t.Errorf("tickets add audit: %s", line)
+	}
 	if wantLines < 30 {
 		t.Errorf("only %d audited cases", wantLines)
 	}

@@ -161,6 +161,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v", p))
 		}
 		if audit {
+			if cmd.Secret && arg != "" {
+				arg = "(given, not logged: key material)"
+			}
 			s.audit.Info("audit", "uid", cr.UID, "gid", cr.GID, "pid", cr.PID,
 				"command", cmd.Name, "arg", arg, "outcome", outcome)
 		}
