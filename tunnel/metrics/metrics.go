@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,14 @@ var (
 	descRefused = prometheus.NewDesc("stunnel_interface_refused_handshakes",
 		"Refused handshakes by reason, summed over the sources the daemon still remembers (a bounded list, so this may fall).",
 		[]string{"interface", "reason"}, nil)
+	descRestored = prometheus.NewDesc("stunnel_peer_session_restored",
+		"1 if the peer's current session came back from the state file at start.", peerLabels, nil)
+	descResumeRefused = prometheus.NewDesc("stunnel_peer_resumptions_refused_total",
+		"The peer's session resumptions we refused, by reason.", append(peerLabels, "reason"), nil)
+	descIfResumeRefused = prometheus.NewDesc("stunnel_interface_resumptions_refused_total",
+		"Session resumptions refused, by reason (also those whose ticket named no peer).", []string{"interface", "reason"}, nil)
+	descTicketKeys = prometheus.NewDesc("stunnel_interface_ticket_keys",
+		"Session-ticket keys by state.", []string{"interface", "state"}, nil)
 	descPeers = prometheus.NewDesc("stunnel_interface_peers",
 		"Configured peers.", []string{"interface"}, nil)
 	descInfo = prometheus.NewDesc("stunnel_interface_info",
@@ -58,7 +67,7 @@ var (
 // rate() over a series that appears late misses its first increase.
 var (
 	peerDropReasons = []string{tunnel.DropNoKey, tunnel.DropAuthFailed, tunnel.DropReplayed,
-		tunnel.DropSourceNotAllowed, tunnel.DropMalformed, tunnel.DropQueueFull, tunnel.DropHandshakeFailed}
+		tunnel.DropSourceNotAllowed, tunnel.DropMalformed, tunnel.DropQueueFull, tunnel.DropHandshakeFailed, tunnel.DropNoEndpoint}
 	ifDropReasons = []string{tunnel.DropNoRoute, tunnel.DropUnknownIndex, tunnel.DropMalformed,
 		tunnel.DropBadMAC1, tunnel.DropRateLimited, tunnel.DropHandshakeFailed}
 )
@@ -74,7 +83,8 @@ func NewCollector(status func() tunnel.Status) *Collector { return &Collector{st
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
-		descLastHandshake, descHandshakes, descPeerDrops, descCookieReplies, descIfDrops, descRefused, descPeers, descInfo} {
+		descLastHandshake, descHandshakes, descPeerDrops, descCookieReplies, descIfDrops, descRefused, descPeers, descInfo,
+		descRestored, descResumeRefused, descIfResumeRefused, descTicketKeys} {
 		ch <- d
 	}
 }
@@ -107,10 +117,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			last = float64(p.LastHandshake.UnixNano()) / float64(time.Second)
 		}
 		gauge(descLastHandshake, last, ifn, p.ID)
-		// Every handshake is a full one until session tickets land;
-		// then resumed = handshakes_resumed and full = the rest.
-		counter(descHandshakes, p.Handshakes, ifn, p.ID, "full")
-		counter(descHandshakes, 0, ifn, p.ID, "resumed")
+		counter(descHandshakes, p.Handshakes-p.HandshakesResumed, ifn, p.ID, "full")
+		counter(descHandshakes, p.HandshakesResumed, ifn, p.ID, "resumed")
+		restored := 0.0
+		if p.Restored {
+			restored = 1
+		}
+		gauge(descRestored, restored, ifn, p.ID)
+		for _, r := range reasons(nil, p.ResumptionsRefused) {
+			counter(descResumeRefused, p.ResumptionsRefused[r], ifn, p.ID, labelOf(r))
+		}
 		for _, r := range reasons(peerDropReasons, p.Drops) {
 			counter(descPeerDrops, p.Drops[r], ifn, p.ID, r)
 		}
@@ -118,6 +134,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range reasons(ifDropReasons, st.Drops) {
 		counter(descIfDrops, st.Drops[r], ifn, r)
+	}
+	for _, r := range reasons(nil, st.ResumptionsRefused) {
+		counter(descIfResumeRefused, st.ResumptionsRefused[r], ifn, labelOf(r))
+	}
+	keys := map[string]float64{"encrypt-decrypt": 0, "decrypt-only": 0}
+	for _, k := range st.TicketKeys {
+		keys[k.State]++
+	}
+	for _, state := range []string{"decrypt-only", "encrypt-decrypt"} {
+		gauge(descTicketKeys, keys[state], ifn, state)
 	}
 	refused := map[string]uint64{}
 	for _, r := range st.Refusals {
@@ -219,3 +245,6 @@ func (s *Server) Close() error {
 	<-s.done
 	return err
 }
+
+// labelOf makes a reason text ("ticket key unknown") a label value.
+func labelOf(s string) string { return strings.ReplaceAll(s, " ", "_") }
