@@ -12,7 +12,7 @@ import (
 // overwrote its checksum field.
 func TestBadChecksumsAreNeverFixed(t *testing.T) {
 	badL4 := func(p []byte) []byte { p[len(p)-1] ^= 0x5a; return p } // payload changed after the checksum
-	badIP := func(p []byte) []byte { p[10] ^= 0xff; return p }        // IPv4 header checksum wrong
+	badIP := func(p []byte) []byte { p[10] ^= 0xff; return p }       // IPv4 header checksum wrong
 	udp := func(i int, mut func(*spec)) []byte {
 		s := spec{udp: true, sport: 53, dport: 99, id: uint16(i), payload: payload(1200, byte(i))}
 		if mut != nil {
