@@ -101,6 +101,10 @@ type Device struct {
 	limiter    *handshake.RateLimiter
 	load       *handshake.LoadMonitor
 	handshakeQ chan handshakeMessage
+	// handshakePrioQ holds initiations that proved a cookie (mac2) under
+	// load, each first allowed by queueLimiter (see hsqueue.go).
+	handshakePrioQ chan handshakeMessage
+	queueLimiter   *handshake.RateLimiter
 
 	// peers is the current configuration's peer set. It is replaced whole on
 	// reload (copy on write) and read without locks on the packet path.
@@ -229,6 +233,8 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	d.responder = handshake.NewResponder(d.hsConfig)
 	d.cookies = handshake.NewCookieChecker(d.publicKey, d.now, opt.Rand)
 	d.limiter = handshake.NewRateLimiter(d.now)
+	d.queueLimiter = handshake.NewRateLimiter(d.now)
+	d.handshakePrioQ = make(chan handshakeMessage, priorityQueueLen)
 	threshold := opt.HandshakeLoad
 	if threshold <= 0 {
 		threshold = handshakeQueueLen / 8
@@ -259,6 +265,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		go func() { defer d.workers.Done(); d.decryptWorker() }()
 		d.goroutine(d.handshakeWorker)
 	}
+	d.goroutine(d.priorityHandshakeWorker)
 	for _, fn := range fns {
 		d.goroutine(func() { d.readUDP(fn) })
 	}
