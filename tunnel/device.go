@@ -315,6 +315,10 @@ func (d *Device) Close() error {
 		close(d.workersQuit)
 		d.workers.Wait()
 		d.background.Wait()
+		for _, p := range d.peers.Load().list {
+			p.zeroSecrets()
+		}
+		d.zeroDeviceSecrets()
 		d.log.Info("tunnel down", "interface", d.name)
 	})
 	return err
@@ -347,7 +351,10 @@ func (d *Device) LookupPeer(peerID []byte) (handshake.PeerInfo, error) {
 	if p == nil {
 		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
 	}
-	return handshake.PeerInfo{PublicKey: p.publicKey, PresharedKey: p.presharedKey}, nil
+	p.mu.Lock() // a reload may be zeroing it (zeroSecrets)
+	psk := p.presharedKey
+	p.mu.Unlock()
+	return handshake.PeerInfo{PublicKey: p.publicKey, PresharedKey: psk}, nil
 }
 
 func policyFrom(cfg *conf.Config) rekey.Policy {
