@@ -106,7 +106,7 @@ func FuzzAuthenticatedInner(f *testing.F) {
 	mapped := ipv6UDP("::ffff:198.19.0.1", "fd00::2", []byte("mapped"))
 	f.Add(packInner(ping))
 	f.Add(packInner(tcp("198.19.0.1", 1, 1000), tcp("198.19.0.1", 1001, 1000), tcp("198.19.0.1", 2001, 1000)))
-	f.Add(packInner(tcp("198.19.0.1", 1, 60000)))                             // TSO-sized
+	f.Add(packInner(tcp("198.19.0.1", 1, 60000)))                              // TSO-sized
 	f.Add(packInner(frag, long, shortLen, v6, mapped, []byte{0x45}, []byte{})) // bad headers, keepalive
 	f.Add(packInner(tcp("198.19.9.9", 1, 100), ipv4UDP("198.19.0.1", "198.19.0.2", nil)))
 	f.Fuzz(func(t *testing.T, data []byte) {
