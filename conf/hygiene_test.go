@@ -138,3 +138,18 @@ func TestSyntaxErrorNeverEchoesKey(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12, finding 2: a mapped prefix in allowed_ips is refused with
+// FILE:LINE, since the routing table never unmaps.
+func TestMappedAllowedIPsRefused(t *testing.T) {
+	src := expand(t, iface+`[[peer]]
+id = "b"
+public_key = "PUB_B"
+allowed_ips = ["198.19.0.2/32", "::ffff:198.19.5.0/120"]
+`)
+	_, err := Parse("st.toml", []byte(src))
+	ps := problems(t, err)
+	if len(ps) != 1 || ps[0].Line != 9 || !strings.Contains(ps[0].Msg, "IPv4-mapped") || !strings.Contains(ps[0].Msg, "never matches") {
+		t.Fatalf("got %v", err)
+	}
+}
