@@ -44,6 +44,7 @@ test:
 	@echo "go test (STUNNEL_REQUIRE_NETNS=$(STUNNEL_REQUIRE_NETNS))"
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	GO=$(GO) ./scripts/fuzz-short
 
 # The benchmark driver finds go through PATH.
 bench: build

@@ -91,7 +91,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Errors{{File: path, Line: 1, Msg: fmt.Sprintf("cannot read config: %v", unwrapPathError(err))}}
 	}
-	return Parse(path, data)
+	return parse(path, data, true)
 }
 
 // unwrapPathError drops the path from an *os.PathError, which our message

@@ -98,7 +98,7 @@ func TestValidFullConfig(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "a.key"), testKey(t, 1).Base64()+"\n", 0o600)
 	writeFile(t, filepath.Join(dir, "c.psk"), testKey(t, 5).Base64()+"\n", 0o400)
 	path := filepath.Join(dir, "st7.toml")
-	writeFile(t, path, strings.ReplaceAll(expand(t, validFull), "/ABS", dir), 0o644)
+	writeFile(t, path, strings.ReplaceAll(expand(t, validFull), "/ABS", dir), 0o600) // inline keys: only we may read it
 
 	c, err := Load(path)
 	if err != nil {

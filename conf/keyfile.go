@@ -10,8 +10,9 @@ import (
 )
 
 // readKeyFile returns the trimmed contents of a key file, refusing files that
-// group or others can read: a leaked private key lets anyone impersonate
-// this host. Errors name the file and never its contents.
+// group or others can read or replace (checkKeyFile): a leaked private key
+// lets anyone impersonate this host. Errors name the file and never its
+// contents.
 func readKeyFile(dir, name string) (string, error) {
 	path := name
 	if !filepath.IsAbs(path) {
@@ -29,8 +30,8 @@ func readKeyFile(dir, name string) (string, error) {
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
-		return "", fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, perm, path)
+	if err := checkKeyFile(path, fi); err != nil {
+		return "", err
 	}
 	buf := make([]byte, maxKeyFileSize+1)
 	n, err := io.ReadFull(f, buf)

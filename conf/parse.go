@@ -25,6 +25,8 @@ type parser struct {
 	dir   string         // key-file paths are relative to this
 	lines map[string]int // keyPath -> line
 	probs Errors
+
+	fromDisk bool // read by Load: the file's mode and owner can be checked
 }
 
 // table is one TOML table with where it sits, for messages.
@@ -46,7 +48,11 @@ func (p *parser) addf(line int, format string, args ...any) {
 // are read from disk, relative to path's directory. On failure the error is
 // *Errors with every problem found.
 func Parse(path string, data []byte) (*Config, error) {
-	p := &parser{file: path, dir: filepath.Dir(path)}
+	return parse(path, data, false)
+}
+
+func parse(path string, data []byte, fromDisk bool) (*Config, error) {
+	p := &parser{file: path, dir: filepath.Dir(path), fromDisk: fromDisk}
 	var raw map[string]any
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
@@ -56,7 +62,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		if errors.As(err, &pe) {
 			line, msg = pe.Position.Line, pe.Message
 		}
-		p.addf(line, "TOML syntax: %s", strings.TrimPrefix(msg, "toml: "))
+		p.addf(line, "TOML syntax: %s", syntaxMessage(data, line, strings.TrimPrefix(msg, "toml: ")))
 		return nil, &p.probs
 	}
 	p.lines = locateKeys(data, md)

@@ -115,6 +115,7 @@ func (p *parser) privateKey(t table, in *Interface) {
 		if !ok {
 			return
 		}
+		p.checkInlineKey(line, "private_key")
 		var err error
 		if k, err = handshake.ParsePrivateKey(s); err != nil {
 			p.addf(line, "private_key: %v; make one with: stunnel genkey", err)
@@ -277,6 +278,7 @@ func (p *parser) presharedKey(t table, pr *Peer) {
 		if s, line, ok = p.str(t, "preshared_key"); !ok {
 			return
 		}
+		p.checkInlineKey(line, "preshared_key")
 	} else if hasFile {
 		if name, line, ok = p.str(t, "preshared_key_file"); !ok {
 			return

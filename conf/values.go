@@ -64,7 +64,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, errors.New("is not an address with prefix length such as 10.77.0.1/24 or fd77::1/64")
 	}
 	if pfx.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("is an IPv4-mapped IPv6 address; write the IPv4 form")
+		return netip.Prefix{}, fmt.Errorf("is an IPv4-mapped IPv6 prefix, which never matches: IPv6 packets are looked up among IPv6 prefixes only; write the IPv4 form")
 	}
 	return pfx, nil
 }

@@ -25,26 +25,26 @@ var resumptionVectors = map[string]string{
 	"resumption_secret": "21b7c9b6d013e13d9493d94fea33dbcc78df2e53442fccc2b40979782c071ccb",
 }
 
-func fill(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+func fill32(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
 func TestResumptionVectors(t *testing.T) {
 	clk := newFakeClock()
 	var rPriv PrivateKey
-	copy(rPriv[:], fill(0x11))
-	iPub, _ := curve25519.X25519(fill(0x22), curve25519.Basepoint)
+	copy(rPriv[:], fill32(0x11))
+	iPub, _ := curve25519.X25519(fill32(0x22), curve25519.Basepoint)
 	var iPubKey PublicKey
 	copy(iPubKey[:], iPub)
 	peers := peerMap{"initiator": {PublicKey: iPubKey}}
 	cfg := &Config{PeerID: []byte("responder"), PrivateKey: rPriv, Peers: peers, Now: clk.Now,
-		Cipher: PreferChaCha20Poly1305, Rand: bytes.NewReader(fill(0x66))}
+		Cipher: PreferChaCha20Poly1305, Rand: bytes.NewReader(fill32(0x66))}
 	resp := NewResponder(cfg)
 	rPub := rPriv.PublicKey()
 	var rs [32]byte
-	copy(rs[:], fill(0x33))
+	copy(rs[:], fill32(0x33))
 	ticket := bytes.Repeat([]byte{0x44}, 16)
 	o := &fakeOpener{states: map[string]TicketState{string(ticket): {PeerID: "initiator", PeerStatic: iPubKey, ResumptionSecret: rs}}, used: map[string]bool{}}
 
-	ePriv := fill(0x55)
+	ePriv := fill32(0x55)
 	ePub, _ := curve25519.X25519(ePriv, curve25519.Basepoint)
 	pskR := refExpand(make([]byte, 32), rs[:], "stunnel v1 resumption psk")
 	msg := []byte{5, 1, 0, 0}

@@ -78,6 +78,10 @@ func (h *Host) Policy() rekey.Policy { return *h.policy.Load() }
 // calls Peer.SetPolicy.
 func (h *Host) SetPolicy(p rekey.Policy) { h.policy.Store(&p) }
 
+// ZeroPrivateKey overwrites the static private key of the Host's
+// configuration once nothing uses it any more (the tunnel closed).
+func (h *Host) ZeroPrivateKey() { h.cfg.PrivateKey.Zero() }
+
 // SetJitter replaces the source of retry jitter in [0, 1) (tests).
 func (h *Host) SetJitter(f func() float64) { h.jitter = f }
 

@@ -47,8 +47,8 @@ var ErrNotPending = errors.New("response for a handshake that is not pending")
 // does and the lock order.
 type Peer struct {
 	host    *Host
-	cfg     PeerConfig // immutable: a peer whose identity changes is a new Peer
-	info    handshake.PeerInfo
+	cfg     PeerConfig         // immutable but for ZeroSecrets, which writes the PSK under mu
+	info    handshake.PeerInfo // likewise
 	reg     Registry
 	cookies *handshake.CookieGenerator // safe for concurrent use
 
@@ -117,7 +117,20 @@ func (p *Peer) ID() string { return p.cfg.ID }
 func (p *Peer) PublicKey() handshake.PublicKey { return p.cfg.PublicKey }
 
 // PresharedKey is the peer's pre-shared key (zero: none). Never log it.
-func (p *Peer) PresharedKey() handshake.PresharedKey { return p.cfg.PresharedKey }
+func (p *Peer) PresharedKey() handshake.PresharedKey {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.PresharedKey
+}
+
+// ZeroSecrets overwrites the peer's pre-shared key (the peer was removed:
+// a reload, Close). Call it after Clear; the Peer is not used again.
+func (p *Peer) ZeroSecrets() {
+	p.mu.Lock()
+	p.cfg.PresharedKey.Zero()
+	p.info.PresharedKey.Zero()
+	p.mu.Unlock()
+}
 
 // Current is the keypair to seal with at now, or nil: then the holder
 // queues what it wanted to send and calls WantHandshake. Lock-free apart

@@ -97,15 +97,16 @@ func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, bool, er
 	p.mu.Lock()
 	t := p.takeTicketLocked(now)
 	p.forceFull = false
+	info := p.info
 	p.mu.Unlock()
 	if t != nil {
-		r, err := handshake.NewResumption(p.host.cfg, p.info, t.ticket, &t.secret, idx)
+		r, err := handshake.NewResumption(p.host.cfg, info, t.ticket, &t.secret, idx)
 		t.zero()
 		if err == nil {
 			return r, true, nil
 		}
 	}
-	in, err := handshake.NewInitiation(p.host.cfg, p.info, idx)
+	in, err := handshake.NewInitiation(p.host.cfg, info, idx)
 	if err != nil {
 		return nil, false, err
 	}

@@ -112,6 +112,10 @@ type Device struct {
 	limiter    *handshake.RateLimiter
 	load       *handshake.LoadMonitor
 	handshakeQ chan handshakeMessage
+	// handshakePrioQ holds initiations that proved a cookie (mac2) under
+	// load, each first allowed by queueLimiter (see hsqueue.go).
+	handshakePrioQ chan handshakeMessage
+	queueLimiter   *handshake.RateLimiter
 
 	// peers is the current configuration's peer set. It is replaced whole on
 	// reload (copy on write) and read without locks on the packet path.
@@ -241,6 +245,8 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.cookies = handshake.NewCookieChecker(d.host.PublicKey(), d.now, opt.Rand)
 	d.limiter = handshake.NewRateLimiter(d.now)
+	d.queueLimiter = handshake.NewRateLimiter(d.now)
+	d.handshakePrioQ = make(chan handshakeMessage, priorityQueueLen)
 	threshold := opt.HandshakeLoad
 	if threshold <= 0 {
 		threshold = handshakeQueueLen / 8
@@ -274,6 +280,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		go func() { defer d.workers.Done(); d.decryptWorker() }()
 		d.goroutine(d.handshakeWorker)
 	}
+	d.goroutine(d.priorityHandshakeWorker)
 	for _, fn := range fns {
 		d.goroutine(func() { d.readUDP(fn) })
 	}
@@ -336,6 +343,10 @@ func (d *Device) close(stopped func()) error {
 		close(d.workersQuit)
 		d.workers.Wait()
 		d.background.Wait()
+		for _, p := range d.peers.Load().list {
+			p.zeroSecrets()
+		}
+		d.zeroDeviceSecrets()
 		d.log.Info("tunnel down", "interface", d.name)
 	})
 	return err

@@ -96,7 +96,7 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 				}
 				if cur == nil {
 					d.drops.add(dropUnknownIndex, 1)
-					d.warn.warn("unknown-index", "dropped data packet for an unknown session (peer restarted, or stale)", "from", eps[i].DstToString())
+					d.warn.warnFrom(addrPortOf(eps[i]).Addr(), "unknown-index", "dropped data packet for an unknown session (peer restarted, or stale)", "from", eps[i].DstToString())
 					continue
 				}
 				cur.packets = append(cur.packets, msg)
@@ -315,28 +315,4 @@ func (p *Peer) roam(ep conn.Endpoint) {
 // and port; which local address (sticky source) they carry does not matter.
 func sameEndpoint(a, b conn.Endpoint) bool {
 	return addrPortOf(a) == addrPortOf(b)
-}
-
-// queueHandshake copies a handshake message off the hot path's buffer into
-// the bounded handshake queue; when the queue is full the message is dropped
-// (a flood must not stall data).
-func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
-	typ, ok := handshake.MessageType(msg)
-	if !ok || typ == handshake.MessageTypeData || len(msg) > handshake.MaxResumptionSize {
-		d.drops.add(dropMalformed, 1)
-		return
-	}
-	// mac1 costs a keyed hash: check it here, so a flood of junk never
-	// takes a place in the queue that a real initiation needs.
-	if typ != handshake.MessageTypeCookieReply && !d.cookies.CheckMAC1(msg) {
-		d.drops.add(dropBadMAC1, 1)
-		d.warn.warn("bad-mac1", "dropped handshake message with a bad mac1: the sender does not have our public key (wrong public_key for us in its config?)", "from", ep.DstToString())
-		return
-	}
-	select {
-	case d.handshakeQ <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep}:
-	default:
-		d.drops.add(dropRateLimited, 1)
-		d.warn.warn("hs-queue-full", "handshake queue full: dropping handshake messages (flood?)", "interface", d.name)
-	}
 }

@@ -50,6 +50,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 		if set.byID[p.id] != p {
 			p.stop()
 			p.clearSessions()
+			p.zeroSecrets()
 			d.host.Forget(p.id)
 			removed = append(removed, p.id)
 		}

@@ -44,6 +44,13 @@ func cmdUp(args []string) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.Interface.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Keep only CAP_NET_ADMIN (and CAP_NET_BIND_SERVICE for a low port):
+	// re-executes on success (privileges_linux.go).
+	c := cfg.Control
+	socketGroups := c.Read.Name != "" || c.Operate.Name != "" || c.Officer.Name != ""
+	if err := narrowPrivileges(cfg.Interface.ListenPort, socketGroups); err != nil {
+		log.Warn("running with more privileges than needed", "err", err.Error())
+	}
 	if path := os.Getenv("STUNNEL_CPUPROFILE"); path != "" {
 		// For docs/PERFORMANCE.md: a CPU profile of the whole run, written
 		// at a clean stop; read it with `go tool pprof`.

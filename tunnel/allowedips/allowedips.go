@@ -10,7 +10,12 @@ import (
 )
 
 // Table maps IPv4 and IPv6 prefixes to values; IPv4 and IPv6 are separate
-// tries, and 4-in-6 mapped input (::ffff:a.b.c.d) is treated as IPv4.
+// tries. A 4-in-6 mapped address (::ffff:a.b.c.d) is an IPv6 address and is
+// only ever looked up in the IPv6 trie: an IPv6 packet whose source is
+// ::ffff:127.0.0.1 must not pass as if it came from an allowed IPv4 range,
+// and an IPv6 destination must never be routed to an IPv4-only peer (as in
+// WireGuard). The configuration refuses mapped prefixes, so in practice
+// nothing matches mapped input.
 //
 // Concurrency: a Table is built once, then only read. Insert must not run
 // concurrently with anything else; after the last Insert, any number of
@@ -36,8 +41,8 @@ type node[T comparable] struct {
 }
 
 // Insert maps p to v. p is masked first (10.0.0.1/8 is 10.0.0.0/8); a later
-// Insert of the same prefix replaces the value. A 4-in-6 mapped prefix of at
-// least 96 bits is stored as the IPv4 prefix it maps. An invalid prefix (the
+// Insert of the same prefix replaces the value. A 4-in-6 mapped prefix stays
+// an IPv6 prefix (it is never unmapped). An invalid prefix (the
 // zero netip.Prefix, or one whose length is out of range) is ignored: the
 // configuration is validated before it gets here, and the packet path must
 // never panic.
@@ -46,11 +51,6 @@ func (t *Table[T]) Insert(p netip.Prefix, v T) {
 		return
 	}
 	a, n := p.Addr(), p.Bits()
-	// A mapped prefix shorter than /96 covers more than the mapped range:
-	// it stays IPv6 (and mapped input, unmapped by Lookup, never reaches it).
-	if a.Is4In6() && n >= 96 {
-		a, n = a.Unmap(), n-96
-	}
 	root := &t.v6
 	if a.Is4() {
 		root = &t.v4
@@ -94,9 +94,8 @@ func insert[T comparable](p **node[T], key u128, cidr uint8, v T) bool {
 }
 
 // Lookup returns the value of the longest prefix containing a. A 4-in-6
-// mapped address is looked up as IPv4. It does not allocate.
+// mapped address is looked up as IPv6, never unmapped. It does not allocate.
 func (t *Table[T]) Lookup(a netip.Addr) (v T, ok bool) {
-	a = a.Unmap()
 	n := t.v6
 	if a.Is4() {
 		n = t.v4

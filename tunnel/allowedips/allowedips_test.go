@@ -50,8 +50,8 @@ func TestLookup(t *testing.T) {
 		{"fe00::", ""},
 		{"fc00::", ""},
 		{"::", ""},
-		// 4-in-6 mapped input is IPv4.
-		{"::ffff:198.19.2.7", "host"},
+		// 4-in-6 mapped input is IPv6: it never matches an IPv4 prefix.
+		{"::ffff:198.19.2.7", ""},
 		{"::ffff:198.20.0.1", ""},
 		// IPv6 with a zone still matches by address.
 		{"fd00:1::2%eth0", "net6"},
@@ -69,19 +69,20 @@ func TestLookup(t *testing.T) {
 func TestDefaultRoutesAndFamilySeparation(t *testing.T) {
 	var tb Table[int]
 	tb.Insert(pfx("0.0.0.0/0"), 4)
-	for _, a := range []string{"0.0.0.0", "198.19.1.1", "255.255.255.255", "::ffff:1.2.3.4"} {
+	for _, a := range []string{"0.0.0.0", "198.19.1.1", "255.255.255.255"} {
 		if v, ok := tb.Lookup(addr(a)); !ok || v != 4 {
 			t.Errorf("v4 /0: Lookup(%s) = %d, %v; want 4", a, v, ok)
 		}
 	}
-	// An IPv4 default route must not catch IPv6, not even ::/96 or ::a.b.c.d.
-	for _, a := range []string{"::", "::1", "::198.19.1.1", "fd00::1", "ffff::"} {
+	// An IPv4 default route must not catch IPv6, not even ::a.b.c.d or
+	// ::ffff:a.b.c.d.
+	for _, a := range []string{"::", "::1", "::198.19.1.1", "::ffff:1.2.3.4", "fd00::1", "ffff::"} {
 		if v, ok := tb.Lookup(addr(a)); ok {
 			t.Errorf("v4 /0 matched IPv6 %s (value %d)", a, v)
 		}
 	}
 	tb.Insert(pfx("::/0"), 6)
-	for _, a := range []string{"::", "::198.19.1.1", "fd00::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
+	for _, a := range []string{"::", "::198.19.1.1", "::ffff:1.2.3.4", "fd00::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
 		if v, ok := tb.Lookup(addr(a)); !ok || v != 6 {
 			t.Errorf("v6 /0: Lookup(%s) = %d, %v; want 6", a, v, ok)
 		}
@@ -132,21 +133,33 @@ func TestInsertMasksAndReplaces(t *testing.T) {
 	}
 }
 
-func TestMappedPrefixes(t *testing.T) {
+// TestMappedNeverUnmapped: an IPv6 packet's addresses are IPv6 addresses.
+// A peer allowed 0.0.0.0/0 must not own ::ffff:127.0.0.1 (the spoofing hole
+// of issue 12), and a mapped prefix stays IPv6 on insert.
+func TestMappedNeverUnmapped(t *testing.T) {
 	var tb Table[string]
+	tb.Insert(pfx("0.0.0.0/0"), "v4peer")
+	for _, a := range []string{"::ffff:127.0.0.1", "::ffff:198.19.5.9", "::ffff:0.0.0.0"} {
+		if v, ok := tb.Lookup(addr(a)); ok {
+			t.Errorf("Lookup(%s) = %q: a mapped IPv6 address matched an IPv4 prefix", a, v)
+		}
+	}
+	if v, ok := tb.Lookup(addr("127.0.0.1")); !ok || v != "v4peer" {
+		t.Errorf("Lookup(127.0.0.1) = %q, %v; want v4peer", v, ok)
+	}
 	tb.Insert(pfx("::ffff:198.19.5.0/120"), "mapped")
-	if v, ok := tb.Lookup(addr("198.19.5.9")); !ok || v != "mapped" {
-		t.Errorf("mapped /120 should match 198.19.5.9 as IPv4 /24: %q %v", v, ok)
+	if v, ok := tb.Lookup(addr("198.19.5.9")); !ok || v != "v4peer" {
+		t.Errorf("a mapped prefix captured IPv4 input: %q %v", v, ok)
 	}
-	if got := tb.Prefixes("mapped"); !slices.Equal(got, []netip.Prefix{pfx("198.19.5.0/24")}) {
-		t.Errorf("Prefixes = %v, want [198.19.5.0/24]", got)
+	if v, ok := tb.Lookup(addr("::ffff:198.19.5.9")); !ok || v != "mapped" {
+		t.Errorf("mapped input should match the mapped IPv6 prefix: %q %v", v, ok)
 	}
-	tb.Insert(pfx("::ffff:0:0/80"), "wide6") // shorter than /96: stays IPv6
-	if v, ok := tb.Lookup(addr("198.19.6.1")); ok {
-		t.Errorf("a /80 IPv6 prefix matched IPv4 input: %q", v)
+	if got := tb.Prefixes("mapped"); !slices.Equal(got, []netip.Prefix{pfx("::ffff:198.19.5.0/120")}) {
+		t.Errorf("Prefixes = %v, want [::ffff:198.19.5.0/120]", got)
 	}
-	if v, ok := tb.Lookup(addr("::1:0:0:1")); ok {
-		t.Errorf("unexpected match %q", v)
+	tb.Insert(pfx("::/0"), "v6peer")
+	if v, ok := tb.Lookup(addr("::ffff:10.0.0.1")); !ok || v != "v6peer" {
+		t.Errorf("mapped input should route to the IPv6 default: %q %v", v, ok)
 	}
 }
 

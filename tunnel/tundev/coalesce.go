@@ -7,14 +7,28 @@ import (
 
 // How Write treats a packet.
 const (
-	kindRaw = iota // anything but a whole TCP/UDP packet: zero virtio header
-	kindTCP        // whole TCP packet: checksum offloaded, maybe coalesced
-	kindUDP        // whole UDP packet with a checksum: same
+	kindRaw = iota // anything but a whole TCP/UDP packet: never coalesced
+	kindTCP        // whole TCP packet: may be coalesced
+	kindUDP        // whole UDP packet with a checksum: same, with USO
+)
+
+// Whether a packet's own checksums were found right. A packet is written
+// byte for byte as it was decrypted unless it is merged into a GSO frame,
+// and it is merged only after its IPv4 header and TCP/UDP checksums were
+// verified: the frame's checksums are recomputed (the kernel fills them in
+// from NEEDS_CSUM), so merging an unverified packet would turn bytes its
+// receiver must reject into bytes it accepts (Linux GRO and wireguard-go
+// verify before merging for the same reason).
+const (
+	csumUnknown = iota // not checked yet: checked only when it could merge
+	csumGood
+	csumBad
 )
 
 // pktInfo is what planning learnt about one packet of a Write batch.
 type pktInfo struct {
 	kind     uint8
+	csum     uint8 // csumUnknown, csumGood or csumBad
 	v6       bool
 	coalesce bool // may share a GSO frame with others of its flow
 	flags    uint8
@@ -84,13 +98,14 @@ func classify(pkt []byte, uso bool) pktInfo {
 		p.payload = len(l4) - doff
 		p.coalesce = p.payload > 0 && (p.flags == tcpFlagACK || p.flags == tcpFlagACK|tcpFlagPSH)
 	case protoUDP:
-		if len(l4) < udpHdrLen || int(binary.BigEndian.Uint16(l4[4:])) != len(l4) ||
-			(!p.v6 && binary.BigEndian.Uint16(l4[6:]) == 0) {
-			return p // a zero IPv4 UDP checksum must stay zero: write as is
+		if len(l4) < udpHdrLen || int(binary.BigEndian.Uint16(l4[4:])) != len(l4) {
+			return p
 		}
 		p.kind, p.hdrLen = kindUDP, p.ipLen+udpHdrLen
 		p.payload = len(l4) - udpHdrLen
-		p.coalesce = uso && p.payload > 0
+		// A zero IPv4 UDP checksum ("none") must stay zero: never merged,
+		// but still a packet of its flow, so later ones do not pass it.
+		p.coalesce = uso && p.payload > 0 && (p.v6 || binary.BigEndian.Uint16(l4[6:]) != 0)
 	default:
 		return p
 	}
@@ -167,7 +182,7 @@ func (p *planner) plan(bufs [][]byte, offset int) {
 		}
 		p.groups = append(p.groups, group{
 			first: i, last: i, n: 1, total: len(pkt), gsoSize: in.payload,
-			closed: !in.coalesce || in.flags&tcpFlagPSH != 0,
+			closed: !in.coalesce || in.flags&tcpFlagPSH != 0 || in.csum == csumBad,
 		})
 	}
 }
@@ -199,18 +214,66 @@ func (p *planner) canAppend(g *group, bufs [][]byte, offset, i int) bool {
 	if in.kind == kindTCP && in.seq != l.seq+uint32(l.payload) {
 		return false
 	}
-	return sameHeaders(bufs[g.first][offset:], bufs[i][offset:], f, in)
+	if !sameHeaders(bufs[g.first][offset:], bufs[i][offset:], f, in) {
+		return false
+	}
+	// Checked last, so only packets that would otherwise merge pay for it.
+	if !p.verified(bufs, offset, g.first) {
+		g.closed = true // nothing may join a packet that must go out as is
+		return false
+	}
+	return p.verified(bufs, offset, i)
+}
+
+// verified checks packet i's IPv4 header checksum and TCP/UDP checksum once
+// and remembers the answer.
+func (p *planner) verified(bufs [][]byte, offset, i int) bool {
+	in := &p.info[i]
+	if in.csum == csumUnknown {
+		in.csum = csumBad
+		if checksumsGood(bufs[i][offset:], in) {
+			in.csum = csumGood
+		}
+	}
+	return in.csum == csumGood
+}
+
+// checksumsGood reports whether a classified TCP/UDP packet's checksums are
+// right. A zero IPv4 UDP checksum ("none") never gets here: classify marks
+// such packets not coalescable. A zero IPv6 UDP checksum is wrong (RFC 8200) and fails.
+func checksumsGood(pkt []byte, in *pktInfo) bool {
+	proto := uint8(protoTCP)
+	if in.kind == kindUDP {
+		proto = protoUDP
+	}
+	l4 := pkt[in.ipLen:]
+	var sum uint64
+	if in.v6 {
+		sum = pseudoSum(pkt[8:24], pkt[24:40], proto, len(l4))
+	} else {
+		if fold(checksum(pkt[:in.ipLen], 0)) != 0xffff {
+			return false
+		}
+		sum = pseudoSum(pkt[12:16], pkt[16:20], proto, len(l4))
+	}
+	if in.kind == kindUDP && l4[udpCsumOff] == 0 && l4[udpCsumOff+1] == 0 {
+		return false
+	}
+	return fold(checksum(l4, sum)) == 0xffff
 }
 
 // prepare rewrites the first packet of g for the frame as a whole and
-// returns the virtio header to write in front of it. A GSO train gets the
+// returns the virtio header to write in front of it. A lone packet is left
+// alone, byte for byte, with a zero header: the kernel checks its checksums
+// as it would on any NIC without offload, so a packet corrupted before it
+// was sealed is dropped by the receiver's stack, and an IPv4 UDP checksum
+// of 0 stays 0. A GSO train (its members' checksums all verified) gets the
 // IP length of the whole, and the L4 checksum field gets the pseudo-header
 // sum (folded, not inverted) as the kernel expects with NEEDS_CSUM
-// (CHECKSUM_PARTIAL); so does a lone TCP/UDP packet, whose checksum the
-// kernel then fills in only if it forwards it.
+// (CHECKSUM_PARTIAL).
 func (p *planner) prepare(g *group, bufs [][]byte, offset int) virtioHdr {
 	in := &p.info[g.first]
-	if in.kind == kindRaw {
+	if in.kind == kindRaw || g.n == 1 {
 		return virtioHdr{}
 	}
 	pkt := bufs[g.first][offset:]
@@ -220,15 +283,13 @@ func (p *planner) prepare(g *group, bufs [][]byte, offset int) virtioHdr {
 		csumStart: uint16(in.ipLen),
 	}
 	l4Len := g.total - in.ipLen
-	if g.n > 1 {
-		h.gsoSize = uint16(g.gsoSize)
-		if in.v6 {
-			binary.BigEndian.PutUint16(pkt[4:], uint16(l4Len))
-		} else {
-			binary.BigEndian.PutUint16(pkt[2:], uint16(g.total))
-			pkt[10], pkt[11] = 0, 0
-			binary.BigEndian.PutUint16(pkt[10:], ^fold(checksum(pkt[:in.ipLen], 0)))
-		}
+	h.gsoSize = uint16(g.gsoSize)
+	if in.v6 {
+		binary.BigEndian.PutUint16(pkt[4:], uint16(l4Len))
+	} else {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(g.total))
+		pkt[10], pkt[11] = 0, 0
+		binary.BigEndian.PutUint16(pkt[10:], ^fold(checksum(pkt[:in.ipLen], 0)))
 	}
 	var sum uint64
 	if in.v6 {
@@ -240,22 +301,18 @@ func (p *planner) prepare(g *group, bufs [][]byte, offset int) virtioHdr {
 	if in.kind == kindTCP {
 		h.csumOffset = tcpCsumOff
 		sum = addSum(sum, protoTCP+uint64(l4Len))
-		if g.n > 1 {
-			// Segmentation keeps PSH on the last segment only, so a PSH
-			// on the last packet is carried by the header of the whole.
-			l4[13] |= p.info[g.last].flags & tcpFlagPSH
-			h.gsoType = gsoTCPv4
-			if in.v6 {
-				h.gsoType = gsoTCPv6
-			}
+		// Segmentation keeps PSH on the last segment only, so a PSH on
+		// the last packet is carried by the header of the whole.
+		l4[13] |= p.info[g.last].flags & tcpFlagPSH
+		h.gsoType = gsoTCPv4
+		if in.v6 {
+			h.gsoType = gsoTCPv6
 		}
 	} else {
 		h.csumOffset = udpCsumOff
 		sum = addSum(sum, protoUDP+uint64(l4Len))
-		if g.n > 1 {
-			h.gsoType = gsoUDPL4
-			binary.BigEndian.PutUint16(l4[4:], uint16(l4Len))
-		}
+		h.gsoType = gsoUDPL4
+		binary.BigEndian.PutUint16(l4[4:], uint16(l4Len))
 	}
 	binary.BigEndian.PutUint16(l4[h.csumOffset:], fold(sum))
 	return h

@@ -81,6 +81,29 @@ func FuzzCoalesce(f *testing.F) {
 		raw = append(raw, p...)
 	}
 	f.Add(raw)
+	// Structure-aware seeds (6-byte records, see fuzzPackets): long runs of
+	// one flow for each family and protocol, with a corrupted byte, a PSH,
+	// a seq gap, a window change and an IPv4 UDP "no checksum" in between,
+	// so the fuzzer starts inside the merging rules instead of finding them.
+	rec := func(flow, sizeSel, size, seed, what, arg byte) []byte {
+		return []byte{flow, sizeSel, size, seed, what, arg}
+	}
+	for _, mode := range []byte{1, 3, 5, 7, 9, 11, 13, 15} {
+		var in []byte
+		in = append(in, mode)
+		for i := range 20 {
+			in = append(in, rec(0, 0, 0, byte(i), 0, 0)...)
+		}
+		in = append(in, rec(0, 0, 0, 0, 128, 60)...) // corrupt a byte
+		in = append(in, rec(0, 0, 0, 1, 0, 0)...)
+		in = append(in, rec(1, 0, 0, 0, 0, 0)...)  // another flow
+		in = append(in, rec(0, 0, 0, 2, 1, 0)...)  // PSH
+		in = append(in, rec(0, 0, 0, 3, 8, 7)...)  // seq gap
+		in = append(in, rec(0, 0, 0, 4, 32, 9)...) // window
+		in = append(in, rec(0, 0, 0, 0, 0, 0)...)  // seed 0: UDP without checksum
+		in = append(in, rec(0, 1, 10, 5, 0, 0)...) // short: closes the run
+		f.Add(in)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
@@ -147,6 +170,7 @@ func fuzzPackets(mode byte, data []byte) [][]byte {
 		if r[4]&64 != 0 {
 			s.opts = []byte{1, 1, 1, r[5]}
 		}
+		s.udpZero = s.udp && r[3] == 0 // IPv4 UDP "no checksum"
 		pkt := build(s)
 		if r[4]&128 != 0 && len(pkt) > int(r[5]) {
 			pkt[r[5]] ^= r[3] // corrupt any byte

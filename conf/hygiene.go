@@ -1,0 +1,98 @@
+package conf
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+)
+
+// Key hygiene (issue 12, finding 6), the way ssh treats an identity file: a
+// private key or PSK that another user can read or replace is refused,
+// never used.
+
+// checkInlineKey refuses an inline key (private_key, preshared_key) in a
+// config file that group or others can read or write. Only for a config
+// read from disk (Load); Parse of bytes has no file to look at.
+func (p *parser) checkInlineKey(line int, key string) {
+	if !p.fromDisk {
+		return
+	}
+	fi, err := os.Stat(p.file)
+	if err != nil {
+		p.addf(line, "%s: cannot stat the config file to check who can read the key: %v", key, unwrapPathError(err))
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o066 != 0 {
+		p.addf(line, "%s is inline in %s, which group or others can read or write (mode %04o); run: chmod 600 %s, or move the key to a %s_file with mode 600",
+			key, p.file, perm, p.file, key)
+		return
+	}
+	if err := ownerOK(fi); err != nil {
+		p.addf(line, "%s is inline in %s, %v", key, p.file, err)
+	}
+}
+
+// checkKeyFile refuses a key file (already open, fi its Stat) that group or
+// others can read or write, that another non-root user owns, or that sits
+// under a world-writable directory without the sticky bit (anyone could
+// swap it). path is the file's path as opened.
+func checkKeyFile(path string, fi os.FileInfo) error {
+	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
+		return fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, perm, path)
+	} else if perm&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o): anyone could replace the key; run: chmod 600 %s", path, perm, path)
+	}
+	if err := ownerOK(fi); err != nil {
+		return fmt.Errorf("%s %v", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		di, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("cannot stat %s, a directory above the key file %s: %v", dir, path, unwrapPathError(err))
+		}
+		if di.Mode().Perm()&0o002 != 0 && di.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("%s is in %s, which anyone can write to (mode %04o, no sticky bit), so anyone could replace the key; move the key to a directory only root or you can write, e.g. /etc/stunnel", path, dir, di.Mode().Perm())
+		}
+		if dir == filepath.Dir(dir) {
+			return nil
+		}
+	}
+}
+
+// ownerOK accepts a file owned by root or by the user running us.
+func ownerOK(fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("is owned by uid %d, neither root nor us (uid %d), who could replace the key; run: chown %d FILE, or chown root", st.Uid, os.Geteuid(), os.Geteuid())
+	}
+	return nil
+}
+
+// keyish matches runs that look like key material (base64 of 16 bytes or
+// more, hex of 32 digits or more): never echoed in a syntax error.
+var keyish = regexp.MustCompile(`[A-Za-z0-9+/=_-]{20,}`)
+
+// syntaxMessage is a TOML syntax error's message made safe to print: on a
+// line that sets a key (or whose text we cannot tell), the parser's words,
+// which quote the text it choked on, are replaced, and anything key-like
+// is masked in any case.
+func syntaxMessage(data []byte, line int, msg string) string {
+	lines := strings.Split(string(data), "\n")
+	if line >= 1 && line <= len(lines) {
+		l := strings.ToLower(lines[line-1])
+		if strings.Contains(l, "key") || strings.Contains(l, "secret") || strings.Contains(l, "psk") {
+			return "a line that holds key material is malformed (the parser's message is not shown, it would quote the key); check its quotes: key = \"base64...\""
+		}
+	}
+	return keyish.ReplaceAllString(msg, "[hidden]")
+}

@@ -1,0 +1,155 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Issue 12, finding 6: keys that other users can read or replace are
+// refused with FILE:LINE and what to do; key material is never echoed.
+
+func TestInlineKeyInLooseConfigRefused(t *testing.T) {
+	priv := testKey(t, 1).Base64()
+	psk := testKey(t, 4).Base64()
+	src := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key = \"" + priv + "\"\naddress = [\"198.19.0.1/24\"]\n" +
+		"[[peer]]\nid = \"b\"\npublic_key = \"" + testKey(t, 2).PublicKey().String() + "\"\npreshared_key = \"" + psk + "\"\nallowed_ips = [\"198.19.0.2/32\"]\n"
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o600, true}, {0o400, true}, {0o640, false}, {0o644, false}, {0o604, false}, {0o620, false}, {0o602, false}} {
+		path := filepath.Join(t.TempDir(), "st.toml")
+		writeFile(t, path, src, tc.mode)
+		_, err := Load(path)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("mode %04o: %v", tc.mode, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("mode %04o: inline keys in a config others can read were accepted", tc.mode)
+			continue
+		}
+		ps := problems(t, err)
+		if len(ps) != 2 || ps[0].Line != 4 || ps[1].Line != 9 || ps[0].File != path ||
+			!strings.Contains(ps[0].Msg, "private_key is inline") || !strings.Contains(ps[1].Msg, "preshared_key is inline") ||
+			!strings.Contains(ps[0].Msg, "chmod 600") {
+			t.Errorf("mode %04o: got %v", tc.mode, err)
+		}
+		if strings.Contains(err.Error(), priv) || strings.Contains(err.Error(), psk) {
+			t.Errorf("error reveals a key: %v", err)
+		}
+	}
+}
+
+// loadWithKeyFile writes key (mode) as dir/k and a config naming it for
+// private_key_file, or for a peer's preshared_key_file when psk.
+func loadWithKeyFile(t *testing.T, dir string, mode os.FileMode, psk bool) error {
+	t.Helper()
+	writeFile(t, filepath.Join(dir, "k"), testKey(t, 1).Base64()+"\n", mode)
+	src := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"k\"\naddress = [\"198.19.0.1/24\"]\n"
+	cdir := t.TempDir()
+	if psk {
+		writeFile(t, filepath.Join(cdir, "own"), testKey(t, 3).Base64()+"\n", 0o600)
+		src = "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"own\"\naddress = [\"198.19.0.1/24\"]\n" +
+			"[[peer]]\nid = \"b\"\npublic_key = \"" + testKey(t, 2).PublicKey().String() + "\"\npreshared_key_file = \"k\"\nallowed_ips = [\"198.19.0.2/32\"]\n"
+	}
+	path := filepath.Join(cdir, "st.toml")
+	writeFile(t, path, strings.Replace(src, `"k"`, `"`+filepath.Join(dir, "k")+`"`, 1), 0o600)
+	_, err := Load(path)
+	return err
+}
+
+func TestLooseKeyFilesRefused(t *testing.T) {
+	for _, psk := range []bool{false, true} {
+		what := "private key"
+		if psk {
+			what = "PSK"
+		}
+		for _, tc := range []struct {
+			mode os.FileMode
+			msg  string
+		}{{0o622, "writable by group or others"}, {0o602, "writable by group or others"}, {0o620, "writable by group or others"}, {0o604, "readable"}} {
+			err := loadWithKeyFile(t, t.TempDir(), tc.mode, psk)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), "chmod 600") {
+				t.Errorf("%s mode %04o: got %v", what, tc.mode, err)
+			}
+		}
+		// A world-writable directory without the sticky bit: anyone could
+		// swap the file. With the sticky bit (like /tmp) it is fine.
+		loose := filepath.Join(t.TempDir(), "loose")
+		if err := os.Mkdir(loose, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(loose, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		err := loadWithKeyFile(t, loose, 0o600, psk)
+		if err == nil || !strings.Contains(err.Error(), "anyone can write to") || !strings.Contains(err.Error(), loose) {
+			t.Errorf("%s in a world-writable directory: got %v", what, err)
+		}
+		if err := os.Chmod(loose, 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		if err := loadWithKeyFile(t, loose, 0o600, psk); err != nil {
+			t.Errorf("%s in a sticky world-writable directory: %v", what, err)
+		}
+		if os.Geteuid() == 0 { // only root can give a file away
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "k"), testKey(t, 1).Base64()+"\n", 0o600)
+			if err := os.Chown(filepath.Join(dir, "k"), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(t.TempDir(), "st.toml")
+			src := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"" + filepath.Join(dir, "k") + "\"\naddress = [\"198.19.0.1/24\"]\n"
+			writeFile(t, cfg, src, 0o600)
+			if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") || !strings.Contains(err.Error(), "st.toml:4:") {
+				t.Errorf("key file owned by another user: got %v", err)
+			}
+		}
+	}
+}
+
+func TestSyntaxErrorNeverEchoesKey(t *testing.T) {
+	priv := testKey(t, 1).Base64()
+	for name, line := range map[string]string{
+		"unterminated": `private_key = "` + priv,
+		"unquoted":     `private_key = ` + priv,
+		"no equals":    `private_key "` + priv + `"`,
+		"psk bare":     `preshared_key = ` + priv,
+		"odd name":     `pk = ` + priv,
+	} {
+		src := "[interface]\nname = \"st0\"\n" + line + "\naddress = [\"198.19.0.1/24\"]\n"
+		_, err := Parse("st.toml", []byte(src))
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		ps := problems(t, err)
+		if len(ps) != 1 || !strings.Contains(ps[0].Msg, "TOML syntax") {
+			t.Errorf("%s: got %v", name, err)
+		}
+		for i := 0; i+8 <= len(priv); i++ {
+			if strings.Contains(err.Error(), priv[i:i+8]) {
+				t.Fatalf("%s: the error echoes key material %q: %v", name, priv[i:i+8], err)
+			}
+		}
+	}
+}
+
+// Issue 12, finding 2: a mapped prefix in allowed_ips is refused with
+// FILE:LINE, since the routing table never unmaps.
+func TestMappedAllowedIPsRefused(t *testing.T) {
+	src := expand(t, iface+`[[peer]]
+id = "b"
+public_key = "PUB_B"
+allowed_ips = ["198.19.0.2/32", "::ffff:198.19.5.0/120"]
+`)
+	_, err := Parse("st.toml", []byte(src))
+	ps := problems(t, err)
+	if len(ps) != 1 || ps[0].Line != 9 || !strings.Contains(ps[0].Msg, "IPv4-mapped") || !strings.Contains(ps[0].Msg, "never matches") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,163 @@
+package tunnel
+
+import (
+	"stunnel/handshake"
+
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// The handshake intake. Everything a stranger can send without a key is
+// sorted here, on the UDP reader, before it may take any queue slot:
+//
+//   - only types 1 (initiation), 2 (response), 3 (cookie reply), 5 and 6
+//     (resumption), each of a valid size, go further; anything else is dropped and counted
+//     (malformed) at once;
+//   - initiations, resumptions and responses only with a valid mac1 (bad_mac1 otherwise);
+//     a response only if it names an initiation of ours that waits
+//     (unknown_index otherwise); a cookie reply only if it comes from the
+//     endpoint of one of our peers (malformed otherwise, as the worker
+//     counted it before);
+//   - under load, an initiation whose mac2 proves a cookie we issued to its
+//     source (the sender showed it receives at that address) goes to a small
+//     queue of its own, served by its own worker, after the per-source token
+//     bucket allowed it: a flood of valid-mac1 initiations, which anyone who
+//     knows our public key can make, fills only the ordinary queue, and
+//     never delays a peer that proved its address;
+//   - when the ordinary queue is full, an initiation is answered with a
+//     cookie reply right here (within its source's token bucket) instead of
+//     being dropped silently, so a genuine initiator still gets the cookie
+//     that lets it into the priority queue.
+//
+// Memory: the queues are channels of fixed capacity (handshakeQueueLen and
+// priorityQueueLen) of copied messages of at most MaxResumptionSize bytes
+// (615), so the intake holds at most (1024+64) x (615 + ~64) bytes, 0.7 MiB,
+// whatever the flood; the token buckets are bounded by the limiter's table
+// (rateLimitMaxEntries, about 1 MiB each for queueLimiter and limiter).
+
+// priorityQueueLen is the capacity of the queue of mac2-proven initiations.
+// Each passed a per-source token bucket (RateLimitPerSecond, bursts of
+// RateLimitBurst), so filling it needs many addresses that each received a
+// cookie.
+const priorityQueueLen = 64
+
+// validSize reports whether n is a valid length for a handshake message of
+// type typ, and false for types we do not take.
+func validSize(typ byte, n int) bool {
+	switch typ {
+	case handshake.MessageTypeInitiation:
+		return n == handshake.InitiationSize
+	case handshake.MessageTypeResponse:
+		return n == handshake.ResponseSize
+	case handshake.MessageTypeCookieReply:
+		return n == handshake.CookieReplySize
+	case handshake.MessageTypeResumptionInitiation:
+		return n >= handshake.MinResumptionSize && n <= handshake.MaxResumptionSize
+	case handshake.MessageTypeResumptionResponse:
+		return n == handshake.ResumptionResponseSize
+	}
+	return false
+}
+
+// queueHandshake sorts a handshake datagram (see above). It copies what it
+// queues off the reader's buffer.
+func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
+	typ, ok := handshake.MessageType(msg)
+	if !ok || !validSize(typ, len(msg)) {
+		d.drops.add(dropMalformed, 1)
+		return
+	}
+	if typ == handshake.MessageTypeCookieReply {
+		if !d.fromPeerEndpoint(ep) {
+			d.drops.add(dropMalformed, 1)
+			return
+		}
+		d.enqueueHandshake(d.handshakeQ, typ, msg, ep)
+		return
+	}
+	// mac1 costs one keyed hash: checked here, so junk never takes a slot.
+	if !d.cookies.CheckMAC1(msg) {
+		d.drops.add(dropBadMAC1, 1)
+		d.warn.warnFrom(addrPortOf(ep).Addr(), "bad-mac1", "dropped handshake message with a bad mac1: the sender does not have our public key (wrong public_key for us in its config?)", "from", ep.DstToString())
+		return
+	}
+	if typ == handshake.MessageTypeResponse || typ == handshake.MessageTypeResumptionResponse {
+		idx, _ := handshake.PeekResponseReceiver(msg)
+		if typ == handshake.MessageTypeResumptionResponse {
+			idx, _ = handshake.PeekResumptionResponseReceiver(msg)
+		}
+		if e, ok := d.indices.lookup(idx); !ok || e.keypair != nil { // not a handshake of ours in progress
+			d.drops.add(dropUnknownIndex, 1)
+			return
+		}
+		d.enqueueHandshake(d.handshakeQ, typ, msg, ep)
+		return
+	}
+	src := addrPortOf(ep)
+	if d.load.UnderLoad(len(d.handshakeQ)) && d.cookies.CheckMAC2(msg, src) {
+		// The token bucket decides before a slot is taken. (The worker's
+		// own limiter, d.limiter, checks again at the same rate: a source
+		// within this bucket is within that one too.)
+		if !d.queueLimiter.Allow(src.Addr()) {
+			d.drops.add(dropRateLimited, 1)
+			return
+		}
+		d.enqueueHandshake(d.handshakePrioQ, typ, msg, ep)
+		return
+	}
+	select {
+	case d.handshakeQ <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep}:
+	default:
+		// Full of initiations that are all worth a cookie: give this one
+		// its cookie now, so a genuine initiator can come back with mac2
+		// (within its source's token bucket: a flood from few addresses
+		// costs a map lookup each, not a reply each).
+		d.drops.add(dropRateLimited, 1)
+		if !d.queueLimiter.Allow(src.Addr()) {
+			return
+		}
+		if reply, err := d.cookies.CreateReply(msg, src); err == nil {
+			_ = d.bind.Send([][]byte{reply}, ep)
+		}
+		d.warn.warnFrom(src.Addr(), "hs-queue-full", "handshake queue full: answering initiations with cookies (flood?)", "interface", d.name)
+	}
+}
+
+// enqueueHandshake copies msg into q, or drops it when q is full.
+func (d *Device) enqueueHandshake(q chan handshakeMessage, typ byte, msg []byte, ep conn.Endpoint) {
+	select {
+	case q <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep}:
+	default:
+		d.drops.add(dropRateLimited, 1)
+		d.warn.warnFrom(addrPortOf(ep).Addr(), "hs-queue-full", "handshake queue full: dropping handshake messages (flood?)", "interface", d.name)
+	}
+}
+
+// fromPeerEndpoint reports whether ep is the current endpoint of one of our
+// peers: only those can have been sent an initiation to answer with a
+// cookie. Linear in the number of peers, as the worker's match was.
+func (d *Device) fromPeerEndpoint(ep conn.Endpoint) bool {
+	for _, p := range d.peers.Load().list {
+		if cur := p.currentEndpoint(); cur != nil && sameEndpoint(cur, ep) {
+			return true
+		}
+	}
+	return false
+}
+
+// priorityHandshakeWorker serves the initiations that proved a cookie. It
+// runs beside the ordinary workers, so however long their queue is, a
+// proven initiation waits only for other proven ones.
+func (d *Device) priorityHandshakeWorker() {
+	for {
+		select {
+		case m := <-d.handshakePrioQ:
+			if m.typ == handshake.MessageTypeResumptionInitiation {
+				d.handleResumption(m)
+			} else {
+				d.handleInitiation(m)
+			}
+		case <-d.closed:
+			return
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"stunnel/internal/fakeclock"
+)
+
+// countHandler counts log records.
+type countHandler struct{ n atomic.Int64 }
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h *countHandler) Handle(context.Context, slog.Record) error { h.n.Add(1); return nil }
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h *countHandler) WithGroup(string) slog.Handler             { return h }
+
+// Issue 12, finding 5: the warn limiter cannot be reset or outgrown by what
+// strangers send. The old one cleared its map after 1024 keys, so rotating
+// claimed peer IDs let every line through again.
+func TestWarnLimiterIsBoundedAndCannotBeReset(t *testing.T) {
+	clock := fakeclock.New(time.Unix(1e9, 0))
+	h := &countHandler{}
+	r := newRateLimitedLog(slog.New(h), clock.Now)
+	r.warn("refused-alice-unknown peer id", "refused")
+	r.warnFrom(netip.MustParseAddr("198.18.0.9"), "bad-mac1", "bad mac1")
+	if h.n.Load() != 2 {
+		t.Fatalf("%d lines, want 2", h.n.Load())
+	}
+	// A stranger rotates claimed IDs and source addresses.
+	for i := range 100000 {
+		r.warn(fmt.Sprintf("refused-mallory%d-unknown peer id", i), "refused")
+		r.warnFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), "bad-mac1", "bad mac1")
+	}
+	if n := h.n.Load(); n > 2+warnBuckets {
+		t.Fatalf("%d lines from 200000 rotating keys within one interval; the bound is %d", n, 2+warnBuckets)
+	}
+	before := h.n.Load()
+	r.warn("refused-alice-unknown peer id", "refused")
+	r.warnFrom(netip.MustParseAddr("198.18.0.9"), "bad-mac1", "bad mac1")
+	if h.n.Load() != before {
+		t.Fatal("the flood reset the limiter: a key logged in this interval logged again")
+	}
+	// One source's IPv6 /64 is one source.
+	for i := range 1000 {
+		r.warnFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i)}), "bad-mac1", "bad mac1")
+	}
+	if n := h.n.Load() - before; n > 1 {
+		t.Fatalf("one /64 logged %d lines in one interval", n)
+	}
+	clock.Advance(11 * time.Second)
+	before = h.n.Load()
+	r.warn("refused-alice-unknown peer id", "refused")
+	if h.n.Load() != before+1 {
+		t.Fatal("a key did not log again after the interval")
+	}
+}
+
+// The refusal list: a stranger rotating claimed IDs from one address cannot
+// push out what other sources caused.
+func TestRefusalListKeepsOtherSources(t *testing.T) {
+	var r refusalLog
+	now := time.Unix(1e9, 0)
+	r.record("alice", "key mismatch", "198.18.0.5:51820", now)
+	for i := range 10000 {
+		r.record(fmt.Sprintf("mallory%d", i), "unknown peer id", "198.18.0.66:4444", now.Add(time.Duration(i)*time.Millisecond))
+	}
+	got := r.snapshot()
+	if len(got) > maxRefusals {
+		t.Fatalf("%d refusals, bound %d", len(got), maxRefusals)
+	}
+	var alice, mallory int
+	for _, e := range got {
+		switch e.Endpoint {
+		case "198.18.0.5:51820":
+			alice++
+			if e.PeerID != "alice" || e.Count != 1 {
+				t.Errorf("alice's entry changed: %+v", e)
+			}
+		case "198.18.0.66:4444":
+			mallory++
+		}
+	}
+	if alice != 1 {
+		t.Fatalf("alice's refusal was pushed out by one rotating source: %+v", got)
+	}
+	if mallory != 1 {
+		t.Fatalf("one source and reason took %d slots", mallory)
+	}
+	if got[0].Endpoint != "198.18.0.66:4444" {
+		t.Errorf("not newest first: %+v", got[0])
+	}
+}

@@ -1,0 +1,23 @@
+package tunnel
+
+// Secrets that must not outlive their use (issue 12, finding 6): a removed
+// peer's PSK after a reload, and every key of the device after Close.
+//
+// The session core keeps the PSK (session.Peer.ZeroSecrets) and the
+// static key (session.Host.ZeroPrivateKey) under its own locks; the data
+// plane's copy of the peer's configuration is ours, under p.mu.
+
+// zeroSecrets overwrites the peer's PSK, in the session core and in our copy
+// of the configuration. The peer must be stopped and its sessions cleared.
+func (p *Peer) zeroSecrets() {
+	p.sess.ZeroSecrets()
+	p.mu.Lock()
+	p.cfg.PresharedKey.Zero()
+	p.mu.Unlock()
+}
+
+// zeroDeviceSecrets overwrites the device's copy of the static private key
+// once nothing runs any more (Close).
+func (d *Device) zeroDeviceSecrets() {
+	d.host.ZeroPrivateKey()
+}
