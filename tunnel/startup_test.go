@@ -40,9 +40,9 @@ func TestHandshakeAtStartOnlyWithEndpoint(t *testing.T) {
 	p := newPairOpts(t, func(a, b *conf.Config) {
 		b.Peers[0].Endpoint = ""
 	}, 0, nil, loudStart)
-	p.retryUntil(t, "a's handshake at start", func() bool { return p.a.peerStatus(t).Handshakes > 0 })
-	if s := p.b.peerStatus(t); s.Handshakes != 1 || s.HandshakesResumed != 0 {
-		t.Fatalf("b: %+v", s)
+	p.retryUntil(t, "a's handshake at start, confirmed to b", func() bool { return p.b.peerStatus(t).Handshakes > 0 })
+	if s := p.a.peerStatus(t); s.Handshakes != 1 || s.HandshakesResumed != 0 {
+		t.Fatalf("a: %+v", s)
 	}
 	if p.b.dev.peers.Load().list[0].handshaking() {
 		t.Error("b, with no endpoint for a, wants a handshake")
