@@ -42,9 +42,9 @@ type node struct {
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
 	// NoStateFile turns the state file off: every restart handshakes anew.
 	NoStateFile bool
-	MTU      string   // the mtu line's value: "" for 1420, "none" for no mtu key
-	Peers    []peerConf
-	Extra    string // raw TOML tables appended to the config, e.g. "[control]\n..."
+	MTU         string // the mtu line's value: "" for 1420, "none" for no mtu key
+	Peers       []peerConf
+	Extra       string // raw TOML tables appended to the config, e.g. "[control]\n..."
 
 	dir, cfgPath, runDir, logPath string
 	// brokenConfig is set while the config file is deliberately invalid:

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 // a restart's gap and loss can be measured from what the counter saw.
 type stream struct {
 	sender   *udpSender
+	sent     atomic.Uint64 // datagrams sent: the next sequence number
 	interval time.Duration
 	stop     chan struct{}
 	done     sync.WaitGroup
@@ -32,8 +34,8 @@ func startStream(t *testing.T, s *udpSender, interval time.Duration) *stream {
 			case <-st.stop:
 				return
 			case <-tick.C:
-				binary.BigEndian.PutUint64(buf[8:16], s.next)
-				s.next++
+				binary.BigEndian.PutUint64(buf[8:16], st.sent.Load())
+				st.sent.Add(1)
 				_, _ = s.conn.Write(buf) // a send error during a restart is a lost datagram
 			}
 		}
@@ -57,7 +59,7 @@ func (s *stream) gap(c *udpCounter) (longest time.Duration, lost int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	run := 0
-	for seq := uint64(0); seq < s.sender.next; seq++ {
+	for seq := uint64(0); seq < s.sent.Load(); seq++ {
 		if c.seen[seq] > 0 {
 			run = 0
 			continue

@@ -73,7 +73,7 @@ func TestHandshakeJunkNeverQueued(t *testing.T) {
 	handshake.NewCookieGenerator(p.b.key.PublicKey(), nil).AddMACs(resp)
 	junk := [][]byte{
 		hdr(0, handshake.InitiationSize),
-		hdr(5, handshake.InitiationSize),
+		hdr(5, handshake.MinResumptionSize-1),
 		hdr(6, 100),
 		hdr(255, 64),
 		hdr(handshake.MessageTypeCookieReply, handshake.CookieReplySize), // b sent no initiation to 198.18.102.1

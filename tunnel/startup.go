@@ -15,7 +15,8 @@ import (
 //     the other side has no path to it; and after a crash, the peer may
 //     still be sending under a session we lost, which it would only notice
 //     after ~15 s of silence. The persistent keepalive then keeps the NAT
-//     mapping open (keepPathOpen).
+//     mapping open (keepPathOpen). A peer whose session was restored sends
+//     a keepalive under it instead.
 //   - A peer with no endpoint is logged once: it can only be reached after it
 //     has contacted us, which is otherwise visible only in `stunnel show`.
 func (d *Device) startPeers(peers []*Peer) {
@@ -28,6 +29,11 @@ func (d *Device) startPeers(peers []*Peer) {
 			d.log.Info("peer has no endpoint: it is reached only after it contacts us", "peer", p.id)
 		case p.sess.Current(d.now()) == nil:
 			p.wantHandshake()
+		default:
+			// A session restored from the state file: tell the peer we are
+			// back at once, before its "data sent, nothing received" timer
+			// (keepalive + rekey timeout) gives up on the session we kept.
+			p.sendKeepalive()
 		}
 	}
 }
