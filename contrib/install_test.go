@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -168,5 +169,27 @@ func writeFile(t *testing.T, path, text string) {
 	}
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// `sudo make demo` (and build) gives bin/ back to the user who ran sudo, so
+// a later `make clean` works without root.
+func TestSudoBuildLeavesNoRootOwnedBin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to stand in for sudo")
+	}
+	dir := filepath.Join(t.TempDir(), "bin")
+	out, err := makeIn(t, []string{"SUDO_UID=65534", "SUDO_GID=65534"}, "build", "BIN="+filepath.Join(dir, "stunnel"))
+	if err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "stunnel")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
+			t.Errorf("%s owned by %d:%d after a sudo build, want the sudo user 65534:65534", p, st.Uid, st.Gid)
+		}
 	}
 }
