@@ -102,3 +102,23 @@ type wrapped struct{ err error }
 
 func (w *wrapped) Error() string { return "udpbind: IPv4 socket on port 51820: bind: " + w.err.Error() }
 func (w *wrapped) Unwrap() error { return w.err }
+
+// A peer that a reload adds, with persistent_keepalive and an endpoint,
+// handshakes at once too.
+func TestPeerAddedByReloadHandshakes(t *testing.T) {
+	var full []conf.Peer
+	p := newPair(t, func(a, b *conf.Config) {
+		full = a.Peers
+		a.Peers = nil
+		b.Peers[0].Endpoint = ""
+	})
+	next := *p.a.cfg
+	next.Peers = append([]conf.Peer(nil), full...)
+	next.Peers[0].PersistentKeepalive = 25 * time.Second
+	if err := p.a.dev.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	p.retryUntil(t, "b to complete the handshake of the peer a's reload added", func() bool {
+		return p.b.peerStatus(t).Handshakes > 0
+	})
+}
