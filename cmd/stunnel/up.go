@@ -93,13 +93,13 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
-	bind := udpbind.New()
-	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+	bind, res := udpbind.New(), &endpointResolver{}
+	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
 		dev.Close()
 		return err
 	}
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log})
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
@@ -128,7 +128,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg = reload(cfg, d, link, bind, log, level)
+			cfg = reload(cfg, d, link, bind, res, log, level)
 			_ = sdNotify("READY=1")
 		}
 	}
@@ -136,7 +136,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 
 // reload applies the file's current contents, or logs why not and returns
 // the running configuration unchanged.
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger, level *slog.LevelVar) *conf.Config {
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger, level *slog.LevelVar) *conf.Config {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
@@ -149,7 +149,7 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
 	}
-	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
 		log.Error("reload: updating the full tunnel failed", "err", err.Error())
 	}
 	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || mtuChanged(running, cfg) {
