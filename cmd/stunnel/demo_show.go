@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -57,4 +58,22 @@ func (d *demo) explainThroughput() {
 		"  sudo stunnel check -c /etc/stunnel/NAME.toml && sudo systemctl enable --now stunnel@NAME",
 		"  sudo stunnel show",
 	}, "\n"))
+}
+
+// logTail returns the last lines of a daemon's log, for error messages.
+func logTail(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return "\n--- last lines of " + path + " ---\n  " + strings.Join(lines, "\n  ")
+}
+
+// indent indents every line of s by two spaces.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
 }
