@@ -50,7 +50,7 @@ func (d *demo) explainThroughput() {
 		"",
 		"About the throughput figure: it is one 3-second TCP stream between two namespaces on this",
 		"machine, where both daemons, the sender and the receiver share its cores; the bare veth line",
-		"is this machine's ceiling. README's headline (3.7 Gbit/s on a 2-core VM) comes from",
+		"is this machine's ceiling. README's headline figure (measured on a 2-core VM) comes from",
 		"`sudo make bench`: 10-second iperf3 runs, the median of 3 rounds, next to wireguard-go and Nebula on",
 		"the same setup (docs/PERFORMANCE.md). Compare the tunnel with the bare veth, not with README.",
 		"",
