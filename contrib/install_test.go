@@ -127,11 +127,29 @@ func TestMakeInstallRefusesToClobberStunnel4(t *testing.T) {
 			}
 		})
 	}
+	// Nor a binary that is another program (a self-built TLS stunnel).
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "dest")
+	other := filepath.Join(dest, "usr/local/bin/stunnel")
+	writeFile(t, other, "#!/bin/sh\necho 'the TLS wrapper'; exit 1\n")
+	os.Chmod(other, 0o755)
+	vars := []string{"DESTDIR=" + dest, "BIN=" + filepath.Join(dir, "build", "stunnel"), "SYSROOT=" + filepath.Join(dir, "sys"), "DPKG=false"}
+	out, err := makeIn(t, nil, append([]string{"install"}, vars...)...)
+	if b, _ := os.ReadFile(other); err == nil || !strings.Contains(string(b), "TLS wrapper") || !strings.Contains(out, "another program") {
+		t.Fatalf("another program's /usr/local/bin/stunnel was not refused (err %v):\n%s", err, out)
+	}
+	if out, _ := makeIn(t, nil, append([]string{"uninstall"}, vars...)...); !strings.Contains(out, "kept") {
+		t.Errorf("uninstall did not keep another program's binary:\n%s", out)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("uninstall removed another program's binary: %v", err)
+	}
+
+	dir = t.TempDir()
+	dest = filepath.Join(dir, "dest")
 	foreign := filepath.Join(dest, "etc/systemd/system/stunnel@.service")
 	writeFile(t, foreign, "[Service]\nExecStart=/bin/true\n")
-	out, err := makeIn(t, nil, "install", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"), "SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
+	out, err = makeIn(t, nil, "install", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"), "SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
 	if b, _ := os.ReadFile(foreign); err == nil || string(b) != "[Service]\nExecStart=/bin/true\n" {
 		t.Fatalf("a foreign unit file was overwritten (err %v):\n%s", err, out)
 	}
