@@ -211,3 +211,21 @@ func TestSudoBuildLeavesNoRootOwnedBin(t *testing.T) {
 		}
 	}
 }
+
+// PREFIX moves the binary, and the installed unit runs it from there.
+func TestMakeInstallPrefix(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "dest")
+	out, err := makeIn(t, nil, "install", "PREFIX=/opt/stx", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"),
+		"SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
+	if err != nil {
+		t.Fatalf("make install PREFIX=/opt/stx: %v\n%s", err, out)
+	}
+	if m := mode(t, filepath.Join(dest, "opt/stx/bin/stunnel")); m.Perm() != 0o755 {
+		t.Errorf("binary mode %v", m)
+	}
+	u, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/stunnel@.service"))
+	if err != nil || !strings.Contains(string(u), "ExecStart=/opt/stx/bin/stunnel up -c /etc/stunnel/%i.toml") {
+		t.Fatalf("unit does not run /opt/stx/bin/stunnel (%v):\n%s", err, u)
+	}
+}
