@@ -15,6 +15,10 @@ TEST_TIMEOUT ?= 25m
 
 BIN := bin/stunnel
 
+# What `stunnel version` prints; safe.directory lets `sudo make` read a
+# user's clone (git refuses a repository owned by someone else).
+VERSION ?= $(shell git -c safe.directory='*' describe --always --dirty 2>/dev/null)
+
 .PHONY: all build demo test bench clean install uninstall
 
 # make install: the binary, the systemd unit and /etc/stunnel (contrib/install.sh).
@@ -26,7 +30,7 @@ export PREFIX DESTDIR UNIT_NAME
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/stunnel
+	$(GO) build -ldflags "-X stunnel/internal/buildinfo.Version=$(VERSION)" -o $(BIN) ./cmd/stunnel
 	@# Under sudo, give bin/ back to the user, so `make clean` works without root.
 	@if [ "$$(id -u)" = 0 ] && [ -n "$${SUDO_UID:-}" ]; then chown -R "$$SUDO_UID:$$SUDO_GID" $(dir $(BIN)); fi
 

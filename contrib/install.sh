@@ -20,8 +20,11 @@ set -eu
 UNIT_SRC=contrib/stunnel@.service
 unit="$DESTDIR$UNITDIR/$UNIT_NAME@.service"
 bin="$DESTDIR$BINDIR/stunnel"
-# What marks a file as ours: the unit runs `stunnel up`; the binary has `version`.
+# What marks a file as ours: the unit runs `stunnel up`; the binary's
+# `version` names the Go toolchain (another stunnel takes "version" for a
+# config file name and fails).
 ours_unit() { grep -q 'stunnel up -c' "$1" 2>/dev/null; }
+ours_bin() { "$1" version 2>/dev/null | grep -q '^go: go'; }
 
 die() { echo "make $action: $*" >&2; exit 1; }
 
@@ -47,6 +50,9 @@ install_() {
 	if [ -e "$unit" ] && ! ours_unit "$unit"; then
 		die "$unit exists and is not stunnel's tunnel unit; not overwriting it. Move it away, or pick another UNIT_NAME=. Nothing was installed."
 	fi
+	if [ -e "$bin" ] && ! ours_bin "$bin"; then
+		die "$bin exists and is another program (not this tunnel's stunnel); not overwriting it. Move it away, or install with PREFIX=/another/prefix. Nothing was installed."
+	fi
 	install -d -m 0755 "$DESTDIR$BINDIR" "$DESTDIR$UNITDIR"
 	install -m 0755 "$BIN" "$bin"
 	sed "s#/usr/local/bin/stunnel#$BINDIR/stunnel#g; s#/etc/stunnel/#$CONFDIR/#g" "$UNIT_SRC" >"$unit.tmp"
@@ -67,8 +73,12 @@ uninstall_() {
 		echo "removed $unit"
 	fi
 	if [ -e "$bin" ]; then
-		rm -f "$bin"
-		echo "removed $bin"
+		if ours_bin "$bin"; then
+			rm -f "$bin"
+			echo "removed $bin"
+		else
+			echo "kept $bin: it is another program, not this tunnel's stunnel"
+		fi
 	fi
 	if [ -d "$DESTDIR$CONFDIR" ]; then
 		if rmdir "$DESTDIR$CONFDIR" 2>/dev/null; then

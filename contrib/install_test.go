@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -126,11 +127,29 @@ func TestMakeInstallRefusesToClobberStunnel4(t *testing.T) {
 			}
 		})
 	}
+	// Nor a binary that is another program (a self-built TLS stunnel).
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "dest")
+	other := filepath.Join(dest, "usr/local/bin/stunnel")
+	writeFile(t, other, "#!/bin/sh\necho 'the TLS wrapper'; exit 1\n")
+	os.Chmod(other, 0o755)
+	vars := []string{"DESTDIR=" + dest, "BIN=" + filepath.Join(dir, "build", "stunnel"), "SYSROOT=" + filepath.Join(dir, "sys"), "DPKG=false"}
+	out, err := makeIn(t, nil, append([]string{"install"}, vars...)...)
+	if b, _ := os.ReadFile(other); err == nil || !strings.Contains(string(b), "TLS wrapper") || !strings.Contains(out, "another program") {
+		t.Fatalf("another program's /usr/local/bin/stunnel was not refused (err %v):\n%s", err, out)
+	}
+	if out, _ := makeIn(t, nil, append([]string{"uninstall"}, vars...)...); !strings.Contains(out, "kept") {
+		t.Errorf("uninstall did not keep another program's binary:\n%s", out)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("uninstall removed another program's binary: %v", err)
+	}
+
+	dir = t.TempDir()
+	dest = filepath.Join(dir, "dest")
 	foreign := filepath.Join(dest, "etc/systemd/system/stunnel@.service")
 	writeFile(t, foreign, "[Service]\nExecStart=/bin/true\n")
-	out, err := makeIn(t, nil, "install", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"), "SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
+	out, err = makeIn(t, nil, "install", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"), "SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
 	if b, _ := os.ReadFile(foreign); err == nil || string(b) != "[Service]\nExecStart=/bin/true\n" {
 		t.Fatalf("a foreign unit file was overwritten (err %v):\n%s", err, out)
 	}
@@ -168,5 +187,45 @@ func writeFile(t *testing.T, path, text string) {
 	}
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// `sudo make demo` (and build) gives bin/ back to the user who ran sudo, so
+// a later `make clean` works without root.
+func TestSudoBuildLeavesNoRootOwnedBin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to stand in for sudo")
+	}
+	dir := filepath.Join(t.TempDir(), "bin")
+	out, err := makeIn(t, []string{"SUDO_UID=65534", "SUDO_GID=65534"}, "build", "BIN="+filepath.Join(dir, "stunnel"))
+	if err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "stunnel")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
+			t.Errorf("%s owned by %d:%d after a sudo build, want the sudo user 65534:65534", p, st.Uid, st.Gid)
+		}
+	}
+}
+
+// PREFIX moves the binary, and the installed unit runs it from there.
+func TestMakeInstallPrefix(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "dest")
+	out, err := makeIn(t, nil, "install", "PREFIX=/opt/stx", "DESTDIR="+dest, "BIN="+filepath.Join(dir, "build", "stunnel"),
+		"SYSROOT="+filepath.Join(dir, "sys"), "DPKG=false")
+	if err != nil {
+		t.Fatalf("make install PREFIX=/opt/stx: %v\n%s", err, out)
+	}
+	if m := mode(t, filepath.Join(dest, "opt/stx/bin/stunnel")); m.Perm() != 0o755 {
+		t.Errorf("binary mode %v", m)
+	}
+	u, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/stunnel@.service"))
+	if err != nil || !strings.Contains(string(u), "ExecStart=/opt/stx/bin/stunnel up -c /etc/stunnel/%i.toml") {
+		t.Fatalf("unit does not run /opt/stx/bin/stunnel (%v):\n%s", err, u)
 	}
 }

@@ -63,3 +63,23 @@ func linkMTU(t *testing.T, l *lab, ns string) int {
 	t.Fatalf("no mtu in ip link output %q", f)
 	return 0
 }
+
+// Over an IPv6 underlay the overhead is 80 bytes: 1500 gives 1420.
+func TestMTUFromIPv6Underlay(t *testing.T) {
+	l := newLab(t)
+	nsA, nsB := l.ns("a6"), l.ns("b6")
+	l.veth(nsA, "u0", "fd00:18::1/64", nsB, "u0", "fd00:18::2/64")
+	a := l.newNode(nsA, "host-a6", "fd00:18::1", overA+"/24")
+	b := l.newNode(nsB, "host-b6", "fd00:18::2", overB+"/24")
+	a.addPeer(b, false, overB+"/32")
+	a.Peers[0].Endpoint = "[fd00:18::2]:51820"
+	b.addPeer(a, false, overA+"/32")
+	a.MTU = "none"
+	a.start()
+	b.start()
+	if got := linkMTU(t, l, a.ns); got != 1420 {
+		t.Fatalf("derived MTU %d over a 1500-byte IPv6 underlay, want 1420", got)
+	}
+	pingUntil(t, a.ns, overB, sessionWait)
+	l.run(a.ns, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", strconv.Itoa(1420-28), overB)
+}

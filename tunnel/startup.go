@@ -43,10 +43,11 @@ func (d *Device) startPeers(peers []*Peer) {
 // itself keeps the NAT mapping open and gives the next keepalives a key.
 // Without it a NAT'd site that sent nothing for reject_after would become
 // unreachable from the other side. Only for a peer with persistent_keepalive
-// and an endpoint; the passive keepalive has nothing to say without a key.
+// and an endpoint (configured, or learned from the peer); the passive
+// keepalive has nothing to say without a key.
 func (p *Peer) keepPathOpen() {
 	p.mu.Lock()
-	want := p.cfg.PersistentKeepalive > 0 && p.cfg.Endpoint != ""
+	want := p.cfg.PersistentKeepalive > 0 && (p.cfg.Endpoint != "" || p.currentEndpoint() != nil)
 	p.mu.Unlock()
 	if want {
 		p.wantHandshake()

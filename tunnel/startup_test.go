@@ -1,8 +1,12 @@
 package tunnel
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,3 +112,73 @@ type wrapped struct{ err error }
 
 func (w *wrapped) Error() string { return "udpbind: IPv4 socket on port 51820: bind: " + w.err.Error() }
 func (w *wrapped) Unwrap() error { return w.err }
+
+// A peer that a reload adds, with persistent_keepalive and an endpoint,
+// handshakes at once too.
+func TestPeerAddedByReloadHandshakes(t *testing.T) {
+	var full []conf.Peer
+	p := newPair(t, func(a, b *conf.Config) {
+		full = a.Peers
+		a.Peers = nil
+		b.Peers[0].Endpoint = ""
+	})
+	next := *p.a.cfg
+	next.Peers = append([]conf.Peer(nil), full...)
+	next.Peers[0].PersistentKeepalive = 25 * time.Second
+	if err := p.a.dev.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	p.retryUntil(t, "b to complete the handshake of the peer a's reload added", func() bool {
+		return p.b.peerStatus(t).Handshakes > 0
+	})
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A peer without an endpoint is named in the log once, at start, not on
+// every timer tick; a peer with one is not.
+func TestPeerWithoutEndpointLoggedOnce(t *testing.T) {
+	ka, kb, kc := mustKey(t), mustKey(t), mustKey(t)
+	cfg := &conf.Config{
+		Path:      "a.toml",
+		Interface: conf.Interface{Name: "sta", PeerID: "alpha", PrivateKey: ka, PublicKey: ka.PublicKey(), ListenPort: 51820, MTU: 1420},
+		Peers: []conf.Peer{
+			{ID: "roamer", PublicKey: kb.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.2/32")}},
+			{ID: "fixed", PublicKey: kc.PublicKey(), Endpoint: "198.18.0.3:51820", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.3/32")}},
+		},
+	}
+	var logs lockedBuffer
+	clock := newFakeClock()
+	d, err := New(cfg, Options{TUN: newMemTUN(), Bind: newMemNet().bind("198.18.0.1:51820"), Now: clock.Now, TickInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for range 5 {
+		clock.Advance(10 * time.Second)
+		d.tick()
+	}
+	out := logs.String()
+	if n := strings.Count(out, "peer has no endpoint"); n != 1 || !strings.Contains(out, "peer=roamer") {
+		t.Fatalf("logged \"peer has no endpoint\" %d times, want once for roamer:\n%s", n, out)
+	}
+	if strings.Contains(out, "no endpoint: it is reached only after it contacts us\" peer=fixed") {
+		t.Fatalf("a peer with an endpoint was logged as having none:\n%s", out)
+	}
+}

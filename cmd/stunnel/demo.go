@@ -309,19 +309,6 @@ func (d *demo) waitTunnel(ctx context.Context) error {
 	}
 }
 
-// logTail returns the last lines of a daemon's log, for error messages.
-func logTail(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil || len(bytes.TrimSpace(data)) == 0 {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) > 8 {
-		lines = lines[len(lines)-8:]
-	}
-	return "\n--- last lines of " + path + " ---\n  " + strings.Join(lines, "\n  ")
-}
-
 // ping shows five pings over IPv4 and one over IPv6 through the tunnel, with
 // the ping binary when there is one.
 func (d *demo) ping(ctx context.Context) error {
@@ -348,10 +335,6 @@ func (d *demo) ping(ctx context.Context) error {
 		fmt.Fprintln(d.out)
 	}
 	return nil
-}
-
-func indent(s string) string {
-	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
 }
 
 // runCtx runs cmd and returns its combined output; it kills cmd when ctx ends.

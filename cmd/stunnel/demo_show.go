@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -49,7 +50,7 @@ func (d *demo) explainThroughput() {
 		"",
 		"About the throughput figure: it is one 3-second TCP stream between two namespaces on this",
 		"machine, where both daemons, the sender and the receiver share its cores; the bare veth line",
-		"is this machine's ceiling. README's headline (3.7 Gbit/s on a 2-core VM) comes from",
+		"is this machine's ceiling. README's headline figure (measured on a 2-core VM) comes from",
 		"`sudo make bench`: 10-second iperf3 runs, the median of 3 rounds, next to wireguard-go and Nebula on",
 		"the same setup (docs/PERFORMANCE.md). Compare the tunnel with the bare veth, not with README.",
 		"",
@@ -57,4 +58,22 @@ func (d *demo) explainThroughput() {
 		"  sudo stunnel check -c /etc/stunnel/NAME.toml && sudo systemctl enable --now stunnel@NAME",
 		"  sudo stunnel show",
 	}, "\n"))
+}
+
+// logTail returns the last lines of a daemon's log, for error messages.
+func logTail(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return "\n--- last lines of " + path + " ---\n  " + strings.Join(lines, "\n  ")
+}
+
+// indent indents every line of s by two spaces.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
 }

@@ -30,13 +30,14 @@ func fullTunnelTable(cfg *conf.Config) int {
 // setFullTunnel makes the device the default route for each family a peer
 // has a /0 for (docs/CONFIGURATION.md, "Full tunnel"), or takes it back:
 // the UDP socket gets the mark that exempts the tunnel's own packets.
-func setFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger) error {
+func setFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger) error {
 	_, v4, v6 := netcfg.SplitDefaults(tunnel.Routes(cfg))
 	table := fullTunnelTable(cfg)
 	if v4 || v6 {
 		if err := bind.SetMark(uint32(table)); err != nil {
 			return err
 		}
+		res.mark.Store(uint32(table))
 	}
 	if v4 {
 		if err := netcfg.EnableSrcValidMark(); err != nil {

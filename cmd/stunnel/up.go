@@ -100,8 +100,8 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
-	bind := udpbind.New()
-	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+	bind, res := udpbind.New(), &endpointResolver{}
+	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
 		dev.Close()
 		return err
 	}
@@ -114,7 +114,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	// Consumed before the device exists: a saved state is restored at most
 	// once, whatever happens next (statefile.Take).
 	saved := takeState(cfg, log)
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Tickets: ring, RestoreState: saved})
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve, Tickets: ring, RestoreState: saved})
 	clear(saved)
 	if err != nil {
 		dev.Close()
@@ -179,13 +179,13 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg, _ = reload(cfg, d, link, bind, log, level)
+			cfg, _ = reload(cfg, d, link, bind, res, log, level)
 			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 		case reply := <-reloads:
 			_ = sdNotify("RELOADING=1")
 			var rerr error
-			cfg, rerr = reload(cfg, d, link, bind, log, level)
+			cfg, rerr = reload(cfg, d, link, bind, res, log, level)
 			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 			reply <- rerr
@@ -195,7 +195,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 
 // reload applies the file's current contents, or logs why not and returns
 // the running configuration unchanged, with the reason (for `stunnel reload`).
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, log *slog.Logger, level *slog.LevelVar) (*conf.Config, error) {
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger, level *slog.LevelVar) (*conf.Config, error) {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
@@ -208,7 +208,7 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
 	}
-	if err := setFullTunnel(cfg, link, bind, log); err != nil {
+	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
 		log.Error("reload: updating the full tunnel failed", "err", err.Error())
 	}
 	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || mtuChanged(running, cfg) {
