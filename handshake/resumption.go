@@ -24,7 +24,7 @@ import (
 type Resumption struct {
 	// Immutable after NewResumption.
 	peerID     string
-	local      localKeys
+	mac1Key    [32]byte // of messages to us: checks message 6
 	localIndex uint32
 	offer      cipherSet
 	msg        []byte // message 5 with both MACs zero
@@ -54,7 +54,7 @@ func NewResumption(cfg *Config, peer PeerInfo, ticket []byte, secret *[32]byte, 
 	}
 	r := &Resumption{
 		peerID:     peer.ID,
-		local:      deriveLocalKeys(&cfg.PrivateKey),
+		mac1Key:    localMAC1Key(cfg),
 		localIndex: localIndex,
 		offer:      localCipherSet(cfg.Cipher, cfg.aesHardware()),
 		msg:        make([]byte, ResumptionOverhead+len(ticket)),
@@ -115,7 +115,7 @@ func (r *Resumption) ConsumeResponse(msg []byte) (*Session, error) {
 	if idx := binary.LittleEndian.Uint32(msg[respOffReceiver:]); idx != r.localIndex {
 		return nil, fmt.Errorf("%w: receiver index %#08x, ours is %#08x", ErrWrongReceiver, idx, r.localIndex)
 	}
-	if !checkMAC1(&r.local.mac1Key, msg, respOffMAC1) {
+	if !checkMAC1(&r.mac1Key, msg, respOffMAC1) {
 		return nil, ErrBadMAC1
 	}
 	if !isZero(msg[respOffMAC2:]) {
@@ -185,6 +185,11 @@ func (r *Resumption) Zero() {
 	defer r.mu.Unlock()
 	r.finishLocked()
 }
+
+// localMAC1Key is the mac1 key of messages sent to us. The only use of our
+// static key in a resumption, and it needs only the public half: when the key
+// moves behind the StaticKey interface, derive it from Static.Public().
+func localMAC1Key(cfg *Config) [32]byte { return deriveLocalKeys(&cfg.PrivateKey).mac1Key }
 
 // ConsumeResumption authenticates message 5 and answers it with message 6.
 // The checks, in order (docs/PROTOCOL.md 10.4): framing, mac1, the ticket
