@@ -1,0 +1,236 @@
+//go:build cgo
+
+package pkcs11key
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"stunnel/handshake"
+	"stunnel/internal/softhsmtest"
+)
+
+// newTokenKey makes a token with a fresh key "site-a" and opens it.
+func newTokenKey(t testing.TB) (*softhsmtest.Token, *URI, *Key) {
+	t.Helper()
+	tok := softhsmtest.New(t, "gw")
+	u := mustParse(t, tok.URI("site-a"))
+	pub, err := Generate(u, "")
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	k, err := Open(u, "")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	if k.Public() != pub {
+		t.Fatal("Open reads another public key than Generate printed")
+	}
+	return tok, u, k
+}
+
+func mustParse(t testing.TB, s string) *URI {
+	t.Helper()
+	u, err := ParseURI(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestTokenDHEqualsGoX25519(t *testing.T) {
+	_, _, k := newTokenKey(t)
+	pub := k.Public()
+	tokenPub, err := ecdh.X25519().NewPublicKey(pub[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		peer, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := peer.ECDH(tokenPub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.SharedSecret(handshake.PublicKey(peer.PublicKey().Bytes()))
+		if err != nil {
+			t.Fatalf("SharedSecret: %v", err)
+		}
+		if string(got[:]) != string(want) {
+			t.Fatal("the token's X25519 differs from crypto/ecdh's")
+		}
+	}
+}
+
+// TestKeyNeverLeavesToken reads the key object's attributes through the
+// same module: sensitive, not extractable, and asking for its value fails.
+func TestKeyNeverLeavesToken(t *testing.T) {
+	_, u, k := newTokenKey(t)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	attrs, err := k.ctx.GetAttributeValue(k.sess, k.obj, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"CKA_SENSITIVE", "CKA_EXTRACTABLE", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE", "CKA_TOKEN"} {
+		want := name != "CKA_EXTRACTABLE"
+		if isTrue(attrs[i].Value) != want {
+			t.Errorf("%s of %s is %v, want %v", name, u.Object, isTrue(attrs[i].Value), want)
+		}
+	}
+	_, err = k.ctx.GetAttributeValue(k.sess, k.obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_SENSITIVE)) {
+		t.Fatalf("reading CKA_VALUE of the private key: %v, want CKR_ATTRIBUTE_SENSITIVE", err)
+	}
+}
+
+// TestHandshakeWithTokenKey runs full handshakes in both roles between a
+// token key and an in-memory key.
+func TestHandshakeWithTokenKey(t *testing.T) {
+	_, _, k := newTokenKey(t)
+	memPriv, _ := handshake.GeneratePrivateKey(nil)
+	tokCfg := &handshake.Config{PeerID: []byte("site-a"), Static: k,
+		Peers: peers{"site-b": {PublicKey: memPriv.PublicKey(), ID: "site-b"}}}
+	memCfg := &handshake.Config{PeerID: []byte("site-b"), PrivateKey: memPriv,
+		Peers: peers{"site-a": {PublicKey: k.Public(), ID: "site-a"}}}
+	before := k.Ops()
+	runHandshake(t, tokCfg, memCfg, handshake.NewResponder(memCfg))
+	runHandshake(t, memCfg, tokCfg, handshake.NewResponder(tokCfg))
+	if n := k.Ops() - before; n != 4 {
+		t.Fatalf("%d token operations for two handshakes, want 4 (2 per role)", n)
+	}
+}
+
+type peers map[string]handshake.PeerInfo
+
+func (p peers) LookupPeer(id []byte) (handshake.PeerInfo, error) {
+	if i, ok := p[string(id)]; ok {
+		return i, nil
+	}
+	return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+}
+
+func runHandshake(t testing.TB, ini, resp *handshake.Config, r *handshake.Responder) {
+	t.Helper()
+	respPub := resp.PrivateKey.PublicKey()
+	if resp.Static != nil {
+		respPub = resp.Static.Public()
+	}
+	info, _ := ini.Peers.LookupPeer(resp.PeerID)
+	in, err := handshake.NewInitiation(ini, info, 1)
+	if err != nil {
+		t.Fatalf("NewInitiation: %v", err)
+	}
+	msg := in.Message()
+	handshake.NewCookieGenerator(respPub, nil).AddMACs(msg)
+	reply, s2, err := r.ConsumeInitiation(msg, 2)
+	if err != nil {
+		t.Fatalf("ConsumeInitiation: %v", err)
+	}
+	s1, err := in.ConsumeResponse(reply)
+	if err != nil {
+		t.Fatalf("ConsumeResponse: %v", err)
+	}
+	if s1.SendKey != s2.RecvKey || s1.RecvKey != s2.SendKey || s1.SessionID != s2.SessionID {
+		t.Fatal("the two sides derived different keys")
+	}
+}
+
+func TestOpenFailures(t *testing.T) {
+	tok, u, k := newTokenKey(t)
+	// The PIN is checked at login, and a token stays logged in while any
+	// session of this process is: close ours first, as a fresh daemon.
+	k.Close()
+	wrongPIN := tok.Dir + "/wrong-pin"
+	if err := os.WriteFile(wrongPIN, []byte("0000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	openPIN := tok.Dir + "/open-pin"
+	if err := os.WriteFile(openPIN, []byte(softhsmtest.PIN), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		uri     string
+		pinFile string
+		kind    Kind
+		msg     string
+	}{
+		{"wrong PIN", tok.URI("site-a"), wrongPIN, KindPIN, "wrong PIN"},
+		{"PIN file readable by others", tok.URI("site-a"), openPIN, KindPIN, "readable by group or others"},
+		{"missing object", tok.URI("nope"), "", KindObject, `no private key "nope"`},
+		{"missing token", strings.Replace(tok.URI("site-a"), "token=gw", "token=other", 1), "", KindToken, `no token "other"`},
+		{"missing module", strings.Replace(tok.URI("site-a"), softhsmtest.Module, "/nonexistent/lib.so", 1), "", KindModule, "no such file"},
+		{"module does not load", strings.Replace(tok.URI("site-a"), softhsmtest.Module, tok.Conf, 1), "", KindModule, "does not load"},
+	}
+	for _, c := range cases {
+		k, err := Open(mustParse(t, c.uri), c.pinFile)
+		if err == nil {
+			k.Close()
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != c.kind || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want kind %d with %q", c.name, err, c.kind, c.msg)
+		}
+		if err != nil && (strings.Contains(err.Error(), softhsmtest.PIN) || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("%s: error is not one line without the PIN: %q", c.name, err)
+		}
+	}
+	// Generating over an existing key is refused.
+	if _, err := Generate(u, ""); err == nil || !strings.Contains(err.Error(), "already has a key") {
+		t.Fatalf("Generate over an existing key: %v", err)
+	}
+}
+
+// TestRecoversFromTokenFailure: the session disappears (token reset), and
+// then the token refuses our login; SharedSecret fails while it does and
+// works again, without a new Open, once the token is back.
+func TestRecoversFromTokenFailure(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	want, _ := handshake.MemoryKey(peer).SharedSecret(k.Public())
+	closeAll := func() {
+		slot, err := findSlot(k.ctx, &k.uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.ctx.CloseAllSessions(slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeAll()
+	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
+		t.Fatalf("after the sessions were closed: %v", err)
+	}
+	// The token now refuses the PIN (as a token that was swapped would).
+	if err := os.WriteFile(tok.PinFile, []byte("0000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	closeAll()
+	_, err := k.SharedSecret(peer.PublicKey())
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindPIN {
+		t.Fatalf("with the token refusing us: %v, want a PIN error", err)
+	}
+	if err := os.WriteFile(tok.PinFile, []byte(softhsmtest.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
+		t.Fatalf("after the token came back: %v", err)
+	}
+}
