@@ -55,6 +55,10 @@ type Interface struct {
 	Addresses  []netip.Prefix      // as written: host address and its prefix length
 	MTU        int
 	LogLevel   slog.Level
+
+	// PKCS11 is set when private_key names a key in a PKCS#11 token;
+	// PrivateKey and PublicKey are then zero (conf/pkcs11.go).
+	PKCS11 *PKCS11Key
 }
 
 // Session is the [session] table: key lifetimes and data-plane choices.
