@@ -48,9 +48,9 @@ func TestPKCS11PrivateKey(t *testing.T) {
 		{"URI does not parse", config(`private_key = "pkcs11:object=k?module-path=/x"`), 4, "names no token"},
 		{"pin-value", config(`private_key = "` + uri("&pin-value=1234") + `"`), 4, "pin-value puts the PIN in the config"},
 		{"module missing", config(`private_key = "pkcs11:token=gw;object=k?module-path=/nonexistent/p11.so"`), 4, "module /nonexistent/p11.so: no such file"},
-		{"PIN file readable by others", config(`private_key = "` + uri("") + `"`, `pkcs11_pin_file = "open-pin"`), 5, "readable by group or others"},
+		{"PIN file readable by others", config(`private_key = "`+uri("")+`"`, `pkcs11_pin_file = "open-pin"`), 5, "readable by group or others"},
 		{"PIN file missing", config(`private_key = "` + uri("&pin-source=file:/nonexistent/pin") + `"`), 4, "no such file"},
-		{"two PIN sources", config(`private_key = "` + uri("&pin-source=file:pin") + `"`, `pkcs11_pin_file = "pin"`), 5, "give one of them"},
+		{"two PIN sources", config(`private_key = "`+uri("&pin-source=file:pin")+`"`, `pkcs11_pin_file = "pin"`), 5, "give one of them"},
 		{"PIN file without a token", config(`private_key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="`, `pkcs11_pin_file = "pin"`), 5, "only for private_key = \"pkcs11:"},
 	}
 	for _, c := range bad {
