@@ -312,3 +312,7 @@ func parseECPoint(v []byte) (handshake.PublicKey, bool) {
 
 // trimLabel drops the blank padding of CK_TOKEN_INFO's fixed-size fields.
 func trimLabel(s string) string { return strings.TrimRight(s, " \x00") }
+
+// URI is the canonical form of the URI the key was opened with (no secret
+// in it): what a reload compares.
+func (k *Key) URI() string { return k.uri.String() }

@@ -32,3 +32,6 @@ func (k *Key) Close() error { return nil }
 
 // Ops is the number of token operations done.
 func (k *Key) Ops() uint64 { return 0 }
+
+// URI is empty: no key is ever opened in this build.
+func (k *Key) URI() string { return "" }

@@ -189,7 +189,8 @@ func keyTemplate(u *URI, class, keyType uint) []*pkcs11.Attribute {
 			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
 			pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false))
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false))
 	}
 	if u.Object != "" {
 		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object))

@@ -75,6 +75,11 @@ type Options struct {
 	// TickInterval drives the timers (0: 50 ms; negative: no ticker, the
 	// test calls tick itself).
 	TickInterval time.Duration
+
+	// StaticKey is this host's static key when the config holds none: a
+	// key in a PKCS#11 token (cfg.Interface.PKCS11), opened by the caller,
+	// who closes it after the device. nil: cfg.Interface.PrivateKey.
+	StaticKey handshake.StaticKey
 }
 
 // Device is one running tunnel interface.
@@ -191,7 +196,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		bind:        opt.Bind,
 		resolve:     opt.Resolve,
 		peerID:      cfg.Interface.PeerID,
-		publicKey:   cfg.Interface.PrivateKey.PublicKey(),
+		publicKey:   publicKeyOf(cfg, opt),
 		indices:     newIndexTable(),
 		handshakeQ:  make(chan handshakeMessage, handshakeQueueLen),
 		encryptQ:    make(chan *outBatch, batchQueueLen),
@@ -218,9 +223,13 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.policy.Store(&policy)
 
+	if err := checkStaticKey(cfg, opt); err != nil {
+		return nil, err
+	}
 	d.hsConfig = &handshake.Config{
 		PeerID:     []byte(cfg.Interface.PeerID),
 		PrivateKey: cfg.Interface.PrivateKey,
+		Static:     opt.StaticKey,
 		Cipher:     cfg.Session.Cipher,
 		Peers:      d,
 		Now:        d.now,

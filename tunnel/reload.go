@@ -67,7 +67,7 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 	if i.PeerID != d.peerID {
 		changed = append(changed, "peer_id")
 	}
-	if !i.PrivateKey.PublicKey().Equal(d.publicKey) {
+	if d.staticKeyChanged(i) {
 		changed = append(changed, "private key")
 	}
 	if i.ListenPort != 0 && i.ListenPort != int(d.port) {

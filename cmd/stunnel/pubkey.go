@@ -20,9 +20,16 @@ func cmdPubkey(args []string) int { return runPubkey(args, os.Stdin, os.Stdout, 
 func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pubkey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: stunnel pubkey < PRIVATE.key   (prints the public key)") }
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: stunnel pubkey < PRIVATE.key   (prints the public key)")
+		fmt.Fprintln(stderr, "       stunnel pubkey --pkcs11 URI   (prints the public key of a key in a PKCS#11 token)")
+	}
+	pkcs11URI := fs.String("pkcs11", "", "")
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if *pkcs11URI != "" {
+		return runTokenKeyCommand("pubkey", *pkcs11URI, false, stdout, stderr)
 	}
 	buf := make([]byte, maxKeyInput+1)
 	defer clear(buf)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"stunnel/conf"
+	"stunnel/handshake"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/netcfg"
@@ -35,6 +36,12 @@ func cmdUp(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return exitBadConfig
 	}
+	key, closeKey, err := openStaticKey(cfg) // a token key: conf names it, we open it
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitBadConfig
+	}
+	defer closeKey()
 	level := new(slog.LevelVar)
 	level.Set(cfg.Interface.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -47,7 +54,7 @@ func cmdUp(args []string) int {
 			defer stop()
 		}
 	}
-	if err := run(cfg, log, level); err != nil {
+	if err := run(cfg, key, log, level); err != nil {
 		log.Error(err.Error())
 		return exitRuntime
 	}
@@ -68,7 +75,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 
 // run brings the interface up, serves until a stop signal, and takes down
 // everything it set up, in reverse order, whatever happens.
-func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
+func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slog.LevelVar) (err error) {
 	name := cfg.Interface.Name
 	// Catch signals before anything exists, so a stop during start-up still
 	// runs the clean-up below.
@@ -87,7 +94,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log})
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log, StaticKey: key})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)

@@ -1,7 +1,7 @@
 // Package softhsmtest makes a SoftHSM2 token in a test's temporary
 // directory, for the tests of token keys. Without SoftHSM2 installed the
-// test skips loudly, and with STUNNEL_REQUIRE_SOFTHSM=1 (set by CI, which
-// installs it) it fails instead.
+// test skips loudly, and with STUNNEL_REQUIRE_SOFTHSM=1 or CI's
+// STUNNEL_REQUIRE_NETNS=1 (CI installs SoftHSM2) it fails instead.
 package softhsmtest
 
 import (
@@ -33,8 +33,8 @@ func New(t testing.TB, label string) *Token {
 	_, errMod := os.Stat(Module)
 	util, errUtil := exec.LookPath("softhsm2-util")
 	if errMod != nil || errUtil != nil {
-		if os.Getenv("STUNNEL_REQUIRE_SOFTHSM") == "1" {
-			t.Fatalf("STUNNEL_REQUIRE_SOFTHSM=1 but SoftHSM2 is not installed (%s, softhsm2-util)", Module)
+		if os.Getenv("STUNNEL_REQUIRE_SOFTHSM") == "1" || os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
+			t.Fatalf("STUNNEL_REQUIRE_SOFTHSM=1 or STUNNEL_REQUIRE_NETNS=1 but SoftHSM2 is not installed (%s, softhsm2-util); apt-get install softhsm2", Module)
 		}
 		t.Skipf("SKIPPING: needs SoftHSM2 (apt-get install softhsm2); STUNNEL_REQUIRE_SOFTHSM=1 makes this a failure")
 	}
