@@ -40,6 +40,7 @@ type node struct {
 	Underlay string   // underlay address without length, for peers' endpoints
 	Address  []string // overlay addresses with length
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
+	KeyTOML  string   // raw [interface] key lines instead of private_key_file (a pkcs11: key)
 	Peers    []peerConf
 
 	dir, cfgPath, runDir, logPath string
@@ -80,8 +81,12 @@ func (n *node) addPeer(other *node, withEndpoint bool, allowed ...string) {
 // config renders the TOML of PRODUCT.md.
 func (n *node) config() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nlisten_port = %d\n",
-		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), listenPort)
+	key := fmt.Sprintf("private_key_file = %q", filepath.Join(n.dir, n.ID+".key"))
+	if n.KeyTOML != "" {
+		key = n.KeyTOML
+	}
+	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\n%s\nlisten_port = %d\n",
+		devName, n.ID, key, listenPort)
 	fmt.Fprintf(&b, "address = %s\nmtu = 1420\n", tomlList(n.Address))
 	if len(n.Session) > 0 {
 		b.WriteString("\n[session]\n" + strings.Join(n.Session, "\n") + "\n")

@@ -1,0 +1,57 @@
+package netnstests
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"stunnel/internal/softhsmtest"
+)
+
+// TestTokenKeyTunnel: host-a's static key lives in a SoftHSM2 token (made
+// with `stunnel genkey --pkcs11`), host-b's in a file. Ping and a TCP
+// transfer go through the tunnel across several rekeys (rekey_after 2s),
+// each a full handshake with host-a's DHs done by the token.
+func TestTokenKeyTunnel(t *testing.T) {
+	l := newLab(t)
+	tok := softhsmtest.New(t, "gw") // SOFTHSM2_CONF is inherited by the daemons
+	uri := tok.URI("host-a")
+	out, err := exec.Command(stunnelBin, "genkey", "--pkcs11", uri).Output()
+	if err != nil {
+		t.Fatalf("stunnel genkey --pkcs11: %v", err)
+	}
+	pub := strings.TrimSpace(string(out))
+	session := []string{`rekey_after = "2s"`, `reject_after = "4s"`}
+	a, b := l.twoHosts(func(a, b *node) {
+		a.KeyTOML = fmt.Sprintf("private_key = %q", uri)
+		a.Key = keyPair{public: pub} // no private key outside the token
+		b.Peers[0].PublicKey = pub
+		a.Session, b.Session = session, session
+	})
+	if got := a.show().PublicKey; got != pub {
+		t.Fatalf("host-a runs with public key %s, want the token's %s", got, pub)
+	}
+	pingUntil(t, a.ns, overB, sessionWait)
+	pingUntil(t, b.ns, overA, sessionWait)
+	first := a.waitSession(b.ID, sessionWait)
+
+	tcpStream(t, a.ns, b.ns, overB, streamOpts{Duration: 12 * time.Second, Timeout: 60 * time.Second})
+	tcpStream(t, b.ns, a.ns, overA, streamOpts{Size: 8 << 20, Timeout: 60 * time.Second})
+
+	pa, pb := a.peer(b.ID), b.peer(a.ID)
+	t.Logf("handshakes: %s %d, %s %d", a.ID, pa.Handshakes, b.ID, pb.Handshakes)
+	if hs := max(pa.Handshakes, pb.Handshakes) - first.Handshakes; hs < 4 {
+		t.Errorf("%d handshakes in 12+ s with rekey_after 2s, want at least 4", hs)
+	}
+	if pa.SessionID == first.SessionID {
+		t.Errorf("session ID %s never changed", first.SessionID)
+	}
+	if pa.Drops[dropNoKey] != 0 || pb.Drops[dropNoKey] != 0 {
+		t.Errorf("packets dropped for want of a key: %d / %d", pa.Drops[dropNoKey], pb.Drops[dropNoKey])
+	}
+	if log := a.log(); strings.Contains(log, "static key operation failed") {
+		t.Errorf("token operations failed:\n%s", log)
+	}
+}
