@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -26,6 +27,9 @@ const (
 	ckmECMontgomeryKeyPairGen = 0x1056 // CKM_EC_MONTGOMERY_KEY_PAIR_GEN
 	// maxSessionOpenAttempts: after a failure, one new session and one retry.
 	maxSessionOpenAttempts = 2
+	// reinitInterval: while the token is missing, handshakes fail at once
+	// and the module is re-initialized (to find it again) at most this often.
+	reinitInterval = time.Second
 )
 
 // x25519OID is DER of the X25519 object identifier 1.3.101.110, the
@@ -51,11 +55,14 @@ type Key struct {
 	pub     handshake.PublicKey // immutable
 	ops     atomic.Uint64       // token derive operations done
 
-	mu     sync.Mutex
-	sess   pkcs11.SessionHandle // guarded by mu; valid when open
-	obj    pkcs11.ObjectHandle  // guarded by mu; the private key, valid when open
-	open   bool                 // guarded by mu
-	closed bool                 // guarded by mu
+	mu   sync.Mutex
+	sess pkcs11.SessionHandle // guarded by mu; valid when open
+	obj  pkcs11.ObjectHandle  // guarded by mu; the private key, valid when open
+	open bool                 // guarded by mu
+	// lastReinit is when the module was last re-initialized to find a
+	// missing token; guarded by mu. See reinitInterval.
+	lastReinit time.Time
+	closed     bool // guarded by mu
 }
 
 // Open finds the key that u names, logs in with the PIN in pinFile (or
@@ -73,7 +80,7 @@ func Open(u *URI, pinFile string) (*Key, error) {
 	k := &Key{ctx: ctx, uri: *u, pinFile: pinFile}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.openLocked(false); err != nil {
+	if err := k.openLocked(); err != nil {
 		releaseModule(u.ModulePath)
 		return nil, err
 	}
@@ -114,7 +121,17 @@ func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		if !k.open {
-			if err := k.openLocked(true); err != nil {
+			err := k.openLocked()
+			var e *Error
+			if errors.As(err, &e) && e.Kind == KindToken && time.Since(k.lastReinit) >= reinitInterval {
+				k.lastReinit = time.Now()
+				// Gone, or back but not yet seen by the module: look again.
+				if rerr := reinitModule(k.uri.ModulePath); rerr != nil {
+					return [32]byte{}, errorf(KindToken, rerr, "%s is not there (module %s does not start without it)", k.tokenName(), k.uri.ModulePath)
+				}
+				err = k.openLocked()
+			}
+			if err != nil {
 				return [32]byte{}, err
 			}
 		}
@@ -160,7 +177,7 @@ func (k *Key) dropSessionLocked() {
 }
 
 // openLocked finds the token, opens a session, logs in and finds the key.
-func (k *Key) openLocked(reopen bool) error {
+func (k *Key) openLocked() error {
 	sess, err := openSession(k.ctx, &k.uri, k.pinFile, false)
 	if err != nil {
 		return err

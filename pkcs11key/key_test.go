@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -230,6 +231,34 @@ func TestRecoversFromTokenFailure(t *testing.T) {
 	if err := os.WriteFile(tok.PinFile, []byte(softhsmtest.PIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
+		t.Fatalf("after the token came back: %v", err)
+	}
+}
+
+// TestRecoversWhenTokenComesBack: the token's store disappears under a
+// running key (a token pulled out), then comes back. SharedSecret fails
+// while it is gone, saying so, and works again once it is back.
+func TestRecoversWhenTokenComesBack(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	want, _ := handshake.MemoryKey(peer).SharedSecret(k.Public())
+	if err := os.Rename(tok.Dir+"/tokens", tok.Dir+"/pulled"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		_, err := k.SharedSecret(peer.PublicKey())
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindToken || !strings.Contains(err.Error(), `token "gw"`) {
+			t.Fatalf("with the token gone: %v, want a missing-token error", err)
+		}
+	}
+	if err := os.Rename(tok.Dir+"/pulled", tok.Dir+"/tokens"); err != nil {
+		t.Fatal(err)
+	}
+	k.mu.Lock()
+	k.lastReinit = time.Time{} // as if reinitInterval had passed, without sleeping
+	k.mu.Unlock()
 	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
 		t.Fatalf("after the token came back: %v", err)
 	}

@@ -64,3 +64,19 @@ func releaseModule(path string) {
 	_ = m.ctx.Finalize()
 	m.ctx.Destroy()
 }
+
+// reinitModule runs C_Finalize and C_Initialize on a loaded module. Some
+// modules (SoftHSM2 among them) find their tokens only at C_Initialize, so
+// this is how a token that went away and came back is found again. Every
+// session of the module ends: other Keys on it log in again at their next
+// operation.
+func reinitModule(path string) error {
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	m := modules.m[path]
+	if m == nil {
+		return nil
+	}
+	_ = m.ctx.Finalize()
+	return m.ctx.Initialize()
+}
