@@ -14,7 +14,7 @@ import (
 func findSlot(ctx *pkcs11.Ctx, u *URI) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
-		return 0, errorf(KindToken, err, "listing the tokens of module %s", u.ModulePath)
+		return 0, errorf(KindToken, err, "looking for %s: cannot list the tokens of module %s", tokenName(u), u.ModulePath)
 	}
 	var found []uint
 	for _, s := range slots {
