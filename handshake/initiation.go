@@ -87,6 +87,9 @@ func (i *Initiation) writeMessage1(dst []byte, plain *[initPayloadLen]byte) (*no
 	}
 	putHeader(dst, MessageTypeInitiation)
 	out, _, _, err := hs.WriteMessage(dst[:HeaderLen], plain[:])
+	if errors.Is(err, ErrStaticKey) {
+		return nil, fmt.Errorf("writing initiation: %w", err) // our key failed, not the peer's
+	}
 	if err != nil {
 		return nil, fmt.Errorf("writing initiation (is the peer public key valid?): %w", err)
 	}

@@ -127,7 +127,7 @@ func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 				k.lastReinit = time.Now()
 				// Gone, or back but not yet seen by the module: look again.
 				if rerr := reinitModule(k.uri.ModulePath); rerr != nil {
-					return [32]byte{}, errorf(KindToken, rerr, "%s is not there (module %s does not start without it)", k.tokenName(), k.uri.ModulePath)
+					return [32]byte{}, errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", k.tokenName(), k.uri.ModulePath)
 				}
 				err = k.openLocked()
 			}

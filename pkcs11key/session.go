@@ -13,6 +13,10 @@ import (
 // findSlot returns the slot of the one token that matches u.
 func findSlot(ctx *pkcs11.Ctx, u *URI) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
+	if errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) {
+		// A re-initialization failed while the token was away (reinitModule).
+		return 0, errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", tokenName(u), u.ModulePath)
+	}
 	if err != nil {
 		return 0, errorf(KindToken, err, "looking for %s: cannot list the tokens of module %s", tokenName(u), u.ModulePath)
 	}
