@@ -84,11 +84,12 @@ func TestKeyNeverLeavesToken(t *testing.T) {
 		pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil), // generated in the token, never imported
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, name := range []string{"CKA_SENSITIVE", "CKA_EXTRACTABLE", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE", "CKA_TOKEN"} {
+	for i, name := range []string{"CKA_SENSITIVE", "CKA_EXTRACTABLE", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE", "CKA_TOKEN", "CKA_LOCAL"} {
 		want := name != "CKA_EXTRACTABLE"
 		if isTrue(attrs[i].Value) != want {
 			t.Errorf("%s of %s is %v, want %v", name, u.Object, isTrue(attrs[i].Value), want)
@@ -261,5 +262,39 @@ func TestRecoversWhenTokenComesBack(t *testing.T) {
 	k.mu.Unlock()
 	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
 		t.Fatalf("after the token came back: %v", err)
+	}
+}
+
+// TestExtractableKeyRefused: a key that could leave the token (made by some
+// other tool with CKA_EXTRACTABLE true) is refused at Open.
+func TestExtractableKeyRefused(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	u := mustParse(t, tok.URI("loose"))
+	k.mu.Lock()
+	sess, err := openSession(k.ctx, u, tok.PinFile, true)
+	if err != nil {
+		k.mu.Unlock()
+		t.Fatal(err)
+	}
+	priv := keyTemplate(u, pkcs11.CKO_PRIVATE_KEY, ckkECEdwards)
+	for _, a := range priv {
+		switch a.Type {
+		case pkcs11.CKA_EXTRACTABLE:
+			a.Value = []byte{1}
+		case pkcs11.CKA_SENSITIVE:
+			a.Value = []byte{0}
+		}
+	}
+	_, _, err = k.ctx.GenerateKeyPair(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
+		keyTemplate(u, pkcs11.CKO_PUBLIC_KEY, ckkECEdwards), priv)
+	k.ctx.CloseSession(sess)
+	k.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(u, "")
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindObject || !strings.Contains(err.Error(), "could leave the token") {
+		t.Fatalf("Open of an extractable key: %v, want a refusal", err)
 	}
 }
