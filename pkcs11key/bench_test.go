@@ -58,3 +58,22 @@ func BenchmarkHandshake(b *testing.B) {
 		b.ReportMetric(float64(k.Ops()-before)/float64(b.N), "token-ops/handshake")
 	})
 }
+
+// BenchmarkSharedSecret: one static-key X25519, in memory against in the
+// token (C_DeriveKey, reading the derived secret, destroying it).
+func BenchmarkSharedSecret(b *testing.B) {
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	run := func(b *testing.B, k handshake.StaticKey) {
+		for b.Loop() {
+			if _, err := k.SharedSecret(peer.PublicKey()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	b.Run("memory", func(b *testing.B) { run(b, handshake.MemoryKey(priv)) })
+	b.Run("token", func(b *testing.B) {
+		_, _, k := newTokenKey(b)
+		run(b, k)
+	})
+}
