@@ -298,3 +298,25 @@ func TestExtractableKeyRefused(t *testing.T) {
 		t.Fatalf("Open of an extractable key: %v, want a refusal", err)
 	}
 }
+
+func TestParseECPoint(t *testing.T) {
+	want := handshake.PublicKey{1, 2, 3, 31: 9}
+	der := append([]byte{0x04, 32}, want[:]...)
+	for _, c := range []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"DER OCTET STRING (SoftHSM2, the standard)", der, true},
+		{"bare 32 bytes (some tokens)", want[:], true},
+		{"empty", nil, false},
+		{"wrong DER length", append([]byte{0x04, 31}, want[:]...), false},
+		{"wrong DER tag", append([]byte{0x03, 32}, want[:]...), false},
+		{"33 bytes", append([]byte{0}, want[:]...), false},
+	} {
+		got, ok := parseECPoint(c.in)
+		if ok != c.ok || (ok && got != want) {
+			t.Errorf("%s: %v %v", c.name, got, ok)
+		}
+	}
+}
