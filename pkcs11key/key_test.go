@@ -320,3 +320,33 @@ func TestParseECPoint(t *testing.T) {
 		}
 	}
 }
+
+// TestLowOrderPeerKeys: X25519 with a small-order key is all zeros, from
+// the token key as from an in-memory key, and costs no token operation
+// (SoftHSM2 would answer CKR_GENERAL_ERROR, which looks like a failing token).
+func TestLowOrderPeerKeys(t *testing.T) {
+	_, _, k := newTokenKey(t)
+	mem := handshake.MemoryKey(handshake.PrivateKey{1, 2, 3})
+	before := k.Ops()
+	for i, p := range lowOrderPoints {
+		for _, top := range []byte{0, 0x80} {
+			pub := handshake.PublicKey(p)
+			pub[31] |= top
+			got, err := k.SharedSecret(pub)
+			if err != nil || got != ([32]byte{}) {
+				t.Errorf("token, low-order point %d (bit 255: %x): %x %v, want zeros", i, top, got, err)
+			}
+			if m, _ := mem.SharedSecret(pub); m != ([32]byte{}) {
+				t.Errorf("low-order point %d (bit 255: %x) is not low-order for crypto: %x", i, top, m)
+			}
+		}
+	}
+	if n := k.Ops() - before; n != 0 {
+		t.Errorf("%d token operations for low-order keys, want 0", n)
+	}
+	// An ordinary key is not caught by the blocklist.
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	if isLowOrder(peer.PublicKey()) {
+		t.Fatal("an ordinary public key is taken for a low-order one")
+	}
+}
