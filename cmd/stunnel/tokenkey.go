@@ -22,6 +22,13 @@ func openStaticKey(cfg *conf.Config) (key handshake.StaticKey, closeKey func(), 
 	if err != nil {
 		return nil, func() {}, fmt.Errorf("%s:%d: private_key: %v", cfg.Path, k.Line, err)
 	}
+	// conf checks this for keys it holds; a token's public key is known only now.
+	for _, p := range cfg.Peers {
+		if p.PublicKey.Equal(tk.Public()) {
+			tk.Close()
+			return nil, func() {}, fmt.Errorf("%s:%d: public_key of peer %q is this host's own public key (the token key's)", cfg.Path, p.Line, p.ID)
+		}
+	}
 	return tk, func() { tk.Close() }, nil
 }
 
