@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +39,15 @@ func TestTokenKeyTunnel(t *testing.T) {
 	if log := a.log(); strings.Contains(log, "static key operation failed") {
 		t.Errorf("token operations failed:\n%s", log)
 	}
+	// A reload of the same config keeps the token key (compared by URI).
+	a.signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "host-a to reload with its token key", func() bool {
+		return strings.Contains(a.log(), "configuration reloaded")
+	})
+	if strings.Contains(a.log(), "reload failed") {
+		t.Fatalf("reload with the same token key refused:\n%s", a.log())
+	}
+	pingUntil(t, a.ns, overB, sessionWait)
 }
 
 // tokenHosts starts two hosts with rekey_after 2s whose host-a keeps its
