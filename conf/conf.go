@@ -62,6 +62,10 @@ type Interface struct {
 	// the MTU from the route to the endpoints instead (cmd/stunnel/mtu.go).
 	MTUAuto   bool
 	StateFile string // sealed sessions across a restart; "" = off (conf/state.go)
+
+	// PKCS11 is set when private_key names a key in a PKCS#11 token;
+	// PrivateKey and PublicKey are then zero (conf/pkcs11.go).
+	PKCS11 *PKCS11Key
 }
 
 // Session is the [session] table: key lifetimes and data-plane choices.

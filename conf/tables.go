@@ -115,6 +115,11 @@ func (p *parser) privateKey(t table, in *Interface) {
 		if !ok {
 			return
 		}
+		if isPKCS11(s) {
+			p.pkcs11Key(t, in, s, line) // a key in a token: conf/pkcs11.go
+			return
+		}
+		p.strayPinFile(t)
 		p.checkInlineKey(line, "private_key")
 		var err error
 		if k, err = handshake.ParsePrivateKey(s); err != nil {
@@ -126,6 +131,7 @@ func (p *parser) privateKey(t table, in *Interface) {
 			return
 		}
 	} else {
+		p.strayPinFile(t)
 		name, line, ok := p.str(t, "private_key_file")
 		if !ok {
 			return

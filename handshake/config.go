@@ -37,6 +37,11 @@ type Config struct {
 	Now         func() time.Time // nil: time.Now
 	Rand        io.Reader        // nil: crypto/rand
 	AESHardware func() bool      // nil: HasAESHardware
+
+	// Static, when set, is our static key instead of PrivateKey (e.g. a key
+	// in a PKCS#11 token): every static-key DH is a Static.SharedSecret call.
+	// It must be safe for concurrent use.
+	Static StaticKey
 }
 
 func (c *Config) now() time.Time {

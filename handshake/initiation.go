@@ -29,7 +29,8 @@ type Initiation struct {
 
 	mu     sync.Mutex
 	hs     *noise.HandshakeState // guarded by mu; nil once finished
-	static [KeySize]byte         // guarded by mu: copy of our private key, the Noise state's view of it
+	static StaticKey             // guarded by mu: our static key; nil once finished
+	owned  *memoryKey            // guarded by mu: key when made from Config.PrivateKey, zeroed when finished
 	eph    [KeySize]byte         // guarded by mu: ephemeral private key, kept to rebuild hs
 	plain  [initPayloadLen]byte  // guarded by mu: message 1's payload, kept to rebuild hs
 	done   bool                  // guarded by mu
@@ -42,19 +43,24 @@ func NewInitiation(cfg *Config, peer PeerInfo, localIndex uint32) (*Initiation, 
 	if err := ValidatePeerID(cfg.PeerID); err != nil {
 		return nil, fmt.Errorf("our %w", err)
 	}
-	if cfg.PrivateKey.IsZero() {
-		return nil, errors.New("our private key is not set")
+	key, local, owned, err := cfg.staticKey()
+	if err != nil {
+		return nil, err
 	}
 	if peer.PublicKey.IsZero() {
+		if owned != nil {
+			owned.priv.Zero()
+		}
 		return nil, errors.New("peer public key is not set")
 	}
 	i := &Initiation{
 		peer:       peer,
 		peerID:     peer.ID,
-		local:      deriveLocalKeys(&cfg.PrivateKey),
+		local:      local,
 		localIndex: localIndex,
 		offer:      localCipherSet(cfg.Cipher, cfg.aesHardware()),
-		static:     cfg.PrivateKey,
+		static:     key,
+		owned:      owned,
 	}
 	if _, err := io.ReadFull(cfg.rand(), i.eph[:]); err != nil {
 		i.Zero()
@@ -75,13 +81,15 @@ func NewInitiation(cfg *Config, peer PeerInfo, localIndex uint32) (*Initiation, 
 // bytes). It is deterministic given i.eph, so it can rebuild a Noise state that
 // a failed ReadMessage left corrupted (flynn/noise rolls back only part of it).
 func (i *Initiation) writeMessage1(dst []byte, plain *[initPayloadLen]byte) (*noise.HandshakeState, error) {
-	hs, err := newNoise(true, bytes.NewReader(i.eph[:]),
-		noise.DHKey{Private: i.static[:], Public: i.local.pub[:]}, i.peer.PublicKey[:], i.peer.PresharedKey[:])
+	hs, err := newNoiseStatic(true, bytes.NewReader(i.eph[:]), i.static, i.local.pub, i.peer.PublicKey[:], i.peer.PresharedKey[:])
 	if err != nil {
 		return nil, fmt.Errorf("starting handshake: %w", err)
 	}
 	putHeader(dst, MessageTypeInitiation)
 	out, _, _, err := hs.WriteMessage(dst[:HeaderLen], plain[:])
+	if errors.Is(err, ErrStaticKey) {
+		return nil, fmt.Errorf("writing initiation: %w", err) // our key failed, not the peer's
+	}
 	if err != nil {
 		return nil, fmt.Errorf("writing initiation (is the peer public key valid?): %w", err)
 	}
@@ -130,6 +138,9 @@ func (i *Initiation) ConsumeResponse(msg []byte) (*Session, error) {
 	plain, cs1, cs2, err := i.hs.ReadMessage(plainBuf[:0], msg[respOffEphemeral:respOffMAC1])
 	if err != nil {
 		i.rebuildLocked()
+		if errors.Is(err, ErrStaticKey) {
+			return nil, err // a token failure, not a forgery: say so
+		}
 		return nil, ErrDecrypt
 	}
 	if cs1 == nil || cs2 == nil {
@@ -176,7 +187,10 @@ func (i *Initiation) finishLocked() {
 	}
 	i.hs = nil
 	i.done = true
-	clear(i.static[:])
+	i.static = nil
+	if i.owned != nil {
+		i.owned.priv.Zero()
+	}
 	clear(i.eph[:])
 	clear(i.plain[:])
 }

@@ -14,8 +14,13 @@ var cipherSuite = noise.NewCipherSuite(dh25519{}, noise.CipherChaChaPoly, noise.
 // newNoise starts one side of Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s. psk is
 // nil on the responder, which learns whose PSK to use only from message 1.
 func newNoise(initiator bool, rng io.Reader, static noise.DHKey, peerStatic []byte, psk []byte) (*noise.HandshakeState, error) {
+	return newNoiseSuite(cipherSuite, initiator, rng, static, peerStatic, psk)
+}
+
+// newNoiseSuite is newNoise with a given cipher suite (newNoiseStatic's DH).
+func newNoiseSuite(suite noise.CipherSuite, initiator bool, rng io.Reader, static noise.DHKey, peerStatic []byte, psk []byte) (*noise.HandshakeState, error) {
 	return noise.NewHandshakeState(noise.Config{
-		CipherSuite:           cipherSuite,
+		CipherSuite:           suite,
 		Random:                rng,
 		Pattern:               noise.HandshakeIK,
 		Initiator:             initiator,

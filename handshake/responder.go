@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/flynn/noise"
 )
 
 // Responder answers initiations for one interface. Safe for concurrent use.
@@ -27,7 +25,8 @@ import (
 type Responder struct {
 	cfg   *Config   // read only
 	local localKeys // immutable
-	priv  PrivateKey
+	key   StaticKey // immutable; every static-key DH goes through it
+	err   error     // immutable: why cfg has no usable static key, returned by ConsumeInitiation
 
 	mu    sync.Mutex
 	peers map[string]*peerState // guarded by mu; entries only for authenticated peers
@@ -41,7 +40,10 @@ type peerState struct {
 
 // NewResponder makes the responder side for cfg (which must stay unchanged while in use).
 func NewResponder(cfg *Config) *Responder {
-	return &Responder{cfg: cfg, local: deriveLocalKeys(&cfg.PrivateKey), priv: cfg.PrivateKey, peers: make(map[string]*peerState)}
+	// The responder lives as long as its interface, so the copy of an
+	// in-memory key it holds is dropped with it, not zeroed.
+	key, local, _, err := cfg.staticKey()
+	return &Responder{cfg: cfg, local: local, key: key, err: err, peers: make(map[string]*peerState)}
 }
 
 // Forget drops the replay and rate state of a peer (removed on reload). If the
@@ -66,16 +68,19 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 	if !checkMAC1(&r.local.mac1Key, msg, initOffMAC1) {
 		return nil, nil, ErrBadMAC1
 	}
-	var static [KeySize]byte
-	copy(static[:], r.priv[:])
-	defer clear(static[:])
-	hs, err := newNoise(false, r.cfg.rand(), noise.DHKey{Private: static[:], Public: r.local.pub[:]}, nil, nil)
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	hs, err := newNoiseStatic(false, r.cfg.rand(), r.key, r.local.pub, nil, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting handshake: %w", err)
 	}
 	var plainBuf [initPayloadLen]byte
 	defer clear(plainBuf[:])
 	plain, _, _, err := hs.ReadMessage(plainBuf[:0], msg[initOffEphemeral:initOffMAC1])
+	if errors.Is(err, ErrStaticKey) {
+		return nil, nil, err // a token failure, not a forgery: say so
+	}
 	if err != nil {
 		return nil, nil, ErrDecrypt
 	}

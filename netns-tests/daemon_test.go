@@ -44,6 +44,7 @@ type node struct {
 	NoStateFile bool
 	MTU         string // the mtu line's value: "" for 1420, "none" for no mtu key
 	Peers       []peerConf
+	KeyTOML     string // raw [interface] key lines instead of private_key_file (a pkcs11: key)
 	Extra       string // raw TOML tables appended to the config, e.g. "[control]\n..."
 
 	dir, cfgPath, runDir, logPath string
@@ -84,8 +85,12 @@ func (n *node) addPeer(other *node, withEndpoint bool, allowed ...string) {
 // config renders the TOML of docs/CONFIGURATION.md.
 func (n *node) config() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\nprivate_key_file = %q\nstate_file = %q\nlisten_port = %d\n",
-		devName, n.ID, filepath.Join(n.dir, n.ID+".key"), n.statePath(), listenPort)
+	key := fmt.Sprintf("private_key_file = %q", filepath.Join(n.dir, n.ID+".key"))
+	if n.KeyTOML != "" {
+		key = n.KeyTOML
+	}
+	fmt.Fprintf(&b, "[interface]\nname = %q\npeer_id = %q\n%s\nstate_file = %q\nlisten_port = %d\n",
+		devName, n.ID, key, n.statePath(), listenPort)
 	fmt.Fprintf(&b, "address = %s\n", tomlList(n.Address))
 	switch n.MTU {
 	case "":

@@ -32,7 +32,7 @@ func NewHost(cfg *handshake.Config, policy rekey.Policy) *Host {
 	h := &Host{
 		cfg:       cfg,
 		responder: handshake.NewResponder(cfg),
-		public:    cfg.PrivateKey.PublicKey(),
+		public:    publicOf(cfg),
 		now:       cfg.Now,
 		jitter:    rand.Float64,
 	}
@@ -62,6 +62,15 @@ func (h *Host) logIssueError(peerID string, err error) {
 		return
 	}
 	h.log.Info("no session ticket issued", "peer", peerID, "reason", err)
+}
+
+// publicOf is the static public key of a handshake configuration: the
+// token key's, or the one the in-memory private key implies.
+func publicOf(cfg *handshake.Config) handshake.PublicKey {
+	if cfg.Static != nil {
+		return cfg.Static.Public()
+	}
+	return cfg.PrivateKey.PublicKey()
 }
 
 // Config is the handshake configuration the Host was made with (read only).

@@ -87,6 +87,11 @@ type Options struct {
 	// it issues tickets to our initiators and opens theirs. nil: no
 	// resumption, neither as responder nor as initiator.
 	Tickets *tickets.Ring
+
+	// StaticKey is this host's static key when the config holds none: a
+	// key in a PKCS#11 token (cfg.Interface.PKCS11), opened by the caller,
+	// who closes it after the device. nil: cfg.Interface.PrivateKey.
+	StaticKey handshake.StaticKey
 }
 
 // Device is one running tunnel interface.
@@ -229,9 +234,13 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, fmt.Errorf("[session]: %w", err)
 	}
+	if err := checkStaticKey(cfg, opt); err != nil {
+		return nil, err
+	}
 	hsConfig := &handshake.Config{
 		PeerID:     []byte(cfg.Interface.PeerID),
 		PrivateKey: cfg.Interface.PrivateKey,
+		Static:     opt.StaticKey,
 		Cipher:     cfg.Session.Cipher,
 		Peers:      d,
 		Now:        d.now,

@@ -71,7 +71,7 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 	if i.PeerID != d.peerID {
 		changed = append(changed, "peer_id")
 	}
-	if !i.PrivateKey.PublicKey().Equal(d.host.PublicKey()) {
+	if d.staticKeyChanged(i) {
 		changed = append(changed, "private key")
 	}
 	if i.ListenPort != 0 && i.ListenPort != int(d.port) {

@@ -40,6 +40,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitBadConfig
 	}
+	// A key in a token: open it, so a wrong PIN or a missing key shows now.
+	_, closeKey, err := openStaticKey(c)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitBadConfig
+	}
+	closeKey()
 	c.Interface.PrivateKey.Zero()
 	for i := range c.Peers {
 		c.Peers[i].PresharedKey.Zero()

@@ -16,9 +16,16 @@ func cmdGenkey(args []string) int { return runGenkey(args, os.Stdout, os.Stderr)
 func runGenkey(args []string, stdout io.Writer, stderr io.Writer) int {
 	fs := flag.NewFlagSet("genkey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: stunnel genkey > FILE   (prints a new private key)") }
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: stunnel genkey > FILE   (prints a new private key)")
+		fmt.Fprintln(stderr, "       stunnel genkey --pkcs11 URI   (makes a key pair in a PKCS#11 token, prints its public key)")
+	}
+	pkcs11URI := fs.String("pkcs11", "", "")
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if *pkcs11URI != "" {
+		return runTokenKeyCommand("genkey", *pkcs11URI, true, stdout, stderr)
 	}
 	k, err := handshake.GeneratePrivateKey(nil)
 	if err != nil {

@@ -22,16 +22,22 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: stunnel pubkey [PRIVATE.key]   (prints the public key; reads stdin without a file)")
+		fmt.Fprintln(stderr, "       stunnel pubkey --pkcs11 URI   (prints the public key of a key in a PKCS#11 token)")
 	}
+	pkcs11URI := fs.String("pkcs11", "", "")
 	// One optional file argument, so `sudo stunnel pubkey /etc/stunnel/x.key`
 	// works where `sudo stunnel pubkey < x.key` cannot: the redirect runs in
-	// the caller's shell, without root.
+	// the caller's shell, without root. (Not the value of --pkcs11.)
 	var file string
-	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
-		file, args = args[len(args)-1], args[:len(args)-1]
+	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") &&
+		(n == 1 || (args[n-2] != "--pkcs11" && args[n-2] != "-pkcs11")) {
+		file, args = args[n-1], args[:n-1]
 	}
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if *pkcs11URI != "" {
+		return runTokenKeyCommand("pubkey", *pkcs11URI, false, stdout, stderr)
 	}
 	if file != "" && file != "-" {
 		f, err := os.Open(file)

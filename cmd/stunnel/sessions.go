@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/crypto/curve25519"
-
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/statefile"
@@ -56,35 +54,26 @@ func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, log *slog.Logger) {
 	}
 }
 
-// memoryStatic is the static key held in memory, as the state file wants
-// it (a token key answers the same two methods).
-type memoryStatic struct{ priv handshake.PrivateKey }
-
-func (m memoryStatic) Public() handshake.PublicKey { return m.priv.PublicKey() }
-
-func (m memoryStatic) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
-	var out [32]byte
-	s, err := curve25519.X25519(m.priv[:], peer[:])
-	if err != nil {
-		return out, err
+// stateKey is the static key that seals the state file: the token key when
+// the config names one (every derivation is then a token operation), else
+// the key in memory.
+func stateKey(cfg *conf.Config, token handshake.StaticKey) statefile.StaticKey {
+	if token != nil {
+		return token
 	}
-	copy(out[:], s)
-	clear(s)
-	return out, nil
+	return handshake.MemoryKey(cfg.Interface.PrivateKey)
 }
-
-func stateKey(cfg *conf.Config) statefile.StaticKey { return memoryStatic{cfg.Interface.PrivateKey} }
 
 // takeState reads and consumes the state file at start: after it returns,
 // the file is gone (fsynced), so it is restored at most once. A file that
 // does not open is moved aside with one log line; start goes on with fresh
 // handshakes.
-func takeState(cfg *conf.Config, log *slog.Logger) []byte {
+func takeState(cfg *conf.Config, token handshake.StaticKey, log *slog.Logger) []byte {
 	path := cfg.Interface.StateFile
 	if path == "" {
 		return nil
 	}
-	p, err := statefile.Take(path, stateKey(cfg))
+	p, err := statefile.Take(path, stateKey(cfg, token))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
@@ -100,7 +89,7 @@ func takeState(cfg *conf.Config, log *slog.Logger) []byte {
 
 // saveState seals what CloseAndSave (clean: sessions with exact counters)
 // or SaveTickets (running: tickets only) returned.
-func saveState(cfg *conf.Config, data []byte, clean bool, log *slog.Logger) error {
+func saveState(cfg *conf.Config, token handshake.StaticKey, data []byte, clean bool, log *slog.Logger) error {
 	defer clear(data)
 	path := cfg.Interface.StateFile
 	if path == "" {
@@ -111,7 +100,7 @@ func saveState(cfg *conf.Config, data []byte, clean bool, log *slog.Logger) erro
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
-	if err := statefile.Save(path, stateKey(cfg), statefile.Payload{Data: data, CleanStop: clean}); err != nil {
+	if err := statefile.Save(path, stateKey(cfg, token), statefile.Payload{Data: data, CleanStop: clean}); err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
 	log.Info("state saved", "file", path, "sessions", clean)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"stunnel/conf"
+	"stunnel/handshake"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/metrics"
@@ -41,6 +42,12 @@ func cmdUp(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return exitBadConfig
 	}
+	key, closeKey, err := openStaticKey(cfg) // a token key: conf names it, we open it
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitBadConfig
+	}
+	defer closeKey()
 	level := new(slog.LevelVar)
 	level.Set(cfg.Interface.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -60,7 +67,7 @@ func cmdUp(args []string) int {
 			defer stop()
 		}
 	}
-	if err := run(cfg, log, level); err != nil {
+	if err := run(cfg, key, log, level); err != nil {
 		log.Error(err.Error())
 		return exitRuntime
 	}
@@ -81,7 +88,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 
 // run brings the interface up, serves until a stop signal, and takes down
 // everything it set up, in reverse order, whatever happens.
-func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
+func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slog.LevelVar) (err error) {
 	name := cfg.Interface.Name
 	// Catch signals before anything exists, so a stop during start-up still
 	// runs the clean-up below.
@@ -113,8 +120,8 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	}
 	// Consumed before the device exists: a saved state is restored at most
 	// once, whatever happens next (statefile.Take).
-	saved := takeState(cfg, log)
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve, Tickets: ring, RestoreState: saved})
+	saved := takeState(cfg, key, log)
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve, StaticKey: key, Tickets: ring, RestoreState: saved})
 	clear(saved)
 	if err != nil {
 		dev.Close()
@@ -133,7 +140,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		// The tunnel stopped cleanly either way: a state that cannot be
 		// written costs the next start its handshakes, not this stop its
 		// exit code.
-		if serr := saveState(cfg, state, true, log); serr != nil {
+		if serr := saveState(cfg, key, state, true, log); serr != nil {
 			log.Error("sessions not saved: the next start handshakes anew", "err", serr.Error())
 		}
 	}()
@@ -146,7 +153,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),
-		Handlers: controlHandlers(d, metricsHandler, reloads, stopping, cfg, ring, log),
+		Handlers: controlHandlers(d, metricsHandler, reloads, stopping, cfg, key, ring, log),
 		Audit:    log,
 	})
 	if err != nil {

@@ -1,0 +1,115 @@
+//go:build cgo
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"stunnel/handshake"
+	"stunnel/internal/softhsmtest"
+)
+
+func TestPKCS11GenkeyPubkey(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	uri := tok.URI("site-a")
+	out, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", uri)
+	if code != 0 || stderr != "" {
+		t.Fatalf("genkey --pkcs11: exit %d, stderr %q", code, stderr)
+	}
+	pub, err := handshake.ParsePublicKey(strings.TrimSpace(out))
+	if err != nil || strings.Count(out, "\n") != 1 {
+		t.Fatalf("genkey --pkcs11 printed %q, want one public key line", out)
+	}
+	out2, stderr, code := runStunnel(t, "", "pubkey", "--pkcs11", uri)
+	if code != 0 || strings.TrimSpace(out2) != pub.String() {
+		t.Fatalf("pubkey --pkcs11: exit %d, %q (stderr %q), want %s", code, out2, stderr, pub)
+	}
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"genkey", "--pkcs11", uri}, `already has a key "site-a"`},
+		{[]string{"pubkey", "--pkcs11", tok.URI("nope")}, `no private key "nope"`},
+		{[]string{"pubkey", "--pkcs11", "pkcs11:object=x"}, "names no token"},
+	} {
+		out, stderr, code := runStunnel(t, "", c.args...)
+		if code != 2 || out != "" || !strings.Contains(stderr, c.msg) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", c.args, code, out, stderr, c.msg)
+		}
+	}
+}
+
+// TestPKCS11CheckAndUpFailures: each way a token key cannot be used makes
+// check and up exit 2 with one FILE:LINE line saying which.
+func TestPKCS11CheckAndUpFailures(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	if _, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", tok.URI("site-a")); code != 0 {
+		t.Fatalf("genkey --pkcs11: exit %d: %s", code, stderr)
+	}
+	dir := t.TempDir()
+	write := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	wrongPIN := write("wrong-pin", "0000\n", 0o600)
+	openPIN := write("open-pin", softhsmtest.PIN+"\n", 0o644)
+	notAModule := write("not-a-module.so", "just text", 0o644)
+	config := func(name, key string, extra ...string) string {
+		return write(name, fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\n%saddress = [\"198.19.0.1/24\"]\n",
+			key, strings.Join(extra, "")), 0o600)
+	}
+	plain := func(object string) string {
+		return fmt.Sprintf("pkcs11:token=gw;object=%s?module-path=%s", object, softhsmtest.Module)
+	}
+
+	good := config("good.toml", tok.URI("site-a"))
+	if out, stderr, code := runStunnel(t, "", "check", "-c", good); code != 0 {
+		t.Fatalf("check of a good token config: exit %d, %q %q", code, out, stderr)
+	}
+	pub, _, _ := runStunnel(t, "", "pubkey", "--pkcs11", tok.URI("site-a"))
+	self := write("self.toml", fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n",
+		tok.URI("site-a"), strings.TrimSpace(pub)), 0o600)
+	if _, stderr, code := runStunnel(t, "", "check", "-c", self); code != 2 || !strings.HasPrefix(stderr, self+":7: public_key of peer \"b\" is this host's own") {
+		t.Errorf("check with a peer that has the token key's public key: exit %d, %q", code, stderr)
+	}
+	cases := []struct {
+		name, path string
+		line       int
+		msg        string
+		up         bool // also run up: it must fail the same way before touching the system
+	}{
+		{"wrong PIN", config("pin.toml", plain("site-a"), fmt.Sprintf("pkcs11_pin_file = %q\n", wrongPIN)), 4, "private_key: wrong PIN for token \"gw\"", true},
+		{"missing object", config("obj.toml", tok.URI("site-b")), 4, `private_key: token "gw" has no private key "site-b"`, true},
+		{"missing token", config("tok.toml", strings.Replace(tok.URI("site-a"), "token=gw", "token=gone", 1)), 4, `private_key: no token "gone"`, true},
+		{"missing module", config("mod.toml", strings.Replace(tok.URI("site-a"), softhsmtest.Module, "/nonexistent/p11.so", 1)), 4, "module /nonexistent/p11.so: no such file", true},
+		{"module fails to load", config("load.toml", strings.Replace(tok.URI("site-a"), softhsmtest.Module, notAModule, 1)), 4, "does not load", true},
+		{"PIN file readable by others", config("open.toml", plain("site-a"), fmt.Sprintf("pkcs11_pin_file = %q\n", openPIN)), 5, "readable by group or others", false},
+		{"URI does not parse", config("uri.toml", "pkcs11:token=gw?module-path=/x"), 4, "names no key", false},
+	}
+	for _, c := range cases {
+		cmds := [][]string{{"check", "-c", c.path}}
+		if c.up {
+			cmds = append(cmds, []string{"up", "-c", c.path})
+		}
+		for _, args := range cmds {
+			out, stderr, code := runStunnel(t, "", args...)
+			want := fmt.Sprintf("%s:%d: ", c.path, c.line)
+			if code != 2 || out != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, want) || !strings.Contains(stderr, c.msg) {
+				t.Errorf("%s: %v: exit %d, stderr %q; want exit 2 and one line %q...%q", c.name, args[0], code, stderr, want, c.msg)
+			}
+			if strings.Contains(stderr, softhsmtest.PIN) {
+				t.Errorf("%s: the PIN shows: %q", c.name, stderr)
+			}
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"stunnel/pkcs11key"
+)
+
+// PKCS11Key is a private_key that names a key in a PKCS#11 token. The
+// daemon opens it (pkcs11key.Open) and uses it as its handshake.StaticKey;
+// Interface.PrivateKey and PublicKey then stay zero: the key never leaves
+// the token, and its public key is known only once the token is open.
+type PKCS11Key struct {
+	URI     *pkcs11key.URI
+	PinFile string // absolute: from pin-source or pkcs11_pin_file; "" when the token needs no login
+	Line    int    // line of private_key, for messages about the token
+}
+
+// The [interface] key of the PIN file, kept here with its only user.
+func init() { interfaceKeys = append(interfaceKeys, "pkcs11_pin_file") }
+
+// pkcs11Key checks a `private_key = "pkcs11:..."` at line: the URI parses,
+// the module file exists, there is at most one PIN source and that file
+// is not readable by others. It does not load the module: check and up do
+// that (pkcs11key.Open) to report a wrong PIN or a missing token or key.
+func (p *parser) pkcs11Key(t table, in *Interface, s string, line int) {
+	u, err := pkcs11key.ParseURI(s)
+	if err != nil {
+		p.addf(line, "private_key: %v", err)
+		return
+	}
+	k := &PKCS11Key{URI: u, Line: line}
+	if _, err := os.Stat(u.ModulePath); err != nil {
+		p.addf(line, "private_key: PKCS#11 module %s: %v; check module-path (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)", u.ModulePath, unwrapPathError(err))
+	}
+	pinLine := line
+	k.PinFile = u.PinFile
+	if name, l, ok := p.str(t, "pkcs11_pin_file"); ok {
+		if k.PinFile != "" {
+			p.addf(l, "pkcs11_pin_file: the pkcs11: URI already has a pin-source; give one of them")
+		}
+		k.PinFile, pinLine = name, l
+	}
+	if k.PinFile != "" {
+		if !filepath.IsAbs(k.PinFile) {
+			k.PinFile = filepath.Join(p.dir, k.PinFile)
+		}
+		if err := pkcs11key.CheckPINFile(k.PinFile); err != nil {
+			p.addf(pinLine, "%v", err)
+		}
+	}
+	in.PKCS11 = k
+}
+
+// isPKCS11 reports whether a private_key value is a token URI.
+func isPKCS11(s string) bool { return strings.HasPrefix(s, "pkcs11:") }
+
+// strayPinFile refuses pkcs11_pin_file next to a key that is not in a token.
+func (p *parser) strayPinFile(t table) {
+	if _, present := t.m["pkcs11_pin_file"]; present {
+		p.addf(p.keyLine(t, "pkcs11_pin_file"), "pkcs11_pin_file is only for private_key = \"pkcs11:...\"; remove it")
+	}
+}

@@ -1,0 +1,121 @@
+package handshake
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/flynn/noise"
+	"golang.org/x/crypto/curve25519"
+)
+
+// StaticKey is this host's static X25519 key: in memory, or in a PKCS#11 token.
+type StaticKey interface {
+	Public() PublicKey
+	// SharedSecret is X25519(static private, peer). Errors: token failures.
+	SharedSecret(peer PublicKey) ([32]byte, error)
+}
+
+// ErrStaticKey wraps every failure of a StaticKey operation during a
+// handshake (e.g. the token is gone), so the tunnel can tell it from a
+// forged message and report it.
+var ErrStaticKey = errors.New("static key operation failed")
+
+// MemoryKey wraps a private key held in process memory as a StaticKey. The
+// wrapper keeps its own copy of priv; the caller may zero priv afterwards.
+func MemoryKey(priv PrivateKey) StaticKey {
+	return &memoryKey{priv: priv, pub: priv.PublicKey()}
+}
+
+// memoryKey is the in-memory StaticKey. Immutable, except that the one who
+// made it may zero it when no handshake uses it any more.
+type memoryKey struct {
+	priv PrivateKey
+	pub  PublicKey
+}
+
+func (k *memoryKey) Public() PublicKey { return k.pub }
+
+// SharedSecret returns all zeros for a low-order peer key (what X25519
+// computes, and what a token returns); the handshake refuses that result.
+func (k *memoryKey) SharedSecret(peer PublicKey) ([32]byte, error) {
+	var out [32]byte
+	b, err := curve25519.X25519(k.priv[:], peer[:])
+	if err != nil {
+		return out, nil // the only failure: an all-zero result
+	}
+	copy(out[:], b)
+	clear(b)
+	return out, nil
+}
+
+// String never shows the key.
+func (k *memoryKey) String() string { return "(private key)" }
+
+// GoString keeps %#v from printing the bytes.
+func (k *memoryKey) GoString() string { return "(private key)" }
+
+// staticKey returns the key the handshake uses and what it implies. Config.Static
+// wins; else Config.PrivateKey is wrapped, and owned is that wrapper, which
+// the caller zeroes when done (it holds a copy of the private key).
+func (c *Config) staticKey() (key StaticKey, lk localKeys, owned *memoryKey, err error) {
+	if c.Static != nil {
+		pub := c.Static.Public()
+		if pub.IsZero() {
+			return nil, localKeys{}, nil, errors.New("our static key has no public key")
+		}
+		return c.Static, localKeys{pub: pub, mac1Key: mac1Key(pub)}, nil, nil
+	}
+	if c.PrivateKey.IsZero() {
+		return nil, localKeys{}, nil, errors.New("our private key is not set")
+	}
+	lk = deriveLocalKeys(&c.PrivateKey) // cached: no X25519 per handshake
+	owned = &memoryKey{priv: c.PrivateKey, pub: lk.pub}
+	return owned, lk, owned, nil
+}
+
+// staticDH is the Noise DH function of one handshake. The Noise state is
+// given our static key pair with an EMPTY private key: flynn/noise passes
+// the private bytes it holds to DH, so a call with no private key is a DH
+// with our static key, and goes to StaticKey.SharedSecret (a token
+// operation for a PKCS#11 key). Ephemeral keys are always 32 bytes and use
+// plain X25519. The static private key therefore never enters the Noise
+// state, whatever kind of key it is.
+type staticDH struct{ key StaticKey }
+
+func (d staticDH) GenerateKeypair(rng io.Reader) (noise.DHKey, error) {
+	return noise.DH25519.GenerateKeypair(rng)
+}
+
+func (d staticDH) DH(priv, pub []byte) ([]byte, error) {
+	if len(priv) != 0 {
+		return noise.DH25519.DH(priv, pub)
+	}
+	var peer PublicKey
+	if len(pub) != KeySize {
+		return nil, fmt.Errorf("peer key is %d bytes, want %d", len(pub), KeySize)
+	}
+	copy(peer[:], pub)
+	ss, err := d.key.SharedSecret(peer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStaticKey, err)
+	}
+	// A low-order peer key: refused like noise.DH25519 refuses it, and not
+	// an ErrStaticKey (it is the peer's doing, not the key's).
+	if isZero(ss[:]) {
+		return nil, errors.New("low-order peer public key")
+	}
+	out := make([]byte, KeySize)
+	copy(out, ss[:])
+	clear(ss[:])
+	return out, nil
+}
+
+func (d staticDH) DHLen() int     { return noise.DH25519.DHLen() }
+func (d staticDH) DHName() string { return noise.DH25519.DHName() }
+
+// newNoiseStatic is newNoise with our static key behind key (see staticDH).
+func newNoiseStatic(initiator bool, rng io.Reader, key StaticKey, pub PublicKey, peerStatic []byte, psk []byte) (*noise.HandshakeState, error) {
+	suite := noise.NewCipherSuite(staticDH{key: key}, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+	return newNoiseSuite(suite, initiator, rng, noise.DHKey{Public: pub[:]}, peerStatic, psk)
+}

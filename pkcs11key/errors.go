@@ -1,0 +1,38 @@
+package pkcs11key
+
+import "fmt"
+
+// Kind says what went wrong with a token key, so `stunnel up` and `check`
+// can say which and what to do (all are exit 2: the configuration names a
+// key that cannot be used).
+type Kind int
+
+const (
+	KindUnsupported Kind = iota + 1 // this build has no PKCS#11 support
+	KindModule                      // the module does not exist or does not load
+	KindToken                       // no token matches the URI
+	KindPIN                         // PIN missing, unreadable, wrong or locked
+	KindObject                      // no such key, several, or not a usable X25519 key
+	KindRuntime                     // a token operation failed
+)
+
+// Error is a token-key failure. Its text is one line, names the token or
+// object, and never holds a PIN or key material.
+type Error struct {
+	Kind Kind
+	Msg  string
+	Err  error // the PKCS#11 error, if any
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Msg, e.Err)
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(kind Kind, err error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...), Err: err}
+}

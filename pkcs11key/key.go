@@ -1,0 +1,340 @@
+//go:build cgo
+
+package pkcs11key
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/pkcs11"
+
+	"stunnel/handshake"
+)
+
+// Supported reports whether this build can use PKCS#11 tokens.
+const Supported = true
+
+// PKCS#11 3.0 values that miekg/pkcs11 v1.1.1 may not name.
+const (
+	ckkECEdwards              = 0x40   // CKK_EC_EDWARDS: SoftHSM2 2.6 keeps X25519 keys under this type
+	ckkECMontgomery           = 0x41   // CKK_EC_MONTGOMERY: the standard type for X25519
+	ckmECEdwardsKeyPairGen    = 0x1055 // CKM_EC_EDWARDS_KEY_PAIR_GEN
+	ckmECMontgomeryKeyPairGen = 0x1056 // CKM_EC_MONTGOMERY_KEY_PAIR_GEN
+	// maxSessionOpenAttempts: after a failure, one new session and one retry.
+	maxSessionOpenAttempts = 2
+	// reinitInterval: while the token is missing, handshakes fail at once
+	// and the module is re-initialized (to find it again) at most this often.
+	reinitInterval = time.Second
+)
+
+// x25519OID is DER of the X25519 object identifier 1.3.101.110, the
+// CKA_EC_PARAMS of an X25519 key in both forms; curve25519Name is the
+// PrintableString form that PKCS#11 3.0 also allows for Montgomery keys.
+var (
+	x25519OID      = []byte{0x06, 0x03, 0x2b, 0x65, 0x6e}
+	curve25519Name = []byte{0x13, 0x0a, 'c', 'u', 'r', 'v', 'e', '2', '5', '5', '1', '9'}
+	basePoint      = handshake.PublicKey{9}
+)
+
+// Key is a static X25519 key in a PKCS#11 token: a handshake.StaticKey whose
+// every private-key operation is C_DeriveKey(CKM_ECDH1_DERIVE) in the token.
+// It keeps one logged-in session open, serialized by mu: a session is
+// single-threaded in PKCS#11 anyway, and with SoftHSM2 an operation costs
+// about three in-memory X25519s (BenchmarkSharedSecret). After a token failure the
+// session is dropped and the next operation opens and logs in again, so
+// the daemon recovers when the token comes back. Safe for concurrent use.
+type Key struct {
+	ctx     *pkcs11.Ctx         // immutable; the module is released by Close
+	uri     URI                 // immutable
+	pinFile string              // immutable; read at each login, never kept
+	pub     handshake.PublicKey // immutable
+	ops     atomic.Uint64       // token derive operations done
+
+	mu   sync.Mutex
+	sess pkcs11.SessionHandle // guarded by mu; valid when open
+	obj  pkcs11.ObjectHandle  // guarded by mu; the private key, valid when open
+	open bool                 // guarded by mu
+	// lastReinit is when the module was last re-initialized to find a
+	// missing token; guarded by mu. See reinitInterval.
+	lastReinit time.Time
+	closed     bool // guarded by mu
+}
+
+// Open finds the key that u names, logs in with the PIN in pinFile (or
+// u.PinFile when pinFile is ""), checks that the key is an X25519 key that
+// is sensitive, not extractable and usable for derivation, and reads its
+// public key. Errors are *Error with the Kind of failure.
+func Open(u *URI, pinFile string) (*Key, error) {
+	if pinFile == "" {
+		pinFile = u.PinFile
+	}
+	ctx, err := loadModule(u.ModulePath)
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{ctx: ctx, uri: *u, pinFile: pinFile}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.openLocked(); err != nil {
+		releaseModule(u.ModulePath)
+		return nil, err
+	}
+	if err := k.checkKeyLocked(); err != nil {
+		k.closeLocked()
+		return nil, err
+	}
+	// X25519(priv, 9) is the public key: one token operation proves that
+	// the object derives, and gives the public key from the private object
+	// itself, so it cannot come from a mismatched public object.
+	pub, err := k.deriveLocked(basePoint)
+	if err != nil {
+		k.closeLocked()
+		return nil, errorf(KindObject, err, "%s: deriving with key %s failed", k.tokenName(), k.objectName())
+	}
+	k.pub = pub
+	if stored, ok := k.storedPublicLocked(); ok && stored != pub {
+		k.closeLocked()
+		return nil, errorf(KindObject, nil, "%s: the public key object of %s does not match its private key", k.tokenName(), k.objectName())
+	}
+	return k, nil
+}
+
+// Public is the key's public key, read at Open.
+func (k *Key) Public() handshake.PublicKey { return k.pub }
+
+// Ops is the number of token derive operations done (for the benchmarks
+// and for tests that count token use).
+func (k *Key) Ops() uint64 { return k.ops.Load() }
+
+// SharedSecret is X25519(key, peer), computed by the token. After a token
+// failure it returns an error; the next call logs in again. For a
+// low-order peer key it returns all zeros, as X25519 does, without asking
+// the token; the handshake refuses that result.
+func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
+	if isLowOrder(peer) {
+		return [32]byte{}, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return [32]byte{}, errorf(KindRuntime, nil, "%s: key %s is closed", k.tokenName(), k.objectName())
+	}
+	for attempt := 1; ; attempt++ {
+		if !k.open {
+			err := k.openLocked()
+			var e *Error
+			if errors.As(err, &e) && e.Kind == KindToken && time.Since(k.lastReinit) >= reinitInterval {
+				k.lastReinit = time.Now()
+				// Gone, or back but not yet seen by the module: look again.
+				if rerr := reinitModule(k.uri.ModulePath); rerr != nil {
+					return [32]byte{}, errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", k.tokenName(), k.uri.ModulePath)
+				}
+				err = k.openLocked()
+			}
+			if err != nil {
+				return [32]byte{}, err
+			}
+		}
+		out, err := k.deriveLocked(peer)
+		if err == nil {
+			return out, nil
+		}
+		if isInputError(err) {
+			// The peer's key, not the token: keep the session.
+			return [32]byte{}, errorf(KindRuntime, err, "%s: X25519 with key %s refused the peer's key", k.tokenName(), k.objectName())
+		}
+		// The session, the login or the token is gone: start over once
+		// at once (a token reset), then leave it to the next call.
+		k.dropSessionLocked()
+		if attempt >= maxSessionOpenAttempts {
+			return [32]byte{}, errorf(KindRuntime, err, "%s: X25519 with key %s failed (will log in again at the next handshake)", k.tokenName(), k.objectName())
+		}
+	}
+}
+
+// Close logs out, closes the session and releases the module.
+func (k *Key) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil
+	}
+	k.closeLocked()
+	return nil
+}
+
+func (k *Key) closeLocked() {
+	k.dropSessionLocked()
+	k.closed = true
+	releaseModule(k.uri.ModulePath)
+}
+
+func (k *Key) dropSessionLocked() {
+	if k.open {
+		_ = k.ctx.CloseSession(k.sess)
+	}
+	k.open = false
+}
+
+// openLocked finds the token, opens a session, logs in and finds the key.
+func (k *Key) openLocked() error {
+	sess, err := openSession(k.ctx, &k.uri, k.pinFile, false)
+	if err != nil {
+		return err
+	}
+	obj, err := findKey(k.ctx, sess, &k.uri, pkcs11.CKO_PRIVATE_KEY)
+	if err != nil {
+		_ = k.ctx.CloseSession(sess)
+		return err
+	}
+	k.sess, k.obj, k.open = sess, obj, true
+	return nil
+}
+
+// checkKeyLocked refuses keys that are not X25519, that could leave the
+// token (CKA_EXTRACTABLE true or CKA_SENSITIVE false) or may not derive.
+func (k *Key) checkKeyLocked() error {
+	attrs, err := k.ctx.GetAttributeValue(k.sess, k.obj, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, nil),
+	})
+	if err != nil {
+		return errorf(KindObject, err, "%s: reading the attributes of %s", k.tokenName(), k.objectName())
+	}
+	where := k.tokenName() + ": key " + k.objectName()
+	kt := bytesToUint(attrs[0].Value)
+	if kt != ckkECEdwards && kt != ckkECMontgomery {
+		return errorf(KindObject, nil, "%s has key type %#x, not an X25519 key (CKK_EC_MONTGOMERY, or SoftHSM2's CKK_EC_EDWARDS); make one with: stunnel genkey --pkcs11 URI", where, kt)
+	}
+	if p := attrs[1].Value; !bytes.Equal(p, x25519OID) && !bytes.Equal(p, curve25519Name) {
+		return errorf(KindObject, nil, "%s is not on curve X25519 (CKA_EC_PARAMS % x; Ed25519 keys cannot do X25519)", where, p)
+	}
+	if !isTrue(attrs[2].Value) || isTrue(attrs[3].Value) {
+		return errorf(KindObject, nil, "%s could leave the token (it must be CKA_SENSITIVE and not CKA_EXTRACTABLE); make one with: stunnel genkey --pkcs11 URI", where)
+	}
+	if !isTrue(attrs[4].Value) {
+		return errorf(KindObject, nil, "%s does not allow derivation (CKA_DERIVE false)", where)
+	}
+	return nil
+}
+
+// storedPublicLocked reads the public key object's CKA_EC_POINT, if there is one.
+func (k *Key) storedPublicLocked() (handshake.PublicKey, bool) {
+	obj, err := findKey(k.ctx, k.sess, &k.uri, pkcs11.CKO_PUBLIC_KEY)
+	if err != nil {
+		return handshake.PublicKey{}, false
+	}
+	attrs, err := k.ctx.GetAttributeValue(k.sess, obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil)})
+	if err != nil {
+		return handshake.PublicKey{}, false
+	}
+	return parseECPoint(attrs[0].Value)
+}
+
+// deriveLocked is one C_DeriveKey(CKM_ECDH1_DERIVE, CKD_NULL) with the raw
+// 32-byte peer key. The shared secret comes out as a session object that
+// is read and destroyed at once; the private key itself is never read.
+func (k *Key) deriveLocked(peer handshake.PublicKey) ([32]byte, error) {
+	var out [32]byte
+	k.ops.Add(1)
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE,
+		pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, peer[:]))}
+	h, err := k.ctx.DeriveKey(k.sess, mech, k.obj, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+	})
+	if err != nil {
+		return out, err
+	}
+	defer k.ctx.DestroyObject(k.sess, h)
+	attrs, err := k.ctx.GetAttributeValue(k.sess, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if err != nil {
+		return out, err
+	}
+	v := attrs[0].Value
+	if len(v) != 32 {
+		clear(v)
+		return out, fmt.Errorf("the token returned a %d-byte shared secret, want 32", len(v))
+	}
+	copy(out[:], v)
+	clear(v)
+	return out, nil
+}
+
+// isInputError: the token refused the peer key or the parameters, and the
+// session is still fine. Everything else drops the session (see SharedSecret).
+func isInputError(err error) bool {
+	var pe pkcs11.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe {
+	case pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_DATA_INVALID,
+		pkcs11.CKR_DATA_LEN_RANGE, pkcs11.CKR_DOMAIN_PARAMS_INVALID, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID:
+		return true
+	}
+	return false
+}
+
+func (k *Key) tokenName() string  { return tokenName(&k.uri) }
+func (k *Key) objectName() string { return objectName(&k.uri) }
+
+func tokenName(u *URI) string {
+	if u.Token != "" {
+		return fmt.Sprintf("token %q", u.Token)
+	}
+	return fmt.Sprintf("token with serial %q", u.Serial)
+}
+
+func objectName(u *URI) string {
+	if u.Object != "" {
+		return fmt.Sprintf("%q", u.Object)
+	}
+	return fmt.Sprintf("with id %x", u.ID)
+}
+
+func isTrue(v []byte) bool { return len(v) > 0 && v[0] != 0 }
+
+// bytesToUint reads a CK_ULONG attribute (native byte order, which on
+// every Linux machine stunnel runs on is little-endian).
+func bytesToUint(v []byte) uint64 {
+	var n uint64
+	for i := len(v) - 1; i >= 0; i-- {
+		n = n<<8 | uint64(v[i])
+	}
+	return n
+}
+
+// parseECPoint takes CKA_EC_POINT: a DER OCTET STRING around the 32 bytes
+// (what SoftHSM2 and the standard give), or the 32 bytes bare (some tokens).
+func parseECPoint(v []byte) (handshake.PublicKey, bool) {
+	var pub handshake.PublicKey
+	switch {
+	case len(v) == 34 && v[0] == 0x04 && v[1] == 32:
+		copy(pub[:], v[2:])
+	case len(v) == 32:
+		copy(pub[:], v)
+	default:
+		return pub, false
+	}
+	return pub, true
+}
+
+// trimLabel drops the blank padding of CK_TOKEN_INFO's fixed-size fields.
+func trimLabel(s string) string { return strings.TrimRight(s, " \x00") }
+
+// URI is the canonical form of the URI the key was opened with (no secret
+// in it): what a reload compares.
+func (k *Key) URI() string { return k.uri.String() }

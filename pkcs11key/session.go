@@ -1,0 +1,206 @@
+//go:build cgo
+
+package pkcs11key
+
+import (
+	"errors"
+
+	"github.com/miekg/pkcs11"
+
+	"stunnel/handshake"
+)
+
+// findSlot returns the slot of the one token that matches u.
+func findSlot(ctx *pkcs11.Ctx, u *URI) (uint, error) {
+	slots, err := ctx.GetSlotList(true)
+	if errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) {
+		// A re-initialization failed while the token was away (reinitModule).
+		return 0, errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", tokenName(u), u.ModulePath)
+	}
+	if err != nil {
+		return 0, errorf(KindToken, err, "looking for %s: cannot list the tokens of module %s", tokenName(u), u.ModulePath)
+	}
+	var found []uint
+	for _, s := range slots {
+		ti, err := ctx.GetTokenInfo(s)
+		if err != nil {
+			continue // a slot that went away while we looked
+		}
+		if matches(u.Token, ti.Label) && matches(u.Manufacturer, ti.ManufacturerID) &&
+			matches(u.Serial, ti.SerialNumber) && matches(u.Model, ti.Model) {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return 0, errorf(KindToken, nil, "no %s in module %s (is it plugged in and initialized? list them with: pkcs11-tool --module %s -L)", tokenName(u), u.ModulePath, u.ModulePath)
+	case 1:
+		return found[0], nil
+	}
+	return 0, errorf(KindToken, nil, "%d tokens match %s in module %s; add serial= to the pkcs11: URI", len(found), tokenName(u), u.ModulePath)
+}
+
+func matches(want, have string) bool { return want == "" || want == trimLabel(have) }
+
+// openSession opens a session on u's token and logs in as the user with
+// the PIN in pinFile, if the token needs a login. The PIN is read now and
+// zeroed after the login (miekg/pkcs11 takes it as a string, a copy we
+// cannot wipe; it becomes garbage at once).
+func openSession(ctx *pkcs11.Ctx, u *URI, pinFile string, rw bool) (pkcs11.SessionHandle, error) {
+	slot, err := findSlot(ctx, u)
+	if err != nil {
+		return 0, err
+	}
+	flags := uint(pkcs11.CKF_SERIAL_SESSION)
+	if rw {
+		flags |= pkcs11.CKF_RW_SESSION
+	}
+	sess, err := ctx.OpenSession(slot, flags)
+	if err != nil {
+		return 0, errorf(KindToken, err, "opening a session on %s", tokenName(u))
+	}
+	ti, err := ctx.GetTokenInfo(slot)
+	if err != nil {
+		_ = ctx.CloseSession(sess)
+		return 0, errorf(KindToken, err, "reading the token info of %s", tokenName(u))
+	}
+	if ti.Flags&pkcs11.CKF_LOGIN_REQUIRED == 0 {
+		return sess, nil
+	}
+	if pinFile == "" {
+		_ = ctx.CloseSession(sess)
+		return 0, errorf(KindPIN, nil, "%s needs a PIN: add pin-source=file:PATH to the pkcs11: URI or set [interface] pkcs11_pin_file", tokenName(u))
+	}
+	pin, err := readPIN(pinFile)
+	if err != nil {
+		_ = ctx.CloseSession(sess)
+		return 0, err
+	}
+	err = ctx.Login(sess, pkcs11.CKU_USER, string(pin))
+	clear(pin)
+	var pe pkcs11.Error
+	switch {
+	case err == nil, errors.As(err, &pe) && pe == pkcs11.CKR_USER_ALREADY_LOGGED_IN:
+		return sess, nil
+	case errors.As(err, &pe) && (pe == pkcs11.CKR_PIN_INCORRECT || pe == pkcs11.CKR_PIN_LEN_RANGE):
+		_ = ctx.CloseSession(sess)
+		return 0, errorf(KindPIN, nil, "wrong PIN for %s (from %s); fix the PIN file (the token locks after too many wrong PINs)", tokenName(u), pinFile)
+	case errors.As(err, &pe) && pe == pkcs11.CKR_PIN_LOCKED:
+		_ = ctx.CloseSession(sess)
+		return 0, errorf(KindPIN, nil, "the PIN of %s is locked; unlock it with the token's SO PIN", tokenName(u))
+	}
+	_ = ctx.CloseSession(sess)
+	return 0, errorf(KindPIN, err, "logging in to %s", tokenName(u))
+}
+
+// findKey finds the one object of class (private or public key) that u names.
+func findKey(ctx *pkcs11.Ctx, sess pkcs11.SessionHandle, u *URI, class uint) (pkcs11.ObjectHandle, error) {
+	objs, err := findObjects(ctx, sess, u, class)
+	if err != nil {
+		return 0, errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
+	}
+	switch len(objs) {
+	case 0:
+		return 0, errorf(KindObject, nil, "%s has no private key %s; make one with: stunnel genkey --pkcs11 URI", tokenName(u), objectName(u))
+	case 1:
+		return objs[0], nil
+	}
+	return 0, errorf(KindObject, nil, "%s has %d keys named %s; add id= to the pkcs11: URI", tokenName(u), len(objs), objectName(u))
+}
+
+func findObjects(ctx *pkcs11.Ctx, sess pkcs11.SessionHandle, u *URI, class uint) ([]pkcs11.ObjectHandle, error) {
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}
+	if u.Object != "" {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object))
+	}
+	if len(u.ID) > 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, u.ID))
+	}
+	if err := ctx.FindObjectsInit(sess, tmpl); err != nil {
+		return nil, err
+	}
+	objs, _, err := ctx.FindObjects(sess, 2)
+	if ferr := ctx.FindObjectsFinal(sess); err == nil {
+		err = ferr
+	}
+	return objs, err
+}
+
+// Generate makes a new X25519 key pair in u's token: the private key
+// sensitive, never extractable, usable only for derivation, both objects
+// stored on the token under u's label and id. It tries the PKCS#11 3.0
+// Montgomery form and falls back to SoftHSM2's Edwards form. It refuses to
+// replace an existing key.
+func Generate(u *URI, pinFile string) (handshake.PublicKey, error) {
+	if pinFile == "" {
+		pinFile = u.PinFile
+	}
+	ctx, err := loadModule(u.ModulePath)
+	if err != nil {
+		return handshake.PublicKey{}, err
+	}
+	defer releaseModule(u.ModulePath)
+	sess, err := openSession(ctx, u, pinFile, true)
+	if err != nil {
+		return handshake.PublicKey{}, err
+	}
+	defer ctx.CloseSession(sess)
+	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
+		objs, err := findObjects(ctx, sess, u, class)
+		if err != nil {
+			return handshake.PublicKey{}, errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
+		}
+		if len(objs) > 0 {
+			return handshake.PublicKey{}, errorf(KindObject, nil, "%s already has a key %s; pick another object= (stunnel never replaces a key)", tokenName(u), objectName(u))
+		}
+	}
+	var genErr error
+	for _, form := range []struct{ mech, keyType uint }{
+		{ckmECMontgomeryKeyPairGen, ckkECMontgomery},
+		{ckmECEdwardsKeyPairGen, ckkECEdwards},
+	} {
+		_, _, genErr = ctx.GenerateKeyPair(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(form.mech, nil)},
+			keyTemplate(u, pkcs11.CKO_PUBLIC_KEY, form.keyType), keyTemplate(u, pkcs11.CKO_PRIVATE_KEY, form.keyType))
+		var pe pkcs11.Error
+		if genErr == nil || !errors.As(genErr, &pe) || (pe != pkcs11.CKR_MECHANISM_INVALID && pe != pkcs11.CKR_TEMPLATE_INCONSISTENT &&
+			pe != pkcs11.CKR_ATTRIBUTE_VALUE_INVALID && pe != pkcs11.CKR_CURVE_NOT_SUPPORTED && pe != pkcs11.CKR_DOMAIN_PARAMS_INVALID) {
+			break
+		}
+	}
+	if genErr != nil {
+		return handshake.PublicKey{}, errorf(KindObject, genErr, "%s cannot make an X25519 key pair (neither CKM_EC_MONTGOMERY_KEY_PAIR_GEN nor SoftHSM2's X25519 CKM_EC_EDWARDS_KEY_PAIR_GEN worked)", tokenName(u))
+	}
+	k, err := Open(u, pinFile)
+	if err != nil {
+		return handshake.PublicKey{}, err
+	}
+	defer k.Close()
+	return k.Public(), nil
+}
+
+func keyTemplate(u *URI, class, keyType uint) []*pkcs11.Attribute {
+	t := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+	}
+	if class == pkcs11.CKO_PUBLIC_KEY {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, x25519OID), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false))
+	} else {
+		t = append(t,
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false))
+	}
+	if u.Object != "" {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object))
+	}
+	if len(u.ID) > 0 {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_ID, u.ID))
+	}
+	return t
+}

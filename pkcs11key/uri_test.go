@@ -1,0 +1,98 @@
+package pkcs11key
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseURI(t *testing.T) {
+	good := []struct {
+		in   string
+		want URI
+	}{
+		{"pkcs11:token=gw;object=site-a?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/stunnel/pin",
+			URI{Token: "gw", Object: "site-a", ModulePath: "/usr/lib/softhsm/libsofthsm2.so", PinFile: "/etc/stunnel/pin"}},
+		{"pkcs11:token=My%20Token;id=%01%02%ff;type=private?module-path=/m.so&pin-source=file:///etc/pin",
+			URI{Token: "My Token", ID: []byte{1, 2, 0xff}, ModulePath: "/m.so", PinFile: "/etc/pin"}},
+		{"pkcs11:serial=abc;manufacturer=SoftHSM%20project;model=SoftHSM%20v2;object=k?module-path=/m.so&pin-source=file:pin",
+			URI{Serial: "abc", Manufacturer: "SoftHSM project", Model: "SoftHSM v2", Object: "k", ModulePath: "/m.so", PinFile: "pin"}},
+		{"pkcs11:token=t;object=a%3Bb%3Fc?module-path=/m.so",
+			URI{Token: "t", Object: "a;b?c", ModulePath: "/m.so"}},
+	}
+	for _, c := range good {
+		u, err := ParseURI(c.in)
+		if err != nil {
+			t.Errorf("ParseURI(%q): %v", c.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(*u, c.want) {
+			t.Errorf("ParseURI(%q) = %+v, want %+v", c.in, *u, c.want)
+		}
+		back, err := ParseURI(u.String())
+		if err != nil || !reflect.DeepEqual(back, u) {
+			t.Errorf("String() %q does not parse back to the same URI: %+v %v", u.String(), back, err)
+		}
+	}
+
+	bad := []struct{ in, want string }{
+		{"pkcs12:token=a", `must start with "pkcs11:"`},
+		{"pkcs11:object=k?module-path=/m.so", "names no token"},
+		{"pkcs11:token=t?module-path=/m.so", "names no key"},
+		{"pkcs11:token=t;object=k", "no module"},
+		{"pkcs11:token=t;object=k?module-path=/m.so&pin-value=1234", "pin-value puts the PIN in the config"},
+		{"pkcs11:token=t;object=k;token=u?module-path=/m.so", "token is given twice"},
+		{"pkcs11:token=t;object=k;slot-id=1?module-path=/m.so", "unsupported path attribute"},
+		{"pkcs11:token=t;object=k;type=cert?module-path=/m.so", "private key"},
+		{"pkcs11:token=t;object=k%4?module-path=/m.so", "percent-encoding"},
+		{"pkcs11:token=t;object=k%zz?module-path=/m.so", "percent-encoding"},
+		{"pkcs11:token=t;object=k%0a?module-path=/m.so", "control character"},
+		{"pkcs11:token=t;object?module-path=/m.so", "not name=value"},
+		{"pkcs11:token=t;object=k?module-name=softhsm2", "module-name is not supported"},
+		{"pkcs11:token=t;object=k?module-path=/m.so&pin-source=|/bin/echo", "pin-source must be file:PATH"},
+		{"pkcs11:token=t;object=k?module-path=/m.so&max-sessions=2", "unsupported query attribute"},
+		{"pkcs11:token=" + strings.Repeat("a", maxURILen), "longer than"},
+	}
+	for _, c := range bad {
+		_, err := ParseURI(c.in)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseURI(%q): %v, want an error containing %q", c.in, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "1234") {
+			t.Errorf("ParseURI(%q): the error shows the PIN: %v", c.in, err)
+		}
+	}
+}
+
+// FuzzParseURI: no panic; whatever parses prints back to a URI that parses
+// to the same value; a URI with a pin-value never parses and its error
+// never shows the value.
+func FuzzParseURI(f *testing.F) {
+	f.Add("pkcs11:token=gw;object=site-a?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/stunnel/pin")
+	f.Add("pkcs11:token=My%20Token;id=%01%02%ff;type=private?module-path=/m.so&pin-source=file:///etc/pin")
+	f.Add("pkcs11:token=t;object=k?module-path=/m.so&pin-value=SECRETPIN")
+	f.Add("pkcs11:serial=%;object=?")
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseURI(s)
+		if err != nil {
+			if strings.Count(s, "SECRETPIN") == 1 && strings.Contains(s, "pin-value=SECRETPIN") && strings.Contains(err.Error(), "SECRETPIN") {
+				t.Fatalf("error shows the pin-value: %v", err)
+			}
+			return
+		}
+		if strings.Contains(s, "?") && strings.Contains(s[strings.Index(s, "?"):], "pin-value=") {
+			t.Fatalf("a URI with pin-value parsed: %q", s)
+		}
+		back, err := ParseURI(u.String())
+		if err != nil {
+			t.Fatalf("String() %q of %q does not parse: %v", u.String(), s, err)
+		}
+		if !reflect.DeepEqual(back, u) && !(len(back.ID) == 0 && len(u.ID) == 0) {
+			t.Fatalf("round trip of %q: %+v, want %+v", s, back, u)
+		}
+		if back.String() != u.String() || !bytes.Equal(back.ID, u.ID) {
+			t.Fatalf("String() is not canonical for %q", s)
+		}
+	})
+}
