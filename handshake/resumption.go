@@ -40,13 +40,14 @@ type Resumption struct {
 
 // NewResumption starts a resumed handshake from cfg to peer with a ticket the
 // peer issued and the resumption secret of the session that delivered it
-// (Session.ResumptionSecret of that session). cfg.PrivateKey is used only for
-// the mac1 key of message 6: no static-key operation happens. peer.PublicKey
+// (Session.ResumptionSecret of that session). Our static key is used only
+// for the mac1 key of message 6, which needs its public half: no static-key
+// operation happens (with a token key: no token operation). peer.PublicKey
 // keys mac1 (through CookieGenerator.AddMACs) and peer.PresharedKey is mixed
 // into the PSK. The caller should drop the ticket once message 6 arrives or
 // is refused: a ticket resumes at most one session.
 func NewResumption(cfg *Config, peer PeerInfo, ticket []byte, secret *[32]byte, localIndex uint32) (*Resumption, error) {
-	if cfg.PrivateKey.IsZero() {
+	if cfg.Static == nil && cfg.PrivateKey.IsZero() {
 		return nil, errors.New("our private key is not set")
 	}
 	if len(ticket) == 0 || len(ticket) > MaxTicketLen {
@@ -186,10 +187,14 @@ func (r *Resumption) Zero() {
 	r.finishLocked()
 }
 
-// localMAC1Key is the mac1 key of messages sent to us. The only use of our
-// static key in a resumption, and it needs only the public half: when the key
-// moves behind the StaticKey interface, derive it from Static.Public().
-func localMAC1Key(cfg *Config) [32]byte { return deriveLocalKeys(&cfg.PrivateKey).mac1Key }
+// localMAC1Key is the mac1 key of messages sent to us: the only use of our
+// static key in a resumption, and it needs only the public half.
+func localMAC1Key(cfg *Config) [32]byte {
+	if cfg.Static != nil {
+		return mac1Key(cfg.Static.Public())
+	}
+	return deriveLocalKeys(&cfg.PrivateKey).mac1Key
+}
 
 // ConsumeResumption authenticates message 5 and answers it with message 6.
 // The checks, in order (docs/PROTOCOL.md 10.4): framing, mac1, the ticket
