@@ -43,6 +43,7 @@ type Config struct {
 	Interface Interface
 	Session   Session
 	Peers     []Peer
+	Directory *Directory // nil without [directory]
 }
 
 // Interface is the [interface] table: this host.
