@@ -59,9 +59,10 @@ func ParseAllowedIP(s string) (netip.Prefix, error) {
 // a [[peer]] (ValidatePeer) and against everything accepted before it, file
 // peers first, then extra in the given order. A peer that does not fit is
 // left out and named in skipped, one line each: the same ID as a file peer
-// (with its line), this host's own ID or key, a key already used, or
+// (with its line), this host's own key, a key already used, or
 // allowed_ips overlapping an accepted peer's or holding this host's
-// address. c is not modified. Cost is linear in the number of prefixes, so
+// address. This host's own record (its
+// peer_id) is left out silently. c is not modified. Cost is linear in the number of prefixes, so
 // ten thousand peers merge in milliseconds.
 func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 	out := *c
@@ -81,6 +82,11 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 	own := c.Interface
 	var accepted []int
 	for _, pr := range extra {
+		if pr.ID == own.PeerID {
+			// A fleet's directory lists every host, this one too: not
+			// a peer of itself, and not worth a complaint.
+			continue
+		}
 		if err := mergeOne(&out, pr, own, fileLine, keys, routes); err != nil {
 			skipped = append(skipped, err)
 			continue
@@ -120,9 +126,6 @@ func mergeOne(out *Config, pr Peer, own Interface, fileLine map[string]int, keys
 	}
 	if l, ok := fileLine[pr.ID]; ok {
 		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record; the [[peer]] is used, remove one of them", out.Path, l, pr.ID)
-	}
-	if pr.ID == own.PeerID {
-		return fmt.Errorf("directory peer %q is this host's own peer_id (skipped)", pr.ID)
 	}
 	if pr.PublicKey == own.PublicKey {
 		return fmt.Errorf("directory peer %q has this host's own public key (skipped)", pr.ID)

@@ -61,6 +61,8 @@ type Directory struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // cap 1: the copy changed, OnChange is due
+	synced chan struct{} // closed at the first successful list
+	once   sync.Once
 
 	// mu guards the fields below; held briefly, never across network I/O.
 	mu        sync.Mutex
@@ -107,6 +109,7 @@ func Start(opt Options) (*Directory, error) {
 	d := &Directory{
 		opt: opt, log: opt.Logger.With("directory", opt.Prefix), cli: cli, cancel: cancel,
 		kick:      make(chan struct{}, 1),
+		synced:    make(chan struct{}),
 		peers:     map[string]conf.Peer{},
 		raw:       map[string][]byte{},
 		malformed: map[string]string{},
@@ -117,6 +120,19 @@ func Start(opt Options) (*Directory, error) {
 	go func() { defer d.wg.Done(); d.notifier(ctx) }()
 	go func() { defer d.wg.Done(); d.run(ctx) }()
 	return d, nil
+}
+
+// WaitSynced waits up to timeout for the first successful list from etcd
+// and says whether it came.
+func (d *Directory) WaitSynced(timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-d.synced:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Close stops the watcher and the notifier and closes the etcd client. No
@@ -278,6 +294,7 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 	d.mu.Unlock()
 	d.log.Info("directory: synced with etcd", "revision", rev, "peers", n)
 	d.changed()
+	d.once.Do(func() { close(d.synced) })
 
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()

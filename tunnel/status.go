@@ -17,6 +17,8 @@ type Status struct {
 	// Refusals are handshakes we refused from a claimed peer ID, newest
 	// first, bounded in length; "unknown peer id" and "key mismatch" land here.
 	Refusals []Refusal `json:"refusals"`
+	// Directory is the etcd peer directory's state; absent without [directory].
+	Directory *DirectoryStatus `json:"directory,omitempty"`
 }
 
 // PeerStatus is one configured peer.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,6 +75,15 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	ds, err := startDirectory(cfg, log)
+	if err != nil {
+		return fmt.Errorf("%s: [directory]: %w", name, err)
+	}
+	if ds != nil {
+		defer ds.Close()
+		cfg = ds.initial()
+	}
+
 	dev, err := tundev.Create(name, cfg.Interface.MTU)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
@@ -93,8 +101,12 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer func() { err = errors.Join(err, d.Close()) }()
+	if ds != nil {
+		ds.attach(d, link)
+		defer ds.Close() // before d.Close: no directory apply on a closed device
+	}
 
-	srv, err := control.Listen(name, func() ([]byte, error) { return json.Marshal(d.Status()) })
+	srv, err := control.Listen(name, func() ([]byte, error) { return statusJSON(d, ds) })
 	if err != nil {
 		return err
 	}
@@ -116,7 +128,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg = reload(cfg, d, link, log, level)
+			cfg = reload(cfg, d, link, log, level, ds)
 			_ = sdNotify("READY=1")
 		}
 	}
@@ -124,15 +136,23 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 
 // reload applies the file's current contents, or logs why not and returns
 // the running configuration unchanged.
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog.Logger, level *slog.LevelVar) *conf.Config {
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog.Logger, level *slog.LevelVar, ds *dirSync) *conf.Config {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
 		return running
 	}
+	file := cfg
+	if ds != nil {
+		defer ds.lock()()
+		cfg = ds.mergeLocked(file) // the file's peers plus the directory's
+	}
 	if err := d.Reload(cfg); err != nil {
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running
+	}
+	if ds != nil {
+		ds.fileAppliedLocked(file)
 	}
 	if err := link.SetRoutes(tunnel.Routes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())

@@ -28,6 +28,7 @@ type Member struct {
 	cluster   string // --initial-cluster
 	token     string
 	logFile   string
+	tls       *TLSFiles // nil: plain http
 	cmd       *exec.Cmd
 	done      chan struct{}
 }
@@ -60,7 +61,7 @@ func freeLoopbackPort(t testing.TB) int {
 func Start(t testing.TB) *Member {
 	t.Helper()
 	Binary(t)
-	ms := newCluster(t, []string{"127.0.0.1"}, nil, func(string) int { return freeLoopbackPort(t) })
+	ms := newCluster(t, []string{"127.0.0.1"}, nil, nil, func(string) int { return freeLoopbackPort(t) })
 	ms[0].Start(t)
 	ms[0].WaitReady(t, 20*time.Second)
 	return ms[0]
@@ -69,8 +70,9 @@ func Start(t testing.TB) *Member {
 // StartCluster runs len(ips) members, member i listening on ips[i]; when
 // namespaces is not nil, member i runs inside namespaces[i]. Ports are
 // random (namespaced addresses are private to the test, so clashes with
-// other runs cannot happen there).
-func StartCluster(t testing.TB, ips, namespaces []string) []*Member {
+// other runs cannot happen there). With tlsFiles, clients must use https
+// and a client certificate; peers talk plain http among themselves.
+func StartCluster(t testing.TB, ips, namespaces []string, tlsFiles *TLSFiles) []*Member {
 	t.Helper()
 	Binary(t)
 	port := func(ip string) int {
@@ -79,7 +81,7 @@ func StartCluster(t testing.TB, ips, namespaces []string) []*Member {
 		}
 		return 20000 + rand.IntN(30000)
 	}
-	ms := newCluster(t, ips, namespaces, port)
+	ms := newCluster(t, ips, namespaces, tlsFiles, port)
 	for _, m := range ms {
 		m.Start(t)
 	}
@@ -89,15 +91,20 @@ func StartCluster(t testing.TB, ips, namespaces []string) []*Member {
 	return ms
 }
 
-func newCluster(t testing.TB, ips, namespaces []string, port func(string) int) []*Member {
+func newCluster(t testing.TB, ips, namespaces []string, tlsFiles *TLSFiles, port func(string) int) []*Member {
 	dir := t.TempDir()
 	token := fmt.Sprintf("stunnel-test-%d-%d", os.Getpid(), rand.Int64())
 	var ms []*Member
 	var cluster []string
+	scheme := "http"
+	if tlsFiles != nil {
+		scheme = "https"
+	}
 	for i, ip := range ips {
 		m := &Member{
+			tls:       tlsFiles,
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: fmt.Sprintf("http://%s", net.JoinHostPort(ip, fmt.Sprint(port(ip)))),
+			ClientURL: fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(ip, fmt.Sprint(port(ip)))),
 			peerURL:   fmt.Sprintf("http://%s", net.JoinHostPort(ip, fmt.Sprint(port(ip)))),
 			dataDir:   filepath.Join(dir, fmt.Sprintf("m%d.etcd", i)),
 			token:     token,
@@ -138,6 +145,10 @@ func (m *Member) Start(t testing.TB) {
 		"--election-timeout", "500",
 		"--log-level", "warn",
 	)
+	if m.tls != nil {
+		args = append(args, "--cert-file", m.tls.ServerCert, "--key-file", m.tls.ServerKey,
+			"--trusted-ca-file", m.tls.CA, "--client-cert-auth")
+	}
 	log, err := os.OpenFile(m.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +185,11 @@ func (m *Member) WaitReady(t testing.TB, timeout time.Duration) {
 func (m *Member) healthy() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	args := append(append([]string{}, m.prefix...), "etcdctl", "--endpoints", m.ClientURL, "endpoint", "health")
+	args := append(append([]string{}, m.prefix...), "etcdctl", "--endpoints", m.ClientURL)
+	if m.tls != nil {
+		args = append(args, "--cacert", m.tls.CA, "--cert", m.tls.ClientCert, "--key", m.tls.ClientKey)
+	}
+	args = append(args, "endpoint", "health")
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	return cmd.Run() == nil
