@@ -41,6 +41,7 @@ type node struct {
 	Address  []string // overlay addresses with length
 	Session  []string // raw TOML lines for [session], e.g. `rekey_after = "2s"`
 	Peers    []peerConf
+	Extra    string // raw TOML appended to the config, e.g. a [directory] table
 
 	dir, cfgPath, runDir, logPath string
 	// brokenConfig is set while the config file is deliberately invalid:
@@ -86,6 +87,7 @@ func (n *node) config() string {
 	if len(n.Session) > 0 {
 		b.WriteString("\n[session]\n" + strings.Join(n.Session, "\n") + "\n")
 	}
+	b.WriteString(n.Extra)
 	for _, p := range n.Peers {
 		fmt.Fprintf(&b, "\n[[peer]]\nid = %q\npublic_key = %q\nallowed_ips = %s\n", p.ID, p.PublicKey, tomlList(p.AllowedIPs))
 		if p.Endpoint != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -83,8 +84,11 @@ func (s *dirSync) initial() *conf.Config {
 func (s *dirSync) attach(dev *tunnel.Device, link *netcfg.Link) {
 	s.mu.Lock()
 	s.dev, s.link = dev, link
+	started := s.peers
 	s.mu.Unlock()
-	s.onChange(s.dir.Peers())
+	if now := s.dir.Peers(); !reflect.DeepEqual(now, started) {
+		s.onChange(now)
+	}
 }
 
 // Close stops the directory; no apply runs after it returns. Safe to call
