@@ -220,3 +220,108 @@ func roundAll(ds []time.Duration) []string {
 	}
 	return out
 }
+
+// TestDirectoryDaemon: directory changes applied to a running tunnel like a
+// reload (an unchanged peer keeps its session and a transfer across the
+// changes; a changed key makes a new session); etcd stopped and restarted
+// under traffic without a break; a restart with etcd down runs from the
+// sealed disk cache and catches up when etcd returns.
+func TestDirectoryDaemon(t *testing.T) {
+	l := newLab(t)
+	hosts := map[string]string{}
+	fleet := l.etcdOnHub(1, hosts)
+	nodes := map[string]*node{}
+	for i, n := range []string{"a", "b", "c"} {
+		ns := l.ns(n)
+		under := fmt.Sprintf("198.18.61.%d/24", i+1)
+		hosts[ns] = under
+		nodes[n] = l.newNode(ns, "dd-"+n, under, fmt.Sprintf("198.19.61.%d/24", i+1))
+	}
+	l.hub(hosts)
+	nsByIP := map[string]string{}
+	for ns, a := range hosts {
+		nsByIP[addrOf(a)] = ns
+	}
+	fleet.start(t, nsByIP)
+	etcd := fleet.members[0]
+	a, b, c := nodes["a"], nodes["b"], nodes["c"]
+	for _, n := range []*node{a, b, c} {
+		n.Extra = fleet.section()
+		n.writeConfig()
+	}
+	fleet.put(t, a, a)
+	fleet.put(t, a, b)
+	a.start()
+	b.start()
+	pingUntil(t, a.ns, overlayOf(b), sessionWait)
+	before := a.waitSession(b.ID, sessionWait)
+
+	// Add c, change c's key, remove c, all while a transfer to b is paused
+	// half way: b's session and the transfer must not notice.
+	stream := startPausedStream(t, a.ns, b.ns, overlayOf(b), 8<<20, 4<<20)
+	fleet.put(t, b, c)
+	c.start()
+	pingUntil(t, a.ns, overlayOf(c), sessionWait)
+	firstC := a.waitSession(c.ID, sessionWait)
+	c.stop()
+	c.Key = newKeyPair(t) // c's key is replaced: a new record, a new peer
+	c.writeConfig()
+	fleet.put(t, b, c)
+	c.start()
+	pingUntil(t, a.ns, overlayOf(c), sessionWait)
+	secondC := a.waitSession(c.ID, sessionWait)
+	if secondC.PublicKey == firstC.PublicKey || secondC.SessionID == firstC.SessionID {
+		t.Errorf("c's key change did not make a new peer and session: %+v -> %+v", firstC, secondC)
+	}
+	fleet.del(t, b, c.ID)
+	waitFor(t, 5*time.Second, "a to drop c", func() bool {
+		s, err := a.tryShow()
+		_, has := findPeer(s, c.ID)
+		return err == nil && !has
+	})
+	if err := tryPing(a.ns, overlayOf(c), 1, 1); err == nil {
+		t.Error("c is reachable after its record was deleted")
+	}
+	stream.release()
+	if _, err := stream.finish(); err != nil {
+		t.Fatalf("transfer to the unchanged peer across directory changes: %v", err)
+	}
+	if after := a.peer(b.ID); after.SessionID != before.SessionID {
+		t.Errorf("directory changes disturbed b's session: %s -> %s", before.SessionID, after.SessionID)
+	}
+
+	// etcd stopped and restarted under traffic: no break.
+	stream = startPausedStream(t, a.ns, b.ns, overlayOf(b), 8<<20, 2<<20)
+	etcd.Stop()
+	a.waitDirectory(t, 10*time.Second, "state retrying with etcd down", func(s directoryState) bool { return s.State == "retrying" && s.Peers == 2 })
+	stream.release()
+	if _, err := stream.finish(); err != nil {
+		t.Fatalf("transfer while etcd is down: %v", err)
+	}
+	ping(t, a.ns, overlayOf(b), 2)
+	etcd.Start(t)
+	etcd.WaitReady(t, 20*time.Second)
+	a.waitDirectory(t, 15*time.Second, "reconnected after etcd returned", func(s directoryState) bool { return s.State == "connected" })
+	if after := a.peer(b.ID); after.SessionID != before.SessionID {
+		t.Errorf("etcd's absence disturbed b's session: %s -> %s", before.SessionID, after.SessionID)
+	}
+
+	// Restart a with etcd down: it runs from its sealed disk cache.
+	if code := a.stop(); code != 0 {
+		t.Fatalf("a exited with %d", code)
+	}
+	cache := filepath.Join(a.dir, "st0.directory")
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("disk cache %s: %v %v", cache, fi, err)
+	}
+	etcd.Stop()
+	a.start()
+	a.waitDirectory(t, 5*time.Second, "peers from the disk cache", func(s directoryState) bool { return s.Source == "cache" && s.Peers == 2 })
+	pingUntil(t, a.ns, overlayOf(b), sessionWait)
+	etcd.Start(t)
+	etcd.WaitReady(t, 20*time.Second)
+	fleet.put(t, b, c)
+	a.waitDirectory(t, 15*time.Second, "caught up with etcd", func(s directoryState) bool {
+		return s.State == "connected" && s.Source == "etcd" && s.Peers == 3
+	})
+}
