@@ -61,6 +61,7 @@ type Directory struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // cap 1: the copy changed, OnChange is due
+	save   chan struct{} // cap 1: the copy changed, the disk cache is due
 	synced chan struct{} // closed at the first successful list
 	once   sync.Once
 
@@ -109,6 +110,7 @@ func Start(opt Options) (*Directory, error) {
 	d := &Directory{
 		opt: opt, log: opt.Logger.With("directory", opt.Prefix), cli: cli, cancel: cancel,
 		kick:      make(chan struct{}, 1),
+		save:      make(chan struct{}, 1),
 		synced:    make(chan struct{}),
 		peers:     map[string]conf.Peer{},
 		raw:       map[string][]byte{},
@@ -116,8 +118,9 @@ func Start(opt Options) (*Directory, error) {
 		state:     State{State: "starting"},
 	}
 	d.loadDiskCache()
-	d.wg.Add(2)
+	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.notifier(ctx) }()
+	go func() { defer d.wg.Done(); d.saver(ctx) }()
 	go func() { defer d.wg.Done(); d.run(ctx) }()
 	return d, nil
 }
@@ -215,9 +218,11 @@ func (d *Directory) deleteLocked(key, id string) {
 
 // changed asks the notifier for an OnChange call; a pending one absorbs it.
 func (d *Directory) changed() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
+	for _, c := range []chan struct{}{d.kick, d.save} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -230,8 +235,19 @@ func (d *Directory) notifier(ctx context.Context) {
 			if d.opt.OnChange != nil {
 				d.opt.OnChange(d.Peers())
 			}
-			// Saved here, coalesced like OnChange, so a burst of puts
-			// costs one write, not one per event.
+		}
+	}
+}
+
+// saver writes the disk cache, coalesced like OnChange (a burst of puts
+// costs one write) and apart from it, so a slow disk never delays a change
+// reaching the data plane.
+func (d *Directory) saver(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.save:
 			d.saveDiskCache()
 		}
 	}
