@@ -271,6 +271,10 @@ func (d *Directory) run(ctx context.Context) {
 		if synced {
 			backoff = d.opt.MinBackoff
 		}
+		if errors.Is(err, errCompacted) {
+			d.log.Info("directory: watch revision compacted; listing again")
+			continue
+		}
 		d.setState("retrying", err.Error())
 		d.log.Warn("directory: etcd unreachable or watch broken; keeping the local copy and retrying",
 			"endpoints", d.opt.Endpoints, "retry_in", backoff.String(), "err", err.Error())
@@ -312,28 +316,37 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 	d.changed()
 	d.once.Do(func() { close(d.synced) })
 
+	return true, d.watch(ctx, rev+1)
+}
+
+// watch applies events from revision from on until the watch breaks or the
+// health check fails. A compacted revision returns errCompacted: the
+// caller lists again, which is the only way to learn what was compacted
+// away.
+func (d *Directory) watch(ctx context.Context, from int64) error {
+	prefix := d.opt.Prefix + PeersDir
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	wch := d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	wch := d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
 	health := time.NewTicker(d.opt.HealthInterval)
 	defer health.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return true, ctx.Err()
+			return ctx.Err()
 		case <-health.C:
 			if err := d.healthy(ctx); err != nil {
-				return true, err
+				return err
 			}
 		case wr, ok := <-wch:
 			if !ok {
-				return true, errors.New("watch closed")
+				return errors.New("watch closed")
 			}
 			if wr.CompactRevision != 0 {
-				return true, errCompacted
+				return errCompacted
 			}
 			if err := wr.Err(); err != nil {
-				return true, fmt.Errorf("watch: %w", err)
+				return fmt.Errorf("watch: %w", err)
 			}
 			if len(wr.Events) == 0 {
 				continue // progress notification

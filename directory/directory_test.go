@@ -302,3 +302,38 @@ func FuzzOpenCache(f *testing.F) {
 		openCache(data, key, "/st/") // must not panic; forging needs the key
 	})
 }
+
+func TestCompactedWatchRelists(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	var first int64
+	for i, id := range []string{"b", "c", "d"} {
+		if err := Put(ctx(t), cli, "/st/", testPeer(t, id, i+2)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := cli.Get(ctx(t), "/st/peers/"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == 0 {
+			first = resp.Header.Revision
+		}
+	}
+	resp, err := cli.Get(ctx(t), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx(t), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	var w watcher
+	d := startDir(t, m, "", &w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "b,c,d," })
+	// A watch from before the compaction (as after a long absence) must
+	// say so, so the loop lists again instead of missing changes.
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.watch(wctx, first); err != errCompacted {
+		t.Fatalf("watch from a compacted revision: %v, want errCompacted", err)
+	}
+}
