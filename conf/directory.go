@@ -13,7 +13,7 @@ import (
 
 // directoryKeys are the keys of [directory]: where the etcd peer directory
 // lives and how to reach it.
-var directoryKeys = []string{"etcd_endpoints", "prefix", "ca_file", "cert_file", "key_file", "cache_file"}
+var directoryKeys = []string{"etcd_endpoints", "prefix", "ca_file", "cert_file", "key_file", "cache_file", "advertise_endpoint"}
 
 // DefaultDirectoryCacheDir holds each interface's sealed copy of the
 // directory (NAME.directory) when cache_file is not given.
@@ -29,6 +29,9 @@ type Directory struct {
 	CertFile  string   // client certificate; with KeyFile or neither
 	KeyFile   string
 	CacheFile string // sealed last-known directory, used at start when etcd is down
+	// AdvertiseEndpoint, when set, is published under a lease at
+	// PREFIX endpoints/PEER_ID for peers whose record has no endpoint.
+	AdvertiseEndpoint string
 	Line      int    // line of the [directory] header
 }
 
@@ -81,6 +84,12 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 	d.KeyFile = file("key_file", true)
 	if (d.CertFile == "") != (d.KeyFile == "") {
 		p.addf(t.line, "[directory] needs cert_file and key_file together (a client certificate and its key), or neither")
+	}
+	if s, line, ok := p.str(t, "advertise_endpoint"); ok {
+		if err := checkEndpoint(s); err != nil {
+			p.addf(line, "advertise_endpoint %q: %v", s, err)
+		}
+		d.AdvertiseEndpoint = s
 	}
 	if name, line, ok := p.str(t, "cache_file"); ok {
 		if name == "" {

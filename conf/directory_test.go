@@ -37,6 +37,7 @@ prefix = "/stunnel/overlay1/"
 ca_file = "ca.pem"
 cert_file = "c.pem"
 key_file = "c.key"
+advertise_endpoint = "198.18.0.1:51820"
 `)
 	c, err := Parse(filepath.Join(dir, "st0.conf"), []byte(src))
 	if err != nil {
@@ -44,7 +45,7 @@ key_file = "c.key"
 	}
 	d := c.Directory
 	if d == nil || len(d.Endpoints) != 3 || d.Prefix != "/stunnel/overlay1/" || d.CAFile != filepath.Join(dir, "ca.pem") ||
-		d.KeyFile != filepath.Join(dir, "c.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" {
+		d.KeyFile != filepath.Join(dir, "c.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" || d.AdvertiseEndpoint != "198.18.0.1:51820" {
 		t.Fatalf("directory = %+v", d)
 	}
 	c, err = Parse("x.conf", []byte(expand(t, directoryBase)))
@@ -70,6 +71,7 @@ func TestDirectoryInvalid(t *testing.T) {
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nca_file = \"nope.pem\"", "ca_file: cannot use"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nkey_file = \"open.key\"", "readable by group or others"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nendpoints = 1", "unknown key \"endpoints\""},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nadvertise_endpoint = \"198.18.0.1\"", "advertise_endpoint"},
 	}
 	for _, tc := range cases {
 		src := expand(t, directoryBase) + "\n[directory]\n" + tc.body + "\n"

@@ -191,3 +191,7 @@ func (s *prefixSet) overlapping(pfx netip.Prefix) (string, bool) {
 	owner, ok := s.ancestors[pfx]
 	return owner, ok
 }
+
+// CheckEndpoint applies [[peer]]'s endpoint rules (host:port, IP literal or
+// DNS name) to an endpoint from elsewhere.
+func CheckEndpoint(s string) error { return checkEndpoint(s) }

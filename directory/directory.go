@@ -36,6 +36,12 @@ type Options struct {
 	OnChange func(peers []conf.Peer)
 	// Backoff bounds the wait between retries while etcd is away.
 	MinBackoff, MaxBackoff time.Duration
+	// AdvertiseID and AdvertiseEndpoint, when both set, publish this
+	// host's endpoint at PREFIX endpoints/ID under a lease of LeaseTTL
+	// (default 10 s), kept alive while the Directory runs and revoked at
+	// Close; etcd drops it by itself when the host dies.
+	AdvertiseID, AdvertiseEndpoint string
+	LeaseTTL                       time.Duration
 	// HealthInterval is how often a watching client checks that etcd still
 	// answers: a watch alone stays silent while the cluster is gone.
 	HealthInterval time.Duration
@@ -70,6 +76,7 @@ type Directory struct {
 	peers     map[string]conf.Peer // by ID: the valid records
 	raw       map[string][]byte    // by ID: every record's bytes, for the disk cache
 	malformed map[string]string    // key -> why, for records skipped now
+	endpoints map[string]string    // by ID: endpoints hosts published under a lease
 	state     State
 
 	malformedTotal atomic.Uint64
@@ -115,9 +122,14 @@ func Start(opt Options) (*Directory, error) {
 		peers:     map[string]conf.Peer{},
 		raw:       map[string][]byte{},
 		malformed: map[string]string{},
+		endpoints: map[string]string{},
 		state:     State{State: "starting"},
 	}
 	d.loadDiskCache()
+	if opt.AdvertiseID != "" && opt.AdvertiseEndpoint != "" {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.publish(ctx) }()
+	}
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.notifier(ctx) }()
 	go func() { defer d.wg.Done(); d.saver(ctx) }()
@@ -152,7 +164,10 @@ func (d *Directory) Peers() []conf.Peer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]conf.Peer, 0, len(d.peers))
-	for _, p := range d.peers {
+	for id, p := range d.peers {
+		if p.Endpoint == "" {
+			p.Endpoint = d.endpoints[id] // published by the host itself, if at all
+		}
 		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b conf.Peer) int { return strings.Compare(a.ID, b.ID) })
@@ -208,6 +223,31 @@ func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
 	}
 	delete(d.malformed, key)
 	d.peers[id] = p
+}
+
+// putLocked dispatches one key of the prefix: a record, a published
+// endpoint, or something else (ignored).
+func (d *Directory) putLocked(key string, value []byte, modRev int64) {
+	if id, ok := PeerIDFromKey(d.opt.Prefix, key); ok {
+		d.setLocked(key, id, value, modRev)
+		return
+	}
+	id, ok := strings.CutPrefix(key, d.opt.Prefix+EndpointsDir)
+	if !ok || id == "" {
+		return
+	}
+	ep, err := ParseEndpointRecord(value)
+	if err != nil {
+		delete(d.endpoints, id)
+		if d.malformed[key] != err.Error() {
+			d.malformedTotal.Add(1)
+			d.log.Warn("directory: skipping malformed published endpoint", "key", key, "mod_revision", modRev, "err", err.Error())
+		}
+		d.malformed[key] = err.Error()
+		return
+	}
+	delete(d.malformed, key)
+	d.endpoints[id] = ep
 }
 
 func (d *Directory) deleteLocked(key, id string) {
@@ -294,7 +334,7 @@ var errCompacted = errors.New("watch revision compacted; listing again")
 // when the watch breaks (compaction, cancellation, lost leader) or the
 // health check fails; synced says whether the list succeeded.
 func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
-	prefix := d.opt.Prefix + PeersDir
+	prefix := d.opt.Prefix
 	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
 	resp, err := d.cli.Get(gctx, prefix, clientv3.WithPrefix())
 	gcancel()
@@ -304,10 +344,9 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 	rev := resp.Header.Revision
 	d.mu.Lock()
 	d.peers, d.raw, d.malformed = map[string]conf.Peer{}, map[string][]byte{}, map[string]string{}
+	d.endpoints = map[string]string{}
 	for _, kv := range resp.Kvs {
-		if id, ok := PeerIDFromKey(d.opt.Prefix, string(kv.Key)); ok {
-			d.setLocked(string(kv.Key), id, kv.Value, kv.ModRevision)
-		}
+		d.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
 	}
 	d.state = State{State: "connected", Source: "etcd", Revision: rev, LastSync: time.Now()}
 	n := len(d.peers)
@@ -324,7 +363,7 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 // caller lists again, which is the only way to learn what was compacted
 // away.
 func (d *Directory) watch(ctx context.Context, from int64) error {
-	prefix := d.opt.Prefix + PeersDir
+	prefix := d.opt.Prefix
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	wch := d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
@@ -360,15 +399,16 @@ func (d *Directory) apply(wr clientv3.WatchResponse) {
 	d.mu.Lock()
 	for _, ev := range wr.Events {
 		key := string(ev.Kv.Key)
-		id, ok := PeerIDFromKey(d.opt.Prefix, key)
-		if !ok {
-			continue
-		}
 		switch ev.Type {
 		case clientv3.EventTypePut:
-			d.setLocked(key, id, ev.Kv.Value, ev.Kv.ModRevision)
+			d.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision)
 		case clientv3.EventTypeDelete:
-			d.deleteLocked(key, id)
+			if id, ok := PeerIDFromKey(d.opt.Prefix, key); ok {
+				d.deleteLocked(key, id)
+			} else if id, ok := strings.CutPrefix(key, d.opt.Prefix+EndpointsDir); ok {
+				delete(d.endpoints, id)
+				delete(d.malformed, key)
+			}
 		}
 	}
 	d.state.Revision = wr.Header.Revision

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,8 +140,8 @@ func TestPutListDeleteAndWatch(t *testing.T) {
 	if st.State != "connected" || st.Source != "etcd" || st.Revision < rev || st.Peers != 1 {
 		t.Fatalf("state %+v", st)
 	}
-	// A key outside peers/ (a published endpoint, say) is not a record.
-	if _, err := cli.Put(ctx(t), "/st/endpoints/c", "x"); err != nil {
+	// Keys outside peers/ and endpoints/, or outside the prefix, are not records.
+	if _, err := cli.Put(ctx(t), "/st/other/c", "x"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cli.Put(ctx(t), "/stx/peers/z", "x"); err != nil {
@@ -336,4 +337,61 @@ func TestCompactedWatchRelists(t *testing.T) {
 	if err := d.watch(wctx, first); err != errCompacted {
 		t.Fatalf("watch from a compacted revision: %v, want errCompacted", err)
 	}
+}
+
+func TestPublishedEndpoint(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "b", 2)); err != nil { // no endpoint in the record
+		t.Fatal(err)
+	}
+	withEP := testPeer(t, "c", 3)
+	withEP.Endpoint = "198.18.0.3:51820"
+	if err := Put(ctx(t), cli, "/st/", withEP); err != nil {
+		t.Fatal(err)
+	}
+	var w watcher
+	watcherDir := startDir(t, m, "", &w)
+	endpointOf := func(id string) string {
+		for _, p := range watcherDir.Peers() {
+			if p.ID == id {
+				return p.Endpoint
+			}
+		}
+		return "(absent)"
+	}
+	// b publishes where it is; c tries to move its operator-set endpoint.
+	publisher := func(id, ep string) *Directory {
+		priv := handshake.PrivateKey{9, 9}
+		d, err := Start(Options{Endpoints: []string{m.ClientURL}, Prefix: "/st/", Key: MemoryKey(&priv),
+			AdvertiseID: id, AdvertiseEndpoint: ep, LeaseTTL: 2 * time.Second, MinBackoff: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	pb := publisher("b", "198.18.0.2:4242")
+	publisher("c", "198.18.0.99:1")
+	waitFor(t, 5*time.Second, "b's published endpoint", func() bool { return endpointOf("b") == "198.18.0.2:4242" })
+	resp, err := cli.Get(ctx(t), EndpointKey("/st/", "c"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("c's endpoint not published: %v", err)
+	}
+	if got := endpointOf("c"); got != "198.18.0.3:51820" {
+		t.Fatalf("a published endpoint overrode the record's: %q", got)
+	}
+	// A host's key and allowed IPs are never what it published.
+	resp, _ = cli.Get(ctx(t), EndpointKey("/st/", "b"))
+	if strings.Contains(string(resp.Kvs[0].Value), "public_key") || strings.Contains(string(resp.Kvs[0].Value), "allowed") {
+		t.Fatalf("published value holds more than an endpoint: %s", resp.Kvs[0].Value)
+	}
+	// A malformed published endpoint is skipped and counted.
+	if _, err := cli.Put(ctx(t), EndpointKey("/st/", "zz"), `{"version":1,"endpoint":"nope"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the malformed endpoint counted", func() bool { return watcherDir.State().Malformed == 1 })
+	// Closing the publisher revokes its lease: b's endpoint goes at once.
+	pb.Close()
+	waitFor(t, 2*time.Second, "b's endpoint gone with its host", func() bool { return endpointOf("b") == "" })
 }

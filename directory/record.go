@@ -117,3 +117,35 @@ func EncodeRecord(p conf.Peer) ([]byte, error) {
 	}
 	return json.Marshal(r)
 }
+
+// EndpointRecord is what a host publishes about itself at
+// PREFIX + "endpoints/" + ID, bound to a lease so it disappears with the
+// host. It carries only an endpoint: a host never writes its own key or
+// allowed IPs. An operator's record with an endpoint takes precedence.
+type EndpointRecord struct {
+	Version  int    `json:"version"`
+	Endpoint string `json:"endpoint"`
+}
+
+// EndpointKey is the etcd key of id's published endpoint.
+func EndpointKey(prefix, id string) string { return prefix + EndpointsDir + id }
+
+// ParseEndpointRecord reads a published endpoint, as strictly as a record.
+func ParseEndpointRecord(data []byte) (string, error) {
+	if len(data) > MaxRecordSize {
+		return "", fmt.Errorf("endpoint record is %d bytes; at most %d", len(data), MaxRecordSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r EndpointRecord
+	if err := dec.Decode(&r); err != nil || dec.More() {
+		return "", fmt.Errorf("endpoint record is not the JSON of format version %d", RecordVersion)
+	}
+	if r.Version != RecordVersion {
+		return "", fmt.Errorf("endpoint record version %d is not %d", r.Version, RecordVersion)
+	}
+	if err := conf.CheckEndpoint(r.Endpoint); err != nil {
+		return "", fmt.Errorf("endpoint %q: %v", r.Endpoint, err)
+	}
+	return r.Endpoint, nil
+}

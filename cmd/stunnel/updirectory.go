@@ -59,6 +59,7 @@ func startDirectory(cfg *conf.Config, log *slog.Logger) (*dirSync, error) {
 		Endpoints: dc.Endpoints, Prefix: dc.Prefix, TLS: tlsCfg,
 		CacheFile: dc.CacheFile, Key: directory.MemoryKey(&s.priv),
 		Logger: log, OnChange: s.onChange,
+		AdvertiseID: cfg.Interface.PeerID, AdvertiseEndpoint: dc.AdvertiseEndpoint,
 	})
 	if err != nil {
 		return nil, err
