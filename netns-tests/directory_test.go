@@ -69,9 +69,19 @@ func (f *etcdFleet) section() string {
 // operator's host (its config names the directory).
 func (f *etcdFleet) put(t *testing.T, operator, n *node) {
 	t.Helper()
-	out, err := netns.Run(operator.ns, stunnelBin, "directory", "put", "-c", operator.cfgPath,
-		"-id", n.ID, "-public-key", n.pub(), "-allowed-ips", n.Address[0][:strings.IndexByte(n.Address[0], '/')]+"/32",
-		"-endpoint", n.endpoint())
+	f.putRecord(t, operator, n, true)
+}
+
+// putRecord is put, with or without the endpoint in the record (without: the
+// host publishes its own, advertise_endpoint).
+func (f *etcdFleet) putRecord(t *testing.T, operator, n *node, withEndpoint bool) {
+	t.Helper()
+	args := []string{"directory", "put", "-c", operator.cfgPath,
+		"-id", n.ID, "-public-key", n.pub(), "-allowed-ips", n.Address[0][:strings.IndexByte(n.Address[0], '/')] + "/32"}
+	if withEndpoint {
+		args = append(args, "-endpoint", n.endpoint())
+	}
+	out, err := netns.Run(operator.ns, stunnelBin, args...)
 	if err != nil {
 		t.Fatalf("directory put %s: %v\n%s", n.ID, err, out)
 	}
@@ -257,12 +267,18 @@ func TestDirectoryDaemon(t *testing.T) {
 	before := a.waitSession(b.ID, sessionWait)
 
 	// Add c, change c's key, remove c, all while a transfer to b is paused
-	// half way: b's session and the transfer must not notice.
+	// half way: b's session and the transfer must not notice. c's record
+	// has no endpoint: c publishes its own under a lease.
+	c.Extra += fmt.Sprintf("advertise_endpoint = %q\n", c.endpoint())
+	c.writeConfig()
 	stream := startPausedStream(t, a.ns, b.ns, overlayOf(b), 8<<20, 4<<20)
-	fleet.put(t, b, c)
+	fleet.putRecord(t, b, c, false)
 	c.start()
 	pingUntil(t, a.ns, overlayOf(c), sessionWait)
 	firstC := a.waitSession(c.ID, sessionWait)
+	if !strings.Contains(c.log(), "published this host's endpoint") {
+		t.Error("c did not publish its endpoint")
+	}
 	c.stop()
 	c.Key = newKeyPair(t) // c's key is replaced: a new record, a new peer
 	c.writeConfig()
