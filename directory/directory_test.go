@@ -395,3 +395,14 @@ func TestPublishedEndpoint(t *testing.T) {
 	pb.Close()
 	waitFor(t, 2*time.Second, "b's endpoint gone with its host", func() bool { return endpointOf("b") == "" })
 }
+
+func FuzzParseEndpointRecord(f *testing.F) {
+	f.Add([]byte(`{"version":1,"endpoint":"198.18.0.2:51820"}`))
+	f.Add([]byte(`{"version":1,"endpoint":"[fd00::1]:1"} x`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ep, err := ParseEndpointRecord(data)
+		if err == nil && conf.CheckEndpoint(ep) != nil {
+			t.Fatalf("accepted an invalid endpoint %q", ep)
+		}
+	})
+}

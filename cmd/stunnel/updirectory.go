@@ -129,7 +129,14 @@ func (s *dirSync) mergeLocked(file *conf.Config) *conf.Config {
 }
 
 // fileApplied records the file's config after a successful SIGHUP reload.
-func (s *dirSync) fileAppliedLocked(file *conf.Config) { s.file = file }
+// A changed [directory] is not applied to the running watcher (etcd
+// endpoints, prefix and credentials are fixed at start); say so.
+func (s *dirSync) fileAppliedLocked(file *conf.Config) {
+	if !reflect.DeepEqual(file.Directory, s.file.Directory) {
+		s.log.Warn("reload: [directory] changes take effect at the next restart")
+	}
+	s.file = file
+}
 
 func (s *dirSync) onChange(peers []conf.Peer) {
 	s.mu.Lock()
