@@ -32,7 +32,7 @@ type Directory struct {
 	// AdvertiseEndpoint, when set, is published under a lease at
 	// PREFIX endpoints/PEER_ID for peers whose record has no endpoint.
 	AdvertiseEndpoint string
-	Line      int    // line of the [directory] header
+	Line              int // line of the [directory] header
 }
 
 func (p *parser) directory(t table, in *Interface) *Directory {
