@@ -46,6 +46,7 @@ type Config struct {
 	Control   Control // [control]: conf/control.go
 	Metrics   Metrics // [metrics]: conf/metrics.go
 	Tickets   Tickets // [tickets]: conf/tickets.go
+	Directory *Directory // nil without [directory]
 }
 
 // Interface is the [interface] table: this host.

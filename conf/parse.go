@@ -13,7 +13,7 @@ import (
 
 // The keys each table may hold. Anything else is an error, never ignored.
 var (
-	topKeys       = []string{"interface", "session", "peer", "control", "metrics", "tickets"}
+	topKeys       = []string{"interface", "session", "peer", "control", "metrics", "tickets", "directory"}
 	interfaceKeys = []string{"name", "peer_id", "private_key", "private_key_file", "listen_port", "address", "mtu", "log_level", "state_file"}
 	sessionKeys   = []string{"rekey_after", "reject_after", "rekey_after_messages", "replay_window", "keepalive", "cipher"}
 	peerKeys      = []string{"id", "public_key", "preshared_key", "preshared_key_file", "endpoint", "allowed_ips", "persistent_keepalive"}
@@ -99,6 +99,9 @@ func (p *parser) config(raw map[string]any) *Config {
 	if t, ok := p.subTable(root, "metrics"); ok {
 		p.metrics(t, &c.Metrics)
 	}
+	if t, ok := p.subTable(root, "directory"); ok {
+		c.Directory = p.directory(t, &c.Interface)
+	}
 	for _, t := range p.peerTables(root) {
 		c.Peers = append(c.Peers, p.peer(t))
 	}
@@ -136,6 +139,8 @@ func allowedFor(table string) []string {
 		return metricsKeys
 	case "tickets":
 		return ticketsKeys
+	case "directory":
+		return directoryKeys
 	}
 	return peerKeys
 }

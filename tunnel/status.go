@@ -22,6 +22,8 @@ type Status struct {
 	ResumptionsRefused map[string]uint64 `json:"resumptions_refused,omitempty"`
 	// TicketKeys is the session-ticket key ring, empty when resumption is off.
 	TicketKeys []TicketKeyStatus `json:"ticket_keys,omitempty"`
+	// Directory is the etcd peer directory's state; absent without [directory].
+	Directory *DirectoryStatus `json:"directory,omitempty"`
 }
 
 // PeerStatus is one configured peer.

@@ -26,7 +26,7 @@ func controlGroups(c conf.Control) control.Groups {
 //
 // StateSave and the ticket commands stay nil (501 "not available in this
 // build yet") until the state file and session tickets are wired in here.
-func controlHandlers(d *tunnel.Device, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{},
+func controlHandlers(d *tunnel.Device, ds *dirSync, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{},
 	cfg *conf.Config, key handshake.StaticKey, ring *tickets.Ring, log *slog.Logger) control.Handlers {
 	list, add, retire := ticketHandlers(ring, cfg)
 	return control.Handlers{

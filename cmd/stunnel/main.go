@@ -27,6 +27,7 @@ var commands = []command{
 	{"check", "check -c FILE          validate a config without touching the system", cmdCheck},
 	{"up", "up -c FILE             run the tunnel in the foreground (SIGHUP reloads)", cmdUp},
 	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},
+	{"directory", "directory put|delete|list -c FILE  peer records in the etcd directory", cmdDirectory},
 	{"demo", "demo                   two namespaced hosts, a tunnel, ping and throughput (root)", cmdDemo},
 	{"version", "version                version, Go version and build features", cmdVersion},
 	{"rekey", "rekey [-c FILE | -i NAME] PEER       new handshake with PEER now (operate role)", cmdRekey},

@@ -145,6 +145,9 @@ func writeStatus(w io.Writer, st *tunnel.Status, now time.Time) {
 	fmt.Fprintf(w, "  peer id: %s\n", st.PeerID)
 	fmt.Fprintf(w, "  public key: %s\n", st.PublicKey)
 	fmt.Fprintf(w, "  listening port: %d\n", st.ListenPort)
+	if d := st.Directory; d != nil {
+		writeDirectory(w, d, now)
+	}
 	for i := range st.Peers {
 		p := &st.Peers[i]
 		fmt.Fprintf(w, "\npeer: %s\n", p.ID)

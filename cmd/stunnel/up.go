@@ -96,6 +96,15 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	ds, err := startDirectory(cfg, key, log)
+	if err != nil {
+		return fmt.Errorf("%s: [directory]: %w", name, err)
+	}
+	if ds != nil {
+		defer ds.Close()
+		cfg = ds.initial()
+	}
+
 	cfg.Interface.MTU = chooseMTU(cfg, log)
 	dev, err := tundev.Create(name, cfg.Interface.MTU)
 	if err != nil {
@@ -144,6 +153,10 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			log.Error("sessions not saved: the next start handshakes anew", "err", serr.Error())
 		}
 	}()
+	if ds != nil {
+		ds.attach(d, link)
+		defer ds.Close() // before the device closes: no directory apply on a closed device
+	}
 
 	// Control-socket reloads run here, on the loop below, like SIGHUP:
 	// one reload at a time, and cfg has one owner.
@@ -153,7 +166,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),
-		Handlers: controlHandlers(d, metricsHandler, reloads, stopping, cfg, key, ring, log),
+		Handlers: controlHandlers(d, ds, metricsHandler, reloads, stopping, cfg, key, ring, log),
 		Audit:    log,
 	})
 	if err != nil {
@@ -186,13 +199,13 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg, _ = reload(cfg, d, link, bind, res, log, level)
+			cfg, _ = reload(cfg, d, link, bind, res, log, level, ds)
 			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 		case reply := <-reloads:
 			_ = sdNotify("RELOADING=1")
 			var rerr error
-			cfg, rerr = reload(cfg, d, link, bind, res, log, level)
+			cfg, rerr = reload(cfg, d, link, bind, res, log, level, ds)
 			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 			reply <- rerr
@@ -202,15 +215,23 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 
 // reload applies the file's current contents, or logs why not and returns
 // the running configuration unchanged, with the reason (for `stunnel reload`).
-func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger, level *slog.LevelVar) (*conf.Config, error) {
+func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger, level *slog.LevelVar, ds *dirSync) (*conf.Config, error) {
 	cfg, err := conf.Load(running.Path)
 	if err != nil {
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
 		return running, reloadProblem(err)
 	}
+	file := cfg
+	if ds != nil {
+		defer ds.lock()()
+		cfg = ds.mergeLocked(file) // the file's peers plus the directory's
+	}
 	if err := d.Reload(cfg); err != nil {
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)
+	}
+	if ds != nil {
+		ds.fileAppliedLocked(file)
 	}
 	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"stunnel/conf"
+	"stunnel/directory"
+	"stunnel/handshake"
+	"stunnel/tunnel"
+	"stunnel/tunnel/netcfg"
+)
+
+// directoryWait bounds how long `up` waits for etcd's first answer before
+// starting with what it has (the disk cache, or the file's peers alone).
+const directoryWait = 3 * time.Second
+
+// dirSync joins the etcd directory to a running device: each change in the
+// directory becomes a reload of the file's peers plus the directory's,
+// through the same Device.Reload and route update as SIGHUP, so unchanged
+// peers keep their sessions and a changed key makes a new peer.
+type dirSync struct {
+	dir *directory.Directory
+	log *slog.Logger
+
+	// mu serializes applies (directory changes and SIGHUP reloads), so the
+	// device and the routes always reflect one (file, directory) pair.
+	mu       sync.Mutex
+	file     *conf.Config    // the file's config last applied (or about to be, at start)
+	peers    []conf.Peer     // the directory's newest valid records
+	dev      *tunnel.Device  // nil until attached, and again after detach
+	link     *netcfg.Link    //
+	reported map[string]bool // skipped-record messages already logged
+	applied  int             // directory peers in the running set
+
+	priv      handshake.PrivateKey // seals the disk cache; zeroed at Close
+	closeOnce sync.Once
+}
+
+// startDirectory starts the directory of cfg's [directory] (nil, nil when
+// there is none) and waits up to directoryWait for etcd's first answer.
+func startDirectory(cfg *conf.Config, token handshake.StaticKey, log *slog.Logger) (*dirSync, error) {
+	dc := cfg.Directory
+	if dc == nil {
+		return nil, nil
+	}
+	tlsCfg, err := directory.TLSConfig(dc)
+	if err != nil {
+		return nil, err
+	}
+	s := &dirSync{log: log, file: cfg, reported: map[string]bool{}}
+	var key directory.StaticKey = token // a token key seals the cache through the token
+	if token == nil {
+		s.priv = cfg.Interface.PrivateKey // a copy this owns and zeroes
+		key = directory.MemoryKey(&s.priv)
+	}
+	s.dir, err = directory.Start(directory.Options{
+		Endpoints: dc.Endpoints, Prefix: dc.Prefix, TLS: tlsCfg,
+		CacheFile: dc.CacheFile, Key: key,
+		Logger: log, OnChange: s.onChange,
+		AdvertiseID: cfg.Interface.PeerID, AdvertiseEndpoint: dc.AdvertiseEndpoint,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !s.dir.WaitSynced(directoryWait) {
+		st := s.dir.State()
+		log.Warn("directory: etcd did not answer at start; starting with the disk cache and the file's peers",
+			"source", st.Source, "directory_peers", st.Peers, "err", st.LastError)
+	}
+	return s, nil
+}
+
+// initial is the merged config to start the device with.
+func (s *dirSync) initial() *conf.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peers = s.dir.Peers()
+	return s.mergeLocked(s.file)
+}
+
+// attach starts applying directory changes to dev and link; one apply runs
+// at once, catching up on changes that came while the device was built.
+func (s *dirSync) attach(dev *tunnel.Device, link *netcfg.Link) {
+	s.mu.Lock()
+	s.dev, s.link = dev, link
+	started := s.peers
+	s.mu.Unlock()
+	if now := s.dir.Peers(); !reflect.DeepEqual(now, started) {
+		s.onChange(now)
+	}
+}
+
+// Close stops the directory; no apply runs after it returns. Safe to call
+// more than once.
+func (s *dirSync) Close() {
+	s.closeOnce.Do(func() {
+		s.dir.Close()
+		s.mu.Lock()
+		s.dev, s.link = nil, nil
+		s.mu.Unlock()
+		s.priv.Zero()
+	})
+}
+
+// lock is for the SIGHUP reload: hold it across merge, Reload and the route
+// update; it returns the unlock.
+func (s *dirSync) lock() func() {
+	s.mu.Lock()
+	return s.mu.Unlock
+}
+
+// mergeLocked is file's peers plus the directory's that fit; the rest are
+// logged once each (again only if they go away and come back).
+func (s *dirSync) mergeLocked(file *conf.Config) *conf.Config {
+	merged, skipped := conf.MergePeers(file, s.peers)
+	seen := make(map[string]bool, len(skipped))
+	for _, err := range skipped {
+		msg := err.Error()
+		seen[msg] = true
+		if !s.reported[msg] {
+			s.log.Error("directory: record not used", "problem", msg)
+		}
+	}
+	s.reported = seen
+	s.applied = len(merged.Peers) - len(file.Peers)
+	return merged
+}
+
+// fileApplied records the file's config after a successful SIGHUP reload.
+// A changed [directory] is not applied to the running watcher (etcd
+// endpoints, prefix and credentials are fixed at start); say so.
+func (s *dirSync) fileAppliedLocked(file *conf.Config) {
+	if !reflect.DeepEqual(file.Directory, s.file.Directory) {
+		s.log.Warn("reload: [directory] changes take effect at the next restart")
+	}
+	s.file = file
+}
+
+func (s *dirSync) onChange(peers []conf.Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peers = peers
+	if s.dev == nil {
+		return
+	}
+	start := time.Now()
+	cfg := s.mergeLocked(s.file)
+	if err := s.dev.Reload(cfg); err != nil {
+		s.log.Error("directory: applying the change failed; keeping the running peers", "err", err.Error())
+		return
+	}
+	if s.link == nil {
+		return // in-process tests run without a kernel device
+	}
+	if err := s.link.SetRoutes(mainRoutes(cfg)); err != nil {
+		s.log.Error("directory: updating routes failed", "err", err.Error())
+	}
+	s.log.Debug("directory: change applied", "peers", len(cfg.Peers), "took", time.Since(start).String())
+}
+
+// status is the directory's part of `show`.
+func (s *dirSync) status() *tunnel.DirectoryStatus {
+	st := s.dir.State()
+	s.mu.Lock()
+	applied := s.applied
+	s.mu.Unlock()
+	return &tunnel.DirectoryStatus{
+		State: st.State, Source: st.Source, Revision: st.Revision, LastSync: st.LastSync,
+		Peers: st.Peers, Applied: applied, Malformed: st.Malformed, MalformedTotal: st.MalformedTotal,
+		LastError: st.LastError,
+	}
+}
+
+func writeDirectory(w io.Writer, d *tunnel.DirectoryStatus, now time.Time) {
+	sync := "never"
+	if !d.LastSync.IsZero() {
+		sync = ago(now.Sub(d.LastSync))
+	}
+	fmt.Fprintf(w, "  directory: %s (from %s), revision %d, last sync %s, %d records, %d in use, %d malformed\n",
+		d.State, orNone(d.Source), d.Revision, sync, d.Peers, d.Applied, d.Malformed)
+	if d.LastError != "" && d.State != "connected" {
+		fmt.Fprintf(w, "  directory error: %s\n", d.LastError)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing yet"
+	}
+	return s
+}
+
+// statusJSON is the control socket's status reply: the device's, plus the
+// directory's state when there is one.
+func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
+	st := d.Status()
+	if ds != nil {
+		st.Directory = ds.status()
+	}
+	return json.Marshal(st)
+}

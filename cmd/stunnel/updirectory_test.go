@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/tunnel"
+)
+
+// A record clashing with the file is reported once, with the file's line,
+// not on every directory update; it is reported again if it goes away and
+// comes back.
+func TestDirectoryConflictsReportedOnce(t *testing.T) {
+	var logs bytes.Buffer
+	k := func() handshake.PublicKey { p, _ := handshake.GeneratePrivateKey(nil); return p.PublicKey() }
+	own, _ := handshake.GeneratePrivateKey(nil)
+	file := &conf.Config{Path: "/etc/stunnel/st0.toml",
+		Interface: conf.Interface{PeerID: "a", PublicKey: own.PublicKey(), Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}},
+		Peers:     []conf.Peer{{ID: "b", PublicKey: k(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")}, Line: 12}}}
+	s := &dirSync{log: slog.New(slog.NewTextHandler(&logs, nil)), file: file, reported: map[string]bool{}}
+	dup := conf.Peer{ID: "b", PublicKey: k(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.77.0.9/32")}}
+	c := conf.Peer{ID: "c", PublicKey: k(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.77.0.3/32")}}
+	self := conf.Peer{ID: "a", PublicKey: own.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/32")}}
+
+	for range 3 {
+		s.peers = []conf.Peer{self, dup, c}
+		m := s.mergeLocked(file)
+		if len(m.Peers) != 2 || m.Peers[1].ID != "c" || s.applied != 1 {
+			t.Fatalf("merged %+v, applied %d", m.Peers, s.applied)
+		}
+	}
+	if n := strings.Count(logs.String(), "st0.toml:12: peer id"); n != 1 {
+		t.Fatalf("conflict logged %d times, want once:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), `"a"`) {
+		t.Fatalf("this host's own record was reported:\n%s", logs.String())
+	}
+	s.peers = []conf.Peer{c}
+	s.mergeLocked(file)
+	s.peers = []conf.Peer{dup, c}
+	s.mergeLocked(file)
+	if n := strings.Count(logs.String(), "st0.toml:12: peer id"); n != 2 {
+		t.Fatalf("a conflict that came back logged %d times in all, want 2", n)
+	}
+}
+
+func TestShowDirectoryLine(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	writeStatus(&b, &tunnel.Status{Name: "st0", Directory: &tunnel.DirectoryStatus{State: "retrying", Source: "cache",
+		Revision: 42, LastSync: now.Add(-30 * time.Second), Peers: 7, Applied: 6, Malformed: 1, LastError: "listing: context deadline exceeded"}}, now)
+	out := b.String()
+	for _, want := range []string{"directory: retrying (from cache), revision 42, last sync 30 seconds ago, 7 records, 6 in use, 1 malformed",
+		"directory error: listing: context deadline exceeded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	writeStatus(&b, &tunnel.Status{Name: "st0"}, now)
+	if strings.Contains(b.String(), "directory") {
+		t.Errorf("show without a directory mentions one:\n%s", b.String())
+	}
+}

@@ -1,0 +1,151 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// directoryKeys are the keys of [directory]: where the etcd peer directory
+// lives and how to reach it.
+var directoryKeys = []string{"etcd_endpoints", "prefix", "ca_file", "cert_file", "key_file", "cache_file", "advertise_endpoint"}
+
+// DefaultDirectoryCacheDir holds each interface's sealed copy of the
+// directory (NAME.directory) when cache_file is not given.
+const DefaultDirectoryCacheDir = "/var/lib/stunnel"
+
+// Directory is the [directory] table: peers looked up by ID in etcd as well
+// as in [[peer]]. Paths are absolute (relative ones are resolved against the
+// config file's directory).
+type Directory struct {
+	Endpoints []string // etcd client URLs, http:// only on loopback
+	Prefix    string   // key prefix, ends in "/"; one key per peer ID below it
+	CAFile    string   // "" = system roots
+	CertFile  string   // client certificate; with KeyFile or neither
+	KeyFile   string
+	CacheFile string // sealed last-known directory, used at start when etcd is down
+	// AdvertiseEndpoint, when set, is published under a lease at
+	// PREFIX endpoints/PEER_ID for peers whose record has no endpoint.
+	AdvertiseEndpoint string
+	Line              int // line of the [directory] header
+}
+
+func (p *parser) directory(t table, in *Interface) *Directory {
+	d := &Directory{Line: t.line}
+	if list, line, ok := p.strList(t, "etcd_endpoints", "https://198.18.0.10:2379"); ok {
+		if len(list) == 0 {
+			p.addf(line, "etcd_endpoints is empty; give at least one etcd client URL")
+		}
+		for _, s := range list {
+			if err := CheckEtcdEndpoint(s); err != nil {
+				p.addf(line, "etcd_endpoints %q %v", s, err)
+				continue
+			}
+			d.Endpoints = append(d.Endpoints, s)
+		}
+	} else if _, present := t.m["etcd_endpoints"]; !present {
+		p.addf(t.line, "[directory] needs etcd_endpoints, e.g. [\"https://198.18.0.10:2379\"]")
+	}
+	if s, line, ok := p.str(t, "prefix"); ok {
+		if err := CheckDirectoryPrefix(s); err != nil {
+			p.addf(line, "prefix %q %v", s, err)
+		}
+		d.Prefix = s
+	} else if _, present := t.m["prefix"]; !present {
+		p.addf(t.line, "[directory] needs prefix, the etcd key prefix of this overlay, e.g. \"/stunnel/overlay1/\"")
+	}
+	file := func(key string, secret bool) string {
+		name, line, ok := p.str(t, key)
+		if !ok {
+			return ""
+		}
+		path := name
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(p.dir, path)
+		}
+		fi, err := os.Stat(path)
+		switch {
+		case err != nil:
+			p.addf(line, "%s: cannot use %s: %v", key, path, unwrapPathError(err))
+		case !fi.Mode().IsRegular():
+			p.addf(line, "%s: %s is not a regular file", key, path)
+		case secret && fi.Mode().Perm()&0o044 != 0:
+			p.addf(line, "%s: %s is readable by group or others (mode %04o); run: chmod 600 %s", key, path, fi.Mode().Perm(), path)
+		}
+		return path
+	}
+	d.CAFile = file("ca_file", false)
+	d.CertFile = file("cert_file", false)
+	d.KeyFile = file("key_file", true)
+	if (d.CertFile == "") != (d.KeyFile == "") {
+		p.addf(t.line, "[directory] needs cert_file and key_file together (a client certificate and its key), or neither")
+	}
+	if s, line, ok := p.str(t, "advertise_endpoint"); ok {
+		if err := checkEndpoint(s); err != nil {
+			p.addf(line, "advertise_endpoint %q: %v", s, err)
+		}
+		d.AdvertiseEndpoint = s
+	}
+	if name, line, ok := p.str(t, "cache_file"); ok {
+		if name == "" {
+			p.addf(line, "cache_file is empty; leave it out for %s/NAME.directory", DefaultDirectoryCacheDir)
+		}
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(p.dir, name)
+		}
+		d.CacheFile = name
+	} else if in.Name != "" {
+		d.CacheFile = filepath.Join(DefaultDirectoryCacheDir, in.Name+".directory")
+	}
+	return d
+}
+
+// CheckEtcdEndpoint accepts an etcd client URL: https://host:port, or
+// http://host:port only when host is a loopback address, because plain
+// HTTP would show the directory to, and let it be rewritten by, anyone on
+// the path.
+func CheckEtcdEndpoint(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return errors.New("is not a URL such as https://198.18.0.10:2379")
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must be scheme://host:port only, without user, path or query")
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || port == "" || host == "" {
+		return errors.New("needs a host and a port, e.g. https://198.18.0.10:2379")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if host == "localhost" {
+			return nil
+		}
+		if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() {
+			return nil
+		}
+		return errors.New("uses plain http to a non-loopback host; use https with ca_file (and cert_file/key_file)")
+	}
+	return fmt.Errorf("has scheme %q; use https (http only on loopback)", u.Scheme)
+}
+
+// CheckDirectoryPrefix: an absolute-looking key prefix ending in "/", so
+// "/a/" never matches the keys of "/ab/".
+func CheckDirectoryPrefix(s string) error {
+	switch {
+	case !strings.HasPrefix(s, "/"):
+		return errors.New("must start with \"/\", e.g. \"/stunnel/overlay1/\"")
+	case !strings.HasSuffix(s, "/") || s == "/":
+		return errors.New("must end with \"/\" and name a directory below the root, e.g. \"/stunnel/overlay1/\"")
+	case strings.ContainsAny(s, " \t\n\x00"):
+		return errors.New("must not contain spaces or control characters")
+	}
+	return nil
+}

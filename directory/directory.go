@@ -1,0 +1,451 @@
+package directory
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"stunnel/conf"
+)
+
+// Options configure a Directory.
+type Options struct {
+	Endpoints []string
+	Prefix    string
+	TLS       *tls.Config // nil: plain http (conf allows that on loopback only)
+	// CacheFile, when set with Key, is where the last good directory is
+	// sealed after each sync and read at start if etcd cannot be reached.
+	CacheFile string
+	Key       StaticKey
+	Logger    *slog.Logger
+	// OnChange receives the whole directory, sorted by ID, after each
+	// change; calls never overlap, and a burst of changes is coalesced into
+	// one call with the newest list. It must not keep the slice's backing
+	// array past the call's return.
+	OnChange func(peers []conf.Peer)
+	// Backoff bounds the wait between retries while etcd is away.
+	MinBackoff, MaxBackoff time.Duration
+	// AdvertiseID and AdvertiseEndpoint, when both set, publish this
+	// host's endpoint at PREFIX endpoints/ID under a lease of LeaseTTL
+	// (default 10 s), kept alive while the Directory runs and revoked at
+	// Close; etcd drops it by itself when the host dies.
+	AdvertiseID, AdvertiseEndpoint string
+	LeaseTTL                       time.Duration
+	// HealthInterval is how often a watching client checks that etcd still
+	// answers: a watch alone stays silent while the cluster is gone.
+	HealthInterval time.Duration
+}
+
+// State is what `stunnel show` prints about the directory.
+type State struct {
+	State          string    `json:"state"`    // "starting", "connected", "retrying"
+	Source         string    `json:"source"`   // "etcd", "cache" (disk, from an earlier run) or "" (nothing yet)
+	Revision       int64     `json:"revision"` // etcd revision the local copy reflects
+	LastSync       time.Time `json:"last_sync"`
+	Peers          int       `json:"peers"`           // valid records held
+	Malformed      int       `json:"malformed"`       // records skipped now
+	MalformedTotal uint64    `json:"malformed_total"` // records skipped since start, counted once per version of a key
+	LastError      string    `json:"last_error"`
+}
+
+// Directory is a local copy of one etcd prefix's peer records.
+type Directory struct {
+	opt    Options
+	log    *slog.Logger
+	cli    *clientv3.Client
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // cap 1: the copy changed, OnChange is due
+	save   chan struct{} // cap 1: the copy changed, the disk cache is due
+	synced chan struct{} // closed at the first successful list
+	once   sync.Once
+
+	// mu guards the fields below; held briefly, never across network I/O.
+	mu        sync.Mutex
+	peers     map[string]conf.Peer // by ID: the valid records
+	raw       map[string][]byte    // by ID: every record's bytes, for the disk cache
+	malformed map[string]string    // key -> why, for records skipped now
+	endpoints map[string]string    // by ID: endpoints hosts published under a lease
+	state     State
+
+	malformedTotal atomic.Uint64
+}
+
+// Start loads the disk cache (if any), connects to etcd and begins the
+// list-and-watch loop in the background. It fails only on options that can
+// never work; etcd being down is not an error (the loop retries).
+func Start(opt Options) (*Directory, error) {
+	if len(opt.Endpoints) == 0 || opt.Prefix == "" {
+		return nil, errors.New("directory: needs etcd endpoints and a prefix")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = 200 * time.Millisecond
+	}
+	if opt.MaxBackoff < opt.MinBackoff {
+		opt.MaxBackoff = max(opt.MinBackoff, 10*time.Second)
+	}
+	if opt.HealthInterval <= 0 {
+		opt.HealthInterval = 2 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            opt.Endpoints,
+		TLS:                  opt.TLS,
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		AutoSyncInterval:     0,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory: etcd client for %v: %w", opt.Endpoints, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Directory{
+		opt: opt, log: opt.Logger.With("directory", opt.Prefix), cli: cli, cancel: cancel,
+		kick:      make(chan struct{}, 1),
+		save:      make(chan struct{}, 1),
+		synced:    make(chan struct{}),
+		peers:     map[string]conf.Peer{},
+		raw:       map[string][]byte{},
+		malformed: map[string]string{},
+		endpoints: map[string]string{},
+		state:     State{State: "starting"},
+	}
+	d.loadDiskCache()
+	if opt.AdvertiseID != "" && opt.AdvertiseEndpoint != "" {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.publish(ctx) }()
+	}
+	d.wg.Add(3)
+	go func() { defer d.wg.Done(); d.notifier(ctx) }()
+	go func() { defer d.wg.Done(); d.saver(ctx) }()
+	go func() { defer d.wg.Done(); d.run(ctx) }()
+	return d, nil
+}
+
+// WaitSynced waits up to timeout for the first successful list from etcd
+// and says whether it came.
+func (d *Directory) WaitSynced(timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-d.synced:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Close stops the watcher and the notifier and closes the etcd client. No
+// OnChange call runs after it returns.
+func (d *Directory) Close() error {
+	d.cancel()
+	d.wg.Wait()
+	return d.cli.Close()
+}
+
+// Peers is the current valid directory, sorted by ID. Local only: it never
+// waits for etcd.
+func (d *Directory) Peers() []conf.Peer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]conf.Peer, 0, len(d.peers))
+	for id, p := range d.peers {
+		if p.Endpoint == "" {
+			p.Endpoint = d.endpoints[id] // published by the host itself, if at all
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b conf.Peer) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// State reports the connection state, revision and counts.
+func (d *Directory) State() State {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.state
+	s.Peers = len(d.peers)
+	s.Malformed = len(d.malformed)
+	s.MalformedTotal = d.malformedTotal.Load()
+	return s
+}
+
+func (d *Directory) loadDiskCache() {
+	if d.opt.CacheFile == "" || d.opt.Key == nil {
+		return
+	}
+	snap, err := loadCache(d.opt.CacheFile, d.opt.Key, d.opt.Prefix)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("directory: not using the disk cache", "file", d.opt.CacheFile, "err", err.Error())
+		}
+		return
+	}
+	d.mu.Lock()
+	for id, b := range snap.Records {
+		d.setLocked(d.opt.Prefix+PeersDir+id, id, b, snap.Revision)
+	}
+	d.state.Source, d.state.Revision = "cache", snap.Revision
+	d.mu.Unlock()
+	d.log.Info("directory: loaded the disk cache until etcd answers", "file", d.opt.CacheFile, "revision", snap.Revision, "peers", len(snap.Records))
+	d.changed()
+}
+
+// setLocked stores one record (d.mu held): valid ones join peers, others
+// are skipped, counted and logged with their key once per version.
+func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
+	d.raw[id] = value
+	p, err := ParseRecord(id, value)
+	if err != nil {
+		delete(d.peers, id)
+		msg := err.Error()
+		if d.malformed[key] != msg {
+			d.malformedTotal.Add(1)
+			d.log.Warn("directory: skipping malformed record", "key", key, "mod_revision", modRev, "err", msg)
+		}
+		d.malformed[key] = msg
+		return
+	}
+	delete(d.malformed, key)
+	d.peers[id] = p
+}
+
+// putLocked dispatches one key of the prefix: a record, a published
+// endpoint, or something else (ignored).
+func (d *Directory) putLocked(key string, value []byte, modRev int64) {
+	if id, ok := PeerIDFromKey(d.opt.Prefix, key); ok {
+		d.setLocked(key, id, value, modRev)
+		return
+	}
+	id, ok := strings.CutPrefix(key, d.opt.Prefix+EndpointsDir)
+	if !ok || id == "" {
+		return
+	}
+	ep, err := ParseEndpointRecord(value)
+	if err != nil {
+		delete(d.endpoints, id)
+		if d.malformed[key] != err.Error() {
+			d.malformedTotal.Add(1)
+			d.log.Warn("directory: skipping malformed published endpoint", "key", key, "mod_revision", modRev, "err", err.Error())
+		}
+		d.malformed[key] = err.Error()
+		return
+	}
+	delete(d.malformed, key)
+	d.endpoints[id] = ep
+}
+
+func (d *Directory) deleteLocked(key, id string) {
+	delete(d.raw, id)
+	delete(d.peers, id)
+	delete(d.malformed, key)
+}
+
+// changed asks the notifier for an OnChange call; a pending one absorbs it.
+func (d *Directory) changed() {
+	for _, c := range []chan struct{}{d.kick, d.save} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (d *Directory) notifier(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.kick:
+			if d.opt.OnChange != nil {
+				d.opt.OnChange(d.Peers())
+			}
+		}
+	}
+}
+
+// saver writes the disk cache, coalesced like OnChange (a burst of puts
+// costs one write) and apart from it, so a slow disk never delays a change
+// reaching the data plane.
+func (d *Directory) saver(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.save:
+			d.saveDiskCache()
+		}
+	}
+}
+
+func (d *Directory) setState(state, lastErr string) {
+	d.mu.Lock()
+	d.state.State, d.state.LastError = state, lastErr
+	d.mu.Unlock()
+}
+
+// run lists and watches until ctx ends, retrying with capped exponential
+// backoff while etcd is away or the watch breaks.
+func (d *Directory) run(ctx context.Context) {
+	backoff := d.opt.MinBackoff
+	for ctx.Err() == nil {
+		synced, err := d.listAndWatch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if synced {
+			backoff = d.opt.MinBackoff
+		}
+		if errors.Is(err, errCompacted) {
+			d.log.Info("directory: watch revision compacted; listing again")
+			continue
+		}
+		d.setState("retrying", err.Error())
+		d.log.Warn("directory: etcd unreachable or watch broken; keeping the local copy and retrying",
+			"endpoints", d.opt.Endpoints, "retry_in", backoff.String(), "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, d.opt.MaxBackoff)
+	}
+}
+
+var errCompacted = errors.New("watch revision compacted; listing again")
+
+// listAndWatch reads the prefix at one revision, replaces the local copy
+// with it, then applies watch events from the next revision on. It returns
+// when the watch breaks (compaction, cancellation, lost leader) or the
+// health check fails; synced says whether the list succeeded.
+func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
+	prefix := d.opt.Prefix
+	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := d.cli.Get(gctx, prefix, clientv3.WithPrefix())
+	gcancel()
+	if err != nil {
+		return false, fmt.Errorf("listing %s: %w", prefix, err)
+	}
+	rev := resp.Header.Revision
+	d.mu.Lock()
+	d.peers, d.raw, d.malformed = map[string]conf.Peer{}, map[string][]byte{}, map[string]string{}
+	d.endpoints = map[string]string{}
+	for _, kv := range resp.Kvs {
+		d.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
+	}
+	d.state = State{State: "connected", Source: "etcd", Revision: rev, LastSync: time.Now()}
+	n := len(d.peers)
+	d.mu.Unlock()
+	d.log.Info("directory: synced with etcd", "revision", rev, "peers", n)
+	d.changed()
+	d.once.Do(func() { close(d.synced) })
+
+	return true, d.watch(ctx, rev+1)
+}
+
+// watch applies events from revision from on until the watch breaks or the
+// health check fails. A compacted revision returns errCompacted: the
+// caller lists again, which is the only way to learn what was compacted
+// away.
+func (d *Directory) watch(ctx context.Context, from int64) error {
+	prefix := d.opt.Prefix
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+	health := time.NewTicker(d.opt.HealthInterval)
+	defer health.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-health.C:
+			if err := d.healthy(ctx); err != nil {
+				return err
+			}
+		case wr, ok := <-wch:
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if wr.CompactRevision != 0 {
+				return errCompacted
+			}
+			if err := wr.Err(); err != nil {
+				return fmt.Errorf("watch: %w", err)
+			}
+			if len(wr.Events) == 0 {
+				continue // progress notification
+			}
+			d.apply(wr)
+		}
+	}
+}
+
+func (d *Directory) apply(wr clientv3.WatchResponse) {
+	d.mu.Lock()
+	for _, ev := range wr.Events {
+		key := string(ev.Kv.Key)
+		switch ev.Type {
+		case clientv3.EventTypePut:
+			d.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision)
+		case clientv3.EventTypeDelete:
+			if id, ok := PeerIDFromKey(d.opt.Prefix, key); ok {
+				d.deleteLocked(key, id)
+			} else if id, ok := strings.CutPrefix(key, d.opt.Prefix+EndpointsDir); ok {
+				delete(d.endpoints, id)
+				delete(d.malformed, key)
+			}
+		}
+	}
+	d.state.Revision = wr.Header.Revision
+	d.state.LastSync = time.Now()
+	d.mu.Unlock()
+	d.changed()
+}
+
+// healthy is a linearizable read of one key: it needs a quorum, so it
+// fails when the cluster (or our way to it) is gone.
+func (d *Directory) healthy(ctx context.Context) error {
+	hctx, cancel := context.WithTimeout(ctx, d.opt.HealthInterval)
+	defer cancel()
+	if _, err := d.cli.Get(hctx, d.opt.Prefix+"health", clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	d.mu.Lock()
+	d.state.LastSync = time.Now()
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Directory) saveDiskCache() {
+	if d.opt.CacheFile == "" || d.opt.Key == nil {
+		return
+	}
+	d.mu.Lock()
+	if d.state.Source != "etcd" {
+		d.mu.Unlock()
+		return // nothing newer than the file itself
+	}
+	snap := &snapshot{Prefix: d.opt.Prefix, Revision: d.state.Revision, Records: make(map[string][]byte, len(d.raw))}
+	for id, b := range d.raw {
+		snap.Records[id] = b
+	}
+	d.mu.Unlock()
+	if err := saveCache(d.opt.CacheFile, d.opt.Key, snap); err != nil {
+		d.log.Warn("directory: cannot save the disk cache", "err", err.Error())
+	}
+}

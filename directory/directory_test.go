@@ -1,0 +1,408 @@
+package directory
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/internal/etcdtest"
+)
+
+func testPeer(t testing.TB, id string, n int) conf.Peer {
+	t.Helper()
+	k, err := handshake.GeneratePrivateKey(bytes.NewReader(bytes.Repeat([]byte{byte(n), byte(n >> 8), 7}, 11)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf.Peer{
+		ID:         id,
+		PublicKey:  k.PublicKey(),
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(n >> 8), byte(n)}), 32)},
+	}
+}
+
+// watcher records OnChange calls.
+type watcher struct {
+	mu    sync.Mutex
+	last  []conf.Peer
+	calls int
+}
+
+func (w *watcher) onChange(ps []conf.Peer) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last = append([]conf.Peer(nil), ps...)
+	w.calls++
+}
+
+func (w *watcher) ids() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := ""
+	for _, p := range w.last {
+		s += p.ID + ","
+	}
+	return s
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func client(t testing.TB, m *etcdtest.Member) *clientv3.Client {
+	cli, err := Dial([]string{m.ClientURL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func startDir(t testing.TB, m *etcdtest.Member, cache string, w *watcher) *Directory {
+	t.Helper()
+	priv := handshake.PrivateKey{1, 2, 3}
+	d, err := Start(Options{
+		Endpoints: []string{m.ClientURL}, Prefix: "/st/", CacheFile: cache, Key: MemoryKey(&priv),
+		OnChange: w.onChange, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		HealthInterval: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestPutListDeleteAndWatch(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "b", 2)); err != nil {
+		t.Fatal(err)
+	}
+	var w watcher
+	d := startDir(t, m, "", &w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "b," })
+
+	// Add, change, remove through the watch.
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "c", 3)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "c added", func() bool { return w.ids() == "b,c," })
+	changed := testPeer(t, "c", 99)
+	changed.AllowedIPs = testPeer(t, "c", 3).AllowedIPs
+	if err := Put(ctx(t), cli, "/st/", changed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "c's key changed", func() bool {
+		for _, p := range d.Peers() {
+			if p.ID == "c" {
+				return p.PublicKey == changed.PublicKey
+			}
+		}
+		return false
+	})
+	entries, rev, err := List(ctx(t), cli, "/st/")
+	if err != nil || len(entries) != 2 || entries[0].ID != "b" || entries[1].Err != nil || rev == 0 {
+		t.Fatalf("List = %+v, %d, %v", entries, rev, err)
+	}
+	if err := Delete(ctx(t), cli, "/st/", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Delete(ctx(t), cli, "/st/", "b"); err != ErrNoRecord {
+		t.Fatalf("deleting an absent record: %v, want ErrNoRecord", err)
+	}
+	waitFor(t, 2*time.Second, "b removed", func() bool { return w.ids() == "c," })
+	st := d.State()
+	if st.State != "connected" || st.Source != "etcd" || st.Revision < rev || st.Peers != 1 {
+		t.Fatalf("state %+v", st)
+	}
+	// Keys outside peers/ and endpoints/, or outside the prefix, are not records.
+	if _, err := cli.Put(ctx(t), "/st/other/c", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx(t), "/stx/peers/z", "x"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // nothing to wait for: asserting an absence
+	if got := w.ids(); got != "c," || d.State().Malformed != 0 {
+		t.Fatalf("after foreign keys: %q %+v", got, d.State())
+	}
+}
+
+func TestMalformedRecordsSkipped(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	good := testPeer(t, "good", 1)
+	if err := Put(ctx(t), cli, "/st/", good); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]string{
+		"notjson":  "{",
+		"version2": fmt.Sprintf(`{"version":2,"public_key":%q,"allowed_ips":["10.77.9.1/32"]}`, testPeer(t, "x", 5).PublicKey),
+		"unknown":  fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":["10.77.9.2/32"],"psk":"x"}`, testPeer(t, "x", 6).PublicKey),
+		"badkey":   `{"version":1,"public_key":"AAAA","allowed_ips":["10.77.9.3/32"]}`,
+		"badip":    fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":["10.77.9.3/24"]}`, testPeer(t, "x", 7).PublicKey),
+		"noips":    fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":[]}`, testPeer(t, "x", 8).PublicKey),
+		"shortka":  fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":["10.77.9.4/32"],"persistent_keepalive":"1ms"}`, testPeer(t, "x", 9).PublicKey),
+		"trailing": fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":["10.77.9.5/32"]} {}`, testPeer(t, "x", 10).PublicKey),
+	}
+	for id, v := range bad {
+		if _, err := cli.Put(ctx(t), "/st/peers/"+id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var w watcher
+	d := startDir(t, m, "", &w)
+	waitFor(t, 5*time.Second, "the good record", func() bool { return w.ids() == "good," })
+	if st := d.State(); st.Malformed != len(bad) || st.MalformedTotal != uint64(len(bad)) {
+		t.Fatalf("state %+v, want %d malformed", st, len(bad))
+	}
+	// Fixing a record through the watch makes it count no longer.
+	ok := testPeer(t, "notjson", 11)
+	if err := Put(ctx(t), cli, "/st/", ok); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the fixed record", func() bool { return w.ids() == "good,notjson," })
+	if st := d.State(); st.Malformed != len(bad)-1 {
+		t.Fatalf("state %+v after the fix", st)
+	}
+	// Breaking a good record removes it from the peers.
+	if _, err := cli.Put(ctx(t), "/st/peers/good", "[]"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the broken record gone", func() bool { return w.ids() == "notjson," })
+}
+
+func TestEtcdAwayAndBack(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "b", 2)); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "sub", "st0.directory")
+	var w watcher
+	d := startDir(t, m, cache, &w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "b," })
+	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	if fi, _ := os.Stat(cache); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("cache mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	m.Stop()
+	waitFor(t, 5*time.Second, "state retrying", func() bool { return d.State().State == "retrying" })
+	if got := w.ids(); got != "b," {
+		t.Fatalf("peers while etcd is away: %q", got)
+	}
+	if d.State().LastError == "" {
+		t.Fatal("no last_error while retrying")
+	}
+
+	// A second daemon starting now, with etcd down, uses the disk cache.
+	var w2 watcher
+	d2 := startDir(t, m, cache, &w2)
+	waitFor(t, 2*time.Second, "peers from the disk cache", func() bool { return w2.ids() == "b," })
+	if st := d2.State(); st.Source != "cache" {
+		t.Fatalf("state at start with etcd down: %+v", st)
+	}
+
+	m.Start(t)
+	m.WaitReady(t, 20*time.Second)
+	if err := Put(ctx(t), client(t, m), "/st/", testPeer(t, "c", 3)); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		d *Directory
+		w *watcher
+	}{{d, &w}, {d2, &w2}} {
+		waitFor(t, 10*time.Second, "catching up after etcd returns", func() bool { return x.w.ids() == "b,c," })
+		if st := x.d.State(); st.State != "connected" || st.Source != "etcd" {
+			t.Fatalf("state after etcd returned: %+v", st)
+		}
+	}
+}
+
+func TestDiskCacheSealed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c")
+	priv, other := handshake.PrivateKey{8, 1}, handshake.PrivateKey{8, 2}
+	snap := &snapshot{Prefix: "/st/", Revision: 7, Records: map[string][]byte{"b": []byte(`{"version":1}`)}}
+	if err := saveCache(path, MemoryKey(&priv), snap); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadCache(path, MemoryKey(&priv), "/st/")
+	if err != nil || got.Revision != 7 || string(got.Records["b"]) != `{"version":1}` {
+		t.Fatalf("load: %+v %v", got, err)
+	}
+	if _, err := loadCache(path, MemoryKey(&other), "/st/"); err == nil {
+		t.Fatal("another host's key opened the cache")
+	}
+	if _, err := loadCache(path, MemoryKey(&priv), "/other/"); err == nil {
+		t.Fatal("a cache for another prefix was used")
+	}
+	data, _ := os.ReadFile(path)
+	if bytes.Contains(data, []byte("version")) {
+		t.Fatal("cache file holds plaintext")
+	}
+	data[len(data)-1] ^= 1
+	os.WriteFile(path, data, 0o600)
+	if _, err := loadCache(path, MemoryKey(&priv), "/st/"); err == nil {
+		t.Fatal("a damaged cache opened")
+	}
+}
+
+func FuzzParseRecord(f *testing.F) {
+	b, _ := EncodeRecord(testPeer(f, "x", 1))
+	f.Add(b)
+	f.Add([]byte(`{"version":1,"public_key":"","allowed_ips":["::/0"],"endpoint":"[::1]:1","persistent_keepalive":"2s"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseRecord("id", data)
+		if err != nil {
+			return
+		}
+		if err := conf.ValidatePeer(p); err != nil {
+			t.Fatalf("ParseRecord accepted an invalid peer: %v", err)
+		}
+		again, err := EncodeRecord(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, err := ParseRecord("id", again); err != nil || q.PublicKey != p.PublicKey || len(q.AllowedIPs) != len(p.AllowedIPs) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+func FuzzOpenCache(f *testing.F) {
+	key := make([]byte, 32)
+	f.Add(append(append([]byte{}, cacheMagic...), make([]byte, 60)...))
+	f.Add([]byte("x"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		openCache(data, key, "/st/") // must not panic; forging needs the key
+	})
+}
+
+func TestCompactedWatchRelists(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	var first int64
+	for i, id := range []string{"b", "c", "d"} {
+		if err := Put(ctx(t), cli, "/st/", testPeer(t, id, i+2)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := cli.Get(ctx(t), "/st/peers/"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == 0 {
+			first = resp.Header.Revision
+		}
+	}
+	resp, err := cli.Get(ctx(t), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx(t), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	var w watcher
+	d := startDir(t, m, "", &w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "b,c,d," })
+	// A watch from before the compaction (as after a long absence) must
+	// say so, so the loop lists again instead of missing changes.
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.watch(wctx, first); err != errCompacted {
+		t.Fatalf("watch from a compacted revision: %v, want errCompacted", err)
+	}
+}
+
+func TestPublishedEndpoint(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "b", 2)); err != nil { // no endpoint in the record
+		t.Fatal(err)
+	}
+	withEP := testPeer(t, "c", 3)
+	withEP.Endpoint = "198.18.0.3:51820"
+	if err := Put(ctx(t), cli, "/st/", withEP); err != nil {
+		t.Fatal(err)
+	}
+	var w watcher
+	watcherDir := startDir(t, m, "", &w)
+	endpointOf := func(id string) string {
+		for _, p := range watcherDir.Peers() {
+			if p.ID == id {
+				return p.Endpoint
+			}
+		}
+		return "(absent)"
+	}
+	// b publishes where it is; c tries to move its operator-set endpoint.
+	publisher := func(id, ep string) *Directory {
+		priv := handshake.PrivateKey{9, 9}
+		d, err := Start(Options{Endpoints: []string{m.ClientURL}, Prefix: "/st/", Key: MemoryKey(&priv),
+			AdvertiseID: id, AdvertiseEndpoint: ep, LeaseTTL: 2 * time.Second, MinBackoff: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	pb := publisher("b", "198.18.0.2:4242")
+	publisher("c", "198.18.0.99:1")
+	waitFor(t, 5*time.Second, "b's published endpoint", func() bool { return endpointOf("b") == "198.18.0.2:4242" })
+	resp, err := cli.Get(ctx(t), EndpointKey("/st/", "c"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("c's endpoint not published: %v", err)
+	}
+	if got := endpointOf("c"); got != "198.18.0.3:51820" {
+		t.Fatalf("a published endpoint overrode the record's: %q", got)
+	}
+	// A host's key and allowed IPs are never what it published.
+	resp, _ = cli.Get(ctx(t), EndpointKey("/st/", "b"))
+	if strings.Contains(string(resp.Kvs[0].Value), "public_key") || strings.Contains(string(resp.Kvs[0].Value), "allowed") {
+		t.Fatalf("published value holds more than an endpoint: %s", resp.Kvs[0].Value)
+	}
+	// A malformed published endpoint is skipped and counted.
+	if _, err := cli.Put(ctx(t), EndpointKey("/st/", "zz"), `{"version":1,"endpoint":"nope"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the malformed endpoint counted", func() bool { return watcherDir.State().Malformed == 1 })
+	// Closing the publisher revokes its lease: b's endpoint goes at once.
+	pb.Close()
+	waitFor(t, 2*time.Second, "b's endpoint gone with its host", func() bool { return endpointOf("b") == "" })
+}
+
+func FuzzParseEndpointRecord(f *testing.F) {
+	f.Add([]byte(`{"version":1,"endpoint":"198.18.0.2:51820"}`))
+	f.Add([]byte(`{"version":1,"endpoint":"[fd00::1]:1"} x`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ep, err := ParseEndpointRecord(data)
+		if err == nil && conf.CheckEndpoint(ep) != nil {
+			t.Fatalf("accepted an invalid endpoint %q", ep)
+		}
+	})
+}

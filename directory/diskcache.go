@@ -1,0 +1,168 @@
+package directory
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/curve25519"
+
+	"stunnel/handshake"
+)
+
+// StaticKey is the part of this host's static key the disk cache needs;
+// the same two methods as handshake.StaticKey (COMMON interface), declared
+// here so a PKCS#11 key fits once it lands.
+type StaticKey interface {
+	Public() handshake.PublicKey
+	SharedSecret(peer handshake.PublicKey) ([32]byte, error)
+}
+
+// MemoryKey adapts an in-memory private key. The caller keeps ownership
+// of priv and zeroes it when done.
+func MemoryKey(priv *handshake.PrivateKey) StaticKey { return memoryKey{priv} }
+
+type memoryKey struct{ priv *handshake.PrivateKey }
+
+func (k memoryKey) Public() handshake.PublicKey { return k.priv.PublicKey() }
+
+func (k memoryKey) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
+	var out [32]byte
+	s, err := curve25519.X25519(k.priv[:], peer[:])
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], s)
+	clear(s)
+	return out, nil
+}
+
+// cacheMagic starts a sealed cache file and is its AEAD additional data,
+// so a file of another kind (a state file sealed the same way) never opens
+// as a directory.
+var cacheMagic = []byte("stunnel-directory-cache-v1\n")
+
+// maxCacheFile bounds what we read back: 10,000 records of ~300 bytes fit
+// in a few MiB.
+const maxCacheFile = 64 << 20
+
+// snapshot is what the cache file holds: the raw records at a revision, so
+// reading it back applies the same validation as reading etcd.
+type snapshot struct {
+	Prefix   string            `json:"prefix"`
+	Revision int64             `json:"revision"`
+	Records  map[string][]byte `json:"records"` // peer ID -> record bytes
+}
+
+// cacheKey derives the sealing key: X25519 of our static key with our own
+// public key is a secret only this host's private key yields, and HKDF
+// binds it to this use.
+func cacheKey(k StaticKey) ([]byte, error) {
+	s, err := k.SharedSecret(k.Public())
+	if err != nil {
+		return nil, fmt.Errorf("deriving the directory cache key: %w", err)
+	}
+	defer clear(s[:])
+	return hkdf.Key(sha256.New, s[:], nil, "stunnel directory cache v1", chacha20poly1305.KeySize)
+}
+
+// saveCache seals snap to path at mode 0600, atomically: a crash leaves
+// the old file or the new one, never half of one.
+func saveCache(path string, k StaticKey, snap *snapshot) error {
+	plain, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	key, err := cacheKey(k)
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return err
+	}
+	out := make([]byte, 0, len(cacheMagic)+aead.NonceSize()+len(plain)+aead.Overhead())
+	out = append(out, cacheMagic...)
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	out = append(out, nonce...)
+	out = aead.Seal(out, nonce, plain, cacheMagic)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("directory cache %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("directory cache %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
+	if err := tmp.Chmod(0o600); err == nil {
+		if _, err = tmp.Write(out); err == nil {
+			err = tmp.Sync()
+		}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("directory cache %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("directory cache %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadCache reads back what saveCache wrote, for this prefix.
+func loadCache(path string, k StaticKey, prefix string) (*snapshot, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := cacheKey(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return openCache(data, key, prefix)
+}
+
+// openCache authenticates and decodes a cache file; every byte of it is
+// untrusted until the AEAD says otherwise (FuzzOpenCache).
+func openCache(data, key []byte, prefix string) (*snapshot, error) {
+	if len(data) > maxCacheFile {
+		return nil, errors.New("directory cache file is too large")
+	}
+	rest, ok := bytes.CutPrefix(data, cacheMagic)
+	if !ok {
+		return nil, errors.New("not a directory cache file")
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) < aead.NonceSize()+aead.Overhead() {
+		return nil, errors.New("directory cache file is truncated")
+	}
+	plain, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], cacheMagic)
+	if err != nil {
+		return nil, errors.New("directory cache file does not open with this host's key (another host's, or damaged)")
+	}
+	var snap snapshot
+	if err := json.Unmarshal(plain, &snap); err != nil {
+		return nil, fmt.Errorf("directory cache file is damaged: %v", err)
+	}
+	if snap.Prefix != prefix {
+		return nil, fmt.Errorf("directory cache file is for prefix %q, not %q", snap.Prefix, prefix)
+	}
+	return &snap, nil
+}
