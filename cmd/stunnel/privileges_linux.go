@@ -33,6 +33,11 @@ import (
 // narrow as expected causes one warning, never an exec loop.
 const envNarrowed = "STUNNEL_CAPS_NARROWED"
 
+// startArgs are the arguments we were started with, kept before anything
+// (the CLI tests' helper) rewrites os.Args, so a re-exec repeats exactly
+// the command line that started us.
+var startArgs = append([]string(nil), os.Args...)
+
 // keptCaps is the capability mask the daemon keeps for a listen port.
 func keptCaps(listenPort int) uint64 {
 	c := uint64(1) << unix.CAP_NET_ADMIN
@@ -122,7 +127,7 @@ func narrowPrivileges(listenPort int) error {
 		}
 	}
 	env := append(os.Environ(), envNarrowed+"=1")
-	return fmt.Errorf("re-executing %s with fewer capabilities: %w", exe, syscall.Exec(exe, os.Args, env))
+	return fmt.Errorf("re-executing %s with fewer capabilities: %w", exe, syscall.Exec(exe, startArgs, env))
 }
 
 // lastCap is the highest capability number the kernel knows.
