@@ -98,6 +98,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer func() { err = errors.Join(err, d.Close()) }()
+	zeroConfigSecrets(cfg) // the device has its own copies
 
 	srv, err := control.Listen(name, func() ([]byte, error) { return json.Marshal(d.Status()) })
 	if err != nil {
@@ -136,9 +137,11 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, log *slog
 		return running
 	}
 	if err := d.Reload(cfg); err != nil {
+		zeroConfigSecrets(cfg)
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running
 	}
+	zeroConfigSecrets(cfg) // the device has its own copies
 	if err := link.SetRoutes(tunnel.Routes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
 	}
