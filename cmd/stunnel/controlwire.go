@@ -8,7 +8,7 @@ import (
 	"net/http"
 
 	"stunnel/conf"
-	"stunnel/handshake"
+	"stunnel/statefile"
 	"stunnel/tickets"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
@@ -27,7 +27,7 @@ func controlGroups(c conf.Control) control.Groups {
 // StateSave and the ticket commands stay nil (501 "not available in this
 // build yet") until the state file and session tickets are wired in here.
 func controlHandlers(d *tunnel.Device, ds *dirSync, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{},
-	cfg *conf.Config, key handshake.StaticKey, ring *tickets.Ring, log *slog.Logger) control.Handlers {
+	cfg *conf.Config, key statefile.StaticKey, ring *tickets.Ring, log *slog.Logger) control.Handlers {
 	list, add, retire := ticketHandlers(ring, cfg)
 	return control.Handlers{
 		// A state saved while running carries tickets only: the running

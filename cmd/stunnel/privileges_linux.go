@@ -33,6 +33,11 @@ import (
 // narrow as expected causes one warning, never an exec loop.
 const envNarrowed = "STUNNEL_CAPS_NARROWED"
 
+// startArgs are the arguments we were started with, kept before anything
+// (the CLI tests' helper) rewrites os.Args, so a re-exec repeats exactly
+// the command line that started us.
+var startArgs = append([]string(nil), os.Args...)
+
 // keptCaps is the capability mask the daemon keeps for a listen port.
 func keptCaps(listenPort int, socketGroups bool) uint64 {
 	c := uint64(1) << unix.CAP_NET_ADMIN
@@ -125,7 +130,7 @@ func narrowPrivileges(listenPort int, socketGroups bool) error {
 		}
 	}
 	env := append(os.Environ(), envNarrowed+"=1")
-	return fmt.Errorf("re-executing %s with fewer capabilities: %w", exe, syscall.Exec(exe, execArgs(), env))
+	return fmt.Errorf("re-executing %s with fewer capabilities: %w", exe, syscall.Exec(exe, startArgs, env))
 }
 
 // lastCap is the highest capability number the kernel knows.
@@ -137,16 +142,4 @@ func lastCap() int {
 		}
 	}
 	return unix.CAP_LAST_CAP
-}
-
-// execArgs is the argument vector this process was started with, from
-// /proc/self/cmdline: os.Args may have been rewritten since (the CLI tests
-// run the test binary as stunnel and rewrite it), and a re-exec must start
-// the same program the same way.
-func execArgs() []string {
-	b, err := os.ReadFile("/proc/self/cmdline")
-	if err != nil || len(b) == 0 {
-		return os.Args
-	}
-	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 }

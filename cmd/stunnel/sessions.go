@@ -55,8 +55,9 @@ func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, log *slog.Logger) {
 }
 
 // stateKey is the static key that seals the state file: the token key when
-// the config names one (every derivation is then a token operation), else
-// the key in memory.
+// the config names one (every derivation is then a token operation), else a
+// copy of the key in memory (the config's own copy is zeroed once the device
+// runs).
 func stateKey(cfg *conf.Config, token handshake.StaticKey) statefile.StaticKey {
 	if token != nil {
 		return token
@@ -68,12 +69,12 @@ func stateKey(cfg *conf.Config, token handshake.StaticKey) statefile.StaticKey {
 // the file is gone (fsynced), so it is restored at most once. A file that
 // does not open is moved aside with one log line; start goes on with fresh
 // handshakes.
-func takeState(cfg *conf.Config, token handshake.StaticKey, log *slog.Logger) []byte {
+func takeState(cfg *conf.Config, key statefile.StaticKey, log *slog.Logger) []byte {
 	path := cfg.Interface.StateFile
 	if path == "" {
 		return nil
 	}
-	p, err := statefile.Take(path, stateKey(cfg, token))
+	p, err := statefile.Take(path, key)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
@@ -89,7 +90,7 @@ func takeState(cfg *conf.Config, token handshake.StaticKey, log *slog.Logger) []
 
 // saveState seals what CloseAndSave (clean: sessions with exact counters)
 // or SaveTickets (running: tickets only) returned.
-func saveState(cfg *conf.Config, token handshake.StaticKey, data []byte, clean bool, log *slog.Logger) error {
+func saveState(cfg *conf.Config, key statefile.StaticKey, data []byte, clean bool, log *slog.Logger) error {
 	defer clear(data)
 	path := cfg.Interface.StateFile
 	if path == "" {
@@ -100,7 +101,7 @@ func saveState(cfg *conf.Config, token handshake.StaticKey, data []byte, clean b
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
-	if err := statefile.Save(path, stateKey(cfg, token), statefile.Payload{Data: data, CleanStop: clean}); err != nil {
+	if err := statefile.Save(path, key, statefile.Payload{Data: data, CleanStop: clean}); err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
 	log.Info("state saved", "file", path, "sessions", clean)

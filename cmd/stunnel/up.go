@@ -122,6 +122,9 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		return err
 	}
 
+	// The state file's key, made before the config's copy of the private
+	// key is zeroed (a token key stays in the token).
+	sealKey := stateKey(cfg, key)
 	ring, err := openTicketRing(cfg)
 	if err != nil {
 		dev.Close()
@@ -129,7 +132,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	}
 	// Consumed before the device exists: a saved state is restored at most
 	// once, whatever happens next (statefile.Take).
-	saved := takeState(cfg, key, log)
+	saved := takeState(cfg, sealKey, log)
 	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve, StaticKey: key, Tickets: ring, RestoreState: saved})
 	clear(saved)
 	if err != nil {
@@ -149,10 +152,11 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		// The tunnel stopped cleanly either way: a state that cannot be
 		// written costs the next start its handshakes, not this stop its
 		// exit code.
-		if serr := saveState(cfg, key, state, true, log); serr != nil {
+		if serr := saveState(cfg, sealKey, state, true, log); serr != nil {
 			log.Error("sessions not saved: the next start handshakes anew", "err", serr.Error())
 		}
 	}()
+	zeroConfigSecrets(cfg) // the device has its own copies
 	if ds != nil {
 		ds.attach(d, link)
 		defer ds.Close() // before the device closes: no directory apply on a closed device
@@ -166,7 +170,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),
-		Handlers: controlHandlers(d, ds, metricsHandler, reloads, stopping, cfg, key, ring, log),
+		Handlers: controlHandlers(d, ds, metricsHandler, reloads, stopping, cfg, sealKey, ring, log),
 		Audit:    log,
 	})
 	if err != nil {
@@ -227,12 +231,14 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		cfg = ds.mergeLocked(file) // the file's peers plus the directory's
 	}
 	if err := d.Reload(cfg); err != nil {
+		zeroConfigSecrets(cfg)
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)
 	}
 	if ds != nil {
 		ds.fileAppliedLocked(file)
 	}
+	zeroConfigSecrets(cfg) // the device has its own copies
 	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
 		log.Error("reload: updating routes failed", "err", err.Error())
 	}

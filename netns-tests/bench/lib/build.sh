@@ -28,6 +28,15 @@ build_stunnel() {
 	fi
 }
 
+# build_flood: the valid-mac1 flood generator for the flood rows.
+build_flood() {
+	FLOOD_BIN=$WORK/bin/flood
+	if ! (cd "$REPO" && go build -o "$FLOOD_BIN" ./netns-tests/bench/flood) >"$WORK/flood-build.log" 2>&1; then
+		log "flood generator did not build: $(last_line "$WORK/flood-build.log"); flood rows n/a"
+		FLOOD_BIN=""
+	fi
+}
+
 # build_wireguard_go: golang.zx2c4.com/wireguard at exactly the version our
 # go.mod pins. We build in a copy of go.mod/go.sum so -mod=mod may add sums
 # without touching the checkout other people are editing.

@@ -5,10 +5,10 @@
 # (the PIDs whose CPU and memory we account); on failure it returns 1 with
 # IMPL_ERR saying why in one line. Sourced by ../run.
 
-TARGET="" DAEMONS=() IMPL_ERR=""
+TARGET="" DAEMONS=() IMPL_ERR="" FLOOD_PROTO="" FLOOD_PUB=""
 
 impl_up() {
-	TARGET="" DAEMONS=() IMPL_ERR=""
+	TARGET="" DAEMONS=() IMPL_ERR="" FLOOD_PROTO="" FLOOD_PUB=""
 	case $1 in
 	raw) TARGET=$UL_B ;;
 	wireguard-go) wg_up ;;
@@ -71,6 +71,7 @@ wg_up() {
 		ipb ip link set "$if_b" mtu "$TUN_MTU" up || { fail "configuring wireguard-go with wg/ip failed"; return 1; }
 	wait_tunnel wireguard-go "$d/a.log" "$d/b.log" || return 1
 	TARGET=$OL_B
+	FLOOD_PROTO=wireguard FLOOD_PUB=$(cat "$d/b.pub")
 }
 
 # --- Nebula, two static hosts, no lighthouse, allow-all firewall ----------
@@ -145,6 +146,7 @@ stunnel_up() {
 	DAEMONS+=("$START_PID")
 	wait_tunnel "stunnel ($cipher)" "$d/a.log" "$d/b.log" || return 1
 	TARGET=$OL_B
+	FLOOD_PROTO=stunnel FLOOD_PUB=$(cat "$d/b.pub")
 }
 
 # stunnel_conf SELF SELF_OL PEER PEER_UL PEER_OL CIPHER DIR: one host's TOML.

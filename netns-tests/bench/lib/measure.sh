@@ -108,6 +108,32 @@ udp_test() {
 	record "$metric" "$(jq -r '.end.sum | (.packets - .lost_packets) / .seconds / 1000 | . * 10 | round / 10' <<<"$j")"
 }
 
+# flood_tcp PORT METRIC: TCP, one stream, while a flood of handshake
+# initiations with a valid mac1 (from a second address on A's side, UL_FLOOD)
+# goes to B's PORT: the tunnel's port, or a closed one for the baseline that
+# costs the machine the same generator. n/a for implementations without a
+# flood generator (Nebula, raw veth).
+UL_FLOOD=198.18.71.66
+flood_tcp() {
+	local port=$1 metric=$2 j fpid
+	if [[ -z "${FLOOD_PROTO:-}" || -z "${FLOOD_BIN:-}" ]]; then
+		record "$metric" n/a
+		return 0
+	fi
+	ipa ip addr replace "$UL_FLOOD/$UL_PREFIX" dev ul0 || { record "$metric" n/a; return 0; }
+	ip netns exec "$NS_A" "$FLOOD_BIN" -proto "$FLOOD_PROTO" -pub "$FLOOD_PUB" -from "$UL_FLOOD" \
+		-to "$UL_B:$port" -duration "$((DURATION + 3))s" >>"$WORK/flood.log" 2>&1 &
+	fpid=$!
+	sleep 1 # let the flood reach its rate before the transfer starts
+	if j=$(iperf_json -P 1); then
+		record "$metric" "$(jq -r '.end.sum_received.bits_per_second / 1e9 | . * 1000 | round / 1000' <<<"$j")"
+	else
+		record "$metric" n/a
+	fi
+	kill "$fpid" 2>/dev/null
+	wait "$fpid" 2>/dev/null
+}
+
 # measure_all: the whole battery on an implementation that is up. Ping
 # first, on an idle tunnel; peak RSS last, after all the load.
 measure_all() {
@@ -119,6 +145,8 @@ measure_all() {
 	tcp_test 4 tcp4
 	udp_test 64 udp64
 	udp_test "$UDP_LARGE" udp_large
+	flood_tcp 9 tcp_flood_closed
+	flood_tcp 51820 tcp_flood
 	if ((${#DAEMONS[@]} > 0)); then
 		record rss "$(peak_rss_mib)"
 	fi

@@ -35,11 +35,13 @@ $3 == "error" { if (!(($2) in err)) err[$2] = $4; next }
 $4 != "n/a" && $4 != "" { vals[$2 SUBSEP $3] = vals[$2 SUBSEP $3] " " $4 }
 
 END {
-	nm = split("tcp1 tcp4 udp64 udp_large rtt_p50 rtt_p99 cpu_gb sys_cpu_gb rss", m, " ")
+	nm = split("tcp1 tcp4 udp64 udp_large tcp_flood_closed tcp_flood rtt_p50 rtt_p99 cpu_gb sys_cpu_gb rss", m, " ")
 	label["tcp1"] = "TCP, 1 stream (Gbit/s)";          dir["tcp1"] = "high"; target["tcp1"] = 1.5
 	label["tcp4"] = "TCP, 4 streams (Gbit/s)";         dir["tcp4"] = "high"; target["tcp4"] = 1.5
 	label["udp64"] = "UDP 64 B payload (kpps recv)";   dir["udp64"] = "high"; target["udp64"] = 1
 	label["udp_large"] = "UDP " large " B payload (kpps recv)"; dir["udp_large"] = "high"
+	label["tcp_flood_closed"] = "TCP 1, valid-mac1 flood at a closed port (Gbit/s)"; dir["tcp_flood_closed"] = "high"
+	label["tcp_flood"] = "TCP 1, valid-mac1 flood at the tunnel (Gbit/s)"; dir["tcp_flood"] = "high"
 	label["rtt_p50"] = "ping RTT median (ms)";         dir["rtt_p50"] = "low"
 	label["rtt_p99"] = "ping RTT p99 (ms)";            dir["rtt_p99"] = "low"
 	label["cpu_gb"] = "daemons' CPU s per GB (TCP 1)"; dir["cpu_gb"] = "low"
