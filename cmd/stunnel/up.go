@@ -17,8 +17,6 @@ import (
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/netcfg"
-	"stunnel/tunnel/tundev"
-	"stunnel/tunnel/udpbind"
 )
 
 // cmdUp runs the tunnel in the foreground until SIGTERM or SIGINT; SIGHUP
@@ -76,7 +74,8 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	dev, err := tundev.Create(name, cfg.Interface.MTU)
+	stored := takeStoredFDs(log) // systemd's descriptor store: device and sockets of the last run
+	dev, _, err := openDevice(cfg, stored, log)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 	}
@@ -85,9 +84,15 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 		dev.Close()
 		return err
 	}
-	defer func() { err = errors.Join(err, link.Remove()) }()
+	keepLink := false // set once systemd holds the device: its addresses and routes outlive us
+	defer func() {
+		if !keepLink {
+			err = errors.Join(err, link.Remove())
+		}
+	}()
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log})
+	bind := newBind(stored)
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
@@ -103,6 +108,8 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("cannot notify systemd", "err", err)
 	}
+	logBindInheritance(bind, log)
+	keepLink = storeFDs(dev, bind, log)
 	log.Info("ready", "interface", name, "control_socket", control.SocketPath(name))
 	for {
 		select {
