@@ -75,7 +75,7 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	defer signal.Stop(sigs)
 
 	stored := takeStoredFDs(log) // systemd's descriptor store: device and sockets of the last run
-	dev, _, err := openDevice(cfg, stored, log)
+	dev, inherited, err := openDevice(cfg, stored, log)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 	}
@@ -83,6 +83,11 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	if err != nil {
 		dev.Close()
 		return err
+	}
+	if inherited { // drop what the last run configured and this config does not
+		if err := link.Prune(cfg.Interface.Addresses); err != nil {
+			log.Warn("cleaning the kept TUN device", "err", err.Error())
+		}
 	}
 	keepLink := false // set once systemd holds the device: its addresses and routes outlive us
 	defer func() {
