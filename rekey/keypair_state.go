@@ -94,11 +94,12 @@ func (k *Keypair) Retire() (*KeypairState, error) {
 }
 
 // ImportKeypair rebuilds a keypair from s under policy p at time now. aead
-// builds the AEAD for a raw key (the caller knows the session's cipher).
+// builds the AEAD for a raw key (the caller knows the session's cipher;
+// handshake.NewAEAD fits).
 // The keypair owns copies of the raw keys and zeroes them in Zero; s is left
 // for the caller to Zero. It continues sealing at s.SendCounter and its
 // replay filter refuses everything the exported one had accepted.
-func ImportKeypair(s *KeypairState, p Policy, now time.Time, aead func(key []byte) (cipher.AEAD, error)) (*Keypair, error) {
+func ImportKeypair(s *KeypairState, p Policy, now time.Time, aead func(key *[32]byte) (cipher.AEAD, error)) (*Keypair, error) {
 	if !now.Before(s.Created.Add(p.RejectAfterTime)) {
 		return nil, ErrStateExpired
 	}
@@ -112,10 +113,10 @@ func ImportKeypair(s *KeypairState, p Policy, now time.Time, aead func(key []byt
 	}
 	sendKey, recvKey := new([32]byte), new([32]byte)
 	*sendKey, *recvKey = s.SendKey, s.RecvKey
-	send, err := aead(sendKey[:])
+	send, err := aead(sendKey)
 	if err == nil {
 		var recv cipher.AEAD
-		if recv, err = aead(recvKey[:]); err == nil {
+		if recv, err = aead(recvKey); err == nil {
 			k := NewKeypair(send, recv, sendKey, recvKey, s.LocalIndex, s.RemoteIndex,
 				s.SessionID, s.Created, s.Initiator, p)
 			k.filter = f

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-func chacha(key []byte) (cipher.AEAD, error) { return chacha20poly1305.New(key) }
+func chacha(key *[32]byte) (cipher.AEAD, error) { return chacha20poly1305.New(key[:]) }
 
 func roundTrip(t *testing.T, s *KeypairState) *KeypairState {
 	t.Helper()
@@ -114,7 +114,7 @@ func TestImportRefusesExpiredAndFutureStates(t *testing.T) {
 	if _, err := ImportKeypair(s, p, at(-time.Second), chacha); !errors.Is(err, ErrStateClock) {
 		t.Fatalf("import before creation = %v; want ErrStateClock", err)
 	}
-	bad := func([]byte) (cipher.AEAD, error) { return nil, errors.New("no such cipher") }
+	bad := func(*[32]byte) (cipher.AEAD, error) { return nil, errors.New("no such cipher") }
 	if _, err := ImportKeypair(s, p, at(time.Second), bad); err == nil {
 		t.Fatal("import with a failing cipher succeeded")
 	}

@@ -82,7 +82,7 @@ type side struct {
 	peers lookup
 }
 
-func newSides(t *testing.T, now *time.Time) (a, b *side) {
+func newSides(t testing.TB, now *time.Time) (a, b *side) {
 	t.Helper()
 	ka, _ := handshake.GeneratePrivateKey(nil)
 	kb, _ := handshake.GeneratePrivateKey(nil)
@@ -339,4 +339,24 @@ func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
 			t.Fatalf("truncated at %d: indices left behind", i)
 		}
 	}
+}
+
+// FuzzRestore feeds arbitrary bytes to Restore: nothing panics, and a
+// failed restore leaves no index registered.
+func FuzzRestore(f *testing.F) {
+	now := t0
+	a, b := newSides(f, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	idx := b.reg.Reserve()
+	_, sess, _ := b.host.ConsumeInitiation(msg, idx)
+	_ = b.peer.Accept(sess, idx, now)
+	f.Add(b.peer.Snapshot(nil, "198.18.0.1:51820", true))
+	f.Add(b.peer.Snapshot(nil, "", false))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		reg := newMemRegistry()
+		p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
+		if _, _, err := p.Restore(data, now); err != nil && reg.len() != 0 {
+			t.Fatal("a failed restore left indices registered")
+		}
+	})
 }

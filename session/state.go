@@ -158,8 +158,8 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 			break
 		}
 		d.skip(used)
-		kp, err := rekey.ImportKeypair(st, policy, now, func(key []byte) (cipher.AEAD, error) {
-			return handshake.NewAEAD(c, (*[32]byte)(key))
+		kp, err := rekey.ImportKeypair(st, policy, now, func(key *[32]byte) (cipher.AEAD, error) {
+			return handshake.NewAEAD(c, key)
 		})
 		st.Zero()
 		if err != nil {

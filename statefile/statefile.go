@@ -29,6 +29,14 @@
 // Take leaves at most a claimed file under another name, which no later
 // start reads: the state is lost, never restored twice. Losing it costs a
 // handshake; restoring it twice would reuse nonces.
+//
+// What consume-once cannot see: a copy of the file brought back from outside
+// (a backup, a VM snapshot rolled back, a disk image cloned to a second host
+// with the same key). The bound there is the keys' own life: a keypair is
+// refused once reject-after-time has passed since its creation
+// (rekey.ImportKeypair), so a copy is dangerous for at most reject_after
+// (180 s by default) after the session was made. Do not back up the state
+// directory; do not start a clone with the original's key.
 package statefile
 
 import (

@@ -18,7 +18,6 @@ import (
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/metrics"
 	"stunnel/tunnel/netcfg"
-	"stunnel/tunnel/tundev"
 	"stunnel/tunnel/udpbind"
 )
 
@@ -106,7 +105,8 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	}
 
 	cfg.Interface.MTU = chooseMTU(cfg, log)
-	dev, err := tundev.Create(name, cfg.Interface.MTU)
+	stored := takeStoredFDs(log) // systemd's descriptor store: device and sockets of the last run
+	dev, inherited, err := openDevice(cfg, stored, log)
 	if err != nil {
 		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 	}
@@ -115,9 +115,19 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		dev.Close()
 		return err
 	}
-	defer func() { err = errors.Join(err, link.Remove()) }()
-	bind, res := udpbind.New(), &endpointResolver{}
-	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
+	if inherited { // drop what the last run configured and this config does not
+		if err := link.Prune(cfg.Interface.Addresses); err != nil {
+			log.Warn("cleaning the kept TUN device", "err", err.Error())
+		}
+	}
+	keepLink := false // set once systemd holds the device: its addresses and routes outlive us
+	defer func() {
+		if !keepLink {
+			err = errors.Join(err, link.Remove())
+		}
+	}()
+	bind, res := newBind(stored), &endpointResolver{}
+	if err := setFullTunnel(cfg, link, baseBind(bind), res, log); err != nil {
 		dev.Close()
 		return err
 	}
@@ -190,6 +200,8 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("cannot notify systemd", "err", err)
 	}
+	logBindInheritance(bind, log)
+	keepLink = storeFDs(dev, bind, log)
 	log.Info("ready", "interface", name, "control_socket", control.SocketPath(name))
 	for {
 		select {
@@ -203,13 +215,13 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 				return nil
 			}
 			_ = sdNotify("RELOADING=1")
-			cfg, _ = reload(cfg, d, link, bind, res, log, level, ds)
+			cfg, _ = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
 			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 		case reply := <-reloads:
 			_ = sdNotify("RELOADING=1")
 			var rerr error
-			cfg, rerr = reload(cfg, d, link, bind, res, log, level, ds)
+			cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
 			reloadTicketRing(ring, cfg, log)
 			_ = sdNotify("READY=1")
 			reply <- rerr

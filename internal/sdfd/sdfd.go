@@ -125,6 +125,9 @@ func parseListen(pidStr, nStr, namesStr string, self int) (map[string][]int, err
 	if pid != self {
 		return out, nil // meant for another process (we were forked or exec'd past it)
 	}
+	if nStr == "" {
+		return out, nil // LISTEN_PID without LISTEN_FDS: nothing passed
+	}
 	n, err := strconv.Atoi(nStr)
 	if err != nil || n < 0 || n > maxFDs {
 		return out, fmt.Errorf("LISTEN_FDS=%q is not a count from 0 to %d", nStr, maxFDs)

@@ -27,7 +27,8 @@ func TestParseListen(t *testing.T) {
 		{"abc", "1", "", nil, true},
 		{"1234", "-1", "", nil, true},
 		{"1234", "99999", "", nil, true},
-		{"1234", "", "", nil, true},
+		{"1234", "", "", map[string][]int{}, false},
+		{"1234", "x", "", nil, true},
 	} {
 		got, err := parseListen(c.pid, c.n, c.names, self)
 		if (err != nil) != c.err {

@@ -294,9 +294,11 @@ func TestAdoptRefusesWrongDescriptors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := udpbind.NewInherited(tcp, -1).Open(0); err == nil {
-		t.Fatal("Inherited.Open adopted a TCP socket")
+	in := udpbind.NewInherited(tcp, -1)
+	if _, got, err := in.Open(0); err != nil || got == 0 || in.Adopted() || in.Refused() == nil {
+		t.Fatalf("Inherited.Open of a TCP socket = port %d, %v, adopted %v, refused %v; want fresh sockets and a refusal", got, err, in.Adopted(), in.Refused())
 	}
+	in.Close()
 	if _, err := unix.FcntlInt(uintptr(tcp), unix.F_GETFD, 0); err == nil {
 		t.Fatal("Inherited.Open left a refused socket open")
 	}
@@ -310,13 +312,34 @@ func TestAdoptRefusesWrongDescriptors(t *testing.T) {
 	}
 	sa, _ := unix.Getsockname(udp)
 	bound := uint16(sa.(*unix.SockaddrInet4).Port)
-	in := udpbind.NewInherited(udp, -1)
-	if _, _, err := in.Open(bound + 1); err == nil || !strings.Contains(err.Error(), "port") {
-		t.Fatalf("Inherited.Open on another port = %v; want a port refusal", err)
+	in = udpbind.NewInherited(udp, -1)
+	// After a config change of listen_port: the old socket is refused and
+	// the bind opens the new port.
+	_, got, err := in.Open(0)
+	if err != nil || got != bound || !in.Adopted() {
+		t.Fatalf("Inherited.Open(0) = port %d, %v, adopted %v; want the inherited port %d", got, err, in.Adopted(), bound)
 	}
-	// After a refusal the bind works as a fresh one.
+	in.Close()
+	// Later Opens bind fresh sockets.
 	if _, got, err := in.Open(0); err != nil || got == 0 {
-		t.Fatalf("Open after a refused inheritance = %d, %v", got, err)
+		t.Fatalf("second Open = %d, %v", got, err)
+	}
+	in.Close()
+
+	udp, _ = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	unix.Bind(udp, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+	sa, _ = unix.Getsockname(udp)
+	bound = uint16(sa.(*unix.SockaddrInet4).Port)
+	in = udpbind.NewInherited(udp, -1)
+	want := bound + 1
+	if _, got, err := in.Open(want); err != nil || got != want || in.Adopted() ||
+		in.Refused() == nil || !strings.Contains(in.Refused().Error(), "port") {
+		t.Fatalf("Inherited.Open(%d) of a socket on %d = %d, %v, refused %v; want a fresh socket on %d and a port refusal",
+			want, bound, got, err, in.Refused(), want)
+	}
+	in.Close() // its new sockets may have reused the refused one's number
+	if _, err := unix.FcntlInt(uintptr(udp), unix.F_GETFD, 0); err == nil {
+		t.Fatal("Inherited.Open left a refused socket open")
 	}
 	in.Close()
 }

@@ -117,6 +117,9 @@ func (l *Link) SetRoutes(routes []netip.Prefix) error {
 			continue
 		}
 		if err := l.h.RouteAdd(l.route(p)); err != nil {
+			if errors.Is(err, syscall.EEXIST) && l.routedHere(p) {
+				continue // kept from the previous run on an inherited device (adopt.go)
+			}
 			l.rollback(added)
 			hint := ""
 			if errors.Is(err, syscall.EEXIST) {

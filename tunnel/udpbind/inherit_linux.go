@@ -15,8 +15,10 @@ import (
 // Close) bind new sockets as Bind does.
 type Inherited struct {
 	*Bind
-	mu       sync.Mutex // guards fd4, fd6
-	fd4, fd6 int        // -1 once adopted or released
+	mu       sync.Mutex // guards the fields below
+	fd4, fd6 int        // -1 once Open ran or Release closed them
+	adopted  bool       // the first Open took them
+	refused  error      // why the first Open did not
 }
 
 // NewInherited returns a closed Bind that will adopt fd4 (an IPv4 UDP
@@ -29,8 +31,9 @@ func NewInherited(fd4, fd6 int) *Inherited {
 
 // Open adopts the inherited sockets the first time, if they are bound to
 // port (any port when port is 0); else, and every later time, it is
-// Bind.Open. A refused socket is closed and the error says why, so the
-// caller can log it and Open again for fresh sockets.
+// Bind.Open. Sockets it refuses (another port after a config change, not a
+// UDP socket) are closed, Refused returns why, and Open binds new ones: an
+// inheritance that does not fit costs a few packets, never the start.
 func (in *Inherited) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	in.mu.Lock()
 	fd4, fd6 := in.fd4, in.fd6
@@ -40,14 +43,35 @@ func (in *Inherited) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return in.Bind.Open(port)
 	}
 	fns, got, err := in.Bind.adopt(fd4, fd6, port)
-	if err != nil {
-		unix.Close(fd4)
-		if fd6 >= 0 {
-			unix.Close(fd6)
-		}
-		return nil, 0, err
+	if err == nil {
+		in.mu.Lock()
+		in.adopted = true
+		in.mu.Unlock()
+		return fns, got, nil
 	}
-	return fns, got, nil
+	unix.Close(fd4)
+	if fd6 >= 0 {
+		unix.Close(fd6)
+	}
+	in.mu.Lock()
+	in.refused = err
+	in.mu.Unlock()
+	return in.Bind.Open(port)
+}
+
+// Adopted reports whether the first Open took the inherited sockets.
+func (in *Inherited) Adopted() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.adopted
+}
+
+// Refused returns why the first Open did not adopt the inherited sockets,
+// or nil.
+func (in *Inherited) Refused() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.refused
 }
 
 // Release closes inherited sockets that Open never adopted.
