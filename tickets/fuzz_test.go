@@ -81,19 +81,3 @@ func FuzzParseKeyFile(f *testing.F) {
 	})
 }
 
-func FuzzHeldUnmarshal(f *testing.F) {
-	h := &Held{ticket: bytes.Repeat([]byte{3}, TicketSize), secret: [32]byte{9}, Received: t0, Expiry: t0.Add(time.Hour)}
-	good, _ := h.MarshalBinary()
-	f.Add(good)
-	f.Add([]byte{1})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var h Held
-		if h.UnmarshalBinary(data) != nil {
-			return
-		}
-		again, err := h.MarshalBinary()
-		if err != nil || !bytes.Equal(again, data) {
-			t.Fatalf("round trip differs: %v", err)
-		}
-	})
-}
