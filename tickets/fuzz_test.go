@@ -80,4 +80,3 @@ func FuzzParseKeyFile(f *testing.F) {
 		}
 	})
 }
-

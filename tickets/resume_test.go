@@ -203,4 +203,3 @@ func TestEveryTamperedByteRefused(t *testing.T) {
 	}
 	w.full(t)
 }
-
