@@ -102,7 +102,6 @@ func (n *node) config() string {
 	if len(n.Session) > 0 {
 		b.WriteString("\n[session]\n" + strings.Join(n.Session, "\n") + "\n")
 	}
-	b.WriteString(n.Extra)
 	for _, p := range n.Peers {
 		fmt.Fprintf(&b, "\n[[peer]]\nid = %q\npublic_key = %q\nallowed_ips = %s\n", p.ID, p.PublicKey, tomlList(p.AllowedIPs))
 		if p.Endpoint != "" {

@@ -67,6 +67,11 @@ func tokenHosts(t *testing.T) (tok *softhsmtest.Token, a, b *node) {
 		a.Key = keyPair{public: pub} // no private key outside the token
 		b.Peers[0].PublicKey = pub
 		a.Session, b.Session = session, session
+		// Without tickets every rekey is a full handshake, a token
+		// operation: with them a rekey needs none (pkcs11key's
+		// TestResumedRekeyNeedsNoTokenOperation), and a pulled token would
+		// go unnoticed until reauth_after.
+		a.Extra, b.Extra = "[tickets]\nenabled = false\n", "[tickets]\nenabled = false\n"
 	})
 	if got := a.show().PublicKey; got != pub {
 		t.Fatalf("host-a runs with public key %s, want the token's %s", got, pub)

@@ -34,6 +34,9 @@ type peerStatus struct {
 
 	HandshakesResumed uint64 `json:"handshakes_resumed"`
 	Restored          bool   `json:"restored"`
+	Ticket            *struct {
+		Received, Expires time.Time
+	} `json:"ticket"`
 }
 
 type refusalStatus struct {

@@ -1,0 +1,39 @@
+package netnstests
+
+import (
+	"testing"
+	"time"
+)
+
+// Issue 15 with the real binary: a client restarted after its sessions
+// expired resumes with the ticket it saved, instead of a full handshake.
+// Only a initiates (b has no endpoint for it), so a holds b's tickets.
+func TestRestartResumesWithSavedTicket(t *testing.T) {
+	l := newLab(t)
+	session := []string{`rekey_after = "2s"`, `reject_after = "4s"`}
+	a, b := l.twoHosts(func(a, b *node) {
+		a.Session, b.Session = session, session
+		b.Peers[0].Endpoint = ""
+	})
+	pingUntil(t, a.ns, overB, sessionWait)
+	waitFor(t, sessionWait, "a to hold b's ticket", func() bool {
+		s, err := a.tryShow()
+		p, ok := findPeer(s, b.ID)
+		return err == nil && ok && p.Ticket != nil
+	})
+	if code := a.stop(); code != 0 {
+		t.Fatalf("a exited with %d", code)
+	}
+	waitFor(t, 15*time.Second, "b's session with a to expire", func() bool { return b.peer(a.ID).SessionID == "" })
+	before := b.peer(a.ID)
+	a.start()
+	pingUntil(t, a.ns, overB, sessionWait)
+	after := b.peer(a.ID)
+	t.Logf("b: handshakes %d -> %d, resumed %d -> %d", before.Handshakes, after.Handshakes, before.HandshakesResumed, after.HandshakesResumed)
+	if after.HandshakesResumed <= before.HandshakesResumed {
+		t.Fatalf("a's first handshake after its restart was not a resumption: %+v", after)
+	}
+	if pa := a.peer(b.ID); pa.Restored {
+		t.Error("an expired session was restored")
+	}
+}
