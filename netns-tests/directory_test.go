@@ -121,8 +121,15 @@ func (n *node) directory() (directoryState, error) {
 
 func (n *node) waitDirectory(t *testing.T, timeout time.Duration, what string, cond func(directoryState) bool) {
 	t.Helper()
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s: last directory state seen: %s", n.ID, last)
+		}
+	}()
 	waitFor(t, timeout, n.ID+": "+what, func() bool {
 		s, err := n.directory()
+		last = fmt.Sprintf("%+v (err %v)", s, err)
 		return err == nil && cond(s)
 	})
 }

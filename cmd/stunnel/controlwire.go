@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +35,7 @@ func controlHandlers(d *tunnel.Device, ds *dirSync, metricsHandler http.Handler,
 		TicketsList:   list,
 		TicketsAdd:    add,
 		TicketsRetire: retire,
-		Status:        func() ([]byte, error) { return json.Marshal(d.Status()) },
+		Status:        func() ([]byte, error) { return statusJSON(d, ds) },
 		Metrics:       metricsHandler,
 		Reload: func() error {
 			reply := make(chan error, 1)
