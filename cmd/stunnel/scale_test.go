@@ -133,15 +133,15 @@ func TestDirectoryScale(t *testing.T) {
 	keyB, _ := handshake.GeneratePrivateKey(nil)
 	overA, overB := netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("198.19.0.2")
 	cfgB := &conf.Config{Path: "b.conf", Interface: conf.Interface{Name: "chanb", PeerID: "b", PrivateKey: keyB, PublicKey: keyB.PublicKey(),
-		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24")}, MTU: 1420}}
+		Addresses: []netip.Prefix{netip.MustParsePrefix("198.19.0.2/24")}, MTU: 1420}}
 	cfgB.Session = conf.Session{RekeyAfter: conf.DefaultRekeyAfter, RejectAfter: conf.DefaultRejectAfter,
 		RekeyAfterMessages: conf.DefaultRekeyAfterMessages, ReplayWindow: conf.DefaultReplayWindow}
 	cfgA := *cfgB
 	cfgA.Path, cfgA.Interface.Name, cfgA.Interface.PeerID = "a.conf", "chana", "a"
 	cfgA.Interface.PrivateKey, cfgA.Interface.PublicKey = keyA, keyA.PublicKey()
-	cfgA.Interface.Addresses = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}
+	cfgA.Interface.Addresses = []netip.Prefix{netip.MustParsePrefix("198.19.0.1/24")}
 	cfgA.Directory = &conf.Directory{Endpoints: []string{m.ClientURL}, Prefix: prefix, CacheFile: t.TempDir() + "/a.directory"}
-	cfgB.Peers = []conf.Peer{{ID: "a", PublicKey: keyA.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}}}
+	cfgB.Peers = []conf.Peer{{ID: "a", PublicKey: keyA.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.1/32")}}}
 	log := slog.New(slog.DiscardHandler)
 
 	tunB := newChanTUN()
@@ -178,7 +178,7 @@ func TestDirectoryScale(t *testing.T) {
 	appliedBefore := ds.status().Applied
 	put := time.Now()
 	if err := directory.Put(ctx, cli, prefix, conf.Peer{ID: "b", PublicKey: keyB.PublicKey(),
-		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")}, Endpoint: fmt.Sprintf("127.0.0.1:%d", devB.Port())}); err != nil {
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.2/32")}, Endpoint: fmt.Sprintf("127.0.0.1:%d", devB.Port())}); err != nil {
 		t.Fatal(err)
 	}
 	for ds.status().Applied != appliedBefore+1 {
