@@ -46,9 +46,9 @@ type Config struct {
 	Interface Interface
 	Session   Session
 	Peers     []Peer
-	Control   Control // [control]: conf/control.go
-	Metrics   Metrics // [metrics]: conf/metrics.go
-	Tickets   Tickets // [tickets]: conf/tickets.go
+	Control   Control    // [control]: conf/control.go
+	Metrics   Metrics    // [metrics]: conf/metrics.go
+	Tickets   Tickets    // [tickets]: conf/tickets.go
 	Directory *Directory // nil without [directory]
 }
 
