@@ -11,24 +11,27 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/rekey"
+	"stunnel/replay"
 )
 
 // Defaults and limits. Documented in docs/CONFIGURATION.md; keep both in step.
+// The session's come from the packages that enforce them (one source).
 const (
 	DefaultListenPort         = 51820
 	DefaultMTU                = 1420
-	DefaultRekeyAfter         = 120 * time.Second
-	DefaultRejectAfter        = 180 * time.Second
-	DefaultRekeyAfterMessages = uint64(1) << 60
-	DefaultReplayWindow       = 8192
+	DefaultRekeyAfter         = rekey.DefaultRekeyAfterTime
+	DefaultRejectAfter        = rekey.DefaultRejectAfterTime
+	DefaultRekeyAfterMessages = rekey.DefaultRekeyAfterMessages
+	DefaultReplayWindow       = replay.DefaultWindow
 
 	MinMTU          = 576   // the IPv4 minimum reassembly size
 	MinMTUIPv6      = 1280  // RFC 8200: every IPv6 link carries 1280 bytes
 	MaxMTU          = 65535 // the largest IP packet
-	MinReplayWindow = 128
+	MinReplayWindow = replay.MinWindow
 	// MaxReplayWindow bounds the per-keypair bitmap (window/8 bytes) so a
 	// config cannot make every session allocate megabytes.
-	MaxReplayWindow = 1 << 20
+	MaxReplayWindow = replay.MaxWindow
 	// MaxPeerIDLen is the longest peer ID the handshake carries.
 	MaxPeerIDLen = handshake.MaxPeerIDLen
 	// MinKeepalive stops a keepalive so short that it floods the link.
@@ -43,9 +46,9 @@ type Config struct {
 	Interface Interface
 	Session   Session
 	Peers     []Peer
-	Control   Control // [control]: conf/control.go
-	Metrics   Metrics // [metrics]: conf/metrics.go
-	Tickets   Tickets // [tickets]: conf/tickets.go
+	Control   Control    // [control]: conf/control.go
+	Metrics   Metrics    // [metrics]: conf/metrics.go
+	Tickets   Tickets    // [tickets]: conf/tickets.go
 	Directory *Directory // nil without [directory]
 }
 

@@ -24,7 +24,6 @@ const (
 	DefaultRekeyTimeout        = 5 * time.Second
 	DefaultRekeyJitter         = 333 * time.Millisecond
 	DefaultRekeyAttemptTime    = 90 * time.Second
-	DefaultQueueCapacity       = 1024 // packets per peer waiting for a key
 )
 
 // Policy is the session-key policy of one tunnel. Validate it once (at config
