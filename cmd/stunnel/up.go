@@ -87,7 +87,12 @@ func run(cfg *conf.Config, log *slog.Logger, level *slog.LevelVar) (err error) {
 	}
 	defer func() { err = errors.Join(err, link.Remove()) }()
 
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log})
+	ring, err := ticketRingFromEnv() // TEMPORARY: [tickets] from h15 replaces it
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: udpbind.New(), Logger: log, Tickets: ring})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
