@@ -31,6 +31,10 @@ type peerStatus struct {
 	TxPackets     uint64            `json:"tx_packets"`
 	Drops         map[string]uint64 `json:"drops"`
 	LastError     string            `json:"last_error"`
+
+	HandshakesResumed uint64   `json:"handshakes_resumed"`
+	StandbyEndpoints  []string `json:"standby_endpoints"`
+	Failovers         uint64   `json:"failovers"`
 }
 
 type refusalStatus struct {
