@@ -55,8 +55,8 @@ func writeTicketKeys(t *testing.T, dir string) string {
 // stream sends sequence-numbered datagrams every streamEvery until stopped;
 // sent says how many went out.
 type stream struct {
-	stop chan struct{}
-	done chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
 	mu    sync.Mutex
 	sent  uint64
 	times []time.Time // times[i]: when datagram i went out
