@@ -147,3 +147,36 @@ func TestPeriodicReresolve(t *testing.T) {
 		t.Fatalf("unchanged DNS moved the peer to %q", s.Endpoint)
 	}
 }
+
+// A reload keeps the endpoint in use when the group is unchanged, and
+// starts a changed group at its first endpoint.
+func TestReloadEndpointGroup(t *testing.T) {
+	p := newPair(t, withGroup(deadGateway))
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{1})
+	p.a.tun.toTunnel <- out
+	waitFor(t, 5*time.Second, "the first initiation", func() bool { return p.a.dev.peers.Load().list[0].sess.Initiating() })
+	p.clock.Advance(3 * time.Second)
+	p.a.dev.checkFailover(p.clock.Now())
+	p.b.expect(t, out)
+
+	same := *p.a.cfg
+	same.Peers = slices.Clone(p.a.cfg.Peers)
+	if err := p.a.dev.Reload(&same); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.a.peerStatus(t); s.Endpoint != p.b.under || s.Failovers != 1 {
+		t.Fatalf("an unchanged reload moved the peer: %+v", s)
+	}
+
+	changed := *p.a.cfg
+	changed.Peers = slices.Clone(p.a.cfg.Peers)
+	other := "198.18.9.10:51820"
+	changed.Peers[0].Endpoints = []string{other, p.b.under}
+	changed.Peers[0].Endpoint = other
+	if err := p.a.dev.Reload(&changed); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.a.peerStatus(t); s.Endpoint != other || !slices.Equal(s.StandbyEndpoints, []string{p.b.under}) {
+		t.Fatalf("a new group does not start at its first endpoint: endpoint %q standby %q", s.Endpoint, s.StandbyEndpoints)
+	}
+}

@@ -286,7 +286,7 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 			if q := old.byID[pc.ID]; q != nil && q.sess.PublicKey() == pc.PublicKey && q.sess.PresharedKey() == pc.PresharedKey {
 				p = q
 				p.mu.Lock()
-				endpointChanged := !slices.Equal(p.cfg.Endpoints, pc.Endpoints)
+				endpointChanged := p.cfg.Endpoint != pc.Endpoint || !slices.Equal(p.cfg.Endpoints, pc.Endpoints)
 				if endpointChanged {
 					p.fo.index.Store(0) // a new group starts at its first endpoint
 				}
