@@ -1,6 +1,9 @@
 package conf
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // MinFailoverAfter keeps failover_after above a round trip plus the tick
 // that checks it, so a busy link does not flap between gateways.
@@ -58,5 +61,19 @@ func (p *parser) endpoints(t table, pr *Peer) {
 	}
 	if pr.FailoverAfter > 0 && len(pr.Endpoints) == 0 {
 		p.addf(p.keyLine(t, "failover_after"), "failover_after of %s needs endpoint: a roaming peer has nowhere to fail over to", p.peerName(t, *pr))
+	}
+}
+
+// groupLoops runs endpointLoop on every endpoint of a group after the
+// first (the first is Endpoint, checked already).
+func (p *parser) groupLoops(c *Config, i, line int) {
+	if len(c.Peers[i].Endpoints) < 2 {
+		return
+	}
+	for _, e := range c.Peers[i].Endpoints[1:] {
+		tmp := *c
+		tmp.Peers = slices.Clone(c.Peers)
+		tmp.Peers[i].Endpoint = e
+		p.endpointLoop(&tmp, i, line)
 	}
 }

@@ -44,6 +44,7 @@ func TestEndpointListMistakes(t *testing.T) {
 		{"failover without keepalive", "endpoint = [\"198.18.1.1:1\"]\nfailover_after = \"3s\"\n", "needs persistent_keepalive"},
 		{"failover below keepalive", "endpoint = [\"198.18.1.1:1\"]\npersistent_keepalive = \"5s\"\nfailover_after = \"3s\"\n", "must exceed persistent_keepalive"},
 		{"failover too short", "endpoint = [\"198.18.1.1:1\"]\npersistent_keepalive = \"1s\"\nfailover_after = \"100ms\"\n", "below 1s"},
+		{"second endpoint routed into the tunnel", "endpoint = [\"198.18.1.1:1\", \"198.19.0.2:1\"]\n", "lies inside allowed_ips"},
 		{"failover bad duration", "endpoint = [\"198.18.1.1:1\"]\nfailover_after = \"soon\"\n", "not a duration"},
 	}
 	for _, tc := range cases {
