@@ -87,6 +87,8 @@ type Peer struct {
 	PublicKey           handshake.PublicKey
 	PresharedKey        handshake.PresharedKey // zero = none
 	Endpoint            string                 // "" = roaming peer; else host:port as written
+	Endpoints           []string               // every endpoint in order (a gateway group); Endpoints[0] == Endpoint
+	FailoverAfter       time.Duration          // 0 = off: silence after sending that moves to the next endpoint
 	AllowedIPs          []netip.Prefix         // masked: no host bits
 	PersistentKeepalive time.Duration          // 0 = off
 	Line                int                    // line of its [[peer]] header, for later messages

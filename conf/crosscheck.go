@@ -64,6 +64,7 @@ func (p *parser) crossCheck(c *Config) {
 			}
 		}
 		p.endpointLoop(c, i, line(i, "endpoint"))
+		p.groupLoops(c, i, line(i, "endpoint"))
 	}
 
 	if in.MTU < MinMTUIPv6 && usesIPv6(c) {

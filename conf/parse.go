@@ -16,7 +16,7 @@ var (
 	topKeys       = []string{"interface", "session", "peer", "control", "metrics", "tickets", "directory"}
 	interfaceKeys = []string{"name", "peer_id", "private_key", "private_key_file", "listen_port", "address", "mtu", "log_level", "state_file"}
 	sessionKeys   = []string{"rekey_after", "reject_after", "rekey_after_messages", "replay_window", "keepalive", "cipher"}
-	peerKeys      = []string{"id", "public_key", "preshared_key", "preshared_key_file", "endpoint", "allowed_ips", "persistent_keepalive"}
+	peerKeys      = []string{"id", "public_key", "preshared_key", "preshared_key_file", "endpoint", "allowed_ips", "persistent_keepalive", "failover_after"}
 )
 
 // parser collects problems while reading one file. Not safe for concurrent use.

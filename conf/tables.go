@@ -222,13 +222,6 @@ func (p *parser) peer(t table) Peer {
 
 	p.presharedKey(t, &pr)
 
-	if s, line, ok := p.str(t, "endpoint"); ok {
-		if err := checkEndpoint(s); err != nil {
-			p.addf(line, "endpoint %q of %s: %v", s, p.peerName(t, pr), err)
-		}
-		pr.Endpoint = s
-	}
-
 	if list, line, ok := p.strList(t, "allowed_ips", "10.77.0.2/32"); ok {
 		if len(list) == 0 {
 			p.addf(line, "allowed_ips of %s is empty; no traffic could reach or come from it", p.peerName(t, pr))
@@ -259,6 +252,7 @@ func (p *parser) peer(t table) Peer {
 		}
 		pr.PersistentKeepalive = d
 	}
+	p.endpoints(t, &pr) // after persistent_keepalive: failover_after is checked against it
 	return pr
 }
 

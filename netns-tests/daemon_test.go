@@ -28,7 +28,8 @@ type peerConf struct {
 	PublicKey  string
 	Endpoint   string // "" for a roaming peer
 	AllowedIPs []string
-	Keepalive  string // persistent_keepalive, "" for none
+	Keepalive  string   // persistent_keepalive, "" for none
+	Extra      []string // raw TOML lines for the block, e.g. `failover_after = "2s"`
 }
 
 // node is one stunnel daemon in a namespace, with its config and log.
@@ -109,6 +110,9 @@ func (n *node) config() string {
 		}
 		if p.Keepalive != "" {
 			fmt.Fprintf(&b, "persistent_keepalive = %q\n", p.Keepalive)
+		}
+		for _, line := range p.Extra {
+			b.WriteString(line + "\n")
 		}
 	}
 	if n.Extra != "" {

@@ -1,75 +1,11 @@
 package netnstests
 
 import (
-	"encoding/binary"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// stream sends a sequence-numbered datagram every interval until stop, so
-// a restart's gap and loss can be measured from what the counter saw.
-type stream struct {
-	sender   *udpSender
-	sent     atomic.Uint64 // datagrams sent: the next sequence number
-	interval time.Duration
-	stop     chan struct{}
-	done     sync.WaitGroup
-}
-
-func startStream(t *testing.T, s *udpSender, interval time.Duration) *stream {
-	st := &stream{sender: s, interval: interval, stop: make(chan struct{})}
-	st.done.Add(1)
-	go func() {
-		defer st.done.Done()
-		buf := make([]byte, 64)
-		copy(buf, udpMagic[:])
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-st.stop:
-				return
-			case <-tick.C:
-				binary.BigEndian.PutUint64(buf[8:16], st.sent.Load())
-				st.sent.Add(1)
-				_, _ = s.conn.Write(buf) // a send error during a restart is a lost datagram
-			}
-		}
-	}()
-	t.Cleanup(st.end)
-	return st
-}
-
-func (s *stream) end() {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
-	s.done.Wait()
-}
-
-// gap returns the longest run of sequence numbers the counter did not see
-// among those sent, as time, and how many were lost in all.
-func (s *stream) gap(c *udpCounter) (longest time.Duration, lost int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	run := 0
-	for seq := uint64(0); seq < s.sent.Load(); seq++ {
-		if c.seen[seq] > 0 {
-			run = 0
-			continue
-		}
-		lost++
-		run++
-		longest = max(longest, time.Duration(run)*s.interval)
-	}
-	return longest, lost
-}
 
 // Issue 16: sessions survive a restart. Under a continuous counted UDP
 // stream, clean restarts of b bring its session back from the state file:
@@ -95,7 +31,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 
 	capt := startDataCapture(t, nsA, "u0")
 	counter := listenCounter(t, b.ns, overB)
-	st := startStream(t, newUDPSender(t, a.ns, counter.addr()), 2*time.Millisecond)
+	st := startStream(t, newUDPSender(t, a.ns, counter.addr())) // failover_test.go: every streamEvery
 	waitFor(t, 5*time.Second, "the stream to flow", func() bool { d, _, _ := counter.counts(); return d > 100 })
 
 	// The replays we inject cross the captured link too: remember them, so
@@ -126,7 +62,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 		if pb := b.peer(a.ID); pb.Handshakes != before.Handshakes || !pb.Restored {
 			t.Fatalf("restart %d: b's session was not restored: %+v", i, pb)
 		}
-		gap, lost := st.gap(counter)
+		gap, lost := st.outage(counter, 0, st.count()), counter.gap(0, st.count())
 		t.Logf("clean restart %d: stream gap %v, %d datagrams lost in all, %.0f ms stopped-to-running",
 			i, gap, lost, float64(time.Since(stopped).Milliseconds()))
 
@@ -168,7 +104,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 	if pb := b.peer(a.ID); pb.Restored {
 		t.Error("a state was restored after kill -9")
 	}
-	st.end()
+	st.halt()
 	if _, dups, _ := counter.counts(); dups != 0 {
 		t.Fatalf("%d datagrams arrived twice", dups)
 	}

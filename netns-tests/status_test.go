@@ -37,6 +37,8 @@ type peerStatus struct {
 	Ticket            *struct {
 		Received, Expires time.Time
 	} `json:"ticket"`
+	StandbyEndpoints []string `json:"standby_endpoints"`
+	Failovers        uint64   `json:"failovers"`
 }
 
 type refusalStatus struct {

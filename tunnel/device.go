@@ -300,6 +300,7 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	if tick > 0 {
 		d.goroutine(func() { d.runTicker(tick) })
+		d.goroutine(func() { d.runFailover(tick) })
 	}
 	for _, p := range set.list {
 		p.start()

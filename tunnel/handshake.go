@@ -249,10 +249,14 @@ func (p *Peer) sendInitiation(now time.Time) {
 		d.warn.warn("hs-start-"+p.id, "cannot start handshake", "peer", p.id, "err", err)
 		return
 	}
+	if attempt == 1 {
+		p.reresolve(false) // the first unanswered retry: the peer may have moved under its name
+	}
 	if attempt > 0 {
 		d.warn.warn("hs-retry-"+p.id, "handshake initiation unanswered; retrying", "peer", p.id,
 			"endpoint", ep.DstToString(), "attempt", attempt+1)
 	}
+	p.fo.sent(now) // an unanswered initiation is silence too (failover_after)
 	if err := d.bind.Send([][]byte{msg}, ep); err != nil && !d.isClosed() {
 		d.warn.warn("udp-send-"+p.id, "sending handshake initiation failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
 	}

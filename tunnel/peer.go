@@ -38,6 +38,9 @@ type Peer struct {
 	// authenticated packets last came from (roaming). Written by handshake
 	// and receive goroutines, read by the sender.
 	endpoint atomic.Pointer[conn.Endpoint]
+	// fo is the endpoint group: which configured endpoint is in use, the
+	// silence that moves to the next one, failovers (failover.go).
+	fo failover
 
 	// mu guards cfg and pending. Lock order: p.mu before sess's locks; never
 	// held while sealing, opening or doing handshake crypto.
@@ -86,18 +89,27 @@ func (d *Device) newPeer(pc conf.Peer) *Peer {
 	return p
 }
 
-// resolveEndpoint points the peer at its configured endpoint: a literal
-// address at once, a DNS name by a lookup in the background, since DNS can
-// take seconds and must never hold up the packet path or a lock it needs.
-// One lookup at a time; a failure is shown and retried when the handshake
-// retries.
+// resolveEndpoint points the peer at its configured endpoint (the one of
+// its group in use, see endpointInUse): a literal address at once, a DNS
+// name by a lookup in the background, since DNS can take seconds and must
+// never hold up the packet path or a lock it needs. One lookup at a time;
+// a failure is shown and retried when the handshake retries.
 func (p *Peer) resolveEndpoint(hostport string) {
-	d := p.d
 	if hostport == "" {
 		return
 	}
+	p.resolveNamed(p.endpointInUse(hostport), false, false)
+}
+
+// resolveNamed resolves hostport and sends there. onlyIfChanged: only when
+// the lookup gives another address than the last lookup of that name did
+// (a periodic lookup must not undo roaming). initiate: a handshake starts
+// once a background lookup is done (a failover to a DNS name).
+func (p *Peer) resolveNamed(hostport string, onlyIfChanged, initiate bool) {
+	d := p.d
+	p.fo.lastLookup.Store(d.now().UnixNano())
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		p.setEndpoint(ap)
+		p.resolved(hostport, ap, onlyIfChanged)
 		return
 	}
 	if d.isClosed() || !p.resolving.CompareAndSwap(false, true) {
@@ -109,7 +121,9 @@ func (p *Peer) resolveEndpoint(hostport string) {
 		defer p.resolving.Store(false)
 		ap, err := d.resolve(d.ctx, hostport)
 		if err == nil {
-			p.setEndpoint(ap)
+			if p.resolved(hostport, ap, onlyIfChanged) && initiate {
+				p.sendInitiation(d.now())
+			}
 			return
 		}
 		if d.isClosed() {
@@ -118,6 +132,27 @@ func (p *Peer) resolveEndpoint(hostport string) {
 		p.sess.SetProblem(session.Problem{Reason: session.ReasonResolve, Endpoint: hostport, Detail: err.Error(), At: d.now()})
 		d.warn.warn("resolve-"+p.id, "cannot resolve endpoint; will retry", "peer", p.id, "endpoint", hostport, "err", err)
 	}()
+}
+
+// resolved takes a lookup's answer, unless the group moved on to another
+// endpoint meanwhile or (onlyIfChanged) DNS gave the same address again.
+// It reports whether the peer now sends to ap.
+func (p *Peer) resolved(hostport string, ap netip.AddrPort, onlyIfChanged bool) bool {
+	p.mu.Lock()
+	configured := p.cfg.Endpoint
+	p.mu.Unlock()
+	if configured == "" || p.endpointInUse(configured) != hostport {
+		return false // reloaded or failed over while we looked it up
+	}
+	prev := p.fo.resolved.Swap(&resolvedName{name: hostport, addr: ap})
+	if onlyIfChanged && prev != nil && prev.name == hostport && prev.addr == ap {
+		return false
+	}
+	if onlyIfChanged && prev != nil && prev.name == hostport {
+		p.d.log.Info("endpoint moved in DNS", "peer", p.id, "endpoint", hostport, "from", prev.addr.String(), "to", ap.String())
+	}
+	p.setEndpoint(ap)
+	return true
 }
 
 func (p *Peer) setEndpoint(ap netip.AddrPort) {
@@ -220,6 +255,8 @@ func (p *Peer) status(now time.Time) PeerStatus {
 	if ep := p.currentEndpoint(); ep != nil {
 		s.Endpoint = ep.DstToString()
 	}
+	s.StandbyEndpoints = p.standbyEndpoints()
+	s.Failovers = p.fo.count.Load()
 	if kp := st.Current; kp != nil {
 		s.SessionID = hex.EncodeToString(kp.SessionID[:])
 		if e, ok := p.d.indices.lookup(kp.LocalIndex); ok {
@@ -250,7 +287,10 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 			if q := old.byID[pc.ID]; q != nil && q.sess.PublicKey() == pc.PublicKey && q.sess.PresharedKey() == pc.PresharedKey {
 				p = q
 				p.mu.Lock()
-				endpointChanged := p.cfg.Endpoint != pc.Endpoint
+				endpointChanged := p.cfg.Endpoint != pc.Endpoint || !slices.Equal(p.cfg.Endpoints, pc.Endpoints)
+				if endpointChanged {
+					p.fo.index.Store(0) // a new group starts at its first endpoint
+				}
 				p.cfg = pc
 				p.mu.Unlock()
 				p.sess.SetPolicy(policy, pc.PersistentKeepalive, d.now())

@@ -299,6 +299,7 @@ func (p *Peer) roam(ep conn.Endpoint) {
 	if ep == nil {
 		return
 	}
+	p.fo.answered()
 	cur := p.currentEndpoint()
 	if cur != nil && sameEndpoint(cur, ep) && cur.SrcIP() == ep.SrcIP() {
 		return

@@ -401,7 +401,9 @@ func (p *Peer) transmit(b *outBatch) {
 		}
 		p.txBytes.Add(bytes)
 		p.txPackets.Add(uint64(len(b.packets)))
-		p.sess.Sent(b.data, d.now())
+		now := d.now()
+		p.sess.Sent(b.data, now)
+		p.fo.sent(now)
 	}
 	d.releaseOut(b)
 }

@@ -56,6 +56,11 @@ type PeerStatus struct {
 	// ResumptionsRefused counts this peer's resumptions we refused, by reason
 	// ("ticket expired", "ticket reused", "reauth required", ...).
 	ResumptionsRefused map[string]uint64 `json:"resumptions_refused,omitempty"`
+	// StandbyEndpoints are the configured endpoints of the peer's group not
+	// in use, in the order a failover tries them.
+	StandbyEndpoints []string `json:"standby_endpoints,omitempty"`
+	// Failovers counts moves to the next endpoint after failover_after of silence.
+	Failovers uint64 `json:"failovers"`
 	// Restored: the current session came back from the state file.
 	Restored bool `json:"restored"`
 }

@@ -157,6 +157,10 @@ func writeStatus(w io.Writer, st *tunnel.Status, now time.Time) {
 		} else {
 			fmt.Fprintf(w, "  endpoint: (none yet)\n")
 		}
+		if len(p.StandbyEndpoints) > 0 || p.Failovers > 0 {
+			fmt.Fprintf(w, "  standby endpoints: %s\n", strings.Join(p.StandbyEndpoints, ", "))
+			fmt.Fprintf(w, "  failovers: %d\n", p.Failovers)
+		}
 		allowed := "(none)"
 		if len(p.AllowedIPs) > 0 {
 			allowed = strings.Join(p.AllowedIPs, ", ")

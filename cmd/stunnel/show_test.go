@@ -273,3 +273,32 @@ func TestShowSkipsStaleBesideLive(t *testing.T) {
 		t.Errorf("exit %d, stderr %q, stdout:\n%s", code, errs, out)
 	}
 }
+
+// A gateway group: the endpoint in use, those standing by and the
+// failovers, in the text and in JSON; a single endpoint prints neither line.
+func TestShowGatewayGroup(t *testing.T) {
+	st := cannedStatus("st0")
+	st.Peers[0].Endpoint = "198.18.2.2:51820"
+	st.Peers[0].StandbyEndpoints = []string{"198.18.2.1:51820"}
+	st.Peers[0].Failovers = 1
+	var out bytes.Buffer
+	writeStatus(&out, &st, showNow)
+	for _, want := range []string{"  endpoint: 198.18.2.2:51820\n  standby endpoints: 198.18.2.1:51820\n  failovers: 1\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("show lacks %q:\n%s", want, out.String())
+		}
+	}
+	js, err := json.Marshal(st.Peers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"standby_endpoints":["198.18.2.1:51820"]`) || !strings.Contains(string(js), `"failovers":1`) {
+		t.Errorf("JSON lacks the group: %s", js)
+	}
+	plain := cannedStatus("st0")
+	out.Reset()
+	writeStatus(&out, &plain, showNow)
+	if strings.Contains(out.String(), "standby") || strings.Contains(out.String(), "failovers") {
+		t.Errorf("a single endpoint shows group lines:\n%s", out.String())
+	}
+}

@@ -1,0 +1,162 @@
+package tunnel
+
+import (
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// ReresolveInterval is how often a peer's DNS endpoint is looked up again
+// while the tunnel runs (Nebula re-resolves its static hosts as often), so
+// a gateway that moved under the same name is found without waiting for a
+// handshake to give up.
+const ReresolveInterval = 30 * time.Second
+
+// failover is a peer's endpoint-group state: which configured endpoint is
+// in use, since when what we sent went unanswered, how often we moved.
+// Atomics: written by the sender (sent), the receive path (answered) and
+// the failover goroutine (checkFailover); none holds a lock.
+type failover struct {
+	index      atomic.Int32  // into cfg.Endpoints: the endpoint in use
+	silentFrom atomic.Int64  // unix ns of the first authenticated send since the last authenticated receive; 0: none
+	count      atomic.Uint64 // failovers so far
+	// resolved is the last address a DNS lookup gave for the endpoint in
+	// use. A periodic lookup moves the peer only when DNS changed, so it
+	// never undoes roaming to an address DNS does not know.
+	resolved atomic.Pointer[resolvedName]
+	// lastLookup is when the endpoint in use was last looked up (unix ns).
+	lastLookup atomic.Int64
+}
+
+type resolvedName struct {
+	name string
+	addr netip.AddrPort
+}
+
+// sent notes that authenticated packets (data or keepalives) went out: the
+// silence clock starts unless it already runs.
+func (f *failover) sent(now time.Time) {
+	f.silentFrom.CompareAndSwap(0, now.UnixNano())
+}
+
+// answered notes an authenticated, non-replayed packet from the peer: the
+// endpoint in use answers.
+func (f *failover) answered() {
+	if f.silentFrom.Load() != 0 {
+		f.silentFrom.Store(0)
+	}
+}
+
+// endpointInUse maps the configured (first) endpoint to the one of the
+// group now in use; any other name is returned as it is.
+func (p *Peer) endpointInUse(hostport string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	eps := p.cfg.Endpoints
+	if len(eps) < 2 || hostport != p.cfg.Endpoint {
+		return hostport
+	}
+	i := int(p.fo.index.Load())
+	if i < 0 || i >= len(eps) {
+		i = 0
+	}
+	return eps[i]
+}
+
+// standbyEndpoints lists the configured endpoints not in use, in the order
+// they would be tried.
+func (p *Peer) standbyEndpoints() []string {
+	p.mu.Lock()
+	eps := slices.Clone(p.cfg.Endpoints)
+	p.mu.Unlock()
+	if len(eps) < 2 {
+		return nil
+	}
+	i := int(p.fo.index.Load()) % len(eps)
+	return append(eps[i+1:], eps[:i]...)
+}
+
+// runFailover checks every peer's silence on the ticker's interval. It
+// runs apart from the session timers (tick) because it is transport
+// business: which address to send to.
+func (d *Device) runFailover(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.checkFailover(d.now())
+		case <-d.closed:
+			return
+		}
+	}
+}
+
+// checkFailover moves every peer whose endpoint has been silent for its
+// failover_after to the next endpoint of its group, and re-resolves DNS
+// endpoints every ReresolveInterval.
+func (d *Device) checkFailover(now time.Time) {
+	for _, p := range d.peers.Load().list {
+		p.mu.Lock()
+		after, n, hasName := p.cfg.FailoverAfter, len(p.cfg.Endpoints), p.cfg.Endpoint != ""
+		p.mu.Unlock()
+		if after > 0 && n > 0 {
+			if from := p.fo.silentFrom.Load(); from != 0 && now.Sub(time.Unix(0, from)) >= after {
+				p.failOver(now)
+				continue
+			}
+		}
+		if hasName && now.Sub(time.Unix(0, p.fo.lastLookup.Load())) >= ReresolveInterval {
+			p.reresolve(true)
+		}
+	}
+}
+
+// failOver moves the peer to the next endpoint of its group (wrapping; with
+// one endpoint, the same one looked up again) and starts a handshake at
+// once. The session core resumes with the ticket it holds, if any, so a
+// gateway of the same group takes the peer over in one round trip.
+func (p *Peer) failOver(now time.Time) {
+	if !p.enter() {
+		return
+	}
+	defer p.leave()
+	p.mu.Lock()
+	eps := p.cfg.Endpoints
+	if len(eps) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	from := eps[int(p.fo.index.Load())%len(eps)]
+	next := (int(p.fo.index.Load()) + 1) % len(eps)
+	p.fo.index.Store(int32(next))
+	to := eps[next]
+	p.mu.Unlock()
+	// Silence is measured again from now: if the next one is silent too,
+	// the peer moves on after another failover_after.
+	p.fo.silentFrom.Store(now.UnixNano())
+	if len(eps) > 1 {
+		p.fo.count.Add(1)
+		p.d.log.Warn("endpoint silent; failing over", "peer", p.id, "from", from, "to", to)
+	}
+	if _, err := netip.ParseAddrPort(to); err != nil {
+		p.resolveNamed(to, false, true) // the handshake starts when the lookup is done
+		return
+	}
+	p.resolveNamed(to, false, false)
+	p.sendInitiation(now)
+}
+
+// reresolve looks the endpoint in use up again. onlyIfChanged: move only
+// when DNS gives a different address than last time (periodic lookups);
+// else always (nothing answers at the address we have).
+func (p *Peer) reresolve(onlyIfChanged bool) {
+	p.mu.Lock()
+	configured := p.cfg.Endpoint
+	p.mu.Unlock()
+	if configured == "" {
+		return
+	}
+	p.resolveNamed(p.endpointInUse(configured), onlyIfChanged, false)
+}
