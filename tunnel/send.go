@@ -402,6 +402,7 @@ func (p *Peer) transmit(b *outBatch) {
 		p.txBytes.Add(bytes)
 		p.txPackets.Add(uint64(len(b.packets)))
 		p.sess.Sent(b.data, d.now())
+		p.rearm() // once per batch; a shared lock only if a timer was armed earlier
 	}
 	d.releaseOut(b)
 }
