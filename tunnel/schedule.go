@@ -25,11 +25,17 @@ import (
 // schedule's lock, and only when it is earlier than the schedule's own
 // sleep does it wake it. Most batches change nothing and touch no shared
 // lock.
+//
+// Times are kept as nanoseconds since base, a reading of the device's clock
+// taken at start: with time.Now they are monotonic, so a step of the wall
+// clock (NTP, a suspended laptop's resume) cannot park a deadline an hour
+// away.
 type schedule struct {
 	d    *Device
+	base time.Time     // immutable; the origin of every deadline below
 	wake chan struct{} // capacity 1: "a deadline moved earlier than sleepUntil"
 
-	// sleepUntil is the Unix nanosecond time the goroutine sleeps until
+	// sleepUntil is the time (ns since base) the goroutine sleeps until
 	// (MaxInt64: no deadline). Written by the schedule goroutine, read by rearm.
 	sleepUntil atomic.Int64
 
@@ -41,7 +47,7 @@ type schedule struct {
 
 // peerTimer is a peer's place in the schedule.
 type peerTimer struct {
-	// due is the deadline (Unix ns) the schedule holds for the peer, 0 for
+	// due is the deadline (ns since base) the schedule holds for the peer, 0 for
 	// none. rearm lowers it (CAS); the schedule clears it when it pops the
 	// peer and sets it when it puts the peer back.
 	due atomic.Int64
@@ -55,7 +61,10 @@ type peerTimer struct {
 const ticketRotateEvery = time.Minute
 
 func newSchedule(d *Device, interval time.Duration) *schedule {
-	s := &schedule{d: d, wake: make(chan struct{}, 1), interval: interval}
+	s := &schedule{d: d, base: time.Now(), wake: make(chan struct{}, 1), interval: interval}
+	if d != nil {
+		s.base = d.now()
+	}
 	s.sleepUntil.Store(math.MaxInt64)
 	return s
 }
@@ -67,15 +76,18 @@ func (p *Peer) rearm() {
 	if s == nil { // tests drive tick themselves
 		return
 	}
-	if n := p.nextWake(); n != 0 {
-		s.lower(p, n)
+	if next := p.nextWake(); !next.IsZero() {
+		s.lower(p, s.at(next))
 	}
 }
 
-// nextWake is when p's timers or keys next need a visit (Unix ns, 0: never):
+// at is t in the schedule's time: ns since base, at least 1 (0 is "none").
+func (s *schedule) at(t time.Time) int64 { return max(int64(t.Sub(s.base)), 1) }
+
+// nextWake is when p's timers or keys next need a visit (zero: never):
 // the earliest timer deadline, or the expiry of a keypair, whose keys Due
 // then erases (the timers do not cover that).
-func (p *Peer) nextWake() int64 {
+func (p *Peer) nextWake() time.Time {
 	next := p.sess.NextDeadline()
 	reject := p.d.host.Policy().RejectAfterTime
 	prev, cur, nxt := p.sess.Slots()
@@ -87,10 +99,7 @@ func (p *Peer) nextWake() int64 {
 			next = exp
 		}
 	}
-	if next.IsZero() {
-		return 0
-	}
-	return next.UnixNano()
+	return next
 }
 
 // lower makes the schedule visit p at n at the latest.
@@ -138,7 +147,7 @@ func (s *schedule) run() {
 		// Take the peers that are due, then visit them without the lock.
 		due = due[:0]
 		s.mu.Lock()
-		for len(s.heap) > 0 && s.heap[0].timer.at <= now.UnixNano() {
+		for len(s.heap) > 0 && s.heap[0].timer.at <= s.at(now) {
 			p := heap.Pop(&s.heap).(*Peer)
 			p.timer.due.Store(0)
 			due = append(due, p)
@@ -157,10 +166,10 @@ func (s *schedule) run() {
 		}
 		s.mu.Unlock()
 		if d.ticketRing != nil {
-			until = min(until, lastRotate.Add(ticketRotateEvery).UnixNano())
+			until = min(until, s.at(lastRotate.Add(ticketRotateEvery)))
 		}
 		if s.interval > 0 {
-			until = min(until, lastWalk.Add(s.interval).UnixNano())
+			until = min(until, s.at(lastWalk.Add(s.interval)))
 		}
 		s.sleepUntil.Store(until)
 		select { // a rearm between the heap read and the store above left a token
@@ -169,7 +178,7 @@ func (s *schedule) run() {
 		default:
 		}
 		if until != math.MaxInt64 {
-			wait := time.Duration(until - d.now().UnixNano())
+			wait := time.Duration(until - s.at(d.now()))
 			if wait <= 0 {
 				continue
 			}
@@ -198,8 +207,7 @@ func (s *schedule) visit(p *Peer, now time.Time) {
 		return
 	}
 	defer p.leave()
-	p.act(p.sess.Due(now), now) // act rearms
-	p.rearm()
+	p.act(p.sess.Due(now), now) // act puts p back at its next deadline (rearm)
 }
 
 // timerHeap orders peers by peerTimer.at (container/heap).
