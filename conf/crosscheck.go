@@ -3,6 +3,8 @@ package conf
 import (
 	"fmt"
 	"net/netip"
+
+	"stunnel/handshake"
 )
 
 // crossCheck finds mistakes that involve more than one key: duplicates,
@@ -29,6 +31,9 @@ func (p *parser) crossCheck(c *Config) {
 			byID[pr.ID] = i
 		}
 	}
+	// Public keys are public: a map (first peer with each key) is fine
+	// here, no constant-time comparison needed.
+	byKey := make(map[handshake.PublicKey]int, len(c.Peers))
 	for i, pr := range c.Peers {
 		if pr.PublicKey.IsZero() {
 			continue
@@ -36,22 +41,19 @@ func (p *parser) crossCheck(c *Config) {
 		if !in.PublicKey.IsZero() && pr.PublicKey.Equal(in.PublicKey) {
 			p.addf(line(i, "public_key"), "public_key of peer %q is this host's own public key", pr.ID)
 		}
-		for j := range i {
-			if c.Peers[j].PublicKey.Equal(pr.PublicKey) {
-				p.addf(line(i, "public_key"), "public_key of peer %q is also the key of peer %q (line %d)", pr.ID, c.Peers[j].ID, c.Peers[j].Line)
-				break
-			}
+		if j, dup := byKey[pr.PublicKey]; dup {
+			p.addf(line(i, "public_key"), "public_key of peer %q is also the key of peer %q (line %d)", pr.ID, c.Peers[j].ID, c.Peers[j].Line)
+		} else {
+			byKey[pr.PublicKey] = i
 		}
 	}
 
+	idx := newPrefixIndex(c)
 	for i, pr := range c.Peers {
 		for _, a := range pr.AllowedIPs {
-			for j := range i {
-				for _, b := range c.Peers[j].AllowedIPs {
-					if a.Overlaps(b) {
-						p.addf(line(i, "allowed_ips"), "allowed_ips %s of peer %q overlaps %s of peer %q (line %d); each address must belong to one peer", a, pr.ID, b, c.Peers[j].ID, c.Peers[j].Line)
-					}
-				}
+			for _, r := range idx.overlapping(a, i) {
+				j, b := r.peer, c.Peers[r.peer].AllowedIPs[r.pos]
+				p.addf(line(i, "allowed_ips"), "allowed_ips %s of peer %q overlaps %s of peer %q (line %d); each address must belong to one peer", a, pr.ID, b, c.Peers[j].ID, c.Peers[j].Line)
 			}
 			for _, own := range in.Addresses {
 				// A /0 ("send everything to this peer") is deliberate, and
@@ -63,8 +65,8 @@ func (p *parser) crossCheck(c *Config) {
 				}
 			}
 		}
-		p.endpointLoop(c, i, line(i, "endpoint"))
-		p.groupLoops(c, i, line(i, "endpoint"))
+		p.endpointLoop(c, idx, i, line(i, "endpoint"))
+		p.groupLoops(c, idx, i, line(i, "endpoint"))
 	}
 
 	if in.MTU < MinMTUIPv6 && usesIPv6(c) {
@@ -78,7 +80,7 @@ func (p *parser) crossCheck(c *Config) {
 
 // endpointLoop flags an endpoint that the tunnel itself would route: its
 // encrypted packets would be sent into the tunnel they carry.
-func (p *parser) endpointLoop(c *Config, i, line int) {
+func (p *parser) endpointLoop(c *Config, idx *prefixIndex, i, line int) {
 	pr := c.Peers[i]
 	ap, err := netip.ParseAddrPort(pr.Endpoint)
 	if err != nil {
@@ -90,14 +92,11 @@ func (p *parser) endpointLoop(c *Config, i, line int) {
 			p.addf(line, "endpoint %s of peer %q is this host's own overlay address; use the peer's underlay address", pr.Endpoint, pr.ID)
 		}
 	}
-	for j, o := range c.Peers {
-		for _, pfx := range o.AllowedIPs {
-			// A /0 is a full tunnel: the daemon exempts its own packets
-			// with a firewall mark and a routing table (tunnel/netcfg).
-			if pfx.Bits() > 0 && pfx.Contains(a) {
-				p.addf(line, "endpoint %s of peer %q lies inside allowed_ips %s of peer %q; its encrypted packets would be routed into the tunnel itself", pr.Endpoint, pr.ID, pfx, c.Peers[j].ID)
-			}
-		}
+	// A /0 is a full tunnel (containing leaves it out): the daemon exempts
+	// its own packets with a firewall mark and a routing table (tunnel/netcfg).
+	for _, r := range idx.containing(a) {
+		pfx := c.Peers[r.peer].AllowedIPs[r.pos]
+		p.addf(line, "endpoint %s of peer %q lies inside allowed_ips %s of peer %q; its encrypted packets would be routed into the tunnel itself", pr.Endpoint, pr.ID, pfx, c.Peers[r.peer].ID)
 	}
 }
 

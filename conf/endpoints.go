@@ -66,7 +66,7 @@ func (p *parser) endpoints(t table, pr *Peer) {
 
 // groupLoops runs endpointLoop on every endpoint of a group after the
 // first (the first is Endpoint, checked already).
-func (p *parser) groupLoops(c *Config, i, line int) {
+func (p *parser) groupLoops(c *Config, idx *prefixIndex, i, line int) {
 	if len(c.Peers[i].Endpoints) < 2 {
 		return
 	}
@@ -74,6 +74,6 @@ func (p *parser) groupLoops(c *Config, i, line int) {
 		tmp := *c
 		tmp.Peers = slices.Clone(c.Peers)
 		tmp.Peers[i].Endpoint = e
-		p.endpointLoop(&tmp, i, line)
+		p.endpointLoop(&tmp, idx, i, line) // same allowed_ips: the same index
 	}
 }

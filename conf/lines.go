@@ -99,18 +99,19 @@ func findHeader(lines [][]byte, from int, k toml.Key) (int, bool) {
 
 // headerName returns "a.b" for a line "[a.b]" or "[[ a . "b" ]]  # comment".
 func headerName(line []byte) (string, bool) {
-	s := strings.TrimSpace(string(line))
-	if !strings.HasPrefix(s, "[") {
+	line = bytes.TrimSpace(line) // called for every line: no string copy of the others
+	if len(line) == 0 || line[0] != '[' {
 		return "", false
 	}
-	s = strings.TrimLeft(s, "[")
+	s := strings.TrimLeft(string(line), "[")
 	end := strings.IndexByte(s, ']')
 	if end < 0 {
 		return "", false
 	}
-	s = strings.NewReplacer(" ", "", "\t", "", `"`, "", "'", "").Replace(s[:end])
-	return s, true
+	return headerSpace.Replace(s[:end]), true
 }
+
+var headerSpace = strings.NewReplacer(" ", "", "\t", "", `"`, "", "'", "")
 
 // findKey finds `name =` (or `name.` of a dotted key, or the quoted name) at
 // the start of a line or after '{' or ',', from (line, col) up to the next

@@ -74,8 +74,9 @@ type Options struct {
 	// InlineLimit overrides inlineLimit (0: by the number of CPUs; negative:
 	// never, so tests can send every batch through the crypto workers).
 	InlineLimit int
-	// TickInterval drives the timers (0: 50 ms; negative: no ticker, the
-	// test calls tick itself).
+	// TickInterval: 0 runs the timers at their deadlines only
+	// (schedule.go); positive also walks every peer at this interval;
+	// negative runs no timers (the test calls tick itself).
 	TickInterval time.Duration
 	// QuietStart keeps peers from handshaking at start (startPeers): for
 	// tests that drive every handshake themselves, packet by packet.
@@ -112,7 +113,8 @@ type Device struct {
 	// (a reload that changes [interface] keys needs a restart).
 	peerID     string
 	host       *session.Host // identity, responder and [session] policy, shared by all peers' sessions
-	ticketRing *tickets.Ring // nil: no resumption; rotated by the ticker
+	ticketRing *tickets.Ring // nil: no resumption; rotated by the schedule
+	sched      *schedule     // runs the timers; nil when the test calls tick
 	cookies    *handshake.CookieChecker
 	limiter    *handshake.RateLimiter
 	load       *handshake.LoadMonitor
@@ -294,13 +296,10 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 		d.goroutine(func() { d.readUDP(fn) })
 	}
 	d.goroutine(d.readTUN)
-	tick := opt.TickInterval
-	if tick == 0 {
-		tick = 50 * time.Millisecond
-	}
-	if tick > 0 {
-		d.goroutine(func() { d.runTicker(tick) })
-		d.goroutine(func() { d.runFailover(tick) })
+	if opt.TickInterval >= 0 {
+		d.sched = newSchedule(d, opt.TickInterval)
+		d.goroutine(d.sched.run)
+		d.goroutine(d.runFailover)
 	}
 	for _, p := range set.list {
 		p.start()

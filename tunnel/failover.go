@@ -77,20 +77,42 @@ func (p *Peer) standbyEndpoints() []string {
 	return append(eps[i+1:], eps[:i]...)
 }
 
-// runFailover checks every peer's silence on the ticker's interval. It
+// runFailover checks every peer's silence for failover. It
 // runs apart from the session timers (tick) because it is transport
 // business: which address to send to.
-func (d *Device) runFailover(interval time.Duration) {
-	t := time.NewTicker(interval)
+//
+// It wakes every failoverTick while some peer has a gateway group to watch,
+// else once a second (DNS re-resolution needs no finer clock), so an idle
+// tunnel without groups stays nearly idle (the timers have no tick at all:
+// schedule.go).
+func (d *Device) runFailover() {
+	t := time.NewTimer(failoverTick)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			d.checkFailover(d.now())
+			t.Reset(d.failoverInterval())
 		case <-d.closed:
 			return
 		}
 	}
+}
+
+// failoverTick is how often silence is checked while a group is watched:
+// a small part of any sensible failover_after.
+const failoverTick = 50 * time.Millisecond
+
+func (d *Device) failoverInterval() time.Duration {
+	for _, p := range d.peers.Load().list {
+		p.mu.Lock()
+		watched := p.cfg.FailoverAfter > 0 && len(p.cfg.Endpoints) > 1
+		p.mu.Unlock()
+		if watched {
+			return failoverTick
+		}
+	}
+	return time.Second
 }
 
 // checkFailover moves every peer whose endpoint has been silent for its

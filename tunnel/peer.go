@@ -24,9 +24,10 @@ const pendingQueueLen = 128
 // queues of its batches. Its sessions (handshakes, keys over time, timers)
 // are the session core's: sess.
 type Peer struct {
-	d    *Device
-	id   string
-	sess *session.Peer // safe for concurrent use; see package session for its locks
+	d     *Device
+	id    string
+	sess  *session.Peer // safe for concurrent use; see package session for its locks
+	timer peerTimer     // its place in the device's timer schedule (schedule.go)
 
 	// Lifetime: stopped is set once by stop; active counts work admitted by
 	// enter and not yet left. resolving is true while a lookup runs.
@@ -294,6 +295,7 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 				p.cfg = pc
 				p.mu.Unlock()
 				p.sess.SetPolicy(policy, pc.PersistentKeepalive, d.now())
+				p.rearm() // a shorter keepalive moves the deadline earlier
 				if endpointChanged {
 					p.resolveEndpoint(pc.Endpoint)
 				}

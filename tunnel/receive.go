@@ -267,6 +267,7 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 		p.rxPackets.Add(rxPackets)
 		p.roam(lastEndpoint)
 		promoted, rekeyNow := p.sess.Received(kp, data, now)
+		p.rearm()     // once per batch; a shared lock only if a timer was armed earlier
 		if promoted { // we were the responder; the initiator just confirmed
 			var cipher handshake.Cipher
 			if e, ok := d.indices.lookup(kp.LocalIndex); ok {

@@ -404,6 +404,7 @@ func (p *Peer) transmit(b *outBatch) {
 		now := d.now()
 		p.sess.Sent(b.data, now)
 		p.fo.sent(now)
+		p.rearm() // once per batch; a shared lock only if a timer was armed earlier
 	}
 	d.releaseOut(b)
 }

@@ -6,24 +6,13 @@ import (
 	"stunnel/rekey"
 )
 
-// runTicker drives every peer's timers. One ticker for the interface instead
-// of timers per peer: the handful of due checks per tick cost less than the
-// wake-ups, and latency-critical work (the first initiation) is started
-// directly by the packet path through wantHandshake.
-func (d *Device) runTicker(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			d.tick()
-		case <-d.closed:
-			return
-		}
-	}
-}
+// The peers' timers run from one goroutine that sleeps until the earliest
+// deadline over all peers (schedule.go); latency-critical work (the first
+// initiation) is started directly by the packet path through wantHandshake.
 
-// tick runs the timers of every peer once at the current time.
+// tick runs the timers of every peer once at the current time: tests with
+// a fake clock (Options.TickInterval < 0) call it, and a positive
+// TickInterval adds it as a periodic walk to the schedule.
 func (d *Device) tick() {
 	now := d.now()
 	if d.ticketRing != nil {
@@ -48,6 +37,7 @@ func (p *Peer) act(act rekey.Action, now time.Time) {
 	if act&rekey.ActSendKeepalive != 0 {
 		p.sendKeepalive()
 	}
+	p.rearm()
 }
 
 // giveUp ends a handshake that got no answer (the session core has

@@ -11,14 +11,21 @@
 // (docs/PERFORMANCE.md). It is the trade Linux's busy_poll and the Go
 // scheduler's own spinning make.
 //
+// Spinning is adaptive (issue 21): it only pays while packets come close
+// together, so a Poller spins only after Streak wakes in a row came soon: a
+// spin that caught a packet, or a sleep shorter than Busy (the caller
+// reports the end of each sleep with Woke). A fruitless spin lowers the
+// streak by one, a sleep longer than Busy ends it. Sparse traffic (pings at
+// up to a thousand per second, whose packets are a millisecond or more
+// apart) thus costs a sleep and a wake per packet, as without busy polling,
+// while a busy flow keeps spinning through its short gaps.
+//
 // The cost is bounded: between polls the thread yields its CPU
 // (sched_yield), so runnable threads are not held up, and spinning that
 // finds nothing is capped at Budget per second per Poller, after which it
 // sleeps at once until the next second. A reader only spins after it was
-// woken by a packet, so an idle tunnel costs nothing; traffic whose packets
-// come just too far apart to be caught costs at most 20 % of a core per
-// reader. (A 50 ms budget gave back about half of the throughput gain in
-// the same runs; 200 ms kept it.)
+// woken by a packet, so an idle tunnel costs nothing. (A 50 ms budget gave
+// back about half of the throughput gain in the same runs; 200 ms kept it.)
 package busypoll
 
 import (
@@ -32,6 +39,15 @@ const (
 	Spin = 50 * time.Microsecond
 	// Budget is how much fruitless spinning a Poller may do per second.
 	Budget = 200 * time.Millisecond
+	// Streak is how many wakes in a row must have come soon (a spin that
+	// found work, or a sleep shorter than Busy) before Poll spins.
+	Streak = 3
+	// Busy is the longest sleep that still counts as a busy flow: a
+	// reader whose packets come within Busy of each other runs a flow of
+	// thousands of packets per second, where spinning keeps both its
+	// packets and its vCPU's wake-ups cheap; pings at up to 1000/s sleep
+	// longer than that between packets.
+	Busy = 5 * Spin
 )
 
 // Poller is one reader's spinning state. It is owned by one goroutine at a
@@ -42,14 +58,23 @@ type Poller struct {
 
 	second time.Time     // start of the current one-second budget window
 	wasted time.Duration // fruitless spinning in that window
+
+	streak int       // wakes in a row that found work within Spin (capped at Streak)
+	slept  time.Time // when Poll last gave up (the caller then sleeps); zero: not sleeping
 }
 
 // Poll polls fds without blocking, again and again, for up to Spin, and
 // reports whether one of them has events (fds[i].Revents says which).
 // It returns false at once when this second's budget is spent; the caller
 // then sleeps in a blocking poll.
+// It also returns false at once, without polling, unless the last Streak
+// wakes found work within Spin.
 func (p *Poller) Poll(fds []unix.PollFd) bool {
 	now := p.now()
+	p.slept = now // unless we find work below
+	if p.streak < Streak {
+		return false
+	}
 	if now.Sub(p.second) >= time.Second {
 		p.second, p.wasted = now, 0
 	}
@@ -59,15 +84,33 @@ func (p *Poller) Poll(fds []unix.PollFd) bool {
 	start := now
 	for {
 		if n, err := unix.Poll(fds, 0); n > 0 && err == nil {
+			p.slept = time.Time{}
 			return true
 		}
 		now = p.now()
 		if spun := now.Sub(start); spun >= Spin {
 			p.wasted += spun
+			p.streak--
+			p.slept = now
 			return false
 		}
 		yield()
 	}
+}
+
+// Woke tells the Poller that the caller's sleep after Poll gave up has
+// ended: a sleep shorter than Busy means a busy flow. Calls without a
+// sleep before are ignored.
+func (p *Poller) Woke() {
+	if p.slept.IsZero() {
+		return
+	}
+	if p.now().Sub(p.slept) < Busy {
+		p.streak = min(p.streak+1, Streak)
+	} else {
+		p.streak = 0
+	}
+	p.slept = time.Time{}
 }
 
 func (p *Poller) now() time.Time {

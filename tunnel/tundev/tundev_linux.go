@@ -225,6 +225,9 @@ func (d *Device) wait(fds []unix.PollFd, spin *busypoll.Poller) error {
 			return os.ErrClosed
 		}
 		_, err := unix.Poll(fds, -1)
+		if spin != nil {
+			spin.Woke() // a short sleep says spinning would pay
+		}
 		if err != nil && err != unix.EINTR {
 			return fmt.Errorf("tundev: poll on %s: %w", d.name, err)
 		}

@@ -264,6 +264,9 @@ func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.P
 			return net.ErrClosed
 		}
 		_, err := unix.Poll(pfd[:], -1)
+		if spin != nil {
+			spin.Woke() // a short sleep says spinning would pay
+		}
 		if err == unix.EINTR {
 			continue
 		}
