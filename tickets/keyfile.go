@@ -116,7 +116,11 @@ func parseKeyLine(s string) (Key, error) {
 		return Key{}, fmt.Errorf("want 5 fields NAME SECRET CREATED ENCRYPT_DECRYPT DECRYPT_ONLY, got %d", len(f))
 	}
 	var k Key
-	if n, err := hex.Decode(k.Name[:], []byte(f[0])); err != nil || n != NameSize || len(f[0]) != 2*NameSize {
+	// The length first: hex.Decode writes len/2 bytes and would overrun Name.
+	if len(f[0]) != 2*NameSize {
+		return Key{}, fmt.Errorf("name %q is not %d hex digits", f[0], 2*NameSize)
+	}
+	if n, err := hex.Decode(k.Name[:], []byte(f[0])); err != nil || n != NameSize {
 		return Key{}, fmt.Errorf("name %q is not %d hex digits", f[0], 2*NameSize)
 	}
 	sec, err := base64.StdEncoding.DecodeString(f[1])
