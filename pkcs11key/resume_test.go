@@ -26,7 +26,7 @@ func TestResumedRekeyNeedsNoTokenOperation(t *testing.T) {
 	memHost := session.NewHost(&handshake.Config{PeerID: []byte("laptop"), PrivateKey: memPriv, Now: clock,
 		Peers: peers{"gw": {PublicKey: k.Public(), ID: "gw"}}}, rekey.DefaultPolicy())
 	memHost.SetTickets(nil, true, 24*time.Hour) // issues none, resumes with the ones it gets
-	regT, regM := newReg(), newReg()
+	regT, regM := session.NewMapRegistry(), session.NewMapRegistry()
 	gw := tokHost.NewPeer(session.PeerConfig{ID: "laptop", PublicKey: memPriv.PublicKey()}, regT)
 	laptop := memHost.NewPeer(session.PeerConfig{ID: "gw", PublicKey: k.Public()}, regM)
 
@@ -89,22 +89,3 @@ func TestResumedRekeyNeedsNoTokenOperation(t *testing.T) {
 	}
 	t.Logf("token operations: full handshake 2 (responder side), resumed rekey 0")
 }
-
-// reg is a minimal session.Registry.
-type reg struct {
-	next uint32
-	m    map[uint32]bool
-}
-
-func newReg() *reg { return &reg{next: 1, m: map[uint32]bool{}} }
-
-func (r *reg) Reserve() uint32 { r.next++; r.m[r.next] = true; return r.next }
-func (r *reg) Claim(idx uint32) bool {
-	if r.m[idx] {
-		return false
-	}
-	r.m[idx] = true
-	return true
-}
-func (r *reg) Register(idx uint32, kp *rekey.Keypair, c handshake.Cipher) { r.m[idx] = true }
-func (r *reg) Release(idx uint32)                                         { delete(r.m, idx) }

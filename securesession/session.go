@@ -27,8 +27,6 @@
 package securesession
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -109,7 +107,7 @@ type Session struct {
 	now     func() time.Time
 	host    *session.Host
 	cookies *handshake.CookieChecker // mac1 of messages addressed to us
-	reg     *registry
+	reg     *session.MapRegistry
 
 	mu     sync.Mutex    // guards peer and outbox
 	peer   *session.Peer // nil until Connect, or until an initiation arrives
@@ -145,7 +143,7 @@ func New(cfg Config) (*Session, error) {
 	}
 	hs := &handshake.Config{PeerID: []byte(cfg.PeerID), PrivateKey: cfg.PrivateKey, Cipher: cfg.Cipher,
 		Peers: cfg.Peers, Now: now, Rand: cfg.Rand}
-	s := &Session{cfg: cfg, now: now, host: session.NewHost(hs, cfg.Policy), reg: newRegistry()}
+	s := &Session{cfg: cfg, now: now, host: session.NewHost(hs, cfg.Policy), reg: session.NewMapRegistry()}
 	if cfg.ReauthAfter <= 0 {
 		cfg.ReauthAfter = 24 * time.Hour
 	}
@@ -231,58 +229,4 @@ func (s *Session) Close() {
 	if p := s.currentPeer(); p != nil {
 		p.Clear()
 	}
-}
-
-// registry maps our receiver indices to keypairs (a nil keypair: a
-// handshake of ours in progress).
-type registry struct {
-	mu sync.RWMutex
-	m  map[uint32]*rekey.Keypair
-}
-
-func newRegistry() *registry { return &registry{m: make(map[uint32]*rekey.Keypair)} }
-
-func (r *registry) Reserve() uint32 {
-	var b [4]byte
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			panic("securesession: crypto/rand failed: " + err.Error())
-		}
-		idx := binary.LittleEndian.Uint32(b[:])
-		if _, taken := r.m[idx]; !taken && idx != 0 {
-			r.m[idx] = nil
-			return idx
-		}
-	}
-}
-
-func (r *registry) Claim(idx uint32) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, taken := r.m[idx]; taken || idx == 0 {
-		return false
-	}
-	r.m[idx] = nil
-	return true
-}
-
-func (r *registry) Register(idx uint32, kp *rekey.Keypair, _ handshake.Cipher) {
-	r.mu.Lock()
-	r.m[idx] = kp
-	r.mu.Unlock()
-}
-
-func (r *registry) Release(idx uint32) {
-	r.mu.Lock()
-	delete(r.m, idx)
-	r.mu.Unlock()
-}
-
-func (r *registry) lookup(idx uint32) (kp *rekey.Keypair, ok bool) {
-	r.mu.RLock()
-	kp, ok = r.m[idx]
-	r.mu.RUnlock()
-	return kp, ok
 }

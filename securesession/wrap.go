@@ -200,7 +200,7 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	}
 	idx := binary.LittleEndian.Uint32(msg[4:8])
 	counter := binary.LittleEndian.Uint64(msg[8:16])
-	kp, ok := s.reg.lookup(idx)
+	kp, ok := s.reg.Lookup(idx)
 	if !ok || kp == nil {
 		return Result{}, ErrUnknownIndex
 	}

@@ -1,11 +1,8 @@
 package session
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,56 +11,6 @@ import (
 )
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-
-// memRegistry is a Registry for tests: a map guarded by a mutex.
-type memRegistry struct {
-	mu sync.Mutex
-	m  map[uint32]*rekey.Keypair // nil value: reserved, no key yet
-}
-
-func newMemRegistry() *memRegistry { return &memRegistry{m: map[uint32]*rekey.Keypair{}} }
-
-func (r *memRegistry) Reserve() uint32 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		idx := binary.LittleEndian.Uint32(b[:])
-		if _, taken := r.m[idx]; !taken && idx != 0 {
-			r.m[idx] = nil
-			return idx
-		}
-	}
-}
-
-func (r *memRegistry) Claim(idx uint32) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, taken := r.m[idx]; taken || idx == 0 {
-		return false
-	}
-	r.m[idx] = nil
-	return true
-}
-
-func (r *memRegistry) Register(idx uint32, kp *rekey.Keypair, _ handshake.Cipher) {
-	r.mu.Lock()
-	r.m[idx] = kp
-	r.mu.Unlock()
-}
-
-func (r *memRegistry) Release(idx uint32) {
-	r.mu.Lock()
-	delete(r.m, idx)
-	r.mu.Unlock()
-}
-
-func (r *memRegistry) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.m)
-}
 
 type lookup map[string]handshake.PeerInfo
 
@@ -78,7 +25,7 @@ func (l lookup) LookupPeer(id []byte) (handshake.PeerInfo, error) {
 type side struct {
 	host  *Host
 	peer  *Peer
-	reg   *memRegistry
+	reg   *MapRegistry
 	peers lookup
 }
 
@@ -88,7 +35,7 @@ func newSides(t testing.TB, now *time.Time) (a, b *side) {
 	kb, _ := handshake.GeneratePrivateKey(nil)
 	clock := func() time.Time { return *now }
 	mk := func(id string, k handshake.PrivateKey) *side {
-		s := &side{reg: newMemRegistry(), peers: lookup{}}
+		s := &side{reg: NewMapRegistry(), peers: lookup{}}
 		cfg := &handshake.Config{PeerID: []byte(id), PrivateKey: k, Peers: s.peers, Now: clock}
 		s.host = NewHost(cfg, rekey.DefaultPolicy())
 		s.host.SetJitter(func() float64 { return 0 })
@@ -241,7 +188,7 @@ func TestRetriesThenGiveUpSayWhy(t *testing.T) {
 	if pr.Reason != ReasonGaveUp || !strings.HasPrefix(pr.String(), "handshake did not complete: no answer from 198.18.0.2:51820") {
 		t.Fatalf("give-up problem: %q", pr)
 	}
-	if a.peer.Initiating() || a.reg.len() != 0 {
+	if a.peer.Initiating() || a.reg.Len() != 0 {
 		t.Fatal("giving up left the initiation or its index behind")
 	}
 }
@@ -255,7 +202,7 @@ func TestClearZeroesKeysAndReleasesIndices(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.peer.Clear()
-	if !kp.IsZeroed() || a.peer.Current(now) != nil || a.peer.Initiating() || a.reg.len() != 0 {
+	if !kp.IsZeroed() || a.peer.Current(now) != nil || a.peer.Initiating() || a.reg.Len() != 0 {
 		t.Fatal("Clear left keys, an initiation or indices behind")
 	}
 }
@@ -287,7 +234,7 @@ func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
 	// The "restarted" b: same identity, new host, registry and peer.
 	restart := func(at time.Time) (*Peer, Restored, string) {
 		t.Helper()
-		reg := newMemRegistry()
+		reg := NewMapRegistry()
 		h := NewHost(b.host.cfg, rekey.DefaultPolicy())
 		p := h.NewPeer(b.peer.cfg, reg)
 		ep, r, err := p.Restore(saved, at)
@@ -330,12 +277,12 @@ func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
 	for i := range saved {
 		bad := append([]byte(nil), saved...)
 		bad = bad[:i] // every truncation is refused, none panics
-		reg := newMemRegistry()
+		reg := NewMapRegistry()
 		p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
 		if _, _, err := p.Restore(bad, now); err == nil {
 			t.Fatalf("truncated at %d: accepted", i)
 		}
-		if reg.len() != 0 {
+		if reg.Len() != 0 {
 			t.Fatalf("truncated at %d: indices left behind", i)
 		}
 	}
@@ -353,9 +300,9 @@ func FuzzRestore(f *testing.F) {
 	f.Add(b.peer.Snapshot(nil, "198.18.0.1:51820", true))
 	f.Add(b.peer.Snapshot(nil, "", false))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		reg := newMemRegistry()
+		reg := NewMapRegistry()
 		p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
-		if _, _, err := p.Restore(data, now); err != nil && reg.len() != 0 {
+		if _, _, err := p.Restore(data, now); err != nil && reg.Len() != 0 {
 			t.Fatal("a failed restore left indices registered")
 		}
 	})
