@@ -157,6 +157,11 @@ func (n *node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n.done != nil {
+		// A previous run of this node: its waiter must have written its
+		// fields before we replace them (and it had been stopped or killed).
+		<-n.done
+	}
 	cmd := netns.Exec(n.ns, stunnelBin, "up", "-c", n.cfgPath)
 	cmd.Env = append(os.Environ(), "STUNNEL_RUN_DIR="+n.runDir)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -219,6 +219,11 @@ func (n *node) startManaged(m *serviceManager) {
 		logf.Close()
 		t.Fatalf("starting stunnel up in %s: %v", n.ns, err)
 	}
+	if n.done != nil {
+		// A previous run of this node: its waiter must have written its
+		// fields before we replace them (and it had been stopped or killed).
+		<-n.done
+	}
 	n.cmd, n.done = cmd, make(chan struct{})
 	go func() {
 		err := cmd.Wait()
