@@ -39,7 +39,11 @@ func TestRestartKeepsSessions(t *testing.T) {
 	var injected []dataPacket
 	for i := range 3 {
 		replays := startCapture(t, b.ns, "u0", netip.MustParseAddr(a.Underlay), netip.MustParseAddrPort(b.endpoint()))
-		time.Sleep(50 * time.Millisecond) // some datagrams to record; the test waits on conditions below
+		waitFor(t, 5*time.Second, "datagrams to record for the replay", func() bool {
+			replays.mu.Lock()
+			defer replays.mu.Unlock()
+			return len(replays.pkts) >= 20
+		})
 		replays.stop()
 		before := a.peer(b.ID)
 		if code := b.stop(); code != 0 {
@@ -53,7 +57,11 @@ func TestRestartKeepsSessions(t *testing.T) {
 			pb, ok := findPeer(p, a.ID)
 			return err == nil && ok && pb.Restored && pb.RxPackets > 0 && d > 0
 		})
-		time.Sleep(200 * time.Millisecond) // let the stream run on the restored session
+		d0, _, _ := counter.counts()
+		waitFor(t, 5*time.Second, "the stream to run on the restored session", func() bool {
+			d, _, _ := counter.counts()
+			return d >= d0+50
+		})
 		after := a.peer(b.ID)
 		if after.Handshakes != before.Handshakes || after.SessionID != before.SessionID {
 			t.Fatalf("restart %d: a handshook again (%d -> %d handshakes, session %s -> %s)",

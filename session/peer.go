@@ -63,7 +63,6 @@ type Peer struct {
 	initiation          pendingHandshake // our handshake (full or resumed) waiting for its response
 	initiationIndex     uint32
 	initiationEndpoint  string // where it went, for messages
-	initiationResumed   bool   // it is a resumption
 	problem             Problem
 	lastHandshake       time.Time
 	lastFull            time.Time // last full handshake: reauth_after counts from it
@@ -207,7 +206,7 @@ func (p *Peer) giveUpLocked(now time.Time) {
 // handshake before this one: above zero, the earlier ones went unanswered.
 func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int, err error) {
 	idx := p.reg.Reserve()
-	hs, resumed, err := p.newPending(now, idx) // X25519 work: no lock held
+	hs, err := p.newPending(now, idx) // X25519 work: no lock held
 	if err != nil {
 		p.reg.Release(idx)
 		p.SetProblem(Problem{Reason: ReasonStartFailed, Detail: err.Error(), At: now})
@@ -230,7 +229,6 @@ func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int
 	}
 	p.timers.HandshakeInitiated(now)
 	p.mu.Unlock()
-	p.initiationResumed = resumed
 	return msg, attempt, nil
 }
 

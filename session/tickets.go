@@ -93,7 +93,7 @@ func (p *Peer) takeTicketLocked(now time.Time) *heldTicket {
 
 // newPending builds our next handshake: a resumption with the held ticket
 // when one may be used, else a full initiation.
-func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, bool, error) {
+func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, error) {
 	p.mu.Lock()
 	t := p.takeTicketLocked(now)
 	p.forceFull = false
@@ -103,14 +103,14 @@ func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, bool, er
 		r, err := handshake.NewResumption(p.host.cfg, info, t.ticket, &t.secret, idx)
 		t.zero()
 		if err == nil {
-			return r, true, nil
+			return r, nil
 		}
 	}
 	in, err := handshake.NewInitiation(p.host.cfg, info, idx)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return in, false, nil
+	return in, nil
 }
 
 // ForceFullHandshake makes the next handshake a full one, whatever ticket

@@ -422,8 +422,15 @@ func policyFrom(cfg *conf.Config) rekey.Policy {
 	return p
 }
 
-// resolveUDP resolves host:port, preferring IPv4 like most deployments expect.
+// resolveUDP resolves host:port with the system resolver (ResolveWith).
 func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	return ResolveWith(ctx, net.DefaultResolver, hostport)
+}
+
+// ResolveWith resolves an endpoint's host:port through res, preferring
+// IPv4 like most deployments expect; a literal address needs no lookup.
+// The daemon passes a resolver whose sockets carry the full tunnel's mark.
+func ResolveWith(ctx context.Context, res *net.Resolver, hostport string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
 		return ap, nil
 	}
@@ -435,7 +442,7 @@ func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("port %q: %w", portText, err)
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	addrs, err := res.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}

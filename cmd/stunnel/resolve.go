@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync/atomic"
 	"syscall"
+
+	"stunnel/tunnel"
 )
 
 // endpointResolver looks up DNS endpoints with the firewall mark of the
@@ -23,37 +23,12 @@ type endpointResolver struct {
 // resolve is tunnel.Options.Resolve: host:port to an address, IPv4
 // preferred as tunnel's own resolver does.
 func (r *endpointResolver) resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		return ap, nil
-	}
-	host, portText, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	port, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("port %q: %w", portText, err)
-	}
 	res := net.DefaultResolver
 	if mark := r.mark.Load(); mark != 0 {
 		d := markedDialer(mark)
 		res = &net.Resolver{PreferGo: true, Dial: d.DialContext}
 	}
-	addrs, err := res.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	if len(addrs) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("%s has no address", host)
-	}
-	best := addrs[0].Unmap()
-	for _, a := range addrs {
-		if a.Unmap().Is4() {
-			best = a.Unmap()
-			break
-		}
-	}
-	return netip.AddrPortFrom(best, uint16(port)), nil
+	return tunnel.ResolveWith(ctx, res, hostport)
 }
 
 // markedDialer dials sockets that carry mark (SO_MARK, CAP_NET_ADMIN).
