@@ -30,6 +30,8 @@ type Responder struct {
 
 	mu    sync.Mutex
 	peers map[string]*peerState // guarded by mu; entries only for authenticated peers
+
+	ss *ssMemo // nil unless the key is in memory (ssmemo.go); has its own lock
 }
 
 // peerState is what the responder remembers of an initiator that proved its key.
@@ -43,7 +45,19 @@ func NewResponder(cfg *Config) *Responder {
 	// The responder lives as long as its interface, so the copy of an
 	// in-memory key it holds is dropped with it, not zeroed.
 	key, local, _, err := cfg.staticKey()
-	return &Responder{cfg: cfg, local: local, key: key, err: err, peers: make(map[string]*peerState)}
+	r := &Responder{cfg: cfg, local: local, key: key, err: err, peers: make(map[string]*peerState)}
+	if _, inMemory := key.(*memoryKey); inMemory {
+		r.ss = newSSMemo()
+	}
+	return r
+}
+
+// Zero zeroes the static-static secrets the responder remembers (the
+// interface closed).
+func (r *Responder) Zero() {
+	if r.ss != nil {
+		r.ss.zero()
+	}
 }
 
 // Forget drops the replay and rate state of a peer (removed on reload). If the
@@ -52,6 +66,9 @@ func (r *Responder) Forget(peerID string) {
 	r.mu.Lock()
 	delete(r.peers, peerID)
 	r.mu.Unlock()
+	if r.ss != nil {
+		r.ss.forget(peerID)
+	}
 }
 
 // ConsumeInitiation authenticates message 1 and answers it. localIndex is the
@@ -71,7 +88,13 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 	if r.err != nil {
 		return nil, nil, r.err
 	}
-	hs, err := newNoiseStatic(false, r.cfg.rand(), r.key, r.local.pub, nil, nil)
+	var dhs dhRecord
+	defer dhs.zero()
+	dh := staticDH{key: r.key, memo: r.ss}
+	if r.ss != nil {
+		dh.record = &dhs
+	}
+	hs, err := newNoiseStaticDH(false, r.cfg.rand(), dh, r.local.pub, nil, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting handshake: %w", err)
 	}
@@ -107,6 +130,10 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 	}
 	if err := r.admit(id, p.stamp); err != nil {
 		return nil, nil, &PeerError{PeerID: id, Err: err}
+	}
+	// The peer proved info.PublicKey: its static-static DH may be kept.
+	if ss := dhs.find(info.PublicKey); ss != nil {
+		r.ss.remember(id, info.PublicKey, ss)
 	}
 
 	accept := localCipherSet(r.cfg.Cipher, r.cfg.aesHardware())

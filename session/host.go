@@ -88,8 +88,12 @@ func (h *Host) Policy() rekey.Policy { return *h.policy.Load() }
 func (h *Host) SetPolicy(p rekey.Policy) { h.policy.Store(&p) }
 
 // ZeroPrivateKey overwrites the static private key of the Host's
-// configuration once nothing uses it any more (the tunnel closed).
-func (h *Host) ZeroPrivateKey() { h.cfg.PrivateKey.Zero() }
+// configuration, and the secrets the responder derived from it, once
+// nothing uses them any more (the tunnel closed).
+func (h *Host) ZeroPrivateKey() {
+	h.cfg.PrivateKey.Zero()
+	h.responder.Zero()
+}
 
 // SetJitter replaces the source of retry jitter in [0, 1) (tests).
 func (h *Host) SetJitter(f func() float64) { h.jitter = f }
