@@ -276,6 +276,7 @@ hub_traffic() {
 		timeout -k 5 $((DURATION + 30)) ip netns exec "${HUB_CNS[i]}" iperf3 -c "$HUB_OL.$((10 + i + half))" \
 			-t "$DURATION" -J --connect-timeout 5000 "${rate[@]}" >"$out/$i.json" 2>"$out/$i.err" &
 		pids+=($!)
+		track_pid $! # an interrupted run stops them too
 	done
 	for i in "${pids[@]}"; do wait "$i"; done
 	t1=$(hub_ticks)
