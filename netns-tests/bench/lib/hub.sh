@@ -6,11 +6,11 @@
 # stream per pair, DURATION seconds, unlimited unless HUB_RATE is set). We
 # record what arrived, the hub's CPU (utime + stime) per GB delivered, and
 # its memory (VmHWM, VmRSS). stunnel-aes against wireguard-go, alternated
-# over HUB_ROUNDS rounds; the table goes to $WORK/extra-2-hub.md, which
+# over HUB_ROUNDS rounds (default ROUNDS); the table goes to $WORK/extra-2-hub.md, which
 # ../run prints after the main table. Sourced by ../run.
 #
 #   HUB=0                 skip it
-#   HUB_ROUNDS=1          rounds (each: one stunnel hub, one wireguard-go hub)
+#   HUB_ROUNDS=$ROUNDS    rounds (each: one stunnel hub, one wireguard-go hub; ~50 s at 10 s of traffic)
 #   HUB_PEERS=1000 HUB_CLIENTS=50   configured peers, active clients (even, <= 200)
 #   HUB_RATE=             iperf3 -b per pair (e.g. 20M); empty: as fast as TCP goes
 #   HUB_WG_CLIENT_MEMLIMIT=128MiB   GOMEMLIMIT of wireguard-go clients (not the hub)
@@ -25,7 +25,7 @@ HUB_UL=198.18.72 HUB_OL=198.19.72 HUB_PORT=51820
 
 hub_measure() {
 	[[ "${HUB:-1}" == 0 ]] && { log "hub: skipped (HUB=0)"; return 0; }
-	HUB_ROUNDS=${HUB_ROUNDS:-1} HUB_PEERS=${HUB_PEERS:-1000} HUB_CLIENTS=${HUB_CLIENTS:-50}
+	HUB_ROUNDS=${HUB_ROUNDS:-$ROUNDS} HUB_PEERS=${HUB_PEERS:-1000} HUB_CLIENTS=${HUB_CLIENTS:-50}
 	HUB_RESULTS=$WORK/hub.tsv
 	: >"$HUB_RESULTS"
 	if ! [[ "$HUB_ROUNDS" =~ ^[1-9][0-9]*$ && "$HUB_CLIENTS" =~ ^[1-9][0-9]*$ && "$HUB_PEERS" =~ ^[0-9]+$ ]] ||
