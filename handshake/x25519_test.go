@@ -109,3 +109,26 @@ func BenchmarkX25519(b *testing.B) {
 		}
 	})
 }
+
+// FuzzX25519: any scalar and point (a peer's key is untrusted bytes) give
+// what golang.org/x/crypto gives, refusals included.
+func FuzzX25519(f *testing.F) {
+	f.Add(make([]byte, 32), make([]byte, 32))
+	f.Add(bytes.Repeat([]byte{0xff}, 32), bytes.Repeat([]byte{0xff}, 32))
+	f.Add(bytes.Repeat([]byte{1}, 32), append([]byte{9}, make([]byte, 31)...))
+	f.Fuzz(func(t *testing.T, s, p []byte) {
+		// As given (wrong lengths are refused by both), and cut or padded
+		// to 32 bytes, so that most inputs reach the ladder.
+		var s32, p32 [32]byte
+		copy(s32[:], s)
+		copy(p32[:], p)
+		for _, in := range [][2][]byte{{s, p}, {s32[:], p32[:]}} {
+			var got [32]byte
+			gerr := x25519(&got, in[0], in[1])
+			want, werr := curve25519.X25519(in[0], in[1])
+			if (werr != nil) != (gerr != nil) || werr == nil && !bytes.Equal(got[:], want) {
+				t.Fatalf("scalar %x point %x: got %x (%v), x/crypto %x (%v)", in[0], in[1], got, gerr, want, werr)
+			}
+		}
+	})
+}
