@@ -17,16 +17,25 @@ hsrate_measure() {
 	# One go test per round (built once, then cached): each round runs the
 	# four benchmarks one after another, so each gets its share of whatever
 	# else the machine does.
-	local r
+	local r rc
 	: >"$out"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		if ! (cd "$REPO" && GOMAXPROCS=1 go test -run '^$' -bench Responder -cpu 1 -count 1 \
-			-benchtime "$benchtime" -timeout 30m ./netns-tests/bench/hsrate/) >>"$out" 2>&1; then
+		(cd "$REPO" && GOMAXPROCS=1 go test -run '^$' -bench Responder -cpu 1 -count 1 \
+			-benchtime "$benchtime" -timeout 30m ./netns-tests/bench/hsrate/) >"$out.$r" 2>&1
+		rc=$?
+		cat "$out.$r" >>"$out"
+		if ((rc != 0)); then
 			log "handshake rate benchmark failed: $(grep -m1 -E 'FAIL|panic|error' "$out" | cut -c1-160)"
 			printf '### Handshakes per second per core, responder side\n\nnot measured: %s\n' \
 				"$(grep -m1 -E 'FAIL|panic|error' "$out" | cut -c1-160)" >"$md"
 			return 0
 		fi
+		# Per-round values into the run's .tsv too (report.awk ignores these
+		# names): round, hsrate-BENCHMARK, metric, value.
+		awk -v r="$r" '$1 ~ /^BenchmarkResponder\// {
+			n = substr($1, 20)
+			for (i = 2; i < NF; i++) if ($(i + 1) ~ /^handshakes\//) printf "%s\thsrate-%s\t%s\t%s\n", r, n, $(i + 1), $i
+		}' "$out.$r" >>"$RESULTS"
 	done
 	{
 		echo "### Handshakes per second per core, responder side (issue 21 target 5)"

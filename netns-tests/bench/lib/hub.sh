@@ -49,6 +49,8 @@ hub_measure() {
 		awk -v peers="$HUB_PEERS" -v clients="$HUB_CLIENTS" -v rounds="$HUB_ROUNDS" -v dur="$DURATION" \
 			-v rate="${HUB_RATE:-}" -f "$HERE/lib/hub.awk" "$HUB_RESULTS"
 	} >"$WORK/extra-2-hub.md"
+	# Per-round values into the run's .tsv too, named so report.awk ignores them.
+	awk 'BEGIN { FS = OFS = "\t" } { $3 = "hub_" $3; print }' "$HUB_RESULTS" >>"$RESULTS"
 }
 
 hub_record() { printf '%s\t%s\t%s\t%s\n' "$HUB_ROUND" "$IMPL" "$1" "$2" >>"$HUB_RESULTS"; }
