@@ -7,7 +7,6 @@ import (
 
 	"filippo.io/edwards25519"
 	"github.com/flynn/noise"
-	"golang.org/x/crypto/curve25519"
 )
 
 // dh25519 is Noise's DH function 25519 (X25519, RFC 7748) with a faster key
@@ -44,6 +43,6 @@ func x25519Base(k []byte) ([]byte, error) {
 	return new(edwards25519.Point).ScalarBaseMult(s).BytesMontgomery(), nil
 }
 
-func (dh25519) DH(priv, pub []byte) ([]byte, error) { return curve25519.X25519(priv, pub) }
+func (dh25519) DH(priv, pub []byte) ([]byte, error) { return x25519DH(priv, pub) }
 func (dh25519) DHLen() int                          { return 32 }
 func (dh25519) DHName() string                      { return "25519" }

@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/flynn/noise"
-	"golang.org/x/crypto/curve25519"
 )
 
 // StaticKey is this host's static X25519 key: in memory, or in a PKCS#11 token.
@@ -40,12 +39,9 @@ func (k *memoryKey) Public() PublicKey { return k.pub }
 // computes, and what a token returns); the handshake refuses that result.
 func (k *memoryKey) SharedSecret(peer PublicKey) ([32]byte, error) {
 	var out [32]byte
-	b, err := curve25519.X25519(k.priv[:], peer[:])
-	if err != nil {
-		return out, nil // the only failure: an all-zero result
+	if err := x25519(&out, k.priv[:], peer[:]); err != nil {
+		clear(out[:]) // the only failure: an all-zero result
 	}
-	copy(out[:], b)
-	clear(b)
 	return out, nil
 }
 
@@ -79,7 +75,7 @@ func (c *Config) staticKey() (key StaticKey, lk localKeys, owned *memoryKey, err
 // the private bytes it holds to DH, so a call with no private key is a DH
 // with our static key, and goes to StaticKey.SharedSecret (a token
 // operation for a PKCS#11 key). Ephemeral keys are always 32 bytes and use
-// plain X25519. The static private key therefore never enters the Noise
+// dh25519 (fixed-base key generation, one-ladder X25519). The static private key therefore never enters the Noise
 // state, whatever kind of key it is.
 //
 // On the responder, memo and record (both optional) let the static-static
@@ -98,7 +94,7 @@ func (d staticDH) GenerateKeypair(rng io.Reader) (noise.DHKey, error) {
 
 func (d staticDH) DH(priv, pub []byte) ([]byte, error) {
 	if len(priv) != 0 {
-		return noise.DH25519.DH(priv, pub)
+		return dh25519{}.DH(priv, pub)
 	}
 	var peer PublicKey
 	if len(pub) != KeySize {
