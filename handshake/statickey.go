@@ -75,8 +75,9 @@ func (c *Config) staticKey() (key StaticKey, lk localKeys, owned *memoryKey, err
 // the private bytes it holds to DH, so a call with no private key is a DH
 // with our static key, and goes to StaticKey.SharedSecret (a token
 // operation for a PKCS#11 key). Ephemeral keys are always 32 bytes and use
-// dh25519 (fixed-base key generation, one-ladder X25519). The static private key therefore never enters the Noise
-// state, whatever kind of key it is.
+// dh25519 (fixed-base key generation, one-ladder X25519). The static
+// private key therefore never enters the Noise state, whatever kind of key
+// it is.
 //
 // On the responder, memo and record (both optional) let the static-static
 // DH be computed once per peer (ssmemo.go).
@@ -86,8 +87,6 @@ type staticDH struct {
 	record *dhRecord // nil: results are not recorded
 }
 
-// GenerateKeypair makes the ephemeral key with the fixed-base
-// multiplication (fastdh.go): the same key, a third of the cost.
 func (d staticDH) GenerateKeypair(rng io.Reader) (noise.DHKey, error) {
 	return dh25519{}.GenerateKeypair(rng)
 }

@@ -1,5 +1,0 @@
-//go:build !race
-
-package tickets
-
-const raceEnabled = false
