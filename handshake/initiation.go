@@ -2,7 +2,6 @@ package handshake
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -117,53 +116,25 @@ func (i *Initiation) LocalIndex() uint32 { return i.localIndex }
 // response; after an authenticated response it is finished (ErrHandshakeDone),
 // also when the responder refused every cipher we offered (ErrCipherMismatch).
 func (i *Initiation) ConsumeResponse(msg []byte) (*Session, error) {
-	if err := checkMessage(msg, MessageTypeResponse, ResponseSize, "response"); err != nil {
+	if err := checkResponseFrame(msg, MessageTypeResponse, ResponseSize, "response", i.localIndex, &i.local.mac1Key); err != nil {
 		return nil, err
-	}
-	if r := binary.LittleEndian.Uint32(msg[respOffReceiver:]); r != i.localIndex {
-		return nil, fmt.Errorf("%w: receiver index %#08x, ours is %#08x", ErrWrongReceiver, r, i.localIndex)
-	}
-	if !checkMAC1(&i.local.mac1Key, msg, respOffMAC1) {
-		return nil, ErrBadMAC1
-	}
-	if !isZero(msg[respOffMAC2:]) {
-		return nil, fmt.Errorf("%w: a v1 response carries an all-zero mac2", ErrBadMAC2)
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.done {
 		return nil, ErrHandshakeDone
 	}
-	var plainBuf [respPayloadLen]byte
-	plain, cs1, cs2, err := i.hs.ReadMessage(plainBuf[:0], msg[respOffEphemeral:respOffMAC1])
-	if err != nil {
+	s, readErr, err := completeResponse(i.hs, msg, i.offer, 2)
+	if readErr != nil {
 		i.rebuildLocked()
-		if errors.Is(err, ErrStaticKey) {
-			return nil, err // a token failure, not a forgery: say so
-		}
-		return nil, ErrDecrypt
+		return nil, errForged(readErr)
 	}
-	if cs1 == nil || cs2 == nil {
-		i.finishLocked()
-		return nil, errors.New("handshake: Noise did not complete after message 2")
-	}
-	p, err := parseRespPayload(plain)
+	i.finishLocked()
 	if err != nil {
-		i.finishLocked()
 		return nil, err
 	}
-	if p.chosen == CipherNone {
-		i.finishLocked()
-		return nil, cipherMismatch("we offer %v, peer accepts %v", i.offer, p.accept)
-	}
-	if !i.offer.has(p.chosen) {
-		i.finishLocked()
-		return nil, malformed("peer chose %v, which we did not offer (we offer %v)", p.chosen, i.offer)
-	}
-	s := finish(i.hs, cs1, cs2, p.chosen, true)
 	s.PeerID = i.peerID
-	s.LocalIndex, s.RemoteIndex = i.localIndex, p.sender
-	i.finishLocked()
+	s.LocalIndex = i.localIndex
 	return s, nil
 }
 

@@ -110,50 +110,25 @@ func (r *Resumption) LocalIndex() uint32 { return r.localIndex }
 // (Resumed set, PeerID = the PeerInfo.ID given to NewResumption). Failures
 // before authentication leave it waiting, as Initiation.ConsumeResponse.
 func (r *Resumption) ConsumeResponse(msg []byte) (*Session, error) {
-	if err := checkMessage(msg, MessageTypeResumptionResponse, ResumptionResponseSize, "resumption response"); err != nil {
+	if err := checkResponseFrame(msg, MessageTypeResumptionResponse, ResumptionResponseSize, "resumption response", r.localIndex, &r.mac1Key); err != nil {
 		return nil, err
-	}
-	if idx := binary.LittleEndian.Uint32(msg[respOffReceiver:]); idx != r.localIndex {
-		return nil, fmt.Errorf("%w: receiver index %#08x, ours is %#08x", ErrWrongReceiver, idx, r.localIndex)
-	}
-	if !checkMAC1(&r.mac1Key, msg, respOffMAC1) {
-		return nil, ErrBadMAC1
-	}
-	if !isZero(msg[respOffMAC2:]) {
-		return nil, fmt.Errorf("%w: a v1 resumption response carries an all-zero mac2", ErrBadMAC2)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done {
 		return nil, ErrHandshakeDone
 	}
-	var plainBuf [respPayloadLen]byte
-	plain, cs1, cs2, err := r.hs.ReadMessage(plainBuf[:0], msg[respOffEphemeral:respOffMAC1])
-	if err != nil {
+	s, readErr, err := completeResponse(r.hs, msg, r.offer, 6)
+	if readErr != nil {
 		r.rebuildLocked()
-		return nil, ErrDecrypt
+		return nil, ErrDecrypt // no static key is used by a resumption
 	}
-	if cs1 == nil || cs2 == nil {
-		r.finishLocked()
-		return nil, errors.New("resumption: Noise did not complete after message 6")
-	}
-	p, err := parseRespPayload(plain)
+	r.finishLocked()
 	if err != nil {
-		r.finishLocked()
 		return nil, err
 	}
-	if p.chosen == CipherNone {
-		r.finishLocked()
-		return nil, cipherMismatch("we offer %v, peer accepts %v", r.offer, p.accept)
-	}
-	if !r.offer.has(p.chosen) {
-		r.finishLocked()
-		return nil, malformed("peer chose %v, which we did not offer (we offer %v)", p.chosen, r.offer)
-	}
-	s := finish(r.hs, cs1, cs2, p.chosen, true)
 	s.PeerID, s.Resumed = r.peerID, true
-	s.LocalIndex, s.RemoteIndex = r.localIndex, p.sender
-	r.finishLocked()
+	s.LocalIndex = r.localIndex
 	return s, nil
 }
 
