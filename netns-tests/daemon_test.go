@@ -150,9 +150,17 @@ func (n *node) writeRaw(text string) {
 // start writes the config, runs `stunnel up` inside the namespace and waits
 // until it is ready: `show --json` answers and the device exists.
 func (n *node) start() {
+	n.l.t.Helper()
+	n.writeConfig()
+	n.launch(netns.Exec(n.ns, stunnelBin, "up", "-c", n.cfgPath), "show answers, device exists", nil)
+}
+
+// launch starts cmd, a `stunnel up` of this node (its environment, if set,
+// is kept), and waits until it is ready: show answers, the device exists
+// and alsoReady (if not nil) holds. Cleanup kills it and checks its log.
+func (n *node) launch(cmd *exec.Cmd, readyWhat string, alsoReady func() bool) {
 	t := n.l.t
 	t.Helper()
-	n.writeConfig()
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -162,13 +170,19 @@ func (n *node) start() {
 		// fields before we replace them (and it had been stopped or killed).
 		<-n.done
 	}
-	cmd := netns.Exec(n.ns, stunnelBin, "up", "-c", n.cfgPath)
-	cmd.Env = append(os.Environ(), "STUNNEL_RUN_DIR="+n.runDir)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "STUNNEL_RUN_DIR="+n.runDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so cleanup can kill anything it spawned; killed with
 	// the test binary if that dies without running cleanups.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range cmd.ExtraFiles {
+		f.Close() // the child has its copies
+	}
+	if err != nil {
 		logf.Close()
 		t.Fatalf("starting stunnel up in %s: %v", n.ns, err)
 	}
@@ -198,12 +212,12 @@ func (n *node) start() {
 			t.Logf("--- log of %s (%s) ---\n%s", n.ID, n.ns, log)
 		}
 	})
-	waitFor(t, readyWait, n.ID+" to be ready (show answers, device exists)", func() bool {
+	waitFor(t, readyWait, n.ID+" to be ready ("+readyWhat+")", func() bool {
 		if n.exited() {
 			t.Fatalf("stunnel up of %s exited with %d before it was ready; log:\n%s", n.ID, n.exitCode, n.log())
 		}
 		_, err := n.tryShow()
-		return err == nil && n.hasDevice()
+		return err == nil && n.hasDevice() && (alsoReady == nil || alsoReady())
 	})
 }
 

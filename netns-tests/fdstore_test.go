@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -200,56 +199,9 @@ func (m *serviceManager) stopService() {
 
 // startManaged is start() under the stand-in service manager.
 func (n *node) startManaged(m *serviceManager) {
-	t := n.l.t
-	t.Helper()
+	n.l.t.Helper()
 	n.writeConfig()
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := m.command(n.ns, stunnelBin, "up", "-c", n.cfgPath)
-	cmd.Env = append(cmd.Env, "STUNNEL_RUN_DIR="+n.runDir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
-	for _, f := range cmd.ExtraFiles {
-		f.Close() // the child has its copies
-	}
-	if err != nil {
-		logf.Close()
-		t.Fatalf("starting stunnel up in %s: %v", n.ns, err)
-	}
-	if n.done != nil {
-		// A previous run of this node: its waiter must have written its
-		// fields before we replace them (and it had been stopped or killed).
-		<-n.done
-	}
-	n.cmd, n.done = cmd, make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		logf.Close()
-		n.exitCode = exitCode(err)
-		close(n.done)
-	}()
-	done := n.done
-	t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("--- log of %s (%s) ---\n%s", n.ID, n.ns, n.log())
-		}
-	})
-	waitFor(t, readyWait, n.ID+" to be ready (READY=1, show answers, device exists)", func() bool {
-		if n.exited() {
-			t.Fatalf("stunnel up of %s exited with %d before it was ready; log:\n%s", n.ID, n.exitCode, n.log())
-		}
-		_, err := n.tryShow()
-		return err == nil && n.hasDevice() && m.sawReady()
-	})
+	n.launch(m.command(n.ns, stunnelBin, "up", "-c", n.cfgPath), "READY=1, show answers, device exists", m.sawReady)
 }
 
 func devIndex(t *testing.T, ns string) int {
