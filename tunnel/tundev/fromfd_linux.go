@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // FromFD wraps an already attached TUN descriptor, one this process got back
@@ -19,24 +18,11 @@ import (
 // the MTU. A plain int rather than an *os.File: os.NewFile would register
 // the descriptor with the Go netpoller, which this package avoids.
 func FromFD(fd int, mtu int) (*Device, error) {
-	d := &Device{fd: fd, eventFd: -1, kickFd: -1, mtu: mtu, events: make(chan tun.Event)}
-	if err := d.adopt(); err != nil {
-		unix.Close(fd)
-		for _, efd := range []int{d.eventFd, d.kickFd} {
-			if efd >= 0 {
-				unix.Close(efd)
-			}
-		}
-		return nil, err
-	}
-	d.spare = make([]byte, bufSize)
-	d.plan.uso = d.uso
-	d.iov = make([]unix.Iovec, 0, maxGroupSegs+1)
-	d.readPoll = [3]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLIN}, {Fd: int32(d.eventFd), Events: unix.POLLIN}, {Fd: int32(d.kickFd), Events: unix.POLLIN}}
-	d.writePoll = [2]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLOUT}, {Fd: int32(d.eventFd), Events: unix.POLLIN}}
-	return d, nil
+	return openDevice(fd, mtu, (*Device).adopt)
 }
 
+// adopt checks that fd is an attached TUN device made as Create makes one,
+// and makes it non-blocking and close-on-exec.
 func (d *Device) adopt() error {
 	ifr, err := unix.NewIfreq("")
 	if err != nil {
@@ -54,21 +40,6 @@ func (d *Device) adopt() error {
 		return fmt.Errorf("tundev: making %s non-blocking: %w", d.name, err)
 	}
 	unix.CloseOnExec(d.fd)
-	base := tunFCsum | tunFTSO4 | tunFTSO6
-	if err := unix.IoctlSetInt(d.fd, unix.TUNSETOFFLOAD, base|tunFUSO4|tunFUSO6); err == nil {
-		d.uso = true
-	} else if err := unix.IoctlSetInt(d.fd, unix.TUNSETOFFLOAD, base); err != nil {
-		return fmt.Errorf("tundev: TUNSETOFFLOAD %s: %w", d.name, err)
-	}
-	if err := setMTU(d.name, d.mtu); err != nil {
-		return err
-	}
-	if d.eventFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
-	}
-	if d.kickFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
-	}
 	return nil
 }
 

@@ -75,8 +75,19 @@ func Create(name string, mtu int) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tundev: opening /dev/net/tun: %w", err)
 	}
+	return openDevice(fd, mtu, func(d *Device) error { return d.attach(name) })
+}
+
+// openDevice makes the Device of an open TUN descriptor: attach names it (a
+// new device, or an inherited one checked), then configure sets what every
+// device needs. On error everything opened is closed, fd included.
+func openDevice(fd, mtu int, attach func(*Device) error) (*Device, error) {
 	d := &Device{fd: fd, eventFd: -1, kickFd: -1, mtu: mtu, events: make(chan tun.Event)}
-	if err := d.setup(name); err != nil {
+	err := attach(d)
+	if err == nil {
+		err = d.configure()
+	}
+	if err != nil {
 		unix.Close(fd)
 		for _, efd := range []int{d.eventFd, d.kickFd} {
 			if efd >= 0 {
@@ -93,7 +104,8 @@ func Create(name string, mtu int) (*Device, error) {
 	return d, nil
 }
 
-func (d *Device) setup(name string) error {
+// attach makes fd the TUN device name (TUNSETIFF).
+func (d *Device) attach(name string) error {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return fmt.Errorf("tundev: interface name %q: %w", name, err)
@@ -103,6 +115,12 @@ func (d *Device) setup(name string) error {
 		return fmt.Errorf("tundev: TUNSETIFF %s: %w", name, err)
 	}
 	d.name = ifr.Name()
+	return nil
+}
+
+// configure sets the offloads (learning whether the kernel takes USO) and
+// the MTU, and makes the eventfds that wake and stop blocked readers.
+func (d *Device) configure() error {
 	base := tunFCsum | tunFTSO4 | tunFTSO6
 	if err := unix.IoctlSetInt(d.fd, unix.TUNSETOFFLOAD, base|tunFUSO4|tunFUSO6); err == nil {
 		d.uso = true
@@ -112,12 +130,11 @@ func (d *Device) setup(name string) error {
 	if err := setMTU(d.name, d.mtu); err != nil {
 		return err
 	}
-	d.eventFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
+	var err error
+	if d.eventFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
 	}
-	d.kickFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
+	if d.kickFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("tundev: eventfd for %s: %w", d.name, err)
 	}
 	return nil
