@@ -86,6 +86,28 @@ wakes() {
 		awk '/^voluntary_ctxt_switches/ { s += $2 } END { printf "%.0f", s }'
 }
 
+# keepalive_off IMPL: the implementation just brought up on NS_A/NS_B sends
+# nothing of its own accord (issue 21 measures idle "with no keepalive
+# configured"): wireguard-go says so itself, stunnel's and Nebula's configs
+# have no keepalive key (stunnel's passive keepalive only answers data, as
+# wireguard-go's; Nebula's punchy is off and it has no lighthouse).
+keepalive_off() {
+	local f out
+	case $1 in
+	wireguard-go)
+		out=$(ipa wg show "wg${RUN_ID}a" persistent-keepalive && ipb wg show "wg${RUN_ID}b" persistent-keepalive) &&
+			[[ -n $out ]] && ! grep -qv '[[:space:]]off$' <<<"$out" ;;
+	stunnel-*)
+		for f in "$WORK/stunnel-$NS_A"/{a,b}.toml; do
+			[[ -r $f ]] && ! grep -q 'keepalive' "$f" || return 1
+		done ;;
+	nebula)
+		for f in "$WORK/nebula-$NS_A"/{a,b}.yml; do
+			[[ -r $f ]] && grep -q 'punch: false' "$f" && ! grep -q 'am_lighthouse: true' "$f" || return 1
+		done ;;
+	esac
+}
+
 # idle_all: once per round, every implementation with a daemon up at the
 # same time, each on its own fresh namespace pair, the handshake done (the
 # ping that waits for the tunnel) and no keepalive configured. After
@@ -105,6 +127,8 @@ idle_all() {
 			log "$impl: idle: could not build the namespaces"
 		elif ! impl_up "$impl"; then
 			log "$impl: idle: $IMPL_ERR"
+		elif ! keepalive_off "$impl"; then
+			log "$impl: idle: a keepalive is configured, so it would not be idle"
 		else
 			pids[$impl]="${DAEMONS[*]}"
 			up+=("$impl")
