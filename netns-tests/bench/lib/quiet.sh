@@ -61,26 +61,28 @@ load_latency() {
 	record lul_p50 "$p50"; record lul_p99 "$p99"
 }
 
-# pause SECS: sleep, but let an INT or TERM trap run at once (bash runs a trap
-# only when the foreground command ends; `wait` returns on the signal).
-pause() {
+# sleep_interruptible SECS: sleep, but let an INT or TERM trap run at once
+# (bash runs a trap only when the foreground command ends; `wait` returns on
+# the signal).
+sleep_interruptible() {
 	sleep "$1" &
 	wait $!
 }
 
-# cpu_ns PID...: on-CPU time of all threads of the PIDs, in ns (the first
+# oncpu_ns PID...: on-CPU time of all threads of the PIDs, in ns (the first
 # field of /proc/PID/task/TID/schedstat): the scheduler's own account, exact
 # where utime + stime count in 10 ms ticks, which over a minute of idle
 # cannot tell 0.01 % from 0. A thread that exits in between takes its time
 # with it; Go daemons keep their threads.
-cpu_ns() {
+oncpu_ns() {
 	local pid
 	for pid; do cat /proc/"$pid"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 
-# wakes PID...: voluntary context switches of all threads of the PIDs: each
-# is a thread going to sleep, so the count is how often the daemon woke.
-wakes() {
+# vol_switches PID...: voluntary context switches of all threads of the
+# PIDs: each is a thread going to sleep, so the count is how often the
+# daemon woke.
+vol_switches() {
 	local pid
 	for pid; do cat /proc/"$pid"/task/*/status 2>/dev/null; done |
 		awk '/^voluntary_ctxt_switches/ { s += $2 } END { printf "%.0f", s }'
@@ -141,10 +143,10 @@ idle_all() {
 		sleep "$IDLE_SETTLE"
 		for impl in "${up[@]}"; do
 			# shellcheck disable=SC2086 # the PID lists split on purpose
-			c0[$impl]=$(cpu_ns ${pids[$impl]}) w0[$impl]=$(wakes ${pids[$impl]})
+			c0[$impl]=$(oncpu_ns ${pids[$impl]}) w0[$impl]=$(vol_switches ${pids[$impl]})
 		done
 		t0=$(date +%s%N)
-		pause "$IDLE_SECS"
+		sleep_interruptible "$IDLE_SECS"
 		t1=$(date +%s%N)
 		secs=$(elapsed_s "$t0" "$t1")
 		for impl in "${up[@]}"; do
@@ -156,10 +158,10 @@ idle_all() {
 				continue
 			fi
 			# shellcheck disable=SC2086
-			record idle_cpu "$(awk -v c="$(($(cpu_ns ${pids[$impl]}) - c0[$impl]))" -v s="$secs" \
+			record idle_cpu "$(awk -v c="$(($(oncpu_ns ${pids[$impl]}) - c0[$impl]))" -v s="$secs" \
 				'BEGIN { printf "%.4f", c / 1e9 * 100 / s }')"
 			# shellcheck disable=SC2086
-			record idle_wakes "$(awk -v w="$(($(wakes ${pids[$impl]}) - w0[$impl]))" -v s="$secs" \
+			record idle_wakes "$(awk -v w="$(($(vol_switches ${pids[$impl]}) - w0[$impl]))" -v s="$secs" \
 				-v n="$(wc -w <<<"${pids[$impl]}")" 'BEGIN { printf "%.2f", w / n / s }')"
 		done
 	fi
