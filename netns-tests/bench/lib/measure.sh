@@ -40,17 +40,22 @@ iperf_server_up() {
 	wait_until 10 "iperf3 server" ipb sh -c "ss -Hltn 'sport = :5201' | grep -q ."
 }
 
+# rtt_percentiles: ping's output on stdin -> "MEDIAN P99 REPLIES" (ms), or
+# nothing (and status 1) when no reply came.
+rtt_percentiles() {
+	sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' | sort -g |
+		awk '{ v[NR] = $1 } END {
+			if (NR == 0) exit 1
+			p50 = v[int((NR + 1) / 2)]; i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
+			printf "%s %s %d", p50, v[i99], NR }'
+}
+
 # ping_rtt: PING_COUNT echo requests at PING_INTERVAL from A to B; records
 # the median and 99th percentile of the replies' RTT, in ms.
 ping_rtt() {
 	local out p50 p99 n deadline
 	deadline=$(awk -v n="$PING_COUNT" -v i="$PING_INTERVAL" 'BEGIN { printf "%d", n * i + 10 }')
-	out=$(ipa ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 -w "$deadline" "$TARGET" 2>&1 |
-		sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' | sort -g |
-		awk '{ v[NR] = $1 } END {
-			if (NR == 0) exit 1
-			p50 = v[int((NR + 1) / 2)]; i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
-			printf "%s %s %d", p50, v[i99], NR }')
+	out=$(ipa ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 -w "$deadline" "$TARGET" 2>&1 | rtt_percentiles)
 	if [[ -z "$out" ]]; then
 		record rtt_p50 n/a; record rtt_p99 n/a
 		return 1
@@ -135,16 +140,20 @@ flood_tcp() {
 }
 
 # measure_all: the whole battery on an implementation that is up. Ping
-# first, on an idle tunnel; peak RSS last, after all the load.
+# first, on an idle tunnel, then the CPU at 200 and 1000 pings/s with still
+# nothing else on it (lib/quiet.sh); peak RSS last, after all the load.
 measure_all() {
 	iperf_server_up || { IMPL_ERR="iperf3 server did not start"; return 1; }
 	# A tunnel that stopped passing packets after start-up would only make
 	# every iperf3 run wait for its timeout: say so once and move on.
 	ping_rtt || { IMPL_ERR="no ping replies through the tunnel after it came up"; return 1; }
+	rate_cpu 200 cpu200
+	rate_cpu 1000 cpu1000
 	tcp_test 1 tcp1
 	tcp_test 4 tcp4
 	udp_test 64 udp64
 	udp_test "$UDP_LARGE" udp_large
+	load_latency
 	flood_tcp 9 tcp_flood_closed
 	flood_tcp 51820 tcp_flood
 	if ((${#DAEMONS[@]} > 0)); then
