@@ -151,12 +151,15 @@ type Device struct {
 	// workers still finish what the peers wait for; then workersQuit stops
 	// the crypto workers (workers), and background lookups (background) are
 	// waited for last.
-	closed      chan struct{}
-	closeOnce   sync.Once
-	wg          sync.WaitGroup
-	workersQuit chan struct{}
-	workers     sync.WaitGroup
-	background  sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
+	// failoverKick (buffered 1) wakes runFailover after a reload, so it
+	// re-plans its sleep for the new peers. Sent to without blocking.
+	failoverKick chan struct{}
+	wg           sync.WaitGroup
+	workersQuit  chan struct{}
+	workers      sync.WaitGroup
+	background   sync.WaitGroup
 }
 
 // peerSet is one configuration's peers and routes; immutable once published.
@@ -206,19 +209,20 @@ func bufferLimit(batch, peers int) int {
 // The caller has already set up the TUN device's addresses and routes.
 func New(cfg *conf.Config, opt Options) (*Device, error) {
 	d := &Device{
-		log:         opt.Logger,
-		now:         opt.Now,
-		tun:         opt.TUN,
-		bind:        opt.Bind,
-		resolve:     opt.Resolve,
-		peerID:      cfg.Interface.PeerID,
-		indices:     newIndexTable(),
-		handshakeQ:  make(chan handshakeMessage, handshakeQueueLen),
-		encryptQ:    make(chan *outBatch, batchQueueLen),
-		decryptQ:    make(chan *inBatch, batchQueueLen),
-		closed:      make(chan struct{}),
-		workersQuit: make(chan struct{}),
-		errc:        make(chan error, 1),
+		log:          opt.Logger,
+		now:          opt.Now,
+		tun:          opt.TUN,
+		bind:         opt.Bind,
+		resolve:      opt.Resolve,
+		peerID:       cfg.Interface.PeerID,
+		indices:      newIndexTable(),
+		handshakeQ:   make(chan handshakeMessage, handshakeQueueLen),
+		encryptQ:     make(chan *outBatch, batchQueueLen),
+		decryptQ:     make(chan *inBatch, batchQueueLen),
+		closed:       make(chan struct{}),
+		failoverKick: make(chan struct{}, 1),
+		workersQuit:  make(chan struct{}),
+		errc:         make(chan error, 1),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if d.log == nil {

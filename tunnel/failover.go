@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"stunnel/conf"
 )
 
 // ReresolveInterval is how often a peer's DNS endpoint is looked up again
@@ -77,24 +79,31 @@ func (p *Peer) standbyEndpoints() []string {
 	return append(eps[i+1:], eps[:i]...)
 }
 
-// runFailover checks every peer's silence for failover. It
-// runs apart from the session timers (tick) because it is transport
-// business: which address to send to.
+// runFailover checks every peer's silence for failover and looks DNS
+// endpoints up again. It runs apart from the session timers because it is
+// transport business: which address to send to.
 //
-// It wakes every failoverTick while some peer has a gateway group to watch,
-// else once a second (DNS re-resolution needs no finer clock), so an idle
-// tunnel without groups stays nearly idle (the timers have no tick at all:
-// schedule.go).
+// It wakes every failoverTick while some peer watches a gateway group, once
+// a second while some peer has failover_after (the packet path stamps the
+// silence clock without waking it), at the next periodic lookup when only
+// DNS names are configured, and not at all otherwise: an idle tunnel of
+// address-literal peers has no timer of any kind (the session timers are
+// scheduled by deadline, schedule.go). A reload wakes it to re-plan.
 func (d *Device) runFailover() {
 	t := time.NewTimer(failoverTick)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			d.checkFailover(d.now())
-			t.Reset(d.failoverInterval())
+		case <-d.failoverKick:
 		case <-d.closed:
 			return
+		}
+		now := d.now()
+		d.checkFailover(now)
+		t.Stop()
+		if wait, ok := d.failoverInterval(now); ok {
+			t.Reset(wait)
 		}
 	}
 }
@@ -103,16 +112,36 @@ func (d *Device) runFailover() {
 // a small part of any sensible failover_after.
 const failoverTick = 50 * time.Millisecond
 
-func (d *Device) failoverInterval() time.Duration {
+// failoverInterval is how long runFailover may sleep; ok is false when
+// nothing needs it before the next reload.
+func (d *Device) failoverInterval(now time.Time) (wait time.Duration, ok bool) {
 	for _, p := range d.peers.Load().list {
 		p.mu.Lock()
-		watched := p.cfg.FailoverAfter > 0 && len(p.cfg.Endpoints) > 1
+		after, eps, named := p.cfg.FailoverAfter, p.cfg.Endpoints, hasName(&p.cfg)
 		p.mu.Unlock()
-		if watched {
-			return failoverTick
+		switch {
+		case after > 0 && len(eps) > 1:
+			return failoverTick, true
+		case after > 0 && len(eps) > 0:
+			wait, ok = time.Second, true
+		case named:
+			next := time.Unix(0, p.fo.lastLookup.Load()).Add(ReresolveInterval).Sub(now)
+			if !ok || next < wait {
+				wait, ok = max(next, time.Second), true
+			}
 		}
 	}
-	return time.Second
+	return wait, ok
+}
+
+// hasName reports whether an endpoint of c is a DNS name, not an address
+// (Endpoints, or Endpoint alone for peers from the directory).
+func hasName(c *conf.Peer) bool {
+	isName := func(e string) bool {
+		_, err := netip.ParseAddrPort(e)
+		return e != "" && err != nil
+	}
+	return isName(c.Endpoint) || slices.ContainsFunc(c.Endpoints, isName)
 }
 
 // checkFailover moves every peer whose endpoint has been silent for its
@@ -121,7 +150,7 @@ func (d *Device) failoverInterval() time.Duration {
 func (d *Device) checkFailover(now time.Time) {
 	for _, p := range d.peers.Load().list {
 		p.mu.Lock()
-		after, n, hasName := p.cfg.FailoverAfter, len(p.cfg.Endpoints), p.cfg.Endpoint != ""
+		after, n, named := p.cfg.FailoverAfter, len(p.cfg.Endpoints), hasName(&p.cfg)
 		p.mu.Unlock()
 		if after > 0 && n > 0 {
 			if from := p.fo.silentFrom.Load(); from != 0 && now.Sub(time.Unix(0, from)) >= after {
@@ -129,7 +158,7 @@ func (d *Device) checkFailover(now time.Time) {
 				continue
 			}
 		}
-		if hasName && now.Sub(time.Unix(0, p.fo.lastLookup.Load())) >= ReresolveInterval {
+		if named && now.Sub(time.Unix(0, p.fo.lastLookup.Load())) >= ReresolveInterval {
 			p.reresolve(true)
 		}
 	}

@@ -180,3 +180,47 @@ func TestReloadEndpointGroup(t *testing.T) {
 		t.Fatalf("a new group does not start at its first endpoint: endpoint %q standby %q", s.Endpoint, s.StandbyEndpoints)
 	}
 }
+
+// runFailover sleeps only as long as something needs it: a gateway group
+// is checked every failoverTick, a single endpoint with failover_after
+// every second, a DNS name at its next periodic lookup, and a peer with an
+// address literal never (an idle tunnel has no timer). A reload re-plans.
+func TestFailoverIntervalOnlyWhatIsNeeded(t *testing.T) {
+	p := newPair(t, nil)
+	d := p.a.dev
+	if w, ok := d.failoverInterval(p.clock.Now()); ok {
+		t.Fatalf("address-literal endpoint: sleeps %v, want no timer", w)
+	}
+	reload := func(mutate func(pr *conf.Peer)) {
+		t.Helper()
+		cfg := *p.a.cfg
+		cfg.Peers = slices.Clone(cfg.Peers)
+		mutate(&cfg.Peers[0])
+		if err := d.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-d.failoverKick: // the reload woke runFailover (or will)
+		default:
+		}
+	}
+	reload(func(pr *conf.Peer) {
+		pr.Endpoint, pr.Endpoints = "gw.example.net:51820", []string{"gw.example.net:51820"}
+	})
+	w, ok := d.failoverInterval(p.clock.Now())
+	if !ok || w < time.Second || w > ReresolveInterval {
+		t.Fatalf("DNS endpoint: sleeps %v (%v), want until the next lookup, at most %v", w, ok, ReresolveInterval)
+	}
+	reload(func(pr *conf.Peer) { pr.Endpoints, pr.FailoverAfter = []string{pr.Endpoint}, 3*time.Second })
+	if w, ok := d.failoverInterval(p.clock.Now()); !ok || w != time.Second {
+		t.Fatalf("one endpoint with failover_after: sleeps %v (%v), want 1s", w, ok)
+	}
+	reload(func(pr *conf.Peer) {
+		pr.Endpoints = []string{deadGateway, p.b.under}
+		pr.Endpoint = deadGateway
+		pr.PersistentKeepalive, pr.FailoverAfter = time.Second, 3*time.Second
+	})
+	if w, ok := d.failoverInterval(p.clock.Now()); !ok || w != failoverTick {
+		t.Fatalf("gateway group: sleeps %v (%v), want %v", w, ok, failoverTick)
+	}
+}

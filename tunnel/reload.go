@@ -59,6 +59,10 @@ func (d *Device) Reload(cfg *conf.Config) error {
 	d.log.Info("configuration reloaded", "interface", d.name, "peers", len(set.list),
 		"added", added, "removed", removed)
 	d.startPeers(addedPeers)
+	select {
+	case d.failoverKick <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
