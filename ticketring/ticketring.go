@@ -160,6 +160,7 @@ func Start(opt Options) (*Sync, error) {
 	// Nothing seals until the group's keys arrive: in-memory keys would
 	// issue tickets no other gateway opens.
 	opt.Ring.SetExternalKeys(nil)
+	opt.Ring.SetNoKeyHint("the ring is in etcd: check that etcd answers and that a rotator is elected (stunnel show: ticket ring)")
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.follow(ctx) }()
 	go func() { defer s.wg.Done(); s.campaign(ctx) }()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -340,6 +342,42 @@ func TestEtcdAwayKeepsKeysAndResumes(t *testing.T) {
 
 	if err := g.s.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Logf("close: %v", err)
+	}
+	waitFor(t, 10*time.Second, "goroutines to end after Close", func() bool { return runtime.NumGoroutine() <= before+2 })
+}
+
+// No etcd at all: nothing seals (no key of our own that the group would
+// not open), the error says where to look, and Close returns promptly
+// without leaving goroutines.
+func TestStartWithoutEtcd(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	before := runtime.NumGoroutine()
+	clk := fakeclock.New(t0)
+	ring := tickets.NewRing(tickets.Options{Now: clk.Now})
+	s, err := Start(Options{Endpoints: []string{"http://" + addr}, Prefix: prefix, Secret: secret(t, 1), Ring: ring,
+		EncryptDecrypt: ed, DecryptOnly: do, Now: clk.Now, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.WaitSynced(500 * time.Millisecond) {
+		t.Fatal("synced without etcd")
+	}
+	if st := s.Status(); st.Role != "connecting" || st.Keys != 0 {
+		t.Fatalf("status without etcd: %+v", st)
+	}
+	_, err = ring.Seal(ticketState(clk.Now()))
+	if !errors.Is(err, tickets.ErrNoTicketKey) || !strings.Contains(err.Error(), "etcd") {
+		t.Fatalf("sealing without etcd: %v, want no key, pointing at etcd", err)
+	}
+	start := time.Now()
+	s.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %v without etcd", took)
 	}
 	waitFor(t, 10*time.Second, "goroutines to end after Close", func() bool { return runtime.NumGoroutine() <= before+2 })
 }

@@ -149,3 +149,11 @@ func (r *Ring) SetExternalKeys(keys []Key) {
 		r.addLocked(&k)
 	}
 }
+
+// SetNoKeyHint sets what NoKeyError tells the operator to do when no key
+// seals, for rings whose keys come from elsewhere than a key file.
+func (r *Ring) SetNoKeyHint(hint string) {
+	r.mu.Lock()
+	r.noKeyFix = hint
+	r.mu.Unlock()
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"stunnel/conf"
 	"stunnel/tickets"
 	"stunnel/tunnel"
 )
@@ -57,5 +58,26 @@ func TestShowTicketRing(t *testing.T) {
 	writeStatus(&b, &st, now)
 	if !strings.Contains(b.String(), "ticket ring error: listing: context deadline exceeded") || !strings.Contains(b.String(), "never") {
 		t.Fatalf("show while etcd is away:\n%s", b.String())
+	}
+}
+
+// A running etcd ring's keys belong to the elected rotator: add and retire
+// through the control socket are refused, list works.
+func TestTicketHandlersEtcdRing(t *testing.T) {
+	ring := tickets.NewRing(tickets.Options{})
+	ring.SetExternalKeys(nil)
+	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, Ring: "etcd", EncryptDecryptLifetime: time.Hour, DecryptLifetime: time.Hour}}
+	list, add, retire := ticketHandlers(ring, cfg)
+	if _, err := list(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := add(""); err == nil || !strings.Contains(err.Error(), "rotator") {
+		t.Fatalf("add on an etcd ring: %v", err)
+	}
+	if _, err := retire("00"); err == nil || !strings.Contains(err.Error(), "rotator") {
+		t.Fatalf("retire on an etcd ring: %v", err)
+	}
+	if len(ring.Keys()) != 0 {
+		t.Fatal("a key was added")
 	}
 }

@@ -147,7 +147,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	}
 	if rs != nil {
 		defer rs.Close() // resigns: another gateway rotates at once
-		ds.ring = rs
+		ds.attachRing(rs, cfg.Tickets)
 	}
 	// Consumed before the device exists: a saved state is restored at most
 	// once, whatever happens next (statefile.Take).

@@ -43,8 +43,10 @@ type dirSync struct {
 	closeOnce sync.Once
 
 	// ring is the etcd ticket ring ([tickets] ring = "etcd"), nil without
-	// it; set once at start before the control socket serves, closed by up.
-	ring *ticketring.Sync
+	// it, and ringCfg the [tickets] it started with; both set once at start
+	// (attachRing) before the control socket serves; ring closed by up.
+	ring    *ticketring.Sync
+	ringCfg conf.Tickets
 }
 
 // startDirectory starts the directory of cfg's [directory] (nil, nil when

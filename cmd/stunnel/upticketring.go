@@ -66,15 +66,22 @@ func startTicketRing(cfg *conf.Config, ring *tickets.Ring, log *slog.Logger) (*t
 	return s, nil
 }
 
+// attachRing makes the etcd ring part of the status reply and reloads.
+func (s *dirSync) attachRing(rs *ticketring.Sync, started conf.Tickets) {
+	s.ring, s.ringCfg = rs, started
+}
+
 // reloadRing applies a reloaded [tickets] to the etcd ring: the lifetimes
-// of keys added from now on. Nil-safe.
+// of keys added from now on; the rest waits for a restart (said once per
+// reload). Nil-safe.
 func (s *dirSync) reloadRing(cfg *conf.Config) {
 	if s == nil || s.ring == nil {
 		return
 	}
-	s.ring.SetLifetimes(cfg.Tickets.EncryptDecryptLifetime, cfg.Tickets.DecryptLifetime)
-	if cfg.Tickets.Ring != "etcd" {
-		s.log.Warn("reload: [tickets] ring changes take effect at the next restart")
+	t := cfg.Tickets
+	s.ring.SetLifetimes(t.EncryptDecryptLifetime, t.DecryptLifetime)
+	if t.Ring != s.ringCfg.Ring || t.GroupSecretFile != s.ringCfg.GroupSecretFile || t.RotatorTTL != s.ringCfg.RotatorTTL {
+		s.log.Warn("reload: [tickets] ring, group_secret_file and rotator_ttl changes take effect at the next restart")
 	}
 }
 
