@@ -53,11 +53,15 @@ type gateway struct {
 }
 
 func startGateway(t testing.TB, m *etcdtest.Member, clk *fakeclock.Clock, id string, b byte) *gateway {
+	return startGatewayTTL(t, m, clk, id, b, time.Second)
+}
+
+func startGatewayTTL(t testing.TB, m *etcdtest.Member, clk *fakeclock.Clock, id string, b byte, ttl time.Duration) *gateway {
 	t.Helper()
 	ring := tickets.NewRing(tickets.Options{Now: clk.Now, EncryptDecryptLifetime: ed, DecryptLifetime: do})
 	s, err := Start(Options{
 		Endpoints: []string{m.ClientURL}, Prefix: prefix, Secret: secret(t, b), Ring: ring,
-		EncryptDecrypt: ed, DecryptOnly: do, SessionTTL: time.Second, Lead: lead, Check: 20 * time.Millisecond,
+		EncryptDecrypt: ed, DecryptOnly: do, SessionTTL: ttl, Lead: lead, Check: 20 * time.Millisecond,
 		Identity: id, Now: clk.Now, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		HealthInterval: 300 * time.Millisecond,
 	})
@@ -380,4 +384,25 @@ func TestStartWithoutEtcd(t *testing.T) {
 		t.Fatalf("Close took %v without etcd", took)
 	}
 	waitFor(t, 10*time.Second, "goroutines to end after Close", func() bool { return runtime.NumGoroutine() <= before+2 })
+}
+
+// A rotator that stops cleanly revokes its lease: the other takes over at
+// once, not after the TTL (10 s here).
+func TestCleanCloseHandsOverAtOnce(t *testing.T) {
+	m := etcdtest.Start(t)
+	clk := fakeclock.New(t0)
+	a := startGatewayTTL(t, m, clk, "gw-a", 1, 10*time.Second)
+	b := startGatewayTTL(t, m, clk, "gw-b", 1, 10*time.Second)
+	waitFor(t, 10*time.Second, "one rotator", func() bool { return (a.role() == "rotator") != (b.role() == "rotator") })
+	leader, follower := a, b
+	if b.role() == "rotator" {
+		leader, follower = b, a
+	}
+	start := time.Now()
+	leader.s.Close()
+	waitFor(t, 3*time.Second, "the follower to take over at once", func() bool { return follower.role() == "rotator" })
+	t.Logf("handover after a clean stop: %v", time.Since(start).Round(time.Millisecond))
+	if st := follower.s.Status(); st.Rotator != follower.s.opt.Identity {
+		t.Fatalf("rotator %q, want %q", st.Rotator, follower.s.opt.Identity)
+	}
 }
