@@ -236,6 +236,9 @@ func (s *Sync) Status() Status {
 		}
 	}
 	st.Rotator = best.value
+	if st.Role == "rotator" {
+		st.Rotator = s.opt.Identity // known here before the watch brings our election key
+	}
 	return st
 }
 

@@ -190,9 +190,11 @@ func TestTakeoverIssuanceNeverPauses(t *testing.T) {
 	if b.role() == "rotator" {
 		leader, follower = b, a
 	}
-	if st := follower.s.Status(); st.Role != "follower" || st.Rotator != leader.s.opt.Identity {
-		t.Fatalf("follower status %+v, want follower of %s", st, leader.s.opt.Identity)
-	}
+	// The follower learns who rotates from the election key, by its watch.
+	waitFor(t, 5*time.Second, "the follower to see the rotator", func() bool {
+		st := follower.s.Status()
+		return st.Role == "follower" && st.Rotator == leader.s.opt.Identity
+	})
 	follower.holds(t, 1)
 
 	// A ticket sealed by the leader's ring opens in the follower's.
