@@ -97,6 +97,7 @@ func (s *Sync) campaignOnce(ctx context.Context, ttl int64) (led bool, err error
 
 // lead rotates until the session ends or a write finds another leader.
 func (s *Sync) lead(ctx context.Context, sess *concurrency.Session, el *concurrency.Election) error {
+	failing := false // logged once per run of failures (etcd away: the follower says so too)
 	for {
 		next, err := s.rotateOnce(ctx, el)
 		if err != nil {
@@ -106,8 +107,13 @@ func (s *Sync) lead(ctx context.Context, sess *concurrency.Session, el *concurre
 			s.mu.Lock()
 			s.status.LastError = err.Error()
 			s.mu.Unlock()
-			s.log.Warn("ticket ring: rotation step failed; retrying", "err", err.Error())
+			if !failing {
+				s.log.Warn("ticket ring: rotation step failed; retrying while the lease lasts", "err", err.Error())
+			}
+			failing = true
 			next = min(time.Second, s.opt.Check)
+		} else {
+			failing = false
 		}
 		t := time.NewTimer(next)
 		select {
