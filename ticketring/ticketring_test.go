@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,39 @@ func (g *gateway) holds(t testing.TB, n int) []tickets.KeyInfo {
 	return g.ring.Keys()
 }
 
+// caughtUp waits until g's ring holds every record in etcd that has not
+// ended at the clock's now, and nothing else that has not ended: its watch
+// has caught up with the rotator's writes.
+func (g *gateway) caughtUp(t testing.TB, cli *clientv3.Client, now time.Time) {
+	t.Helper()
+	var want, got []string
+	waitFor(t, 10*time.Second, "the ring to catch up with etcd", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, prefix+"tickets/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, got = nil, nil
+		for _, kv := range resp.Kvs {
+			name, _ := recordName(prefix+"tickets/", string(kv.Key))
+			k, err := tickets.OpenRecord(g.s.opt.Secret, prefix, name, kv.Value)
+			if err == nil && k.State(now) != tickets.KeyExpired {
+				want = append(want, k.NameHex())
+			}
+			k.Erase()
+		}
+		for _, k := range g.ring.Keys() {
+			if k.State != tickets.KeyExpired {
+				got = append(got, k.Name)
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		return slices.Equal(want, got)
+	})
+}
+
 func records(t testing.TB, cli *clientv3.Client) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -162,11 +196,15 @@ func TestRotatorAddsAtHalfLifeAndDeletesEnded(t *testing.T) {
 		g.looked(t, clk.Now())
 	}
 	g.looked(t, clk.Now())
-	for _, k := range g.ring.Keys() {
-		if k.Name == first.Name {
-			t.Fatalf("key %s still in the ring after its decrypt-only life", first.Name)
+	g.caughtUp(t, cli, clk.Now())
+	waitFor(t, 5*time.Second, "the ended key to leave the ring", func() bool {
+		for _, k := range g.ring.Keys() {
+			if k.Name == first.Name {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	st := g.s.Status()
 	if st.Deleted == 0 || st.Added < 3 {
 		t.Fatalf("status %+v: want ended records deleted and keys added every half-life", st)
@@ -195,7 +233,12 @@ func TestTakeoverIssuanceNeverPauses(t *testing.T) {
 		st := follower.s.Status()
 		return st.Role == "follower" && st.Rotator == leader.s.opt.Identity
 	})
-	follower.holds(t, 1)
+	cli := dial(t, m)
+	leader.caughtUp(t, cli, clk.Now())
+	follower.caughtUp(t, cli, clk.Now())
+	if len(follower.ring.Keys()) != 1 {
+		t.Fatalf("follower holds %d keys, want the rotator's first", len(follower.ring.Keys()))
+	}
 
 	// A ticket sealed by the leader's ring opens in the follower's.
 	tk, err := leader.ring.Seal(ticketState(clk.Now()))
@@ -236,11 +279,10 @@ func TestTakeoverIssuanceNeverPauses(t *testing.T) {
 			follower.looked(t, clk.Now())
 		} else {
 			leader.looked(t, clk.Now())
+			leader.caughtUp(t, cli, clk.Now())
 		}
 		// The follower's ring follows within the step.
-		waitFor(t, 5*time.Second, "the follower to hold the ring", func() bool {
-			return len(follower.ring.Keys()) == len(leader.ring.Keys()) || crashed
-		})
+		follower.caughtUp(t, cli, clk.Now())
 	}
 	if st := follower.s.Status(); st.Role != "rotator" || st.Added == 0 {
 		t.Fatalf("survivor status %+v: want the rotator, having added keys", st)
