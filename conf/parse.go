@@ -102,6 +102,7 @@ func (p *parser) config(raw map[string]any) *Config {
 	if t, ok := p.subTable(root, "directory"); ok {
 		c.Directory = p.directory(t, &c.Interface)
 	}
+	p.ticketRingNeedsDirectory(c)
 	for _, t := range p.peerTables(root) {
 		c.Peers = append(c.Peers, p.peer(t))
 	}

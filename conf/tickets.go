@@ -17,9 +17,23 @@ type Tickets struct {
 	EncryptDecryptLifetime time.Duration // of generated keys
 	DecryptLifetime        time.Duration // of generated keys
 	ReauthAfter            time.Duration // a full handshake at least this often
+	// Ring is "etcd" when the group's keys live in the [directory]'s etcd
+	// (ticketring/, docs/GATEWAY-GROUPS.md), "" otherwise (key_file or
+	// keys made in memory).
+	Ring string
+	// GroupSecretFile seals the keys in etcd (absolute; ring = "etcd" only).
+	GroupSecretFile string
+	// RotatorTTL is the election lease of the etcd ring's rotator: a dead
+	// rotator is replaced after at most this long (0: the default, 5 s).
+	RotatorTTL time.Duration
+	RingLine   int // line of `ring`, for the checks across tables
 }
 
-var ticketsKeys = []string{"enabled", "key_file", "encrypt_decrypt_lifetime", "decrypt_lifetime", "reauth_after"}
+var ticketsKeys = []string{"enabled", "key_file", "encrypt_decrypt_lifetime", "decrypt_lifetime", "reauth_after",
+	"ring", "group_secret_file", "rotator_ttl"}
+
+// DefaultRotatorTTL is rotator_ttl's default.
+const DefaultRotatorTTL = 5 * time.Second
 
 func (p *parser) tickets(t table, tk *Tickets) {
 	*tk = Tickets{
@@ -64,4 +78,5 @@ func (p *parser) tickets(t table, tk *Tickets) {
 			}
 		}
 	}
+	p.ticketRingKeys(t, tk)
 }

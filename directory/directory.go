@@ -397,8 +397,10 @@ func (d *Directory) watch(ctx context.Context, from int64) error {
 
 func (d *Directory) apply(wr clientv3.WatchResponse) {
 	d.mu.Lock()
+	relevant := false // only peer records and endpoints (not, e.g., the ticket ring's keys) make a reload
 	for _, ev := range wr.Events {
 		key := string(ev.Kv.Key)
+		relevant = relevant || strings.HasPrefix(key, d.opt.Prefix+PeersDir) || strings.HasPrefix(key, d.opt.Prefix+EndpointsDir)
 		switch ev.Type {
 		case clientv3.EventTypePut:
 			d.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision)
@@ -414,7 +416,9 @@ func (d *Directory) apply(wr clientv3.WatchResponse) {
 	d.state.Revision = wr.Header.Revision
 	d.state.LastSync = time.Now()
 	d.mu.Unlock()
-	d.changed()
+	if relevant {
+		d.changed()
+	}
 }
 
 // healthy is a linearizable read of one key: it needs a quorum, so it

@@ -184,7 +184,11 @@ func (p *pinger) finish(t *testing.T) (sent, lost int) {
 // LAN of its own) lists both endpoints. A dies (kill -9): the client moves
 // to B by resumption within failover_after + a round trip + 1 s. A comes
 // back, B dies: the client moves back to A, again by resumption.
-func TestGatewayFailover(t *testing.T) {
+func TestGatewayFailover(t *testing.T) { gatewayFailover(t, false) }
+
+// gatewayFailover is TestGatewayFailover with the group's ticket-key ring
+// in a shared key file, or (etcdRing) in etcd (TestGatewayFailoverEtcdRing).
+func gatewayFailover(t *testing.T, etcdRing bool) {
 	l := newLab(t)
 	lanC, cl, gwA, gwB, lanG := l.ns("lanc"), l.ns("cl"), l.ns("gwa"), l.ns("gwb"), l.ns("lang")
 	const (
@@ -200,13 +204,17 @@ func TestGatewayFailover(t *testing.T) {
 	)
 	l.veth(lanC, "e0", lanCAddr+"/24", cl, "lan", "198.19.10.1/24")
 	l.run(lanC, "ip", "route", "add", netG, "via", "198.19.10.1")
-	l.hub(map[string]string{cl: underC, gwA: underA, gwB: underB})
+	hosts := map[string]string{cl: underC, gwA: underA, gwB: underB}
+	var ring *groupRing
+	if etcdRing {
+		ring = l.etcdRingHost(hosts, "198.18.7.200")
+	}
+	l.hub(hosts)
 	l.bridge("lsw", []bridgePort{{gwA, "lan", aLAN + "/24"}, {gwB, "lan", bLAN + "/24"}, {lanG, "e0", lanGAddr + "/24"}})
 	// The LAN's return route points at the gateway in service. In production
 	// VRRP or a routing protocol moves it; here the test does, at each kill.
 	l.run(lanG, "ip", "route", "add", netC, "via", aLAN)
 
-	keyFile := writeTicketKeys(t, l.dir)
 	a := l.newNode(gwA, "gw-a", underA, gwOverlay)
 	b := l.newNode(gwB, "gw-b", underB, gwOverlay)
 	b.Key = a.Key // one identity for the group
@@ -222,12 +230,27 @@ func TestGatewayFailover(t *testing.T) {
 			fmt.Sprintf("endpoint = [%q, %q]", a.endpoint(), b.endpoint()),
 			fmt.Sprintf("failover_after = %q", failoverAfter),
 		}}}
-	for _, g := range []*node{a, b} { // one ticket-key ring for the group
-		g.Extra = fmt.Sprintf("[tickets]\nkey_file = %q\n", keyFile)
+	if etcdRing { // one ticket-key ring for the group: in etcd, or in a shared file
+		ring.start(t)
+		for _, g := range []*node{a, b} {
+			g.Extra = ring.section("")
+		}
+	} else {
+		keyFile := writeTicketKeys(t, l.dir)
+		for _, g := range []*node{a, b} {
+			g.Extra = fmt.Sprintf("[tickets]\nkey_file = %q\n", keyFile)
+		}
 	}
 	a.start()
 	b.start()
 	c.start() // tickets on by default: it resumes with whatever gateway issued them
+	if etcdRing {
+		for _, g := range []*node{a, b} {
+			g.waitTicketRing(t, 10*time.Second, "the group's keys from etcd", func(r ticketRingState) bool {
+				return r.State == "connected" && r.Keys >= 1
+			})
+		}
+	}
 
 	pingUntil(t, lanC, lanGAddr, sessionWait)
 	p := c.peer("gw")
@@ -290,7 +313,7 @@ func TestGatewayFailover(t *testing.T) {
 	}
 	phase("A killed", a, b, bLAN, 1)
 
-	a.start() // the same key file: B's tickets open on A
+	a.start() // the same ring (key file or etcd): B's tickets open on A
 	phase("B killed", b, a, aLAN, 2)
 }
 

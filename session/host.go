@@ -57,7 +57,7 @@ func (h *Host) SetLogger(l *slog.Logger) {
 func (h *Host) logIssueError(peerID string, err error) {
 	if errors.Is(err, tickets.ErrNoTicketKey) {
 		if h.noKeyLogged.CompareAndSwap(false, true) {
-			h.log.Warn("no session tickets issued: no ticket key is in its encrypt-decrypt life (add one to the key file, or check its lifetimes)")
+			h.log.Warn("no session tickets issued: no ticket key is in its encrypt-decrypt life", "what_to_do", err.Error())
 		}
 		return
 	}

@@ -18,10 +18,17 @@ import (
 // outage, so the caller logs it once.
 var ErrNoTicketKey = errors.New("no ticket key in its encrypt-decrypt life: no session tickets are issued")
 
-// NoKeyError is Seal's error when no key can seal.
-type NoKeyError struct{ First bool }
+// NoKeyError is Seal's error when no key can seal. Hint, when set, says
+// what to do instead of the key file's remedy (SetNoKeyHint).
+type NoKeyError struct {
+	First bool
+	Hint  string
+}
 
 func (e *NoKeyError) Error() string {
+	if e.Hint != "" {
+		return ErrNoTicketKey.Error() + "; " + e.Hint
+	}
 	return ErrNoTicketKey.Error() + "; add a key to the key file (stunnel tickets add FILE) or remove key_file for in-memory keys"
 }
 func (e *NoKeyError) Unwrap() error { return ErrNoTicketKey }
@@ -47,6 +54,7 @@ type Ring struct {
 	keys     []*Key                 // guarded by mu; sorted by Created, newest last
 	fromFile bool                   // guarded by mu: keys come from a key file, none are generated
 	noKey    bool                   // guarded by mu: the current outage was already reported
+	noKeyFix string                 // guarded by mu: NoKeyError's Hint ("" = the key file's remedy)
 	used     map[[32]byte]time.Time // guarded by mu: hash of a used ticket -> its expiry
 }
 
@@ -160,7 +168,7 @@ func (r *Ring) Seal(st *handshake.TicketState) ([]byte, error) {
 	if k == nil {
 		first := !r.noKey
 		r.noKey = true
-		return nil, &NoKeyError{First: first}
+		return nil, &NoKeyError{First: first, Hint: r.noKeyFix}
 	}
 	r.noKey = false
 	exp := k.End()

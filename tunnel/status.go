@@ -24,6 +24,8 @@ type Status struct {
 	TicketKeys []TicketKeyStatus `json:"ticket_keys,omitempty"`
 	// Directory is the etcd peer directory's state; absent without [directory].
 	Directory *DirectoryStatus `json:"directory,omitempty"`
+	// TicketRing is the etcd ticket-key ring's state; absent unless [tickets] ring = "etcd".
+	TicketRing *TicketRingStatus `json:"ticket_ring,omitempty"`
 }
 
 // PeerStatus is one configured peer.

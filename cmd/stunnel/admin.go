@@ -37,10 +37,13 @@ func cmdState(args []string) int {
 }
 
 func cmdTickets(args []string) int {
-	const usage = "usage: stunnel tickets genkey|list|add|retire [-c FILE | -i NAME] [ARG]"
+	const usage = "usage: stunnel tickets genkey|group-secret|list|add|retire [-c FILE | -i NAME] [ARG]"
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, usage)
 		return exitBadConfig
+	}
+	if args[0] == "group-secret" { // a new file, offline (groupsecret.go)
+		return runGroupSecret(args[1:], os.Stdout, os.Stderr)
 	}
 	switch {
 	case args[0] == "genkey", args[0] == "help", (args[0] == "add" || args[0] == "list") && keyFileArg(args[1:]):

@@ -34,7 +34,7 @@ var commands = []command{
 	{"disconnect", "disconnect [-c FILE | -i NAME] PEER  drop PEER's sessions (operate role)", cmdDisconnect},
 	{"reload", "reload [-c FILE | -i NAME]           re-read the config, like SIGHUP (operate role)", cmdReload},
 	{"state", "state save [-c FILE | -i NAME]       save sessions to the state file now (operate role)", cmdState},
-	{"tickets", "tickets genkey -o FILE | add|list FILE | list|add|retire [-c FILE | -i NAME] [ARG]  ticket keys", cmdTickets},
+	{"tickets", "tickets genkey -o FILE | group-secret -o FILE | add|list FILE | list|add|retire [-c FILE | -i NAME] [ARG]  ticket keys", cmdTickets},
 }
 
 func usage() {

@@ -124,6 +124,12 @@ func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, 
 		return json.Marshal(out)
 	}
 	list = keys
+	if cfg.Tickets.Ring == "etcd" {
+		// The group's elected rotator adds and deletes keys in etcd; a key
+		// added here alone would seal tickets no other gateway opens.
+		etcd := errors.New("the ticket ring is in etcd ([tickets] ring = \"etcd\"): the group's elected rotator adds and retires keys; see stunnel show")
+		return list, func(string) ([]byte, error) { return nil, etcd }, func(string) ([]byte, error) { return nil, etcd }
+	}
 	add = func(string) ([]byte, error) {
 		k, err := tickets.GenerateKey(nil, time.Now(), cfg.Tickets.EncryptDecryptLifetime, cfg.Tickets.DecryptLifetime)
 		if err != nil {

@@ -148,6 +148,9 @@ func writeStatus(w io.Writer, st *tunnel.Status, now time.Time) {
 	if d := st.Directory; d != nil {
 		writeDirectory(w, d, now)
 	}
+	if r := st.TicketRing; r != nil {
+		writeTicketRing(w, r, now)
+	}
 	for i := range st.Peers {
 		p := &st.Peers[i]
 		fmt.Fprintf(w, "\npeer: %s\n", p.ID)

@@ -21,6 +21,7 @@ import (
 
 const ticketsUsage = `usage:
   stunnel tickets genkey -o FILE [lifetime flags]  new key file with one fresh key (mode 0600)
+  stunnel tickets group-secret -o FILE            new group secret for [tickets] ring = "etcd" (mode 0600)
   stunnel tickets add [lifetime flags] FILE        append a fresh key to FILE, drop ended keys
   stunnel tickets list FILE                        names, states and times of FILE's keys
   stunnel tickets list|add|retire [-c CONFIG | -i NAME] [ARG]  a running tunnel's ring (officer role)

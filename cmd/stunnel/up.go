@@ -140,6 +140,15 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	rs, err := startTicketRing(cfg, ring, log)
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("%s: [tickets] ring: %w", name, err)
+	}
+	if rs != nil {
+		defer rs.Close() // resigns: another gateway rotates at once
+		ds.attachRing(rs, cfg.Tickets)
+	}
 	// Consumed before the device exists: a saved state is restored at most
 	// once, whatever happens next (statefile.Take).
 	saved := takeState(cfg, sealKey, log)
@@ -217,12 +226,14 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			_ = sdNotify("RELOADING=1")
 			cfg, _ = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
 			reloadTicketRing(ring, cfg, log)
+			ds.reloadRing(cfg)
 			_ = sdNotify("READY=1")
 		case reply := <-reloads:
 			_ = sdNotify("RELOADING=1")
 			var rerr error
 			cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
 			reloadTicketRing(ring, cfg, log)
+			ds.reloadRing(cfg)
 			_ = sdNotify("READY=1")
 			reply <- rerr
 		}

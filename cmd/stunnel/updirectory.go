@@ -12,6 +12,7 @@ import (
 	"stunnel/conf"
 	"stunnel/directory"
 	"stunnel/handshake"
+	"stunnel/ticketring"
 	"stunnel/tunnel"
 	"stunnel/tunnel/netcfg"
 )
@@ -40,6 +41,12 @@ type dirSync struct {
 
 	priv      handshake.PrivateKey // seals the disk cache; zeroed at Close
 	closeOnce sync.Once
+
+	// ring is the etcd ticket ring ([tickets] ring = "etcd"), nil without
+	// it, and ringCfg the [tickets] it started with; both set once at start
+	// (attachRing) before the control socket serves; ring closed by up.
+	ring    *ticketring.Sync
+	ringCfg conf.Tickets
 }
 
 // startDirectory starts the directory of cfg's [directory] (nil, nil when
@@ -202,6 +209,9 @@ func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
 	st := d.Status()
 	if ds != nil {
 		st.Directory = ds.status()
+		if ds.ring != nil {
+			st.TicketRing = ticketRingStatus(ds.ring)
+		}
 	}
 	return json.Marshal(st)
 }

@@ -1,0 +1,206 @@
+package ticketring
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"stunnel/tickets"
+)
+
+// follow lists and watches PREFIX tickets (the records and the election
+// keys) until ctx ends. While etcd is away the ring keeps the keys it has:
+// each expires by its own lifetimes. One log line per outage.
+func (s *Sync) follow(ctx context.Context) {
+	backoff := s.opt.MinBackoff
+	for ctx.Err() == nil {
+		synced, err := s.listAndWatch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if synced {
+			backoff = s.opt.MinBackoff
+		}
+		if errors.Is(err, errCompacted) {
+			continue // list again: the only way to learn what was compacted away
+		}
+		s.mu.Lock()
+		s.status.State, s.status.LastError = "retrying", err.Error()
+		first := !s.awayOnce
+		s.awayOnce = true
+		n := len(s.keys)
+		s.mu.Unlock()
+		if first {
+			s.log.Warn("ticket ring: etcd unreachable or watch broken; keeping the ticket keys we have (each ends by its own lifetimes) and retrying",
+				"keys", n, "endpoints", s.opt.Endpoints, "err", err.Error())
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, s.opt.MaxBackoff)
+	}
+}
+
+var errCompacted = errors.New("watch revision compacted")
+
+// listAndWatch reads every record at one revision, replaces the local set
+// with it, then applies watch events until the watch breaks or the health
+// check fails.
+func (s *Sync) listAndWatch(ctx context.Context) (bool, error) {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := s.cli.Get(gctx, s.opt.Prefix+"tickets", clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("listing %s: %w", s.dir, err)
+	}
+	s.mu.Lock()
+	for k, key := range s.keys {
+		key.Erase()
+		delete(s.keys, k)
+	}
+	clear(s.leaders)
+	seen := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		seen[string(kv.Key)] = true
+		s.putLocked(string(kv.Key), kv.Value, kv.ModRevision, kv.CreateRevision)
+	}
+	for k := range s.refused {
+		if !seen[k] {
+			delete(s.refused, k)
+		}
+	}
+	wasAway := s.awayOnce
+	s.awayOnce = false
+	s.status.State, s.status.LastError, s.status.LastSync = "connected", "", time.Now()
+	n := len(s.keys)
+	s.pushLocked()
+	s.mu.Unlock()
+	if wasAway {
+		s.log.Info("ticket ring: etcd answers again; following the group's keys", "keys", n, "revision", resp.Header.Revision)
+	} else {
+		s.log.Info("ticket ring: synced with etcd", "keys", n, "revision", resp.Header.Revision)
+	}
+	s.once.Do(func() { close(s.synced) })
+	s.wakeRotator()
+
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := s.cli.Watch(wctx, s.opt.Prefix+"tickets", clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	health := time.NewTicker(s.opt.HealthInterval)
+	defer health.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-health.C:
+			hctx, hcancel := context.WithTimeout(ctx, s.opt.HealthInterval)
+			_, err := s.cli.Get(hctx, s.opt.Prefix+"health", clientv3.WithCountOnly())
+			hcancel()
+			if err != nil {
+				return true, fmt.Errorf("health check: %w", err)
+			}
+			s.mu.Lock()
+			s.status.LastSync = time.Now()
+			s.mu.Unlock()
+		case wr, ok := <-wch:
+			if !ok {
+				return true, errors.New("watch closed")
+			}
+			if wr.CompactRevision != 0 {
+				return true, errCompacted
+			}
+			if err := wr.Err(); err != nil {
+				return true, fmt.Errorf("watch: %w", err)
+			}
+			if len(wr.Events) == 0 {
+				continue
+			}
+			s.mu.Lock()
+			for _, ev := range wr.Events {
+				key := string(ev.Kv.Key)
+				if ev.Type == clientv3.EventTypeDelete {
+					s.deleteLocked(key)
+					continue
+				}
+				s.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
+			}
+			s.status.LastSync = time.Now()
+			s.pushLocked()
+			s.mu.Unlock()
+			s.wakeRotator()
+		}
+	}
+}
+
+// recordName is the key name of a record's etcd key, if it is one.
+func recordName(dir, key string) (name [tickets.NameSize]byte, ok bool) {
+	h, found := strings.CutPrefix(key, dir)
+	if !found || len(h) != 2*tickets.NameSize {
+		return name, false
+	}
+	if _, err := hex.Decode(name[:], []byte(h)); err != nil {
+		return name, false
+	}
+	return name, true
+}
+
+// putLocked takes one key of PREFIX tickets: a record (opened, or refused
+// and logged once per version) or an election key.
+func (s *Sync) putLocked(key string, value []byte, modRev, createRev int64) {
+	if id, ok := strings.CutPrefix(key, s.elect+"/"); ok && id != "" {
+		s.leaders[key] = leaderEntry{value: string(value), rev: createRev}
+		return
+	}
+	if !strings.HasPrefix(key, s.dir) {
+		return // PREFIX ticketsX...: not ours
+	}
+	if old, ok := s.keys[key]; ok {
+		old.Erase()
+		delete(s.keys, key)
+	}
+	name, ok := recordName(s.dir, key)
+	var k tickets.Key
+	var err error
+	if !ok {
+		err = fmt.Errorf("key name is not %d hex digits", 2*tickets.NameSize)
+	} else {
+		k, err = tickets.OpenRecord(s.opt.Secret, s.opt.Prefix, name, value)
+	}
+	if err != nil {
+		if s.refused[key] != modRev {
+			s.status.RefusedTotal++
+			s.log.Warn("ticket ring: ignoring a record that does not open (written with another group secret, moved, or tampered)",
+				"key", key, "mod_revision", modRev, "err", err.Error())
+		}
+		s.refused[key] = modRev
+		return
+	}
+	delete(s.refused, key)
+	s.keys[key] = &k
+}
+
+func (s *Sync) deleteLocked(key string) {
+	delete(s.leaders, key)
+	delete(s.refused, key)
+	if old, ok := s.keys[key]; ok {
+		old.Erase()
+		delete(s.keys, key)
+	}
+}
+
+// pushLocked puts exactly the records' keys into the ring.
+func (s *Sync) pushLocked() {
+	ks := make([]tickets.Key, 0, len(s.keys))
+	for _, k := range s.keys {
+		ks = append(ks, *k)
+	}
+	s.opt.Ring.SetExternalKeys(ks)
+	for i := range ks {
+		ks[i].Erase()
+	}
+}

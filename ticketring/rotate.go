@@ -1,0 +1,236 @@
+package ticketring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"stunnel/tickets"
+)
+
+var (
+	errNotLeader = errors.New("no longer the elected rotator (a write found another leader)")
+	errLeaseLost = errors.New("election lease lost (etcd away longer than the session TTL)")
+)
+
+// campaign runs for the rotator's role until ctx ends: a session (lease of
+// SessionTTL), a campaign on PREFIX tickets-rotator, and, once elected,
+// rotation until the session is lost; then again.
+func (s *Sync) campaign(ctx context.Context) {
+	ttl := int64((s.opt.SessionTTL + time.Second - 1) / time.Second)
+	backoff := s.opt.MinBackoff
+	for ctx.Err() == nil {
+		led, err := s.campaignOnce(ctx, ttl)
+		if ctx.Err() != nil {
+			return
+		}
+		if led {
+			backoff = s.opt.MinBackoff
+			s.log.Warn("ticket ring: no longer the rotator; campaigning again", "err", err.Error())
+		} else {
+			s.log.Debug("ticket ring: campaign failed; retrying", "retry_in", backoff.String(), "err", err.Error())
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, s.opt.MaxBackoff)
+	}
+}
+
+// campaignOnce takes one lease, campaigns with it and leads while it
+// lasts. led says whether this gateway was the rotator.
+func (s *Sync) campaignOnce(ctx context.Context, ttl int64) (led bool, err error) {
+	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+	g, err := s.cli.Grant(gctx, ttl)
+	gcancel()
+	if err != nil {
+		return false, fmt.Errorf("lease for the election: %w", err)
+	}
+	// Revoked with a context of its own (ctx may be the one ending): a
+	// rotator that stops hands over at once instead of after the TTL.
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = s.cli.Revoke(rctx, g.ID)
+		cancel()
+	}()
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithLease(g.ID), concurrency.WithTTL(int(ttl)))
+	if err != nil {
+		return false, fmt.Errorf("election session: %w", err)
+	}
+	defer sess.Orphan()
+	cctx, ccancel := context.WithCancel(ctx)
+	defer ccancel()
+	watchdog := make(chan struct{})
+	go func() {
+		defer close(watchdog)
+		select {
+		case <-sess.Done():
+			ccancel()
+		case <-cctx.Done():
+		}
+	}()
+	defer func() { ccancel(); <-watchdog }()
+	el := concurrency.NewElection(sess, s.elect)
+	if err := el.Campaign(cctx, s.opt.Identity); err != nil {
+		return false, fmt.Errorf("campaign: %w", err)
+	}
+	select {
+	case <-sess.Done():
+		return false, errLeaseLost
+	default:
+	}
+	s.mu.Lock()
+	s.status.Role = "rotator"
+	s.mu.Unlock()
+	s.log.Info("ticket ring: this gateway is the rotator", "identity", s.opt.Identity, "lease_ttl_s", ttl)
+	defer func() {
+		s.mu.Lock()
+		s.status.Role = "follower"
+		s.mu.Unlock()
+	}()
+	return true, s.lead(cctx, sess, el)
+}
+
+// lead rotates until the session ends or a write finds another leader.
+func (s *Sync) lead(ctx context.Context, sess *concurrency.Session, el *concurrency.Election) error {
+	failing := false // logged once per run of failures (etcd away: the follower says so too)
+	for {
+		next, err := s.rotateOnce(ctx, el)
+		if err != nil {
+			if errors.Is(err, errNotLeader) || ctx.Err() != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.status.LastError = err.Error()
+			s.mu.Unlock()
+			if !failing {
+				s.log.Warn("ticket ring: rotation step failed; retrying while the lease lasts", "err", err.Error())
+			}
+			failing = true
+			next = min(time.Second, s.opt.Check)
+		} else {
+			failing = false
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			select {
+			case <-sess.Done():
+				return errLeaseLost
+			default:
+				return ctx.Err()
+			}
+		case <-s.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// rotateOnce looks at the records as etcd has them now: deletes those
+// whose decrypt-only life has ended, and adds a key when none is still in
+// the first half of its encrypt-decrypt life (pending keys count). Every
+// write is a transaction on our election key still being the leader's.
+// It returns how long until the next key is due (at most Check).
+func (s *Sync) rotateOnce(ctx context.Context, el *concurrency.Election) (time.Duration, error) {
+	now := s.opt.Now()
+	next, err := s.rotateAt(ctx, el, now)
+	if err == nil {
+		s.mu.Lock()
+		s.looked = now
+		s.mu.Unlock()
+	}
+	return next, err
+}
+
+func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.Time) (time.Duration, error) {
+	s.mu.Lock()
+	ed, do := s.ed, s.do
+	s.mu.Unlock()
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := s.cli.Get(gctx, s.dir, clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", s.dir, err)
+	}
+	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
+	next := s.opt.Check
+	var ended []clientv3.Op
+	fresh, sealer := false, false
+	for _, kv := range resp.Kvs {
+		name, ok := recordName(s.dir, string(kv.Key))
+		if !ok {
+			continue
+		}
+		k, err := tickets.OpenRecord(s.opt.Secret, s.opt.Prefix, name, kv.Value)
+		if err != nil {
+			continue // the follower logs and counts it; never ours to delete
+		}
+		st := k.State(now)
+		switch st {
+		case tickets.KeyExpired:
+			ended = append(ended, clientv3.OpDelete(string(kv.Key)))
+		case tickets.KeyEncryptDecrypt:
+			sealer = true
+		}
+		if half := k.Created.Add(k.EncryptDecrypt / 2); (st == tickets.KeyPending || st == tickets.KeyEncryptDecrypt) && now.Before(half) {
+			fresh = true
+			next = min(next, half.Sub(now))
+		}
+		if st != tickets.KeyExpired {
+			next = min(next, k.End().Sub(now))
+		}
+		k.Erase()
+	}
+	if len(ended) > 0 {
+		tr, err := s.cli.Txn(gctx).If(guard).Then(ended...).Commit()
+		if err != nil {
+			return 0, fmt.Errorf("deleting ended ticket keys: %w", err)
+		}
+		if !tr.Succeeded {
+			return 0, errNotLeader
+		}
+		s.mu.Lock()
+		s.status.Deleted += uint64(len(ended))
+		s.mu.Unlock()
+		s.log.Info("ticket ring: deleted records of ticket keys whose decrypt-only life ended", "count", len(ended))
+	}
+	if fresh {
+		return max(next, 10*time.Millisecond), nil
+	}
+	// A key that starts a little later than now when another still seals,
+	// so every gateway holds it before any seals with it; at once when none
+	// seals (first key, or the group was away longer than a half-life).
+	created := now
+	if sealer {
+		created = now.Add(min(s.opt.Lead, ed/4))
+	}
+	k, err := tickets.GenerateKey(s.opt.Rand, created, ed, do)
+	if err != nil {
+		return 0, err
+	}
+	defer k.Erase()
+	rec, err := tickets.SealRecord(s.opt.Secret, s.opt.Prefix, &k, s.opt.Rand)
+	if err != nil {
+		return 0, err
+	}
+	key := s.dir + k.NameHex()
+	tr, err := s.cli.Txn(gctx).If(guard).Then(clientv3.OpPut(key, string(rec))).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("adding a ticket key: %w", err)
+	}
+	if !tr.Succeeded {
+		return 0, errNotLeader
+	}
+	s.mu.Lock()
+	s.status.Added++
+	s.mu.Unlock()
+	s.log.Info("ticket ring: added a ticket key", "name", k.NameHex(), "seals_from", created.UTC().Format(time.RFC3339Nano),
+		"decrypt_only_from", k.EncryptUntil().UTC().Format(time.RFC3339), "ends", k.End().UTC().Format(time.RFC3339))
+	return max(min(next, created.Add(ed/2).Sub(now)), 10*time.Millisecond), nil
+}

@@ -1,0 +1,135 @@
+package tickets
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// GroupSecretSize is the length of a gateway group's secret.
+const GroupSecretSize = 32
+
+// GroupSecret seals the ticket keys a gateway group keeps in etcd
+// ([tickets] ring = "etcd"): every gateway of the group reads the same one
+// from its group_secret_file. It never leaves the host. Zero it when done.
+type GroupSecret struct {
+	b [GroupSecretSize]byte
+}
+
+// NewGroupSecret makes a random group secret (rng nil: crypto/rand).
+func NewGroupSecret(rng io.Reader) (*GroupSecret, error) {
+	if rng == nil {
+		rng = rand.Reader
+	}
+	g := &GroupSecret{}
+	if _, err := io.ReadFull(rng, g.b[:]); err != nil {
+		return nil, fmt.Errorf("group secret: reading randomness: %w", err)
+	}
+	if allZero(g.b[:]) {
+		return nil, errors.New("group secret: randomness returned zeros")
+	}
+	return g, nil
+}
+
+// Zero erases the secret.
+func (g *GroupSecret) Zero() {
+	if g != nil {
+		clear(g.b[:])
+	}
+}
+
+// ParseGroupSecret reads a group secret file's contents: 32 bytes as 64 hex
+// digits or in standard base64, surrounded by white space at most. path is
+// for messages, which never contain the secret.
+func ParseGroupSecret(path string, data []byte) (*GroupSecret, error) {
+	s := strings.TrimSpace(string(data))
+	var raw []byte
+	var err error
+	switch {
+	case len(s) == 2*GroupSecretSize:
+		raw, err = hex.DecodeString(s)
+	default:
+		raw, err = base64.StdEncoding.DecodeString(s)
+	}
+	defer clear(raw)
+	if err != nil || len(raw) != GroupSecretSize {
+		return nil, fmt.Errorf("group secret file %s does not hold %d bytes in hex (64 digits) or base64; make one with: stunnel tickets group-secret -o FILE", path, GroupSecretSize)
+	}
+	g := &GroupSecret{}
+	copy(g.b[:], raw)
+	if allZero(g.b[:]) {
+		return nil, fmt.Errorf("group secret file %s holds an all-zero secret; make one with: stunnel tickets group-secret -o FILE", path)
+	}
+	return g, nil
+}
+
+// ReadGroupSecretFile reads and checks a group secret file: a regular file
+// of ours (or root's), no group or other permission bits, 32 bytes.
+func ReadGroupSecretFile(path string) (*GroupSecret, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("group secret file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("group secret file: %w", err)
+	}
+	if err := CheckGroupSecretFileMode(path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 1024))
+	defer clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("group secret file %s: %w", path, err)
+	}
+	return ParseGroupSecret(path, data)
+}
+
+// CheckGroupSecretFileMode refuses a group secret file that is not a
+// regular file, that group or others may access, or that another user owns.
+func CheckGroupSecretFileMode(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("group secret file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("group secret file %s has mode %04o, group or others may access it; run: chmod 600 %s", path, perm, path)
+	}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := os.Geteuid(); sys.Uid != uint32(uid) && sys.Uid != 0 {
+			return fmt.Errorf("group secret file %s is owned by uid %d, not by us (uid %d) or root; run: chown %d %s", path, sys.Uid, uid, uid, path)
+		}
+	}
+	return nil
+}
+
+// WriteGroupSecretFile writes g to a new file at path (mode 0600, hex, one
+// line); an existing file is never overwritten.
+func WriteGroupSecretFile(path string, g *GroupSecret) error {
+	line := make([]byte, 2*GroupSecretSize+1)
+	defer clear(line)
+	hex.Encode(line, g.b[:])
+	line[len(line)-1] = '\n'
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("group secret file: %w", err)
+	}
+	_, err = f.Write(line)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("group secret file %s: %w", path, err)
+	}
+	return nil
+}
