@@ -14,7 +14,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"stunnel/conf"
 )
@@ -101,15 +100,7 @@ func Start(opt Options) (*Directory, error) {
 	if opt.HealthInterval <= 0 {
 		opt.HealthInterval = 2 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            opt.Endpoints,
-		TLS:                  opt.TLS,
-		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		AutoSyncInterval:     0,
-		Logger:               zap.NewNop(),
-	})
+	cli, err := DialWatcher(opt.Endpoints, opt.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("directory: etcd client for %v: %w", opt.Endpoints, err)
 	}

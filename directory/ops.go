@@ -49,6 +49,20 @@ func TLSConfig(d *conf.Directory) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// DialWatcher makes an etcd client for a daemon's long-lived list-and-watch
+// loops (the directory, the ticket ring): short dial timeouts and TCP
+// keepalives, so a dead member is noticed and the loop moves on.
+func DialWatcher(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		TLS:                  tlsCfg,
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+}
+
 // Dial makes an etcd client for one-shot commands (`stunnel directory`).
 func Dial(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{

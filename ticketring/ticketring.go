@@ -20,8 +20,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
+	"stunnel/directory"
 	"stunnel/tickets"
 )
 
@@ -137,14 +137,7 @@ func Start(opt Options) (*Sync, error) {
 	if opt.HealthInterval <= 0 {
 		opt.HealthInterval = 2 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            opt.Endpoints,
-		TLS:                  opt.TLS,
-		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		Logger:               zap.NewNop(),
-	})
+	cli, err := directory.DialWatcher(opt.Endpoints, opt.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("ticket ring: etcd client for %v: %w", opt.Endpoints, err)
 	}

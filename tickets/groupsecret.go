@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"syscall"
 )
 
 // GroupSecretSize is the length of a gateway group's secret.
@@ -95,18 +94,7 @@ func ReadGroupSecretFile(path string) (*GroupSecret, error) {
 // CheckGroupSecretFileMode refuses a group secret file that is not a
 // regular file, that group or others may access, or that another user owns.
 func CheckGroupSecretFileMode(path string, fi os.FileInfo) error {
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("group secret file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("group secret file %s has mode %04o, group or others may access it; run: chmod 600 %s", path, perm, path)
-	}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if uid := os.Geteuid(); sys.Uid != uint32(uid) && sys.Uid != 0 {
-			return fmt.Errorf("group secret file %s is owned by uid %d, not by us (uid %d) or root; run: chown %d %s", path, sys.Uid, uid, uid, path)
-		}
-	}
-	return nil
+	return checkSecretFileMode("group secret file", path, fi)
 }
 
 // WriteGroupSecretFile writes g to a new file at path (mode 0600, hex, one

@@ -59,15 +59,22 @@ func ReadKeyFile(path string) ([]Key, error) {
 // CheckKeyFileMode refuses a key file that is not a regular file, that group
 // or others may access, or that another user owns.
 func CheckKeyFileMode(path string, fi os.FileInfo) error {
+	return checkSecretFileMode("ticket key file", path, fi)
+}
+
+// checkSecretFileMode refuses a file of secrets (what names it in
+// messages) that is not a regular file, that group or others may access,
+// or that another user than us or root owns.
+func checkSecretFileMode(what, path string, fi os.FileInfo) error {
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("ticket key file %s is not a regular file", path)
+		return fmt.Errorf("%s %s is not a regular file", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("ticket key file %s has mode %04o, group or others may access it; run: chmod 600 %s", path, perm, path)
+		return fmt.Errorf("%s %s has mode %04o, group or others may access it; run: chmod 600 %s", what, path, perm, path)
 	}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		if uid := os.Geteuid(); sys.Uid != uint32(uid) && sys.Uid != 0 {
-			return fmt.Errorf("ticket key file %s is owned by uid %d, not by us (uid %d) or root; run: chown %d %s", path, sys.Uid, uid, uid, path)
+			return fmt.Errorf("%s %s is owned by uid %d, not by us (uid %d) or root; run: chown %d %s", what, path, sys.Uid, uid, uid, path)
 		}
 	}
 	return nil
@@ -194,22 +201,9 @@ func (r *Ring) LoadFile(path string) error {
 	if err != nil {
 		return err
 	}
-	now := r.opt.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, k := range r.keys {
-		k.Erase()
-	}
-	r.keys = nil
-	r.fromFile = true
+	r.SetExternalKeys(keys)
 	for i := range keys {
-		if keys[i].State(now) == KeyExpired {
-			keys[i].Erase()
-			continue
-		}
-		k := keys[i]
 		keys[i].Erase()
-		r.addLocked(&k)
 	}
 	return nil
 }
