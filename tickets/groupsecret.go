@@ -71,22 +71,10 @@ func ParseGroupSecret(path string, data []byte) (*GroupSecret, error) {
 // ReadGroupSecretFile reads and checks a group secret file: a regular file
 // of ours (or root's), no group or other permission bits, 32 bytes.
 func ReadGroupSecretFile(path string) (*GroupSecret, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("group secret file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("group secret file: %w", err)
-	}
-	if err := CheckGroupSecretFileMode(path, fi); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 1024))
+	data, err := readSecretFile("group secret file", path, 1024)
 	defer clear(data)
 	if err != nil {
-		return nil, fmt.Errorf("group secret file %s: %w", path, err)
+		return nil, err
 	}
 	return ParseGroupSecret(path, data)
 }

@@ -33,25 +33,10 @@ const maxKeyFile = 128 << 10
 // ReadKeyFile reads and checks a key file. Errors are FILE:LINE: message and
 // never contain a secret.
 func ReadKeyFile(path string) ([]Key, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("ticket key file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("ticket key file: %w", err)
-	}
-	if err := CheckKeyFileMode(path, fi); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	data, err := readSecretFile("ticket key file", path, maxKeyFile)
 	defer clear(data)
 	if err != nil {
-		return nil, fmt.Errorf("ticket key file %s: %w", path, err)
-	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("ticket key file %s is larger than %d bytes", path, maxKeyFile)
+		return nil, err
 	}
 	return ParseKeyFile(path, data)
 }
@@ -60,6 +45,34 @@ func ReadKeyFile(path string) ([]Key, error) {
 // or others may access, or that another user owns.
 func CheckKeyFileMode(path string, fi os.FileInfo) error {
 	return checkSecretFileMode("ticket key file", path, fi)
+}
+
+// readSecretFile reads a file of secrets (what names it in messages) of
+// at most limit bytes, after checkSecretFileMode on the open file. The
+// caller clears what it returns.
+func readSecretFile(what, path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := checkSecretFileMode(what, path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		clear(data)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if int64(len(data)) > limit {
+		clear(data)
+		return nil, fmt.Errorf("%s %s is larger than %d bytes", what, path, limit)
+	}
+	return data, nil
 }
 
 // checkSecretFileMode refuses a file of secrets (what names it in
