@@ -61,6 +61,9 @@ type Poller struct {
 
 	streak int       // wakes in a row that found work within Spin (capped at Streak)
 	slept  time.Time // when Poll last gave up (the caller then sleeps); zero: not sleeping
+
+	deep   *Sleeper // for Sleep's deep sleeps; made on first use
+	noDeep bool     // making or using deep failed: Sleep uses poll(2) only
 }
 
 // Poll polls fds without blocking, again and again, for up to Spin, and
@@ -111,6 +114,49 @@ func (p *Poller) Woke() {
 		p.streak = 0
 	}
 	p.slept = time.Time{}
+}
+
+// Deep reports whether the sleep after a Poll that gave up will likely be
+// long: the last wake did not come soon (no streak), as with sparse
+// traffic. Such a sleep is best taken in the netpoller (Sleeper).
+func (p *Poller) Deep() bool { return p.streak == 0 }
+
+// Sleep blocks until fds have events, or a signal interrupts it
+// (unix.EINTR), and reports the wake (Woke). A Deep sleep is taken in the
+// netpoller (Sleeper), any other in poll(2). The fds must be the same on
+// every call.
+func (p *Poller) Sleep(fds []unix.PollFd) error {
+	defer p.Woke() // a short sleep says spinning would pay
+	if p.Deep() && !p.noDeep {
+		if p.deep == nil {
+			s, err := NewSleeper(fds)
+			if err != nil {
+				p.noDeep = true
+				return p.sleepPoll(fds)
+			}
+			p.deep = s
+		}
+		if err := p.deep.Sleep(fds); err != nil {
+			p.noDeep = true
+			return p.sleepPoll(fds)
+		}
+		return nil
+	}
+	return p.sleepPoll(fds)
+}
+
+func (p *Poller) sleepPoll(fds []unix.PollFd) error {
+	_, err := unix.Poll(fds, -1)
+	return err
+}
+
+// Close releases what Sleep made. The Poller must not sleep any more.
+func (p *Poller) Close() {
+	if p.deep != nil {
+		_ = p.deep.Close()
+		p.deep = nil
+	}
+	p.noDeep = true
 }
 
 func (p *Poller) now() time.Time {

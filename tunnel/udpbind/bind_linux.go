@@ -153,6 +153,10 @@ func (b *Bind) Close() error {
 		}
 	}
 	unix.Close(c.efd)
+	c.v4.spin.Close() // no receive sleeps any more (inFd)
+	if c.v6 != nil {
+		c.v6.spin.Close()
+	}
 	c.inFd.Unlock()
 	if werr != nil {
 		return fmt.Errorf("udpbind: waking receivers on close: %w", werr)
@@ -263,9 +267,11 @@ func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.P
 		if c.closing.Load() {
 			return net.ErrClosed
 		}
-		_, err := unix.Poll(pfd[:], -1)
+		var err error
 		if spin != nil {
-			spin.Woke() // a short sleep says spinning would pay
+			err = spin.Sleep(pfd[:]) // in the netpoller when traffic is sparse
+		} else {
+			_, err = unix.Poll(pfd[:], -1)
 		}
 		if err == unix.EINTR {
 			continue
