@@ -18,7 +18,9 @@
 // streak by one, a sleep longer than Busy ends it. Sparse traffic (pings at
 // up to a thousand per second, whose packets are a millisecond or more
 // apart) thus costs a sleep and a wake per packet, as without busy polling,
-// while a busy flow keeps spinning through its short gaps.
+// while a busy flow keeps spinning through its short gaps. Such a sparse
+// flow's sleeps are taken in the Go netpoller (Sleep, Sleeper), where a
+// sleeping reader holds no P and leaves the runtime's sysmon asleep.
 //
 // The cost is bounded: between polls the thread yields its CPU
 // (sched_yield), so runnable threads are not held up, and spinning that
