@@ -18,8 +18,8 @@
 // streak by one, a sleep longer than Busy ends it. Sparse traffic (pings at
 // up to a thousand per second, whose packets are a millisecond or more
 // apart) thus costs a sleep and a wake per packet, as without busy polling,
-// while a busy flow keeps spinning through its short gaps. Such a sparse
-// flow's sleeps are taken in the Go netpoller (Sleep, Sleeper), where a
+// while a busy flow keeps spinning through its short gaps. The sleeps
+// themselves are taken in the Go netpoller (Sleep, Sleeper), where a
 // sleeping reader holds no P and leaves the runtime's sysmon asleep.
 //
 // The cost is bounded: between polls the thread yields its CPU
@@ -64,8 +64,8 @@ type Poller struct {
 	streak int       // wakes in a row that found work within Spin (capped at Streak)
 	slept  time.Time // when Poll last gave up (the caller then sleeps); zero: not sleeping
 
-	deep   *Sleeper // for Sleep's deep sleeps; made on first use
-	noDeep bool     // making or using deep failed: Sleep uses poll(2) only
+	deep   *Sleeper // where Sleep sleeps; made on first use
+	noDeep bool     // making or using deep failed (or Close): Sleep uses poll(2)
 }
 
 // Poll polls fds without blocking, again and again, for up to Spin, and
@@ -118,18 +118,13 @@ func (p *Poller) Woke() {
 	p.slept = time.Time{}
 }
 
-// Deep reports whether the sleep after a Poll that gave up will likely be
-// long: the last wake did not come soon (no streak), as with sparse
-// traffic. Such a sleep is best taken in the netpoller (Sleeper).
-func (p *Poller) Deep() bool { return p.streak == 0 }
-
 // Sleep blocks until fds have events, or a signal interrupts it
-// (unix.EINTR), and reports the wake (Woke). A Deep sleep is taken in the
-// netpoller (Sleeper), any other in poll(2). The fds must be the same on
-// every call.
+// (unix.EINTR), and reports the wake (Woke). It sleeps in the netpoller
+// (Sleeper), or in poll(2) if that cannot be set up. The fds must be the
+// same on every call.
 func (p *Poller) Sleep(fds []unix.PollFd) error {
 	defer p.Woke() // a short sleep says spinning would pay
-	if p.Deep() && !p.noDeep {
+	if !p.noDeep {
 		if p.deep == nil {
 			s, err := NewSleeper(fds)
 			if err != nil {

@@ -92,31 +92,23 @@ func TestNewSleeperRejectsBadFd(t *testing.T) {
 	}
 }
 
-// Poller.Sleep sleeps in the netpoller only after a long sleep (no
-// streak), in poll(2) while a flow is busy; both wake on the fd.
-func TestPollerSleepDeepOnlyWhenSparse(t *testing.T) {
+// Poller.Sleep sleeps in the netpoller, busy or not, and wakes on the fd.
+func TestPollerSleepUsesNetpoller(t *testing.T) {
 	fds, ready := eventFd(t)
-	p := Poller{streak: Streak}
-	defer p.Close()
-	ready()
-	if err := p.Sleep(fds); err != nil {
-		t.Fatal(err)
-	}
-	if p.deep != nil {
-		t.Fatal("a busy Poller slept in the netpoller")
-	}
-	drain(t, fds[0].Fd)
-	p.streak = 0
-	done := make(chan error, 1)
-	go func() { done <- p.Sleep(fds) }()
-	ready()
-	waitDone(t, done)
-	if p.deep == nil || p.noDeep {
-		t.Fatal("a sparse Poller did not sleep in the netpoller")
-	}
-	p.Close()
-	if p.deep != nil || !p.noDeep {
-		t.Fatal("Close left the Sleeper")
+	for _, streak := range []int{0, Streak} {
+		p := Poller{streak: streak}
+		done := make(chan error, 1)
+		go func() { done <- p.Sleep(fds) }()
+		ready()
+		waitDone(t, done)
+		if p.deep == nil || p.noDeep {
+			t.Fatalf("streak %d: Sleep did not sleep in the netpoller", streak)
+		}
+		drain(t, fds[0].Fd)
+		p.Close()
+		if p.deep != nil || !p.noDeep {
+			t.Fatal("Close left the Sleeper")
+		}
 	}
 }
 

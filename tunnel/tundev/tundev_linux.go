@@ -215,7 +215,7 @@ func (d *Device) waitReadable() error {
 // Close started. It is a plain blocking syscall: the kernel wakes this
 // thread directly, with no netpoller hand-off. With a spin Poller, it polls
 // without sleeping for a moment first, and sleeps in the netpoller instead
-// when traffic is sparse (see internal/busypoll).
+// (see internal/busypoll).
 func (d *Device) wait(fds []unix.PollFd, spin *busypoll.Poller) error {
 	if spin != nil && !d.closed.Load() && spin.Poll(fds) {
 		if done, err := d.verdict(fds); done {
@@ -228,7 +228,7 @@ func (d *Device) wait(fds []unix.PollFd, spin *busypoll.Poller) error {
 		}
 		var err error
 		if spin != nil {
-			err = spin.Sleep(fds) // in the netpoller when traffic is sparse
+			err = spin.Sleep(fds) // in the netpoller
 		} else {
 			_, err = unix.Poll(fds, -1)
 		}

@@ -254,7 +254,7 @@ func openSocket(v6 bool, port uint16, mark uint32) (fd int, got uint16, err erro
 // wait blocks in poll(2) until fd has one of events or Close signals; the
 // kernel wakes this thread directly, without the Go netpoller. With a spin
 // Poller it polls without sleeping for a moment first, and sleeps in the
-// netpoller instead when traffic is sparse (internal/busypoll).
+// netpoller instead (internal/busypoll.Poller.Sleep).
 func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.Poller) error {
 	pfd[0] = unix.PollFd{Fd: int32(fd), Events: events}
 	pfd[1] = unix.PollFd{Fd: int32(c.efd), Events: unix.POLLIN}
@@ -270,7 +270,7 @@ func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.P
 		}
 		var err error
 		if spin != nil {
-			err = spin.Sleep(pfd[:]) // in the netpoller when traffic is sparse
+			err = spin.Sleep(pfd[:]) // in the netpoller
 		} else {
 			_, err = unix.Poll(pfd[:], -1)
 		}

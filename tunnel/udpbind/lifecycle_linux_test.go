@@ -68,8 +68,8 @@ func TestCloseUnblocksReceive(t *testing.T) {
 			errs <- err
 		}()
 	}
-	// The receives must be asleep: idle, they sleep in the netpoller
-	// (busypoll.Sleeper), a busy flow's in poll(2).
+	// The receives must be asleep: in the netpoller (busypoll.Sleeper), or
+	// in poll(2) where the netpoller could not be used.
 	waitFor(t, fmt.Sprintf("%d receives asleep", len(fns)), func() bool {
 		return threadsInPoll(t)-before+goroutinesAsleepInNetpoller() >= len(fns)
 	})
