@@ -18,7 +18,9 @@
 // streak by one, a sleep longer than Busy ends it. Sparse traffic (pings at
 // up to a thousand per second, whose packets are a millisecond or more
 // apart) thus costs a sleep and a wake per packet, as without busy polling,
-// while a busy flow keeps spinning through its short gaps.
+// while a busy flow keeps spinning through its short gaps. The sleeps
+// themselves are taken in the Go netpoller (Sleep, Sleeper), where a
+// sleeping reader holds no P and leaves the runtime's sysmon asleep.
 //
 // The cost is bounded: between polls the thread yields its CPU
 // (sched_yield), so runnable threads are not held up, and spinning that
@@ -61,6 +63,9 @@ type Poller struct {
 
 	streak int       // wakes in a row that found work within Spin (capped at Streak)
 	slept  time.Time // when Poll last gave up (the caller then sleeps); zero: not sleeping
+
+	deep   *Sleeper // where Sleep sleeps; made on first use
+	noDeep bool     // making or using deep failed (or Close): Sleep uses poll(2)
 }
 
 // Poll polls fds without blocking, again and again, for up to Spin, and
@@ -111,6 +116,44 @@ func (p *Poller) Woke() {
 		p.streak = 0
 	}
 	p.slept = time.Time{}
+}
+
+// Sleep blocks until fds have events, or a signal interrupts it
+// (unix.EINTR), and reports the wake (Woke). It sleeps in the netpoller
+// (Sleeper), or in poll(2) if that cannot be set up. The fds must be the
+// same on every call.
+func (p *Poller) Sleep(fds []unix.PollFd) error {
+	defer p.Woke() // a short sleep says spinning would pay
+	if !p.noDeep {
+		if p.deep == nil {
+			s, err := NewSleeper(fds)
+			if err != nil {
+				p.noDeep = true
+				return p.sleepPoll(fds)
+			}
+			p.deep = s
+		}
+		if err := p.deep.Sleep(fds); err != nil {
+			p.noDeep = true
+			return p.sleepPoll(fds)
+		}
+		return nil
+	}
+	return p.sleepPoll(fds)
+}
+
+func (p *Poller) sleepPoll(fds []unix.PollFd) error {
+	_, err := unix.Poll(fds, -1)
+	return err
+}
+
+// Close releases what Sleep made. The Poller must not sleep any more.
+func (p *Poller) Close() {
+	if p.deep != nil {
+		_ = p.deep.Close()
+		p.deep = nil
+	}
+	p.noDeep = true
 }
 
 func (p *Poller) now() time.Time {

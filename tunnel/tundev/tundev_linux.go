@@ -204,6 +204,7 @@ func (d *Device) Close() error {
 		}
 		unix.Close(d.eventFd)
 		unix.Close(d.kickFd)
+		d.spin.Close() // the reader has left (life)
 		close(d.events)
 	})
 	return err
@@ -230,7 +231,8 @@ func (d *Device) waitReadable() error {
 // wait blocks in poll(2) until the TUN fd has events (POLLIN or POLLOUT) or
 // Close started. It is a plain blocking syscall: the kernel wakes this
 // thread directly, with no netpoller hand-off. With a spin Poller, it polls
-// without sleeping for a moment first (see internal/busypoll).
+// without sleeping for a moment first, and sleeps in the netpoller instead
+// (see internal/busypoll).
 func (d *Device) wait(fds []unix.PollFd, spin *busypoll.Poller) error {
 	if spin != nil && !d.closed.Load() && spin.Poll(fds) {
 		if done, err := d.verdict(fds); done {
@@ -241,9 +243,11 @@ func (d *Device) wait(fds []unix.PollFd, spin *busypoll.Poller) error {
 		if d.closed.Load() {
 			return os.ErrClosed
 		}
-		_, err := unix.Poll(fds, -1)
+		var err error
 		if spin != nil {
-			spin.Woke() // a short sleep says spinning would pay
+			err = spin.Sleep(fds) // in the netpoller
+		} else {
+			_, err = unix.Poll(fds, -1)
 		}
 		if err != nil && err != unix.EINTR {
 			return fmt.Errorf("tundev: poll on %s: %w", d.name, err)

@@ -339,9 +339,10 @@ func udpGSOTransfer(t *testing.T, nsA, nsB string) {
 	}
 }
 
-// waitInPoll waits (up to 10 s) until some thread of this process sits in
-// ppoll(2) (unix.Poll is ppoll): the blocked Read. Go's runtime never polls
-// that way, it uses epoll and futexes.
+// waitInPoll waits (up to 10 s) until the blocked Read sleeps: some thread
+// of this process sits in ppoll(2) (unix.Poll is ppoll; Go's runtime never
+// polls that way, it uses epoll and futexes), or, as an idle reader does, a
+// goroutine is parked in the netpoller by busypoll's Sleeper.
 func waitInPoll(t *testing.T, done <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -350,6 +351,9 @@ func waitInPoll(t *testing.T, done <-chan error) {
 		case err := <-done:
 			t.Fatalf("Read returned before Close: %v", err)
 		default:
+		}
+		if goroutinesAsleepInNetpoller() > 0 {
+			return
 		}
 		tasks, _ := os.ReadDir("/proc/self/task")
 		for _, task := range tasks {
@@ -361,4 +365,18 @@ func waitInPoll(t *testing.T, done <-chan error) {
 		runtime.Gosched()
 	}
 	t.Fatal("no thread blocked in poll(2) within 10 s")
+}
+
+// goroutinesAsleepInNetpoller counts goroutines parked in the netpoller by
+// busypoll's Sleeper: where an idle reader sleeps (internal/busypoll).
+func goroutinesAsleepInNetpoller() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("[IO wait")) && bytes.Contains(g, []byte("busypoll.(*Sleeper).Sleep")) {
+			n++
+		}
+	}
+	return n
 }

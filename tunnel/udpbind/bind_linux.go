@@ -153,6 +153,10 @@ func (b *Bind) Close() error {
 		}
 	}
 	unix.Close(c.efd)
+	c.v4.spin.Close() // no receive sleeps any more (inFd)
+	if c.v6 != nil {
+		c.v6.spin.Close()
+	}
 	c.inFd.Unlock()
 	if werr != nil {
 		return fmt.Errorf("udpbind: waking receivers on close: %w", werr)
@@ -249,7 +253,8 @@ func openSocket(v6 bool, port uint16, mark uint32) (fd int, got uint16, err erro
 
 // wait blocks in poll(2) until fd has one of events or Close signals; the
 // kernel wakes this thread directly, without the Go netpoller. With a spin
-// Poller it polls without sleeping for a moment first (internal/busypoll).
+// Poller it polls without sleeping for a moment first, and sleeps in the
+// netpoller instead (internal/busypoll.Poller.Sleep).
 func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.Poller) error {
 	pfd[0] = unix.PollFd{Fd: int32(fd), Events: events}
 	pfd[1] = unix.PollFd{Fd: int32(c.efd), Events: unix.POLLIN}
@@ -263,9 +268,11 @@ func (c *conns) wait(fd int, events int16, pfd *[2]unix.PollFd, spin *busypoll.P
 		if c.closing.Load() {
 			return net.ErrClosed
 		}
-		_, err := unix.Poll(pfd[:], -1)
+		var err error
 		if spin != nil {
-			spin.Woke() // a short sleep says spinning would pay
+			err = spin.Sleep(pfd[:]) // in the netpoller
+		} else {
+			_, err = unix.Poll(pfd[:], -1)
 		}
 		if err == unix.EINTR {
 			continue

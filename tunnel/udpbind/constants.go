@@ -4,10 +4,12 @@
 // UDP GRO on receive (UDP_GRO), and sticky source addresses (replies leave
 // from the local address the peer talked to).
 //
-// Receives do not use the Go netpoller: a ReceiveFunc tries recvmmsg without
-// blocking and, when the socket is empty, blocks in poll(2) on the socket
-// and an eventfd, so the kernel wakes the very thread that will read. Close
-// writes the eventfd to release blocked calls.
+// A ReceiveFunc tries recvmmsg without blocking and, when the socket is
+// empty, spins a moment while packets come close together
+// (internal/busypoll), then sleeps in the Go netpoller on an epoll of the
+// socket and an eventfd (busypoll.Sleeper; a thread blocked in poll(2)
+// would keep the runtime's sysmon awake). Close writes the eventfd to
+// release blocked calls.
 //
 // The packet-format parts (control messages, GRO splitting, GSO grouping)
 // are plain Go in files without a build tag so they are tested and fuzzed
