@@ -92,19 +92,7 @@ func WriteGroupSecretFile(path string, g *GroupSecret) error {
 	defer clear(line)
 	hex.Encode(line, g.b[:])
 	line[len(line)-1] = '\n'
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("group secret file: %w", err)
-	}
-	_, err = f.Write(line)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
+	if err := writeNewSecretFile(path, line); err != nil {
 		return fmt.Errorf("group secret file %s: %w", path, err)
 	}
 	return nil

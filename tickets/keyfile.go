@@ -184,17 +184,7 @@ func WriteKeyFile(path string, keys []Key) error {
 	data := MarshalKeyFile(keys)
 	defer clear(data)
 	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("ticket key file: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err := writeNewSecretFile(tmp, data)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
@@ -203,6 +193,26 @@ func WriteKeyFile(path string, keys []Key) error {
 		return fmt.Errorf("ticket key file %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeNewSecretFile writes data to a new file at path (mode 0600, never an
+// existing one), synced; on error what was created is removed.
+func writeNewSecretFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // LoadFile switches the ring to the key file at path and replaces its keys
