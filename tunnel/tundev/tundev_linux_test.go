@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"stunnel/internal/busypoll/busypolltest"
 	"stunnel/internal/netns"
 	"stunnel/internal/roottest"
 )
@@ -352,7 +353,7 @@ func waitInPoll(t *testing.T, done <-chan error) {
 			t.Fatalf("Read returned before Close: %v", err)
 		default:
 		}
-		if goroutinesAsleepInNetpoller() > 0 {
+		if busypolltest.AsleepInNetpoller() > 0 {
 			return
 		}
 		tasks, _ := os.ReadDir("/proc/self/task")
@@ -365,18 +366,4 @@ func waitInPoll(t *testing.T, done <-chan error) {
 		runtime.Gosched()
 	}
 	t.Fatal("no thread blocked in poll(2) within 10 s")
-}
-
-// goroutinesAsleepInNetpoller counts goroutines parked in the netpoller by
-// busypoll's Sleeper: where an idle reader sleeps (internal/busypoll).
-func goroutinesAsleepInNetpoller() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("[IO wait")) && bytes.Contains(g, []byte("busypoll.(*Sleeper).Sleep")) {
-			n++
-		}
-	}
-	return n
 }

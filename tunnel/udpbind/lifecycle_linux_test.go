@@ -1,14 +1,12 @@
 package udpbind
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"stunnel/internal/busypoll/busypolltest"
 	"stunnel/internal/roottest"
 )
 
@@ -71,7 +70,7 @@ func TestCloseUnblocksReceive(t *testing.T) {
 	// The receives must be asleep: in the netpoller (busypoll.Sleeper), or
 	// in poll(2) where the netpoller could not be used.
 	waitFor(t, fmt.Sprintf("%d receives asleep", len(fns)), func() bool {
-		return threadsInPoll(t)-before+goroutinesAsleepInNetpoller() >= len(fns)
+		return threadsInPoll(t)-before+busypolltest.AsleepInNetpoller() >= len(fns)
 	})
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -237,18 +236,4 @@ func TestConcurrentSend(t *testing.T) {
 		}
 		next[s]++
 	}
-}
-
-// goroutinesAsleepInNetpoller counts goroutines parked in the netpoller by
-// busypoll's Sleeper: where an idle reader sleeps (internal/busypoll).
-func goroutinesAsleepInNetpoller() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("[IO wait")) && bytes.Contains(g, []byte("busypoll.(*Sleeper).Sleep")) {
-			n++
-		}
-	}
-	return n
 }
