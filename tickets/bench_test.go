@@ -1,12 +1,11 @@
 package tickets
 
 import (
-	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/internal/cputimer"
 )
 
 // Handshakes per second per core, full (Noise IK, messages 1/2) against
@@ -19,44 +18,10 @@ import (
 //	go test -run XXX -bench Handshake ./tickets/
 const benchBatch = 64
 
-// cpuTimer counts this thread's CPU time while running, next to b's wall
-// clock: on a shared machine wall time depends on the load of others,
-// CPU time does not. The benchmark goroutine is locked to its thread.
-type cpuTimer struct {
-	b       *testing.B
-	total   time.Duration
-	started time.Duration
-}
-
-func newCPUTimer(b *testing.B) *cpuTimer {
-	runtime.LockOSThread()
-	b.Cleanup(runtime.UnlockOSThread)
-	b.ResetTimer()
-	t := &cpuTimer{b: b}
-	t.started = threadCPU()
-	return t
-}
-
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func (t *cpuTimer) Stop()  { t.b.StopTimer(); t.total += threadCPU() - t.started }
-func (t *cpuTimer) Start() { t.started = threadCPU(); t.b.StartTimer() }
-
-// report prints handshakes per second of wall time and per second of CPU
-// time of the one thread doing the work (handshakes per core).
-func (t *cpuTimer) report() {
-	t.Stop()
-	t.b.ReportMetric(float64(t.b.N)/t.b.Elapsed().Seconds(), "handshakes/s")
-	t.b.ReportMetric(float64(t.b.N)/t.total.Seconds(), "handshakes/cpu-s")
-}
-
 func BenchmarkFullHandshakeInitiator(b *testing.B) {
 	w := newWorld(b)
-	ct := newCPUTimer(b)
+	ct := cputimer.New(b)
+	ct.Start()
 	for done := 0; done < b.N; {
 		n := min(benchBatch, b.N-done)
 		ins := make([]*handshake.Initiation, n)
@@ -84,13 +49,14 @@ func BenchmarkFullHandshakeInitiator(b *testing.B) {
 		}
 		done += n
 	}
-	ct.report()
+	ct.Report("handshakes")
 }
 
 func BenchmarkFullHandshakeResponder(b *testing.B) {
 	w := newWorld(b)
 	static := w.gwPeers["client"].PublicKey
-	ct := newCPUTimer(b)
+	ct := cputimer.New(b)
+	ct.Start()
 	for done := 0; done < b.N; {
 		n := min(benchBatch, b.N-done)
 		ct.Stop()
@@ -119,7 +85,7 @@ func BenchmarkFullHandshakeResponder(b *testing.B) {
 		}
 		done += n
 	}
-	ct.report()
+	ct.Report("handshakes")
 }
 
 // tickets issues n tickets for one full session, as n handshakes would.
@@ -134,7 +100,8 @@ func (w *world) tickets(b *testing.B, n int) []held {
 
 func BenchmarkResumedHandshakeInitiator(b *testing.B) {
 	w := newWorld(b)
-	ct := newCPUTimer(b)
+	ct := cputimer.New(b)
+	ct.Start()
 	for done := 0; done < b.N; {
 		n := min(benchBatch, b.N-done)
 		ct.Stop()
@@ -167,13 +134,14 @@ func BenchmarkResumedHandshakeInitiator(b *testing.B) {
 		}
 		done += n
 	}
-	ct.report()
+	ct.Report("handshakes")
 }
 
 func BenchmarkResumedHandshakeResponder(b *testing.B) {
 	w := newWorld(b)
 	static := w.gwPeers["client"].PublicKey
-	ct := newCPUTimer(b)
+	ct := cputimer.New(b)
+	ct.Start()
 	for done := 0; done < b.N; {
 		n := min(benchBatch, b.N-done)
 		ct.Stop()
@@ -203,5 +171,5 @@ func BenchmarkResumedHandshakeResponder(b *testing.B) {
 		}
 		done += n
 	}
-	ct.report()
+	ct.Report("handshakes")
 }

@@ -1,9 +1,6 @@
 package hsrate
 
 import (
-	"runtime"
-	"syscall"
-	"testing"
 	"time"
 )
 
@@ -18,41 +15,6 @@ const (
 	// spacing is how long an identity rests between two initiations.
 	spacing = 25 * time.Millisecond
 )
-
-// cpuTimer counts the benchmark thread's CPU time while running, next to
-// b's wall clock. The goroutine is locked to its thread, so the thread's
-// CPU time is the work's.
-type cpuTimer struct {
-	b       *testing.B
-	total   time.Duration
-	started time.Duration
-}
-
-func newCPUTimer(b *testing.B) *cpuTimer {
-	runtime.LockOSThread()
-	b.Cleanup(runtime.UnlockOSThread)
-	b.ResetTimer()
-	b.StopTimer()
-	return &cpuTimer{b: b}
-}
-
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func (t *cpuTimer) Start() { t.started = threadCPU(); t.b.StartTimer() }
-func (t *cpuTimer) Stop()  { t.b.StopTimer(); t.total += threadCPU() - t.started }
-
-// report prints handshakes per second of wall time and per second of the
-// thread's CPU time (handshakes per core).
-func (t *cpuTimer) report() {
-	t.b.ReportMetric(float64(t.b.N)/t.b.Elapsed().Seconds(), "handshakes/s")
-	if t.total > 0 {
-		t.b.ReportMetric(float64(t.b.N)/t.total.Seconds(), "handshakes/cpu-s")
-	}
-}
 
 // turns hands out identities round robin, each at most once per spacing.
 type turns struct {

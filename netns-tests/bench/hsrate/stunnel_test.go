@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/internal/cputimer"
 	"stunnel/rekey"
 	"stunnel/session"
 	"stunnel/tickets"
@@ -180,7 +181,7 @@ func benchStunnelResumed(b *testing.B) {
 // run is the loop every benchmark shares: prepare a batch untimed, answer
 // it timed.
 func run(b *testing.B, tr *turns, prepare func(id int) []byte, answer func([]byte) error) {
-	ct := newCPUTimer(b)
+	ct := cputimer.New(b)
 	ids := make([]int, 0, batch)
 	msgs := make([][]byte, 0, batch)
 	for done := 0; done < b.N; {
@@ -202,7 +203,7 @@ func run(b *testing.B, tr *turns, prepare func(id int) []byte, answer func([]byt
 		tr.answered(ids)
 		done += n
 	}
-	ct.report()
+	ct.Report("handshakes")
 }
 
 // BenchmarkResponder: handshakes per second per core, responder side.
