@@ -17,6 +17,7 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
+	"stunnel/internal/waitfor"
 )
 
 func testPeer(t testing.TB, id string, n int) conf.Peer {
@@ -58,13 +59,7 @@ func (w *watcher) ids() string {
 
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Cond(t, timeout, 10*time.Millisecond, what, cond)
 }
 
 func client(t testing.TB, m *etcdtest.Member) *clientv3.Client {

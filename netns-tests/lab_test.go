@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/waitfor"
 )
 
 // lab is one test's set of hosts. Everything it makes is removed in
@@ -123,11 +124,5 @@ func addrOf(s string) string {
 // fails the test naming what it waited for. No test sleeps and hopes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitfor.Cond(t, timeout, 50*time.Millisecond, what, cond)
 }

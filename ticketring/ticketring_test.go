@@ -16,6 +16,7 @@ import (
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
 	"stunnel/internal/fakeclock"
+	"stunnel/internal/waitfor"
 	"stunnel/tickets"
 )
 
@@ -39,13 +40,7 @@ func secret(t testing.TB, b byte) *tickets.GroupSecret {
 
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Cond(t, timeout, 5*time.Millisecond, what, cond)
 }
 
 type gateway struct {

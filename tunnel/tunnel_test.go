@@ -16,6 +16,7 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/fakeclock"
+	"stunnel/internal/waitfor"
 )
 
 func ipv4UDP(src, dst string, payload []byte) []byte {
@@ -169,13 +170,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitfor.Cond(t, timeout, 2*time.Millisecond, what, cond)
 }
 
 // expect waits for the next packet the host's tunnel writes to its TUN.
