@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"stunnel/internal/nbsys"
 )
 
 const (
@@ -88,7 +90,7 @@ func (p *Poller) Poll(fds []unix.PollFd) bool {
 	}
 	start := now
 	for {
-		if n, err := unix.Poll(fds, 0); n > 0 && err == nil {
+		if n, errno := nbsys.PollNow(fds); n > 0 && errno == 0 {
 			p.slept = time.Time{}
 			return true
 		}

@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"stunnel/internal/nbsys"
 )
 
 // Sleeper lets a reader sleep in the Go runtime's netpoller instead of a
@@ -65,9 +67,9 @@ func NewSleeper(fds []unix.PollFd) (*Sleeper, error) {
 func (s *Sleeper) Sleep(fds []unix.PollFd) error {
 	var perr error
 	err := s.rc.Read(func(uintptr) bool {
-		n, err := unix.Poll(fds, 0)
-		if err != nil && err != unix.EINTR {
-			perr = err
+		n, errno := nbsys.PollNow(fds)
+		if errno != 0 && errno != unix.EINTR {
+			perr = errno
 			return true
 		}
 		return n > 0 // false: park until the epoll fd is readable, then check again

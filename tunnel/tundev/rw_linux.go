@@ -3,9 +3,10 @@ package tundev
 import (
 	"fmt"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"stunnel/internal/nbsys"
 )
 
 // Read reads packets into bufs[i][offset:], their lengths into sizes[i], and
@@ -84,9 +85,9 @@ func (d *Device) read(bufs [][]byte, sizes []int, offset int, block bool) (int, 
 	}()
 	for count < nb {
 		buf := bufs[count][offset-virtioHdrLen:]
-		m, err := unix.Read(d.fd, buf)
-		if err != nil {
-			switch err {
+		m, errno := nbsys.Read(d.fd, buf)
+		if errno != 0 {
+			switch errno {
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
@@ -98,7 +99,7 @@ func (d *Device) read(bufs [][]byte, sizes []int, offset int, block bool) (int, 
 				}
 				continue
 			}
-			return count, d.deferErr(count, fmt.Errorf("tundev: reading %s: %w", d.name, err))
+			return count, d.deferErr(count, fmt.Errorf("tundev: reading %s: %w", d.name, errno))
 		}
 		frames++
 		if m < virtioHdrLen {
@@ -232,10 +233,11 @@ func iovec(b []byte) unix.Iovec {
 }
 
 // writev writes one frame, waiting in poll(2) if the kernel pushes back.
-// (unix.Writev would allocate its iovec slice on every call.)
+// (unix.Writev would allocate its iovec slice on every call, and wake sysmon:
+// internal/nbsys.)
 func (d *Device) writev(iov []unix.Iovec) error {
 	for {
-		_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(d.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		_, e := nbsys.Writev(d.fd, iov)
 		switch e {
 		case 0:
 			return nil

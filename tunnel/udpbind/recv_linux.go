@@ -11,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"stunnel/internal/busypoll"
+	"stunnel/internal/nbsys"
 )
 
 // sock is one socket of an Open with its receive state.
@@ -125,9 +126,7 @@ func (s *sock) recvmmsg(n int) (int, unix.Errno) {
 		s.iovs[i].SetLen(recvBufSize)
 		s.msgs[i].Len = 0
 	}
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msgs[0])),
-		uintptr(n), unix.MSG_DONTWAIT, 0, 0)
-	return int(r), errno
+	return nbsys.Recvmmsg(s.fd, s.msgs[:n], 0)
 }
 
 // drain splits the pending messages into bufs and returns how many it filled.

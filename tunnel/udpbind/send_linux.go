@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"stunnel/internal/nbsys"
 )
 
 var errNoIPv6 = errors.New("udpbind: no IPv6 socket (the host has no IPv6)")
@@ -121,9 +123,7 @@ func (sc *sendScratch) build(chunk [][]byte, from, at int, gso bool, src netip.A
 // sendmmsg is the system call; Bind.sendmmsg is it but for tests that
 // need an error the kernel on hand will not produce.
 func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, unix.Errno) {
-	r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])),
-		uintptr(len(msgs)), 0, 0, 0)
-	return int(r), errno
+	return nbsys.Sendmmsg(fd, msgs, 0)
 }
 
 func (b *Bind) sendChunk(c *conns, s *sock, sc *sendScratch, chunk [][]byte, e *Endpoint) error {
