@@ -16,6 +16,13 @@ import (
 // exactly as an end-around carry out of bit 15. Every 8-byte load starts at
 // an even offset, so byte order within 16-bit words is kept.
 func checksum(b []byte, sum uint64) uint64 {
+	if haveAVX2 && len(b) >= minAVX2 {
+		for len(b) >= 32 {
+			n := min(len(b)&^31, maxAVX2Chunk)
+			sum = addSum(sum, swappedSum(sumWordsAVX2(b[:n])))
+			b = b[n:]
+		}
+	}
 	var c uint64
 	for len(b) >= 32 {
 		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b), c)
@@ -41,6 +48,32 @@ func checksum(b []byte, sum uint64) uint64 {
 	}
 	sum, c = bits.Add64(sum, c, 0)
 	return sum + c // cannot carry again: sum+c wrapped only if sum was near 2^64 and c==1, leaving it small
+}
+
+// minAVX2 is the shortest input the AVX2 sum is used for: below it, its
+// set-up and the final reduction cost more than the ADC chain saves.
+const minAVX2 = 128
+
+// swappedSum turns a sum of little-endian 16-bit words into an accumulator
+// of the big-endian ones: the ones-complement sum commutes with swapping the
+// bytes of every word (RFC 1071 §2(B)), so the folded sum is swapped back.
+func swappedSum(le uint64) uint64 {
+	return uint64(bits.ReverseBytes16(fold(le)))
+}
+
+// copyChecksum copies src to dst (which must be at least as long) and
+// returns checksum(src, sum), in one pass over the bytes where it can.
+func copyChecksum(dst, src []byte, sum uint64) uint64 {
+	dst = dst[:len(src)] // the assembly trusts the lengths: check them here
+	if haveAVX2 && len(src) >= minAVX2 {
+		for len(src) >= 32 {
+			n := min(len(src)&^31, maxAVX2Chunk)
+			sum = addSum(sum, swappedSum(copySumWordsAVX2(dst[:n], src[:n])))
+			dst, src = dst[n:], src[n:]
+		}
+	}
+	copy(dst, src)
+	return checksum(src, sum)
 }
 
 // fold reduces an accumulator to 16 bits with end-around carries.

@@ -137,9 +137,14 @@ func (f *gsoFrame) segment(dst []byte, i int) int {
 	end := min(start+f.gsoSize, len(f.pkt))
 	n := f.hdrLen + end - start
 	dst = dst[:n]
+	// The payload is summed while it is copied (one pass over it); the
+	// headers, rewritten below, are summed after.
+	var payloadSum uint64
 	if i != 0 || &dst[0] != &f.pkt[0] {
 		copy(dst, f.pkt[:f.hdrLen])
-		copy(dst[f.hdrLen:], f.pkt[start:end])
+		payloadSum = copyChecksum(dst[f.hdrLen:], f.pkt[start:end], 0)
+	} else {
+		payloadSum = checksum(dst[f.hdrLen:], 0)
 	}
 	if f.v6 {
 		binary.BigEndian.PutUint16(dst[4:], uint16(n-ipv6HdrLen))
@@ -167,7 +172,7 @@ func (f *gsoFrame) segment(dst []byte, i int) int {
 		csumAt = tcpCsumOff
 	}
 	l4[csumAt], l4[csumAt+1] = 0, 0
-	sum := ^fold(checksum(l4, addSum(f.addrSum, uint64(len(l4)))))
+	sum := ^fold(checksum(l4[:f.hdrLen-f.ipLen], addSum(addSum(f.addrSum, uint64(len(l4))), payloadSum)))
 	if sum == 0 {
 		sum = 0xffff // a computed 0 is sent as all ones (RFC 768)
 	}
