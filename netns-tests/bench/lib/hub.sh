@@ -160,7 +160,7 @@ hub_stunnel_up() {
 	hub_stunnel_key "$d/hub" || return 1
 	hubpub=$(cat "$d/hub.pub")
 	{
-		printf '[interface]\nname = "st0"\npeer_id = "hub"\nprivate_key_file = "%s"\n' "$d/hub.key"
+		printf '[interface]\nname = "st0"\npeer_id = "hub"\nprivate_key_file = "%s"\nstate_file = "%s"\n' "$d/hub.key" "$d/hub.state"
 		printf 'listen_port = %d\naddress = ["%s.1/16"]\nmtu = %d\n\n[session]\ncipher = "aes256gcm"\n' \
 			"$HUB_PORT" "$HUB_OL" "$TUN_MTU"
 		for ((i = 0; i < HUB_CLIENTS; i++)); do
@@ -185,6 +185,7 @@ hub_stunnel_up() {
 			name = "st0"
 			peer_id = "client-$i"
 			private_key_file = "$d/c$i.key"
+			state_file = "$d/c$i.state"
 			listen_port = $HUB_PORT
 			address = ["$HUB_OL.$((10 + i))/16"]
 			mtu = $TUN_MTU

@@ -150,6 +150,9 @@ stunnel_up() {
 }
 
 # stunnel_conf SELF SELF_OL PEER PEER_UL PEER_OL CIPHER DIR: one host's TOML.
+# Each daemon saves its sessions in DIR: with the default state_file both
+# hosts (both named st0), and every run after them, would share
+# /var/lib/stunnel/st0.state and each start would try the last one's sessions.
 stunnel_conf() {
 	local self=$1 self_ol=$2 peer=$3 peer_ul=$4 peer_ol=$5 cipher=$6 d=$7
 	cat <<-TOML
@@ -157,6 +160,7 @@ stunnel_conf() {
 		name = "st0"
 		peer_id = "host-$self"
 		private_key_file = "$d/$self.key"
+		state_file = "$d/$self.state"
 		listen_port = 51820
 		address = ["$self_ol/$OL_PREFIX"]
 		mtu = $TUN_MTU

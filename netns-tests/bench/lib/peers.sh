@@ -77,6 +77,7 @@ mem_stunnel() {
 			name = "st0"
 			peer_id = "hub"
 			private_key_file = "$d/self.key"
+			state_file = "$d/self.state"
 			listen_port = 51820
 			address = ["198.19.0.1/16"]
 			mtu = $TUN_MTU
