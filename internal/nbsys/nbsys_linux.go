@@ -21,22 +21,17 @@ import (
 )
 
 // Read reads from a non-blocking fd.
-func Read(fd int, p []byte) (int, unix.Errno) {
-	var base unsafe.Pointer
-	if len(p) > 0 {
-		base = unsafe.Pointer(&p[0])
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(base), uintptr(len(p)))
-	return int(r), e
-}
+func Read(fd int, p []byte) (int, unix.Errno) { return readWrite(unix.SYS_READ, fd, p) }
 
 // Write writes to a non-blocking fd.
-func Write(fd int, p []byte) (int, unix.Errno) {
+func Write(fd int, p []byte) (int, unix.Errno) { return readWrite(unix.SYS_WRITE, fd, p) }
+
+func readWrite(trap uintptr, fd int, p []byte) (int, unix.Errno) {
 	var base unsafe.Pointer
 	if len(p) > 0 {
 		base = unsafe.Pointer(&p[0])
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(base), uintptr(len(p)))
+	r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(base), uintptr(len(p)))
 	return int(r), e
 }
 

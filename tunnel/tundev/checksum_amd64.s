@@ -1,5 +1,22 @@
 #include "textflag.h"
 
+// REDUCE_LANES widens the 16 dword lanes of Y3 and Y4 (Y15 zero) to
+// qwords, adds them all into AX and leaves the upper halves clean.
+#define REDUCE_LANES \
+	VPUNPCKLDQ Y15, Y3, Y0 \
+	VPUNPCKHDQ Y15, Y3, Y1 \
+	VPUNPCKLDQ Y15, Y4, Y2 \
+	VPUNPCKHDQ Y15, Y4, Y5 \
+	VPADDQ Y0, Y1, Y0 \
+	VPADDQ Y2, Y5, Y2 \
+	VPADDQ Y0, Y2, Y0 \
+	VEXTRACTI128 $1, Y0, X1 \
+	VPADDQ X0, X1, X0 \
+	VPSRLDQ $8, X0, X1 \
+	VPADDQ X0, X1, X0 \
+	VMOVQ X0, AX \
+	VZEROUPPER
+
 // func sumWordsAVX2(b []byte) uint64
 // Sums the little-endian 16-bit words of b; len(b) is a multiple of 32 and
 // at most maxAVX2Chunk, so no 32-bit lane can overflow.
@@ -22,19 +39,7 @@ loop:
 	JNZ  loop
 
 reduce:
-	VPUNPCKLDQ Y15, Y3, Y0
-	VPUNPCKHDQ Y15, Y3, Y1
-	VPUNPCKLDQ Y15, Y4, Y2
-	VPUNPCKHDQ Y15, Y4, Y5
-	VPADDQ Y0, Y1, Y0
-	VPADDQ Y2, Y5, Y2
-	VPADDQ Y0, Y2, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPADDQ X0, X1, X0
-	VPSRLDQ $8, X0, X1
-	VPADDQ X0, X1, X0
-	VMOVQ X0, AX
-	VZEROUPPER
+	REDUCE_LANES
 	MOVQ AX, ret+24(FP)
 	RET
 
@@ -62,20 +67,7 @@ loop2:
 	DECQ CX
 	JNZ  loop2
 reduce2:
-	// Widen the 16 dword lanes to qwords and add them up.
-	VPUNPCKLDQ Y15, Y3, Y0
-	VPUNPCKHDQ Y15, Y3, Y1
-	VPUNPCKLDQ Y15, Y4, Y2
-	VPUNPCKHDQ Y15, Y4, Y5
-	VPADDQ Y0, Y1, Y0
-	VPADDQ Y2, Y5, Y2
-	VPADDQ Y0, Y2, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPADDQ X0, X1, X0
-	VPSRLDQ $8, X0, X1
-	VPADDQ X0, X1, X0
-	VMOVQ X0, AX
-	VZEROUPPER
+	REDUCE_LANES
 	MOVQ AX, ret+48(FP)
 	RET
 
