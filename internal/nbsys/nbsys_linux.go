@@ -1,7 +1,7 @@
 // Package nbsys makes the packet path's system calls on non-blocking fds
 // without telling the Go scheduler (RawSyscall).
 //
-// Why (issue 21, docs/PERFORMANCE.md "Raw system calls"): syscall.Syscall
+// Why (issue 21, docs/PERFORMANCE.md "sysmon stays asleep"): syscall.Syscall
 // runs entersyscall and exitsyscall, and entersyscall wakes the runtime's
 // sysmon thread whenever it sleeps deeply, which it does as soon as every P
 // is idle. Quiet traffic (a ping every few milliseconds) thus woke sysmon

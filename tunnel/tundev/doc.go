@@ -2,14 +2,13 @@
 // implements golang.zx2c4.com/wireguard/tun.Device, written for this
 // project from the kernel interfaces (virtio_net_hdr, TUNSETOFFLOAD).
 //
-// Reads block in the kernel: the fd is non-blocking, and when read(2) says
-// EAGAIN the reading thread blocks in poll(2) on the fd and an eventfd, so
-// the kernel wakes it directly, with no Go netpoller park/unpark per read.
-// The reader's sleep (WaitReadable, Read) is taken in the netpoller instead,
-// on an epoll of the same fds (internal/busypoll.Sleeper): a thread blocked
-// in poll(2) keeps the runtime's sysmon thread awake, which costs more than
-// the park/unpark at a few hundred packets per second. Close writes the
-// eventfd to wake it.
+// The fd is non-blocking and read(2) and writev(2) are raw system calls
+// (internal/nbsys), so a packet neither parks a goroutine nor wakes the
+// runtime's sysmon thread. When read(2) says EAGAIN, the reader sleeps in
+// the netpoller on an epoll of the fd and an eventfd
+// (internal/busypoll.Sleeper): a thread blocked in poll(2) would keep sysmon
+// awake, which costs more than the park/unpark at a few hundred packets per
+// second. Close writes the eventfd to wake it.
 //
 // Read splits the kernel's TCP and UDP GSO super-packets into ordinary
 // packets with complete checksums (they leave the host through the tunnel
