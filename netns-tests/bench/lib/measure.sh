@@ -139,6 +139,14 @@ flood_tcp() {
 	wait "$fpid" 2>/dev/null
 }
 
+# The main table's groups of rows, in the order measure_all takes them;
+# ROWS (../run) picks some, for a steadier look at a few targets (more
+# rounds of fewer rows).
+ALL_ROWS="cpu tcp1 tcp4 udp load flood"
+
+# row_wanted GROUP: whether ROWS asks for that group of rows.
+row_wanted() { [[ " ${ROWS:-$ALL_ROWS} " == *" $1 "* ]]; }
+
 # measure_all: the whole battery on an implementation that is up. Ping
 # first, on an idle tunnel, then the CPU at 200 and 1000 pings/s with still
 # nothing else on it (lib/quiet.sh); peak RSS last, after all the load.
@@ -147,15 +155,21 @@ measure_all() {
 	# A tunnel that stopped passing packets after start-up would only make
 	# every iperf3 run wait for its timeout: say so once and move on.
 	ping_rtt || { IMPL_ERR="no ping replies through the tunnel after it came up"; return 1; }
-	rate_cpu 200 cpu200
-	rate_cpu 1000 cpu1000
-	tcp_test 1 tcp1
-	tcp_test 4 tcp4
-	udp_test 64 udp64
-	udp_test "$UDP_LARGE" udp_large
-	load_latency
-	flood_tcp 9 tcp_flood_closed
-	flood_tcp 51820 tcp_flood
+	if row_wanted cpu; then
+		rate_cpu 200 cpu200
+		rate_cpu 1000 cpu1000
+	fi
+	row_wanted tcp1 && tcp_test 1 tcp1
+	row_wanted tcp4 && tcp_test 4 tcp4
+	if row_wanted udp; then
+		udp_test 64 udp64
+		udp_test "$UDP_LARGE" udp_large
+	fi
+	row_wanted load && load_latency
+	if row_wanted flood; then
+		flood_tcp 9 tcp_flood_closed
+		flood_tcp 51820 tcp_flood
+	fi
 	if ((${#DAEMONS[@]} > 0)); then
 		record rss "$(peak_rss_mib)"
 	fi
