@@ -35,8 +35,17 @@ type URI struct {
 // rather than ignored, so a URI never names something other than it seems.
 var pathAttrs = map[string]bool{"token": true, "manufacturer": true, "serial": true, "model": true, "object": true, "id": true, "type": true}
 
-// maxURILen bounds what ParseURI reads: a config value, not a document.
-const maxURILen = 4096
+// maxValueLen bounds a URI's attribute values, decoded, together: a config
+// value, not a document. maxURILen bounds what ParseURI reads: those values
+// percent-encoded throughout (3 bytes each, as String writes an id) and the
+// attribute names, so that whatever parses prints back (String) to a URI
+// that parses. (A single bound on the raw text let a URI of 4,096 bytes
+// print as one three times longer, which it then refused; found by
+// FuzzParseURI.)
+const (
+	maxValueLen = 4096
+	maxURILen   = 3*maxValueLen + 256
+)
 
 // ParseURI parses s, which starts with "pkcs11:". Errors say which part is
 // wrong and never contain the URI (it could carry a PIN in pin-value).
@@ -51,6 +60,7 @@ func ParseURI(s string) (*URI, error) {
 	path, query, _ := strings.Cut(rest, "?")
 	u := &URI{}
 	seen := map[string]bool{}
+	values := 0 // decoded bytes of every value so far (maxValueLen)
 	if path != "" {
 		for i, attr := range strings.Split(path, ";") {
 			name, raw, ok := strings.Cut(attr, "=")
@@ -68,6 +78,9 @@ func ParseURI(s string) (*URI, error) {
 			v, err := unescape(raw)
 			if err != nil {
 				return nil, fmt.Errorf("pkcs11 URI: %s: %v", name, err)
+			}
+			if values += len(v); values > maxValueLen {
+				return nil, fmt.Errorf("pkcs11 URI: its values are longer than %d bytes together", maxValueLen)
 			}
 			if name != "id" {
 				if err := checkText(v); err != nil {
@@ -114,6 +127,9 @@ func ParseURI(s string) (*URI, error) {
 			}
 			if err != nil {
 				return nil, fmt.Errorf("pkcs11 URI: %s: %v", name, err)
+			}
+			if values += len(v); values > maxValueLen {
+				return nil, fmt.Errorf("pkcs11 URI: its values are longer than %d bytes together", maxValueLen)
 			}
 			switch name {
 			case "module-path":

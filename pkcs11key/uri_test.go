@@ -53,6 +53,7 @@ func TestParseURI(t *testing.T) {
 		{"pkcs11:token=t;object=k?module-path=/m.so&pin-source=|/bin/echo", "pin-source must be file:PATH"},
 		{"pkcs11:token=t;object=k?module-path=/m.so&max-sessions=2", "unsupported query attribute"},
 		{"pkcs11:token=" + strings.Repeat("a", maxURILen), "longer than"},
+		{"pkcs11:token=" + strings.Repeat("%3D", maxValueLen/2) + ";object=" + strings.Repeat("b", maxValueLen/2+1) + "?module-path=/m.so", "values are longer than 4096 bytes together"},
 	}
 	for _, c := range bad {
 		_, err := ParseURI(c.in)
@@ -95,4 +96,25 @@ func FuzzParseURI(f *testing.F) {
 			t.Fatalf("String() is not canonical for %q", s)
 		}
 	})
+}
+
+// TestLongestURIPrintsBack: values at the limit that all need escaping
+// print three times longer than they are; that must still parse.
+func TestLongestURIPrintsBack(t *testing.T) {
+	u := &URI{Token: strings.Repeat("=", maxValueLen-len("k")-len("/m.so")), Object: "k", ModulePath: "/m.so"}
+	s := u.String()
+	if len(s) <= maxValueLen {
+		t.Fatalf("the test's URI prints in %d bytes; it should need more than %d", len(s), maxValueLen)
+	}
+	back, err := ParseURI(s)
+	if err != nil {
+		t.Fatalf("ParseURI(String()) of values %d bytes long: %v", maxValueLen, err)
+	}
+	if !reflect.DeepEqual(back, u) {
+		t.Fatalf("round trip: %+v, want %+v", back, u)
+	}
+	u.Object = "kk" // one byte over
+	if _, err := ParseURI(u.String()); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("values one byte over the limit: %v, want a length error", err)
+	}
 }
