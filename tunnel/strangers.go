@@ -48,19 +48,28 @@ func newRateLimitedLog(log *slog.Logger, now func() time.Time) *rateLimitedLog {
 // warn logs under a key made by our own code (a reason, maybe with one of
 // our peer IDs).
 func (r *rateLimitedLog) warn(key, msg string, args ...any) {
-	r.emit(maphash.String(r.seed, key), msg, args)
+	r.emit(r.keyHash(key), msg, args)
 }
 
 // warnFrom logs an event caused by a datagram from src, keyed by the
 // source (IPv6 by its /64, the block one host usually controls, as the
 // handshake rate limiter) and the reason.
 func (r *rateLimitedLog) warnFrom(src netip.Addr, reason, msg string, args ...any) {
+	r.emit(r.sourceHash(src, reason), msg, args)
+}
+
+// keyHash and sourceHash pick the bucket (h % warnBuckets) of warn and
+// warnFrom: keyed, so a stranger cannot aim at another key's bucket, but two
+// keys do share one now and then, and the later is then suppressed with it.
+func (r *rateLimitedLog) keyHash(key string) uint64 { return maphash.String(r.seed, key) }
+
+func (r *rateLimitedLog) sourceHash(src netip.Addr, reason string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(r.seed)
 	b := sourceKey(src).As16()
 	h.Write(b[:])
 	h.WriteString(reason)
-	r.emit(h.Sum64(), msg, args)
+	return h.Sum64()
 }
 
 // sourceKey is the address a source is limited by.
@@ -106,12 +115,25 @@ type refusalLog struct {
 }
 
 func (r *refusalLog) record(peerID, reason, endpoint string, now time.Time) {
-	var h maphash.Hash
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	e := &r.entries[r.slotLocked(reason, endpoint)]
+	if e.Count > 0 && e.Reason == reason && e.PeerID == peerID {
+		e.Count++
+	} else {
+		*e = Refusal{PeerID: peerID, Reason: reason, Count: 1}
+	}
+	e.Endpoint, e.Last = endpoint, now
+}
+
+// slotLocked is the slot of a source and reason. Two sources share a slot
+// now and then (the later then replaces the earlier); the key is secret, so
+// a stranger cannot aim at another source's slot. The caller holds mu.
+func (r *refusalLog) slotLocked(reason, endpoint string) int {
 	if !r.seeded {
 		r.seed, r.seeded = maphash.MakeSeed(), true
 	}
+	var h maphash.Hash
 	h.SetSeed(r.seed)
 	if ap, err := netip.ParseAddrPort(endpoint); err == nil {
 		b := sourceKey(ap.Addr()).As16()
@@ -120,13 +142,7 @@ func (r *refusalLog) record(peerID, reason, endpoint string, now time.Time) {
 		h.WriteString(endpoint)
 	}
 	h.WriteString(reason)
-	e := &r.entries[h.Sum64()%maxRefusals]
-	if e.Count > 0 && e.Reason == reason && e.PeerID == peerID {
-		e.Count++
-	} else {
-		*e = Refusal{PeerID: peerID, Reason: reason, Count: 1}
-	}
-	e.Endpoint, e.Last = endpoint, now
+	return int(h.Sum64() % maxRefusals)
 }
 
 // snapshot returns the refusals, newest first.

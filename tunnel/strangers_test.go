@@ -27,8 +27,14 @@ func TestWarnLimiterIsBoundedAndCannotBeReset(t *testing.T) {
 	clock := fakeclock.New(time.Unix(1e9, 0))
 	h := &countHandler{}
 	r := newRateLimitedLog(slog.New(h), clock.Now)
+	// Two keys share a bucket one time in warnBuckets (the hash is keyed
+	// at random); the test needs two that do not.
+	stranger := netip.MustParseAddr("198.18.0.9")
+	for r.sourceHash(stranger, "bad-mac1")%warnBuckets == r.keyHash("refused-alice-unknown peer id")%warnBuckets {
+		stranger = stranger.Next()
+	}
 	r.warn("refused-alice-unknown peer id", "refused")
-	r.warnFrom(netip.MustParseAddr("198.18.0.9"), "bad-mac1", "bad mac1")
+	r.warnFrom(stranger, "bad-mac1", "bad mac1")
 	if h.n.Load() != 2 {
 		t.Fatalf("%d lines, want 2", h.n.Load())
 	}
@@ -42,7 +48,7 @@ func TestWarnLimiterIsBoundedAndCannotBeReset(t *testing.T) {
 	}
 	before := h.n.Load()
 	r.warn("refused-alice-unknown peer id", "refused")
-	r.warnFrom(netip.MustParseAddr("198.18.0.9"), "bad-mac1", "bad mac1")
+	r.warnFrom(stranger, "bad-mac1", "bad mac1")
 	if h.n.Load() != before {
 		t.Fatal("the flood reset the limiter: a key logged in this interval logged again")
 	}
@@ -66,7 +72,15 @@ func TestWarnLimiterIsBoundedAndCannotBeReset(t *testing.T) {
 func TestRefusalListKeepsOtherSources(t *testing.T) {
 	var r refusalLog
 	now := time.Unix(1e9, 0)
-	r.record("alice", "key mismatch", "198.18.0.5:51820", now)
+	// Two sources share a slot one time in maxRefusals (the hash is keyed
+	// at random); the test needs two that do not.
+	alice := netip.MustParseAddrPort("198.18.0.5:51820")
+	r.mu.Lock()
+	for r.slotLocked("key mismatch", alice.String()) == r.slotLocked("unknown peer id", "198.18.0.66:4444") {
+		alice = netip.AddrPortFrom(alice.Addr().Next(), alice.Port())
+	}
+	r.mu.Unlock()
+	r.record("alice", "key mismatch", alice.String(), now)
 	for i := range 10000 {
 		r.record(fmt.Sprintf("mallory%d", i), "unknown peer id", "198.18.0.66:4444", now.Add(time.Duration(i)*time.Millisecond))
 	}
@@ -74,11 +88,11 @@ func TestRefusalListKeepsOtherSources(t *testing.T) {
 	if len(got) > maxRefusals {
 		t.Fatalf("%d refusals, bound %d", len(got), maxRefusals)
 	}
-	var alice, mallory int
+	var aliceSeen, mallory int
 	for _, e := range got {
 		switch e.Endpoint {
-		case "198.18.0.5:51820":
-			alice++
+		case alice.String():
+			aliceSeen++
 			if e.PeerID != "alice" || e.Count != 1 {
 				t.Errorf("alice's entry changed: %+v", e)
 			}
@@ -86,7 +100,7 @@ func TestRefusalListKeepsOtherSources(t *testing.T) {
 			mallory++
 		}
 	}
-	if alice != 1 {
+	if aliceSeen != 1 {
 		t.Fatalf("alice's refusal was pushed out by one rotating source: %+v", got)
 	}
 	if mallory != 1 {
