@@ -6,6 +6,11 @@ import (
 )
 
 func TestFeatureRegistry(t *testing.T) {
+	t.Cleanup(func() { // the registry is the process's: leave it as found (go test -count=N)
+		mu.Lock()
+		delete(features, "zz-test")
+		mu.Unlock()
+	})
 	Declare("zz-test", "no")
 	if got := value("zz-test"); got != "no" {
 		t.Fatalf("declared feature = %q, want no", got)
