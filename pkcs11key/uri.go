@@ -60,7 +60,13 @@ func ParseURI(s string) (*URI, error) {
 	path, query, _ := strings.Cut(rest, "?")
 	u := &URI{}
 	seen := map[string]bool{}
-	values := 0 // decoded bytes of every value so far (maxValueLen)
+	values := 0 // decoded bytes of every value so far
+	count := func(v string) error {
+		if values += len(v); values > maxValueLen {
+			return fmt.Errorf("pkcs11 URI: its values are longer than %d bytes together", maxValueLen)
+		}
+		return nil
+	}
 	if path != "" {
 		for i, attr := range strings.Split(path, ";") {
 			name, raw, ok := strings.Cut(attr, "=")
@@ -79,8 +85,8 @@ func ParseURI(s string) (*URI, error) {
 			if err != nil {
 				return nil, fmt.Errorf("pkcs11 URI: %s: %v", name, err)
 			}
-			if values += len(v); values > maxValueLen {
-				return nil, fmt.Errorf("pkcs11 URI: its values are longer than %d bytes together", maxValueLen)
+			if err := count(v); err != nil {
+				return nil, err
 			}
 			if name != "id" {
 				if err := checkText(v); err != nil {
@@ -128,8 +134,8 @@ func ParseURI(s string) (*URI, error) {
 			if err != nil {
 				return nil, fmt.Errorf("pkcs11 URI: %s: %v", name, err)
 			}
-			if values += len(v); values > maxValueLen {
-				return nil, fmt.Errorf("pkcs11 URI: its values are longer than %d bytes together", maxValueLen)
+			if err := count(v); err != nil {
+				return nil, err
 			}
 			switch name {
 			case "module-path":

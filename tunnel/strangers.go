@@ -64,8 +64,14 @@ func (r *rateLimitedLog) warnFrom(src netip.Addr, reason, msg string, args ...an
 func (r *rateLimitedLog) keyHash(key string) uint64 { return maphash.String(r.seed, key) }
 
 func (r *rateLimitedLog) sourceHash(src netip.Addr, reason string) uint64 {
+	return hashSource(r.seed, src, reason)
+}
+
+// hashSource is the keyed hash of a source (sourceKey) and a reason, shared
+// by the warn limiter and the refusal list.
+func hashSource(seed maphash.Seed, src netip.Addr, reason string) uint64 {
 	var h maphash.Hash
-	h.SetSeed(r.seed)
+	h.SetSeed(seed)
 	b := sourceKey(src).As16()
 	h.Write(b[:])
 	h.WriteString(reason)
@@ -133,14 +139,12 @@ func (r *refusalLog) slotLocked(reason, endpoint string) int {
 	if !r.seeded {
 		r.seed, r.seeded = maphash.MakeSeed(), true
 	}
-	var h maphash.Hash
-	h.SetSeed(r.seed)
 	if ap, err := netip.ParseAddrPort(endpoint); err == nil {
-		b := sourceKey(ap.Addr()).As16()
-		h.Write(b[:])
-	} else {
-		h.WriteString(endpoint)
+		return int(hashSource(r.seed, ap.Addr(), reason) % maxRefusals)
 	}
+	var h maphash.Hash // not an address (a test's or a future transport's name)
+	h.SetSeed(r.seed)
+	h.WriteString(endpoint)
 	h.WriteString(reason)
 	return int(h.Sum64() % maxRefusals)
 }
