@@ -35,6 +35,12 @@ func readWrite(trap uintptr, fd int, p []byte) (int, unix.Errno) {
 	return int(r), e
 }
 
+// Readv reads into iov (at least one element) from a non-blocking fd.
+func Readv(fd int, iov []unix.Iovec) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall(unix.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	return int(r), e
+}
+
 // Writev writes iov (at least one element) to a non-blocking fd.
 func Writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))

@@ -39,8 +39,15 @@ func TestReadWritePoll(t *testing.T) {
 	if n, e := PollNow(fds); n != 1 || e != 0 || fds[0].Revents&unix.POLLIN == 0 {
 		t.Fatalf("PollNow on a pipe with data = %d, %v, revents %#x", n, e, fds[0].Revents)
 	}
-	if n, e := Read(r, buf); e != 0 || string(buf[:n]) != "abcde" {
-		t.Fatalf("Read = %q, %v; want \"abcde\"", buf[:n], e)
+	head, tail := make([]byte, 2), make([]byte, 8)
+	riov := []unix.Iovec{{Base: &head[0]}, {Base: &tail[0]}}
+	riov[0].SetLen(len(head))
+	riov[1].SetLen(len(tail))
+	if n, e := Readv(r, riov); e != 0 || n != 5 || string(head) != "ab" || string(tail[:3]) != "cde" {
+		t.Fatalf("Readv = %d, %v, %q %q; want 5: \"ab\" \"cde\"", n, e, head, tail[:3])
+	}
+	if n, e := Readv(r, riov); e != unix.EAGAIN {
+		t.Fatalf("Readv of an empty pipe = %d, %v; want EAGAIN, never a wait", n, e)
 	}
 	if _, e := Read(-1, buf); e != unix.EBADF {
 		t.Fatalf("Read of fd -1: %v; want EBADF", e)

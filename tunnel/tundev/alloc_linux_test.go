@@ -9,9 +9,13 @@ import (
 )
 
 // echoRequest is an ICMP echo request from 198.19.250.9 to .1.
-func echoRequest(seq uint16) []byte {
-	pkt := build(spec{src: []byte{198, 19, 250, 9}, dst: v4a, payload: payload(56, 1)})
-	pkt[9] = 1 // ICMP, written over a TCP-shaped packet: 20 bytes + 56
+func echoRequest(seq uint16) []byte { return echoRequestOf(seq, 76) }
+
+// echoRequestOf is an echo request from 198.19.250.9 with n bytes of ICMP
+// (n >= 28).
+func echoRequestOf(seq uint16, n int) []byte {
+	pkt := build(spec{src: []byte{198, 19, 250, 9}, dst: v4a, payload: payload(n-tcpHdrMin, 1)})
+	pkt[9] = 1 // ICMP, written over a TCP-shaped packet: 20 + 20 + n-20 bytes
 	icmp := pkt[ipv4HdrMin:]
 	clear(icmp[:8])
 	icmp[0] = 8

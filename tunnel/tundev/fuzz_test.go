@@ -39,7 +39,7 @@ func FuzzSplit(f *testing.F) {
 			return
 		}
 		if g.nseg > len(bufs) {
-			// Hand it out in parts from a copy, as Read does with its spare.
+			// Hand it out in parts from a copy, as Read does with a held frame.
 			g.pkt = append([]byte{}, g.pkt...)
 		}
 		total := 0

@@ -39,7 +39,8 @@ type Device struct {
 	closeOnce sync.Once
 
 	// Read's state (one reader).
-	spare    []byte          // holds a GSO frame whose segments did not fit
+	frame    []byte          // receives what of a frame does not fit the caller's buffer (see setReadIov), and holds pend
+	readIov  [2]unix.Iovec   // the caller's buffer and frame, for readv
 	pend     gsoFrame        // that frame, valid while pendNext < pend.nseg
 	pendNext int             // next segment of pend to hand out
 	pendErr  error           // error to return on the next Read
@@ -96,7 +97,7 @@ func openDevice(fd, mtu int, attach func(*Device) error) (*Device, error) {
 		}
 		return nil, err
 	}
-	d.spare = make([]byte, bufSize)
+	d.frame = make([]byte, bufSize)
 	d.plan.uso = d.uso
 	d.iov = make([]unix.Iovec, 0, maxGroupSegs+1)
 	d.readPoll = [3]unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLIN}, {Fd: int32(d.eventFd), Events: unix.POLLIN}, {Fd: int32(d.kickFd), Events: unix.POLLIN}}
