@@ -3,11 +3,13 @@ package tundev
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/waitfor"
 )
 
 // TestReadReadyPicksUpTheReply: the premise of the tunnel's pickUpReplies.
@@ -132,8 +134,7 @@ func TestHeldFramesComeOutWhole(t *testing.T) {
 			}
 		}
 		var got [][]byte
-		deadline := time.Now().Add(10 * time.Second)
-		for len(got) < len(want) && time.Now().Before(deadline) {
+		waitfor.Cond(t, 10*time.Second, time.Millisecond, fmt.Sprintf("%d packets read 2 at a time", len(want)), func() bool {
 			n, err := d.ReadReady(bufs[:2], sizes[:2], testOffset)
 			if err != nil {
 				t.Fatal(err)
@@ -146,7 +147,8 @@ func TestHeldFramesComeOutWhole(t *testing.T) {
 					bufs[i][j] = 0xee
 				}
 			}
-		}
+			return len(got) >= len(want)
+		})
 		if len(got) != len(want) {
 			t.Fatalf("%d segments of %d bytes: %d of %d packets came out", c.segs, c.size, len(got), 2*c.segs)
 		}

@@ -17,8 +17,8 @@ import (
 //
 // Concurrency: Read and ReadReady are serialized by the caller (the tunnel's
 // TUN reader and the UDP readers that pick up replies, under one lock); their
-// state is the pend* fields, unguarded. WaitReadable runs in one goroutine
-// beside them and reads only held and readPoll. Write may be
+// state is frame, readIov and the pend* fields, unguarded. WaitReadable runs
+// in one goroutine beside them and reads only held and readPoll. Write may be
 // called from many goroutines at once; writeMu serialises them because they
 // share the planning scratch. Close may be called from any goroutine, once
 // or more, at any time.
@@ -41,7 +41,7 @@ type Device struct {
 	// Read's state (one reader).
 	frame    []byte          // receives what of a frame does not fit the caller's buffer (see setReadIov), and holds pend
 	readIov  [2]unix.Iovec   // the caller's buffer and frame, for readv
-	pend     gsoFrame        // that frame, valid while pendNext < pend.nseg
+	pend     gsoFrame        // a GSO frame held over, in frame; valid while pendNext < pend.nseg
 	pendNext int             // next segment of pend to hand out
 	pendErr  error           // error to return on the next Read
 	held     atomic.Bool     // pend or pendErr is set; read by WaitReadable beside ReadReady
