@@ -166,8 +166,9 @@ func (d *Device) handleResponse(m handshakeMessage) {
 		d.drops.add(dropMalformed, 1)
 		return
 	}
+	// Checked again here: the index may have changed hands since the intake.
 	e, ok := d.indices.lookup(idx)
-	if !ok || e.keypair != nil {
+	if !ok || !e.awaitsResponse() {
 		d.drops.add(dropUnknownIndex, 1)
 		return
 	}

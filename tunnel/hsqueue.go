@@ -96,7 +96,7 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 		if typ == handshake.MessageTypeResumptionResponse {
 			idx, _ = handshake.PeekResumptionResponseReceiver(msg)
 		}
-		if e, ok := d.indices.lookup(idx); !ok || e.keypair != nil { // not a handshake of ours in progress
+		if e, ok := d.indices.lookup(idx); !ok || !e.awaitsResponse() { // not a handshake of ours in progress
 			d.drops.add(dropUnknownIndex, 1)
 			return
 		}

@@ -17,6 +17,12 @@ type indexEntry struct {
 	cipher  handshake.Cipher // the keypair's AEAD, for status and logs
 }
 
+// awaitsResponse reports whether a handshake response may name this entry:
+// one of our own initiations in progress. An index the responder reserved
+// while it works on someone's initiation (peer and keypair both nil, see
+// handleInitiation) is not one: a forged response naming it is dropped.
+func (e indexEntry) awaitsResponse() bool { return e.peer != nil && e.keypair == nil }
+
 // indexTable maps the random 32-bit receiver indices we hand out to their
 // sessions, so a packet is matched to its key before any cryptography and an
 // unknown index is dropped at the cost of one map lookup, before any
