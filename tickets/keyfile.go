@@ -130,6 +130,11 @@ func ParseKeyFile(path string, data []byte) ([]Key, error) {
 	return keys, nil
 }
 
+// parseKeyLine parses one key line. Its errors name the bad field by number
+// and name and say why it is bad (its length, a character class), but never
+// quote a field: with the fields out of order (SECRET and NAME swapped,
+// say), any field may hold the secret, and these errors are printed by
+// `stunnel check` and logged at start-up and on reload.
 func parseKeyLine(s string) (Key, error) {
 	f := strings.Fields(s)
 	if len(f) != 5 {
@@ -138,32 +143,42 @@ func parseKeyLine(s string) (Key, error) {
 	var k Key
 	// The length first: hex.Decode writes len/2 bytes and would overrun Name.
 	if len(f[0]) != 2*NameSize {
-		return Key{}, fmt.Errorf("name %q is not %d hex digits", f[0], 2*NameSize)
+		return Key{}, fmt.Errorf("field 1 (NAME) has %d characters, want %d hex digits%s", len(f[0]), 2*NameSize, swapHint(f))
 	}
 	if n, err := hex.Decode(k.Name[:], []byte(f[0])); err != nil || n != NameSize {
-		return Key{}, fmt.Errorf("name %q is not %d hex digits", f[0], 2*NameSize)
+		return Key{}, fmt.Errorf("field 1 (NAME) has a character that is not a hex digit, want %d hex digits", 2*NameSize)
 	}
 	sec, err := base64.StdEncoding.DecodeString(f[1])
 	if err != nil || len(sec) != SecretSize {
 		clear(sec)
-		return Key{}, fmt.Errorf("secret of key %s is not base64 of %d bytes", k.NameHex(), SecretSize)
+		return Key{}, fmt.Errorf("field 2 (SECRET) of key %s is not standard base64 of %d bytes (%d characters)", k.NameHex(), SecretSize, base64.StdEncoding.EncodedLen(SecretSize))
 	}
 	copy(k.secret[:], sec)
 	clear(sec)
 	if k.IsErased() {
-		return Key{}, fmt.Errorf("secret of key %s is all zero", k.NameHex())
+		return Key{}, fmt.Errorf("field 2 (SECRET) of key %s is all zero", k.NameHex())
 	}
 	if k.Created, err = time.Parse(time.RFC3339, f[2]); err != nil {
 		k.Erase()
-		return Key{}, fmt.Errorf("created time %q of key %s is not RFC 3339 (e.g. 2026-11-30T18:00:00Z)", f[2], k.NameHex())
+		return Key{}, fmt.Errorf("field 3 (CREATED) of key %s is not an RFC 3339 time such as 2026-11-30T18:00:00Z (%d characters)", k.NameHex(), len(f[2]))
 	}
 	for i, d := range []*time.Duration{&k.EncryptDecrypt, &k.DecryptOnly} {
 		if *d, err = time.ParseDuration(f[3+i]); err != nil || *d <= 0 {
 			k.Erase()
-			return Key{}, fmt.Errorf("lifetime %q of key %s is not a positive duration such as \"2h\"", f[3+i], k.NameHex())
+			return Key{}, fmt.Errorf("field %d (%s) of key %s is not a positive duration such as 2h (%d characters)", 4+i, [2]string{"ENCRYPT_DECRYPT", "DECRYPT_ONLY"}[i], k.NameHex(), len(f[3+i]))
 		}
 	}
 	return k, nil
+}
+
+// swapHint is a hint for a bad NAME field when the line reads as if NAME and
+// SECRET were swapped (field 1 as long as a secret, field 2 as long as a
+// name). It looks at lengths only.
+func swapHint(f []string) string {
+	if len(f[0]) == base64.StdEncoding.EncodedLen(SecretSize) && len(f[1]) == 2*NameSize {
+		return "; are NAME and SECRET swapped?"
+	}
+	return ""
 }
 
 // MarshalKeyFile writes keys in the key file format (with their secrets).
