@@ -23,10 +23,11 @@ import (
 //	if resp != nil { send resp }   // also with ErrCipherMismatch: the peer learns why
 //	if err != nil { count/log err; stop }
 type Responder struct {
-	cfg   *Config   // read only
-	local localKeys // immutable
-	key   StaticKey // immutable; every static-key DH goes through it
-	err   error     // immutable: why cfg has no usable static key, returned by ConsumeInitiation
+	cfg   *Config    // read only
+	local localKeys  // immutable
+	key   StaticKey  // immutable; every static-key DH goes through it
+	owned *memoryKey // key when made from Config.PrivateKey (its own copy), zeroed by Zero; else nil
+	err   error      // immutable: why cfg has no usable static key, returned by ConsumeInitiation
 
 	mu    sync.Mutex
 	peers map[string]*peerState // guarded by mu; entries only for authenticated peers
@@ -42,19 +43,25 @@ type peerState struct {
 
 // NewResponder makes the responder side for cfg (which must stay unchanged while in use).
 func NewResponder(cfg *Config) *Responder {
-	// The responder lives as long as its interface, so the copy of an
-	// in-memory key it holds is dropped with it, not zeroed.
-	key, local, _, err := cfg.staticKey()
-	r := &Responder{cfg: cfg, local: local, key: key, err: err, peers: make(map[string]*peerState)}
+	// An in-memory key is wrapped with a copy of cfg.PrivateKey (owned):
+	// Zero overwrites that copy, since zeroing cfg's does not reach it.
+	key, local, owned, err := cfg.staticKey()
+	r := &Responder{cfg: cfg, local: local, key: key, owned: owned, err: err, peers: make(map[string]*peerState)}
 	if _, inMemory := key.(*memoryKey); inMemory {
 		r.ss = newSSMemo()
 	}
 	return r
 }
 
-// Zero zeroes the static-static secrets the responder remembers (the
-// interface closed).
+// Zero zeroes the responder's copy of an in-memory static private key and
+// the static-static secrets it remembers (the interface closed). The
+// caller's Config is not touched. Call it once no ConsumeInitiation runs
+// or will run: the key copy is read without a lock by every handshake
+// (after Zero a handshake fails, it never uses a zero key's results).
 func (r *Responder) Zero() {
+	if r.owned != nil {
+		r.owned.zero()
+	}
 	if r.ss != nil {
 		r.ss.zero()
 	}

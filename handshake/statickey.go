@@ -37,12 +37,33 @@ func (k *memoryKey) Public() PublicKey { return k.pub }
 
 // SharedSecret returns all zeros for a low-order peer key (what X25519
 // computes, and what a token returns); the handshake refuses that result.
+// A zeroed key is refused: X25519 clamps a zero scalar into a valid one that
+// everybody knows.
 func (k *memoryKey) SharedSecret(peer PublicKey) ([32]byte, error) {
 	var out [32]byte
+	if k.priv.IsZero() {
+		return out, errKeyZeroed
+	}
 	if err := x25519(&out, k.priv[:], peer[:]); err != nil {
 		clear(out[:]) // the only failure: an all-zero result
 	}
 	return out, nil
+}
+
+// zero overwrites the wrapper's copy of the private key; only its maker
+// calls it, once no handshake uses the key.
+func (k *memoryKey) zero() { k.priv.Zero() }
+
+// errKeyZeroed is SharedSecret's error once the key was zeroed.
+var errKeyZeroed = errors.New("the in-memory private key was zeroed (the interface closed)")
+
+// ZeroMemoryKey overwrites the private key held by a MemoryKey wrapper,
+// once nothing uses it any more (a SharedSecret after it fails). Any other
+// StaticKey (a token key) is left alone.
+func ZeroMemoryKey(k StaticKey) {
+	if m, ok := k.(*memoryKey); ok {
+		m.zero()
+	}
 }
 
 // String never shows the key.

@@ -135,3 +135,45 @@ func TestMemoryKeyMatchesPrivateKey(t *testing.T) {
 		t.Fatal("X25519 shared secrets differ")
 	}
 }
+
+// The responder wraps an in-memory key with its own copy of the private key;
+// zeroing the Config's key (what session.Host.ZeroPrivateKey does) does not
+// reach that copy, so Responder.Zero must, and a handshake after it must
+// fail rather than run X25519 with a zeroed (clamped, public) scalar.
+func TestResponderZeroOverwritesItsKeyCopy(t *testing.T) {
+	clk, a, b := pair(t)
+	handshake(t, clk, a, b) // the copy is in use: b answered with it
+	b.cfg.PrivateKey.Zero()
+	b.resp.Zero()
+	if b.resp.owned == nil || b.resp.key != StaticKey(b.resp.owned) {
+		t.Fatal("the responder's in-memory key is not the copy Zero overwrites")
+	}
+	if !b.resp.owned.priv.IsZero() {
+		t.Fatal("the responder still holds the static private key after Zero")
+	}
+	clk.Advance(time.Second)
+	_, msg := a.initiate(t, b, 0x33333333)
+	if _, _, err := b.resp.ConsumeInitiation(msg, 0x44444444); !errors.Is(err, ErrStaticKey) {
+		t.Fatalf("initiation answered after Zero: %v, want ErrStaticKey", err)
+	}
+}
+
+// ZeroMemoryKey overwrites a MemoryKey's copy (the daemon's state-file key)
+// and leaves any other StaticKey alone.
+func TestZeroMemoryKey(t *testing.T) {
+	priv, _ := GeneratePrivateKey(nil)
+	peer, _ := GeneratePrivateKey(nil)
+	k := MemoryKey(priv)
+	if _, err := k.SharedSecret(peer.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	ZeroMemoryKey(k)
+	if !k.(*memoryKey).priv.IsZero() {
+		t.Fatal("ZeroMemoryKey left the private key")
+	}
+	if _, err := k.SharedSecret(peer.PublicKey()); err == nil {
+		t.Fatal("a zeroed MemoryKey still computes shared secrets")
+	}
+	other := &countingKey{inner: MemoryKey(priv)}
+	ZeroMemoryKey(other) // not a MemoryKey: nothing to do, no panic
+}

@@ -87,9 +87,12 @@ func (h *Host) Policy() rekey.Policy { return *h.policy.Load() }
 // calls Peer.SetPolicy.
 func (h *Host) SetPolicy(p rekey.Policy) { h.policy.Store(&p) }
 
-// ZeroPrivateKey overwrites the static private key of the Host's
-// configuration, and the secrets the responder derived from it, once
-// nothing uses them any more (the tunnel closed).
+// ZeroPrivateKey overwrites every in-memory copy of the static private key
+// the Host holds: its configuration's, the responder's own copy, and the
+// static-static secrets the responder derived from it. Call it once nothing
+// uses them any more (the tunnel closed): afterwards the Host answers no
+// handshake. A Config.Static key (a token, or the caller's MemoryKey) is
+// the caller's and is left alone.
 func (h *Host) ZeroPrivateKey() {
 	h.cfg.PrivateKey.Zero()
 	h.responder.Zero()

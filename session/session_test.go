@@ -207,6 +207,29 @@ func TestClearZeroesKeysAndReleasesIndices(t *testing.T) {
 	}
 }
 
+// ZeroPrivateKey (the tunnel closed) must reach every copy of the static
+// key the Host holds, the responder's own included: a Host whose key is
+// gone answers no initiation. Before the fix the responder's copy survived
+// and the handshake below succeeded.
+func TestZeroPrivateKeyLeavesNoWorkingCopy(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	a.complete(t, b.answer(t, msg, now), now) // b's responder has used its copy
+	b.host.ZeroPrivateKey()
+	if !b.host.Config().PrivateKey.IsZero() {
+		t.Fatal("the configuration's private key survived ZeroPrivateKey")
+	}
+	now = now.Add(time.Minute) // past the per-peer initiation rate limit
+	msg, _, err := a.peer.Initiate(now, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.host.ConsumeInitiation(msg, b.reg.Reserve()); !errors.Is(err, handshake.ErrStaticKey) {
+		t.Fatalf("initiation answered after ZeroPrivateKey: %v, want ErrStaticKey", err)
+	}
+}
+
 // A clean stop's snapshot brings the session back in a new process: the
 // peer sees no handshake, counters continue, nothing accepted before is
 // accepted again, the held ticket comes along; a stale snapshot restores
