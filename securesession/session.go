@@ -224,9 +224,20 @@ func (s *Session) Handshakes() (total, resumed uint64) {
 	return 0, 0
 }
 
-// Close zeroes every key. The Session must not be used afterwards.
+// Close zeroes every key the Session holds: the session keys, the peer's
+// pre-shared key, and the static private key with everything derived from
+// it (the handshake responder's copy, its static-static secrets). These are
+// the Session's own copies, made at New and when the peer became known:
+// Config holds the keys by value, so the caller's Config and what its
+// Peers lookup returns are the caller's to zero. The Session must not be
+// used afterwards, nor while Close runs (Conn.Close waits for its
+// goroutines first); a Connect or an initiation after Close is refused,
+// since there is no key left to answer with.
 func (s *Session) Close() {
 	if p := s.currentPeer(); p != nil {
 		p.Clear()
+		p.ZeroSecrets()
 	}
+	s.host.ZeroPrivateKey()
+	s.cfg.PrivateKey.Zero()
 }
