@@ -328,9 +328,21 @@ func (p *Peer) accept(sess *handshake.Session, idx uint32, now, authTime time.Ti
 	if err != nil {
 		return err
 	}
+	// Two Accepts of this peer may overlap (two handshake workers). Only
+	// the one whose keypair is still in the next slot records it: an older
+	// Accept that gets here after a newer Install dropped (and zeroed) its
+	// keypair would otherwise point nextKP and ticketFor at a dead keypair,
+	// and the newer one, when confirmed, would get no ticket and be counted
+	// as a full handshake. Reading the slot under p.mu (Peer.mu, then the
+	// Keypairs' lock: the lock order) decides it: an Install after the
+	// check is followed by its own Accept's section, which runs after ours.
+	// Nothing else moves kp out of next before we return: the peer cannot
+	// confirm it before it has our response, sent after Accept.
 	p.mu.Lock()
-	p.nextKP, p.nextResumed = kp, sess.Resumed
-	p.issueLocked(sess, kp, authTime)
+	if _, _, next := p.keypairs.Slots(); next == kp {
+		p.nextKP, p.nextResumed = kp, sess.Resumed
+		p.issueLocked(sess, kp, authTime)
+	}
 	p.mu.Unlock()
 	return nil
 }
