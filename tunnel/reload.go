@@ -18,6 +18,8 @@ import (
 // (restart to change them). Addresses and MTU are the daemon's business
 // (netcfg), not the data plane's. [session] durations reach the running
 // timers at once; a key's own lifetime is fixed when its session is made.
+// [tickets] reauth_after reaches this side's resumption check at once (the
+// ring's own keys and lifetimes are the daemon's to reconfigure).
 func (d *Device) Reload(cfg *conf.Config) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -32,6 +34,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 		return fmt.Errorf("[session]: %w", err)
 	}
 	d.host.SetPolicy(policy)
+	d.reloadReauthAfter(cfg)
 
 	old := d.peers.Load()
 	set := d.buildPeerSet(cfg, old)
@@ -89,4 +92,24 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 		return fmt.Errorf("%s: reload cannot change %v on a running tunnel; restart it (kept the running configuration)", cfg.Path, changed)
 	}
 	return nil
+}
+
+// reloadReauthAfter gives the session core the reloaded [tickets]
+// reauth_after: whether this side offers a ticket it holds is decided there
+// (session.Peer's last full handshake against it), and New set it once from
+// the ring. Read from cfg, not the ring: the daemon reconfigures the ring
+// after Reload returns. Zero keeps the running value (as
+// tickets.Ring.Reconfigure does). Without a ring at start nothing changes:
+// resumption is not switched on by a reload.
+//
+// Concurrency: the caller holds d.reloadMu, so reloads (and New, done
+// before any) never interleave their SetTickets; the Host replaces its
+// ticket policy whole through an atomic pointer, so a handshake reads the
+// old policy or the new one, never a mix. d.ticketRing is immutable after
+// New.
+func (d *Device) reloadReauthAfter(cfg *conf.Config) {
+	if d.ticketRing == nil || cfg.Tickets.ReauthAfter <= 0 {
+		return
+	}
+	d.host.SetTickets(d.ticketRing, true, cfg.Tickets.ReauthAfter)
 }

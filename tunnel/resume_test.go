@@ -96,3 +96,47 @@ func TestRekeysResumeWithTickets(t *testing.T) {
 	})
 	ping(51)
 }
+
+// A reload that shortens [tickets] reauth_after reaches this side's own
+// check (session core), not only the ring: a ticket whose last full
+// handshake is older than the new limit is no longer offered, the rekey is
+// a full handshake. Before the fix the start-up value (24h) stayed in the
+// session core and a resumed anyway.
+func TestReloadShorterReauthAfterStopsOfferingTheTicket(t *testing.T) {
+	var p *pair
+	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
+	var resumptions atomic.Int32 // resumption messages a sent
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if len(b) > 0 && b[0] == handshake.MessageTypeResumptionInitiation {
+			resumptions.Add(1)
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	ping := func(i int) {
+		t.Helper()
+		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{byte(i)})
+		p.a.tun.toTunnel <- out
+		p.b.expect(t, out)
+		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{byte(i)})
+		p.b.tun.toTunnel <- back
+		p.a.expect(t, back)
+	}
+	ping(0)
+	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
+
+	cfg := *p.a.cfg
+	cfg.Tickets.Enabled, cfg.Tickets.ReauthAfter = true, time.Minute
+	if err := p.a.dev.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	p.clock.Advance(121 * time.Second) // past rekey_after, and the new reauth_after since the full handshake
+	ping(1)
+	waitFor(t, 5*time.Second, "the rekey", func() bool {
+		return p.a.peerStatus(t).Handshakes == 2 && p.b.peerStatus(t).Handshakes == 2
+	})
+	if s := p.a.peerStatus(t); s.HandshakesResumed != 0 || resumptions.Load() != 0 {
+		t.Fatalf("a offered a ticket older than the reloaded reauth_after: %d resumed, %d resumption messages", s.HandshakesResumed, resumptions.Load())
+	}
+}
