@@ -207,7 +207,19 @@ func bufferLimit(batch, peers int) int {
 
 // New starts a tunnel on the given devices for a validated configuration.
 // The caller has already set up the TUN device's addresses and routes.
+// When it fails, every key it took in (the private key, the peers' PSKs,
+// sessions and tickets restored from Options.RestoreState) is zeroed.
 func New(cfg *conf.Config, opt Options) (*Device, error) {
+	d, err := start(cfg, opt)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// start is New. When it fails after the keys were taken in, it also returns
+// the device it zeroed (for tests; New drops it).
+func start(cfg *conf.Config, opt Options) (*Device, error) {
 	d := &Device{
 		log:          opt.Logger,
 		now:          opt.Now,
@@ -280,7 +292,8 @@ func New(cfg *conf.Config, opt Options) (*Device, error) {
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
 	if err != nil {
 		d.cancel()
-		return nil, listenError(cfg.Interface.ListenPort, err)
+		d.zeroFailedStart(set.list)
+		return d, listenError(cfg.Interface.ListenPort, err)
 	}
 	d.port = port
 

@@ -21,3 +21,15 @@ func (p *Peer) zeroSecrets() {
 func (d *Device) zeroDeviceSecrets() {
 	d.host.ZeroPrivateKey()
 }
+
+// zeroFailedStart overwrites what New took in before it failed: the
+// sessions and tickets restored from a saved state, the peers' PSKs and the
+// static private key. Nothing has started yet (no peer, worker or reader
+// goroutine), so nothing else holds or uses them.
+func (d *Device) zeroFailedStart(peers []*Peer) {
+	for _, p := range peers {
+		p.clearSessions()
+		p.zeroSecrets()
+	}
+	d.zeroDeviceSecrets()
+}

@@ -1,8 +1,13 @@
 package tunnel
 
 import (
+	"errors"
+	"io"
+	"log/slog"
 	"net/netip"
 	"testing"
+
+	"golang.zx2c4.com/wireguard/conn"
 
 	"stunnel/conf"
 	"stunnel/handshake"
@@ -108,5 +113,62 @@ func TestCloseZeroesKeys(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%s: %d index entries (keypairs, initiations) outlived Close", h.cfg.Interface.PeerID, n)
 		}
+	}
+}
+
+// busyBind is a bind whose port is taken: Open fails, as when another
+// process listens on listen_port.
+type busyBind struct{ *memBind }
+
+func (busyBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
+	return nil, 0, errors.New("address already in use")
+}
+
+// New failing after it restored a saved state (here: the listen port is
+// taken) leaves no restored session, ticket, PSK or private key behind:
+// the daemon exits, but the process may live on (a library caller) and
+// these must not outlive their use. Before the fix they stayed in the
+// abandoned device.
+func TestFailedStartZeroesRestoredKeys(t *testing.T) {
+	psk := testPSK(t)
+	p := newPair(t, withPSK(psk))
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("x"))
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("y"))
+	p.b.tun.toTunnel <- back
+	p.a.expect(t, back)
+	state, err := p.b.dev.CloseAndSave()
+	if err != nil || len(state) == 0 {
+		t.Fatalf("no state saved: %v", err)
+	}
+
+	bind := busyBind{p.net.bind(p.b.under)}
+	d, err := start(p.b.cfg, Options{TUN: newMemTUN(), Bind: bind, Now: p.clock.Now, TickInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RestoreState: state})
+	if err == nil || d == nil {
+		t.Fatalf("start on a taken port: device %v, err %v; want the zeroed device and an error", d, err)
+	}
+	if d.Restored().Sessions != 1 {
+		t.Fatalf("restored %+v, want the session back before the failure", d.Restored())
+	}
+	peer := d.peers.Load().list[0]
+	if n := len(keypairsOf(peer)); n != 0 {
+		t.Errorf("%d restored keypairs outlived the failed start", n)
+	}
+	if !peer.sess.PresharedKey().IsZero() || !peer.cfg.PresharedKey.IsZero() {
+		t.Error("the PSK outlived the failed start")
+	}
+	if !d.host.Config().PrivateKey.IsZero() {
+		t.Error("the private key outlived the failed start")
+	}
+	d.indices.mu.RLock()
+	n := len(d.indices.m)
+	d.indices.mu.RUnlock()
+	if n != 0 {
+		t.Errorf("%d index entries outlived the failed start", n)
+	}
+	if _, err := New(p.b.cfg, Options{TUN: newMemTUN(), Bind: bind, Now: p.clock.Now, TickInterval: -1}); err == nil {
+		t.Fatal("New on a taken port succeeded")
 	}
 }
