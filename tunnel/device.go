@@ -431,10 +431,14 @@ func policyFrom(cfg *conf.Config) rekey.Policy {
 	}
 	// A short-lived key must be renewed well before it dies, or traffic
 	// stalls at every rotation; scale the handshake timers down with it.
+	// Only down: a long keepalive alone must not stretch the rekey timeout
+	// past the time a handshake is given (RekeyAttemptTime), or a config
+	// that check accepts would fail at start.
 	if limit := p.RejectAfterTime - p.RekeyAfterTime; limit < p.RekeyTimeout+p.KeepaliveTimeout {
-		p.RekeyTimeout = max(limit/3, 100*time.Millisecond)
-		p.KeepaliveTimeout = min(p.KeepaliveTimeout, max(limit/3, 100*time.Millisecond))
-		p.RekeyJitter = p.RekeyTimeout / 10
+		third := max(limit/3, 100*time.Millisecond)
+		p.RekeyTimeout = min(p.RekeyTimeout, third)
+		p.KeepaliveTimeout = min(p.KeepaliveTimeout, third)
+		p.RekeyJitter = min(p.RekeyJitter, p.RekeyTimeout/10)
 	}
 	return p
 }
