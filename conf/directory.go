@@ -1,6 +1,8 @@
 package conf
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -59,10 +61,11 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 	} else if _, present := t.m["prefix"]; !present {
 		p.addf(t.line, "[directory] needs prefix, the etcd key prefix of this overlay, e.g. \"/stunnel/overlay1/\"")
 	}
-	file := func(key string, secret bool) string {
+	// file returns a key's path, whether it is usable, and its line.
+	file := func(key string, secret bool) (string, bool, int) {
 		name, line, ok := p.str(t, key)
 		if !ok {
-			return ""
+			return "", false, 0
 		}
 		path := name
 		if !filepath.IsAbs(path) {
@@ -76,14 +79,34 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 			p.addf(line, "%s: %s is not a regular file", key, path)
 		case secret && fi.Mode().Perm()&0o044 != 0:
 			p.addf(line, "%s: %s is readable by group or others (mode %04o); run: chmod 600 %s", key, path, fi.Mode().Perm(), path)
+		default:
+			return path, true, line
 		}
-		return path
+		return path, false, line
 	}
-	d.CAFile = file("ca_file", false)
-	d.CertFile = file("cert_file", false)
-	d.KeyFile = file("key_file", true)
+	var caOK, certOK, keyOK bool
+	var caLine, certLine int
+	d.CAFile, caOK, caLine = file("ca_file", false)
+	d.CertFile, certOK, certLine = file("cert_file", false)
+	d.KeyFile, keyOK, _ = file("key_file", true)
 	if (d.CertFile == "") != (d.KeyFile == "") {
 		p.addf(t.line, "[directory] needs cert_file and key_file together (a client certificate and its key), or neither")
+	}
+	// Their contents are checked here too, not first at start (directory
+	// TLSConfig loads them the same way), so check and up agree: a file
+	// that holds no certificate is a config error (exit 2). The TLS
+	// library's errors name what is missing, never a key's bytes.
+	if caOK {
+		if pem, err := os.ReadFile(d.CAFile); err != nil {
+			p.addf(caLine, "ca_file: cannot read %s: %v", d.CAFile, unwrapPathError(err))
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			p.addf(caLine, "ca_file: %s holds no PEM certificate", d.CAFile)
+		}
+	}
+	if certOK && keyOK {
+		if _, err := tls.LoadX509KeyPair(d.CertFile, d.KeyFile); err != nil {
+			p.addf(certLine, "cert_file %s and key_file %s are not a certificate and its key: %v", d.CertFile, d.KeyFile, err)
+		}
 	}
 	if s, line, ok := p.str(t, "advertise_endpoint"); ok {
 		if err := checkEndpoint(s); err != nil {

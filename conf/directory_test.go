@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"stunnel/internal/etcdtest"
 )
 
 const directoryBase = `[interface]
@@ -22,21 +24,14 @@ allowed_ips = ["10.77.0.2/32"]
 
 func TestDirectoryValid(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []struct {
-		name string
-		mode os.FileMode
-	}{{"ca.pem", 0o644}, {"c.pem", 0o644}, {"c.key", 0o600}} {
-		if err := os.WriteFile(filepath.Join(dir, f.name), []byte("x"), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	etcdtest.MakeTLS(t, dir, []string{"198.18.0.10"}) // ca.pem, client.pem, client.key
 	src := expand(t, directoryBase+`
 [directory]
 etcd_endpoints = ["https://198.18.0.10:2379", "http://127.0.0.1:2379", "http://[::1]:2379"]
 prefix = "/stunnel/overlay1/"
 ca_file = "ca.pem"
-cert_file = "c.pem"
-key_file = "c.key"
+cert_file = "client.pem"
+key_file = "client.key"
 advertise_endpoint = "198.18.0.1:51820"
 `)
 	c, err := Parse(filepath.Join(dir, "st0.conf"), []byte(src))
@@ -45,7 +40,7 @@ advertise_endpoint = "198.18.0.1:51820"
 	}
 	d := c.Directory
 	if d == nil || len(d.Endpoints) != 3 || d.Prefix != "/stunnel/overlay1/" || d.CAFile != filepath.Join(dir, "ca.pem") ||
-		d.KeyFile != filepath.Join(dir, "c.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" || d.AdvertiseEndpoint != "198.18.0.1:51820" {
+		d.KeyFile != filepath.Join(dir, "client.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" || d.AdvertiseEndpoint != "198.18.0.1:51820" {
 		t.Fatalf("directory = %+v", d)
 	}
 	c, err = Parse("x.conf", []byte(expand(t, directoryBase)))
@@ -59,6 +54,10 @@ func TestDirectoryInvalid(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "open.key"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.MakeTLS(t, dir, []string{"198.18.0.10"})
 	cases := []struct{ body, want string }{
 		{`etcd_endpoints = ["http://198.18.0.10:2379"]` + "\nprefix = \"/s/\"", "plain http to a non-loopback host"},
 		{`etcd_endpoints = ["ftp://127.0.0.1:2379"]` + "\nprefix = \"/s/\"", "use https"},
@@ -70,6 +69,9 @@ func TestDirectoryInvalid(t *testing.T) {
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"s/\"", "must start with"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nca_file = \"nope.pem\"", "ca_file: cannot use"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nkey_file = \"open.key\"", "readable by group or others"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nca_file = \"junk.pem\"", "holds no PEM certificate"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\ncert_file = \"client.pem\"\nkey_file = \"server.key\"", "are not a certificate and its key"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\ncert_file = \"junk.pem\"\nkey_file = \"client.key\"", "are not a certificate and its key"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nendpoints = 1", "unknown key \"endpoints\""},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nadvertise_endpoint = \"198.18.0.1\"", "advertise_endpoint"},
 	}

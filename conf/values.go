@@ -22,6 +22,10 @@ func checkIfName(s string) error {
 		return fmt.Errorf("is %d bytes; Linux interface names are at most 15", len(s))
 	case s == "." || s == "..":
 		return errors.New("is not a usable interface name")
+	case s[0] == '.':
+		// The kernel takes it, but the control socket NAME.sock would be
+		// a hidden file, which tunnel/control refuses to make.
+		return errors.New("must not start with '.' (its control socket would be a hidden file)")
 	}
 	for _, r := range s {
 		if r == '/' || r == ':' || r == '%' || unicode.IsSpace(r) || r < 0x20 || r == 0x7f {

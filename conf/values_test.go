@@ -24,12 +24,12 @@ func TestEndpoints(t *testing.T) {
 }
 
 func TestInterfaceNames(t *testing.T) {
-	for _, s := range []string{"st0", "a", "stunnel-site_b1", "123456789012345"} {
+	for _, s := range []string{"st0", "a", "stunnel-site_b1", "123456789012345", "st.0", "st0."} {
 		if err := checkIfName(s); err != nil {
 			t.Errorf("checkIfName(%q) = %v", s, err)
 		}
 	}
-	for _, s := range []string{"", ".", "..", "1234567890123456", "a/b", "a b", "a\tb", "a:b", "st%d", "a\x00"} {
+	for _, s := range []string{"", ".", "..", ".st0", "...", "1234567890123456", "a/b", "a b", "a\tb", "a:b", "st%d", "a\x00"} {
 		if checkIfName(s) == nil {
 			t.Errorf("checkIfName(%q) accepted", s)
 		}
