@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,14 +27,20 @@ const directoryWait = 3 * time.Second
 // through the same Device.Reload and route update as SIGHUP, so unchanged
 // peers keep their sessions and a changed key makes a new peer.
 type dirSync struct {
-	dir *directory.Directory
+	dir dirSource
 	log *slog.Logger
 
-	// mu serializes applies (directory changes and SIGHUP reloads), so the
-	// device and the routes always reflect one (file, directory) pair.
-	mu       sync.Mutex
-	file     *conf.Config    // the file's config last applied (or about to be, at start)
-	peers    []conf.Peer     // the directory's newest valid records
+	// mu serializes applies (directory changes, attach and SIGHUP reloads),
+	// so the device and the routes always reflect one (file, directory)
+	// pair, and an older directory list is never applied over a newer one.
+	mu   sync.Mutex
+	file *conf.Config // the file's config last applied (or about to be, at start)
+	// peers is the directory's newest valid records that reached this
+	// (through initial, then OnChange); running is the directory's records
+	// the device was built with or last reloaded with. They differ while a
+	// change waits for the device (during start-up) or after a failed apply.
+	peers    []conf.Peer
+	running  []conf.Peer
 	dev      *tunnel.Device  // nil until attached, and again after detach
 	link     *netcfg.Link    //
 	reported map[string]bool // skipped-record messages already logged
@@ -47,6 +54,14 @@ type dirSync struct {
 	// (attachRing) before the control socket serves; ring closed by up.
 	ring    *ticketring.Sync
 	ringCfg conf.Tickets
+}
+
+// dirSource is what a dirSync uses of *directory.Directory; tests stand
+// in for it to force an order of events.
+type dirSource interface {
+	Peers() []conf.Peer
+	State() directory.State
+	Close() error
 }
 
 // startDirectory starts the directory of cfg's [directory] (nil, nil when
@@ -66,7 +81,7 @@ func startDirectory(cfg *conf.Config, token handshake.StaticKey, log *slog.Logge
 		s.priv = cfg.Interface.PrivateKey // a copy this owns and zeroes
 		key = directory.MemoryKey(&s.priv)
 	}
-	s.dir, err = directory.Start(directory.Options{
+	dir, err := directory.Start(directory.Options{
 		Endpoints: dc.Endpoints, Prefix: dc.Prefix, TLS: tlsCfg,
 		CacheFile: dc.CacheFile, Key: key,
 		Logger: log, OnChange: s.onChange,
@@ -75,8 +90,9 @@ func startDirectory(cfg *conf.Config, token handshake.StaticKey, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	if !s.dir.WaitSynced(directoryWait) {
-		st := s.dir.State()
+	s.dir = dir
+	if !dir.WaitSynced(directoryWait) {
+		st := dir.State()
 		log.Warn("directory: etcd did not answer at start; starting with the disk cache and the file's peers",
 			"source", st.Source, "directory_peers", st.Peers, "err", st.LastError)
 	}
@@ -88,19 +104,32 @@ func (s *dirSync) initial() *conf.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.peers = s.dir.Peers()
+	s.running = s.peers
 	return s.mergeLocked(s.file)
 }
 
-// attach starts applying directory changes to dev and link; one apply runs
-// at once, catching up on changes that came while the device was built.
+// attach starts applying directory changes to dev and link, first
+// catching up on the changes that came while the device was built: those
+// only updated s.peers, as there was no device to apply them to (a record
+// deleted while the host was down, say, is still in the device's disk-cache
+// list). The compare and the apply hold mu, like onChange, so the two
+// cannot interleave. attach does not read the directory itself: the
+// notifier may be waiting on mu with a list older than one read here and
+// would apply it next; every change reaches onChange after it is made, so
+// the newest list is applied there once dev is set.
 func (s *dirSync) attach(dev *tunnel.Device, link *netcfg.Link) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.dev, s.link = dev, link
-	started := s.peers
-	s.mu.Unlock()
-	if now := s.dir.Peers(); !reflect.DeepEqual(now, started) {
-		s.onChange(now)
+	if !samePeers(s.peers, s.running) {
+		s.applyLocked()
 	}
+}
+
+// samePeers reports whether two directory lists are equal, a nil list
+// equal to an empty one.
+func samePeers(a, b []conf.Peer) bool {
+	return slices.EqualFunc(a, b, func(x, y conf.Peer) bool { return reflect.DeepEqual(x, y) })
 }
 
 // Close stops the directory; no apply runs after it returns. Safe to call
@@ -147,21 +176,31 @@ func (s *dirSync) fileAppliedLocked(file *conf.Config) {
 		s.log.Warn("reload: [directory] changes take effect at the next restart")
 	}
 	s.file = file
+	s.running = s.peers // the reload merged them
 }
 
+// onChange is the directory's OnChange: it stores the newest list and,
+// once a device is attached, applies it.
 func (s *dirSync) onChange(peers []conf.Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.peers = peers
+	s.peers = slices.Clone(peers) // OnChange must not keep the caller's slice
 	if s.dev == nil {
-		return
+		return // attach applies it
 	}
+	s.applyLocked()
+}
+
+// applyLocked reloads the device with the file's peers plus s.peers (mu
+// held, dev set).
+func (s *dirSync) applyLocked() {
 	start := time.Now()
 	cfg := s.mergeLocked(s.file)
 	if err := s.dev.Reload(cfg); err != nil {
 		s.log.Error("directory: applying the change failed; keeping the running peers", "err", err.Error())
 		return
 	}
+	s.running = s.peers
 	if s.link == nil {
 		return // in-process tests run without a kernel device
 	}
