@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 )
 
@@ -57,97 +58,240 @@ func ParseAllowedIP(s string) (netip.Prefix, error) {
 // MergePeers returns a copy of c whose Peers are c's own followed by the
 // extra peers (from the directory) that fit: each extra peer is checked like
 // a [[peer]] (ValidatePeer) and against everything accepted before it, file
-// peers first, then extra in the given order. A peer that does not fit is
-// left out and named in skipped, one line each: the same ID as a file peer
-// (with its line), this host's own key, a key already used, or
-// allowed_ips overlapping an accepted peer's or holding this host's
-// address. This host's own record (its
-// peer_id) is left out silently. c is not modified. Cost is linear in the number of prefixes, so
-// ten thousand peers merge in milliseconds.
+// peers first, then extra in the given order; the first comer wins, so a
+// peer is never dropped once accepted and nothing is reserved for a peer
+// that is not used. A peer that does not fit is left out and named in
+// skipped, one line each: the same ID as a file peer (with its line), this
+// host's own key, a key already used, allowed_ips overlapping an accepted
+// peer's or holding this host's address, an endpoint inside an accepted
+// peer's allowed_ips or its own, allowed_ips holding an accepted peer's
+// endpoint (that peer's encrypted packets would loop into the tunnel, as
+// crossCheck refuses in one file), or allowed_ips holding an etcd endpoint
+// of [directory] given as an IP address. This host's own record (its
+// peer_id) is left out silently. c is not modified. Cost is linear in the
+// number of prefixes and endpoints, so ten thousand peers merge in
+// milliseconds.
 func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 	out := *c
 	out.Peers = make([]Peer, len(c.Peers), len(c.Peers)+len(extra))
 	copy(out.Peers, c.Peers)
 
-	fileLine := make(map[string]int, len(c.Peers))
-	keys := make(map[[32]byte]string, len(c.Peers)+len(extra))
-	routes := newPrefixSet()
-	for _, pr := range c.Peers {
-		fileLine[pr.ID] = pr.Line
-		keys[pr.PublicKey] = pr.ID
-		for _, pfx := range pr.AllowedIPs {
-			routes.add(pfx, pr.ID)
-		}
+	m := &merger{
+		out:      &out,
+		own:      c.Interface,
+		fileLine: make(map[string]int, len(c.Peers)),
+		keys:     make(map[[32]byte]string, len(c.Peers)+len(extra)),
+		routes:   newPrefixSet(),
+		eps:      newEndpointIndex(extra, len(c.Peers)+len(extra)),
+		etcd:     etcdAddrs(c.Directory),
 	}
-	own := c.Interface
-	var accepted []int
+	for _, pr := range c.Peers {
+		m.fileLine[pr.ID] = pr.Line
+		where := ""
+		if pr.Line > 0 {
+			where = fmt.Sprintf("%s:%d", c.Path, pr.Line)
+		}
+		m.scratch = appendEndpoints(m.scratch[:0], pr)
+		m.accept(pr, where)
+	}
 	for _, pr := range extra {
-		if pr.ID == own.PeerID {
+		if pr.ID == m.own.PeerID {
 			// A fleet's directory lists every host, this one too: not
 			// a peer of itself, and not worth a complaint.
 			continue
 		}
-		if err := mergeOne(&out, pr, own, fileLine, keys, routes); err != nil {
+		if err := m.check(pr); err != nil {
 			skipped = append(skipped, err)
 			continue
 		}
-		accepted = append(accepted, len(out.Peers))
+		m.accept(pr, "") // check left pr's endpoints in m.scratch
 		out.Peers = append(out.Peers, pr)
-	}
-	// An endpoint inside some peer's allowed_ips would send the peer's
-	// encrypted packets into the tunnel itself; checked once all are known.
-	drop := map[int]bool{}
-	for _, i := range accepted {
-		pr := out.Peers[i]
-		ap, err := netip.ParseAddrPort(pr.Endpoint)
-		if err != nil {
-			continue
-		}
-		if owner, ok := routes.containing(netip.PrefixFrom(ap.Addr().WithZone(""), ap.Addr().BitLen())); ok {
-			skipped = append(skipped, fmt.Errorf("directory peer %q: endpoint %s lies inside the allowed_ips of peer %q; its packets would loop into the tunnel (skipped)", pr.ID, pr.Endpoint, owner))
-			drop[i] = true
-		}
-	}
-	if len(drop) > 0 {
-		kept := out.Peers[:0:0]
-		for i, pr := range out.Peers {
-			if !drop[i] {
-				kept = append(kept, pr)
-			}
-		}
-		out.Peers = kept
 	}
 	return &out, skipped
 }
 
-func mergeOne(out *Config, pr Peer, own Interface, fileLine map[string]int, keys map[[32]byte]string, routes *prefixSet) error {
+// merger holds what the peers accepted so far claim.
+type merger struct {
+	out      *Config
+	own      Interface
+	fileLine map[string]int      // file peer ID -> its line
+	keys     map[[32]byte]string // public key -> peer ID
+	routes   *prefixSet          // allowed_ips -> peer ID
+	eps      endpointIndex       // the accepted peers' IP endpoints
+	etcd     []netip.Addr        // [directory] etcd endpoints given as IP addresses
+	scratch  []netip.AddrPort    // one peer's endpoints, reused
+}
+
+// accept claims pr's key, allowed_ips and endpoints (in m.scratch, parsed
+// once); where is the file position of a [[peer]], "" for a directory
+// record.
+func (m *merger) accept(pr Peer, where string) {
+	m.keys[pr.PublicKey] = pr.ID
+	for _, pfx := range pr.AllowedIPs {
+		m.routes.add(pfx, pr.ID)
+	}
+	for _, ep := range m.scratch {
+		m.eps.add(endpointRef{ep, pr.ID, where})
+	}
+}
+
+// check is nil if the directory record pr fits with everything accepted,
+// else why not, in one line.
+func (m *merger) check(pr Peer) error {
 	if err := ValidatePeer(pr); err != nil {
 		return fmt.Errorf("directory peer: %v (skipped)", err)
 	}
-	if l, ok := fileLine[pr.ID]; ok {
-		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record; the [[peer]] is used, remove one of them", out.Path, l, pr.ID)
+	if l, ok := m.fileLine[pr.ID]; ok {
+		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record; the [[peer]] is used, remove one of them", m.out.Path, l, pr.ID)
 	}
-	if pr.PublicKey == own.PublicKey {
+	if pr.PublicKey == m.own.PublicKey {
 		return fmt.Errorf("directory peer %q has this host's own public key (skipped)", pr.ID)
 	}
-	if other, ok := keys[pr.PublicKey]; ok {
+	if other, ok := m.keys[pr.PublicKey]; ok {
 		return fmt.Errorf("directory peer %q has the public key of peer %q (skipped)", pr.ID, other)
 	}
 	for _, pfx := range pr.AllowedIPs {
-		if owner, ok := routes.overlapping(pfx); ok {
+		if owner, ok := m.routes.overlapping(pfx); ok {
 			return fmt.Errorf("directory peer %q: allowed_ips %s overlaps those of peer %q; each address must belong to one peer (skipped)", pr.ID, pfx, owner)
 		}
-		for _, a := range own.Addresses {
+		for _, a := range m.own.Addresses {
 			if pfx.Bits() > 0 && pfx.Contains(a.Addr()) {
 				return fmt.Errorf("directory peer %q: allowed_ips %s contains this host's own address %s (skipped)", pr.ID, pfx, a.Addr())
 			}
 		}
+		// A /0 is a full tunnel, whose own UDP packets the daemon exempts
+		// with a firewall mark (crossCheck's endpointLoop leaves it out too).
+		if pfx.Bits() > 0 {
+			if ep, ok := m.eps.in(pfx); ok {
+				return fmt.Errorf("directory peer %q: allowed_ips %s contains %s; that peer's encrypted packets would loop into the tunnel (skipped)", pr.ID, pfx, ep)
+			}
+		}
+		// etcd's traffic is not exempted even from a full tunnel, and a
+		// record that captures the way to etcd could not be withdrawn
+		// through etcd.
+		for _, a := range m.etcd {
+			if pfx.Contains(a) {
+				return fmt.Errorf("directory peer %q: allowed_ips %s contains etcd endpoint %s of [directory]; the directory would be reachable only through that peer (skipped)", pr.ID, pfx, a)
+			}
+		}
 	}
-	keys[pr.PublicKey] = pr.ID
-	for _, pfx := range pr.AllowedIPs {
-		routes.add(pfx, pr.ID)
+	// An endpoint inside a peer's allowed_ips, this one's included, would
+	// send the peer's encrypted packets into the tunnel itself.
+	m.scratch = appendEndpoints(m.scratch[:0], pr)
+	for _, ep := range m.scratch {
+		host := netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen())
+		owner, ok := m.routes.containing(host)
+		if !ok && slices.ContainsFunc(pr.AllowedIPs, func(p netip.Prefix) bool { return p.Contains(ep.Addr()) }) {
+			owner, ok = pr.ID, true
+		}
+		if ok {
+			return fmt.Errorf("directory peer %q: endpoint %s lies inside the allowed_ips of peer %q; its packets would loop into the tunnel (skipped)", pr.ID, ep.String(), owner)
+		}
 	}
 	return nil
+}
+
+// appendEndpoints appends pr's endpoints written as IP addresses (DNS names
+// cannot be checked before they resolve), zones dropped, to out.
+func appendEndpoints(out []netip.AddrPort, pr Peer) []netip.AddrPort {
+	add := func(s string) {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, netip.AddrPortFrom(ap.Addr().WithZone("").Unmap(), ap.Port()))
+		}
+	}
+	if len(pr.Endpoints) == 0 && pr.Endpoint != "" {
+		add(pr.Endpoint) // a directory record has the one
+	}
+	for _, s := range pr.Endpoints {
+		add(s)
+	}
+	return out
+}
+
+// endpointIndex answers "does this prefix hold an accepted peer's
+// endpoint" in one map lookup: it keeps, for each endpoint, the prefixes
+// that contain it at the lengths the records use (a handful: every length
+// would double the merge's time), pointing at the first endpoint there.
+type endpointIndex struct {
+	list []endpointRef
+	at   map[netip.Prefix]int // index in list
+	lens [2][]int             // lengths the records' allowed_ips use: IPv4, IPv6
+}
+
+func newEndpointIndex(records []Peer, peers int) endpointIndex {
+	var seen [2][129]bool
+	x := endpointIndex{at: make(map[netip.Prefix]int, peers), list: make([]endpointRef, 0, peers)}
+	for _, pr := range records {
+		for _, pfx := range pr.AllowedIPs {
+			f, b := family(pfx.Addr()), pfx.Bits()
+			if b >= 0 && !seen[f][b] {
+				seen[f][b] = true
+				x.lens[f] = append(x.lens[f], b)
+			}
+		}
+	}
+	return x
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return 0
+	}
+	return 1
+}
+
+// endpointRef is one endpoint of a peer; where is the file position of a
+// [[peer]], "" for a directory record.
+type endpointRef struct {
+	ap        netip.AddrPort
+	id, where string
+}
+
+func (e endpointRef) String() string {
+	s := fmt.Sprintf("endpoint %s of peer %q", e.ap, e.id)
+	if e.where != "" {
+		s += " (" + e.where + ")"
+	}
+	return s
+}
+
+func (x *endpointIndex) add(e endpointRef) {
+	x.list = append(x.list, e)
+	a := e.ap.Addr()
+	for _, b := range x.lens[family(a)] {
+		p := netip.PrefixFrom(a, b).Masked()
+		if _, ok := x.at[p]; !ok {
+			x.at[p] = len(x.list) - 1
+		}
+	}
+}
+
+// in finds an endpoint inside pfx, a prefix of one of the records.
+func (x *endpointIndex) in(pfx netip.Prefix) (endpointRef, bool) {
+	i, ok := x.at[pfx.Masked()]
+	if !ok {
+		return endpointRef{}, false
+	}
+	return x.list[i], true
+}
+
+// etcdAddrs is the IP addresses among d's etcd endpoints (host names are
+// left out: they resolve only when dialled).
+func etcdAddrs(d *Directory) []netip.Addr {
+	if d == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, s := range d.Endpoints {
+		u, err := url.Parse(s)
+		if err != nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+			out = append(out, a.WithZone("").Unmap())
+		}
+	}
+	return out
 }
 
 // prefixSet answers "does any added prefix overlap this one" in

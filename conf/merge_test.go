@@ -1,0 +1,138 @@
+package conf
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// mergeBase has a file peer whose encrypted packets go to two IP endpoints
+// (a gateway group) and one by name, and a [directory] whose etcd is named
+// by IPv4 and IPv6 addresses, by a host name and on loopback.
+const mergeBase = `[interface]
+name = "st0"
+peer_id = "a"
+private_key = "PRIV_A"
+address = ["10.77.0.1/24"]
+
+[[peer]]
+id = "gw"
+public_key = "PUB_B"
+endpoint = ["198.18.5.5:51820", "[2001:db8:5::5]:51820"]
+allowed_ips = ["10.77.1.0/24"]
+
+[[peer]]
+id = "named"
+public_key = "PUB_C"
+endpoint = "gw.example.net:51820"
+allowed_ips = ["10.77.2.0/24"]
+
+[directory]
+etcd_endpoints = ["https://198.18.0.10:2379", "https://[2001:db8:e::10]:2379", "https://etcd.example.net:2379", "http://127.0.0.1:2379"]
+prefix = "/stunnel/test/"
+cache_file = "st0.directory"
+`
+
+func mergeFile(t *testing.T) *Config {
+	t.Helper()
+	c, err := Parse("st0.toml", []byte(expand(t, mergeBase)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func record(t *testing.T, id string, fill byte, endpoint string, ips ...string) Peer {
+	t.Helper()
+	p := Peer{ID: id, PublicKey: testKey(t, fill).PublicKey(), Endpoint: endpoint}
+	for _, s := range ips {
+		p.AllowedIPs = append(p.AllowedIPs, netip.MustParsePrefix(s))
+	}
+	return p
+}
+
+// A directory record that would route a file peer's own encrypted packets,
+// or the way to etcd, into the tunnel is skipped with a one-line reason
+// naming the record, the prefix and what it holds; the same pair written as
+// two [[peer]] tables is refused by the file's checks.
+func TestMergeSkipsRecordsThatLoopTraffic(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rec  Peer
+		want string // "" = accepted
+	}{
+		{"routes a file peer's endpoint", record(t, "x", 20, "", "198.18.5.0/24"),
+			`directory peer "x": allowed_ips 198.18.5.0/24 contains endpoint 198.18.5.5:51820 of peer "gw" (st0.toml:7); that peer's encrypted packets would loop into the tunnel (skipped)`},
+		{"routes exactly that endpoint", record(t, "x", 20, "", "10.77.9.0/24", "198.18.5.5/32"),
+			`allowed_ips 198.18.5.5/32 contains endpoint 198.18.5.5:51820 of peer "gw"`},
+		{"routes a gateway group's second endpoint", record(t, "x", 20, "", "2001:db8:5::/48"),
+			`allowed_ips 2001:db8:5::/48 contains endpoint [2001:db8:5::5]:51820 of peer "gw" (st0.toml:7)`},
+		{"endpoint inside a file peer's routes", record(t, "x", 20, "10.77.1.9:51820", "10.77.9.0/24"),
+			`directory peer "x": endpoint 10.77.1.9:51820 lies inside the allowed_ips of peer "gw"; its packets would loop into the tunnel (skipped)`},
+		{"endpoint inside its own routes", record(t, "x", 20, "10.77.9.9:51820", "10.77.9.0/24"),
+			`directory peer "x": endpoint 10.77.9.9:51820 lies inside the allowed_ips of peer "x"`},
+		{"routes an etcd endpoint", record(t, "x", 20, "", "198.18.0.0/24"),
+			`directory peer "x": allowed_ips 198.18.0.0/24 contains etcd endpoint 198.18.0.10 of [directory]; the directory would be reachable only through that peer (skipped)`},
+		{"routes an IPv6 etcd endpoint", record(t, "x", 20, "", "2001:db8:e::/64"),
+			`allowed_ips 2001:db8:e::/64 contains etcd endpoint 2001:db8:e::10 of [directory]`},
+		// etcd's traffic is not exempted from a full tunnel, unlike the
+		// tunnel's own UDP.
+		{"full tunnel past etcd", record(t, "x", 20, "", "::/0"),
+			`allowed_ips ::/0 contains etcd endpoint 2001:db8:e::10 of [directory]`},
+		{"routes the loopback etcd", record(t, "x", 20, "", "127.0.0.0/8"),
+			`contains etcd endpoint 127.0.0.1 of [directory]`},
+
+		{"next to the endpoints", record(t, "x", 20, "198.18.8.1:51820", "198.18.4.0/24", "198.18.6.0/24", "2001:db8:6::/48"), ""},
+		{"a named endpoint is not resolved", record(t, "x", 20, "", "10.77.9.0/24", "192.0.2.0/24"), ""},
+	} {
+		merged, skipped := MergePeers(mergeFile(t), []Peer{tc.rec})
+		switch {
+		case tc.want == "" && (len(skipped) != 0 || len(merged.Peers) != 3):
+			t.Errorf("%s: record not used: %v", tc.name, skipped)
+		case tc.want != "" && (len(skipped) != 1 || len(merged.Peers) != 2):
+			t.Errorf("%s: record used (%d peers), want it skipped with %q; skipped: %v", tc.name, len(merged.Peers), tc.want, skipped)
+		case tc.want != "" && (!strings.Contains(skipped[0].Error(), tc.want) || strings.Contains(skipped[0].Error(), "\n")):
+			t.Errorf("%s: reason %q, want one line with %q", tc.name, skipped[0], tc.want)
+		}
+	}
+
+	// The first case as a file: refused, so the merge now agrees with it.
+	body := expand(t, mergeBase) + `
+[[peer]]
+id = "x"
+public_key = "` + testKey(t, 20).PublicKey().String() + `"
+allowed_ips = ["198.18.5.0/24"]
+`
+	body = strings.Replace(body, `"https://198.18.0.10:2379", `, "", 1) // only the endpoint loop remains
+	if _, err := Parse("st0.toml", []byte(body)); err == nil || !strings.Contains(err.Error(), `lies inside allowed_ips 198.18.5.0/24 of peer "x"`) {
+		t.Fatalf("the same peers as [[peer]] tables: %v, want the endpoint loop refused", err)
+	}
+}
+
+// Records are taken first come, first served, and a record that is not used
+// claims nothing: its key and allowed_ips stay free for later records, and a
+// record already accepted is never dropped because of a later one.
+func TestMergeSkippedRecordReservesNothing(t *testing.T) {
+	loops := record(t, "a1", 21, "10.77.1.9:51820", "10.77.5.0/24") // endpoint inside gw's routes: skipped
+	sameRoutes := record(t, "b1", 22, "", "10.77.5.0/24")
+	sameKey := record(t, "c1", 21, "", "10.77.6.0/24")
+	first := record(t, "d1", 23, "198.18.9.9:51820", "10.77.7.0/24")
+	routesFirst := record(t, "e1", 24, "", "198.18.9.0/24") // holds d1's endpoint: skipped, d1 stays
+	merged, skipped := MergePeers(mergeFile(t), []Peer{loops, sameRoutes, sameKey, first, routesFirst})
+	var ids []string
+	for _, p := range merged.Peers {
+		ids = append(ids, p.ID)
+	}
+	if got := strings.Join(ids, ","); got != "gw,named,b1,c1,d1" {
+		t.Fatalf("merged peers %s, want gw,named,b1,c1,d1; skipped: %v", got, skipped)
+	}
+	if len(skipped) != 2 || !strings.HasPrefix(skipped[0].Error(), `directory peer "a1": endpoint`) ||
+		!strings.Contains(skipped[1].Error(), `directory peer "e1": allowed_ips 198.18.9.0/24 contains endpoint 198.18.9.9:51820 of peer "d1";`) {
+		t.Fatalf("skipped %v, want a1 for its endpoint and e1 for holding d1's", skipped)
+	}
+	for _, err := range skipped {
+		if strings.Contains(err.Error(), `peer "a1"`) && !strings.HasPrefix(err.Error(), `directory peer "a1"`) {
+			t.Errorf("a record was skipped for clashing with a1, which is not used: %v", err)
+		}
+	}
+}
