@@ -253,7 +253,9 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		defer ds.lock()()
 		cfg = ds.mergeLocked(file) // the file's peers plus the directory's
 	}
-	if err := d.Reload(cfg); err != nil {
+	// The peers and their routes together, or neither (reloadroutes.go):
+	// a route the kernel refuses keeps the running configuration whole.
+	if err := applyPeers(d, link, cfg, log); err != nil {
 		zeroConfigSecrets(cfg)
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)
@@ -262,9 +264,6 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		ds.fileAppliedLocked(file)
 	}
 	zeroConfigSecrets(cfg) // the device has its own copies
-	if err := link.SetRoutes(mainRoutes(cfg)); err != nil {
-		log.Error("reload: updating routes failed", "err", err.Error())
-	}
 	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
 		log.Error("reload: updating the full tunnel failed", "err", err.Error())
 	}

@@ -196,17 +196,13 @@ func (s *dirSync) onChange(peers []conf.Peer) {
 func (s *dirSync) applyLocked() {
 	start := time.Now()
 	cfg := s.mergeLocked(s.file)
-	if err := s.dev.Reload(cfg); err != nil {
-		s.log.Error("directory: applying the change failed; keeping the running peers", "err", err.Error())
+	// Peers and routes together, or neither (reloadroutes.go); a nil link
+	// (in-process tests) changes the device only.
+	if err := applyPeers(s.dev, s.link, cfg, s.log); err != nil {
+		s.log.Error("directory: applying the change failed; keeping the running peers and routes", "err", err.Error())
 		return
 	}
 	s.running = s.peers
-	if s.link == nil {
-		return // in-process tests run without a kernel device
-	}
-	if err := s.link.SetRoutes(mainRoutes(cfg)); err != nil {
-		s.log.Error("directory: updating routes failed", "err", err.Error())
-	}
 	s.log.Debug("directory: change applied", "peers", len(cfg.Peers), "took", time.Since(start).String())
 }
 

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"stunnel/conf"
+	"stunnel/tunnel"
+	"stunnel/tunnel/netcfg"
+)
+
+// applyPeers makes the device and the kernel's routes run cfg's peers, or
+// neither: when it returns an error, the device's peers and the routes are
+// as they were. link may be nil (in-process tests run without a kernel
+// device); then only the device changes.
+//
+// Routes go first, in steps that can each be undone exactly, because adding
+// a route is what fails in practice (another interface already routes the
+// subnet: EEXIST), and the device's reload cannot be undone cleanly: going
+// back to the old config would drop the sessions of every peer the new one
+// removed or changed, and the running config's keys are zeroed once the
+// device holds its copies (zeroConfigSecrets). So:
+//
+//  1. add the new routes and keep the old ones (SetRoutes of the union adds
+//     and removes nothing else, and takes back its own adds if one fails);
+//  2. reload the device; if it refuses, take the added routes back;
+//  3. only then remove the routes that no peer has any more.
+//
+// Between 1 and 2 a new subnet is routed into the device before the device
+// has its peer: those packets are dropped (no_route), never sent elsewhere.
+func applyPeers(d *tunnel.Device, link *netcfg.Link, cfg *conf.Config, log *slog.Logger) error {
+	if link == nil {
+		return d.Reload(cfg)
+	}
+	old := link.Routes()
+	want := mainRoutes(cfg)
+	if err := link.SetRoutes(append(slices.Clone(want), old...)); err != nil {
+		return err // "st0: adding route 198.19.7.0/24: file exists (another interface routes it?)"
+	}
+	if err := d.Reload(cfg); err != nil {
+		if rerr := link.SetRoutes(old); rerr != nil {
+			return fmt.Errorf("%w; and taking back the routes it added: %v", err, rerr)
+		}
+		return err
+	}
+	if err := link.SetRoutes(want); err != nil {
+		// The device runs cfg already; a stale route only sends its
+		// subnet into the device, which drops it (no peer has it).
+		log.Warn("reload applied, but a route of a removed peer is still on the device; its packets are dropped", "err", err.Error())
+	}
+	return nil
+}
