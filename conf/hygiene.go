@@ -1,12 +1,15 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
+
+	"github.com/BurntSushi/toml"
 )
 
 // Key hygiene (issue 12, finding 6), the way ssh treats an identity file: a
@@ -82,9 +85,23 @@ func ownerOK(fi os.FileInfo) error {
 // more, hex of 32 digits or more): never echoed in a syntax error.
 var keyish = regexp.MustCompile(`[A-Za-z0-9+/=_-]{20,}`)
 
+// TOMLSyntax is a TOML decode error as conf reports it: its line (1 when
+// the parser gave none) and a message safe to print (syntaxMessage). For
+// the commands that decode a config's file themselves (`show -c` reads
+// only [interface] name), so they never print more than check does.
+func TOMLSyntax(data []byte, err error) (line int, msg string) {
+	line, msg = 1, err.Error()
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		line, msg = pe.Position.Line, pe.Message
+	}
+	return line, syntaxMessage(data, line, strings.TrimPrefix(msg, "toml: "))
+}
+
 // syntaxMessage is a TOML syntax error's message made safe to print: on a
-// line that sets a key (or whose text we cannot tell), the parser's words,
-// which quote the text it choked on, are replaced, and anything key-like
+// line that sets a key, or holds anything key-like, the parser's words,
+// which quote the text it choked on, are replaced (the parser may quote
+// only the start of a key, too short to look like one); anything key-like
 // is masked in any case.
 func syntaxMessage(data []byte, line int, msg string) string {
 	lines := strings.Split(string(data), "\n")
@@ -92,6 +109,9 @@ func syntaxMessage(data []byte, line int, msg string) string {
 		l := strings.ToLower(lines[line-1])
 		if strings.Contains(l, "key") || strings.Contains(l, "secret") || strings.Contains(l, "psk") {
 			return "a line that holds key material is malformed (the parser's message is not shown, it would quote the key); check its quotes: key = \"base64...\""
+		}
+		if keyish.MatchString(lines[line-1]) {
+			return "a line that holds something key-like is malformed (the parser's message is not shown, it could quote a key); check its quotes: name = \"value\""
 		}
 	}
 	return keyish.ReplaceAllString(msg, "[hidden]")

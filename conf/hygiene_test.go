@@ -120,6 +120,9 @@ func TestSyntaxErrorNeverEchoesKey(t *testing.T) {
 		"no equals":    `private_key "` + priv + `"`,
 		"psk bare":     `preshared_key = ` + priv,
 		"odd name":     `pk = ` + priv,
+		// The parser quotes a bare word only up to its first digit: a key
+		// on a line with no key in its name came through as a short run.
+		"short run": `endpoint = AbCdE9` + priv,
 	} {
 		src := "[interface]\nname = \"st0\"\n" + line + "\naddress = [\"198.19.0.1/24\"]\n"
 		_, err := Parse("st.toml", []byte(src))
@@ -131,9 +134,10 @@ func TestSyntaxErrorNeverEchoesKey(t *testing.T) {
 		if len(ps) != 1 || !strings.Contains(ps[0].Msg, "TOML syntax") {
 			t.Errorf("%s: got %v", name, err)
 		}
-		for i := 0; i+8 <= len(priv); i++ {
-			if strings.Contains(err.Error(), priv[i:i+8]) {
-				t.Fatalf("%s: the error echoes key material %q: %v", name, priv[i:i+8], err)
+		value := strings.Trim(line[strings.IndexAny(line, " ")+1:], `=" `)
+		for i := 0; i+5 <= len(value); i++ {
+			if strings.Contains(err.Error(), value[i:i+5]) {
+				t.Fatalf("%s: the error echoes key material %q: %v", name, value[i:i+5], err)
 			}
 		}
 	}

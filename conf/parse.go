@@ -1,7 +1,6 @@
 package conf
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -56,13 +55,8 @@ func parse(path string, data []byte, fromDisk bool) (*Config, error) {
 	var raw map[string]any
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
-		var pe toml.ParseError
-		line := 1
-		msg := err.Error()
-		if errors.As(err, &pe) {
-			line, msg = pe.Position.Line, pe.Message
-		}
-		p.addf(line, "TOML syntax: %s", syntaxMessage(data, line, strings.TrimPrefix(msg, "toml: ")))
+		line, msg := TOMLSyntax(data, err)
+		p.addf(line, "TOML syntax: %s", msg)
 		return nil, &p.probs
 	}
 	p.lines = locateKeys(data, md)

@@ -30,3 +30,40 @@ func TestLooseInlineKeyExits2(t *testing.T) {
 		}
 	}
 }
+
+// The commands that read only [interface] name from -c FILE mask a TOML
+// syntax error as check and up do: an unquoted key's parser message quotes
+// the key, and no run of it may reach the terminal (or a log that
+// collects it).
+func TestTargetSyntaxErrorHidesKey(t *testing.T) {
+	// A key whose first 24 characters hold no + or /: the parser quotes the
+	// bare word up to the first of those, so this key shows the most.
+	var key string
+	for i := 0; i < 100 && (key == "" || strings.ContainsAny(key[:24], "+/")); i++ {
+		key = strings.TrimSpace(mustGenkey(t))
+	}
+	dir := t.TempDir()
+	for _, src := range []string{
+		"[interface]\nname = \"st0\"\nprivate_key = " + key + "\n",
+		"[interface]\nname = \"st0\"\n[[peer]]\nid = \"b\"\npreshared_key = " + key + "\n",
+		"[interface]\nname = \"st0\"\n[[peer]]\nid = \"b\"\nendpoint = " + key + "\n", // a line with no key in its name
+	} {
+		path := filepath.Join(dir, "st0.toml")
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"show", "-c", path}, {"reload", "-c", path}, {"rekey", "-c", path, "b"}, {"tickets", "list", "-c", path}} {
+			stdout, stderr, code := runStunnel(t, "", args...)
+			t.Logf("%v: %d %q", args, code, stderr)
+			if code != 2 || !strings.Contains(stderr, "st0.toml:") || !strings.Contains(stderr, "TOML syntax") || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("%v on %q: exit %d, stderr %q; want exit 2 and one line FILE:LINE: TOML syntax", args, src, code, stderr)
+			}
+			for i := 0; i+5 <= len(key); i++ {
+				if run := key[i : i+5]; strings.Contains(stdout+stderr, run) {
+					t.Errorf("%v printed part of the key (%d characters from offset %d)", args, len(run), i)
+					break
+				}
+			}
+		}
+	}
+}

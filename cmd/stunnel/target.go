@@ -8,6 +8,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"stunnel/conf"
 	"stunnel/tunnel/control"
 )
 
@@ -30,11 +31,10 @@ func interfaceName(cmd, path string) (string, error) {
 		} `toml:"interface"`
 	}
 	if _, err := toml.Decode(string(data), &c); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return "", fmt.Errorf("stunnel %s: %s:%d: TOML syntax: %s", cmd, path, pe.Position.Line, pe.Message)
-		}
-		return "", fmt.Errorf("stunnel %s: %s: %v", cmd, path, strings.TrimPrefix(err.Error(), "toml: "))
+		// The parser's message can quote a key (an unquoted private_key):
+		// masked as check masks it.
+		line, msg := conf.TOMLSyntax(data, err)
+		return "", fmt.Errorf("stunnel %s: %s:%d: TOML syntax: %s", cmd, path, line, msg)
 	}
 	name, ok := c.Interface.Name.(string)
 	if !ok || name == "" {
