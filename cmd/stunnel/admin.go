@@ -53,7 +53,9 @@ func cmdTickets(args []string) int {
 	case "list":
 		return runAdmin("tickets list", "tickets list", "", args[1:], os.Stdout, os.Stderr)
 	case "add":
-		return runAdmin("tickets add", "tickets add", "[KEY]", args[1:], os.Stdout, os.Stderr)
+		// No key argument: the daemon makes the key (sessions.go); a key
+		// for a group goes in a key file, never on argv (/proc/PID/cmdline).
+		return runAdmin("tickets add", "tickets add", "", args[1:], os.Stdout, os.Stderr)
 	case "retire":
 		return runAdmin("tickets retire", "tickets retire", "KEY-ID", args[1:], os.Stdout, os.Stderr)
 	}
@@ -94,6 +96,11 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 	optional := strings.HasPrefix(argName, "[")
 	var arg string
 	switch {
+	case command == "tickets add" && len(positional) > 0:
+		// Maybe key material, or a mistyped key file: never echoed.
+		fmt.Fprintf(stderr, "stunnel %s: takes no argument (the one given is not shown); on a running tunnel it adds a fresh random key to that gateway's ring; "+
+			"to add a key to a key file, name an existing file (stunnel tickets genkey -o FILE makes one); %s\n", cli, usage)
+		return exitBadConfig
 	case len(positional) > 1 || (argName == "" && len(positional) == 1):
 		fmt.Fprintf(stderr, "stunnel %s: unexpected argument %q; %s\n", cli, positional[len(positional)-1], usage)
 		return exitBadConfig

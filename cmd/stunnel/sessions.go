@@ -108,6 +108,13 @@ func saveState(cfg *conf.Config, key statefile.StaticKey, data []byte, clean boo
 	return nil
 }
 
+// errTicketsAddArg refuses a key given to `tickets add` on a running tunnel.
+// The command adds a fresh random key to this gateway's ring only, which no
+// other gateway has: a group shares its keys through a key file or etcd.
+var errTicketsAddArg = errors.New("tickets add takes no argument (the one given was not used and is not shown): " +
+	"it adds a fresh random key to this gateway's ring only; a gateway group shares keys through [tickets] key_file " +
+	"(stunnel tickets add FILE, copy FILE to each gateway, reload) or ring = \"etcd\"")
+
 // ticketHandlers answers `stunnel tickets list|add|retire` for the officer.
 func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, error), add func(string) ([]byte, error), retire func(string) ([]byte, error)) {
 	if ring == nil {
@@ -130,7 +137,12 @@ func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, 
 		etcd := errors.New("the ticket ring is in etcd ([tickets] ring = \"etcd\"): the group's elected rotator adds and retires keys; see stunnel show")
 		return list, func(string) ([]byte, error) { return nil, etcd }, func(string) ([]byte, error) { return nil, etcd }
 	}
-	add = func(string) ([]byte, error) {
+	add = func(arg string) ([]byte, error) {
+		if arg != "" {
+			// An older client, or a raw request: refused, not replaced by a
+			// random key the officer did not ask for (nor echoed).
+			return nil, errTicketsAddArg
+		}
 		k, err := tickets.GenerateKey(nil, time.Now(), cfg.Tickets.EncryptDecryptLifetime, cfg.Tickets.DecryptLifetime)
 		if err != nil {
 			return nil, err

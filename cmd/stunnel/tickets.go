@@ -24,7 +24,8 @@ const ticketsUsage = `usage:
   stunnel tickets group-secret -o FILE            new group secret for [tickets] ring = "etcd" (mode 0600)
   stunnel tickets add [lifetime flags] FILE        append a fresh key to FILE, drop ended keys
   stunnel tickets list FILE                        names, states and times of FILE's keys
-  stunnel tickets list|add|retire [-c CONFIG | -i NAME] [ARG]  a running tunnel's ring (officer role)
+  stunnel tickets list|add [-c CONFIG | -i NAME]  a running tunnel's ring (officer role); add: a fresh random key
+  stunnel tickets retire [-c CONFIG | -i NAME] KEY-ID  erase one key of a running tunnel's ring
 lifetime flags: --encrypt-decrypt-lifetime 2h --decrypt-lifetime 13h --start-in 0s
   (--start-in delays the new key's encrypt-decrypt life, so every gateway sharing the
    file has re-read it (SIGHUP) before any of them seals with it)`

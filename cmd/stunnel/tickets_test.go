@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"stunnel/conf"
 	"stunnel/tickets"
+	"stunnel/tunnel/control"
 )
 
 func TestTicketsGenkeyAddList(t *testing.T) {
@@ -61,5 +64,37 @@ func TestTicketsGenkeyAddList(t *testing.T) {
 	os.WriteFile(f, nil, 0o600)
 	if !keyFileArg([]string{"--decrypt-lifetime", "1h", f}) || keyFileArg([]string{f, "-c", "x.toml"}) || keyFileArg([]string{"abc"}) {
 		t.Error("keyFileArg does not tell a key file from a running tunnel's form")
+	}
+}
+
+// `tickets add` on a running tunnel takes no key: it adds a fresh random
+// key to that gateway's ring only. One given anyway (a shared key an
+// officer meant for a gateway group, a mistyped key file, garbage) is
+// refused, never silently replaced, and never echoed. A key on argv would
+// also be in /proc/PID/cmdline for anyone to read.
+func TestTicketsAddRefusesKeyArgument(t *testing.T) {
+	const given = "SECRETKEYMATERIAL0123456789abcdefghij="
+	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}}
+	ring := tickets.NewRing(tickets.Options{EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour})
+	_, add, _ := ticketHandlers(ring, cfg)
+	before := len(ring.Keys())
+	if out, err := add(given); err == nil || strings.Contains(err.Error(), given[:6]) || !strings.Contains(err.Error(), "key_file") || out != nil {
+		t.Errorf("daemon: tickets add with a key: reply %q, err %v; want refused, naming key_file, not echoing the key", out, err)
+	}
+	if n := len(ring.Keys()); n != before {
+		t.Errorf("daemon: refused tickets add changed the ring: %d keys, had %d", n, before)
+	}
+	if _, err := add(""); err != nil || len(ring.Keys()) != before+1 {
+		t.Errorf("daemon: tickets add without a key: err %v, %d keys, want %d", err, len(ring.Keys()), before+1)
+	}
+
+	// The CLI refuses before it connects (st9 does not run: a request
+	// would fail with exit 1), with exit 2 and one line without the key.
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	for _, args := range [][]string{{"tickets", "add", "-i", "st9", given}, {"tickets", "add", given, "-i", "st9"}, {"tickets", "add", given}} {
+		stdout, stderr, code := runStunnel(t, "", args...)
+		if code != exitBadConfig || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "takes no argument") || strings.Contains(stderr, given[:6]) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2, one line, no key", args[2:], code, stdout, stderr)
+		}
 	}
 }

@@ -46,6 +46,9 @@ var Commands = []Command{
 	{Name: "disconnect", Method: http.MethodPost, Path: "/v1/disconnect", Role: RoleOperate, Arg: argRequired, What: "peer ID", Audit: true},
 	{Name: "state save", Method: http.MethodPost, Path: "/v1/state/save", Role: RoleOperate, Audit: true},
 	{Name: "tickets list", Method: http.MethodGet, Path: "/v1/tickets", Role: RoleOfficer, Audit: true},
+	// tickets add takes no key (the daemon refuses one: cmd/stunnel/sessions.go);
+	// the argument stays optional and secret so an older client's key is
+	// answered with that refusal and never reaches the audit log.
 	{Name: "tickets add", Method: http.MethodPost, Path: "/v1/tickets/add", Role: RoleOfficer, Arg: argOptional, What: "ticket key", Audit: true, Secret: true},
 	{Name: "tickets retire", Method: http.MethodPost, Path: "/v1/tickets/retire", Role: RoleOfficer, Arg: argRequired, What: "ticket key ID", Audit: true},
 }
