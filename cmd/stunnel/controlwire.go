@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 
 	"stunnel/conf"
 	"stunnel/statefile"
@@ -19,19 +20,31 @@ func controlGroups(c conf.Control) control.Groups {
 	return control.Groups{Read: g(c.Read), Operate: g(c.Operate), Officer: g(c.Officer)}
 }
 
+// runningConfig is the configuration the daemon runs: the start-up one, then
+// each reload's. The atomic pointer is what guards it: run's main loop is the
+// one writer (it stores after every reload, successful or not), and control
+// handlers load it from their own goroutines. A stored config is never
+// written again (reload returns a fresh one, its secrets already zeroed), so
+// a reader needs nothing beyond the load.
+type runningConfig = atomic.Pointer[conf.Config]
+
+func newRunningConfig(cfg *conf.Config) *runningConfig {
+	r := new(runningConfig)
+	r.Store(cfg)
+	return r
+}
+
 // controlHandlers are the daemon's answers to control requests. reloads
 // hands a reload to the daemon's main loop, which runs it as it runs SIGHUP's;
-// stopping is closed once that loop has ended.
-//
-// StateSave and the ticket commands stay nil (501 "not available in this
-// build yet") until the state file and session tickets are wired in here.
+// stopping is closed once that loop has ended. running is read per request,
+// so a reload's state_file and [tickets] lifetimes count at once.
 func controlHandlers(d *tunnel.Device, ds *dirSync, metricsHandler http.Handler, reloads chan<- chan error, stopping <-chan struct{},
-	cfg *conf.Config, key statefile.StaticKey, ring *tickets.Ring, log *slog.Logger) control.Handlers {
-	list, add, retire := ticketHandlers(ring, cfg)
+	running *runningConfig, key statefile.StaticKey, ring *tickets.Ring, log *slog.Logger) control.Handlers {
+	list, add, retire := ticketHandlers(ring, running)
 	return control.Handlers{
 		// A state saved while running carries tickets only: the running
 		// sessions' counters are still in use (cmd/stunnel/sessions.go).
-		StateSave:     func() error { return saveState(cfg, key, d.SaveTickets(), false, log) },
+		StateSave:     func() error { return saveState(running.Load(), key, d.SaveTickets(), false, log) },
 		TicketsList:   list,
 		TicketsAdd:    add,
 		TicketsRetire: retire,

@@ -67,7 +67,7 @@ func TestTicketHandlersEtcdRing(t *testing.T) {
 	ring := tickets.NewRing(tickets.Options{})
 	ring.SetExternalKeys(nil)
 	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, Ring: "etcd", EncryptDecryptLifetime: time.Hour, DecryptLifetime: time.Hour}}
-	list, add, retire := ticketHandlers(ring, cfg)
+	list, add, retire := ticketHandlers(ring, newRunningConfig(cfg))
 	if _, err := list(); err != nil {
 		t.Fatal(err)
 	}

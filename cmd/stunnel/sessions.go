@@ -116,7 +116,9 @@ var errTicketsAddArg = errors.New("tickets add takes no argument (the one given 
 	"(stunnel tickets add FILE, copy FILE to each gateway, reload) or ring = \"etcd\"")
 
 // ticketHandlers answers `stunnel tickets list|add|retire` for the officer.
-func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, error), add func(string) ([]byte, error), retire func(string) ([]byte, error)) {
+// Whether the ring is in etcd is fixed at start (a change needs a restart:
+// upticketring.go); add's lifetimes are the running config's, read per call.
+func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]byte, error), add func(string) ([]byte, error), retire func(string) ([]byte, error)) {
 	if ring == nil {
 		off := errors.New("session tickets are off ([tickets] enabled = false)")
 		return func() ([]byte, error) { return nil, off },
@@ -131,7 +133,7 @@ func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, 
 		return json.Marshal(out)
 	}
 	list = keys
-	if cfg.Tickets.Ring == "etcd" {
+	if running.Load().Tickets.Ring == "etcd" {
 		// The group's elected rotator adds and deletes keys in etcd; a key
 		// added here alone would seal tickets no other gateway opens.
 		etcd := errors.New("the ticket ring is in etcd ([tickets] ring = \"etcd\"): the group's elected rotator adds and retires keys; see stunnel show")
@@ -143,7 +145,8 @@ func ticketHandlers(ring *tickets.Ring, cfg *conf.Config) (list func() ([]byte, 
 			// random key the officer did not ask for (nor echoed).
 			return nil, errTicketsAddArg
 		}
-		k, err := tickets.GenerateKey(nil, time.Now(), cfg.Tickets.EncryptDecryptLifetime, cfg.Tickets.DecryptLifetime)
+		t := running.Load().Tickets
+		k, err := tickets.GenerateKey(nil, time.Now(), t.EncryptDecryptLifetime, t.DecryptLifetime)
 		if err != nil {
 			return nil, err
 		}

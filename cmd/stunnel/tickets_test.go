@@ -76,7 +76,7 @@ func TestTicketsAddRefusesKeyArgument(t *testing.T) {
 	const given = "SECRETKEYMATERIAL0123456789abcdefghij="
 	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}}
 	ring := tickets.NewRing(tickets.Options{EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour})
-	_, add, _ := ticketHandlers(ring, cfg)
+	_, add, _ := ticketHandlers(ring, newRunningConfig(cfg))
 	before := len(ring.Keys())
 	if out, err := add(given); err == nil || strings.Contains(err.Error(), given[:6]) || !strings.Contains(err.Error(), "key_file") || out != nil {
 		t.Errorf("daemon: tickets add with a key: reply %q, err %v; want refused, naming key_file, not echoing the key", out, err)
@@ -96,5 +96,27 @@ func TestTicketsAddRefusesKeyArgument(t *testing.T) {
 		if code != exitBadConfig || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "takes no argument") || strings.Contains(stderr, given[:6]) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2, one line, no key", args[2:], code, stdout, stderr)
 		}
+	}
+}
+
+// `tickets add` makes its key with the running config's lifetimes: the
+// ones a reload set, not the start-up ones.
+func TestTicketsAddUsesReloadedLifetimes(t *testing.T) {
+	tk := func(ed, do time.Duration) *conf.Config {
+		return &conf.Config{Tickets: conf.Tickets{Enabled: true, EncryptDecryptLifetime: ed, DecryptLifetime: do, ReauthAfter: 24 * time.Hour}}
+	}
+	running := newRunningConfig(tk(2*time.Hour, 13*time.Hour))
+	ring := tickets.NewRing(tickets.Options{})
+	_, add, _ := ticketHandlers(ring, running)
+	running.Store(tk(time.Hour, 3*time.Hour)) // what run's loop does after a reload
+	if _, err := add(""); err != nil {
+		t.Fatal(err)
+	}
+	keys := ring.Keys()
+	if len(keys) != 1 {
+		t.Fatalf("%d keys after add, want 1", len(keys))
+	}
+	if ed, do := keys[0].EncryptUntil.Sub(keys[0].Created), keys[0].End.Sub(keys[0].EncryptUntil); ed != time.Hour || do != 3*time.Hour {
+		t.Errorf("added key lives %v encrypt-decrypt and %v decrypt-only; want the reloaded 1h and 3h", ed, do)
 	}
 }

@@ -185,11 +185,12 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	// one reload at a time, and cfg has one owner.
 	reloads := make(chan chan error)
 	stopping := make(chan struct{})
+	running := newRunningConfig(cfg) // what control handlers read; stored after each reload below
 	metricsHandler := metrics.Handler(metrics.NewCollector(d.Status))
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),
-		Handlers: controlHandlers(d, ds, metricsHandler, reloads, stopping, cfg, sealKey, ring, log),
+		Handlers: controlHandlers(d, ds, metricsHandler, reloads, stopping, running, sealKey, ring, log),
 		Audit:    log,
 	})
 	if err != nil {
@@ -225,6 +226,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			}
 			_ = sdNotify("RELOADING=1")
 			cfg, _ = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
+			running.Store(cfg)
 			reloadTicketRing(ring, cfg, log)
 			ds.reloadRing(cfg)
 			_ = sdNotify("READY=1")
@@ -232,6 +234,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			_ = sdNotify("RELOADING=1")
 			var rerr error
 			cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
+			running.Store(cfg)
 			reloadTicketRing(ring, cfg, log)
 			ds.reloadRing(cfg)
 			_ = sdNotify("READY=1")
