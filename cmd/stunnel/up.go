@@ -135,6 +135,9 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	// The state file's key, made before the config's copy of the private
 	// key is zeroed (a token key stays in the token).
 	sealKey := stateKey(cfg, key)
+	// Runs last of the defers below: the save at stop and the control
+	// server (state save) use the key until then.
+	defer handshake.ZeroMemoryKey(sealKey)
 	ring, err := openTicketRing(cfg)
 	if err != nil {
 		dev.Close()
