@@ -114,16 +114,7 @@ func TestReloadShorterReauthAfterStopsOfferingTheTicket(t *testing.T) {
 		return true
 	}
 	p.net.mu.Unlock()
-	ping := func(i int) {
-		t.Helper()
-		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{byte(i)})
-		p.a.tun.toTunnel <- out
-		p.b.expect(t, out)
-		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{byte(i)})
-		p.b.tun.toTunnel <- back
-		p.a.expect(t, back)
-	}
-	ping(0)
+	p.exchange(t, 0)
 	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
 
 	cfg := *p.a.cfg
@@ -132,7 +123,7 @@ func TestReloadShorterReauthAfterStopsOfferingTheTicket(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.clock.Advance(121 * time.Second) // past rekey_after, and the new reauth_after since the full handshake
-	ping(1)
+	p.exchange(t, 1)
 	waitFor(t, 5*time.Second, "the rekey", func() bool {
 		return p.a.peerStatus(t).Handshakes == 2 && p.b.peerStatus(t).Handshakes == 2
 	})

@@ -132,12 +132,7 @@ func (busyBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 func TestFailedStartZeroesRestoredKeys(t *testing.T) {
 	psk := testPSK(t)
 	p := newPair(t, withPSK(psk))
-	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("x"))
-	p.a.tun.toTunnel <- out
-	p.b.expect(t, out)
-	back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("y"))
-	p.b.tun.toTunnel <- back
-	p.a.expect(t, back)
+	p.exchange(t, 1)
 	state, err := p.b.dev.CloseAndSave()
 	if err != nil || len(state) == 0 {
 		t.Fatalf("no state saved: %v", err)
