@@ -117,7 +117,8 @@ var errTicketsAddArg = errors.New("tickets add takes no argument (the one given 
 
 // ticketHandlers answers `stunnel tickets list|add|retire` for the officer.
 // Whether the ring is in etcd is fixed at start (a change needs a restart:
-// upticketring.go); add's lifetimes are the running config's, read per call.
+// upticketring.go); add's lifetimes, and whether the ring comes from a key
+// file, are the running config's, read per call.
 func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]byte, error), add func(string) ([]byte, error), retire func(string) ([]byte, error)) {
 	if ring == nil {
 		off := errors.New("session tickets are off ([tickets] enabled = false)")
@@ -146,6 +147,14 @@ func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]
 			return nil, errTicketsAddArg
 		}
 		t := running.Load().Tickets
+		if t.KeyFile != "" {
+			// A reload re-reads the file and replaces the ring's keys with
+			// its own (reloadTicketRing): a key added here alone would be
+			// dropped then, and the other gateways sharing the file never
+			// had it. Read per call: a reload may add or drop key_file.
+			return nil, fmt.Errorf("the ticket ring is loaded from [tickets] key_file %s: add a key to that file "+
+				"(stunnel tickets add %s), copy it to every gateway sharing it and reload them", t.KeyFile, t.KeyFile)
+		}
 		k, err := tickets.GenerateKey(nil, time.Now(), t.EncryptDecryptLifetime, t.DecryptLifetime)
 		if err != nil {
 			return nil, err

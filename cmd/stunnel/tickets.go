@@ -25,6 +25,7 @@ const ticketsUsage = `usage:
   stunnel tickets add [lifetime flags] FILE        append a fresh key to FILE, drop ended keys
   stunnel tickets list FILE                        names, states and times of FILE's keys
   stunnel tickets list|add [-c CONFIG | -i NAME]  a running tunnel's ring (officer role); add: a fresh random key
+                                                  in memory, refused when the ring comes from key_file or etcd
   stunnel tickets retire [-c CONFIG | -i NAME] KEY-ID  erase one key of a running tunnel's ring
 lifetime flags: --encrypt-decrypt-lifetime 2h --decrypt-lifetime 13h --start-in 0s
   (--start-in delays the new key's encrypt-decrypt life, so every gateway sharing the

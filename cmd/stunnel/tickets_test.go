@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,5 +119,64 @@ func TestTicketsAddUsesReloadedLifetimes(t *testing.T) {
 	}
 	if ed, do := keys[0].EncryptUntil.Sub(keys[0].Created), keys[0].End.Sub(keys[0].EncryptUntil); ed != time.Hour || do != 3*time.Hour {
 		t.Errorf("added key lives %v encrypt-decrypt and %v decrypt-only; want the reloaded 1h and 3h", ed, do)
+	}
+}
+
+// `tickets add` on a running tunnel whose ring comes from [tickets]
+// key_file is refused: the next reload replaces the ring's keys with the
+// file's (the added key would vanish), and the other gateways sharing the
+// file never had it. The refusal is one line that names the file and says
+// to edit it and reload; through the control socket it exits 1 (refused).
+// Whether key_file is set is read from the running config per call, so a
+// reload that adds key_file counts at once.
+func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
+	var out, errb bytes.Buffer
+	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
+		t.Fatalf("genkey: %d %s", code, errb.String())
+	}
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	inMemory := &conf.Config{Tickets: tk}
+	tk.KeyFile = keyFile
+	fromFile := &conf.Config{Tickets: tk}
+
+	// Started without key_file, then reloaded with it (what run's loop
+	// does: reloadTicketRing loads the file, running.Store).
+	running := newRunningConfig(inMemory)
+	ring, err := openTicketRing(inMemory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, add, _ := ticketHandlers(ring, running)
+	reloadTicketRing(ring, fromFile, slog.New(slog.DiscardHandler))
+	running.Store(fromFile)
+	before, _ := list()
+
+	got, err := add("")
+	if err == nil || got != nil || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "key_file "+keyFile) || !strings.Contains(err.Error(), "stunnel tickets add "+keyFile) || !strings.Contains(err.Error(), "reload") {
+		t.Errorf("tickets add on a key_file ring: reply %q, err %v; want one line refusing, naming %s, saying to add the key to it and reload", got, err, keyFile)
+	}
+	if after, _ := list(); !bytes.Equal(after, before) {
+		t.Errorf("refused tickets add changed the ring:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// Through the control socket: exit 1, the daemon's line, nothing on stdout.
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	s, err := control.Listen(control.Config{Name: "st7", Handlers: control.Handlers{TicketsAdd: add, Status: func() ([]byte, error) { return []byte(`{}`), nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	code, stdout, stderr := admin("tickets add", "tickets add", "", "-i", "st7")
+	if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "key_file "+keyFile) {
+		t.Errorf("stunnel tickets add -i st7: exit %d, stdout %q, stderr %q; want exit 1 and the one-line refusal", code, stdout, stderr)
+	}
+
+	// The refusal follows the running config, not the ring's past: after a
+	// reload that drops key_file, add is allowed again.
+	running.Store(inMemory)
+	if _, err := add(""); err != nil {
+		t.Errorf("tickets add after key_file was dropped: %v", err)
 	}
 }
