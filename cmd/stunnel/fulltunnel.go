@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 
@@ -11,7 +13,7 @@ import (
 )
 
 // mainRoutes are the allowed_ips routed through the device in the main
-// table: all but the defaults, which setFullTunnel handles.
+// table: all but the defaults, which addFullTunnel and applyReload handle.
 func mainRoutes(cfg *conf.Config) []netip.Prefix {
 	rest, _, _ := netcfg.SplitDefaults(tunnel.Routes(cfg))
 	return rest
@@ -27,29 +29,53 @@ func fullTunnelTable(cfg *conf.Config) int {
 	return netcfg.DefaultFullTunnelTable
 }
 
-// setFullTunnel makes the device the default route for each family a peer
-// has a /0 for (docs/CONFIGURATION.md, "Full tunnel"), or takes it back:
-// the UDP socket gets the mark that exempts the tunnel's own packets.
-func setFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger) error {
+// addFullTunnel makes the device the default route for each family a peer
+// of cfg has a /0 for (docs/CONFIGURATION.md, "Full tunnel") and the link
+// does not route yet, in table (also the socket mark): the UDP socket and
+// the resolver first get the mark that exempts the tunnel's own packets,
+// then the route and rules go in. It removes nothing: a family cfg no longer
+// has is taken out by the reload once the device has dropped its peer
+// (applyReload), so its traffic is never sent in the clear meanwhile.
+//
+// On error nothing it changed is left (the error says so if taking back
+// failed too) but net.ipv4.conf.all.src_valid_mark, which stop leaves set
+// too; on success undo takes back exactly what it added, mark included, for
+// a reload whose next step fails.
+func addFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, table int, log *slog.Logger) (undo func() error, err error) {
 	_, v4, v6 := netcfg.SplitDefaults(tunnel.Routes(cfg))
-	table := fullTunnelTable(cfg)
-	if v4 || v6 {
-		if err := bind.SetMark(uint32(table)); err != nil {
+	had4, had6 := link.FullTunnel()
+	if (!v4 || had4) && (!v6 || had6) {
+		return func() error { return nil }, nil
+	}
+	oldMark := res.mark.Load()
+	setMark := func(mark uint32) error {
+		if err := bind.SetMark(mark); err != nil {
 			return err
 		}
-		res.mark.Store(uint32(table))
+		res.mark.Store(mark)
+		return nil
 	}
-	if v4 {
+	undo = func() error {
+		return errors.Join(link.SetFullTunnel(table, uint32(table), had4, had6), setMark(oldMark))
+	}
+	if err := setMark(uint32(table)); err != nil {
+		_ = setMark(oldMark) // one socket may have the new mark already
+		return nil, err
+	}
+	if v4 && !had4 {
 		if err := netcfg.EnableSrcValidMark(); err != nil {
 			log.Warn("full tunnel: cannot set net.ipv4.conf.all.src_valid_mark=1; with rp_filter on, replies may be dropped", "err", err)
 		}
 	}
-	if err := link.SetFullTunnel(table, uint32(table), v4, v6); err != nil {
-		return err
+	// SetFullTunnel takes back the failing family's own steps, not the
+	// other family's: undo does.
+	if err := link.SetFullTunnel(table, uint32(table), v4 || had4, v6 || had6); err != nil {
+		if uerr := undo(); uerr != nil {
+			return nil, fmt.Errorf("%w; and taking back the rest of the full tunnel: %v", err, uerr)
+		}
+		return nil, err
 	}
-	if v4 || v6 {
-		log.Info("full tunnel: default route through the tunnel", "interface", cfg.Interface.Name,
-			"ipv4", v4, "ipv6", v6, "table", table, "fwmark", table)
-	}
-	return nil
+	log.Info("full tunnel: default route through the tunnel", "interface", cfg.Interface.Name,
+		"ipv4", v4, "ipv6", v6, "table", table, "fwmark", table)
+	return undo, nil
 }

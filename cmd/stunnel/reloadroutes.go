@@ -8,6 +8,7 @@ import (
 	"stunnel/conf"
 	"stunnel/tunnel"
 	"stunnel/tunnel/netcfg"
+	"stunnel/tunnel/udpbind"
 )
 
 // applyPeers makes the device and the kernel's routes run cfg's peers, or
@@ -48,6 +49,41 @@ func applyPeers(d *tunnel.Device, link *netcfg.Link, cfg *conf.Config, log *slog
 		// The device runs cfg already; a stale route only sends its
 		// subnet into the device, which drops it (no peer has it).
 		log.Warn("reload applied, but a route of a removed peer is still on the device; its packets are dropped", "err", err.Error())
+	}
+	return nil
+}
+
+// applyReload is applyPeers with the full tunnel (fulltunnel.go) in front,
+// by the same rule: all of it or none. The full tunnel's new families go in
+// first, because adding them is what fails (the tunnel's routing table
+// already has a default route: another full tunnel, a wg-quick of the
+// host), and they are undone exactly; if the peers and routes are then
+// refused, they are taken back. A family no peer has any more is removed
+// last, once the device has dropped its /0: removing it earlier would send
+// that traffic out in the clear by the host's own default route meanwhile.
+//
+// table is fixed for the tunnel's life (the running config's, as at start):
+// the socket mark and the rules in place must keep agreeing.
+func applyReload(d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, table int, cfg *conf.Config, log *slog.Logger) error {
+	if link == nil {
+		return applyPeers(d, link, cfg, log)
+	}
+	undo, err := addFullTunnel(cfg, link, bind, res, table, log)
+	if err != nil {
+		return err // "st0: full tunnel 0.0.0.0/0: adding the default route to table 51820: file exists (...)"
+	}
+	if err := applyPeers(d, link, cfg, log); err != nil {
+		if uerr := undo(); uerr != nil {
+			return fmt.Errorf("%w; and taking back the full tunnel it added: %v", err, uerr)
+		}
+		return err
+	}
+	_, v4, v6 := netcfg.SplitDefaults(tunnel.Routes(cfg))
+	if err := link.SetFullTunnel(table, uint32(table), v4, v6); err != nil {
+		// The device runs cfg already and cannot go back (applyPeers).
+		// What is left routes into the device, which drops it (no peer
+		// has the /0): nothing leaks, but that traffic stops.
+		log.Error("reload applied, but a full tunnel no peer has any more is still in place; its traffic is dropped until a restart", "err", err.Error())
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 // into that very tunnel and never answered. (A local stub resolver such as
 // systemd-resolved forwards unmarked; see README.md, "Full tunnel".)
 type endpointResolver struct {
-	mark atomic.Uint32 // 0: none; set by setFullTunnel
+	mark atomic.Uint32 // 0: none; set by addFullTunnel
 }
 
 // resolve is tunnel.Options.Resolve: host:port to an address, IPv4

@@ -127,7 +127,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		}
 	}()
 	bind, res := newBind(stored), &endpointResolver{}
-	if err := setFullTunnel(cfg, link, baseBind(bind), res, log); err != nil {
+	if _, err := addFullTunnel(cfg, link, baseBind(bind), res, fullTunnelTable(cfg), log); err != nil {
 		dev.Close()
 		return err
 	}
@@ -259,9 +259,10 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		defer ds.lock()()
 		cfg = ds.mergeLocked(file) // the file's peers plus the directory's
 	}
-	// The peers and their routes together, or neither (reloadroutes.go):
-	// a route the kernel refuses keeps the running configuration whole.
-	if err := applyPeers(d, link, cfg, log); err != nil {
+	// The full tunnel, the peers and their routes together, or none
+	// (reloadroutes.go): a route or full-tunnel table the kernel refuses
+	// keeps the running configuration whole.
+	if err := applyReload(d, link, bind, res, fullTunnelTable(running), cfg, log); err != nil {
 		zeroConfigSecrets(cfg)
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)
@@ -270,9 +271,6 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		ds.fileAppliedLocked(file)
 	}
 	zeroConfigSecrets(cfg) // the device has its own copies
-	if err := setFullTunnel(cfg, link, bind, res, log); err != nil {
-		log.Error("reload: updating the full tunnel failed", "err", err.Error())
-	}
 	if !slices.Equal(cfg.Interface.Addresses, running.Interface.Addresses) || mtuChanged(running, cfg) {
 		log.Warn("reload: address and mtu changes take effect at the next restart",
 			"running_addresses", fmt.Sprint(prefixStrings(running.Interface.Addresses)), "running_mtu", running.Interface.MTU)
@@ -287,6 +285,11 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	cfg.Interface.Addresses = running.Interface.Addresses
 	cfg.Interface.MTU = running.Interface.MTU
 	cfg.Interface.MTUAuto = running.Interface.MTUAuto
+	// A reload may swap listen_port between 0 ("any") and the port bound
+	// at start (tunnel.Device's fixedSettingsChanged allows both): keep the
+	// start value, which numbers the full tunnel's table and mark
+	// (fullTunnelTable) for the tunnel's life.
+	cfg.Interface.ListenPort = running.Interface.ListenPort
 	return cfg, nil
 }
 

@@ -79,6 +79,14 @@ func (l *Link) SetFullTunnel(table int, mark uint32, v4, v6 bool) error {
 	return firstErr
 }
 
+// FullTunnel reports the families whose full tunnel SetFullTunnel has
+// installed and not taken back.
+func (l *Link) FullTunnel() (v4, v6 bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.full[netlink.FAMILY_V4] != nil, l.full[netlink.FAMILY_V6] != nil
+}
+
 func (l *Link) addFullTunnel(family, table int, mark uint32) error {
 	if l.full == nil {
 		l.full = map[int]*fullTunnel{}

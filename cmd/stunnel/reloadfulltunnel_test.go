@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
+	"stunnel/tunnel"
+	"stunnel/tunnel/control"
+	"stunnel/tunnel/netcfg"
+	"stunnel/tunnel/udpbind"
+)
+
+// A reload that turns on a full tunnel the kernel refuses (the tunnel's
+// routing table 51820 already has a default route: another full tunnel on
+// the host) is refused as a whole: `stunnel reload` exits 1 with one line
+// naming the table and the device, and the device's peers, the kernel's
+// rules and routes of every table, and the socket and resolver marks are as
+// before. That holds when IPv4 went in and IPv6 failed (the IPv4 half is
+// taken back), and when the full tunnel went in but a route of the same
+// reload failed after it. A good reload then applies it, and one that drops
+// the /0 removes it.
+func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
+	roottest.Require(t, "network namespaces and TUN devices")
+	ns := fmt.Sprintf("strft-%d", os.Getpid())
+	_ = netns.Delete(ns) // a leftover of a killed run of this pid
+	if err := netns.Add(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Delete(ns); err != nil {
+			t.Errorf("removing namespace %s: %v", ns, err)
+		}
+	})
+	run := func(cmd ...string) string {
+		t.Helper()
+		out, err := netns.Run(ns, cmd[0], cmd[1:]...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	run("ip", "tuntap", "add", "mode", "tun", "name", "rft0")
+	run("ip", "tuntap", "add", "mode", "tun", "name", "other0")
+	run("ip", "link", "set", "other0", "up")
+	// Another full tunnel's IPv6 default in our table (listen_port 0: 51820),
+	// and another interface's route for the subnet peer c will ask for.
+	conflict6 := []string{"ip", "-6", "route", "add", "default", "dev", "other0", "table", "51820"}
+	run(conflict6...)
+	run("ip", "route", "add", "198.19.7.0/24", "dev", "other0")
+
+	key, _ := handshake.GeneratePrivateKey(nil)
+	kb, _ := handshake.GeneratePrivateKey(nil)
+	kc, _ := handshake.GeneratePrivateKey(nil)
+	head := "[interface]\nname = \"rft0\"\npeer_id = \"a\"\nprivate_key = \"" + key.Base64() + "\"\naddress = [\"198.19.0.1/24\", \"fd00:77::1/64\"]\nlisten_port = 0\n"
+	peerB := func(ips string) string {
+		return "[[peer]]\nid = \"b\"\npublic_key = \"" + kb.PublicKey().String() + "\"\nallowed_ips = [" + ips + "]\n"
+	}
+	peerC := "[[peer]]\nid = \"c\"\npublic_key = \"" + kc.PublicKey().String() + "\"\nallowed_ips = [\"198.19.7.0/24\"]\n"
+	path := filepath.Join(t.TempDir(), "a.toml")
+	write := func(src string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(head + peerB(`"198.19.5.0/24"`))
+	cfg, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
+	bind := udpbind.New()
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var link *netcfg.Link
+	if err := netns.Do(ns, func() (err error) {
+		link, err = netcfg.Apply("rft0", 0, cfg.Interface.Addresses, mainRoutes(cfg))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := &endpointResolver{}
+
+	// `stunnel reload` through a control socket whose Reload is run's:
+	// reload in the namespace, the running config kept or replaced.
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	var running atomic.Pointer[conf.Config] // the handler's goroutine writes it
+	running.Store(cfg)
+	srv, err := control.Listen(control.Config{Name: "rft0", Handlers: control.Handlers{
+		Status: func() ([]byte, error) { return []byte(`{}`), nil },
+		Reload: func() (rerr error) {
+			if err := netns.Do(ns, func() error {
+				next, err := reload(running.Load(), d, link, bind, res, log, new(slog.LevelVar), nil)
+				running.Store(next)
+				rerr = err
+				return nil
+			}); err != nil {
+				return err
+			}
+			return rerr
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	// What a refused reload must leave alone: the kernel's policy rules and
+	// every table's routes, the marks of the UDP sockets and the resolver.
+	marks := func() string {
+		t.Helper()
+		var b strings.Builder
+		fd4, fd6, err := bind.DupFDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range []int{fd4, fd6} {
+			if fd < 0 {
+				continue
+			}
+			mark, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK)
+			unix.Close(fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "socket mark %d\n", mark)
+		}
+		fmt.Fprintf(&b, "resolver mark %d\n", res.mark.Load())
+		return b.String()
+	}
+	state := func() string {
+		t.Helper()
+		var b strings.Builder
+		for _, fam := range []string{"-4", "-6"} {
+			b.WriteString(run("ip", fam, "rule", "show"))
+			b.WriteString(run("ip", fam, "route", "show", "table", "all"))
+		}
+		b.WriteString(marks())
+		return b.String()
+	}
+	peers := func() map[string][]string {
+		out := map[string][]string{}
+		for _, p := range d.Status().Peers {
+			out[p.ID] = p.AllowedIPs
+		}
+		return out
+	}
+
+	for _, c := range []struct {
+		name, file string
+		want       []string // in the error line
+		then       func()
+	}{
+		// IPv4's table route and rules go in, IPv6's route is refused.
+		{"table in use", head + peerB(`"198.19.5.0/24", "0.0.0.0/0", "::/0"`), []string{"rft0", "::/0", "table 51820", "file exists"},
+			func() { conflict6[3] = "del"; run(conflict6...) }}, // the other full tunnel goes
+		// The IPv6 full tunnel goes in, then c's route is refused.
+		{"route after it refused", head + peerB(`"198.19.5.0/24", "::/0"`) + peerC, []string{"rft0", "198.19.7.0/24"}, func() {}},
+	} {
+		before := state()
+		write(c.file)
+		code, stdout, stderr := admin("reload", "reload", "", "-i", "rft0")
+		if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "stunnel reload: reload failed, running configuration kept: ") {
+			t.Errorf("%s: stunnel reload: exit %d, stdout %q, stderr %q; want exit 1 and one line: reload failed, running configuration kept", c.name, code, stdout, stderr)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%s: reload error %q does not say %q", c.name, stderr, w)
+			}
+		}
+		if running.Load() != cfg {
+			t.Errorf("%s: the refused reload replaced the running config", c.name)
+		}
+		if p := peers(); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.5.0/24"}) {
+			t.Errorf("%s: device peers after the refused reload: %v; want only b with 198.19.5.0/24", c.name, p)
+		}
+		if after := state(); after != before {
+			t.Errorf("%s: the refused reload changed the kernel or the marks:\nbefore:\n%safter:\n%s", c.name, before, after)
+		}
+		if v4, v6 := link.FullTunnel(); v4 || v6 {
+			t.Errorf("%s: link records a full tunnel after the refused reload: v4 %v, v6 %v", c.name, v4, v6)
+		}
+		c.then()
+	}
+
+	// The other full tunnel gone, IPv4's applies, then IPv6's joins it, in
+	// files that name the port bound at start (listen_port 0 gave a random
+	// one, and a reload may say it): the table and mark stay the start's
+	// 51820 across both, or IPv4's rule would no longer exempt the socket.
+	port := fmt.Sprint(d.Status().ListenPort)
+	drift := func(s string) bool { return port != "51820" && strings.Contains(s, port) } // 51820 itself: one in ~28000 runs
+	headPort := strings.Replace(head, "listen_port = 0", "listen_port = "+port, 1)
+	write(headPort + peerB(`"198.19.5.0/24", "0.0.0.0/0"`))
+	if code, _, stderr := admin("reload", "reload", "", "-i", "rft0"); code != exitOK {
+		t.Fatalf("good reload: exit %d, %s", code, stderr)
+	}
+	write(headPort + peerB(`"198.19.5.0/24", "0.0.0.0/0", "::/0"`))
+	if code, _, stderr := admin("reload", "reload", "", "-i", "rft0"); code != exitOK {
+		t.Fatalf("good reload adding ::/0, listen_port = %s: exit %d, %s", port, code, stderr)
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		if r := run("ip", fam, "rule", "show"); !strings.Contains(r, "not from all fwmark 0xca6c lookup 51820") || !strings.Contains(r, "suppress_prefixlength 0") || drift(r) {
+			t.Errorf("ip %s rules after the good reloads: want not fwmark 51820 lookup 51820, nothing of %s:\n%s", fam, port, r)
+		}
+		if r := run("ip", fam, "route", "show", "table", "51820"); !strings.Contains(r, "default dev rft0") {
+			t.Errorf("ip %s table 51820 after the good reloads: %q", fam, r)
+		}
+	}
+	if m := marks(); !strings.Contains(m, "socket mark 51820\n") || drift(m) || strings.Contains(m, "socket mark 0\n") || res.mark.Load() != 51820 {
+		t.Errorf("marks after the good reloads: want 51820 everywhere:\n%s", m)
+	}
+
+	// Dropping the /0 takes the full tunnel out again, after the peer.
+	write(head + peerB(`"198.19.5.0/24"`))
+	if code, _, stderr := admin("reload", "reload", "", "-i", "rft0"); code != exitOK {
+		t.Fatalf("reload dropping the /0: exit %d, %s", code, stderr)
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		if r := run("ip", fam, "rule", "show"); strings.Contains(r, "51820") || strings.Contains(r, "suppress_prefixlength") {
+			t.Errorf("ip %s rules left after the /0 was dropped:\n%s", fam, r)
+		}
+	}
+	if v4, v6 := link.FullTunnel(); v4 || v6 {
+		t.Errorf("link records a full tunnel after the /0 was dropped: v4 %v, v6 %v", v4, v6)
+	}
+}
