@@ -1,17 +1,21 @@
 package conf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"stunnel/handshake"
 	"stunnel/pkcs11key"
 )
 
 // PKCS11Key is a private_key that names a key in a PKCS#11 token. The
 // daemon opens it (pkcs11key.Open) and uses it as its handshake.StaticKey;
-// Interface.PrivateKey and PublicKey then stay zero: the key never leaves
-// the token, and its public key is known only once the token is open.
+// Interface.PrivateKey stays zero: the key never leaves the token. Its
+// public key is known only once the token is open: Parse leaves
+// Interface.PublicKey zero, and the daemon fills it in with
+// SetTokenPublicKey.
 type PKCS11Key struct {
 	URI     *pkcs11key.URI
 	PinFile string // absolute: from pin-source or pkcs11_pin_file; "" when the token needs no login
@@ -62,4 +66,22 @@ func (p *parser) strayPinFile(t table) {
 	if _, present := t.m["pkcs11_pin_file"]; present {
 		p.addf(p.keyLine(t, "pkcs11_pin_file"), "pkcs11_pin_file is only for private_key = \"pkcs11:...\"; remove it")
 	}
+}
+
+// SetTokenPublicKey records pub, the public key of c's token key, as
+// Interface.PublicKey, and makes the check Parse could not make without it:
+// a [[peer]] with this host's own public key is refused, as crossCheck
+// refuses it for a key in the file (one FILE:LINE problem). From then on c
+// is like a config whose key is in the file: MergePeers skips a directory
+// record with pub. The daemon calls it on the config it starts with and on
+// every config it reloads.
+func (c *Config) SetTokenPublicKey(pub handshake.PublicKey) error {
+	c.Interface.PublicKey = pub
+	for _, pr := range c.Peers {
+		if pr.PublicKey.Equal(pub) {
+			// Only one can match: Parse refuses two peers with one key.
+			return &Errors{{File: c.Path, Line: pr.Line, Msg: fmt.Sprintf("public_key of peer %q is this host's own public key (the token key's)", pr.ID)}}
+		}
+	}
+	return nil
 }

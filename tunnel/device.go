@@ -265,6 +265,11 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 		Rand:       opt.Rand,
 	}
 	d.host = session.NewHost(hsConfig, policy)
+	if err := peerWithOwnKey(cfg, d.host.PublicKey()); err != nil {
+		d.cancel()
+		d.zeroDeviceSecrets() // the host's copy of the private key
+		return nil, err
+	}
 	d.host.SetLogger(d.log)
 	if opt.Tickets != nil {
 		d.ticketRing = opt.Tickets

@@ -29,6 +29,9 @@ func (d *Device) Reload(cfg *conf.Config) error {
 	if err := d.fixedSettingsChanged(cfg); err != nil {
 		return err
 	}
+	if err := peerWithOwnKey(cfg, d.host.PublicKey()); err != nil {
+		return err
+	}
 	policy := policyFrom(cfg)
 	if err := policy.Validate(); err != nil {
 		return fmt.Errorf("[session]: %w", err)

@@ -2,8 +2,10 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 
 	"stunnel/conf"
+	"stunnel/handshake"
 )
 
 // checkStaticKey refuses a config whose key is in a token when the caller
@@ -30,4 +32,22 @@ func (d *Device) staticKeyChanged(i conf.Interface) bool {
 		return true
 	}
 	return !i.PrivateKey.PublicKey().Equal(d.host.PublicKey())
+}
+
+// peerWithOwnKey refuses a config with a peer whose public key is this
+// host's own. conf refuses it when the key is in the file, and the daemon
+// once it knows a token key's public key (conf.Config.SetTokenPublicKey);
+// this is the device's own check, so that no path (a reload, a directory
+// record, a caller that skipped conf's) runs a peer that is this host.
+func peerWithOwnKey(cfg *conf.Config, own handshake.PublicKey) error {
+	for _, pr := range cfg.Peers {
+		if !pr.PublicKey.Equal(own) {
+			continue
+		}
+		if pr.Line == 0 { // a directory record: no line of the file
+			return fmt.Errorf("%s: directory peer %q has this host's own public key", cfg.Path, pr.ID)
+		}
+		return fmt.Errorf("%s:%d: public_key of peer %q is this host's own public key", cfg.Path, pr.Line, pr.ID)
+	}
+	return nil
 }

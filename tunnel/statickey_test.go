@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"net/netip"
+	"slices"
 	"strings"
 	"stunnel/rekey"
 	"stunnel/session"
@@ -57,5 +59,34 @@ func TestStaticKeyFromOptions(t *testing.T) {
 	}
 	if !inMemory.staticKeyChanged(conf.Interface{PKCS11: &conf.PKCS11Key{URI: u}}) {
 		t.Error("in-memory key, reload to a token key: not reported as changed")
+	}
+}
+
+// A peer with this host's own public key is refused by the device itself,
+// for a config that did not go through conf's check (the daemon's token
+// key, whose public key conf learns only at start): Reload keeps the
+// running peers and New does not start.
+func TestPeerWithOwnKeyRefused(t *testing.T) {
+	p := newPair(t, nil)
+	self := conf.Peer{ID: "mirror", PublicKey: p.a.key.PublicKey(), Line: 9,
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.9/32")}}
+	cfg := *p.a.cfg
+	cfg.Peers = append(slices.Clone(cfg.Peers), self)
+	err := p.a.dev.Reload(&cfg)
+	if err == nil || err.Error() != `a.toml:9: public_key of peer "mirror" is this host's own public key` {
+		t.Errorf("reload with a peer that has this host's key: %v", err)
+	}
+	if st := p.a.dev.Status(); len(st.Peers) != 1 || st.Peers[0].ID != "beta" {
+		t.Errorf("the refused reload changed the running peers: %+v", st.Peers)
+	}
+	self.Line = 0 // a directory record
+	cfg.Peers[1] = self
+	if err := p.a.dev.Reload(&cfg); err == nil || err.Error() != `a.toml: directory peer "mirror" has this host's own public key` {
+		t.Errorf("reload with a directory peer that has this host's key: %v", err)
+	}
+	cfg.Interface.Name = "stc"
+	if d, err := New(&cfg, Options{TUN: newMemTUN(), Bind: p.net.bind("198.18.0.3:51820"), TickInterval: -1, QuietStart: true}); err == nil {
+		d.Close()
+		t.Errorf("New started a device with a peer that has its own key")
 	}
 }

@@ -79,8 +79,10 @@ func TestPKCS11CheckAndUpFailures(t *testing.T) {
 	pub, _, _ := runStunnel(t, "", "pubkey", "--pkcs11", tok.URI("site-a"))
 	self := write("self.toml", fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n",
 		tok.URI("site-a"), strings.TrimSpace(pub)), 0o600)
-	if _, stderr, code := runStunnel(t, "", "check", "-c", self); code != 2 || !strings.HasPrefix(stderr, self+":7: public_key of peer \"b\" is this host's own") {
-		t.Errorf("check with a peer that has the token key's public key: exit %d, %q", code, stderr)
+	for _, cmd := range []string{"check", "up"} {
+		if _, stderr, code := runStunnel(t, "", cmd, "-c", self); code != 2 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, self+":7: public_key of peer \"b\" is this host's own") {
+			t.Errorf("%s with a peer that has the token key's public key: exit %d, %q", cmd, code, stderr)
+		}
 	}
 	cases := []struct {
 		name, path string

@@ -22,14 +22,28 @@ func openStaticKey(cfg *conf.Config) (key handshake.StaticKey, closeKey func(), 
 	if err != nil {
 		return nil, func() {}, fmt.Errorf("%s:%d: private_key: %v", cfg.Path, k.Line, err)
 	}
-	// conf checks this for keys it holds; a token's public key is known only now.
-	for _, p := range cfg.Peers {
-		if p.PublicKey.Equal(tk.Public()) {
-			tk.Close()
-			return nil, func() {}, fmt.Errorf("%s:%d: public_key of peer %q is this host's own public key (the token key's)", cfg.Path, p.Line, p.ID)
-		}
+	// conf checks a peer with this host's own key for keys it holds; a
+	// token's public key is known only now. Kept in cfg, it reaches every
+	// later check too: each reload (reloadTokenPublicKey) and the
+	// directory's merge (conf.MergePeers).
+	if err := cfg.SetTokenPublicKey(tk.Public()); err != nil {
+		tk.Close()
+		return nil, func() {}, err
 	}
 	return tk, func() { tk.Close() }, nil
+}
+
+// reloadTokenPublicKey gives a reloaded config whose key is the running
+// token key that key's public key (which the running config holds since
+// openStaticKey) and refuses it, as up refuses it at start, if a peer has
+// it. A config that names another key is left for Device.Reload to refuse
+// (the private key cannot change on a running tunnel).
+func reloadTokenPublicKey(cfg, running *conf.Config) error {
+	k, r := cfg.Interface.PKCS11, running.Interface.PKCS11
+	if k == nil || r == nil || k.URI.String() != r.URI.String() {
+		return nil
+	}
+	return cfg.SetTokenPublicKey(running.Interface.PublicKey)
 }
 
 // runTokenKeyCommand is `genkey --pkcs11 URI` (generate) and `pubkey

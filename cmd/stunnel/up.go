@@ -250,7 +250,11 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 // the running configuration unchanged, with the reason (for `stunnel reload`).
 func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, log *slog.Logger, level *slog.LevelVar, ds *dirSync) (*conf.Config, error) {
 	cfg, err := conf.Load(running.Path)
+	if err == nil {
+		err = reloadTokenPublicKey(cfg, running)
+	}
 	if err != nil {
+		zeroConfigSecrets(cfg)
 		log.Error("reload failed: keeping the running configuration", "problems", err.Error())
 		return running, reloadProblem(err)
 	}
