@@ -22,6 +22,16 @@ type Error struct {
 	Kind Kind
 	Msg  string
 	Err  error // the PKCS#11 error, if any
+
+	refused *pinRefusal // set when the token refused the PIN
+}
+
+// pinRefusal is a login the token refused: a wrong PIN, or a locked one.
+// Key holds off the token after it (key.go, pinHold).
+type pinRefusal struct {
+	sum      [32]byte // fingerprint of the refused PIN (Key.pinSum); never the PIN
+	locked   bool     // the user PIN is locked (CKR_PIN_LOCKED, or CKF_USER_PIN_LOCKED after this try)
+	finalTry bool     // CKF_USER_PIN_FINAL_TRY: one more wrong PIN locks it
 }
 
 func (e *Error) Error() string {

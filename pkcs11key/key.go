@@ -4,6 +4,7 @@ package pkcs11key
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -55,6 +56,12 @@ type Key struct {
 	pub     handshake.PublicKey // immutable
 	ops     atomic.Uint64       // token derive operations done
 
+	// now is the clock of the PIN back-off (pinhold.go); immutable, tests
+	// inject one before use. pinKey (immutable, random) keys the
+	// fingerprint of a refused PIN.
+	now    func() time.Time
+	pinKey [32]byte
+
 	mu   sync.Mutex
 	sess pkcs11.SessionHandle // guarded by mu; valid when open
 	obj  pkcs11.ObjectHandle  // guarded by mu; the private key, valid when open
@@ -62,7 +69,8 @@ type Key struct {
 	// lastReinit is when the module was last re-initialized to find a
 	// missing token; guarded by mu. See reinitInterval.
 	lastReinit time.Time
-	closed     bool // guarded by mu
+	hold       pinHold // guarded by mu: a refused PIN, not tried again for a while
+	closed     bool    // guarded by mu
 }
 
 // Open finds the key that u names, logs in with the PIN in pinFile (or
@@ -77,7 +85,11 @@ func Open(u *URI, pinFile string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Key{ctx: ctx, uri: *u, pinFile: pinFile}
+	k := &Key{ctx: ctx, uri: *u, pinFile: pinFile, now: time.Now}
+	if _, err := rand.Read(k.pinKey[:]); err != nil {
+		releaseModule(u.ModulePath)
+		return nil, errorf(KindRuntime, err, "reading random bytes")
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.openLocked(); err != nil {
@@ -112,9 +124,11 @@ func (k *Key) Public() handshake.PublicKey { return k.pub }
 func (k *Key) Ops() uint64 { return k.ops.Load() }
 
 // SharedSecret is X25519(key, peer), computed by the token. After a token
-// failure it returns an error; the next call logs in again. For a
-// low-order peer key it returns all zeros, as X25519 does, without asking
-// the token; the handshake refuses that result.
+// failure it returns an error; the next call logs in again, except after
+// the token refused the PIN: then not with the same PIN until a back-off
+// passes (pinhold.go). For a low-order peer key it returns all zeros, as
+// X25519 does, without asking the token; the handshake refuses that
+// result.
 func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 	if isLowOrder(peer) {
 		return [32]byte{}, nil
@@ -126,17 +140,7 @@ func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		if !k.open {
-			err := k.openLocked()
-			var e *Error
-			if errors.As(err, &e) && e.Kind == KindToken && time.Since(k.lastReinit) >= reinitInterval {
-				k.lastReinit = time.Now()
-				// Gone, or back but not yet seen by the module: look again.
-				if rerr := reinitModule(k.uri.ModulePath); rerr != nil {
-					return [32]byte{}, errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", k.tokenName(), k.uri.ModulePath)
-				}
-				err = k.openLocked()
-			}
-			if err != nil {
+			if err := k.reopenLocked(); err != nil {
 				return [32]byte{}, err
 			}
 		}
@@ -170,6 +174,7 @@ func (k *Key) Close() error {
 
 func (k *Key) closeLocked() {
 	k.dropSessionLocked()
+	k.hold = pinHold{}
 	k.closed = true
 	releaseModule(k.uri.ModulePath)
 }
@@ -181,9 +186,36 @@ func (k *Key) dropSessionLocked() {
 	k.open = false
 }
 
+// reopenLocked opens a new session after the last one was lost: unless the
+// token refused this PIN lately, it logs in again, and if the token is
+// missing it re-initializes the module (at most every reinitInterval) to
+// find it again.
+func (k *Key) reopenLocked() error {
+	if err := k.pinHeldLocked(); err != nil {
+		return err
+	}
+	err := k.openLocked()
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindToken && time.Since(k.lastReinit) >= reinitInterval {
+		k.lastReinit = time.Now()
+		// Gone, or back but not yet seen by the module: look again.
+		if rerr := reinitModule(k.uri.ModulePath); rerr != nil {
+			return errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", k.tokenName(), k.uri.ModulePath)
+		}
+		err = k.openLocked()
+	}
+	switch {
+	case err == nil:
+		k.hold = pinHold{}
+	case errors.As(err, &e) && e.refused != nil:
+		return k.holdPINLocked(e.refused)
+	}
+	return err
+}
+
 // openLocked finds the token, opens a session, logs in and finds the key.
 func (k *Key) openLocked() error {
-	sess, err := openSession(k.ctx, &k.uri, k.pinFile, false)
+	sess, err := openSession(k.ctx, &k.uri, k.pinFile, false, k.pinSum)
 	if err != nil {
 		return err
 	}

@@ -271,7 +271,7 @@ func TestExtractableKeyRefused(t *testing.T) {
 	tok, _, k := newTokenKey(t)
 	u := mustParse(t, tok.URI("loose"))
 	k.mu.Lock()
-	sess, err := openSession(k.ctx, u, tok.PinFile, true)
+	sess, err := openSession(k.ctx, u, tok.PinFile, true, nil)
 	if err != nil {
 		k.mu.Unlock()
 		t.Fatal(err)

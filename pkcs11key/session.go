@@ -4,6 +4,7 @@ package pkcs11key
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 
@@ -42,11 +43,17 @@ func findSlot(ctx *pkcs11.Ctx, u *URI) (uint, error) {
 
 func matches(want, have string) bool { return want == "" || want == trimLabel(have) }
 
+// loginAttempts counts every C_Login of this process: the tests count
+// them to show that a refused PIN is not tried again at each handshake.
+var loginAttempts atomic.Uint64
+
 // openSession opens a session on u's token and logs in as the user with
 // the PIN in pinFile, if the token needs a login. The PIN is read now and
 // zeroed after the login (miekg/pkcs11 takes it as a string, a copy we
-// cannot wipe; it becomes garbage at once).
-func openSession(ctx *pkcs11.Ctx, u *URI, pinFile string, rw bool) (pkcs11.SessionHandle, error) {
+// cannot wipe; it becomes garbage at once). When the token refuses the PIN,
+// the *Error's refused says how, with the PIN's fingerprint by pinSum (nil:
+// none is taken).
+func openSession(ctx *pkcs11.Ctx, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (pkcs11.SessionHandle, error) {
 	slot, err := findSlot(ctx, u)
 	if err != nil {
 		return 0, err
@@ -76,19 +83,33 @@ func openSession(ctx *pkcs11.Ctx, u *URI, pinFile string, rw bool) (pkcs11.Sessi
 		_ = ctx.CloseSession(sess)
 		return 0, err
 	}
+	loginAttempts.Add(1)
 	err = ctx.Login(sess, pkcs11.CKU_USER, string(pin))
-	clear(pin)
 	var pe pkcs11.Error
 	switch {
 	case err == nil, errors.As(err, &pe) && pe == pkcs11.CKR_USER_ALREADY_LOGGED_IN:
+		clear(pin)
 		return sess, nil
-	case errors.As(err, &pe) && (pe == pkcs11.CKR_PIN_INCORRECT || pe == pkcs11.CKR_PIN_LEN_RANGE):
+	case errors.As(err, &pe) && (pe == pkcs11.CKR_PIN_INCORRECT || pe == pkcs11.CKR_PIN_LEN_RANGE || pe == pkcs11.CKR_PIN_LOCKED):
+		r := &pinRefusal{locked: pe == pkcs11.CKR_PIN_LOCKED}
+		if pinSum != nil {
+			r.sum = pinSum(pin)
+		}
+		clear(pin)
 		_ = ctx.CloseSession(sess)
-		return 0, errorf(KindPIN, nil, "wrong PIN for %s (from %s); fix the PIN file (the token locks after too many wrong PINs)", tokenName(u), pinFile)
-	case errors.As(err, &pe) && pe == pkcs11.CKR_PIN_LOCKED:
-		_ = ctx.CloseSession(sess)
-		return 0, errorf(KindPIN, nil, "the PIN of %s is locked; unlock it with the token's SO PIN", tokenName(u))
+		// How many tries are left, as the token tells it after this one.
+		if ti, err := ctx.GetTokenInfo(slot); err == nil {
+			r.locked = r.locked || ti.Flags&pkcs11.CKF_USER_PIN_LOCKED != 0
+			r.finalTry = ti.Flags&pkcs11.CKF_USER_PIN_FINAL_TRY != 0
+		}
+		e := errorf(KindPIN, nil, "wrong PIN for %s (from %s); fix the PIN file (the token locks after too many wrong PINs)", tokenName(u), pinFile)
+		if r.locked {
+			e = errorf(KindPIN, nil, "the PIN of %s is locked; unlock it with the token's SO PIN", tokenName(u))
+		}
+		e.refused = r
+		return 0, e
 	}
+	clear(pin)
 	_ = ctx.CloseSession(sess)
 	return 0, errorf(KindPIN, err, "logging in to %s", tokenName(u))
 }
@@ -140,7 +161,7 @@ func Generate(u *URI, pinFile string) (handshake.PublicKey, error) {
 		return handshake.PublicKey{}, err
 	}
 	defer releaseModule(u.ModulePath)
-	sess, err := openSession(ctx, u, pinFile, true)
+	sess, err := openSession(ctx, u, pinFile, true, nil)
 	if err != nil {
 		return handshake.PublicKey{}, err
 	}
