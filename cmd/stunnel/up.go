@@ -259,14 +259,21 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 		return running, reloadProblem(err)
 	}
 	file := cfg
-	if ds != nil {
-		defer ds.lock()()
-		cfg = ds.mergeLocked(file) // the file's peers plus the directory's
-	}
 	// The full tunnel, the peers and their routes together, or none
 	// (reloadroutes.go): a route or full-tunnel table the kernel refuses
 	// keeps the running configuration whole.
-	if err := applyReload(d, link, bind, res, fullTunnelTable(running), cfg, log); err != nil {
+	apply := func(cfg *conf.Config) error {
+		return applyReload(d, link, bind, res, fullTunnelTable(running), cfg, log)
+	}
+	if ds != nil {
+		defer ds.lock()()
+		// The file's peers plus the directory's, less a record whose
+		// route the kernel refuses.
+		cfg, err = ds.applyMergedLocked(file, apply)
+	} else {
+		err = apply(cfg)
+	}
+	if err != nil {
 		zeroConfigSecrets(cfg)
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)

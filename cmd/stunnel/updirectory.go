@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sync"
@@ -154,18 +156,41 @@ func (s *dirSync) lock() func() {
 // mergeLocked is file's peers plus the directory's that fit; the rest are
 // logged once each (again only if they go away and come back).
 func (s *dirSync) mergeLocked(file *conf.Config) *conf.Config {
-	merged, skipped := conf.MergePeers(file, s.peers)
-	seen := make(map[string]bool, len(skipped))
+	merged, problems := s.mergeExcludingLocked(file, nil)
+	s.reportLocked(problems)
+	return merged
+}
+
+// mergeExcludingLocked is mergeLocked leaving out the directory records
+// named in refused (ID: why), and returning what is not used instead of
+// reporting it: applyMergedLocked reports only its last try's.
+func (s *dirSync) mergeExcludingLocked(file *conf.Config, refused map[string]string) (*conf.Config, []string) {
+	peers := s.peers
+	if len(refused) > 0 {
+		peers = slices.DeleteFunc(slices.Clone(peers), func(p conf.Peer) bool { return refused[p.ID] != "" })
+	}
+	merged, skipped := conf.MergePeers(file, peers)
+	problems := make([]string, 0, len(skipped)+len(refused))
 	for _, err := range skipped {
-		msg := err.Error()
+		problems = append(problems, err.Error())
+	}
+	for _, why := range refused {
+		problems = append(problems, why)
+	}
+	s.applied = len(merged.Peers) - len(file.Peers)
+	return merged, problems
+}
+
+// reportLocked logs the records not used, each once while it stays so.
+func (s *dirSync) reportLocked(problems []string) {
+	seen := make(map[string]bool, len(problems))
+	for _, msg := range problems {
 		seen[msg] = true
 		if !s.reported[msg] {
 			s.log.Error("directory: record not used", "problem", msg)
 		}
 	}
 	s.reported = seen
-	s.applied = len(merged.Peers) - len(file.Peers)
-	return merged
 }
 
 // fileApplied records the file's config after a successful SIGHUP reload.
@@ -195,10 +220,10 @@ func (s *dirSync) onChange(peers []conf.Peer) {
 // held, dev set).
 func (s *dirSync) applyLocked() {
 	start := time.Now()
-	cfg := s.mergeLocked(s.file)
 	// Peers and routes together, or neither (reloadroutes.go); a nil link
 	// (in-process tests) changes the device only.
-	if err := applyPeers(s.dev, s.link, cfg, s.log); err != nil {
+	cfg, err := s.applyMergedLocked(s.file, func(cfg *conf.Config) error { return applyPeers(s.dev, s.link, cfg, s.log) })
+	if err != nil {
 		s.log.Error("directory: applying the change failed; keeping the running peers and routes", "err", err.Error())
 		return
 	}
@@ -249,4 +274,52 @@ func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
 		}
 	}
 	return json.Marshal(st)
+}
+
+// applyMergedLocked merges file with the directory and applies the result
+// through apply (mu held). A directory record whose route the kernel
+// refuses (another interface routes its prefix) is left out and reported
+// like a record the merge skips, and the rest is applied again: all or
+// nothing would let one such record hold back every later change,
+// revocations and SIGHUP reloads included. A file peer's refused route
+// fails the apply; the caller keeps the running configuration. apply must
+// leave everything as it was when it fails (applyPeers, applyReload do),
+// and each round leaves out one more record, so the loop ends.
+func (s *dirSync) applyMergedLocked(file *conf.Config, apply func(*conf.Config) error) (*conf.Config, error) {
+	var refused map[string]string
+	for {
+		cfg, problems := s.mergeExcludingLocked(file, refused)
+		err := apply(cfg)
+		var re *netcfg.RouteError
+		if err == nil || !errors.As(err, &re) {
+			s.reportLocked(problems)
+			return cfg, err
+		}
+		id, ok := directoryPeerRouting(cfg, file, re.Prefix)
+		if !ok || refused[id] != "" {
+			s.reportLocked(problems)
+			return cfg, err
+		}
+		zeroConfigSecrets(cfg) // this try's own copies (MergePeers copies)
+		if refused == nil {
+			refused = make(map[string]string)
+		}
+		refused[id] = fmt.Sprintf("directory peer %q: %v; skipped", id, re)
+	}
+}
+
+// directoryPeerRouting returns the ID of the directory peer of cfg (one not
+// in file) whose allowed_ips hold route p.
+func directoryPeerRouting(cfg, file *conf.Config, p netip.Prefix) (string, bool) {
+	for _, peer := range cfg.Peers {
+		if slices.ContainsFunc(file.Peers, func(f conf.Peer) bool { return f.ID == peer.ID }) {
+			continue
+		}
+		for _, ip := range peer.AllowedIPs {
+			if ip.Masked() == p.Masked() {
+				return peer.ID, true
+			}
+		}
+	}
+	return "", false
 }

@@ -121,11 +121,7 @@ func (l *Link) SetRoutes(routes []netip.Prefix) error {
 				continue // kept from the previous run on an inherited device (adopt.go)
 			}
 			l.rollback(added)
-			hint := ""
-			if errors.Is(err, syscall.EEXIST) {
-				hint = " (another interface routes it?)"
-			}
-			return fmt.Errorf("%s: adding route %s: %v%s", l.name, p, err, hint)
+			return &RouteError{Link: l.name, Prefix: p, Err: err}
 		}
 		added = append(added, p)
 	}
@@ -245,3 +241,22 @@ func comparePrefix(a, b netip.Prefix) int {
 // in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of <linux/if_link.h>
 // (`ip link set DEV addrgenmode none`), which x/sys/unix does not name.
 const in6AddrGenModeNone = 1
+
+// RouteError is SetRoutes' failure to add one route; the caller can tell
+// which prefix the kernel refused (a directory record's is left out, a
+// file peer's fails the reload).
+type RouteError struct {
+	Link   string
+	Prefix netip.Prefix
+	Err    error
+}
+
+func (e *RouteError) Error() string {
+	hint := ""
+	if errors.Is(e.Err, syscall.EEXIST) {
+		hint = " (another interface routes it?)"
+	}
+	return fmt.Sprintf("%s: adding route %s: %v%s", e.Link, e.Prefix, e.Err, hint)
+}
+
+func (e *RouteError) Unwrap() error { return e.Err }
