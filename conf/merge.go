@@ -176,12 +176,14 @@ func (m *merger) check(pr Peer) error {
 		}
 	}
 	// An endpoint inside a peer's allowed_ips, this one's included, would
-	// send the peer's encrypted packets into the tunnel itself.
+	// send the peer's encrypted packets into the tunnel itself. A /0 does
+	// not count: it is a full tunnel, whose own packets the daemon exempts
+	// with a firewall mark (as crossCheck's endpointLoop has it for files).
 	m.scratch = appendEndpoints(m.scratch[:0], pr)
 	for _, ep := range m.scratch {
 		host := netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen())
-		owner, ok := m.routes.containing(host)
-		if !ok && slices.ContainsFunc(pr.AllowedIPs, func(p netip.Prefix) bool { return p.Contains(ep.Addr()) }) {
+		owner, ok := m.routes.containingAbove(host, 1)
+		if !ok && slices.ContainsFunc(pr.AllowedIPs, func(p netip.Prefix) bool { return p.Bits() > 0 && p.Contains(ep.Addr()) }) {
 			owner, ok = pr.ID, true
 		}
 		if ok {
@@ -287,7 +289,9 @@ func etcdAddrs(d *Directory) []netip.Addr {
 		if err != nil {
 			continue
 		}
-		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		// A loopback etcd (a local proxy) is reached through the local
+		// table, before any route of ours: no record can capture it.
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !a.Unmap().IsLoopback() {
 			out = append(out, a.WithZone("").Unmap())
 		}
 	}
@@ -320,7 +324,13 @@ func (s *prefixSet) add(pfx netip.Prefix, owner string) {
 
 // containing finds an added prefix equal to or wider than pfx.
 func (s *prefixSet) containing(pfx netip.Prefix) (string, bool) {
-	for b := pfx.Bits(); b >= 0; b-- {
+	return s.containingAbove(pfx, 0)
+}
+
+// containingAbove is containing, counting only added prefixes of at least
+// minBits bits.
+func (s *prefixSet) containingAbove(pfx netip.Prefix, minBits int) (string, bool) {
+	for b := pfx.Bits(); b >= minBits; b-- {
 		if owner, ok := s.exact[netip.PrefixFrom(pfx.Addr(), b).Masked()]; ok {
 			return owner, true
 		}

@@ -79,9 +79,10 @@ func TestMergeSkipsRecordsThatLoopTraffic(t *testing.T) {
 		// tunnel's own UDP.
 		{"full tunnel past etcd", record(t, "x", 20, "", "::/0"),
 			`allowed_ips ::/0 contains etcd endpoint 2001:db8:e::10 of [directory]`},
-		{"routes the loopback etcd", record(t, "x", 20, "", "127.0.0.0/8"),
-			`contains etcd endpoint 127.0.0.1 of [directory]`},
 
+		// A loopback etcd is reached through the local table, before any
+		// route of ours (TestMergeKeepsFullTunnelRecordWithLoopbackEtcd).
+		{"covers the loopback etcd", record(t, "x", 20, "", "127.0.0.0/8"), ""},
 		{"next to the endpoints", record(t, "x", 20, "198.18.8.1:51820", "198.18.4.0/24", "198.18.6.0/24", "2001:db8:6::/48"), ""},
 		{"a named endpoint is not resolved", record(t, "x", 20, "", "10.77.9.0/24", "192.0.2.0/24"), ""},
 	} {
@@ -134,5 +135,90 @@ func TestMergeSkippedRecordReservesNothing(t *testing.T) {
 		if strings.Contains(err.Error(), `peer "a1"`) && !strings.HasPrefix(err.Error(), `directory peer "a1"`) {
 			t.Errorf("a record was skipped for clashing with a1, which is not used: %v", err)
 		}
+	}
+}
+
+// A directory record carrying a full tunnel (an exit gateway published in
+// the directory) while etcd is reached on loopback: nothing can route
+// 127.0.0.1 into the tunnel (the local table wins), so the record is used.
+func TestMergeKeepsFullTunnelRecordWithLoopbackEtcd(t *testing.T) {
+	base := `[interface]
+name = "st0"
+peer_id = "a"
+private_key = "PRIV_A"
+address = ["10.77.0.1/24"]
+
+[directory]
+etcd_endpoints = ["http://127.0.0.1:2379"]
+prefix = "/stunnel/test/"
+cache_file = "st0.directory"
+`
+	c, err := Parse("st0.toml", []byte(expand(t, base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, skipped := MergePeers(c, []Peer{record(t, "exit", 20, "", "0.0.0.0/0")})
+	t.Logf("peers %d skipped %v", len(merged.Peers), skipped)
+	if len(skipped) != 0 {
+		t.Errorf("full-tunnel record skipped although etcd is on loopback: %v", skipped)
+	}
+}
+
+// An IP endpoint inside a /0 (a file peer's, or the record's own) is no
+// loop: the full tunnel exempts the daemon's own packets, and crossCheck
+// accepts both as [[peer]] tables, so the merge uses such records too.
+func TestMergeEndpointInsideAFullTunnelIsNoLoop(t *testing.T) {
+	head := `[interface]
+name = "st0"
+peer_id = "a"
+private_key = "PRIV_A"
+address = ["10.77.0.1/24", "fd00:77::1/64"]
+
+[[peer]]
+id = "hq"
+public_key = "PUB_B"
+endpoint = "198.18.5.5:51820"
+allowed_ips = ["0.0.0.0/0"]
+`
+	dir := `
+[directory]
+etcd_endpoints = ["https://etcd.example.net:2379"]
+prefix = "/stunnel/test/"
+cache_file = "st0.directory"
+`
+	c, err := Parse("st0.toml", []byte(expand(t, head+dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record(t, "y", 20, "198.18.6.6:51820", "fd00:77::5/128")
+	merged, skipped := MergePeers(c, []Peer{rec})
+	t.Logf("record y: peers %d skipped %v", len(merged.Peers), skipped)
+	file := expand(t, head) + `
+[[peer]]
+id = "y"
+public_key = "` + testKey(t, 20).PublicKey().String() + `"
+endpoint = "198.18.6.6:51820"
+allowed_ips = ["fd00:77::5/128"]
+`
+	_, ferr := Parse("st0.toml", []byte(file))
+	t.Logf("same as [[peer]] tables: %v", ferr)
+	if ferr == nil && len(skipped) != 0 {
+		t.Errorf("check accepts the pair as [[peer]] tables, the merge skips the record: %v", skipped)
+	}
+
+	// A record with /0 and its own IP endpoint (accepted in a file: TestFullTunnelWithIPEndpoint).
+	c2, err := Parse("st0.toml", []byte(expand(t, `[interface]
+name = "st0"
+peer_id = "a"
+private_key = "PRIV_A"
+address = ["10.77.0.1/24"]
+`+dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, skipped2 := MergePeers(c2, []Peer{record(t, "exit", 21, "198.18.7.7:51820", "0.0.0.0/0")})
+	t.Logf("record exit with /0 and IP endpoint: skipped %v", skipped2)
+	if len(skipped2) != 0 {
+		t.Errorf("a /0 record with an IP endpoint is skipped: %v", skipped2)
 	}
 }
