@@ -117,7 +117,28 @@ type Session struct {
 	sealNonce [12]byte
 	openMu    sync.Mutex // guards openNonce
 	openNonce [12]byte
+
+	// life lets Close zero the keys while other goroutines may be in
+	// Connect, WrapTo, UnwrapTo or Tick: they hold it shared, Close holds
+	// it exclusively (so it waits for them), and once closed they refuse.
+	life   sync.RWMutex
+	closed bool // guarded by life
 }
+
+// ErrSessionClosed is returned by a Session after Close.
+var ErrSessionClosed = errors.New("securesession: session closed")
+
+// enter is the shared hold of s.life for one call; false once closed.
+func (s *Session) enter() bool {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (s *Session) leave() { s.life.RUnlock() }
 
 // New makes a session side. It does nothing on the wire until Connect (the
 // initiator) or the first Unwrap of an initiation (the responder).
@@ -154,6 +175,10 @@ func New(cfg Config) (*Session, error) {
 
 // Connect starts a session with peerID and returns the first message to send.
 func (s *Session) Connect(peerID string) ([]byte, error) {
+	if !s.enter() {
+		return nil, ErrSessionClosed
+	}
+	defer s.leave()
 	info, err := s.cfg.Peers.LookupPeer([]byte(peerID))
 	if err != nil {
 		return nil, fmt.Errorf("securesession: peer %q: %w", peerID, err)
@@ -230,10 +255,16 @@ func (s *Session) Handshakes() (total, resumed uint64) {
 // the Session's own copies, made at New and when the peer became known:
 // Config holds the keys by value, so the caller's Config and what its
 // Peers lookup returns are the caller's to zero. The Session must not be
-// used afterwards, nor while Close runs (Conn.Close waits for its
-// goroutines first); a Connect or an initiation after Close is refused,
-// since there is no key left to answer with.
+// used afterwards: Close waits for the Connect, Wrap, Unwrap and Tick calls
+// in progress, and those calls then fail with ErrSessionClosed (Tick
+// returns nothing). Closing twice is harmless.
 func (s *Session) Close() {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
 	if p := s.currentPeer(); p != nil {
 		p.Clear()
 		p.ZeroSecrets()

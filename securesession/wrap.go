@@ -34,6 +34,10 @@ func (s *Session) Wrap(data []byte) ([]byte, error) { return s.WrapTo(nil, data)
 // WrapTo is Wrap appending the sealed message to dst[:0]: with a dst of
 // capacity len(data)+WrapOverhead it allocates nothing.
 func (s *Session) WrapTo(dst, data []byte) ([]byte, error) {
+	if !s.enter() {
+		return nil, ErrSessionClosed
+	}
+	defer s.leave()
 	switch s.cfg.Payload {
 	case PayloadIP:
 		if !isIP(data) {
@@ -151,6 +155,10 @@ func (s *Session) drain() [][]byte {
 // Tick runs the timers: it returns the messages due now (handshake retries,
 // rekeys, keepalives). Call it at NextDeadline, or every second or so.
 func (s *Session) Tick() [][]byte {
+	if !s.enter() {
+		return nil
+	}
+	defer s.leave()
 	if p := s.currentPeer(); p != nil {
 		now := s.now()
 		s.act(p, p.Due(now), now)
@@ -175,6 +183,10 @@ func (s *Session) Unwrap(msg []byte) (Result, error) { return s.UnwrapTo(nil, ms
 // UnwrapTo is Unwrap opening data into dst[:0]: with a dst of capacity
 // len(msg) a data message allocates nothing.
 func (s *Session) UnwrapTo(dst, msg []byte) (Result, error) {
+	if !s.enter() {
+		return Result{}, ErrSessionClosed
+	}
+	defer s.leave()
 	typ, ok := handshake.MessageType(msg)
 	if !ok {
 		return Result{}, ErrMalformed
