@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"stunnel/directory"
 	"stunnel/handshake"
 	"stunnel/internal/netns"
-	"stunnel/internal/roottest"
 	"stunnel/tunnel"
 	"stunnel/tunnel/netcfg"
 	"stunnel/tunnel/udpbind"
@@ -33,27 +31,7 @@ func (f *fixedDir) Close() error           { return nil }
 // removes a file peer. Applying peers and routes all or nothing must not
 // let one such record freeze the peer set.
 func TestDirectoryRecordWithRefusedRouteIsLeftOut(t *testing.T) {
-	roottest.Require(t, "network namespaces and TUN devices")
-	ns := fmt.Sprintf("strv-%d", os.Getpid())
-	_ = netns.Delete(ns) // a leftover of a killed run of this pid
-	if err := netns.Add(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(ns); err != nil {
-			t.Errorf("removing namespace %s: %v", ns, err)
-		}
-	})
-	for _, ifn := range []string{"rvk0", "other0"} {
-		if _, err := netns.Run(ns, "ip", "tuntap", "add", "mode", "tun", "name", ifn); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, cmd := range [][]string{{"ip", "link", "set", "other0", "up"}, {"ip", "route", "add", "198.19.7.0/24", "dev", "other0"}} {
-		if _, err := netns.Run(ns, cmd[0], cmd[1:]...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ns := routeClashNetns(t, "strv", "rvk0")
 	key, kb, kq := mustGenKey(t), mustGenKey(t), mustGenKey(t)
 	head := "[interface]\nname = \"rvk0\"\npeer_id = \"a\"\nprivate_key = \"" + key.Base64() + "\"\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"
 	peerB := "[[peer]]\nid = \"b\"\npublic_key = \"" + kb.PublicKey().String() + "\"\nallowed_ips = [\"198.19.5.0/24\"]\n"

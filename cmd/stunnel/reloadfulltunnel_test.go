@@ -16,7 +16,6 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/netns"
-	"stunnel/internal/roottest"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
 	"stunnel/tunnel/netcfg"
@@ -33,17 +32,7 @@ import (
 // reload failed after it. A good reload then applies it, and one that drops
 // the /0 removes it.
 func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
-	roottest.Require(t, "network namespaces and TUN devices")
-	ns := fmt.Sprintf("strft-%d", os.Getpid())
-	_ = netns.Delete(ns) // a leftover of a killed run of this pid
-	if err := netns.Add(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(ns); err != nil {
-			t.Errorf("removing namespace %s: %v", ns, err)
-		}
-	})
+	ns := routeClashNetns(t, "strft", "rft0") // other0 routes 198.19.7.0/24
 	run := func(cmd ...string) string {
 		t.Helper()
 		out, err := netns.Run(ns, cmd[0], cmd[1:]...)
@@ -52,14 +41,10 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 		}
 		return out
 	}
-	run("ip", "tuntap", "add", "mode", "tun", "name", "rft0")
-	run("ip", "tuntap", "add", "mode", "tun", "name", "other0")
-	run("ip", "link", "set", "other0", "up")
-	// Another full tunnel's IPv6 default in our table (listen_port 0: 51820),
-	// and another interface's route for the subnet peer c will ask for.
+	// Another full tunnel's IPv6 default in our table (listen_port 0: 51820);
+	// other0 also routes the subnet peer c will ask for.
 	conflict6 := []string{"ip", "-6", "route", "add", "default", "dev", "other0", "table", "51820"}
 	run(conflict6...)
-	run("ip", "route", "add", "198.19.7.0/24", "dev", "other0")
 
 	key, _ := handshake.GeneratePrivateKey(nil)
 	kb, _ := handshake.GeneratePrivateKey(nil)

@@ -25,27 +25,7 @@ import (
 // kernel keeps exactly the routes it had. A later good reload still applies,
 // routes added and removed.
 func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
-	roottest.Require(t, "network namespaces and TUN devices")
-	ns := fmt.Sprintf("strr-%d", os.Getpid())
-	_ = netns.Delete(ns) // a leftover of a killed run of this pid
-	if err := netns.Add(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(ns); err != nil {
-			t.Errorf("removing namespace %s: %v", ns, err)
-		}
-	})
-	for _, ifn := range []string{"rrt0", "other0"} {
-		if _, err := netns.Run(ns, "ip", "tuntap", "add", "mode", "tun", "name", ifn); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, cmd := range [][]string{{"ip", "link", "set", "other0", "up"}, {"ip", "route", "add", "198.19.7.0/24", "dev", "other0"}} {
-		if _, err := netns.Run(ns, cmd[0], cmd[1:]...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ns := routeClashNetns(t, "strr", "rrt0")
 
 	key, _ := handshake.GeneratePrivateKey(nil)
 	kb, _ := handshake.GeneratePrivateKey(nil)
@@ -150,4 +130,34 @@ func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
 	if len(got.Peers) != 1 {
 		t.Errorf("running config after the good reload has %d peers; want 1", len(got.Peers))
 	}
+}
+
+// routeClashNetns makes a namespace (name-PID, removed when the test ends,
+// even on failure) holding TUN device dev and a second one, other0, that
+// already routes 198.19.7.0/24: the clash the reload tests provoke. It
+// skips (or fails, STUNNEL_REQUIRE_NETNS=1) unless root.
+func routeClashNetns(t *testing.T, name, dev string) string {
+	t.Helper()
+	roottest.Require(t, "network namespaces and TUN devices")
+	ns := fmt.Sprintf("%s-%d", name, os.Getpid())
+	_ = netns.Delete(ns) // a leftover of a killed run of this pid
+	if err := netns.Add(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Delete(ns); err != nil {
+			t.Errorf("removing namespace %s: %v", ns, err)
+		}
+	})
+	for _, cmd := range [][]string{
+		{"ip", "tuntap", "add", "mode", "tun", "name", dev},
+		{"ip", "tuntap", "add", "mode", "tun", "name", "other0"},
+		{"ip", "link", "set", "other0", "up"},
+		{"ip", "route", "add", "198.19.7.0/24", "dev", "other0"},
+	} {
+		if _, err := netns.Run(ns, cmd[0], cmd[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns
 }
