@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -14,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"stunnel/conf"
-	"stunnel/handshake"
 	"stunnel/internal/netns"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
@@ -46,22 +43,8 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 	conflict6 := []string{"ip", "-6", "route", "add", "default", "dev", "other0", "table", "51820"}
 	run(conflict6...)
 
-	key, _ := handshake.GeneratePrivateKey(nil)
-	kb, _ := handshake.GeneratePrivateKey(nil)
-	kc, _ := handshake.GeneratePrivateKey(nil)
-	head := "[interface]\nname = \"rft0\"\npeer_id = \"a\"\nprivate_key = \"" + key.Base64() + "\"\naddress = [\"198.19.0.1/24\", \"fd00:77::1/64\"]\nlisten_port = 0\n"
-	peerB := func(ips string) string {
-		return "[[peer]]\nid = \"b\"\npublic_key = \"" + kb.PublicKey().String() + "\"\nallowed_ips = [" + ips + "]\n"
-	}
-	peerC := "[[peer]]\nid = \"c\"\npublic_key = \"" + kc.PublicKey().String() + "\"\nallowed_ips = [\"198.19.7.0/24\"]\n"
-	path := filepath.Join(t.TempDir(), "a.toml")
-	write := func(src string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(head + peerB(`"198.19.5.0/24"`))
+	head, peerB, peerC, write := clashConfig(t, "rft0", `"198.19.0.1/24", "fd00:77::1/64"`)
+	path := write(head + peerB(`"198.19.5.0/24"`))
 	cfg, err := conf.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"stunnel/conf"
-	"stunnel/handshake"
 	"stunnel/internal/netns"
 	"stunnel/internal/roottest"
 	"stunnel/tunnel"
@@ -27,22 +26,8 @@ import (
 func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
 	ns := routeClashNetns(t, "strr", "rrt0")
 
-	key, _ := handshake.GeneratePrivateKey(nil)
-	kb, _ := handshake.GeneratePrivateKey(nil)
-	kc, _ := handshake.GeneratePrivateKey(nil)
-	head := "[interface]\nname = \"rrt0\"\npeer_id = \"a\"\nprivate_key = \"" + key.Base64() + "\"\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"
-	peerB := func(ips string) string {
-		return "[[peer]]\nid = \"b\"\npublic_key = \"" + kb.PublicKey().String() + "\"\nallowed_ips = [" + ips + "]\n"
-	}
-	peerC := "[[peer]]\nid = \"c\"\npublic_key = \"" + kc.PublicKey().String() + "\"\nallowed_ips = [\"198.19.7.0/24\"]\n"
-	path := filepath.Join(t.TempDir(), "a.toml")
-	write := func(src string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(head + peerB(`"198.19.5.0/24"`))
+	head, peerB, peerC, write := clashConfig(t, "rrt0", `"198.19.0.1/24"`)
+	path := write(head + peerB(`"198.19.5.0/24"`))
 	cfg, err := conf.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -160,4 +145,27 @@ func routeClashNetns(t *testing.T, name, dev string) string {
 		}
 	}
 	return ns
+}
+
+// clashConfig is the reload tests' config file for device dev with the
+// given addresses: head is its [interface], peerB(ips) peer b with those
+// allowed_ips, peerC peer c asking for 198.19.7.0/24 (routed by other0,
+// routeClashNetns), and write puts a text in the file and returns its path.
+func clashConfig(t *testing.T, dev, addresses string) (head string, peerB func(ips string) string, peerC string, write func(src string) string) {
+	t.Helper()
+	key, kb, kc := mustGenKey(t), mustGenKey(t), mustGenKey(t)
+	head = "[interface]\nname = \"" + dev + "\"\npeer_id = \"a\"\nprivate_key = \"" + key.Base64() + "\"\naddress = [" + addresses + "]\nlisten_port = 0\n"
+	peerB = func(ips string) string {
+		return "[[peer]]\nid = \"b\"\npublic_key = \"" + kb.PublicKey().String() + "\"\nallowed_ips = [" + ips + "]\n"
+	}
+	peerC = "[[peer]]\nid = \"c\"\npublic_key = \"" + kc.PublicKey().String() + "\"\nallowed_ips = [\"198.19.7.0/24\"]\n"
+	path := filepath.Join(t.TempDir(), "a.toml")
+	write = func(src string) string {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	return head, peerB, peerC, write
 }
