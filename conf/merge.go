@@ -64,10 +64,11 @@ func ParseAllowedIP(s string) (netip.Prefix, error) {
 // skipped, one line each: the same ID as a file peer (with its line), this
 // host's own key, a key already used, allowed_ips overlapping an accepted
 // peer's or holding this host's address, an endpoint inside an accepted
-// peer's allowed_ips or its own, allowed_ips holding an accepted peer's
-// endpoint (that peer's encrypted packets would loop into the tunnel, as
-// crossCheck refuses in one file), or allowed_ips holding an etcd endpoint
-// of [directory] given as an IP address. This host's own record (its
+// peer's allowed_ips or its own (a /0 aside), allowed_ips (a /0 aside)
+// holding an accepted peer's endpoint (that peer's encrypted packets would
+// loop into the tunnel, as crossCheck refuses in one file; a full tunnel
+// exempts them), or allowed_ips holding an etcd endpoint of [directory]
+// given as a non-loopback IP address. This host's own record (its
 // peer_id) is left out silently. c is not modified. Cost is linear in the
 // number of prefixes and endpoints, so ten thousand peers merge in
 // milliseconds.
