@@ -118,7 +118,8 @@ var errTicketsAddArg = errors.New("tickets add takes no argument (the one given 
 // ticketHandlers answers `stunnel tickets list|add|retire` for the officer.
 // Whether the ring is in etcd is fixed at start (a change needs a restart:
 // upticketring.go); add's lifetimes, and whether the ring comes from a key
-// file, are the running config's, read per call.
+// file (add and retire are refused then), are the running config's, read per
+// call.
 func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]byte, error), add func(string) ([]byte, error), retire func(string) ([]byte, error)) {
 	if ring == nil {
 		off := errors.New("session tickets are off ([tickets] enabled = false)")
@@ -165,6 +166,14 @@ func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]
 		return keys()
 	}
 	retire = func(name string) ([]byte, error) {
+		if f := running.Load().Tickets.KeyFile; f != "" {
+			// As for add: a reload re-reads the file and the key retired
+			// here alone comes back, and the other gateways sharing the
+			// file still open its tickets. Read per call. The argument is
+			// not echoed: only the file's path is named.
+			return nil, fmt.Errorf("the ticket ring is loaded from [tickets] key_file %s: remove the key's line from that file, "+
+				"copy it to every gateway sharing it and reload them", f)
+		}
 		if err := ring.Retire(name); err != nil {
 			return nil, err
 		}

@@ -26,7 +26,8 @@ const ticketsUsage = `usage:
   stunnel tickets list FILE                        names, states and times of FILE's keys
   stunnel tickets list|add [-c CONFIG | -i NAME]  a running tunnel's ring (officer role); add: a fresh random key
                                                   in memory, refused when the ring comes from key_file or etcd
-  stunnel tickets retire [-c CONFIG | -i NAME] KEY-ID  erase one key of a running tunnel's ring
+  stunnel tickets retire [-c CONFIG | -i NAME] KEY-ID  erase one key of a running tunnel's ring in memory,
+                                                  refused when the ring comes from key_file or etcd
 lifetime flags: --encrypt-decrypt-lifetime 2h --decrypt-lifetime 13h --start-in 0s
   (--start-in delays the new key's encrypt-decrypt life, so every gateway sharing the
    file has re-read it (SIGHUP) before any of them seals with it)`

@@ -180,3 +180,73 @@ func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
 		t.Errorf("tickets add after key_file was dropped: %v", err)
 	}
 }
+
+// `tickets retire` on a running tunnel whose ring comes from [tickets]
+// key_file is refused, as add is: a key retired in memory alone comes back
+// at the next reload (the ring's keys become the file's), and the other
+// gateways sharing the file still open its tickets. The refusal is one line
+// that names the file (its path, not the key nor any secret) and says to
+// edit it and reload; through the control socket it exits 1 (refused). The
+// ring keeps every key. Whether key_file is set is read from the running
+// config per call, so a reload that drops key_file allows retire again.
+func TestTicketsRetireRefusedForKeyFileRing(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
+	var out, errb bytes.Buffer
+	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
+		t.Fatalf("genkey: %d %s", code, errb.String())
+	}
+	keys, err := tickets.ReadKeyFile(keyFile)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("key file: %d keys, %v", len(keys), err)
+	}
+	name := keys[0].NameHex()
+	secret := strings.Fields(strings.Split(string(tickets.MarshalKeyFile(keys)), "\n")[1])[1]
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	inMemory := &conf.Config{Tickets: tk}
+	tk.KeyFile = keyFile
+	fromFile := &conf.Config{Tickets: tk}
+
+	// Started with key_file: the ring holds the file's key.
+	running := newRunningConfig(fromFile)
+	ring, err := openTicketRing(fromFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _, retire := ticketHandlers(ring, running)
+	before, _ := list()
+	if !strings.Contains(string(before), name) {
+		t.Fatalf("the ring does not hold the file's key %s: %s", name, before)
+	}
+
+	got, err := retire(name)
+	if err == nil || got != nil || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "key_file "+keyFile) || !strings.Contains(err.Error(), "reload") ||
+		strings.Contains(err.Error(), name) || strings.Contains(err.Error(), secret) {
+		t.Errorf("tickets retire on a key_file ring: reply %q, err %v; want one line refusing, naming %s (and no key), saying to edit it and reload", got, err, keyFile)
+	}
+	if after, _ := list(); !bytes.Equal(after, before) {
+		t.Errorf("refused tickets retire changed the ring:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// Through the control socket: exit 1, the daemon's line, nothing on stdout.
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	s, err := control.Listen(control.Config{Name: "st8", Handlers: control.Handlers{TicketsRetire: retire, Status: func() ([]byte, error) { return []byte(`{}`), nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	code, stdout, stderr := admin("tickets retire", "tickets retire", "KEY-ID", "-i", "st8", name)
+	if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "key_file "+keyFile) {
+		t.Errorf("stunnel tickets retire -i st8 %s: exit %d, stdout %q, stderr %q; want exit 1 and the one-line refusal", name, code, stdout, stderr)
+	}
+	if after, _ := list(); !bytes.Equal(after, before) {
+		t.Errorf("refused tickets retire through the socket changed the ring:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// The refusal follows the running config, not the ring's past: after a
+	// reload that drops key_file, retire is allowed again.
+	running.Store(inMemory)
+	if after, err := retire(name); err != nil || strings.Contains(string(after), name) {
+		t.Errorf("tickets retire after key_file was dropped: %s, %v; want the key gone", after, err)
+	}
+}
