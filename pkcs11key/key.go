@@ -56,9 +56,10 @@ type Key struct {
 	pub     handshake.PublicKey // immutable
 	ops     atomic.Uint64       // token derive operations done
 
-	// now is the clock of the PIN back-off (pinhold.go); immutable, tests
-	// inject one before use. pinKey (immutable, random) keys the
-	// fingerprint of a refused PIN.
+	// now is the clock of the PIN back-off (pinhold.go) and of the
+	// re-initializations (reinitInterval); immutable, tests inject one
+	// before use. pinKey (immutable, random) keys the fingerprint of a
+	// refused PIN.
 	now    func() time.Time
 	pinKey [32]byte
 
@@ -196,8 +197,8 @@ func (k *Key) reopenLocked() error {
 	}
 	err := k.openLocked()
 	var e *Error
-	if errors.As(err, &e) && e.Kind == KindToken && time.Since(k.lastReinit) >= reinitInterval {
-		k.lastReinit = time.Now()
+	if now := k.now(); errors.As(err, &e) && e.Kind == KindToken && now.Sub(k.lastReinit) >= reinitInterval {
+		k.lastReinit = now
 		// Gone, or back but not yet seen by the module: look again.
 		if rerr := reinitModule(k.uri.ModulePath); rerr != nil {
 			return errorf(KindToken, nil, "%s is not there (module %s did not start without it; is it plugged in?)", k.tokenName(), k.uri.ModulePath)

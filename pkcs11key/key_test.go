@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"stunnel/handshake"
+	"stunnel/internal/fakeclock"
 	"stunnel/internal/softhsmtest"
 )
 
@@ -262,6 +263,66 @@ func TestRecoversWhenTokenComesBack(t *testing.T) {
 	k.mu.Unlock()
 	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
 		t.Fatalf("after the token came back: %v", err)
+	}
+}
+
+// TestReinitPacedByKeyClock: while the token is missing, a flood of
+// handshakes re-initializes the module (which ends every session of it) once
+// per reinitInterval of the Key's own clock, k.now, not once per handshake;
+// when that clock has moved on by the interval the next handshake looks
+// again, and finds the token once it is back. The clock is a fake one: the
+// test never waits for the interval to pass.
+func TestReinitPacedByKeyClock(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	clock := fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	k.now = clock.Now // nothing runs on k yet: no lock needed
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	want, _ := handshake.MemoryKey(peer).SharedSecret(k.Public())
+	// flood is n handshakes' worth of SharedSecret calls, each refused
+	// with a missing-token error; it returns the re-initializations made.
+	flood := func(n int) uint64 {
+		t.Helper()
+		before := reinits.Load()
+		for range n {
+			_, err := k.SharedSecret(peer.PublicKey())
+			var e *Error
+			if !errors.As(err, &e) || e.Kind != KindToken || !strings.Contains(err.Error(), `token "gw"`) {
+				t.Fatalf("with the token gone: %v, want a missing-token error", err)
+			}
+		}
+		return reinits.Load() - before
+	}
+
+	if err := os.Rename(tok.Dir+"/tokens", tok.Dir+"/pulled"); err != nil {
+		t.Fatal(err)
+	}
+	if n := flood(50); n != 1 {
+		t.Fatalf("50 handshakes with the token gone made %d re-initializations, want 1", n)
+	}
+	clock.Advance(reinitInterval - time.Millisecond)
+	if n := flood(10); n != 0 {
+		t.Fatalf("within reinitInterval of the key's clock: %d re-initializations, want 0", n)
+	}
+	clock.Advance(time.Millisecond)
+	if n := flood(10); n != 1 {
+		t.Fatalf("once reinitInterval has passed on the key's clock: %d re-initializations, want 1", n)
+	}
+
+	// Back, but the module sees it only after a re-initialization, and the
+	// last one was just now on the key's clock.
+	if err := os.Rename(tok.Dir+"/pulled", tok.Dir+"/tokens"); err != nil {
+		t.Fatal(err)
+	}
+	if n := flood(5); n != 0 {
+		t.Fatalf("token back, within reinitInterval: %d re-initializations, want 0", n)
+	}
+	clock.Advance(reinitInterval)
+	before := reinits.Load()
+	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
+		t.Fatalf("token back, reinitInterval later on the key's clock: %v", err)
+	}
+	if n := reinits.Load() - before; n != 1 {
+		t.Fatalf("finding the token back made %d re-initializations, want 1", n)
 	}
 }
 

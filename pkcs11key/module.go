@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -65,6 +66,11 @@ func releaseModule(path string) {
 	m.ctx.Destroy()
 }
 
+// reinits counts every re-initialization of a module in this process: the
+// tests count them to show that a missing token is looked for at most every
+// reinitInterval, not at each handshake.
+var reinits atomic.Uint64
+
 // reinitModule runs C_Finalize and C_Initialize on a loaded module. Some
 // modules (SoftHSM2 among them) find their tokens only at C_Initialize, so
 // this is how a token that went away and came back is found again. Every
@@ -77,6 +83,7 @@ func reinitModule(path string) error {
 	if m == nil {
 		return nil
 	}
+	reinits.Add(1)
 	_ = m.ctx.Finalize()
 	return m.ctx.Initialize()
 }
