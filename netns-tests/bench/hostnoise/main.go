@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"sync"
 	"time"
 
@@ -41,28 +40,39 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long to measure")
 	minStall := flag.Duration("min", 200*time.Microsecond, "the shortest gap that counts as a stall")
 	flag.Parse()
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
+	cpus, err := allowedCPUs()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "hostnoise: reading the CPUs we may use: %v\n", err)
 		os.Exit(1)
 	}
-	var cpus []int
-	for cpu := 0; cpu < 1024; cpu++ {
-		if set.IsSet(cpu) {
-			cpus = append(cpus, cpu)
-		}
-	}
+	// A P for every spinner and one to spare: with fewer (GOMAXPROCS=1
+	// inherited, a cgroup quota) the spinners would take turns and count
+	// each other as stalls.
+	runtime.GOMAXPROCS(len(cpus) + 1)
 	results := make([]cpuNoise, len(cpus))
-	var wg sync.WaitGroup
+	var pinned, done sync.WaitGroup
+	begin := make(chan struct{})
 	for i, cpu := range cpus {
-		wg.Add(1)
+		pinned.Add(1)
+		done.Add(1)
 		go func() {
-			defer wg.Done()
+			defer done.Done()
+			runtime.LockOSThread() // the thread ends with this goroutine: never unpinned
+			err := pin(cpu)
+			pinned.Done()
+			if err != nil {
+				results[i] = cpuNoise{cpu: cpu, err: err}
+				return
+			}
+			// Start together, once every spinner is on its own CPU: one
+			// still being placed would count as a stall on another's.
+			<-begin
 			results[i] = watch(cpu, *duration, *minStall, time.Now)
 		}()
 	}
-	wg.Wait()
-	sort.Slice(results, func(i, j int) bool { return results[i].cpu < results[j].cpu })
+	pinned.Wait()
+	close(begin)
+	done.Wait()
 	for _, r := range results {
 		if r.err != nil {
 			fmt.Fprintf(os.Stderr, "hostnoise: cpu%d: %v\n", r.cpu, r.err)
@@ -74,16 +84,32 @@ func main() {
 	}
 }
 
-// watch spins on cpu for d and adds up the gaps of at least minStall
-// between two readings of now (time.Now; tests give a scripted clock).
-func watch(cpu int, d, minStall time.Duration, now func() time.Time) cpuNoise {
-	runtime.LockOSThread() // the thread ends with this goroutine: never unpinned
-	r := cpuNoise{cpu: cpu}
+// allowedCPUs lists the CPUs this process may run on, in order.
+func allowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	var cpus []int
+	for cpu := 0; len(cpus) < set.Count(); cpu++ {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus, nil
+}
+
+// pin keeps the calling thread on cpu.
+func pin(cpu int) error {
 	var only unix.CPUSet
 	only.Set(cpu)
-	if r.err = unix.SchedSetaffinity(0, &only); r.err != nil {
-		return r
-	}
+	return unix.SchedSetaffinity(0, &only)
+}
+
+// watch reads now in a loop for d and adds up the gaps of at least
+// minStall between two readings (time.Now; tests give a scripted clock).
+func watch(cpu int, d, minStall time.Duration, now func() time.Time) cpuNoise {
+	r := cpuNoise{cpu: cpu}
 	start := now()
 	last := start
 	for {

@@ -22,11 +22,11 @@ host_noise() {
 	local secs=${HOSTNOISE_SECS:-$([[ "${QUICK:-0}" == 1 ]] && echo 2 || echo 5)} out=$WORK/hostnoise.out
 	[[ -n "$HOSTNOISE_BIN" && "$secs" != 0 ]] || return 0
 	log "round $ROUND/$ROUNDS: host noise, ${secs} s"
-	if ! "$HOSTNOISE_BIN" -duration "${secs}s" >"$out" 2>&1; then
-		log "hostnoise failed: $(last_line "$out")"
+	if ! "$HOSTNOISE_BIN" -duration "${secs}s" >"$out" 2>"$out.err"; then
+		log "hostnoise failed: $(last_line "$out.err")"
 		return 0
 	fi
-	awk -v r="$ROUND" '{ printf "%s\thost\t%s_stalls\t%s\n%s\thost\t%s_lost\t%s\n%s\thost\t%s_max\t%s\n", r, $1, $2, r, $1, $3, r, $1, $4 }' \
+	awk -v r="$ROUND" '/^cpu[0-9]+ / { printf "%s\thost\t%s_stalls\t%s\n%s\thost\t%s_lost\t%s\n%s\thost\t%s_max\t%s\n", r, $1, $2, r, $1, $3, r, $1, $4 }' \
 		"$out" >>"$RESULTS"
 }
 
