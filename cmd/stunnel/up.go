@@ -216,6 +216,20 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	logBindInheritance(bind, log)
 	keepLink = storeFDs(dev, bind, log)
 	log.Info("ready", "interface", name, "control_socket", control.SocketPath(name))
+	// reloadAll is one reload, by SIGHUP or `stunnel reload`: the file is
+	// applied (or refused, cfg kept) and what else follows the running
+	// config is brought in line with it. The error is reload's, for
+	// `stunnel reload`.
+	reloadAll := func() error {
+		_ = sdNotify("RELOADING=1")
+		var rerr error
+		cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
+		running.Store(cfg)
+		reloadTicketRing(ring, cfg, log)
+		ds.reloadRing(cfg)
+		_ = sdNotify("READY=1")
+		return rerr
+	}
 	for {
 		select {
 		case err := <-d.Failed():
@@ -227,21 +241,9 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 				_ = sdNotify("STOPPING=1")
 				return nil
 			}
-			_ = sdNotify("RELOADING=1")
-			cfg, _ = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
-			running.Store(cfg)
-			reloadTicketRing(ring, cfg, log)
-			ds.reloadRing(cfg)
-			_ = sdNotify("READY=1")
+			_ = reloadAll()
 		case reply := <-reloads:
-			_ = sdNotify("RELOADING=1")
-			var rerr error
-			cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
-			running.Store(cfg)
-			reloadTicketRing(ring, cfg, log)
-			ds.reloadRing(cfg)
-			_ = sdNotify("READY=1")
-			reply <- rerr
+			reply <- reloadAll()
 		}
 	}
 }
