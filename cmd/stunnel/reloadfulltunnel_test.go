@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -74,8 +73,7 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 	// `stunnel reload` through a control socket whose Reload is run's:
 	// reload in the namespace, the running config kept or replaced.
 	t.Setenv(control.RunDirEnv, t.TempDir())
-	var running atomic.Pointer[conf.Config] // the handler's goroutine writes it
-	running.Store(cfg)
+	running := newRunningConfig(cfg) // the handler's goroutine writes it
 	srv, err := control.Listen(control.Config{Name: "rft0", Handlers: control.Handlers{
 		Status: func() ([]byte, error) { return []byte(`{}`), nil },
 		Reload: func() (rerr error) {
