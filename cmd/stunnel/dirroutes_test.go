@@ -13,9 +13,6 @@ import (
 	"stunnel/directory"
 	"stunnel/handshake"
 	"stunnel/internal/netns"
-	"stunnel/tunnel"
-	"stunnel/tunnel/netcfg"
-	"stunnel/tunnel/udpbind"
 )
 
 // fixedDir is a directory whose records the test sets (dirSource).
@@ -50,23 +47,13 @@ func TestDirectoryRecordWithRefusedRouteIsLeftOut(t *testing.T) {
 	x := attachTestPeer("x", "198.19.7.0/24") // other0 routes it
 	ds := &dirSync{dir: &fixedDir{peers: []conf.Peer{z}}, log: log, file: cfg, reported: map[string]bool{}}
 	initial := ds.initial()
-	bind := udpbind.New()
-	d, err := tunnel.New(initial, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	var link *netcfg.Link
+	d, bind, link := clashDevice(t, ns, "rvk0", initial, log)
 	in := func(f func() error) {
 		t.Helper()
 		if err := netns.Do(ns, f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	in(func() (err error) {
-		link, err = netcfg.Apply("rvk0", 0, initial.Interface.Addresses, mainRoutes(initial))
-		return err
-	})
 	ds.attach(d, link)
 	want := func(stage string, ids ...string) {
 		t.Helper()

@@ -12,10 +12,7 @@ import (
 
 	"stunnel/conf"
 	"stunnel/internal/netns"
-	"stunnel/tunnel"
 	"stunnel/tunnel/control"
-	"stunnel/tunnel/netcfg"
-	"stunnel/tunnel/udpbind"
 )
 
 // A reload that turns on a full tunnel the kernel refuses (the tunnel's
@@ -55,19 +52,7 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 			t.Logf("daemon log:\n%s", logs.String())
 		}
 	})
-	bind := udpbind.New()
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	var link *netcfg.Link
-	if err := netns.Do(ns, func() (err error) {
-		link, err = netcfg.Apply("rft0", 0, cfg.Interface.Addresses, mainRoutes(cfg))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	d, bind, link := clashDevice(t, ns, "rft0", cfg, log)
 	res := &endpointResolver{}
 
 	// `stunnel reload` through a control socket whose Reload is run's:

@@ -34,20 +34,7 @@ func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	bind := udpbind.New()
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-
-	var link *netcfg.Link
-	if err := netns.Do(ns, func() (err error) {
-		link, err = netcfg.Apply("rrt0", 0, cfg.Interface.Addresses, mainRoutes(cfg))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	d, bind, link := clashDevice(t, ns, "rrt0", cfg, log)
 	reloadIn := func(running *conf.Config) (got *conf.Config, rerr error) {
 		t.Helper()
 		if err := netns.Do(ns, func() error {
@@ -145,6 +132,28 @@ func routeClashNetns(t *testing.T, name, dev string) string {
 		}
 	}
 	return ns
+}
+
+// clashDevice is the reload tests' running tunnel for cfg, as up makes it:
+// the device (on an in-memory TUN, closed when the test ends) and kernel
+// device dev of namespace ns (routeClashNetns) given cfg's addresses and
+// routes.
+func clashDevice(t *testing.T, ns, dev string, cfg *conf.Config, log *slog.Logger) (*tunnel.Device, *udpbind.Bind, *netcfg.Link) {
+	t.Helper()
+	bind := udpbind.New()
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var link *netcfg.Link
+	if err := netns.Do(ns, func() (err error) {
+		link, err = netcfg.Apply(dev, 0, cfg.Interface.Addresses, mainRoutes(cfg))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d, bind, link
 }
 
 // clashConfig is the reload tests' config file for device dev with the
