@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -29,14 +27,10 @@ func (f *fixedDir) Close() error           { return nil }
 // let one such record freeze the peer set.
 func TestDirectoryRecordWithRefusedRouteIsLeftOut(t *testing.T) {
 	ns := routeClashNetns(t, "strv", "rvk0")
-	key, kb, kq := mustGenKey(t), mustGenKey(t), mustGenKey(t)
-	head := "[interface]\nname = \"rvk0\"\npeer_id = \"a\"\nprivate_key = \"" + key.Base64() + "\"\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"
-	peerB := "[[peer]]\nid = \"b\"\npublic_key = \"" + kb.PublicKey().String() + "\"\nallowed_ips = [\"198.19.5.0/24\"]\n"
+	head, peerB, _, write := clashConfig(t, "rvk0", `"198.19.0.1/24"`)
+	kq := mustGenKey(t)
 	peerQ := "[[peer]]\nid = \"q\"\npublic_key = \"" + kq.PublicKey().String() + "\"\nallowed_ips = [\"198.19.6.0/24\"]\n"
-	path := filepath.Join(t.TempDir(), "a.toml")
-	if err := os.WriteFile(path, []byte(head+peerB+peerQ), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := write(head + peerB(`"198.19.5.0/24"`) + peerQ)
 	cfg, err := conf.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -87,9 +81,7 @@ func TestDirectoryRecordWithRefusedRouteIsLeftOut(t *testing.T) {
 	}
 
 	// An operator drops file peer q and sends SIGHUP.
-	if err := os.WriteFile(path, []byte(head+peerB), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	write(head + peerB(`"198.19.5.0/24"`))
 	var rerr error
 	in(func() error {
 		_, rerr = reload(cfg, d, link, bind, &endpointResolver{}, log, new(slog.LevelVar), ds)
