@@ -78,7 +78,7 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 	copy(out.Peers, c.Peers)
 
 	m := &merger{
-		out:      &out,
+		path:     c.Path,
 		own:      c.Interface,
 		fileLine: make(map[string]int, len(c.Peers)),
 		keys:     make(map[[32]byte]string, len(c.Peers)+len(extra)),
@@ -113,7 +113,7 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 
 // merger holds what the peers accepted so far claim.
 type merger struct {
-	out      *Config
+	path     string // the config file, for a [[peer]]'s FILE:LINE
 	own      Interface
 	fileLine map[string]int      // file peer ID -> its line
 	keys     map[[32]byte]string // public key -> peer ID
@@ -143,7 +143,7 @@ func (m *merger) check(pr Peer) error {
 		return fmt.Errorf("directory peer: %v (skipped)", err)
 	}
 	if l, ok := m.fileLine[pr.ID]; ok {
-		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record; the [[peer]] is used, remove one of them", m.out.Path, l, pr.ID)
+		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record; the [[peer]] is used, remove one of them", m.path, l, pr.ID)
 	}
 	if pr.PublicKey == m.own.PublicKey {
 		return fmt.Errorf("directory peer %q has this host's own public key (skipped)", pr.ID)
