@@ -226,8 +226,10 @@ func newEndpointIndex(records []Peer, peers int) endpointIndex {
 	x := endpointIndex{at: make(map[netip.Prefix]int, peers), list: make([]endpointRef, 0, peers)}
 	for _, pr := range records {
 		for _, pfx := range pr.AllowedIPs {
+			// A /0 is never looked up (check exempts a full tunnel):
+			// indexing it would add an entry per endpoint for nothing.
 			f, b := family(pfx.Addr()), pfx.Bits()
-			if b >= 0 && !seen[f][b] {
+			if b > 0 && !seen[f][b] {
 				seen[f][b] = true
 				x.lens[f] = append(x.lens[f], b)
 			}
