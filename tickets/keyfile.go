@@ -162,10 +162,13 @@ func parseKeyLine(s string) (Key, error) {
 		k.Erase()
 		return Key{}, fmt.Errorf("field 3 (CREATED) of key %s is not an RFC 3339 time such as 2026-11-30T18:00:00Z (%d characters)", k.NameHex(), len(f[2]))
 	}
-	for i, d := range []*time.Duration{&k.EncryptDecrypt, &k.DecryptOnly} {
-		if *d, err = time.ParseDuration(f[3+i]); err != nil || *d <= 0 {
+	for i, l := range []struct {
+		name string
+		d    *time.Duration
+	}{{"ENCRYPT_DECRYPT", &k.EncryptDecrypt}, {"DECRYPT_ONLY", &k.DecryptOnly}} {
+		if *l.d, err = time.ParseDuration(f[3+i]); err != nil || *l.d <= 0 {
 			k.Erase()
-			return Key{}, fmt.Errorf("field %d (%s) of key %s is not a positive duration such as 2h (%d characters)", 4+i, [2]string{"ENCRYPT_DECRYPT", "DECRYPT_ONLY"}[i], k.NameHex(), len(f[3+i]))
+			return Key{}, fmt.Errorf("field %d (%s) of key %s is not a positive duration such as 2h (%d characters)", 4+i, l.name, k.NameHex(), len(f[3+i]))
 		}
 	}
 	return k, nil
