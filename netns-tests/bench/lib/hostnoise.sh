@@ -16,10 +16,17 @@ build_hostnoise() {
 	fi
 }
 
+# hostnoise_secs: the seconds per round, HOSTNOISE_SECS or its default;
+# host_noise measures that long and hostnoise_table says so.
+hostnoise_secs() {
+	echo "${HOSTNOISE_SECS:-$([[ "${QUICK:-0}" == 1 ]] && echo 2 || echo 5)}"
+}
+
 # host_noise: one measurement for round $ROUND into $RESULTS, as
 # round, "host", cpuN_stalls|cpuN_lost|cpuN_max, value.
 host_noise() {
-	local secs=${HOSTNOISE_SECS:-$([[ "${QUICK:-0}" == 1 ]] && echo 2 || echo 5)} out=$WORK/hostnoise.out
+	local secs out=$WORK/hostnoise.out
+	secs=$(hostnoise_secs)
 	[[ -n "$HOSTNOISE_BIN" && "$secs" != 0 ]] || return 0
 	log "round $ROUND/$ROUNDS: host noise, ${secs} s"
 	if ! "$HOSTNOISE_BIN" -duration "${secs}s" >"$out" 2>"$out.err"; then
@@ -33,7 +40,7 @@ host_noise() {
 # hostnoise_table: the medians across rounds, one column per CPU.
 hostnoise_table() {
 	[[ -n "$HOSTNOISE_BIN" ]] && grep -q $'\thost\t' "$RESULTS" || return 0
-	awk -F'\t' -v secs="${HOSTNOISE_SECS:-$([[ "${QUICK:-0}" == 1 ]] && echo 2 || echo 5)}" '
+	awk -F'\t' -v secs="$(hostnoise_secs)" '
 		function median(s,    n, a, i, j, t) {
 			n = split(s, a, " ")
 			for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
