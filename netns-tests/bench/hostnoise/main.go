@@ -113,14 +113,14 @@ func watch(cpu int, d, minStall time.Duration, now func() time.Time) cpuNoise {
 	start := now()
 	last := start
 	for {
-		now := now()
-		if gap := now.Sub(last); gap >= minStall {
+		t := now()
+		if gap := t.Sub(last); gap >= minStall {
 			r.stalls++
 			r.lost += gap
 			r.max = max(r.max, gap)
 		}
-		last = now
-		if r.ran = now.Sub(start); r.ran >= d {
+		last = t
+		if r.ran = t.Sub(start); r.ran >= d {
 			return r
 		}
 	}
