@@ -39,7 +39,7 @@ func (p *parser) crossCheck(c *Config) {
 			continue
 		}
 		if !in.PublicKey.IsZero() && pr.PublicKey.Equal(in.PublicKey) {
-			p.addf(line(i, "public_key"), "public_key of peer %q is this host's own public key", pr.ID)
+			p.addf(line(i, "public_key"), "%s", ownKeyMsg(pr.ID))
 		}
 		if j, dup := byKey[pr.PublicKey]; dup {
 			p.addf(line(i, "public_key"), "public_key of peer %q is also the key of peer %q (line %d)", pr.ID, c.Peers[j].ID, c.Peers[j].Line)
@@ -114,4 +114,11 @@ func usesIPv6(c *Config) bool {
 		}
 	}
 	return false
+}
+
+// ownKeyMsg is the refusal of a [[peer]] that has this host's own public
+// key, made by crossCheck for a key in the file and by SetTokenPublicKey for
+// a token's: worded once, so the same mistake reads the same either way.
+func ownKeyMsg(id string) string {
+	return fmt.Sprintf("public_key of peer %q is this host's own public key", id)
 }

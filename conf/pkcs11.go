@@ -1,7 +1,6 @@
 package conf
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +79,7 @@ func (c *Config) SetTokenPublicKey(pub handshake.PublicKey) error {
 	for _, pr := range c.Peers {
 		if pr.PublicKey.Equal(pub) {
 			// Only one can match: Parse refuses two peers with one key.
-			return &Errors{{File: c.Path, Line: pr.Line, Msg: fmt.Sprintf("public_key of peer %q is this host's own public key (the token key's)", pr.ID)}}
+			return &Errors{{File: c.Path, Line: pr.Line, Msg: ownKeyMsg(pr.ID) + " (the token key's)"}}
 		}
 	}
 	return nil
