@@ -200,9 +200,10 @@ public_key = "` + testKey(t, 20).PublicKey().String() + `"
 endpoint = "198.18.6.6:51820"
 allowed_ips = ["fd00:77::5/128"]
 `
-	_, ferr := Parse("st0.toml", []byte(file))
-	t.Logf("same as [[peer]] tables: %v", ferr)
-	if ferr == nil && len(skipped) != 0 {
+	if _, ferr := Parse("st0.toml", []byte(file)); ferr != nil {
+		t.Errorf("check refuses the pair as [[peer]] tables: %v", ferr)
+	}
+	if len(skipped) != 0 {
 		t.Errorf("check accepts the pair as [[peer]] tables, the merge skips the record: %v", skipped)
 	}
 
