@@ -85,8 +85,11 @@ func TestPeerWithOwnKeyRefused(t *testing.T) {
 		t.Errorf("reload with a directory peer that has this host's key: %v", err)
 	}
 	cfg.Interface.Name = "stc"
-	if d, err := New(&cfg, Options{TUN: newMemTUN(), Bind: p.net.bind("198.18.0.3:51820"), TickInterval: -1, QuietStart: true}); err == nil {
+	d, err := New(&cfg, Options{TUN: newMemTUN(), Bind: p.net.bind("198.18.0.3:51820"), TickInterval: -1, QuietStart: true})
+	if err == nil {
 		d.Close()
 		t.Errorf("New started a device with a peer that has its own key")
+	} else if err.Error() != `a.toml: directory peer "mirror" has this host's own public key` {
+		t.Errorf("New with a directory peer that has this host's key: %v", err)
 	}
 }
