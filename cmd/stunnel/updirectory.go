@@ -153,10 +153,12 @@ func (s *dirSync) lock() func() {
 	return s.mu.Unlock
 }
 
-// mergeLocked is file's peers plus the directory's that fit; the rest are
-// logged once each (again only if they go away and come back).
+// mergeLocked is file's peers plus the directory's that fit, counted in
+// s.applied for show; the rest are logged once each (again only if they go
+// away and come back).
 func (s *dirSync) mergeLocked(file *conf.Config) *conf.Config {
 	merged, problems := s.mergeExcludingLocked(file, nil)
+	s.applied = len(merged.Peers) - len(file.Peers)
 	s.reportLocked(problems)
 	return merged
 }
@@ -177,7 +179,6 @@ func (s *dirSync) mergeExcludingLocked(file *conf.Config, refused map[string]str
 	for _, why := range refused {
 		problems = append(problems, why)
 	}
-	s.applied = len(merged.Peers) - len(file.Peers)
 	return merged, problems
 }
 
@@ -284,11 +285,13 @@ func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
 // revocations and SIGHUP reloads included. A file peer's refused route
 // fails the apply; the caller keeps the running configuration. apply must
 // leave everything as it was when it fails (applyPeers, applyReload do),
-// and each round leaves out one more record, so the loop ends.
+// and each round leaves out one more record, so the loop ends. s.applied,
+// show's "in use", is set to each round's directory peers before its apply.
 func (s *dirSync) applyMergedLocked(file *conf.Config, apply func(*conf.Config) error) (*conf.Config, error) {
 	var refused map[string]string
 	for {
 		cfg, problems := s.mergeExcludingLocked(file, refused)
+		s.applied = len(cfg.Peers) - len(file.Peers)
 		err := apply(cfg)
 		var re *netcfg.RouteError
 		if err == nil || !errors.As(err, &re) {
