@@ -111,13 +111,6 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 		b.WriteString(marks())
 		return b.String()
 	}
-	peers := func() map[string][]string {
-		out := map[string][]string{}
-		for _, p := range d.Status().Peers {
-			out[p.ID] = p.AllowedIPs
-		}
-		return out
-	}
 
 	for _, c := range []struct {
 		name, file string
@@ -144,7 +137,7 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 		if running.Load() != cfg {
 			t.Errorf("%s: the refused reload replaced the running config", c.name)
 		}
-		if p := peers(); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.5.0/24"}) {
+		if p := devicePeerIPs(d); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.5.0/24"}) {
 			t.Errorf("%s: device peers after the refused reload: %v; want only b with 198.19.5.0/24", c.name, p)
 		}
 		if after := state(); after != before {

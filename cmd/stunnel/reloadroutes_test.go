@@ -53,13 +53,6 @@ func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
 		}
 		return out
 	}
-	peers := func() map[string][]string {
-		out := map[string][]string{}
-		for _, p := range d.Status().Peers {
-			out[p.ID] = p.AllowedIPs
-		}
-		return out
-	}
 	before := routes()
 
 	// The bad file widens b (a route that can be added) and adds c, whose
@@ -76,7 +69,7 @@ func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
 	if got != cfg {
 		t.Errorf("reload returned a new config after a refused reload; want the running one")
 	}
-	if p := peers(); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.5.0/24"}) {
+	if p := devicePeerIPs(d); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.5.0/24"}) {
 		t.Errorf("device peers after the refused reload: %v; want only b with 198.19.5.0/24", p)
 	}
 	if after := routes(); after != before {
@@ -92,7 +85,7 @@ func TestReloadRouteFailureKeepsRunningConfig(t *testing.T) {
 	if rerr != nil {
 		t.Fatalf("good reload: %v", rerr)
 	}
-	if p := peers(); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.6.0/24"}) {
+	if p := devicePeerIPs(d); len(p) != 1 || !slices.Equal(p["b"], []string{"198.19.6.0/24"}) {
 		t.Errorf("device peers after the good reload: %v; want only b with 198.19.6.0/24", p)
 	}
 	r := routes()
@@ -154,6 +147,17 @@ func clashDevice(t *testing.T, ns, dev string, cfg *conf.Config, log *slog.Logge
 		t.Fatal(err)
 	}
 	return d, bind, link
+}
+
+// devicePeerIPs is the allowed_ips of each peer d runs, by ID: what the
+// reload tests compare after a refused reload, which must leave them as
+// they were.
+func devicePeerIPs(d *tunnel.Device) map[string][]string {
+	out := map[string][]string{}
+	for _, p := range d.Status().Peers {
+		out[p.ID] = p.AllowedIPs
+	}
+	return out
 }
 
 // clashConfig is the reload tests' config file for device dev with the
