@@ -286,13 +286,16 @@ func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
 // fails the apply; the caller keeps the running configuration. apply must
 // leave everything as it was when it fails (applyPeers, applyReload do),
 // and each round leaves out one more record, so the loop ends. s.applied,
-// show's "in use", is set to each round's directory peers before its apply.
+// show's "in use", counts the directory peers of the round that applied; a
+// failed apply leaves it, as it leaves the running peers.
 func (s *dirSync) applyMergedLocked(file *conf.Config, apply func(*conf.Config) error) (*conf.Config, error) {
 	var refused map[string]string
 	for {
 		cfg, problems := s.mergeExcludingLocked(file, refused)
-		s.applied = len(cfg.Peers) - len(file.Peers)
 		err := apply(cfg)
+		if err == nil {
+			s.applied = len(cfg.Peers) - len(file.Peers)
+		}
 		var re *netcfg.RouteError
 		if err == nil || !errors.As(err, &re) {
 			s.reportLocked(problems)
