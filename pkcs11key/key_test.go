@@ -266,6 +266,24 @@ func TestRecoversWhenTokenComesBack(t *testing.T) {
 	}
 }
 
+// newClockedTokenKey is newTokenKey on a fake clock, with a peer's public
+// key and the shared secret a handshake with it must come to.
+func newClockedTokenKey(t *testing.T) (*softhsmtest.Token, *Key, *fakeclock.Clock, handshake.PublicKey, [32]byte) {
+	t.Helper()
+	tok, _, k := newTokenKey(t)
+	clock := fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	k.now = clock.Now // nothing runs on k yet: no lock needed
+	peer, err := handshake.GeneratePrivateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := handshake.MemoryKey(peer).SharedSecret(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok, k, clock, peer.PublicKey(), want
+}
+
 // TestReinitPacedByKeyClock: while the token is missing, a flood of
 // handshakes re-initializes the module (which ends every session of it) once
 // per reinitInterval of the Key's own clock, k.now, not once per handshake;
@@ -273,18 +291,14 @@ func TestRecoversWhenTokenComesBack(t *testing.T) {
 // again, and finds the token once it is back. The clock is a fake one: the
 // test never waits for the interval to pass.
 func TestReinitPacedByKeyClock(t *testing.T) {
-	tok, _, k := newTokenKey(t)
-	clock := fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	k.now = clock.Now // nothing runs on k yet: no lock needed
-	peer, _ := handshake.GeneratePrivateKey(nil)
-	want, _ := handshake.MemoryKey(peer).SharedSecret(k.Public())
+	tok, k, clock, peer, want := newClockedTokenKey(t)
 	// flood is n handshakes' worth of SharedSecret calls, each refused
 	// with a missing-token error; it returns the re-initializations made.
 	flood := func(n int) uint64 {
 		t.Helper()
 		before := reinits.Load()
 		for range n {
-			_, err := k.SharedSecret(peer.PublicKey())
+			_, err := k.SharedSecret(peer)
 			var e *Error
 			if !errors.As(err, &e) || e.Kind != KindToken || !strings.Contains(err.Error(), `token "gw"`) {
 				t.Fatalf("with the token gone: %v, want a missing-token error", err)
@@ -318,7 +332,7 @@ func TestReinitPacedByKeyClock(t *testing.T) {
 	}
 	clock.Advance(reinitInterval)
 	before := reinits.Load()
-	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
+	if got, err := k.SharedSecret(peer); err != nil || got != want {
 		t.Fatalf("token back, reinitInterval later on the key's clock: %v", err)
 	}
 	if n := reinits.Load() - before; n != 1 {

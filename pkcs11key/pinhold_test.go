@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"stunnel/handshake"
 	"stunnel/internal/fakeclock"
 	"stunnel/internal/softhsmtest"
 )
@@ -33,11 +32,7 @@ func dropSessions(t *testing.T, k *Key) {
 // back-off passes, and then one; rewriting the file with the same PIN does
 // not count as a change; a fixed PIN file works at the next handshake.
 func TestWrongPINNotRetriedPerHandshake(t *testing.T) {
-	tok, _, k := newTokenKey(t)
-	clock := fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	k.now = clock.Now // nothing runs on k yet: no lock needed
-	peer, _ := handshake.GeneratePrivateKey(nil)
-	want, _ := handshake.MemoryKey(peer).SharedSecret(k.Public())
+	tok, k, clock, peer, want := newClockedTokenKey(t)
 	setPIN := func(pin string) {
 		t.Helper()
 		if err := os.WriteFile(tok.PinFile, []byte(pin+"\n"), 0o600); err != nil {
@@ -50,7 +45,7 @@ func TestWrongPINNotRetriedPerHandshake(t *testing.T) {
 		t.Helper()
 		before := loginAttempts.Load()
 		for range n {
-			_, err := k.SharedSecret(peer.PublicKey())
+			_, err := k.SharedSecret(peer)
 			var e *Error
 			if !errors.As(err, &e) || e.Kind != KindPIN || !strings.Contains(err.Error(), `wrong PIN for token "gw"`) {
 				t.Fatalf("with a wrong PIN file: %v, want a wrong-PIN error", err)
@@ -85,7 +80,7 @@ func TestWrongPINNotRetriedPerHandshake(t *testing.T) {
 	}
 
 	setPIN(softhsmtest.PIN)
-	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
+	if got, err := k.SharedSecret(peer); err != nil || got != want {
 		t.Fatalf("the next handshake after fixing the PIN file: %v", err)
 	}
 	// A later refusal starts from the shortest back-off again.
