@@ -28,14 +28,21 @@ build_stunnel() {
 	fi
 }
 
-# build_flood: the valid-mac1 flood generator for the flood rows.
-build_flood() {
-	FLOOD_BIN=$WORK/bin/flood
-	if ! (cd "$REPO" && go build -o "$FLOOD_BIN" ./netns-tests/bench/flood) >"$WORK/flood-build.log" 2>&1; then
-		log "flood generator did not build: $(last_line "$WORK/flood-build.log"); flood rows n/a"
-		FLOOD_BIN=""
+# build_bench_tool NAME VAR WITHOUT: builds ./netns-tests/bench/NAME into
+# $WORK/bin/NAME and sets VAR to its path; if it does not build, logs why and
+# WITHOUT (what the run does without it) and sets VAR empty.
+build_bench_tool() {
+	local name=$1 var=$2 without=$3 bin=$WORK/bin/$1
+	if (cd "$REPO" && go build -o "$bin" "./netns-tests/bench/$name") >"$WORK/$name-build.log" 2>&1; then
+		printf -v "$var" '%s' "$bin"
+	else
+		log "$name did not build: $(last_line "$WORK/$name-build.log"); $without"
+		printf -v "$var" '%s' ""
 	fi
 }
+
+# build_flood: the valid-mac1 flood generator for the flood rows.
+build_flood() { build_bench_tool flood FLOOD_BIN "flood rows n/a"; }
 
 # build_wireguard_go: golang.zx2c4.com/wireguard at exactly the version our
 # go.mod pins. We build in a copy of go.mod/go.sum so -mod=mod may add sums

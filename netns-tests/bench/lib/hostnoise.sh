@@ -8,13 +8,7 @@
 #
 #   HOSTNOISE_SECS=5   seconds per round (QUICK: 2); 0 skips
 
-build_hostnoise() {
-	HOSTNOISE_BIN=$WORK/bin/hostnoise
-	if ! (cd "$REPO" && go build -o "$HOSTNOISE_BIN" ./netns-tests/bench/hostnoise) >"$WORK/hostnoise-build.log" 2>&1; then
-		log "hostnoise did not build: $(last_line "$WORK/hostnoise-build.log"); host noise not measured"
-		HOSTNOISE_BIN=""
-	fi
-}
+build_hostnoise() { build_bench_tool hostnoise HOSTNOISE_BIN "host noise not measured"; }
 
 # hostnoise_secs: the seconds per round, HOSTNOISE_SECS or its default;
 # host_noise measures that long and hostnoise_table says so.
