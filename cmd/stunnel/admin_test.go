@@ -12,13 +12,24 @@ import (
 	"stunnel/tunnel/control"
 )
 
+// listenControl starts a control server for name with handlers h; it stops
+// when the test ends.
+func listenControl(t *testing.T, name string, h control.Handlers) {
+	t.Helper()
+	s, err := control.Listen(control.Config{Name: name, Handlers: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+}
+
 // serveAdmin starts a control server for name whose actions are recorded.
 func serveAdmin(t *testing.T, name string) *[]string {
 	t.Helper()
 	var mu sync.Mutex
 	var done []string
 	rec := func(s string) { mu.Lock(); done = append(done, s); mu.Unlock() }
-	s, err := control.Listen(control.Config{Name: name, Handlers: control.Handlers{
+	listenControl(t, name, control.Handlers{
 		Status: func() ([]byte, error) { return []byte(`{"name":"` + name + `"}`), nil },
 		Reload: func() error {
 			rec("reload")
@@ -32,11 +43,7 @@ func serveAdmin(t *testing.T, name string) *[]string {
 			return nil
 		},
 		Disconnect: func(p string) error { rec(name + " disconnect " + p); return nil },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	})
 	return &done
 }
 

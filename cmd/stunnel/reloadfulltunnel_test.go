@@ -59,7 +59,7 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 	// reload in the namespace, the running config kept or replaced.
 	t.Setenv(control.RunDirEnv, t.TempDir())
 	running := newRunningConfig(cfg) // the handler's goroutine writes it
-	srv, err := control.Listen(control.Config{Name: "rft0", Handlers: control.Handlers{
+	listenControl(t, "rft0", control.Handlers{
 		Status: func() ([]byte, error) { return []byte(`{}`), nil },
 		Reload: func() (rerr error) {
 			if err := netns.Do(ns, func() error {
@@ -72,11 +72,7 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 			}
 			return rerr
 		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	})
 
 	// What a refused reload must leave alone: the kernel's policy rules and
 	// every table's routes, the marks of the UDP sockets and the resolver.

@@ -88,13 +88,7 @@ refused handshakes:
 // the test ends.
 func serve(t *testing.T, name string, st tunnel.Status) {
 	t.Helper()
-	s, err := control.Listen(control.Config{Name: name, Handlers: control.Handlers{
-		Status: func() ([]byte, error) { return json.Marshal(st) },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	listenControl(t, name, control.Handlers{Status: func() ([]byte, error) { return json.Marshal(st) }})
 }
 
 func show(args ...string) (code int, stdout, stderr string) {

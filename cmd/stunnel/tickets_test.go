@@ -163,11 +163,7 @@ func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
 
 	// Through the control socket: exit 1, the daemon's line, nothing on stdout.
 	t.Setenv(control.RunDirEnv, t.TempDir())
-	s, err := control.Listen(control.Config{Name: "st7", Handlers: control.Handlers{TicketsAdd: add, Status: func() ([]byte, error) { return []byte(`{}`), nil }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	listenControl(t, "st7", control.Handlers{TicketsAdd: add, Status: func() ([]byte, error) { return []byte(`{}`), nil }})
 	code, stdout, stderr := admin("tickets add", "tickets add", "", "-i", "st7")
 	if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "key_file "+keyFile) {
 		t.Errorf("stunnel tickets add -i st7: exit %d, stdout %q, stderr %q; want exit 1 and the one-line refusal", code, stdout, stderr)
@@ -230,11 +226,7 @@ func TestTicketsRetireRefusedForKeyFileRing(t *testing.T) {
 
 	// Through the control socket: exit 1, the daemon's line, nothing on stdout.
 	t.Setenv(control.RunDirEnv, t.TempDir())
-	s, err := control.Listen(control.Config{Name: "st8", Handlers: control.Handlers{TicketsRetire: retire, Status: func() ([]byte, error) { return []byte(`{}`), nil }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	listenControl(t, "st8", control.Handlers{TicketsRetire: retire, Status: func() ([]byte, error) { return []byte(`{}`), nil }})
 	code, stdout, stderr := admin("tickets retire", "tickets retire", "KEY-ID", "-i", "st8", name)
 	if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "key_file "+keyFile) {
 		t.Errorf("stunnel tickets retire -i st8 %s: exit %d, stdout %q, stderr %q; want exit 1 and the one-line refusal", name, code, stdout, stderr)
