@@ -81,7 +81,8 @@ type Session struct {
 	Cipher                  handshake.CipherPreference
 }
 
-// Peer is one [[peer]] table.
+// Peer is one [[peer]] table, or a record of the etcd directory that
+// MergePeers accepted (FromDirectory).
 type Peer struct {
 	ID                  string
 	PublicKey           handshake.PublicKey
@@ -92,6 +93,10 @@ type Peer struct {
 	AllowedIPs          []netip.Prefix         // masked: no host bits
 	PersistentKeepalive time.Duration          // 0 = off
 	Line                int                    // line of its [[peer]] header, for later messages
+	// FromDirectory marks a peer that came from the etcd directory: its
+	// /0 never makes a full tunnel, which only the host's own file may ask
+	// for (whoever can write to etcd must not take all of a host's traffic).
+	FromDirectory bool
 }
 
 // Load reads path (and the key files it names, relative to its directory)

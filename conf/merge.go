@@ -69,7 +69,8 @@ func ParseAllowedIP(s string) (netip.Prefix, error) {
 // loop into the tunnel, as crossCheck refuses in one file; a full tunnel
 // exempts them), or allowed_ips holding an etcd endpoint of [directory]
 // given as a non-loopback IP address. This host's own record (its
-// peer_id) is left out silently. c is not modified. Cost is linear in the
+// peer_id) is left out silently. The records used are marked
+// FromDirectory. c is not modified. Cost is linear in the
 // number of prefixes and endpoints, so ten thousand peers merge in
 // milliseconds.
 func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
@@ -106,6 +107,7 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 			continue
 		}
 		m.accept(pr, "") // check left pr's endpoints in m.scratch
+		pr.FromDirectory = true
 		out.Peers = append(out.Peers, pr)
 	}
 	return &out, skipped

@@ -223,3 +223,18 @@ address = ["10.77.0.1/24"]
 		t.Errorf("a /0 record with an IP endpoint is skipped: %v", skipped2)
 	}
 }
+
+// The records used are marked FromDirectory and the file's peers are not:
+// the daemon makes a full tunnel only for the file's /0 (a record's could
+// take all of a host's traffic on the word of whoever writes to etcd).
+func TestMergeMarksDirectoryPeers(t *testing.T) {
+	merged, skipped := MergePeers(mergeFile(t), []Peer{record(t, "x", 20, "", "fd00:77::9/128"), record(t, "y", 21, "", "10.77.9.0/24")})
+	if len(skipped) != 0 || len(merged.Peers) != 4 {
+		t.Fatalf("merged %d peers, skipped %v; want the file's two and both records", len(merged.Peers), skipped)
+	}
+	for _, p := range merged.Peers {
+		if want := p.ID == "x" || p.ID == "y"; p.FromDirectory != want {
+			t.Errorf("peer %s: FromDirectory %v, want %v", p.ID, p.FromDirectory, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"stunnel/conf"
 	"stunnel/tunnel"
@@ -13,10 +14,59 @@ import (
 )
 
 // mainRoutes are the allowed_ips routed through the device in the main
-// table: all but the defaults, which addFullTunnel and applyReload handle.
+// table: all but the defaults. A file peer's default is a full tunnel
+// (fullTunnelFamilies); a directory peer's is not routed at all.
 func mainRoutes(cfg *conf.Config) []netip.Prefix {
 	rest, _, _ := netcfg.SplitDefaults(tunnel.Routes(cfg))
 	return rest
+}
+
+// fullTunnelFamilies is the families cfg's full tunnel covers: those a
+// [[peer]] of the file has a /0 for. A directory peer's /0 counts for
+// nothing here, whatever cfg merged: whoever can write to etcd must not be
+// able to take all of a host's traffic, so an exit is something the host
+// opts into in its own file (as a Tailscale client picks its exit node
+// locally). That peer still has its /0 in the device: it may send from any
+// address and gets what the host routes into the device anyway.
+func fullTunnelFamilies(cfg *conf.Config) (v4, v6 bool) {
+	for _, p := range cfg.Peers {
+		if p.FromDirectory {
+			continue
+		}
+		for _, pfx := range p.AllowedIPs {
+			if pfx.Bits() == 0 {
+				v4, v6 = v4 || pfx.Addr().Is4(), v6 || !pfx.Addr().Is4()
+			}
+		}
+	}
+	return v4, v6
+}
+
+// withoutRoutedDefaults is cfg as the device may run it while the full
+// tunnel routes families v4 and v6 into it: each directory peer's /0 of
+// such a family is left out, as that peer would get all of the family's
+// traffic, which only the file may hand out (fullTunnelFamilies). They meet
+// only in a reload whose file drops its /0 as a record's /0 of that family
+// becomes usable, until the family is gone (applyReload), or after the
+// family failed to go. held says whether anything was left out; then out
+// is a copy, whose secrets the caller zeroes once the device has them.
+func withoutRoutedDefaults(cfg *conf.Config, v4, v6 bool) (out *conf.Config, held bool) {
+	routed := func(pfx netip.Prefix) bool {
+		return pfx.Bits() == 0 && (pfx.Addr().Is4() && v4 || pfx.Addr().Is6() && v6)
+	}
+	out = cfg
+	for i, p := range cfg.Peers {
+		if !p.FromDirectory || !slices.ContainsFunc(p.AllowedIPs, routed) {
+			continue
+		}
+		if !held {
+			c := *cfg
+			c.Peers = slices.Clone(cfg.Peers)
+			out, held = &c, true
+		}
+		out.Peers[i].AllowedIPs = slices.DeleteFunc(slices.Clone(p.AllowedIPs), routed)
+	}
+	return out, held
 }
 
 // fullTunnelTable is the routing table and socket mark of a full tunnel:
@@ -29,8 +79,8 @@ func fullTunnelTable(cfg *conf.Config) int {
 	return netcfg.DefaultFullTunnelTable
 }
 
-// addFullTunnel makes the device the default route for each family a peer
-// of cfg has a /0 for (docs/CONFIGURATION.md, "Full tunnel") and the link
+// addFullTunnel makes the device the default route for each family of
+// fullTunnelFamilies(cfg) (docs/CONFIGURATION.md, "Full tunnel") that the link
 // does not route yet, in table (also the socket mark): the UDP socket and
 // the resolver first get the mark that exempts the tunnel's own packets,
 // then the route and rules go in. It removes nothing: a family cfg no longer
@@ -42,7 +92,7 @@ func fullTunnelTable(cfg *conf.Config) int {
 // too; on success undo takes back exactly what it added, mark included, for
 // a reload whose next step fails.
 func addFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res *endpointResolver, table int, log *slog.Logger) (undo func() error, err error) {
-	_, v4, v6 := netcfg.SplitDefaults(tunnel.Routes(cfg))
+	v4, v6 := fullTunnelFamilies(cfg)
 	had4, had6 := link.FullTunnel()
 	if (!v4 || had4) && (!v6 || had6) {
 		return func() error { return nil }, nil

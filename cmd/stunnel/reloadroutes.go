@@ -30,16 +30,24 @@ import (
 //
 // Between 1 and 2 a new subnet is routed into the device before the device
 // has its peer: those packets are dropped (no_route), never sent elsewhere.
+//
+// A directory peer's /0 of a family the full tunnel routes into the device
+// is held back (withoutRoutedDefaults); routes are the same either way.
 func applyPeers(d *tunnel.Device, link *netcfg.Link, cfg *conf.Config, log *slog.Logger) error {
 	if link == nil {
 		return d.Reload(cfg)
+	}
+	full4, full6 := link.FullTunnel()
+	dev, held := withoutRoutedDefaults(cfg, full4, full6)
+	if held {
+		defer zeroConfigSecrets(dev) // its own copies
 	}
 	old := link.Routes()
 	want := mainRoutes(cfg)
 	if err := link.SetRoutes(append(slices.Clone(want), old...)); err != nil {
 		return err // "st0: adding route 198.19.7.0/24: file exists (another interface routes it?)"
 	}
-	if err := d.Reload(cfg); err != nil {
+	if err := d.Reload(dev); err != nil {
 		if rerr := link.SetRoutes(old); rerr != nil {
 			return fmt.Errorf("%w; and taking back the routes it added: %v", err, rerr)
 		}
@@ -58,9 +66,18 @@ func applyPeers(d *tunnel.Device, link *netcfg.Link, cfg *conf.Config, log *slog
 // first, because adding them is what fails (the tunnel's routing table
 // already has a default route: another full tunnel, a wg-quick of the
 // host), and they are undone exactly; if the peers and routes are then
-// refused, they are taken back. A family no peer has any more is removed
-// last, once the device has dropped its /0: removing it earlier would send
-// that traffic out in the clear by the host's own default route meanwhile.
+// refused, they are taken back. A family no file peer has any more is
+// removed last, once the device has dropped that peer's /0: removing it
+// earlier would send that traffic out in the clear by the host's own
+// default route meanwhile. A directory record's /0 keeps no family
+// (fullTunnelFamilies): a reload whose file drops its /0 takes the family
+// down as it would without the record, whose peer gets its /0 only once
+// the family is gone (withoutRoutedDefaults). The other way round is not
+// covered: when a file's /0 comes in while a record's /0 of that family
+// runs, that record's peer gets the family's traffic from the moment the
+// family goes in until applyPeers drops the record (the merge skips a
+// record overlapping the file's /0), one device reload's time, as the
+// family must go in first to be undone exactly.
 //
 // table is fixed for the tunnel's life (the running config's, as at start):
 // the socket mark and the rules in place must keep agreeing.
@@ -72,18 +89,29 @@ func applyReload(d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *e
 	if err != nil {
 		return err // "st0: full tunnel 0.0.0.0/0: adding the default route to table 51820: file exists (...)"
 	}
+	had4, had6 := link.FullTunnel()
 	if err := applyPeers(d, link, cfg, log); err != nil {
 		if uerr := undo(); uerr != nil {
 			return fmt.Errorf("%w; and taking back the full tunnel it added: %v", err, uerr)
 		}
 		return err
 	}
-	_, v4, v6 := netcfg.SplitDefaults(tunnel.Routes(cfg))
+	v4, v6 := fullTunnelFamilies(cfg)
 	if err := link.SetFullTunnel(table, uint32(table), v4, v6); err != nil {
 		// The device runs cfg already and cannot go back (applyPeers).
 		// What is left routes into the device, which drops it (no peer
-		// has the /0): nothing leaks, but that traffic stops.
+		// has the /0; applyPeers held a directory peer's back): nothing
+		// leaks, but that traffic stops.
 		log.Error("reload applied, but a full tunnel no peer has any more is still in place; its traffic is dropped until a restart", "err", err.Error())
+		return nil
+	}
+	// A family is gone: a directory peer's /0 that applyPeers held back
+	// for it routes nothing now, and the peer may have it.
+	if dev, held := withoutRoutedDefaults(cfg, had4 && !v4, had6 && !v6); held {
+		zeroConfigSecrets(dev)
+		if err := d.Reload(cfg); err != nil {
+			log.Warn("reload applied, but a directory peer's /0 is not in the device until the next change", "err", err.Error())
+		}
 	}
 	return nil
 }

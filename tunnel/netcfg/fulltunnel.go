@@ -12,7 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A full tunnel (a peer with allowed_ips 0.0.0.0/0 or ::/0) is done the way
+// A full tunnel (a [[peer]] of the config file with allowed_ips 0.0.0.0/0
+// or ::/0; a directory peer's /0 never makes one) is done the way
 // wg-quick does it, so it works on a host that already has a default route
 // and never routes the tunnel's own UDP packets into itself:
 //
@@ -32,7 +33,8 @@ const DefaultFullTunnelTable = 51820
 
 // SplitDefaults separates the default prefixes (0.0.0.0/0, ::/0) from the
 // rest: the rest are routed in the main table (Apply, SetRoutes); a default
-// turns on the full tunnel for its family (SetFullTunnel).
+// is never routed there, only by the full tunnel the daemon may make for
+// its family (SetFullTunnel).
 func SplitDefaults(routes []netip.Prefix) (rest []netip.Prefix, v4, v6 bool) {
 	for _, p := range routes {
 		switch {
