@@ -117,6 +117,52 @@ func TestWithoutRoutedDefaultsHoldsBackDirectoryDefaults(t *testing.T) {
 	}
 }
 
+// A directory peer with a /0 is logged once at Info, by ID, when it comes
+// into use; not again on later changes that leave its /0s as they are, but
+// again when they change or when it comes back after going away.
+func TestDirectoryDefaultLoggedOnce(t *testing.T) {
+	var logs bytes.Buffer
+	const msg = "a record's /0 is not made a default route; a full tunnel comes only from a [[peer]] in the config file"
+	count := func() int { return strings.Count(logs.String(), msg) }
+	file := attachTestConfig()
+	x := attachTestPeer("x", "0.0.0.0/0")
+	other := attachTestPeer("y", "fd00:99::/64")
+	ds := &dirSync{dir: &fixedDir{peers: []conf.Peer{x, other}}, log: slog.New(slog.NewTextHandler(&logs, nil)), file: file, reported: map[string]bool{}}
+	d := newAttachTestDevice(t, ds.initial())
+	t.Cleanup(func() { d.Close() })
+	ds.attach(d, nil)
+	if n := count(); n != 1 {
+		t.Fatalf("x's /0 logged %d times at start, want once:\n%s", n, logs.String())
+	}
+	line := logs.String()
+	if !strings.Contains(line, "level=INFO") || !strings.Contains(line, "peer=x") || !strings.Contains(line, "allowed_ips=0.0.0.0/0") ||
+		strings.Contains(line, x.PublicKey.String()) || strings.Count(line, "\n") != 1 {
+		t.Errorf("want one Info line naming peer x and its /0, no key:\n%s", line)
+	}
+
+	moved := other
+	moved.AllowedIPs = []netip.Prefix{netip.MustParsePrefix("fd00:98::/64")}
+	ds.onChange([]conf.Peer{x, moved}) // another record changes
+	ds.onChange([]conf.Peer{x, other})
+	if n := count(); n != 1 {
+		t.Errorf("x's /0 logged %d times after changes that leave it as it is, want once", n)
+	}
+	both := x
+	both.AllowedIPs = append(slices.Clone(x.AllowedIPs), netip.MustParsePrefix("::/0"))
+	ds.onChange([]conf.Peer{both}) // y would overlap ::/0 now
+	if n := count(); n != 2 || !strings.Contains(logs.String(), `allowed_ips=0.0.0.0/0,::/0`) {
+		t.Errorf("x's /0s changed: logged %d times in all, want 2, the second naming both:\n%s", n, logs.String())
+	}
+	ds.onChange(nil)
+	ds.onChange([]conf.Peer{both})
+	if n := count(); n != 3 {
+		t.Errorf("x came back: logged %d times in all, want 3", n)
+	}
+	if strings.Contains(logs.String(), "peer=y") {
+		t.Errorf("record y, without a /0, was logged as one:\n%s", logs.String())
+	}
+}
+
 // In a namespace, as up runs it: a directory record's /0 makes no default
 // route in the full tunnel's table (51820 with listen_port 0) and no policy
 // rule, at start and after a reload, while the file's /0 still makes its

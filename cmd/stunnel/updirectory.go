@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,7 @@ type dirSync struct {
 	dev      *tunnel.Device  // nil until attached, and again after detach
 	link     *netcfg.Link    //
 	reported map[string]bool // skipped-record messages already logged
+	defaults map[string]bool // directory peers' /0s logged as no default route: "ID PREFIXES"
 	applied  int             // directory peers in the running set
 
 	priv      handshake.PrivateKey // seals the disk cache; zeroed at Close
@@ -160,6 +162,7 @@ func (s *dirSync) mergeLocked(file *conf.Config) *conf.Config {
 	merged, problems := s.mergeExcludingLocked(file, nil)
 	s.applied = len(merged.Peers) - len(file.Peers)
 	s.reportLocked(problems)
+	s.noteDefaultsLocked(merged)
 	return merged
 }
 
@@ -192,6 +195,32 @@ func (s *dirSync) reportLocked(problems []string) {
 		}
 	}
 	s.reported = seen
+}
+
+// noteDefaultsLocked logs each directory peer of cfg, the peers now in
+// use, that has a /0: once, and again only if its /0s change or it goes
+// away and comes back. Whoever published an exit in etcd learns why no
+// host's traffic goes there (fullTunnelFamilies).
+func (s *dirSync) noteDefaultsLocked(cfg *conf.Config) {
+	seen := make(map[string]bool)
+	for _, p := range cfg.Peers {
+		var zeros []string
+		for _, pfx := range p.AllowedIPs {
+			if p.FromDirectory && pfx.Bits() == 0 {
+				zeros = append(zeros, pfx.String())
+			}
+		}
+		if len(zeros) == 0 {
+			continue
+		}
+		key := p.ID + " " + strings.Join(zeros, ",")
+		seen[key] = true
+		if !s.defaults[key] {
+			s.log.Info("directory: a record's /0 is not made a default route; a full tunnel comes only from a [[peer]] in the config file",
+				"peer", p.ID, "allowed_ips", strings.Join(zeros, ","))
+		}
+	}
+	s.defaults = seen
 }
 
 // fileApplied records the file's config after a successful SIGHUP reload.
@@ -286,8 +315,9 @@ func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
 // fails the apply; the caller keeps the running configuration. apply must
 // leave everything as it was when it fails (applyPeers, applyReload do),
 // and each round leaves out one more record, so the loop ends. s.applied,
-// show's "in use", counts the directory peers of the round that applied; a
-// failed apply leaves it, as it leaves the running peers.
+// show's "in use", counts the directory peers of the round that applied,
+// whose /0s are logged then (noteDefaultsLocked); a failed apply leaves
+// both, as it leaves the running peers.
 func (s *dirSync) applyMergedLocked(file *conf.Config, apply func(*conf.Config) error) (*conf.Config, error) {
 	var refused map[string]string
 	for {
@@ -295,6 +325,7 @@ func (s *dirSync) applyMergedLocked(file *conf.Config, apply func(*conf.Config) 
 		err := apply(cfg)
 		if err == nil {
 			s.applied = len(cfg.Peers) - len(file.Peers)
+			s.noteDefaultsLocked(cfg)
 		}
 		var re *netcfg.RouteError
 		if err == nil || !errors.As(err, &re) {
