@@ -66,11 +66,13 @@ func ParseAllowedIP(s string) (netip.Prefix, error) {
 // peer's or holding this host's address, an endpoint inside an accepted
 // peer's allowed_ips or its own (a /0 aside), allowed_ips (a /0 aside)
 // holding an accepted peer's endpoint (that peer's encrypted packets would
-// loop into the tunnel, as crossCheck refuses in one file; a full tunnel
-// exempts them), or allowed_ips holding an etcd endpoint of [directory]
-// given as a non-loopback IP address. This host's own record (its
-// peer_id) is left out silently. The records used are marked
-// FromDirectory. c is not modified. Cost is linear in the
+// loop into the tunnel, as crossCheck refuses in one file), or allowed_ips
+// holding an etcd endpoint of [directory] given as a non-loopback IP
+// address, a /0 included. Otherwise a /0 loops nothing: a file peer's is a full tunnel, which
+// exempts the daemon's own packets with a firewall mark, and a record's is
+// not routed at all (the daemon makes a full tunnel only for the file's).
+// This host's own record (its peer_id) is left out silently. The records
+// used are marked FromDirectory. c is not modified. Cost is linear in the
 // number of prefixes and endpoints, so ten thousand peers merge in
 // milliseconds.
 func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
@@ -162,16 +164,18 @@ func (m *merger) check(pr Peer) error {
 				return fmt.Errorf("directory peer %q: allowed_ips %s contains this host's own address %s (skipped)", pr.ID, pfx, a.Addr())
 			}
 		}
-		// A /0 is a full tunnel, whose own UDP packets the daemon exempts
-		// with a firewall mark (crossCheck's endpointLoop leaves it out too).
+		// A record's /0 is never routed (no full tunnel is made for it),
+		// so it cannot take the packets to any endpoint.
 		if pfx.Bits() > 0 {
 			if ep, ok := m.eps.in(pfx); ok {
 				return fmt.Errorf("directory peer %q: allowed_ips %s contains %s; that peer's encrypted packets would loop into the tunnel (skipped)", pr.ID, pfx, ep)
 			}
 		}
-		// etcd's traffic is not exempted even from a full tunnel, and a
-		// record that captures the way to etcd could not be withdrawn
-		// through etcd.
+		// A record that captures the way to etcd could not be withdrawn
+		// through etcd. A /0 is not routed, but still takes what the host
+		// routes into the tunnel, such as an etcd inside the prefix of
+		// this host's own address; it is refused for any etcd address,
+		// more than needed.
 		for _, a := range m.etcd {
 			if pfx.Contains(a) {
 				return fmt.Errorf("directory peer %q: allowed_ips %s contains etcd endpoint %s of [directory]; the directory would be reachable only through that peer (skipped)", pr.ID, pfx, a)
@@ -180,8 +184,9 @@ func (m *merger) check(pr Peer) error {
 	}
 	// An endpoint inside a peer's allowed_ips, this one's included, would
 	// send the peer's encrypted packets into the tunnel itself. A /0 does
-	// not count: it is a full tunnel, whose own packets the daemon exempts
-	// with a firewall mark (as crossCheck's endpointLoop has it for files).
+	// not count: a file peer's is a full tunnel, whose packets to peers the
+	// daemon exempts with a firewall mark (as crossCheck's endpointLoop has
+	// it for files), and a record's is never routed.
 	m.scratch = appendEndpoints(m.scratch[:0], pr)
 	for _, ep := range m.scratch {
 		host := netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen())
@@ -228,8 +233,9 @@ func newEndpointIndex(records []Peer, peers int) endpointIndex {
 	x := endpointIndex{at: make(map[netip.Prefix]int, peers), list: make([]endpointRef, 0, peers)}
 	for _, pr := range records {
 		for _, pfx := range pr.AllowedIPs {
-			// A /0 is never looked up (check exempts a full tunnel):
-			// indexing it would add an entry per endpoint for nothing.
+			// A /0 is never looked up (check exempts a record's, which
+			// is never routed): indexing it would add an entry per
+			// endpoint for nothing.
 			f, b := family(pfx.Addr()), pfx.Bits()
 			if b > 0 && !seen[f][b] {
 				seen[f][b] = true

@@ -75,13 +75,13 @@ func TestMergeSkipsRecordsThatLoopTraffic(t *testing.T) {
 			`directory peer "x": allowed_ips 198.18.0.0/24 contains etcd endpoint 198.18.0.10 of [directory]; the directory would be reachable only through that peer (skipped)`},
 		{"routes an IPv6 etcd endpoint", record(t, "x", 20, "", "2001:db8:e::/64"),
 			`allowed_ips 2001:db8:e::/64 contains etcd endpoint 2001:db8:e::10 of [directory]`},
-		// etcd's traffic is not exempted from a full tunnel, unlike the
-		// tunnel's own UDP.
+		// A /0 is not routed, but takes what the host routes into the
+		// tunnel: an etcd in this host's own subnet would go to it.
 		{"full tunnel past etcd", record(t, "x", 20, "", "::/0"),
 			`allowed_ips ::/0 contains etcd endpoint 2001:db8:e::10 of [directory]`},
 
 		// A loopback etcd is reached through the local table, before any
-		// route of ours (TestMergeKeepsFullTunnelRecordWithLoopbackEtcd).
+		// route of ours (TestMergeKeepsSlashZeroRecordWithLoopbackEtcd).
 		{"covers the loopback etcd", record(t, "x", 20, "", "127.0.0.0/8"), ""},
 		{"next to the endpoints", record(t, "x", 20, "198.18.8.1:51820", "198.18.4.0/24", "198.18.6.0/24", "2001:db8:6::/48"), ""},
 		{"a named endpoint is not resolved", record(t, "x", 20, "", "10.77.9.0/24", "192.0.2.0/24"), ""},
@@ -138,10 +138,11 @@ func TestMergeSkippedRecordReservesNothing(t *testing.T) {
 	}
 }
 
-// A directory record carrying a full tunnel (an exit gateway published in
-// the directory) while etcd is reached on loopback: nothing can route
-// 127.0.0.1 into the tunnel (the local table wins), so the record is used.
-func TestMergeKeepsFullTunnelRecordWithLoopbackEtcd(t *testing.T) {
+// A directory record with a /0 (an exit gateway published in the
+// directory) while etcd is reached on loopback is used as a peer: nothing
+// can route 127.0.0.1 into the tunnel (the local table wins), and the
+// record's /0 is not routed at all (no full tunnel comes from a record).
+func TestMergeKeepsSlashZeroRecordWithLoopbackEtcd(t *testing.T) {
 	base := `[interface]
 name = "st0"
 peer_id = "a"
@@ -160,13 +161,14 @@ cache_file = "st0.directory"
 	merged, skipped := MergePeers(c, []Peer{record(t, "exit", 20, "", "0.0.0.0/0")})
 	t.Logf("peers %d skipped %v", len(merged.Peers), skipped)
 	if len(skipped) != 0 {
-		t.Errorf("full-tunnel record skipped although etcd is on loopback: %v", skipped)
+		t.Errorf("record with 0.0.0.0/0 skipped although etcd is on loopback: %v", skipped)
 	}
 }
 
-// An IP endpoint inside a /0 (a file peer's, or the record's own) is no
-// loop: the full tunnel exempts the daemon's own packets, and crossCheck
-// accepts both as [[peer]] tables, so the merge uses such records too.
+// An IP endpoint inside a /0 is no loop: a file peer's /0 is a full tunnel,
+// which exempts the daemon's own packets, and a record's own /0 is not
+// routed at all; crossCheck accepts both as [[peer]] tables, so the merge
+// uses such records too.
 func TestMergeEndpointInsideAFullTunnelIsNoLoop(t *testing.T) {
 	head := `[interface]
 name = "st0"
