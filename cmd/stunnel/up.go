@@ -119,6 +119,11 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		if err := link.Prune(cfg.Interface.Addresses); err != nil {
 			log.Warn("cleaning the kept TUN device", "err", err.Error())
 		}
+		table := fullTunnelTable(cfg)
+		v4, v6 := fullTunnelFamilies(cfg)
+		if err := link.PruneFullTunnel(table, uint32(table), v4, v6); err != nil {
+			log.Warn("removing the last run's full tunnel", "err", err.Error())
+		}
 	}
 	keepLink := false // set once systemd holds the device: its addresses and routes outlive us
 	defer func() {

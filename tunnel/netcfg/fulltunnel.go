@@ -25,7 +25,9 @@ import (
 // skip table T and leave by the main table's default route. The second rule
 // lets every main-table route more specific than a default (the LAN, the
 // other peers' allowed_ips, the underlay) keep winning. Both rules and the
-// table's route are removed on stop (Remove).
+// table's route are removed on stop (Remove), except when systemd keeps the
+// device across a restart: then the next run takes them over (addFullTunnel,
+// PruneFullTunnel).
 
 // DefaultFullTunnelTable is the routing table, and the firewall mark of the
 // UDP socket, used when the listen port gives none (as wg-quick's 51820).
@@ -93,38 +95,147 @@ func (l *Link) addFullTunnel(family, table int, mark uint32) error {
 	if l.full == nil {
 		l.full = map[int]*fullTunnel{}
 	}
-	dst := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 	name := "0.0.0.0/0"
 	if family == netlink.FAMILY_V6 {
-		dst, name = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, "::/0"
+		name = "::/0"
 	}
-	ft := &fullTunnel{route: &netlink.Route{LinkIndex: l.link.Attrs().Index, Dst: dst, Table: table, Scope: netlink.SCOPE_LINK}}
+	ft := &fullTunnel{route: l.fullTunnelRoute(family, table)}
 	undo := func() {
 		for _, r := range ft.rules {
 			_ = l.h.RuleDel(r)
 		}
 		_ = l.h.RouteDel(ft.route)
 	}
-	if err := l.h.RouteAdd(ft.route); err != nil {
+	// A route or rule that exists already is taken over when it is exactly
+	// ours: the daemon leaves them in place when systemd keeps the device
+	// across a restart (so nothing leaves in the clear while no daemon
+	// runs), and the rules, which belong to no device, outlive a full stop
+	// too. A default route of another device in the table is a clash.
+	if err := l.h.RouteAdd(ft.route); err != nil && !(errors.Is(err, syscall.EEXIST) && l.tableRoutesHere(family, table)) {
 		hint := ""
 		if errors.Is(err, syscall.EEXIST) {
 			hint = fmt.Sprintf(" (routing table %d is in use: another full tunnel on this host?)", table)
 		}
 		return fmt.Errorf("%s: full tunnel %s: adding the default route to table %d: %v%s", l.name, name, table, err, hint)
 	}
-	notMarked := netlink.NewRule()
-	notMarked.Family, notMarked.Table, notMarked.Mark, notMarked.Invert = family, table, mark, true
-	suppress := netlink.NewRule()
-	suppress.Family, suppress.Table, suppress.SuppressPrefixlen = family, unix.RT_TABLE_MAIN, 0
-	for _, r := range []*netlink.Rule{notMarked, suppress} {
-		if err := l.h.RuleAdd(r); err != nil {
-			undo()
-			return fmt.Errorf("%s: full tunnel %s: adding policy rule (%s): %v", l.name, name, describeRule(r), err)
+	for _, r := range fullTunnelRules(family, table, mark) {
+		// The kernel numbers a rule added without a priority below the
+		// last one, so adding an existing rule again never fails: it
+		// makes a second copy, which the stop would leave behind.
+		if !l.ruleExists(r) {
+			if err := l.h.RuleAdd(r); err != nil {
+				undo()
+				return fmt.Errorf("%s: full tunnel %s: adding policy rule (%s): %v", l.name, name, describeRule(r), err)
+			}
 		}
 		ft.rules = append(ft.rules, r)
 	}
 	l.full[family] = ft
 	return nil
+}
+
+// fullTunnelRoute is the default route of family through the device in
+// table.
+func (l *Link) fullTunnelRoute(family, table int) *netlink.Route {
+	dst := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+	if family == netlink.FAMILY_V6 {
+		dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	}
+	return &netlink.Route{LinkIndex: l.link.Attrs().Index, Dst: dst, Table: table, Scope: netlink.SCOPE_LINK}
+}
+
+// fullTunnelRules are the two policy rules of family's full tunnel: packets
+// without mark look up table; the main table's routes more specific than a
+// default keep winning.
+func fullTunnelRules(family, table int, mark uint32) []*netlink.Rule {
+	notMarked := netlink.NewRule()
+	notMarked.Family, notMarked.Table, notMarked.Mark, notMarked.Invert = family, table, mark, true
+	suppress := netlink.NewRule()
+	suppress.Family, suppress.Table, suppress.SuppressPrefixlen = family, unix.RT_TABLE_MAIN, 0
+	return []*netlink.Rule{notMarked, suppress}
+}
+
+// ruleExists reports whether a rule selecting as want does (whatever its
+// priority): one of ours left by a previous run.
+func (l *Link) ruleExists(want *netlink.Rule) bool {
+	rules, err := l.h.RuleList(want.Family)
+	if err != nil {
+		return false
+	}
+	for _, r := range rules {
+		if r.Table == want.Table && r.Mark == want.Mark && r.Invert == want.Invert &&
+			r.SuppressPrefixlen == want.SuppressPrefixlen && r.Src == nil && r.Dst == nil &&
+			r.IifName == "" && r.OifName == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// otherFullTunnel reports whether family has a full tunnel's rule (packets
+// without a mark look up a table) other than this Link's: its rules are
+// deleted before the suppress rule is looked at.
+func (l *Link) otherFullTunnel(family int) bool {
+	rules, err := l.h.RuleList(family)
+	if err != nil {
+		return true // keep the suppress rule: harmless on its own
+	}
+	for _, r := range rules {
+		if r.Invert && r.Mark != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// tableRoutesHere reports whether table's default route of family goes
+// through this device.
+func (l *Link) tableRoutesHere(family, table int) bool {
+	want := l.fullTunnelRoute(family, table)
+	routes, err := l.h.RouteListFiltered(family, &netlink.Route{Table: table, Dst: want.Dst}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	if err != nil {
+		return false
+	}
+	for _, r := range routes {
+		if r.LinkIndex == want.LinkIndex {
+			return true
+		}
+	}
+	return false
+}
+
+// PruneFullTunnel takes out what a previous run left of the full tunnel of
+// a family this run does not want (v4, v6 false): the device systemd kept
+// still carries its default route in table, and the policy rules are
+// still there. Items not there are no error. Only for a device inherited
+// from a previous run, before SetFullTunnel: it does not touch what this
+// Link installed.
+func (l *Link) PruneFullTunnel(table int, mark uint32, v4, v6 bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var firstErr error
+	for _, fam := range []struct {
+		family int
+		want   bool
+	}{{netlink.FAMILY_V4, v4}, {netlink.FAMILY_V6, v6}} {
+		if fam.want || l.full[fam.family] != nil {
+			continue
+		}
+		leftover := &fullTunnel{route: l.fullTunnelRoute(fam.family, table), rules: fullTunnelRules(fam.family, table, mark)}
+		if !l.tableRoutesHere(fam.family, table) {
+			// Not this device's table: the rules may be another
+			// tunnel's, sharing the table number.
+			continue
+		}
+		if l.full == nil {
+			l.full = map[int]*fullTunnel{}
+		}
+		l.full[fam.family] = leftover
+		if err := l.removeFullTunnel(fam.family); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
 }
 
 func (l *Link) removeFullTunnel(family int) error {
@@ -134,6 +245,12 @@ func (l *Link) removeFullTunnel(family int) error {
 	}
 	var firstErr error
 	for _, r := range ft.rules {
+		if r.SuppressPrefixlen >= 0 && l.otherFullTunnel(family) {
+			// wg-quick adds the same rule, and an existing one is
+			// taken over rather than added twice: it stays while
+			// another full tunnel's rule needs it.
+			continue
+		}
 		if err := l.h.RuleDel(r); err != nil && !gone(err) && firstErr == nil {
 			firstErr = fmt.Errorf("%s: removing policy rule (%s): %v", l.name, describeRule(r), err)
 		}

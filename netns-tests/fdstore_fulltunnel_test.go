@@ -1,0 +1,86 @@
+package netnstests
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFDStoreFullTunnelRestarts: a full tunnel under a stand-in for systemd
+// with the unit's descriptor store. The daemon leaves its policy rules and
+// table route to the kept device at a restart, so that nothing leaves in the
+// clear while no daemon runs; the next start must take them over (a
+// `systemctl restart`), and after a full stop, which takes the device but
+// not the rules, a fresh start must too (`systemctl stop; systemctl start`).
+// A stop outside systemd then leaves no rule behind.
+func TestFDStoreFullTunnelRestarts(t *testing.T) {
+	l := newLab(t)
+	const internet4 = "198.19.99.1" // "the internet", behind b
+	nsA, nsB := l.ns("a"), l.ns("b")
+	l.veth(nsA, "u0", underA, nsB, "u0", underB)
+	a := l.newNode(nsA, "host-a", underA, overA+"/24", over6A+"/64")
+	b := l.newNode(nsB, "host-b", underB, overB+"/24", over6B+"/64")
+	a.addPeer(b, true, "0.0.0.0/0", "::/0")
+	b.addPeer(a, true, overA+"/32", over6A+"/128")
+	l.run(nsA, "ip", "route", "add", "default", "via", addrOf(underB))
+	l.run(nsB, "ip", "addr", "add", internet4+"/32", "dev", "lo")
+	table := strconv.Itoa(listenPort)
+	fullTunnelUp := func(when string) {
+		t.Helper()
+		for _, fam := range []string{"-4", "-6"} {
+			rules := l.run(nsA, "ip", fam, "rule", "show")
+			if strings.Count(rules, "lookup "+table) != 1 || strings.Count(rules, "suppress_prefixlength 0") != 1 {
+				t.Fatalf("%s: want one rule each for table %s and suppress_prefixlength, ip %s rule:\n%s", when, table, fam, rules)
+			}
+			if r := l.run(nsA, "ip", fam, "route", "show", "table", table); !strings.Contains(r, "default dev "+devName) {
+				t.Fatalf("%s: ip %s table %s has no default route through %s: %q", when, fam, table, devName, r)
+			}
+		}
+	}
+
+	m := newServiceManager(t, l.dir)
+	b.start()
+	a.startManaged(m)
+	pingUntil(t, nsA, internet4, sessionWait)
+	fullTunnelUp("first start")
+
+	// systemctl restart: the store keeps the device, so its routes stay,
+	// and so must the rules: no packet may take the main table meanwhile.
+	if code := a.stop(); code != 0 {
+		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
+	}
+	fullTunnelUp("while no daemon runs")
+	a.startManaged(m)
+	fullTunnelUp("after the restart")
+	pingUntil(t, nsA, internet4, 40*time.Second)
+
+	// systemctl stop, then start: the store is emptied and the device goes
+	// with its routes; the rules are the host's and stay until a start.
+	if code := a.stop(); code != 0 {
+		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
+	}
+	m.stopService()
+	waitFor(t, 5*time.Second, "the device to go once the store is emptied", func() bool { return !a.hasDevice() })
+	a.startManaged(m)
+	fullTunnelUp("after stop and start")
+	pingUntil(t, nsA, internet4, 40*time.Second)
+
+	// Outside systemd a stop removes the device and everything with it.
+	if code := a.stop(); code != 0 {
+		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
+	}
+	m.stopService()
+	waitFor(t, 5*time.Second, "the device to go once the store is emptied", func() bool { return !a.hasDevice() })
+	a.start()
+	fullTunnelUp("after a start without systemd")
+	if code := a.stop(); code != 0 {
+		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		rules := l.run(nsA, "ip", fam, "rule", "show")
+		if strings.Contains(rules, "lookup "+table) || strings.Contains(rules, "suppress_prefixlength") {
+			t.Errorf("ip %s rules left after a stop without systemd:\n%s", fam, rules)
+		}
+	}
+}

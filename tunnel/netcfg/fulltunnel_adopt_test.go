@@ -1,0 +1,120 @@
+package netcfg
+
+import (
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// fullTunnelRulesIn counts family's rules that send unmarked packets to
+// table, and its suppress_prefixlength 0 rules.
+func fullTunnelRulesIn(t *testing.T, h *netlink.Handle, family, table int) (notMarked, suppress int) {
+	t.Helper()
+	rules, err := h.RuleList(family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		switch {
+		case r.Invert && r.Table == table:
+			notMarked++
+		case r.SuppressPrefixlen == 0:
+			suppress++
+		}
+	}
+	return notMarked, suppress
+}
+
+// A device systemd kept across a restart keeps its full tunnel: the next
+// run takes over the route and rules (no second copy of a rule), a run
+// whose config dropped a family removes that family's leftovers, and a
+// full stop (device gone, rules left) does not stop the next start.
+func TestFullTunnelTakenOverAfterRestart(t *testing.T) {
+	const table, mark = 51999, 51999
+	h := testNS(t, "sttest0")
+	first, err := apply(h, "sttest0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.SetFullTunnel(table, mark, true, true); err != nil {
+		t.Fatal(err)
+	}
+	// The old process exits without Remove: systemd keeps the device.
+
+	again, err := apply(h, "sttest0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.PruneFullTunnel(table, mark, true, false); err != nil {
+		t.Fatalf("PruneFullTunnel: %v", err)
+	}
+	if n, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V6, table); n != 0 || s != 0 {
+		t.Errorf("IPv6, dropped from the config: %d rules to table %d and %d suppress rules left, want none", n, table, s)
+	}
+	if again.tableRoutesHere(netlink.FAMILY_V6, table) {
+		t.Errorf("IPv6, dropped from the config: table %d still routes through the device", table)
+	}
+	if err := again.SetFullTunnel(table, mark, true, false); err != nil {
+		t.Fatalf("SetFullTunnel over the kept IPv4 full tunnel: %v", err)
+	}
+	if n, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V4, table); n != 1 || s != 1 {
+		t.Errorf("IPv4 taken over: %d rules to table %d and %d suppress rules, want one each", n, table, s)
+	}
+
+	// Another device's default route in the table is still a clash.
+	h2 := testNS(t, "sttest0", "other0")
+	other, err := apply(h2, "other0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.SetFullTunnel(table, mark, true, false); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := apply(h2, "sttest0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mine.SetFullTunnel(table, mark, true, false); err == nil {
+		t.Errorf("SetFullTunnel with table %d routing through another device: no error", table)
+	}
+	if err := other.Remove(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The suppress rule is the same for every full tunnel (wg-quick adds it
+// too): one already there is used, not copied, and it stays at Remove while
+// another full tunnel's rule is left.
+func TestSuppressRuleSharedWithAnotherFullTunnel(t *testing.T) {
+	const ours, theirs = 51998, 51997
+	h := testNS(t, "sttest0", "other0")
+	other, err := apply(h, "other0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.SetFullTunnel(theirs, theirs, true, false); err != nil {
+		t.Fatal(err)
+	}
+	l, err := apply(h, "sttest0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetFullTunnel(ours, ours, true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V4, ours); s != 1 {
+		t.Errorf("%d suppress rules with two full tunnels, want one", s)
+	}
+	if err := l.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if n, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V4, theirs); n != 1 || s != 1 {
+		t.Errorf("after our Remove the other full tunnel has %d rules and %d suppress rules, want one each", n, s)
+	}
+	if err := other.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V4, theirs); s != 0 {
+		t.Errorf("%d suppress rules after both full tunnels went, want none", s)
+	}
+}
