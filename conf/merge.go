@@ -1,10 +1,13 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
 	"slices"
+
+	"stunnel/handshake"
 )
 
 // ValidatePeer applies the per-peer checks of a [[peer]] table to a peer
@@ -55,13 +58,21 @@ func ParseAllowedIP(s string) (netip.Prefix, error) {
 	return pfx, nil
 }
 
+// ErrFileOverrides is wrapped by MergePeers' skip for a directory record
+// whose ID is a [[peer]] of the file with the same public key: the way to
+// give a fleet host a local setting, such as its /0 for an exit, while its
+// record stays in etcd for the other hosts. Not a conflict, so callers keep
+// it apart from the records not used (errors.Is).
+var ErrFileOverrides = errors.New("the file's [[peer]] is used in place of the directory record")
+
 // MergePeers returns a copy of c whose Peers are c's own followed by the
 // extra peers (from the directory) that fit: each extra peer is checked like
 // a [[peer]] (ValidatePeer) and against everything accepted before it, file
 // peers first, then extra in the given order; the first comer wins, so a
 // peer is never dropped once accepted and nothing is reserved for a peer
 // that is not used. A peer that does not fit is left out and named in
-// skipped, one line each: the same ID as a file peer (with its line), this
+// skipped, one line each: the same ID as a file peer (with its line; with
+// the same public key too the error wraps ErrFileOverrides), this
 // host's own key, a key already used, allowed_ips overlapping an accepted
 // peer's or holding this host's address, an endpoint inside an accepted
 // peer's allowed_ips or its own (a /0 aside), allowed_ips (a /0 aside)
@@ -81,16 +92,16 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 	copy(out.Peers, c.Peers)
 
 	m := &merger{
-		path:     c.Path,
-		own:      c.Interface,
-		fileLine: make(map[string]int, len(c.Peers)),
-		keys:     make(map[[32]byte]string, len(c.Peers)+len(extra)),
-		routes:   newPrefixSet(),
-		eps:      newEndpointIndex(extra, len(c.Peers)+len(extra)),
-		etcd:     etcdAddrs(c.Directory),
+		path:   c.Path,
+		own:    c.Interface,
+		file:   make(map[string]filePeer, len(c.Peers)),
+		keys:   make(map[[32]byte]string, len(c.Peers)+len(extra)),
+		routes: newPrefixSet(),
+		eps:    newEndpointIndex(extra, len(c.Peers)+len(extra)),
+		etcd:   etcdAddrs(c.Directory),
 	}
 	for _, pr := range c.Peers {
-		m.fileLine[pr.ID] = pr.Line
+		m.file[pr.ID] = filePeer{pr.Line, pr.PublicKey}
 		where := ""
 		if pr.Line > 0 {
 			where = fmt.Sprintf("%s:%d", c.Path, pr.Line)
@@ -117,14 +128,22 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 
 // merger holds what the peers accepted so far claim.
 type merger struct {
-	path     string // the config file, for a [[peer]]'s FILE:LINE
-	own      Interface
-	fileLine map[string]int      // file peer ID -> its line
-	keys     map[[32]byte]string // public key -> peer ID
-	routes   *prefixSet          // allowed_ips -> peer ID
-	eps      endpointIndex       // the accepted peers' IP endpoints
-	etcd     []netip.Addr        // [directory] etcd endpoints given as IP addresses
-	scratch  []netip.AddrPort    // one peer's endpoints, reused
+	path    string // the config file, for a [[peer]]'s FILE:LINE
+	own     Interface
+	file    map[string]filePeer // file peer ID -> its line and key
+	keys    map[[32]byte]string // public key -> peer ID
+	routes  *prefixSet          // allowed_ips -> peer ID
+	eps     endpointIndex       // the accepted peers' IP endpoints
+	etcd    []netip.Addr        // [directory] etcd endpoints given as IP addresses
+	scratch []netip.AddrPort    // one peer's endpoints, reused
+}
+
+// filePeer is what check needs of a [[peer]] whose ID a record may repeat:
+// only the public key, so the merge holds no copy of a preshared key that
+// zeroConfigSecrets would miss.
+type filePeer struct {
+	line int
+	key  handshake.PublicKey
 }
 
 // accept claims pr's key, allowed_ips and endpoints (in m.scratch, parsed
@@ -146,8 +165,11 @@ func (m *merger) check(pr Peer) error {
 	if err := ValidatePeer(pr); err != nil {
 		return fmt.Errorf("directory peer: %v (skipped)", err)
 	}
-	if l, ok := m.fileLine[pr.ID]; ok {
-		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record; the [[peer]] is used, remove one of them", m.path, l, pr.ID)
+	if f, ok := m.file[pr.ID]; ok {
+		if f.key == pr.PublicKey {
+			return fmt.Errorf("%s:%d: peer id %q: %w, which has the same public key", m.path, f.line, pr.ID, ErrFileOverrides)
+		}
+		return fmt.Errorf("%s:%d: peer id %q is both a [[peer]] here and a directory record with another public key; the [[peer]] is used, remove one of them", m.path, f.line, pr.ID)
 	}
 	if pr.PublicKey == m.own.PublicKey {
 		return fmt.Errorf("directory peer %q has this host's own public key (skipped)", pr.ID)

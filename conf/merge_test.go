@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -237,6 +238,35 @@ func TestMergeMarksDirectoryPeers(t *testing.T) {
 	for _, p := range merged.Peers {
 		if want := p.ID == "x" || p.ID == "y"; p.FromDirectory != want {
 			t.Errorf("peer %s: FromDirectory %v, want %v", p.ID, p.FromDirectory, want)
+		}
+	}
+}
+
+// A record whose ID is a [[peer]] of the file is left out either way, the
+// file's peer kept as written. With the same public key it is the operator
+// giving this host its own settings for that peer (an exit's /0), marked
+// ErrFileOverrides; with another key it is a conflict to fix.
+func TestMergeFilePeerWithRecordsID(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fill     byte // the record's key; 2 is file peer gw's
+		override bool
+		want     string
+	}{
+		{"same key", 2, true, `st0.toml:7: peer id "gw": the file's [[peer]] is used in place of the directory record, which has the same public key`},
+		{"another key", 20, false, `st0.toml:7: peer id "gw" is both a [[peer]] here and a directory record with another public key; the [[peer]] is used, remove one of them`},
+	} {
+		rec := record(t, "gw", tc.fill, "198.18.9.9:51820", "10.77.9.0/24")
+		merged, skipped := MergePeers(mergeFile(t), []Peer{rec})
+		if len(skipped) != 1 {
+			t.Fatalf("%s: skipped %v, want the record", tc.name, skipped)
+		}
+		if got := errors.Is(skipped[0], ErrFileOverrides); got != tc.override || skipped[0].Error() != tc.want {
+			t.Errorf("%s: %q (override %v), want %q (override %v)", tc.name, skipped[0], got, tc.want, tc.override)
+		}
+		if len(merged.Peers) != 2 || merged.Peers[0].ID != "gw" || merged.Peers[0].FromDirectory ||
+			merged.Peers[0].AllowedIPs[0] != netip.MustParsePrefix("10.77.1.0/24") {
+			t.Errorf("%s: merged %+v, want the file's peers as written", tc.name, merged.Peers)
 		}
 	}
 }

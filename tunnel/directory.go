@@ -11,7 +11,7 @@ type DirectoryStatus struct {
 	Revision       int64     `json:"revision"`
 	LastSync       time.Time `json:"last_sync"`
 	Peers          int       `json:"peers"`           // valid records in the local copy
-	Applied        int       `json:"applied"`         // of those, peers in use (the rest conflict with the file or each other)
+	Applied        int       `json:"applied"`         // of those, in use: as peers, or as a [[peer]] of the file with the record's key (the rest conflict with the file or each other)
 	Malformed      int       `json:"malformed"`       // records skipped now
 	MalformedTotal uint64    `json:"malformed_total"` // since start
 	LastError      string    `json:"last_error"`

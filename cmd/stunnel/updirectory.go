@@ -46,9 +46,9 @@ type dirSync struct {
 	running  []conf.Peer
 	dev      *tunnel.Device  // nil until attached, and again after detach
 	link     *netcfg.Link    //
-	reported map[string]bool // skipped-record messages already logged
+	reported map[string]bool // skipped-record and override messages already logged
 	defaults map[string]bool // directory peers' /0s logged as no default route: "ID PREFIXES"
-	applied  int             // directory peers in the running set
+	applied  int             // directory records in use: peers in the running set, and records a same-key [[peer]] stands in for
 
 	priv      handshake.PrivateKey // seals the disk cache; zeroed at Close
 	closeOnce sync.Once
@@ -159,39 +159,53 @@ func (s *dirSync) lock() func() {
 // s.applied for show; the rest are logged once each (again only if they go
 // away and come back).
 func (s *dirSync) mergeLocked(file *conf.Config) *conf.Config {
-	merged, problems := s.mergeExcludingLocked(file, nil)
-	s.applied = len(merged.Peers) - len(file.Peers)
-	s.reportLocked(problems)
+	merged, problems, overrides := s.mergeExcludingLocked(file, nil)
+	s.applied = len(merged.Peers) - len(file.Peers) + len(overrides)
+	s.reportLocked(problems, overrides)
 	s.noteDefaultsLocked(merged)
 	return merged
 }
 
 // mergeExcludingLocked is mergeLocked leaving out the directory records
-// named in refused (ID: why), and returning what is not used instead of
-// reporting it: applyMergedLocked reports only its last try's.
-func (s *dirSync) mergeExcludingLocked(file *conf.Config, refused map[string]string) (*conf.Config, []string) {
+// named in refused (ID: why), and returning what is not used, and the
+// records a [[peer]] with their key stands in for (conf.ErrFileOverrides),
+// instead of reporting them: applyMergedLocked reports only its last try's.
+func (s *dirSync) mergeExcludingLocked(file *conf.Config, refused map[string]string) (merged *conf.Config, problems, overrides []string) {
 	peers := s.peers
 	if len(refused) > 0 {
 		peers = slices.DeleteFunc(slices.Clone(peers), func(p conf.Peer) bool { return refused[p.ID] != "" })
 	}
 	merged, skipped := conf.MergePeers(file, peers)
-	problems := make([]string, 0, len(skipped)+len(refused))
+	problems = make([]string, 0, len(skipped)+len(refused))
 	for _, err := range skipped {
+		// The documented way to an exit through a fleet host (its /0 in
+		// a [[peer]], its record kept for the others): no error to fix.
+		if errors.Is(err, conf.ErrFileOverrides) {
+			overrides = append(overrides, err.Error())
+			continue
+		}
 		problems = append(problems, err.Error())
 	}
 	for _, why := range refused {
 		problems = append(problems, why)
 	}
-	return merged, problems
+	return merged, problems, overrides
 }
 
-// reportLocked logs the records not used, each once while it stays so.
-func (s *dirSync) reportLocked(problems []string) {
-	seen := make(map[string]bool, len(problems))
+// reportLocked logs the records not used, and those a [[peer]] of the file
+// stands in for, each once while it stays so.
+func (s *dirSync) reportLocked(problems, overrides []string) {
+	seen := make(map[string]bool, len(problems)+len(overrides))
 	for _, msg := range problems {
 		seen[msg] = true
 		if !s.reported[msg] {
 			s.log.Error("directory: record not used", "problem", msg)
+		}
+	}
+	for _, msg := range overrides {
+		seen[msg] = true
+		if !s.reported[msg] {
+			s.log.Info("directory: record replaced by the config file's [[peer]]", "override", msg)
 		}
 	}
 	s.reported = seen
@@ -316,25 +330,26 @@ func statusJSON(d *tunnel.Device, ds *dirSync) ([]byte, error) {
 // leave everything as it was when it fails (applyPeers, applyReload do),
 // and each round leaves out one more record, so the loop ends. s.applied,
 // show's "in use", counts the directory peers of the round that applied,
-// whose /0s are logged then (noteDefaultsLocked); a failed apply leaves
-// both, as it leaves the running peers.
+// whose /0s are logged then (noteDefaultsLocked), and the records a
+// same-key [[peer]] stands in for; a failed apply leaves both, as it
+// leaves the running peers.
 func (s *dirSync) applyMergedLocked(file *conf.Config, apply func(*conf.Config) error) (*conf.Config, error) {
 	var refused map[string]string
 	for {
-		cfg, problems := s.mergeExcludingLocked(file, refused)
+		cfg, problems, overrides := s.mergeExcludingLocked(file, refused)
 		err := apply(cfg)
 		if err == nil {
-			s.applied = len(cfg.Peers) - len(file.Peers)
+			s.applied = len(cfg.Peers) - len(file.Peers) + len(overrides)
 			s.noteDefaultsLocked(cfg)
 		}
 		var re *netcfg.RouteError
 		if err == nil || !errors.As(err, &re) {
-			s.reportLocked(problems)
+			s.reportLocked(problems, overrides)
 			return cfg, err
 		}
 		id, ok := directoryPeerRouting(cfg, file, re.Prefix)
 		if !ok || refused[id] != "" {
-			s.reportLocked(problems)
+			s.reportLocked(problems, overrides)
 			return cfg, err
 		}
 		zeroConfigSecrets(cfg) // this try's own copies (MergePeers copies)

@@ -68,3 +68,58 @@ func TestShowDirectoryLine(t *testing.T) {
 		t.Errorf("show without a directory mentions one:\n%s", b.String())
 	}
 }
+
+// A [[peer]] with its record's ID and key, as the docs tell an operator to
+// write for an exit through a fleet host, is no conflict: one Info line
+// naming the peer and the file's line, again only if the record goes away
+// and comes back, and show counts the record in use. With another key the
+// record is still not used, logged as an error saying why.
+func TestDirectoryOverrideLoggedOnceAtInfo(t *testing.T) {
+	var logs bytes.Buffer
+	own, _ := handshake.GeneratePrivateKey(nil)
+	kb, _ := handshake.GeneratePrivateKey(nil)
+	file := &conf.Config{Path: "/etc/stunnel/st0.toml",
+		Interface: conf.Interface{PeerID: "a", PublicKey: own.PublicKey(), Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}},
+		Peers:     []conf.Peer{{ID: "b", PublicKey: kb.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Line: 12}}}
+	s := &dirSync{dir: &fixedDir{}, log: slog.New(slog.NewTextHandler(&logs, nil)), file: file, reported: map[string]bool{}}
+	rec := conf.Peer{ID: "b", PublicKey: kb.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")}}
+	c := attachTestPeer("c", "fd00:77::3/128") // an IPv4 prefix would overlap b's 0.0.0.0/0
+	const override = `the file's [[peer]] is used in place of the directory record`
+	count := func() int { return strings.Count(logs.String(), "st0.toml:12: peer id") }
+
+	for range 3 {
+		s.peers = []conf.Peer{rec, c}
+		m := s.mergeLocked(file)
+		if len(m.Peers) != 2 || m.Peers[0].ID != "b" || m.Peers[1].ID != "c" {
+			t.Fatalf("merged %+v, want the file's b and record c", m.Peers)
+		}
+	}
+	unlock := s.lock()
+	_, err := s.applyMergedLocked(file, func(*conf.Config) error { return nil }) // a reload's path
+	unlock()
+	if err != nil || s.status().Applied != 2 {
+		t.Fatalf("applied %d (err %v), want 2: c, and b's record, which the [[peer]] stands in for", s.status().Applied, err)
+	}
+	line := logs.String()
+	if count() != 1 || !strings.Contains(line, "level=INFO") || !strings.Contains(line, override) || strings.Count(line, "\n") != 1 ||
+		strings.Contains(line, kb.PublicKey().String()) {
+		t.Fatalf("want one Info line naming st0.toml:12, peer b and the override, no key:\n%s", line)
+	}
+	s.peers = []conf.Peer{c}
+	s.mergeLocked(file)
+	s.peers = []conf.Peer{rec, c}
+	s.mergeLocked(file)
+	if n := count(); n != 2 {
+		t.Fatalf("an override that came back logged %d times in all, want 2:\n%s", n, logs.String())
+	}
+
+	logs.Reset()
+	other := rec
+	other.PublicKey = attachTestPeer("x", "10.77.0.9/32").PublicKey
+	s.peers = []conf.Peer{other, c}
+	s.mergeLocked(file)
+	if line := logs.String(); count() != 1 || !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "record not used") ||
+		!strings.Contains(line, "with another public key") || s.applied != 1 {
+		t.Fatalf("record b with another key: applied %d, want 1 and one Error saying the keys differ:\n%s", s.applied, line)
+	}
+}
