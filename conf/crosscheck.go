@@ -9,6 +9,14 @@ import (
 
 // crossCheck finds mistakes that involve more than one key: duplicates,
 // overlaps, and the site-to-site errors that make traffic loop or vanish.
+//
+// Two peers' allowed_ips may not overlap, since an address would then
+// belong to two peers, with one exception: a /0 overlaps only another /0.
+// The routing table picks the longest match both ways, so a /0 (a full
+// tunnel's head office, an exit) takes what no narrower prefix claims,
+// and cannot send from an address a narrower prefix gives another peer; a
+// branch can then reach a second site directly while everything else goes
+// to the head office, as with WireGuard.
 func (p *parser) crossCheck(c *Config) {
 	in := &c.Interface
 	line := func(i int, key string) int {
@@ -53,6 +61,9 @@ func (p *parser) crossCheck(c *Config) {
 		for _, a := range pr.AllowedIPs {
 			for _, r := range idx.overlapping(a, i) {
 				j, b := r.peer, c.Peers[r.peer].AllowedIPs[r.pos]
+				if (a.Bits() == 0) != (b.Bits() == 0) {
+					continue // a /0 takes what no narrower prefix claims
+				}
 				p.addf(line(i, "allowed_ips"), "allowed_ips %s of peer %q overlaps %s of peer %q (line %d); each address must belong to one peer", a, pr.ID, b, c.Peers[j].ID, c.Peers[j].Line)
 			}
 			for _, own := range in.Addresses {

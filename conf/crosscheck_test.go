@@ -31,7 +31,7 @@ func crossCheckPairwise(p *parser, c *Config) {
 		for _, a := range pr.AllowedIPs {
 			for j := range i {
 				for _, b := range c.Peers[j].AllowedIPs {
-					if a.Overlaps(b) {
+					if a.Overlaps(b) && (a.Bits() == 0) == (b.Bits() == 0) {
 						p.addf(pr.Line, "allowed_ips %s of peer %q overlaps %s of peer %q (line %d); each address must belong to one peer", a, pr.ID, b, c.Peers[j].ID, c.Peers[j].Line)
 					}
 				}

@@ -355,13 +355,8 @@ func (s *prefixSet) add(pfx netip.Prefix, owner string) {
 	}
 }
 
-// containing finds an added prefix equal to or wider than pfx.
-func (s *prefixSet) containing(pfx netip.Prefix) (string, bool) {
-	return s.containingAbove(pfx, 0)
-}
-
-// containingAbove is containing, counting only added prefixes of at least
-// minBits bits.
+// containingAbove finds an added prefix of at least minBits bits equal to
+// or wider than pfx.
 func (s *prefixSet) containingAbove(pfx netip.Prefix, minBits int) (string, bool) {
 	for b := pfx.Bits(); b >= minBits; b-- {
 		if owner, ok := s.exact[netip.PrefixFrom(pfx.Addr(), b).Masked()]; ok {
@@ -371,8 +366,15 @@ func (s *prefixSet) containingAbove(pfx netip.Prefix, minBits int) (string, bool
 	return "", false
 }
 
+// overlapping finds an added prefix that clashes with pfx: one that
+// contains it or lies inside it, a /0 aside unless pfx is the same /0
+// (crossCheck says why).
 func (s *prefixSet) overlapping(pfx netip.Prefix) (string, bool) {
-	if owner, ok := s.containing(pfx); ok {
+	if pfx.Bits() == 0 {
+		owner, ok := s.exact[pfx]
+		return owner, ok
+	}
+	if owner, ok := s.containingAbove(pfx, 1); ok {
 		return owner, true
 	}
 	owner, ok := s.ancestors[pfx]
