@@ -26,6 +26,21 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 	l.run(nsA, "ip", "route", "add", "default", "via", addrOf(underB))
 	l.run(nsB, "ip", "addr", "add", internet4+"/32", "dev", "lo")
 	table := strconv.Itoa(listenPort)
+	m := newServiceManager(t, l.dir)
+	stop := func() {
+		t.Helper()
+		if code := a.stop(); code != 0 {
+			t.Fatalf("a exited with %d on SIGTERM, want 0", code)
+		}
+	}
+	// systemctl stop: the store is emptied and the device goes with its
+	// routes.
+	fullStop := func() {
+		t.Helper()
+		stop()
+		m.stopService()
+		waitFor(t, 5*time.Second, "the device to go once the store is emptied", func() bool { return !a.hasDevice() })
+	}
 	fullTunnelUp := func(when string) {
 		t.Helper()
 		for _, fam := range []string{"-4", "-6"} {
@@ -39,7 +54,6 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 		}
 	}
 
-	m := newServiceManager(t, l.dir)
 	b.start()
 	a.startManaged(m)
 	pingUntil(t, nsA, internet4, sessionWait)
@@ -47,36 +61,24 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 
 	// systemctl restart: the store keeps the device, so its routes stay,
 	// and so must the rules: no packet may take the main table meanwhile.
-	if code := a.stop(); code != 0 {
-		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
-	}
+	stop()
 	fullTunnelUp("while no daemon runs")
 	a.startManaged(m)
 	fullTunnelUp("after the restart")
 	pingUntil(t, nsA, internet4, 40*time.Second)
 
-	// systemctl stop, then start: the store is emptied and the device goes
-	// with its routes; the rules are the host's and stay until a start.
-	if code := a.stop(); code != 0 {
-		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
-	}
-	m.stopService()
-	waitFor(t, 5*time.Second, "the device to go once the store is emptied", func() bool { return !a.hasDevice() })
+	// systemctl stop, then start: the rules are the host's, not the
+	// device's, and stay until a start.
+	fullStop()
 	a.startManaged(m)
 	fullTunnelUp("after stop and start")
 	pingUntil(t, nsA, internet4, 40*time.Second)
 
 	// Outside systemd a stop removes the device and everything with it.
-	if code := a.stop(); code != 0 {
-		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
-	}
-	m.stopService()
-	waitFor(t, 5*time.Second, "the device to go once the store is emptied", func() bool { return !a.hasDevice() })
+	fullStop()
 	a.start()
 	fullTunnelUp("after a start without systemd")
-	if code := a.stop(); code != 0 {
-		t.Fatalf("a exited with %d on SIGTERM, want 0", code)
-	}
+	stop()
 	for _, fam := range []string{"-4", "-6"} {
 		rules := l.run(nsA, "ip", fam, "rule", "show")
 		if strings.Contains(rules, "lookup "+table) || strings.Contains(rules, "suppress_prefixlength") {

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"stunnel/conf"
-	"stunnel/internal/netns"
 )
 
 // dirFullTunnelFile is a config file for device dev with IPv4 and IPv6
@@ -171,20 +170,7 @@ func TestDirectoryDefaultLoggedOnce(t *testing.T) {
 // record, the record's peer then running with its /0.
 func TestDirectoryDefaultRouteIsNoFullTunnel(t *testing.T) {
 	ns := routeClashNetns(t, "stdft", "dft0")
-	run := func(cmd ...string) string {
-		t.Helper()
-		out, err := netns.Run(ns, cmd[0], cmd[1:]...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	in := func(f func() error) {
-		t.Helper()
-		if err := netns.Do(ns, f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	run, in := inNetns(t, ns)
 	load := dirFullTunnelFile(t, "dft0")
 	cfg := load(`"198.19.5.0/24"`)
 	var logs bytes.Buffer

@@ -42,12 +42,7 @@ func TestDirectoryRecordWithRefusedRouteIsLeftOut(t *testing.T) {
 	ds := &dirSync{dir: &fixedDir{peers: []conf.Peer{z}}, log: log, file: cfg, reported: map[string]bool{}}
 	initial := ds.initial()
 	d, bind, link := clashDevice(t, ns, "rvk0", initial, log)
-	in := func(f func() error) {
-		t.Helper()
-		if err := netns.Do(ns, f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, in := inNetns(t, ns)
 	ds.attach(d, link)
 	want := func(stage string, ids ...string) {
 		t.Helper()

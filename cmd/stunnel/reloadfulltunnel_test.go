@@ -26,14 +26,7 @@ import (
 // the /0 removes it.
 func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 	ns := routeClashNetns(t, "strft", "rft0") // other0 routes 198.19.7.0/24
-	run := func(cmd ...string) string {
-		t.Helper()
-		out, err := netns.Run(ns, cmd[0], cmd[1:]...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	run, _ := inNetns(t, ns)
 	// Another full tunnel's IPv6 default in our table (listen_port 0: 51820);
 	// other0 also routes the subnet peer c will ask for.
 	conflict6 := []string{"ip", "-6", "route", "add", "default", "dev", "other0", "table", "51820"}

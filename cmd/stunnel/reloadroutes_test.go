@@ -127,6 +127,26 @@ func routeClashNetns(t *testing.T, name, dev string) string {
 	return ns
 }
 
+// inNetns runs commands (run: output, failing the test on error) and
+// functions (in: on a thread in ns) in namespace ns.
+func inNetns(t *testing.T, ns string) (run func(cmd ...string) string, in func(f func() error)) {
+	run = func(cmd ...string) string {
+		t.Helper()
+		out, err := netns.Run(ns, cmd[0], cmd[1:]...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	in = func(f func() error) {
+		t.Helper()
+		if err := netns.Do(ns, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return run, in
+}
+
 // clashDevice is the reload tests' running tunnel for cfg, as up makes it:
 // the device (on an in-memory TUN, closed when the test ends) and kernel
 // device dev of namespace ns (routeClashNetns) given cfg's addresses and

@@ -65,10 +65,7 @@ func (l *Link) SetFullTunnel(table int, mark uint32, v4, v6 bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var firstErr error
-	for _, fam := range []struct {
-		family int
-		want   bool
-	}{{netlink.FAMILY_V4, v4}, {netlink.FAMILY_V6, v6}} {
+	for _, fam := range families(v4, v6) {
 		var err error
 		switch have := l.full[fam.family] != nil; {
 		case fam.want && !have:
@@ -132,6 +129,16 @@ func (l *Link) addFullTunnel(family, table int, mark uint32) error {
 	}
 	l.full[family] = ft
 	return nil
+}
+
+// familyWanted is one family and whether a full tunnel is asked for it.
+type familyWanted struct {
+	family int
+	want   bool
+}
+
+func families(v4, v6 bool) [2]familyWanted {
+	return [2]familyWanted{{netlink.FAMILY_V4, v4}, {netlink.FAMILY_V6, v6}}
 }
 
 // fullTunnelRoute is the default route of family through the device in
@@ -214,10 +221,7 @@ func (l *Link) PruneFullTunnel(table int, mark uint32, v4, v6 bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var firstErr error
-	for _, fam := range []struct {
-		family int
-		want   bool
-	}{{netlink.FAMILY_V4, v4}, {netlink.FAMILY_V6, v6}} {
+	for _, fam := range families(v4, v6) {
 		if fam.want || l.full[fam.family] != nil {
 			continue
 		}
