@@ -22,9 +22,15 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 	a := l.newNode(nsA, "host-a", underA, overA+"/24", over6A+"/64")
 	b := l.newNode(nsB, "host-b", underB, overB+"/24", over6B+"/64")
 	a.addPeer(b, true, "0.0.0.0/0", "::/0")
+	// a derives its mtu from the path to b's endpoint, which a reaches by
+	// its default route, as a head office on the internet: an unmarked
+	// lookup would get the kept full tunnel's table, that is st0 itself.
+	a.MTU = "none"
+	a.Peers[0].Endpoint = "198.18.2.2:51820"
 	b.addPeer(a, true, overA+"/32", over6A+"/128")
 	l.run(nsA, "ip", "route", "add", "default", "via", addrOf(underB))
 	l.run(nsB, "ip", "addr", "add", internet4+"/32", "dev", "lo")
+	l.run(nsB, "ip", "addr", "add", "198.18.2.2/32", "dev", "lo")
 	table := strconv.Itoa(listenPort)
 	m := newServiceManager(t, l.dir)
 	stop := func() {
@@ -41,8 +47,23 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 		m.stopService()
 		waitFor(t, 5*time.Second, "the device to go once the store is emptied", func() bool { return !a.hasDevice() })
 	}
+	mtu := func() string {
+		t.Helper()
+		f := strings.Fields(l.run(nsA, "ip", "link", "show", "dev", devName))
+		for i, w := range f[:len(f)-1] {
+			if w == "mtu" {
+				return f[i+1]
+			}
+		}
+		t.Fatalf("no mtu in ip link show dev %s: %v", devName, f)
+		return ""
+	}
+	var firstMTU string
 	fullTunnelUp := func(when string) {
 		t.Helper()
+		if got := mtu(); firstMTU != "" && got != firstMTU {
+			t.Errorf("%s: %s has mtu %s, %s at the first start: derived through the tunnel itself?", when, devName, got, firstMTU)
+		}
 		for _, fam := range []string{"-4", "-6"} {
 			rules := l.run(nsA, "ip", fam, "rule", "show")
 			if strings.Count(rules, "lookup "+table) != 1 || strings.Count(rules, "suppress_prefixlength 0") != 1 {
@@ -58,6 +79,7 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 	a.startManaged(m)
 	pingUntil(t, nsA, internet4, sessionWait)
 	fullTunnelUp("first start")
+	firstMTU = mtu()
 
 	// systemctl restart: the store keeps the device, so its routes stay,
 	// and so must the rules: no packet may take the main table meanwhile.

@@ -22,13 +22,17 @@ type underlayPath struct {
 // configured mtu is kept, with a warning for every endpoint it does not
 // fit through unfragmented.
 func chooseMTU(cfg *conf.Config, log *slog.Logger) int {
+	var mark uint32 // what the UDP socket will carry (addFullTunnel)
+	if v4, v6 := fullTunnelFamilies(cfg); v4 || v6 {
+		mark = uint32(fullTunnelTable(cfg))
+	}
 	var paths []underlayPath
 	for _, p := range cfg.Peers {
 		ap, err := netip.ParseAddrPort(p.Endpoint)
 		if err != nil {
 			continue // none (roaming) or a DNS name: not known before start
 		}
-		mtu, dev, err := netcfg.PathMTU(ap.Addr())
+		mtu, dev, err := netcfg.PathMTU(ap.Addr(), mark)
 		if err != nil {
 			log.Warn("mtu: cannot find the route to an endpoint", "peer", p.ID, "endpoint", p.Endpoint, "err", err)
 			continue
@@ -55,7 +59,7 @@ func chooseMTU(cfg *conf.Config, log *slog.Logger) int {
 	}
 	if best == 0 {
 		from = "default route"
-		mtu, _, err := netcfg.PathMTU(netip.IPv4Unspecified())
+		mtu, _, err := netcfg.PathMTU(netip.IPv4Unspecified(), mark)
 		if err != nil {
 			log.Info("mtu: no endpoint route or default route to derive it from; using the default",
 				"interface", in.Name, "mtu", conf.DefaultMTU)

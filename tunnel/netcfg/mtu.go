@@ -27,13 +27,16 @@ func Overhead(endpoint netip.Addr) int {
 }
 
 // PathMTU is the MTU of the route the kernel would use to reach dst (an
-// unspecified dst: the default route): the route's own mtu if it has one,
-// else its device's MTU. It asks in the caller's network namespace.
-func PathMTU(dst netip.Addr) (mtu int, dev string, err error) {
-	return pathMTU(&netlink.Handle{}, dst)
+// unspecified dst: the default route) for a packet with firewall mark mark
+// (0: none): the route's own mtu if it has one, else its device's MTU. It
+// asks in the caller's network namespace. A full tunnel's daemon passes its
+// socket's mark: the tunnel's own rules, still in place when systemd kept
+// the device across a restart, would otherwise answer with the tunnel.
+func PathMTU(dst netip.Addr, mark uint32) (mtu int, dev string, err error) {
+	return pathMTU(&netlink.Handle{}, dst, mark)
 }
 
-func pathMTU(h *netlink.Handle, dst netip.Addr) (int, string, error) {
+func pathMTU(h *netlink.Handle, dst netip.Addr, mark uint32) (int, string, error) {
 	ip := dst.Unmap()
 	if !ip.IsValid() || ip.IsUnspecified() {
 		// The default route: ask for a documentation address (RFC 5737 /
@@ -43,7 +46,7 @@ func pathMTU(h *netlink.Handle, dst netip.Addr) (int, string, error) {
 			ip = netip.MustParseAddr("2001:db8::1")
 		}
 	}
-	routes, err := h.RouteGet(ip.AsSlice())
+	routes, err := h.RouteGetWithOptions(ip.AsSlice(), &netlink.RouteGetOptions{Mark: mark})
 	if err != nil {
 		return 0, "", fmt.Errorf("no route to %s: %v", ip, err)
 	}
