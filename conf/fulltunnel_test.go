@@ -30,10 +30,12 @@ allowed_ips = ["198.18.0.0/16"]
 	}
 }
 
-// A /0 clashes only with another /0: beside a full tunnel's head office, a
-// branch may reach a second site directly (the longest match wins), as the
-// merge lets a directory record do beside a file's /0; two peers with the
-// same /0 are still refused, in a file and from the directory.
+// Among [[peer]] tables a /0 clashes only with another /0: beside a full
+// tunnel's head office, a branch may reach a second site directly (the
+// longest match wins); two peers with the same /0 are still refused. A
+// directory record gets no such exemption: beside the file's /0, its
+// narrower prefix would take part of the full tunnel's traffic on the word
+// of whoever writes to etcd.
 func TestDefaultOverlapsOnlyADefault(t *testing.T) {
 	head := iface + `[[peer]]
 id = "hq"
@@ -71,7 +73,18 @@ allowed_ips = ["0.0.0.0/0"]
 		record(t, "site-d", 20, "", "198.19.8.0/24"),
 		record(t, "exit3", 21, "", "::/0"),
 	})
-	if len(merged.Peers) != 2 || len(skipped) != 1 || !strings.Contains(skipped[0].Error(), `directory peer "exit3": allowed_ips ::/0 overlaps those of peer "hq"`) {
-		t.Errorf("records site-d (/24) and exit3 (::/0) beside hq's /0s: peers %d, skipped %v; want site-d used and exit3 refused", len(merged.Peers), skipped)
+	if len(merged.Peers) != 1 || len(skipped) != 2 ||
+		!strings.Contains(skipped[0].Error(), `directory peer "site-d": allowed_ips 198.19.8.0/24 overlaps those of peer "hq"`) ||
+		!strings.Contains(skipped[1].Error(), `directory peer "exit3": allowed_ips ::/0 overlaps those of peer "hq"`) {
+		t.Errorf("records site-d (/24) and exit3 (::/0) beside hq's /0s: peers %d, skipped %v; want both refused", len(merged.Peers), skipped)
+	}
+	// Nor does a record's /0 sit beside a narrower prefix.
+	c, err = Parse("st0.toml", []byte(expand(t, beside[:strings.Index(beside, "[[peer]]")])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, skipped = MergePeers(c, []Peer{record(t, "site-d", 20, "", "198.19.8.0/24"), record(t, "exit4", 22, "", "0.0.0.0/0")})
+	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), `directory peer "exit4": allowed_ips 0.0.0.0/0 overlaps those of peer "site-d"`) {
+		t.Errorf("record exit4 (0.0.0.0/0) beside record site-d (/24): skipped %v; want exit4 refused", skipped)
 	}
 }

@@ -366,15 +366,14 @@ func (s *prefixSet) containingAbove(pfx netip.Prefix, minBits int) (string, bool
 	return "", false
 }
 
-// overlapping finds an added prefix that clashes with pfx: one that
-// contains it or lies inside it, a /0 aside unless pfx is the same /0
-// (crossCheck says why).
+// overlapping finds an added prefix that contains pfx or lies inside it,
+// a /0 included. A record gets no exemption for /0s that [[peer]] tables
+// get among themselves (crossCheck): a narrower record prefix beside the
+// file's /0 would take that part of the full tunnel's traffic, and a
+// record's /0 beside narrower prefixes all that they leave, on the word of
+// whoever can write to etcd.
 func (s *prefixSet) overlapping(pfx netip.Prefix) (string, bool) {
-	if pfx.Bits() == 0 {
-		owner, ok := s.exact[pfx]
-		return owner, ok
-	}
-	if owner, ok := s.containingAbove(pfx, 1); ok {
+	if owner, ok := s.containingAbove(pfx, 0); ok {
 		return owner, true
 	}
 	owner, ok := s.ancestors[pfx]

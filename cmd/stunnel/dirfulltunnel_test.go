@@ -148,7 +148,7 @@ func TestDirectoryDefaultLoggedOnce(t *testing.T) {
 	}
 	both := x
 	both.AllowedIPs = append(slices.Clone(x.AllowedIPs), netip.MustParsePrefix("::/0"))
-	ds.onChange([]conf.Peer{both}) // y leaves the directory as x gains ::/0
+	ds.onChange([]conf.Peer{both}) // y would overlap ::/0 now
 	if n := count(); n != 2 || !strings.Contains(logs.String(), `allowed_ips=0.0.0.0/0,::/0`) {
 		t.Errorf("x's /0s changed: logged %d times in all, want 2, the second naming both:\n%s", n, logs.String())
 	}
@@ -181,7 +181,7 @@ func TestDirectoryDefaultRouteIsNoFullTunnel(t *testing.T) {
 		}
 	})
 	x := attachTestPeer("x", "::/0")
-	z := attachTestPeer("z", "0.0.0.0/0") // used only while the file has no 0.0.0.0/0
+	z := attachTestPeer("z", "0.0.0.0/0") // used only while the file has no IPv4 peer
 	ds := &dirSync{dir: &fixedDir{peers: []conf.Peer{x, z}}, log: log, file: cfg, reported: map[string]bool{}}
 	initial := ds.initial()
 	d, bind, link := clashDevice(t, ns, "dft0", initial, log)
@@ -241,9 +241,9 @@ func TestDirectoryDefaultRouteIsNoFullTunnel(t *testing.T) {
 		}
 	}
 
-	wantPeers("start", map[string][]string{"b": {"198.19.5.0/24"}, "x": {"::/0"}, "z": {"0.0.0.0/0"}})
+	wantPeers("start", map[string][]string{"b": {"198.19.5.0/24"}, "x": {"::/0"}})
 	if v4, v6 := fullTunnel("start"); v4 || v6 {
-		t.Errorf("start: full tunnel ipv4 %v ipv6 %v; want none: only records x and z have a /0", v4, v6)
+		t.Errorf("start: full tunnel ipv4 %v ipv6 %v; want none: only record x has a /0", v4, v6)
 	}
 	if m := res.mark.Load(); m != 0 {
 		t.Errorf("start: resolver mark %d; want none without a full tunnel", m)
@@ -255,19 +255,19 @@ func TestDirectoryDefaultRouteIsNoFullTunnel(t *testing.T) {
 		t.Errorf("after a reload adding b's 0.0.0.0/0: full tunnel ipv4 %v ipv6 %v; want IPv4 only", v4, v6)
 	}
 
-	// b drops its /0: z's 0.0.0.0/0 no longer clashes with it, and only
-	// once IPv4's full tunnel is gone may z have it. A narrower prefix
-	// clashes with no /0: x keeps its ::/0 beside b's fd00:78::/64.
+	// b leaves IPv4: z's 0.0.0.0/0 no longer overlaps it, x's ::/0 does
+	// (a record's /0 clashes with any prefix of its family), and only once
+	// IPv4's full tunnel is gone may z have its /0.
 	reloadFile("file drops its /0", `"fd00:78::/64"`)
-	wantPeers("file drops its /0", map[string][]string{"b": {"fd00:78::/64"}, "x": {"::/0"}, "z": {"0.0.0.0/0"}})
+	wantPeers("file drops its /0", map[string][]string{"b": {"fd00:78::/64"}, "z": {"0.0.0.0/0"}})
 	if v4, v6 := fullTunnel("file drops its /0"); v4 || v6 {
 		t.Errorf("after a reload dropping b's 0.0.0.0/0 with record z's in use: full tunnel ipv4 %v ipv6 %v; want none", v4, v6)
 	}
 
-	// Nor a directory change: z deleted, then a reload that gives b back
-	// its IPv4 subnet.
+	// Nor a directory change: z deleted, then x in use again after a
+	// reload that gives b back its IPv4 subnet.
 	in(func() error { ds.onChange([]conf.Peer{x}); return nil })
-	wantPeers("z deleted", map[string][]string{"b": {"fd00:78::/64"}, "x": {"::/0"}})
+	wantPeers("z deleted", map[string][]string{"b": {"fd00:78::/64"}})
 	if v4, v6 := fullTunnel("z deleted"); v4 || v6 {
 		t.Errorf("after record z was deleted: full tunnel ipv4 %v ipv6 %v; want none", v4, v6)
 	}
