@@ -211,35 +211,64 @@ func (l *Link) tableRoutesHere(family, table int) bool {
 	return false
 }
 
-// PruneFullTunnel takes out what a previous run left of the full tunnel of
-// a family this run does not want (v4, v6 false): the device systemd kept
-// still carries its default route in table, and the policy rules are
-// still there. Items not there are no error. Only for a device inherited
-// from a previous run, before SetFullTunnel: it does not touch what this
-// Link installed.
+// PruneFullTunnel takes out what a previous run left of a full tunnel that
+// this run does not want: the device systemd kept still carries its
+// default route, and the policy rules are still there. Not wanted are a
+// family this run has no /0 for (v4, v6 false), and any other table's
+// default route through the device (listen_port, hence table and mark,
+// changed across the restart: the old rule would send the newly marked
+// UDP packets into the tunnel itself). Items not there are no error. Only
+// for a device inherited from a previous run, before SetFullTunnel: it
+// does not touch what this Link installed.
 func (l *Link) PruneFullTunnel(table int, mark uint32, v4, v6 bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var firstErr error
 	for _, fam := range families(v4, v6) {
-		if fam.want || l.full[fam.family] != nil {
+		if l.full[fam.family] != nil {
 			continue
 		}
-		leftover := &fullTunnel{route: l.fullTunnelRoute(fam.family, table), rules: fullTunnelRules(fam.family, table, mark)}
-		if !l.tableRoutesHere(fam.family, table) {
-			// Not this device's table: the rules may be another
-			// tunnel's, sharing the table number.
-			continue
-		}
-		if l.full == nil {
-			l.full = map[int]*fullTunnel{}
-		}
-		l.full[fam.family] = leftover
-		if err := l.removeFullTunnel(fam.family); err != nil && firstErr == nil {
-			firstErr = err
+		for _, t := range l.defaultRouteTables(fam.family) {
+			if fam.want && t == table {
+				continue // addFullTunnel takes it over
+			}
+			m := uint32(t) // as the daemon picks them: the mark is the table
+			if t == table {
+				m = mark
+			}
+			leftover := &fullTunnel{route: l.fullTunnelRoute(fam.family, t), rules: fullTunnelRules(fam.family, t, m)}
+			if err := l.removeRulesAndRoute(fam.family, leftover); err != nil && firstErr == nil {
+				firstErr = err
+			}
 		}
 	}
 	return firstErr
+}
+
+// defaultRouteTables lists the tables, other than the kernel's own, that
+// route family's default through this device: full tunnels' tables. (Rules
+// of a table that routes through another device may be another tunnel's,
+// sharing the table number, and are not ours to touch.)
+func (l *Link) defaultRouteTables(family int) []int {
+	filter := &netlink.Route{LinkIndex: l.link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}
+	routes, err := l.h.RouteListFiltered(family, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		switch r.Table {
+		case unix.RT_TABLE_MAIN, unix.RT_TABLE_LOCAL, unix.RT_TABLE_DEFAULT:
+			continue
+		}
+		out = append(out, r.Table)
+	}
+	return out
 }
 
 func (l *Link) removeFullTunnel(family int) error {
@@ -247,6 +276,13 @@ func (l *Link) removeFullTunnel(family int) error {
 	if ft == nil {
 		return nil
 	}
+	err := l.removeRulesAndRoute(family, ft)
+	delete(l.full, family)
+	return err
+}
+
+// removeRulesAndRoute deletes ft's rules and route; l.mu is held.
+func (l *Link) removeRulesAndRoute(family int, ft *fullTunnel) error {
 	var firstErr error
 	for _, r := range ft.rules {
 		if r.SuppressPrefixlen >= 0 && l.otherFullTunnel(family) {
@@ -262,7 +298,6 @@ func (l *Link) removeFullTunnel(family int) error {
 	if err := l.h.RouteDel(ft.route); err != nil && !gone(err) && firstErr == nil {
 		firstErr = fmt.Errorf("%s: removing the default route of table %d: %v", l.name, ft.route.Table, err)
 	}
-	delete(l.full, family)
 	return firstErr
 }
 

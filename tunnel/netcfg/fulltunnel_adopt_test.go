@@ -28,7 +28,8 @@ func fullTunnelRulesIn(t *testing.T, h *netlink.Handle, family, table int) (notM
 // A device systemd kept across a restart keeps its full tunnel: the next
 // run takes over the route and rules (no second copy of a rule), a run
 // whose config dropped a family removes that family's leftovers, and a
-// full stop (device gone, rules left) does not stop the next start.
+// default route of another device in the table is still a clash. (A full
+// stop, device gone and rules left: TestFDStoreFullTunnelRestarts.)
 func TestFullTunnelTakenOverAfterRestart(t *testing.T) {
 	const table, mark = 51999, 51999
 	h := testNS(t, "sttest0")
@@ -116,5 +117,41 @@ func TestSuppressRuleSharedWithAnotherFullTunnel(t *testing.T) {
 	}
 	if _, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V4, theirs); s != 0 {
 		t.Errorf("%d suppress rules after both full tunnels went, want none", s)
+	}
+}
+
+// A kept device whose next run has another table (listen_port changed
+// across the restart): the old table's route and rules go, or the old
+// rule would route the newly marked UDP packets into the tunnel itself.
+func TestFullTunnelOfAnotherTablePruned(t *testing.T) {
+	const oldTable, newTable = 51996, 51995
+	h := testNS(t, "sttest0")
+	first, err := apply(h, "sttest0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.SetFullTunnel(oldTable, oldTable, true, true); err != nil {
+		t.Fatal(err)
+	}
+	again, err := apply(h, "sttest0", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.PruneFullTunnel(newTable, newTable, true, true); err != nil {
+		t.Fatalf("PruneFullTunnel: %v", err)
+	}
+	if err := again.SetFullTunnel(newTable, newTable, true, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if n, _ := fullTunnelRulesIn(t, h, fam, oldTable); n != 0 || again.tableRoutesHere(fam, oldTable) {
+			t.Errorf("family %d: old table %d left with %d rules, route %v", fam, oldTable, n, again.tableRoutesHere(fam, oldTable))
+		}
+		if n, s := fullTunnelRulesIn(t, h, fam, newTable); n != 1 || s != 1 || !again.tableRoutesHere(fam, newTable) {
+			t.Errorf("family %d: new table %d has %d rules and %d suppress rules (want one each), route %v", fam, newTable, n, s, again.tableRoutesHere(fam, newTable))
+		}
+	}
+	if err := again.Remove(); err != nil {
+		t.Fatal(err)
 	}
 }
