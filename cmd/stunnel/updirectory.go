@@ -267,6 +267,7 @@ func (s *dirSync) applyLocked() {
 	// Peers and routes together, or neither (reloadroutes.go); a nil link
 	// (in-process tests) changes the device only.
 	cfg, err := s.applyMergedLocked(s.file, func(cfg *conf.Config) error { return applyPeers(s.dev, s.link, cfg, s.log) })
+	zeroConfigSecrets(cfg) // MergePeers' copy of the file's keys; the device has its own
 	if err != nil {
 		s.log.Error("directory: applying the change failed; keeping the running peers and routes", "err", err.Error())
 		return
