@@ -25,6 +25,20 @@ func fullTunnelRulesIn(t *testing.T, h *netlink.Handle, family, table int) (notM
 	return notMarked, suppress
 }
 
+// fullTunnelLink applies device dev of h with no addresses or routes and a
+// full tunnel of the families asked for in table (also the mark).
+func fullTunnelLink(t *testing.T, h *netlink.Handle, dev string, table int, v4, v6 bool) *Link {
+	t.Helper()
+	l, err := apply(h, dev, 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetFullTunnel(table, uint32(table), v4, v6); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // A device systemd kept across a restart keeps its full tunnel: the next
 // run takes over the route and rules (no second copy of a rule), a run
 // whose config dropped a family removes that family's leftovers, and a
@@ -33,13 +47,7 @@ func fullTunnelRulesIn(t *testing.T, h *netlink.Handle, family, table int) (notM
 func TestFullTunnelTakenOverAfterRestart(t *testing.T) {
 	const table, mark = 51999, 51999
 	h := testNS(t, "sttest0")
-	first, err := apply(h, "sttest0", 0, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.SetFullTunnel(table, mark, true, true); err != nil {
-		t.Fatal(err)
-	}
+	fullTunnelLink(t, h, "sttest0", table, true, true)
 	// The old process exits without Remove: systemd keeps the device.
 
 	again, err := apply(h, "sttest0", 0, nil, nil)
@@ -64,13 +72,7 @@ func TestFullTunnelTakenOverAfterRestart(t *testing.T) {
 
 	// Another device's default route in the table is still a clash.
 	h2 := testNS(t, "sttest0", "other0")
-	other, err := apply(h2, "other0", 0, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := other.SetFullTunnel(table, mark, true, false); err != nil {
-		t.Fatal(err)
-	}
+	other := fullTunnelLink(t, h2, "other0", table, true, false)
 	mine, err := apply(h2, "sttest0", 0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -89,20 +91,8 @@ func TestFullTunnelTakenOverAfterRestart(t *testing.T) {
 func TestSuppressRuleSharedWithAnotherFullTunnel(t *testing.T) {
 	const ours, theirs = 51998, 51997
 	h := testNS(t, "sttest0", "other0")
-	other, err := apply(h, "other0", 0, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := other.SetFullTunnel(theirs, theirs, true, false); err != nil {
-		t.Fatal(err)
-	}
-	l, err := apply(h, "sttest0", 0, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.SetFullTunnel(ours, ours, true, false); err != nil {
-		t.Fatal(err)
-	}
+	other := fullTunnelLink(t, h, "other0", theirs, true, false)
+	l := fullTunnelLink(t, h, "sttest0", ours, true, false)
 	if _, s := fullTunnelRulesIn(t, h, netlink.FAMILY_V4, ours); s != 1 {
 		t.Errorf("%d suppress rules with two full tunnels, want one", s)
 	}
@@ -126,13 +116,7 @@ func TestSuppressRuleSharedWithAnotherFullTunnel(t *testing.T) {
 func TestFullTunnelOfAnotherTablePruned(t *testing.T) {
 	const oldTable, newTable = 51996, 51995
 	h := testNS(t, "sttest0")
-	first, err := apply(h, "sttest0", 0, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.SetFullTunnel(oldTable, oldTable, true, true); err != nil {
-		t.Fatal(err)
-	}
+	fullTunnelLink(t, h, "sttest0", oldTable, true, true)
 	again, err := apply(h, "sttest0", 0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
