@@ -15,7 +15,7 @@ import (
 
 // directoryKeys are the keys of [directory]: where the etcd peer directory
 // lives and how to reach it.
-var directoryKeys = []string{"etcd_endpoints", "prefix", "ca_file", "cert_file", "key_file", "cache_file", "advertise_endpoint"}
+var directoryKeys = []string{"etcd_endpoints", "prefix", "ca_file", "cert_file", "key_file", "cache_file", "advertise_endpoint", "records_within"}
 
 // DefaultDirectoryCacheDir holds each interface's sealed copy of the
 // directory (NAME.directory) when cache_file is not given.
@@ -34,7 +34,11 @@ type Directory struct {
 	// AdvertiseEndpoint, when set, is published under a lease at
 	// PREFIX endpoints/PEER_ID for peers whose record has no endpoint.
 	AdvertiseEndpoint string
-	Line              int // line of the [directory] header
+	// RecordsWithin, when set, are the prefixes a record's allowed_ips
+	// must each lie inside: this host's opt-in to what etcd may route
+	// here, as Tailscale's --accept-routes. None: any.
+	RecordsWithin []netip.Prefix
+	Line          int // line of the [directory] header
 }
 
 func (p *parser) directory(t table, in *Interface) *Directory {
@@ -113,6 +117,22 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 			p.addf(line, "advertise_endpoint %q: %v", s, err)
 		}
 		d.AdvertiseEndpoint = s
+	}
+	if list, line, ok := p.strList(t, "records_within", "198.19.0.0/16"); ok {
+		if len(list) == 0 {
+			p.addf(line, "records_within is empty, so no record could be used; leave it out to accept any allowed_ips")
+		}
+		for _, s := range list {
+			pfx, err := parsePrefix(s)
+			switch {
+			case err != nil:
+				p.addf(line, "records_within %q %v", s, err)
+			case pfx.Masked() != pfx:
+				p.addf(line, "records_within %q has host bits set; write %s", s, pfx.Masked())
+			default:
+				d.RecordsWithin = append(d.RecordsWithin, pfx)
+			}
+		}
 	}
 	if name, line, ok := p.str(t, "cache_file"); ok {
 		if name == "" {

@@ -33,6 +33,7 @@ ca_file = "ca.pem"
 cert_file = "client.pem"
 key_file = "client.key"
 advertise_endpoint = "198.18.0.1:51820"
+records_within = ["198.19.0.0/16", "fd00::/8"]
 `)
 	c, err := Parse(filepath.Join(dir, "st0.conf"), []byte(src))
 	if err != nil {
@@ -40,7 +41,8 @@ advertise_endpoint = "198.18.0.1:51820"
 	}
 	d := c.Directory
 	if d == nil || len(d.Endpoints) != 3 || d.Prefix != "/stunnel/overlay1/" || d.CAFile != filepath.Join(dir, "ca.pem") ||
-		d.KeyFile != filepath.Join(dir, "client.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" || d.AdvertiseEndpoint != "198.18.0.1:51820" {
+		d.KeyFile != filepath.Join(dir, "client.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" || d.AdvertiseEndpoint != "198.18.0.1:51820" ||
+		len(d.RecordsWithin) != 2 || d.RecordsWithin[1] != netip.MustParsePrefix("fd00::/8") {
 		t.Fatalf("directory = %+v", d)
 	}
 	c, err = Parse("x.conf", []byte(expand(t, directoryBase)))
@@ -74,6 +76,9 @@ func TestDirectoryInvalid(t *testing.T) {
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\ncert_file = \"junk.pem\"\nkey_file = \"client.key\"", "are not a certificate and its key"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nendpoints = 1", "unknown key \"endpoints\""},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nadvertise_endpoint = \"198.18.0.1\"", "advertise_endpoint"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nrecords_within = []", "records_within is empty"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nrecords_within = [\"198.19.0.1/16\"]", "records_within \"198.19.0.1/16\" has host bits set; write 198.19.0.0/16"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nrecords_within = [\"198.19.0.0\"]", "records_within \"198.19.0.0\" needs a prefix length"},
 	}
 	for _, tc := range cases {
 		src := expand(t, directoryBase) + "\n[directory]\n" + tc.body + "\n"

@@ -73,8 +73,9 @@ var ErrFileOverrides = errors.New("the file's [[peer]] is used in place of the d
 // that is not used. A peer that does not fit is left out and named in
 // skipped, one line each: the same ID as a file peer (with its line; with
 // the same public key too the error wraps ErrFileOverrides), this
-// host's own key, a key already used, allowed_ips overlapping an accepted
-// peer's or holding this host's address, an endpoint inside an accepted
+// host's own key, a key already used, allowed_ips outside [directory]'s
+// records_within (when set), allowed_ips overlapping an accepted peer's or
+// holding this host's address, an endpoint inside an accepted
 // peer's allowed_ips or its own (a /0 aside), allowed_ips (a /0 aside)
 // holding an accepted peer's endpoint (that peer's encrypted packets would
 // loop into the tunnel, as crossCheck refuses in one file), or allowed_ips
@@ -99,6 +100,9 @@ func MergePeers(c *Config, extra []Peer) (merged *Config, skipped []error) {
 		routes: newPrefixSet(),
 		eps:    newEndpointIndex(extra, len(c.Peers)+len(extra)),
 		etcd:   etcdAddrs(c.Directory),
+	}
+	if c.Directory != nil {
+		m.within = c.Directory.RecordsWithin
 	}
 	for _, pr := range c.Peers {
 		m.file[pr.ID] = filePeer{pr.Line, pr.PublicKey}
@@ -135,6 +139,7 @@ type merger struct {
 	routes  *prefixSet          // allowed_ips -> peer ID
 	eps     endpointIndex       // the accepted peers' IP endpoints
 	etcd    []netip.Addr        // [directory] etcd endpoints given as IP addresses
+	within  []netip.Prefix      // [directory] records_within; none: any
 	scratch []netip.AddrPort    // one peer's endpoints, reused
 }
 
@@ -178,6 +183,9 @@ func (m *merger) check(pr Peer) error {
 		return fmt.Errorf("directory peer %q has the public key of peer %q (skipped)", pr.ID, other)
 	}
 	for _, pfx := range pr.AllowedIPs {
+		if len(m.within) > 0 && !slices.ContainsFunc(m.within, func(w netip.Prefix) bool { return w.Bits() <= pfx.Bits() && w.Contains(pfx.Addr()) }) {
+			return fmt.Errorf("directory peer %q: allowed_ips %s is not inside records_within of [directory] (skipped)", pr.ID, pfx)
+		}
 		if owner, ok := m.routes.overlapping(pfx); ok {
 			return fmt.Errorf("directory peer %q: allowed_ips %s overlaps those of peer %q; each address must belong to one peer (skipped)", pr.ID, pfx, owner)
 		}

@@ -270,3 +270,47 @@ func TestMergeFilePeerWithRecordsID(t *testing.T) {
 		}
 	}
 }
+
+// With records_within, a record whose allowed_ips leave those prefixes is
+// skipped, with a reason naming the prefix: the host's opt-in to what etcd
+// may route to it. /1 halves that would take all of a host's IPv4 traffic
+// are the case it exists for.
+func TestMergeRecordsWithin(t *testing.T) {
+	c, err := Parse("st0.toml", []byte(expand(t, `[interface]
+name = "st0"
+peer_id = "a"
+private_key = "PRIV_A"
+address = ["198.19.0.1/24"]
+
+[directory]
+etcd_endpoints = ["http://127.0.0.1:2379"]
+prefix = "/stunnel/test/"
+cache_file = "st0.directory"
+records_within = ["198.19.0.0/16", "fd00:77::/64"]
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, skipped := MergePeers(c, []Peer{
+		record(t, "inside", 20, "", "198.19.0.2/32", "198.19.9.0/24", "fd00:77::2/128"),
+		record(t, "half", 21, "", "0.0.0.0/1"),
+		record(t, "wider", 22, "", "198.18.0.0/15"),
+		record(t, "v6out", 23, "", "fd00:78::2/128"),
+	})
+	if len(merged.Peers) != 1 || merged.Peers[0].ID != "inside" {
+		t.Errorf("%d peers used, want only record inside", len(merged.Peers))
+	}
+	want := []string{
+		`directory peer "half": allowed_ips 0.0.0.0/1 is not inside records_within of [directory] (skipped)`,
+		`directory peer "wider": allowed_ips 198.18.0.0/15 is not inside records_within of [directory] (skipped)`,
+		`directory peer "v6out": allowed_ips fd00:78::2/128 is not inside records_within of [directory] (skipped)`,
+	}
+	if len(skipped) != len(want) {
+		t.Fatalf("skipped %v, want %d", skipped, len(want))
+	}
+	for i, w := range want {
+		if skipped[i].Error() != w {
+			t.Errorf("skipped[%d] = %q, want %q", i, skipped[i], w)
+		}
+	}
+}
