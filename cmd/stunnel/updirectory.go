@@ -239,13 +239,26 @@ func (s *dirSync) noteDefaultsLocked(cfg *conf.Config) {
 
 // fileApplied records the file's config after a successful SIGHUP reload.
 // A changed [directory] is not applied to the running watcher (etcd
-// endpoints, prefix and credentials are fixed at start); say so.
+// endpoints, prefix and credentials are fixed at start); say so. Its
+// records_within is not the watcher's: the merge reads it from the file
+// at every apply, this reload's included.
 func (s *dirSync) fileAppliedLocked(file *conf.Config) {
-	if !reflect.DeepEqual(file.Directory, s.file.Directory) {
-		s.log.Warn("reload: [directory] changes take effect at the next restart")
+	if !reflect.DeepEqual(watcherSettings(file.Directory), watcherSettings(s.file.Directory)) {
+		s.log.Warn("reload: [directory] changes take effect at the next restart (records_within aside: it applies now)")
 	}
 	s.file = file
 	s.running = s.peers // the reload merged them
+}
+
+// watcherSettings is d without what a reload applies (records_within) and
+// without its line, which an edit above it moves.
+func watcherSettings(d *conf.Directory) *conf.Directory {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	c.RecordsWithin, c.Line = nil, 0
+	return &c
 }
 
 // onChange is the directory's OnChange: it stores the newest list and,
