@@ -123,15 +123,12 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 			p.addf(line, "records_within is empty, so no record could be used; leave it out to accept any allowed_ips")
 		}
 		for _, s := range list {
-			pfx, err := parsePrefix(s)
-			switch {
-			case err != nil:
+			pfx, err := parseNetwork(s)
+			if err != nil {
 				p.addf(line, "records_within %q %v", s, err)
-			case pfx.Masked() != pfx:
-				p.addf(line, "records_within %q has host bits set; write %s", s, pfx.Masked())
-			default:
-				d.RecordsWithin = append(d.RecordsWithin, pfx)
+				continue
 			}
+			d.RecordsWithin = append(d.RecordsWithin, pfx)
 		}
 	}
 	if name, line, ok := p.str(t, "cache_file"); ok {

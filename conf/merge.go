@@ -48,12 +48,9 @@ func ValidatePeer(pr Peer) error {
 // ParseAllowedIP reads one allowed_ips entry as [[peer]] does: an address
 // with its prefix length, no host bits.
 func ParseAllowedIP(s string) (netip.Prefix, error) {
-	pfx, err := parsePrefix(s)
+	pfx, err := parseNetwork(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("allowed_ips %q %v", s, err)
-	}
-	if pfx.Masked() != pfx {
-		return netip.Prefix{}, fmt.Errorf("allowed_ips %q has host bits set; write %s", s, pfx.Masked())
 	}
 	return pfx, nil
 }
@@ -80,9 +77,10 @@ var ErrFileOverrides = errors.New("the file's [[peer]] is used in place of the d
 // holding an accepted peer's endpoint (that peer's encrypted packets would
 // loop into the tunnel, as crossCheck refuses in one file), or allowed_ips
 // holding an etcd endpoint of [directory] given as a non-loopback IP
-// address, a /0 included. Otherwise a /0 loops nothing: a file peer's is a full tunnel, which
-// exempts the daemon's own packets with a firewall mark, and a record's is
-// not routed at all (the daemon makes a full tunnel only for the file's).
+// address, a /0 included. Otherwise a /0 loops nothing: a file peer's is a
+// full tunnel, which exempts the daemon's own packets with a firewall
+// mark, and a record's is not routed at all (the daemon makes a full
+// tunnel only for the file's).
 // This host's own record (its peer_id) is left out silently. The records
 // used are marked FromDirectory. c is not modified. Cost is linear in the
 // number of prefixes and endpoints, so ten thousand peers merge in

@@ -227,13 +227,9 @@ func (p *parser) peer(t table) Peer {
 			p.addf(line, "allowed_ips of %s is empty; no traffic could reach or come from it", p.peerName(t, pr))
 		}
 		for _, s := range list {
-			pfx, err := parsePrefix(s)
+			pfx, err := parseNetwork(s)
 			if err != nil {
 				p.addf(line, "allowed_ips %q of %s %v", s, p.peerName(t, pr), err)
-				continue
-			}
-			if pfx.Masked() != pfx {
-				p.addf(line, "allowed_ips %q of %s has host bits set; write %s", s, p.peerName(t, pr), pfx.Masked())
 				continue
 			}
 			if contains(prefixStrings(pr.AllowedIPs), pfx.String()) {

@@ -73,6 +73,19 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return pfx, nil
 }
 
+// parseNetwork is parsePrefix for a network: no host bits. Its errors, like
+// parsePrefix's, follow the key and value they are about.
+func parseNetwork(s string) (netip.Prefix, error) {
+	pfx, err := parsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if pfx.Masked() != pfx {
+		return netip.Prefix{}, fmt.Errorf("has host bits set; write %s", pfx.Masked())
+	}
+	return pfx, nil
+}
+
 // checkHostAddress rejects interface addresses that cannot name this host.
 func checkHostAddress(p netip.Prefix) error {
 	a := p.Addr()

@@ -51,9 +51,7 @@ func fullTunnelFamilies(cfg *conf.Config) (v4, v6 bool) {
 // family failed to go. held says whether anything was left out; then out
 // is a copy, whose secrets the caller zeroes once the device has them.
 func withoutRoutedDefaults(cfg *conf.Config, v4, v6 bool) (out *conf.Config, held bool) {
-	routed := func(pfx netip.Prefix) bool {
-		return pfx.Bits() == 0 && (pfx.Addr().Is4() && v4 || pfx.Addr().Is6() && v6)
-	}
+	routed := routedDefault(v4, v6)
 	out = cfg
 	for i, p := range cfg.Peers {
 		if !p.FromDirectory || !slices.ContainsFunc(p.AllowedIPs, routed) {
@@ -67,6 +65,22 @@ func withoutRoutedDefaults(cfg *conf.Config, v4, v6 bool) (out *conf.Config, hel
 		out.Peers[i].AllowedIPs = slices.DeleteFunc(slices.Clone(p.AllowedIPs), routed)
 	}
 	return out, held
+}
+
+// routedDefault reports whether a prefix is the /0 of a family v4, v6 select.
+func routedDefault(v4, v6 bool) func(netip.Prefix) bool {
+	return func(pfx netip.Prefix) bool {
+		return pfx.Bits() == 0 && (pfx.Addr().Is4() && v4 || pfx.Addr().Is6() && v6)
+	}
+}
+
+// holdsDirectoryDefault reports whether withoutRoutedDefaults(cfg, v4, v6)
+// would leave anything out, without making its copy.
+func holdsDirectoryDefault(cfg *conf.Config, v4, v6 bool) bool {
+	routed := routedDefault(v4, v6)
+	return slices.ContainsFunc(cfg.Peers, func(p conf.Peer) bool {
+		return p.FromDirectory && slices.ContainsFunc(p.AllowedIPs, routed)
+	})
 }
 
 // fullTunnelTable is the routing table and socket mark of a full tunnel:

@@ -107,8 +107,7 @@ func applyReload(d *tunnel.Device, link *netcfg.Link, bind *udpbind.Bind, res *e
 	}
 	// A family is gone: a directory peer's /0 that applyPeers held back
 	// for it routes nothing now, and the peer may have it.
-	if dev, held := withoutRoutedDefaults(cfg, had4 && !v4, had6 && !v6); held {
-		zeroConfigSecrets(dev)
+	if holdsDirectoryDefault(cfg, had4 && !v4, had6 && !v6) {
 		if err := d.Reload(cfg); err != nil {
 			log.Warn("reload applied, but a directory peer's /0 is not in the device until the next change", "err", err.Error())
 		}

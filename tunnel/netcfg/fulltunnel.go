@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -198,17 +199,7 @@ func (l *Link) otherFullTunnel(family int) bool {
 // tableRoutesHere reports whether table's default route of family goes
 // through this device.
 func (l *Link) tableRoutesHere(family, table int) bool {
-	want := l.fullTunnelRoute(family, table)
-	routes, err := l.h.RouteListFiltered(family, &netlink.Route{Table: table, Dst: want.Dst}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
-	if err != nil {
-		return false
-	}
-	for _, r := range routes {
-		if r.LinkIndex == want.LinkIndex {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(l.defaultRouteTables(family), table)
 }
 
 // PruneFullTunnel takes out what a previous run left of a full tunnel that
