@@ -100,3 +100,83 @@ func waitGoroutines(t *testing.T, want int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A connected UDP socket reports the ICMP port unreachable of an earlier
+// datagram as ECONNREFUSED on its next read. A Dial to a peer that is not
+// up yet (or is restarting) must keep retrying like any lost datagram,
+// not die of that read.
+func TestPacketConnSurvivesPeerNotUpYet(t *testing.T) {
+	aKey, bKey := keys(t), keys(t)
+	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
+		switch id {
+		case "a":
+			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
+		case "b":
+			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	})
+	policy := rekey.DefaultPolicy()
+	policy.RekeyTimeout, policy.RekeyJitter = 200*time.Millisecond, 0 // quick retries
+	free, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.LocalAddr().String()
+	free.Close() // nobody listens there now
+	uc, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := Dial(Config{PeerID: "a", PrivateKey: aKey, Peers: lookup, Policy: policy}, "b", PacketTransport(uc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	time.Sleep(100 * time.Millisecond) // the first initiation bounced off the closed port
+
+	// The peer comes up on that port: a buffer-API session on a plain socket.
+	sc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	bob, err := New(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup, Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	got := make(chan string, 1)
+	serverDone := make(chan struct{})
+	go func() {
+		defer close(serverDone)
+		buf := make([]byte, MaxFrame)
+		for {
+			n, from, err := sc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			res, _ := bob.Unwrap(buf[:n])
+			for _, m := range res.Send {
+				sc.WriteTo(m, from)
+			}
+			if res.Data != nil {
+				got <- string(res.Data)
+			}
+		}
+	}()
+	defer func() { sc.Close(); <-serverDone }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := client.Send(ctx, []byte("made it")); err != nil {
+		t.Fatalf("Send once the peer is up: %v", err)
+	}
+	select {
+	case m := <-got:
+		if m != "made it" {
+			t.Fatalf("peer got %q", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("the peer got nothing")
+	}
+}

@@ -2,9 +2,11 @@ package securesession
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 )
 
 // MaxFrame is the largest message a frame carries: a two-byte length.
@@ -51,11 +53,25 @@ func StreamTransport(c net.Conn) Transport {
 }
 
 // PacketTransport carries messages as datagrams of a connected packet
-// connection (a UDP socket made with net.DialUDP, say).
+// connection (a UDP socket made with net.DialUDP, say). A datagram the
+// peer's host refused (nobody listening there yet) is a lost datagram: the
+// Conn keeps retrying.
 func PacketTransport(c net.Conn) Transport {
 	return Transport{
-		Send:    func(msg []byte) error { _, err := c.Write(msg); return err },
-		Receive: c.Read,
-		Close:   c.Close,
+		Send: func(msg []byte) error { _, err := c.Write(msg); return err },
+		Receive: func(buf []byte) (int, error) {
+			for {
+				n, err := c.Read(buf)
+				// A connected UDP socket reports the ICMP port unreachable
+				// of an earlier datagram on its next read: the peer is not
+				// up yet, or restarting. That datagram is lost and the
+				// timers retry it; ending the Conn would end it for good.
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					continue
+				}
+				return n, err
+			}
+		},
+		Close: c.Close,
 	}
 }
