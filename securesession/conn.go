@@ -154,11 +154,21 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 }
 
 // Receive returns the next application message, waiting until ctx ends.
+// Once the transport has ended, it still returns the messages that arrived
+// before the end, then the error.
 func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	select {
 	case m := <-c.incoming:
 		return m, nil
 	case <-c.done:
+		// The receive loop queues a message before it can see the end of
+		// the transport, so what is queued now arrived before that end:
+		// the peer's last words, which select would drop half the time.
+		select {
+		case m := <-c.incoming:
+			return m, nil
+		default:
+		}
 		return nil, c.closedErr()
 	case <-ctx.Done():
 		return nil, ctx.Err()

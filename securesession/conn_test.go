@@ -2,7 +2,9 @@ package securesession
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"testing"
@@ -178,5 +180,60 @@ func TestPacketConnSurvivesPeerNotUpYet(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the peer got nothing")
+	}
+}
+
+// pipeConns is a Dial/Accept pair over net.Pipe.
+func pipeConns(t *testing.T) (client, server *Conn) {
+	t.Helper()
+	aKey, bKey := keys(t), keys(t)
+	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
+		switch id {
+		case "a":
+			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
+		case "b":
+			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	})
+	x, y := net.Pipe()
+	server, err := Accept(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup}, StreamTransport(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err = Dial(Config{PeerID: "a", PrivateKey: aKey, Peers: lookup}, "b", StreamTransport(x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// A peer that sends its last message and hangs up: the message arrived
+// before the end of the stream, so Receive hands it out before it reports
+// the end. (The receive loop had queued it; Receive then chose at random
+// between it and the closed Conn.)
+func TestConnReceiveKeepsLastMessageBeforeEOF(t *testing.T) {
+	for i := range 20 {
+		client, server := pipeConns(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := client.Send(ctx, []byte("last words")); err != nil {
+			t.Fatal(err)
+		}
+		client.Close()
+		select { // the server's transport ended: EOF after the message
+		case <-server.done:
+		case <-ctx.Done():
+			t.Fatal("the server's receive loop did not see the end of the stream")
+		}
+		m, err := server.Receive(ctx)
+		if err != nil || string(m) != "last words" {
+			t.Fatalf("round %d: Receive after the peer hung up gave %q, %v; want the message it sent first", i, m, err)
+		}
+		if _, err := server.Receive(ctx); !errors.Is(err, ErrClosed) || !errors.Is(err, io.EOF) {
+			t.Fatalf("round %d: then %v, want ErrClosed and io.EOF", i, err)
+		}
+		cancel()
+		server.Close()
 	}
 }
