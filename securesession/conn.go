@@ -38,7 +38,8 @@ type Conn struct {
 	established chan struct{} // closed once a session exists
 	estOnce     sync.Once
 	incoming    chan []byte   // application messages, each owned by the reader
-	done        chan struct{} // closed by Close
+	done        chan struct{} // closed by Close, or when the transport ends
+	closed      atomic.Bool   // Close was called
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
 	err         atomic.Pointer[error] // why the receive loop ended
@@ -138,6 +139,12 @@ func (c *Conn) timerLoop() {
 // Send seals msg and sends it, waiting (until ctx ends) for the session to
 // be established.
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
+	// With established and done both ready, select picks either.
+	select {
+	case <-c.done:
+		return c.closedErr()
+	default:
+	}
 	select {
 	case <-c.established:
 	case <-c.done:
@@ -146,6 +153,9 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 		return ctx.Err()
 	}
 	out, err := c.s.Wrap(msg)
+	if errors.Is(err, ErrSessionClosed) { // Close ran meanwhile
+		return c.closedErr()
+	}
 	if err != nil {
 		return err
 	}
@@ -155,8 +165,11 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 
 // Receive returns the next application message, waiting until ctx ends.
 // Once the transport has ended, it still returns the messages that arrived
-// before the end, then the error.
+// before the end, then the error; after Close, only ErrClosed.
 func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
+	if c.closed.Load() { // or select could still pick a queued message
+		return nil, c.closedErr()
+	}
 	select {
 	case m := <-c.incoming:
 		return m, nil
@@ -164,10 +177,13 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 		// The receive loop queues a message before it can see the end of
 		// the transport, so what is queued now arrived before that end:
 		// the peer's last words, which select would drop half the time.
-		select {
-		case m := <-c.incoming:
-			return m, nil
-		default:
+		// After Close they are no longer wanted.
+		if !c.closed.Load() {
+			select {
+			case m := <-c.incoming:
+				return m, nil
+			default:
+			}
 		}
 		return nil, c.closedErr()
 	case <-ctx.Done():
@@ -185,6 +201,7 @@ func (c *Conn) closedErr() error {
 // Close stops the goroutines, closes the transport and zeroes the keys.
 // Nothing of the Conn runs when it returns.
 func (c *Conn) Close() error {
+	c.closed.Store(true)
 	err := c.shutdown()
 	c.wg.Wait()
 	c.s.Close()

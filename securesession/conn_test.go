@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/internal/waitfor"
 	"stunnel/rekey"
 )
 
@@ -235,5 +236,29 @@ func TestConnReceiveKeepsLastMessageBeforeEOF(t *testing.T) {
 		}
 		cancel()
 		server.Close()
+	}
+}
+
+// After Close, Send and Receive return ErrClosed, as documented: not the
+// Session's ErrSessionClosed, and not messages still queued (both came at
+// random, from select choosing among ready cases).
+func TestConnCallsAfterCloseReturnErrClosed(t *testing.T) {
+	client, server := pipeConns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := client.Send(ctx, []byte("queued")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitfor.Cond(t, 5*time.Second, time.Millisecond, "three messages queued at the server", func() bool { return len(server.incoming) == 3 })
+	server.Close()
+	for i := range 50 {
+		if err := server.Send(ctx, []byte("late")); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Send %d after Close: %v, want ErrClosed", i, err)
+		}
+		if m, err := server.Receive(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Receive %d after Close: %q, %v, want ErrClosed", i, m, err)
+		}
 	}
 }
