@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -293,5 +294,25 @@ func TestRekeysResumeWithTickets(t *testing.T) {
 		}
 		ids[p.alice.SessionID()] = true
 		mustUnwrap(t, p.alice, mustWrap(t, p.bob, "new"), "new")
+	}
+}
+
+// MaxMessage bounds every application message, IP packets too: a larger
+// one would make a data message no UDP datagram or frame can carry.
+func TestPayloadIPRefusesOversizedPackets(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	p.alice.cfg.Payload, p.bob.cfg.Payload = PayloadIP, PayloadIP
+	p.connect(t)
+	pkt := make([]byte, MaxMessage+1)
+	pkt[0] = 0x45
+	if out, err := p.alice.Wrap(pkt); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Wrap of a %d-byte IP packet: %d bytes out, %v; want ErrTooLarge", len(pkt), len(out), err)
+	}
+	out, err := p.alice.Wrap(pkt[:MaxMessage])
+	if err != nil {
+		t.Fatalf("Wrap of a %d-byte IP packet: %v", MaxMessage, err)
+	}
+	if err := WriteFrame(io.Discard, out); err != nil {
+		t.Fatalf("the largest IP packet does not fit a frame: %v", err)
 	}
 }

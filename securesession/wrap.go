@@ -38,15 +38,13 @@ func (s *Session) WrapTo(dst, data []byte) ([]byte, error) {
 		return nil, ErrSessionClosed
 	}
 	defer s.leave()
-	switch s.cfg.Payload {
-	case PayloadIP:
-		if !isIP(data) {
-			return nil, ErrNotIP
-		}
-	default:
-		if len(data) > MaxMessage {
-			return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessage)
-		}
+	// IP packets too: isIP looks at the version, not the size, and a data
+	// message larger than a UDP datagram or a frame could never be sent.
+	if len(data) > MaxMessage {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessage)
+	}
+	if s.cfg.Payload == PayloadIP && !isIP(data) {
+		return nil, ErrNotIP
 	}
 	return s.seal(dst, data, sealApp)
 }
