@@ -20,6 +20,18 @@ type Transport struct {
 	Close func() error
 }
 
+// check refuses a Transport the Conn's goroutines would call through a
+// nil function: a panic there takes the whole program down.
+func (tr Transport) check() error {
+	switch {
+	case tr.Send == nil:
+		return errors.New("securesession: Transport.Send is nil")
+	case tr.Receive == nil:
+		return errors.New("securesession: Transport.Receive is nil")
+	}
+	return nil
+}
+
 // ErrClosed is returned by a closed Conn.
 var ErrClosed = errors.New("securesession: connection closed")
 
@@ -51,6 +63,9 @@ type Conn struct {
 // Dial starts a session with peerID over tr and returns at once; Send waits
 // for the handshake.
 func Dial(cfg Config, peerID string, tr Transport) (*Conn, error) {
+	if err := tr.check(); err != nil {
+		return nil, err
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return nil, err
@@ -71,6 +86,9 @@ func Dial(cfg Config, peerID string, tr Transport) (*Conn, error) {
 // Accept answers the first peer that initiates over tr (any peer its
 // lookup knows).
 func Accept(cfg Config, tr Transport) (*Conn, error) {
+	if err := tr.check(); err != nil {
+		return nil, err
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return nil, err

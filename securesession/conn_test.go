@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -259,6 +260,32 @@ func TestConnCallsAfterCloseReturnErrClosed(t *testing.T) {
 		}
 		if m, err := server.Receive(ctx); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Receive %d after Close: %q, %v, want ErrClosed", i, m, err)
+		}
+	}
+}
+
+// A Transport missing a function is refused by Dial and Accept: the Conn's
+// goroutines would call it and panic, and a panic in a goroutine the
+// caller does not own ends the whole program.
+func TestConnRefusesIncompleteTransport(t *testing.T) {
+	key := keys(t)
+	cfg := Config{PeerID: "a", PrivateKey: key, Peers: LookupFunc(func(string) (handshake.PeerInfo, error) {
+		return handshake.PeerInfo{PublicKey: key.PublicKey()}, nil
+	})}
+	send := func([]byte) error { return nil }
+	receive := func([]byte) (int, error) { select {} }
+	for _, tc := range []struct {
+		tr   Transport
+		want string
+	}{
+		{Transport{Receive: receive}, "Transport.Send is nil"},
+		{Transport{Send: send}, "Transport.Receive is nil"},
+	} {
+		if _, err := Dial(cfg, "b", tc.tr); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Dial: %v, want %q", err, tc.want)
+		}
+		if _, err := Accept(cfg, tc.tr); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Accept: %v, want %q", err, tc.want)
 		}
 	}
 }
