@@ -3,6 +3,7 @@ package securesession
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ func (c *Conn) receiveLoop() {
 	buf := make([]byte, MaxFrame)
 	for {
 		n, err := c.tr.Receive(buf)
+		if err == nil && (n < 0 || n > len(buf)) { // buf[:n] would panic in our goroutine
+			err = fmt.Errorf("securesession: Transport.Receive returned length %d for a %d-byte buffer", n, len(buf))
+		}
 		if err != nil {
 			c.err.Store(&err)
 			c.shutdown()

@@ -289,3 +289,31 @@ func TestConnRefusesIncompleteTransport(t *testing.T) {
 		}
 	}
 }
+
+// A Transport.Receive that returns an impossible length ends the Conn with
+// an error that says so, instead of a panic in the Conn's goroutine.
+func TestConnReceiveImpossibleLengthEndsConn(t *testing.T) {
+	key := keys(t)
+	cfg := Config{PeerID: "a", PrivateKey: key, Peers: LookupFunc(func(string) (handshake.PeerInfo, error) {
+		return handshake.PeerInfo{PublicKey: key.PublicKey()}, nil
+	})}
+	for _, n := range []int{MaxFrame + 1, -1} {
+		c, err := Accept(cfg, Transport{
+			Send:    func([]byte) error { return nil },
+			Receive: func([]byte) (int, error) { return n, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a length of %d did not end the Conn", n)
+		}
+		_, err = c.Receive(context.Background())
+		if !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), fmt.Sprintf("returned length %d", n)) {
+			t.Errorf("Receive after a length of %d: %v", n, err)
+		}
+		c.Close()
+	}
+}
