@@ -316,3 +316,48 @@ func TestPayloadIPRefusesOversizedPackets(t *testing.T) {
 		t.Fatalf("the largest IP packet does not fit a frame: %v", err)
 	}
 }
+
+// The Peers lookup is the caller's code and may use the Session (to log
+// what it is asked, say). The responder's first initiation called it with
+// the Session's lock held, so any such call deadlocked Unwrap.
+func TestPeerLookupMayCallBackIntoSession(t *testing.T) {
+	aliceKey, bobKey := keys(t), keys(t)
+	var bob *Session
+	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
+		if bob != nil {
+			_ = bob.PeerID()
+			_ = bob.Established()
+		}
+		switch id {
+		case "alice":
+			return handshake.PeerInfo{PublicKey: aliceKey.PublicKey()}, nil
+		case "bob":
+			return handshake.PeerInfo{PublicKey: bobKey.PublicKey()}, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	})
+	alice, err := New(Config{PeerID: "alice", PrivateKey: aliceKey, Peers: lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := alice.Connect("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bob, err = New(Config{PeerID: "bob", PrivateKey: bobKey, Peers: lookup}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := bob.Unwrap(first); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Unwrap of the initiation: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Unwrap deadlocked: the lookup ran under the Session's lock")
+	}
+	if bob.PeerID() != "alice" {
+		t.Fatalf("bob's peer is %q", bob.PeerID())
+	}
+}

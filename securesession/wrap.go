@@ -282,20 +282,30 @@ func (s *Session) unwrapInitiation(msg []byte) (Result, error) {
 // peerFor returns the session's peer, making it for the responder's first
 // initiation; an initiation from anyone else is refused.
 func (s *Session) peerFor(id string) (*session.Peer, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.peer != nil {
-		if s.peer.ID() != id {
-			return nil, fmt.Errorf("%w: %q, not %q", ErrOtherPeer, id, s.peer.ID())
-		}
-		return s.peer, nil
+	if p := s.currentPeer(); p != nil {
+		return samePeer(p, id)
 	}
+	// The lookup is the caller's code, free to use this Session (or be
+	// slow): it runs without s.mu, and a peer made meanwhile by a
+	// concurrent initiation wins.
 	info, err := s.cfg.Peers.LookupPeer([]byte(id))
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peer != nil {
+		return samePeer(s.peer, id)
+	}
 	s.peer = s.host.NewPeer(session.PeerConfig{ID: id, PublicKey: info.PublicKey, PresharedKey: info.PresharedKey}, s.reg)
 	return s.peer, nil
+}
+
+func samePeer(p *session.Peer, id string) (*session.Peer, error) {
+	if p.ID() != id {
+		return nil, fmt.Errorf("%w: %q, not %q", ErrOtherPeer, id, p.ID())
+	}
+	return p, nil
 }
 
 func (s *Session) unwrapResponse(msg []byte) (Result, error) {
