@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -359,5 +360,43 @@ func TestPeerLookupMayCallBackIntoSession(t *testing.T) {
 	}
 	if bob.PeerID() != "alice" {
 		t.Fatalf("bob's peer is %q", bob.PeerID())
+	}
+}
+
+// Unwrap's errors wrap one of the package's sentinels (or handshake's), so
+// a caller can sort them. A new ticket that arrives after a newer session
+// replaced the one it was issued for (a rekey overtook it) is refused by
+// the core with an error of its own, which reached the caller bare.
+func TestStaleTicketErrorIsSortable(t *testing.T) {
+	p := newPair(t, rekey.DefaultPolicy())
+	p.bob.host.SetTickets(tickets.NewRing(tickets.Options{Now: p.clock.Now}), true, 24*time.Hour)
+	handshakeOnce := func() (ticket []byte) {
+		first, err := p.alice.Connect("bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.bob.Unwrap(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err = p.alice.Unwrap(res.Send[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err = p.bob.Unwrap(res.Send[0]) // alice's confirmation: bob sends a ticket
+		if err != nil || len(res.Send) != 1 {
+			t.Fatalf("confirmation: %v, %d messages back, want the ticket", err, len(res.Send))
+		}
+		return res.Send[0]
+	}
+	stale := handshakeOnce()
+	p.clock.now = p.clock.now.Add(10 * time.Second)
+	handshakeOnce() // a newer session before the first ticket arrived
+	_, err := p.alice.Unwrap(stale)
+	if err == nil {
+		t.Fatal("a ticket for a replaced session was taken")
+	}
+	if !errors.Is(err, ErrMalformed) || !strings.HasPrefix(err.Error(), "securesession: ") {
+		t.Fatalf("stale ticket: %q, want an ErrMalformed", err)
 	}
 }

@@ -231,7 +231,11 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	switch {
 	case len(plain) == 0: // keepalive
 	case plain[0] == handshake.ControlMarker: // a new ticket for our next handshake
-		malformed = p.ReceiveControl(plain, kp, now)
+		if err := p.ReceiveControl(plain, kp, now); err != nil {
+			// The core's own errors (a ticket overtaken by a rekey) wrap
+			// no sentinel; the daemon counts them as malformed too.
+			malformed = fmt.Errorf("%w: control message: %w", ErrMalformed, err)
+		}
 	case s.cfg.Payload == PayloadMessages && plain[0] == payloadTagMessage:
 		res.Data = plain[1:]
 	case s.cfg.Payload == PayloadIP && isIP(plain):
