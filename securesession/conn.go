@@ -159,7 +159,8 @@ func (c *Conn) timerLoop() {
 }
 
 // Send seals msg and sends it, waiting (until ctx ends) for the session to
-// be established.
+// be established; while it waits, a handshake that went unanswered for
+// RekeyAttemptTime starts over.
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	// With established and done both ready, select picks either.
 	select {
@@ -167,12 +168,8 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 		return c.closedErr()
 	default:
 	}
-	select {
-	case <-c.established:
-	case <-c.done:
-		return c.closedErr()
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := c.waitEstablished(ctx); err != nil {
+		return err
 	}
 	out, err := c.s.Wrap(msg)
 	if errors.Is(err, ErrSessionClosed) { // Close ran meanwhile
@@ -183,6 +180,35 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	}
 	c.sendAll(c.s.drain()) // a rekey Wrap started
 	return c.tr.Send(out)
+}
+
+// waitEstablished waits for the first session. Meanwhile it asks for one
+// every tick, as a packet waiting for a key does in the daemon: the timers
+// retry a handshake in progress, but one they gave up (no answer for
+// RekeyAttemptTime) starts again only when something wants keys.
+func (c *Conn) waitEstablished(ctx context.Context) error {
+	var retry *time.Ticker
+	for {
+		select {
+		case <-c.established:
+			return nil
+		default:
+		}
+		c.sendAll(c.s.wantKeys())
+		if retry == nil {
+			retry = time.NewTicker(tickEvery)
+			defer retry.Stop()
+		}
+		select {
+		case <-c.established:
+			return nil
+		case <-c.done:
+			return c.closedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-retry.C:
+		}
+	}
 }
 
 // Receive returns the next application message, waiting until ctx ends.

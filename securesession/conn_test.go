@@ -1,6 +1,7 @@
 package securesession
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +318,83 @@ func TestConnReceiveImpossibleLengthEndsConn(t *testing.T) {
 			t.Errorf("Receive after a length of %d: %v", n, err)
 		}
 		c.Close()
+	}
+}
+
+// switchLink is an in-memory datagram link between a client and a server
+// Transport that drops everything while down.
+type switchLink struct {
+	up                 atomic.Bool
+	toServer, toClient chan []byte
+	closed             chan struct{}
+	closeOnce          sync.Once
+}
+
+func newSwitchLink() *switchLink {
+	return &switchLink{toServer: make(chan []byte, 64), toClient: make(chan []byte, 64), closed: make(chan struct{})}
+}
+
+func (l *switchLink) end(out, in chan []byte) Transport {
+	return Transport{
+		Send: func(msg []byte) error {
+			if l.up.Load() {
+				select {
+				case out <- bytes.Clone(msg):
+				default: // full: lost, as a datagram would be
+				}
+			}
+			return nil
+		},
+		Receive: func(buf []byte) (int, error) {
+			select {
+			case m := <-in:
+				return copy(buf, m), nil
+			case <-l.closed:
+				return 0, net.ErrClosed
+			}
+		},
+		Close: func() error { l.closeOnce.Do(func() { close(l.closed) }); return nil },
+	}
+}
+
+// A Dial whose peer does not answer within RekeyAttemptTime gives up its
+// handshake; a later Send must start one again, as a packet waiting for a
+// key does in the daemon. Send waited for the session without asking for
+// it, so the Conn stayed without a session for good.
+func TestConnSendRestartsAGivenUpHandshake(t *testing.T) {
+	aKey, bKey := keys(t), keys(t)
+	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
+		switch id {
+		case "a":
+			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
+		case "b":
+			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
+	})
+	policy := rekey.DefaultPolicy()
+	policy.RekeyTimeout, policy.RekeyAttemptTime, policy.RekeyJitter = 100*time.Millisecond, 300*time.Millisecond, 0
+	link := newSwitchLink() // down: the peer is unreachable for now
+	client, err := Dial(Config{PeerID: "a", PrivateKey: aKey, Peers: lookup, Policy: policy}, "b", link.end(link.toServer, link.toClient))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := Accept(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup, Policy: policy}, link.end(link.toClient, link.toServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	waitfor.Cond(t, 5*time.Second, 10*time.Millisecond, "the client to give up its handshake", func() bool {
+		return strings.Contains(client.Session().Problem(), "did not complete")
+	})
+	link.up.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := client.Send(ctx, []byte("again")); err != nil {
+		t.Fatalf("Send once the peer is reachable: %v (problem: %s)", err, client.Session().Problem())
+	}
+	if m, err := server.Receive(ctx); err != nil || string(m) != "again" {
+		t.Fatalf("server got %q, %v", m, err)
 	}
 }

@@ -150,6 +150,21 @@ func (s *Session) drain() [][]byte {
 	return out
 }
 
+// wantKeys asks for a session with the peer when none is usable, as Wrap
+// does, and returns the messages due now (an initiation).
+func (s *Session) wantKeys() [][]byte {
+	if !s.enter() {
+		return nil
+	}
+	defer s.leave()
+	if p := s.currentPeer(); p != nil {
+		if now := s.now(); p.Current(now) == nil {
+			s.want(p, now)
+		}
+	}
+	return s.drain()
+}
+
 // Tick runs the timers: it returns the messages due now (handshake retries,
 // rekeys, keepalives). Call it at NextDeadline, or every second or so.
 func (s *Session) Tick() [][]byte {
