@@ -117,8 +117,14 @@ func ImportKeypair(s *KeypairState, p Policy, now time.Time, aead func(key *[32]
 	if err == nil {
 		var recv cipher.AEAD
 		if recv, err = aead(recvKey); err == nil {
+			// s.Created has no monotonic reading (none survives a restart), so
+			// deadlines made from it would be compared on the wall clock: a
+			// clock stepped back after the restore would keep the key sealing
+			// past reject-after-time. Anchor it to now's monotonic reading at
+			// the same age, as a fresh keypair's creation time is.
+			created := now.Add(-now.Sub(s.Created))
 			k := NewKeypair(send, recv, sendKey, recvKey, s.LocalIndex, s.RemoteIndex,
-				s.SessionID, s.Created, s.Initiator, p)
+				s.SessionID, created, s.Initiator, p)
 			k.filter = f
 			k.sendCounter.Store(min(s.SendCounter, limit))
 			return k, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/cipher"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,6 +122,37 @@ func TestImportRefusesExpiredAndFutureStates(t *testing.T) {
 	s.Replay.Window = 100
 	if _, err := ImportKeypair(s, p, at(time.Second), chacha); err == nil {
 		t.Fatal("import with an invalid replay window succeeded")
+	}
+}
+
+// A restored keypair's age must run on the monotonic clock, as a fresh
+// one's does: with only the saved wall-clock time, an NTP step back after
+// the restore would let it seal past reject_after. Go compares two times on
+// their monotonic readings only when both have one, so the test checks that
+// the restored creation time has one (String prints it as "m=").
+func TestImportAnchorsAgeToMonotonicClock(t *testing.T) {
+	p := DefaultPolicy()
+	now := time.Now() // has a monotonic reading, as the tunnel's clock does
+	k, _ := pair(t, p, now.Add(-time.Minute), 1, 2)
+	s, err := k.Retire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := roundTrip(t, s)
+	if strings.Contains(saved.Created.String(), "m=") {
+		t.Fatal("test setup: a decoded creation time cannot carry a monotonic reading")
+	}
+	k2, err := ImportKeypair(saved, p, now, chacha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k2.Created.Equal(saved.Created) {
+		t.Fatalf("restored Created = %v; want the saved %v", k2.Created, saved.Created)
+	}
+	for what, ts := range map[string]time.Time{"Created": k2.Created, "reject-after deadline": k2.rejectAt, "rekey deadline": k2.rekeyAt} {
+		if !strings.Contains(ts.String(), "m=") {
+			t.Fatalf("restored keypair's %s %v has no monotonic reading: a wall clock stepped back would extend the key's life", what, ts)
+		}
 	}
 }
 
