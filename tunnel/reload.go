@@ -103,7 +103,9 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 // the ring. Read from cfg, not the ring: the daemon reconfigures the ring
 // after Reload returns. Zero keeps the running value (as
 // tickets.Ring.Reconfigure does). Without a ring at start nothing changes:
-// resumption is not switched on by a reload.
+// resumption is not switched on by a reload. enabled = false switches it
+// off at once, both ways (no ticket issued or accepted, none offered), as
+// at a start with it; true again switches the start's ring back on.
 //
 // Concurrency: the caller holds d.reloadMu, so reloads (and New, done
 // before any) never interleave their SetTickets; the Host replaces its
@@ -111,8 +113,16 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 // old policy or the new one, never a mix. d.ticketRing is immutable after
 // New.
 func (d *Device) reloadReauthAfter(cfg *conf.Config) {
-	if d.ticketRing == nil || cfg.Tickets.ReauthAfter <= 0 {
+	if d.ticketRing == nil {
 		return
 	}
-	d.host.SetTickets(d.ticketRing, true, cfg.Tickets.ReauthAfter)
+	if !cfg.Tickets.Enabled {
+		d.host.SetTickets(nil, false, 0)
+		return
+	}
+	reauth := cfg.Tickets.ReauthAfter
+	if reauth <= 0 {
+		reauth = d.ticketRing.ReauthAfter()
+	}
+	d.host.SetTickets(d.ticketRing, true, reauth)
 }

@@ -131,3 +131,55 @@ func TestReloadShorterReauthAfterStopsOfferingTheTicket(t *testing.T) {
 		t.Fatalf("a offered a ticket older than the reloaded reauth_after: %d resumed, %d resumption messages", s.HandshakesResumed, resumptions.Load())
 	}
 }
+
+// A reload with [tickets] enabled = false makes every handshake a full one
+// at once, as a start with it does: the responder neither accepts nor
+// issues tickets and the initiator offers none it holds. The reload used to
+// be accepted and resumption went on until a restart.
+func TestReloadTicketsDisabledStopsResumption(t *testing.T) {
+	var p *pair
+	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
+	var resumptions atomic.Int32 // resumption messages sent either way
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if len(b) > 0 && b[0] == handshake.MessageTypeResumptionInitiation {
+			resumptions.Add(1)
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	p.exchange(t, 0)
+	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
+
+	for _, h := range []*host{p.a, p.b} {
+		cfg := *h.cfg
+		cfg.Tickets.Enabled, cfg.Tickets.ReauthAfter = false, 24*time.Hour
+		if err := h.dev.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := byte(1); round <= 2; round++ {
+		p.clock.Advance(121 * time.Second) // past rekey_after
+		p.exchange(t, round)
+		waitFor(t, 5*time.Second, "the rekey", func() bool {
+			return p.a.peerStatus(t).Handshakes == uint64(round)+1 && p.b.peerStatus(t).Handshakes == uint64(round)+1
+		})
+		p.exchange(t, round+100)
+	}
+	if s := p.a.peerStatus(t); s.HandshakesResumed != 0 || resumptions.Load() != 0 || s.Ticket != nil {
+		t.Fatalf("tickets still used after a reload with enabled = false: %d resumed, %d resumption messages, ticket held %v",
+			s.HandshakesResumed, resumptions.Load(), s.Ticket != nil)
+	}
+
+	// Switched back on: the start's ring issues again.
+	for _, h := range []*host{p.a, p.b} {
+		cfg := *h.cfg
+		cfg.Tickets.Enabled, cfg.Tickets.ReauthAfter = true, 24*time.Hour
+		if err := h.dev.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.clock.Advance(121 * time.Second)
+	p.exchange(t, 3)
+	waitFor(t, 5*time.Second, "a ticket after tickets were switched back on", func() bool { return p.a.peerStatus(t).Ticket != nil })
+}
