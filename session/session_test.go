@@ -330,3 +330,46 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// A peer whose pre-shared key changed across the restart gets nothing back
+// (a reload restarts such a peer's session too); the same key restores, and
+// a version 1 state (written before the key's hash was saved) still
+// restores, so an upgrade keeps its sessions.
+func TestRestoreRefusesChangedPresharedKey(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	a.complete(t, b.answer(t, msg, now), now)
+	b.peer.cfg.PresharedKey = handshake.PresharedKey{1: 9} // as configured when b stopped
+	saved := b.peer.Snapshot(nil, "198.18.0.1:51820", true)
+
+	restore := func(state []byte, psk handshake.PresharedKey) (Restored, error) {
+		t.Helper()
+		reg := NewMapRegistry()
+		cfg := b.peer.cfg
+		cfg.PresharedKey = psk
+		p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(cfg, reg)
+		_, r, err := p.Restore(state, now.Add(time.Second))
+		if err != nil && reg.Len() != 0 {
+			t.Fatal("a refused restore left indices registered")
+		}
+		return r, err
+	}
+	if r, err := restore(saved, handshake.PresharedKey{1: 9}); err != nil || r.Sessions != 1 {
+		t.Fatalf("same pre-shared key: %+v, %v; want the session back", r, err)
+	}
+	for _, psk := range []handshake.PresharedKey{{1: 8}, {}} {
+		if r, err := restore(saved, psk); !errors.Is(err, ErrOtherPSK) || !errors.Is(err, ErrOtherIdentity) || r.Sessions != 0 {
+			t.Fatalf("pre-shared key changed: %+v, %v; want ErrOtherPSK and nothing restored", r, err)
+		}
+	}
+	// Version 1: the same encoding without the 32-byte hash after the public key.
+	at := 1 + 2 + len(b.peer.cfg.ID) + 32
+	v1 := append(append([]byte{peerStateVersionV1}, saved[1:at]...), saved[at+32:]...)
+	if id, ok := SnapshotPeerID(v1); !ok || id != b.peer.cfg.ID {
+		t.Fatalf("SnapshotPeerID of a version 1 state = %q, %v", id, ok)
+	}
+	if r, err := restore(v1, handshake.PresharedKey{1: 8}); err != nil || r.Sessions != 1 {
+		t.Fatalf("version 1 state: %+v, %v; want the session back", r, err)
+	}
+}

@@ -2,6 +2,8 @@ package session
 
 import (
 	"crypto/cipher"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,8 +23,16 @@ import (
 // meanwhile still resumes. A state saved while running (Snapshot with
 // sessions=false) carries the ticket only: its counters would still be in
 // use by the running process.
+//
+// A peer whose public key or pre-shared key changed across the restart gets
+// nothing back, as a reload restarts its session (version 2 carries a hash
+// of the pre-shared key for that; version 1, from before, is still read,
+// without that check, so an upgrade keeps its sessions).
 
-const peerStateVersion = 1
+const (
+	peerStateVersion   = 2
+	peerStateVersionV1 = 1 // no pre-shared key hash
+)
 
 // Slots of a saved keypair.
 const (
@@ -33,15 +43,27 @@ const (
 
 // ErrStateFormat is wrapped by every decoding error of a saved peer;
 // ErrOtherIdentity: the state is for another ID or static key.
+// ErrOtherPSK (wrapping ErrOtherIdentity): only the pre-shared key differs.
 var (
 	ErrStateFormat   = errors.New("saved peer state invalid")
 	ErrOtherIdentity = errors.New("saved peer state is for another peer identity")
+	ErrOtherPSK      = fmt.Errorf("%w: the pre-shared key changed", ErrOtherIdentity)
 )
+
+// pskTag identifies a pre-shared key in a saved state without holding it.
+func pskTag(psk *handshake.PresharedKey) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("stunnel saved peer state psk v2"))
+	h.Write(psk[:])
+	var tag [32]byte
+	h.Sum(tag[:0])
+	return tag
+}
 
 // SnapshotPeerID reads the peer ID a snapshot was taken for.
 func SnapshotPeerID(b []byte) (string, bool) {
 	d := decoder{b: b}
-	if d.byte() != peerStateVersion {
+	if v := d.byte(); v != peerStateVersion && v != peerStateVersionV1 {
 		return "", false
 	}
 	id := d.string()
@@ -58,6 +80,8 @@ func (p *Peer) Snapshot(b []byte, endpoint string, sessions bool) []byte {
 	b = append(b, peerStateVersion)
 	b = appendString(b, p.cfg.ID)
 	b = append(b, p.cfg.PublicKey[:]...)
+	tag := pskTag(&p.cfg.PresharedKey)
+	b = append(b, tag[:]...)
 	b = appendString(b, endpoint)
 	b = binary.LittleEndian.AppendUint64(b, p.handshakes)
 	b = binary.LittleEndian.AppendUint64(b, p.resumed)
@@ -116,12 +140,17 @@ type Restored struct {
 // sends anything. It fails if the state is for another identity.
 func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, err error) {
 	d := decoder{b: b}
-	if d.byte() != peerStateVersion {
+	version := d.byte()
+	if version != peerStateVersion && version != peerStateVersionV1 {
 		return "", r, fmt.Errorf("%w: version", ErrStateFormat)
 	}
 	id := d.string()
 	var pub handshake.PublicKey
 	copy(pub[:], d.bytes(32))
+	var tag []byte
+	if version == peerStateVersion {
+		tag = d.bytes(32)
+	}
 	endpoint = d.string()
 	handshakes, resumed := d.uint64(), d.uint64()
 	lastHS, lastFull := d.time(), d.time()
@@ -138,6 +167,15 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 	if id != p.cfg.ID || pub != p.cfg.PublicKey {
 		held.zero()
 		return "", r, ErrOtherIdentity
+	}
+	if tag != nil {
+		psk := p.PresharedKey()
+		want := pskTag(&psk)
+		psk.Zero()
+		if subtle.ConstantTimeCompare(tag, want[:]) != 1 {
+			held.zero()
+			return "", r, ErrOtherPSK
+		}
 	}
 	policy := p.host.Policy()
 	var slots [3]*rekey.Keypair

@@ -104,7 +104,10 @@ func (d *Device) restoreState(b []byte) RestoreSummary {
 		ep, r, err := p.sess.Restore(entry, now)
 		if err != nil {
 			reason := "unreadable state"
-			if errors.Is(err, session.ErrOtherIdentity) {
+			switch {
+			case errors.Is(err, session.ErrOtherPSK):
+				reason = "peer preshared key changed"
+			case errors.Is(err, session.ErrOtherIdentity):
 				reason = "peer key changed"
 			}
 			sum.Dropped[reason]++
