@@ -104,6 +104,15 @@ func (r *Ring) Reconfigure(encryptDecrypt, decryptOnly, reauthAfter time.Duratio
 	}
 }
 
+// UseMemoryKeys leaves key-file mode (a reload dropped key_file): the ring
+// generates its own keys again, as one made without a file does. The keys
+// it holds stay until they end, so the tickets they sealed still open.
+func (r *Ring) UseMemoryKeys() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fromFile = false
+}
+
 // Rotate erases keys whose decrypt-only life has ended and, in in-memory mode,
 // adds a key once the newest one is half-way through its encrypt-decrypt life
 // (or none can seal). Seal and Open call it; call it also from a timer (every

@@ -40,17 +40,24 @@ func openTicketRing(cfg *conf.Config) (*tickets.Ring, error) {
 }
 
 // reloadTicketRing applies a reload: lifetimes at once, the key file re-read
-// (a bad file keeps the keys we have).
-func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, log *slog.Logger) {
+// (a bad file keeps the keys we have). etcd says the ring has followed etcd
+// since the start ([tickets] ring = "etcd" is read at start only).
+func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, etcd bool, log *slog.Logger) {
 	if ring == nil {
 		return
 	}
 	t := cfg.Tickets
 	ring.Reconfigure(t.EncryptDecryptLifetime, t.DecryptLifetime, t.ReauthAfter)
-	if t.KeyFile != "" {
+	switch {
+	case t.KeyFile != "":
 		if err := ring.LoadFile(t.KeyFile); err != nil {
 			log.Error("reload: ticket key file refused, keeping the keys in use", "file", t.KeyFile, "err", err.Error())
 		}
+	case !etcd:
+		// Without key_file keys are made in memory: a reload that dropped
+		// it must not leave a ring that never makes one, and stops issuing
+		// tickets once the file's last key stops sealing.
+		ring.UseMemoryKeys()
 	}
 }
 

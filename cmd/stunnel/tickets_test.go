@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"stunnel/conf"
+	"stunnel/handshake"
 	"stunnel/tickets"
 	"stunnel/tunnel/control"
 )
@@ -148,7 +151,7 @@ func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, add, _ := ticketHandlers(ring, running)
-	reloadTicketRing(ring, fromFile, slog.New(slog.DiscardHandler))
+	reloadTicketRing(ring, fromFile, false, slog.New(slog.DiscardHandler))
 	running.Store(fromFile)
 	before, _ := list()
 
@@ -240,5 +243,53 @@ func TestTicketsRetireRefusedForKeyFileRing(t *testing.T) {
 	running.Store(inMemory)
 	if after, err := retire(name); err != nil || strings.Contains(string(after), name) {
 		t.Errorf("tickets retire after key_file was dropped: %s, %v; want the key gone", after, err)
+	}
+}
+
+// A reload that drops [tickets] key_file leaves keys made in memory, as a
+// start without it has: the ring makes a key when none seals. It used to
+// stay in key-file mode, making none, so tickets stopped once the file's
+// last key stopped sealing, with a log line saying to fix a key file that
+// is no longer configured. The file's keys stay until they end (their
+// tickets still open). A ring that follows etcd is not switched.
+func TestReloadDroppingKeyFileMakesKeysInMemory(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
+	old, err := tickets.GenerateKey(nil, time.Now().Add(-3*time.Hour), 2*time.Hour, 13*time.Hour) // decrypt-only now
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tickets.WriteKeyFile(keyFile, []tickets.Key{old}); err != nil {
+		t.Fatal(err)
+	}
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	inMemory := &conf.Config{Tickets: tk}
+	tk.KeyFile = keyFile
+	fromFile := &conf.Config{Tickets: tk}
+	seal := func(ring *tickets.Ring) error {
+		_, err := ring.Seal(&handshake.TicketState{PeerID: "client", AuthTime: time.Now()})
+		return err
+	}
+	log := slog.New(slog.DiscardHandler)
+
+	for _, etcd := range []bool{false, true} {
+		ring, err := openTicketRing(fromFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := seal(ring); !errors.Is(err, tickets.ErrNoTicketKey) {
+			t.Fatalf("test setup: the file's only key is decrypt-only, yet Seal = %v", err)
+		}
+		reloadTicketRing(ring, inMemory, etcd, log)
+		err = seal(ring)
+		switch {
+		case !etcd && err != nil:
+			t.Errorf("after a reload that dropped key_file: Seal = %v; want a key made in memory", err)
+		case etcd && !errors.Is(err, tickets.ErrNoTicketKey):
+			t.Errorf("etcd ring after a reload without key_file: Seal = %v; want no key made here (the rotator adds them)", err)
+		}
+		if !slices.ContainsFunc(ring.Keys(), func(k tickets.KeyInfo) bool { return k.Name == old.NameHex() }) {
+			t.Errorf("etcd=%v: the file's key was dropped; its tickets would stop opening before its end", etcd)
+		}
+		ring.Close()
 	}
 }

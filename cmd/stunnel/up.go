@@ -230,7 +230,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		var rerr error
 		cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
 		running.Store(cfg)
-		reloadTicketRing(ring, cfg, log)
+		reloadTicketRing(ring, cfg, rs != nil, log)
 		ds.reloadRing(cfg)
 		_ = sdNotify("READY=1")
 		return rerr
