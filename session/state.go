@@ -13,7 +13,8 @@ import (
 	"stunnel/rekey"
 )
 
-// A peer's sessions across a restart (docs/PROTOCOL.md, "Saved state").
+// A peer's sessions across a restart (docs/CONFIGURATION.md, "State file";
+// the invariants in rekey/keypair_state.go).
 //
 // Retire takes the exact state of every keypair at a clean stop and makes
 // the keypairs unusable in the same step (rekey.Keypair.Retire), so the saved
