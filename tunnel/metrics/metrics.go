@@ -56,7 +56,7 @@ var (
 	descIfResumeRefused = prometheus.NewDesc("stunnel_interface_resumptions_refused_total",
 		"Session resumptions refused, by reason (also those whose ticket named no peer).", []string{"interface", "reason"}, nil)
 	descTicketKeys = prometheus.NewDesc("stunnel_interface_ticket_keys",
-		"Session-ticket keys by state.", []string{"interface", "state"}, nil)
+		"Session-ticket keys in the ring by state: pending (not sealing yet), encrypt-decrypt, decrypt-only.", []string{"interface", "state"}, nil)
 	descPeers = prometheus.NewDesc("stunnel_interface_peers",
 		"Configured peers.", []string{"interface"}, nil)
 	descInfo = prometheus.NewDesc("stunnel_interface_info",
@@ -70,6 +70,10 @@ var (
 		tunnel.DropSourceNotAllowed, tunnel.DropMalformed, tunnel.DropQueueFull, tunnel.DropHandshakeFailed, tunnel.DropNoEndpoint}
 	ifDropReasons = []string{tunnel.DropNoRoute, tunnel.DropUnknownIndex, tunnel.DropMalformed,
 		tunnel.DropBadMAC1, tunnel.DropRateLimited, tunnel.DropHandshakeFailed}
+	// Pending is a key file's key with a future start (--start-in): a
+	// fleet has one after every rotation, and whether each gateway holds it
+	// before it starts sealing is what an operator needs to see.
+	ticketKeyStates = []string{"pending", "encrypt-decrypt", "decrypt-only"}
 )
 
 // Collector is a prometheus.Collector over a tunnel's status.
@@ -138,12 +142,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range reasons(nil, st.ResumptionsRefused) {
 		counter(descIfResumeRefused, st.ResumptionsRefused[r], ifn, labelOf(r))
 	}
-	keys := map[string]float64{"encrypt-decrypt": 0, "decrypt-only": 0}
+	keys := map[string]uint64{}
 	for _, k := range st.TicketKeys {
 		keys[k.State]++
 	}
-	for _, state := range []string{"decrypt-only", "encrypt-decrypt"} {
-		gauge(descTicketKeys, keys[state], ifn, state)
+	for _, state := range reasons(ticketKeyStates, keys) {
+		gauge(descTicketKeys, float64(keys[state]), ifn, state)
 	}
 	refused := map[string]uint64{}
 	for _, r := range st.Refusals {

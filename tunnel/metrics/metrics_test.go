@@ -103,3 +103,34 @@ func TestListenServesOnlyGETMetrics(t *testing.T) {
 		t.Errorf("bad address: %v", err)
 	}
 }
+
+// TestTicketKeysByState: every key of the ring is counted under its state,
+// the pending one a key file's --start-in makes included: an operator
+// checks that every gateway holds the next key before it starts sealing.
+// The known states are always there (at 0), as drop reasons are.
+func TestTicketKeysByState(t *testing.T) {
+	st := tunnel.Status{Name: "st0", TicketKeys: []tunnel.TicketKeyStatus{
+		{Name: "aa", State: "encrypt-decrypt"}, {Name: "bb", State: "pending"}, {Name: "cc", State: "pending"},
+	}}
+	text := scrape(t, Handler(NewCollector(func() tunnel.Status { return st })))
+	for _, want := range []string{
+		`stunnel_interface_ticket_keys{interface="st0",state="pending"} 2`,
+		`stunnel_interface_ticket_keys{interface="st0",state="encrypt-decrypt"} 1`,
+		`stunnel_interface_ticket_keys{interface="st0",state="decrypt-only"} 0`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("missing %s in\n%s", want, text)
+		}
+	}
+}
+
+// scrape returns one scrape of h as text.
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	if w.Code != 200 {
+		t.Fatalf("scrape: %d %s", w.Code, w.Body)
+	}
+	return w.Body.String()
+}
