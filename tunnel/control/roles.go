@@ -137,6 +137,7 @@ func peerCreds(c *net.UnixConn) (Creds, error) {
 	err = raw.Control(func(fd uintptr) {
 		var u *unix.Ucred
 		if u, opErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); opErr != nil {
+			opErr = fmt.Errorf("SO_PEERCRED: %v", opErr)
 			return
 		}
 		cr = Creds{PID: uint32(u.Pid), UID: u.Uid, GID: u.Gid}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -214,4 +215,33 @@ func slogValue(s string) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return s
+}
+
+// TestNoCredentialsAudited: a request whose caller the kernel could not name
+// is refused, says why, and leaves its audit line like every refusal; the
+// line does not claim uid 0 (root) for a caller nobody identified.
+func TestNoCredentialsAudited(t *testing.T) {
+	var audit bytes.Buffer
+	s := &Server{groups: testGroups, h: allHandlers(), audit: slog.New(slog.NewTextHandler(&audit, nil))}
+	reload, _ := CommandByName("reload")
+	r := httptest.NewRequest(reload.Method, reload.Path, strings.NewReader(`{"arg":""}`))
+	r = r.WithContext(context.WithValue(r.Context(), credsKey{}, credsError{errors.New("SO_PEERGROUPS: protocol not available")}))
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	want := "permission denied: cannot read the caller's credentials (SO_PEERGROUPS: protocol not available)"
+	if w.Code != 403 || !strings.Contains(w.Body.String(), want) {
+		t.Errorf("reply %d %s, want 403 %q", w.Code, w.Body, want)
+	}
+	line := audit.String()
+	for _, want := range []string{"msg=audit", "uid=unknown gid=unknown pid=unknown", "command=reload", `outcome="refused: ` + want} {
+		if strings.Count(line, "\n") != 1 || !strings.Contains(line, want) {
+			t.Errorf("audit %q lacks %q", line, want)
+		}
+	}
+	// Without even an error (not a unix socket at all): still refused
+	// and audited.
+	audit.Reset()
+	if w := serveAs(s, nil, reload, ""); w.Code != 403 || !strings.Contains(audit.String(), "uid=unknown") {
+		t.Errorf("no credentials: %d, audit %q", w.Code, audit.String())
+	}
 }

@@ -64,6 +64,11 @@ type sock struct {
 
 type credsKey struct{}
 
+// credsError is in a connection's context in place of its Creds when the
+// kernel would not say who the caller is: each request on it is refused,
+// with the reason, and audited.
+type credsError struct{ err error }
+
 // shutdownWait bounds how long Close waits for running requests.
 const shutdownWait = 5 * time.Second
 
@@ -120,7 +125,7 @@ func Listen(cfg Config) (*Server, error) {
 			}
 			cr, err := peerCreds(uc)
 			if err != nil {
-				return ctx // no credentials: the request is refused
+				return context.WithValue(ctx, credsKey{}, credsError{err})
 			}
 			return context.WithValue(ctx, credsKey{}, cr)
 		},
@@ -150,7 +155,8 @@ func (s *Server) Paths() []string {
 // ServeHTTP answers one request: parse, check the caller's role, run the
 // handler, audit. A panic in a handler becomes a 500 reply, not a crash.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cr, haveCreds := r.Context().Value(credsKey{}).(Creds)
+	who := r.Context().Value(credsKey{})
+	cr, haveCreds := who.(Creds)
 	var cmd Command
 	var arg string
 	outcome := "ok"
@@ -164,12 +170,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if cmd.Secret && arg != "" {
 				arg = "(given, not logged: key material)"
 			}
-			s.audit.Info("audit", "uid", cr.UID, "gid", cr.GID, "pid", cr.PID,
-				"command", cmd.Name, "arg", arg, "outcome", outcome)
+			caller := []any{"uid", cr.UID, "gid", cr.GID, "pid", cr.PID}
+			if !haveCreds {
+				// The zero Creds would read as uid 0, root.
+				caller = []any{"uid", "unknown", "gid", "unknown", "pid", "unknown"}
+			}
+			s.audit.Info("audit", append(caller, "command", cmd.Name, "arg", arg, "outcome", outcome)...)
 		}
 	}()
 	if !haveCreds {
-		writeError(w, http.StatusForbidden, "permission denied: cannot read the caller's credentials")
+		msg := "permission denied: cannot read the caller's credentials"
+		if ce, ok := who.(credsError); ok {
+			msg += " (" + ce.err.Error() + ")"
+		}
+		cmd.Name = "unknown"
+		for _, c := range Commands {
+			if c.Path == r.URL.Path {
+				cmd.Name = c.Name
+			}
+		}
+		audit, outcome = true, "refused: "+msg
+		writeError(w, http.StatusForbidden, msg)
 		return
 	}
 	cmd, arg, err := parseRequest(r.Method, r.URL.Path, r.Body)
