@@ -135,7 +135,7 @@ func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]
 			func(string) ([]byte, error) { return nil, off }
 	}
 	keys := func() ([]byte, error) {
-		var out []tunnel.TicketKeyStatus
+		out := []tunnel.TicketKeyStatus{} // [] when empty, not null: scripts iterate it
 		for _, k := range ring.Keys() {
 			out = append(out, tunnel.TicketKeyStatus{Name: k.Name, State: k.State.String(), EncryptUntil: k.EncryptUntil, End: k.End})
 		}

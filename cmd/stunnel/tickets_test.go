@@ -293,3 +293,21 @@ func TestReloadDroppingKeyFileMakesKeysInMemory(t *testing.T) {
 		ring.Close()
 	}
 }
+
+// `tickets list` of a ring with no key (the last one retired) is an empty
+// JSON array, as with keys: `jq '.[]'` fails on null.
+func TestTicketsListEmptyRing(t *testing.T) {
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	running := newRunningConfig(&conf.Config{Tickets: tk})
+	ring := tickets.NewRing(tickets.Options{})
+	list, add, retire := ticketHandlers(ring, running)
+	if got, err := list(); err != nil || string(got) != "[]" {
+		t.Errorf("list of an empty ring: %q %v, want []", got, err)
+	}
+	if _, err := add(""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := retire(ring.Keys()[0].Name); err != nil || string(got) != "[]" {
+		t.Errorf("retire of the last key: %q %v, want []", got, err)
+	}
+}
