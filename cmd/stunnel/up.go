@@ -296,6 +296,10 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	if cfg.Control != running.Control || cfg.Metrics != running.Metrics {
 		log.Warn("reload: [control] and [metrics] changes take effect at the next restart")
 	}
+	// The sockets' groups and the metrics listener are the start's until a
+	// restart: keep them in the running configuration, as the addresses
+	// below, so every later reload says the change still waits.
+	cfg.Control, cfg.Metrics = running.Control, running.Metrics
 	level.Set(cfg.Interface.LogLevel)
 	// What runs is still the old addresses and MTU until a restart: keep
 	// them in the running configuration, so a second reload compares with

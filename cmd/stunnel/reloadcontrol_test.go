@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"stunnel/conf"
+	"stunnel/handshake"
+	"stunnel/tunnel"
+	"stunnel/tunnel/udpbind"
+)
+
+// [control] and [metrics] are read at start only: a reload that changes
+// them says so, and the running configuration keeps what the sockets and
+// the metrics listener really use, so every later reload says it again
+// until a restart. Otherwise a second reload (for a peer, say) is silent
+// and an operator who took a group out of operate_group believes its
+// members lost the role they still hold.
+func TestReloadKeepsStartControlAndMetrics(t *testing.T) {
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	path := filepath.Join(t.TempDir(), "st6.toml")
+	head := fmt.Sprintf("[interface]\nname = \"st6\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"+
+		"\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n", priv.Base64(), peer.PublicKey())
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(head + "\n[control]\noperate_group = \"users\"\n")
+	start, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := start.Control
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	bind := udpbind.New()
+	d, err := tunnel.New(start, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+
+	// operate_group taken out, metrics added: both wait for a restart.
+	write(head + "\n[metrics]\nlisten = \"127.0.0.1:9586\"\n")
+	running := start
+	for i := 1; i <= 2; i++ {
+		next, rerr := reload(running, d, nil, bind, &endpointResolver{}, log, new(slog.LevelVar), nil)
+		if rerr != nil {
+			t.Fatalf("reload %d: %v", i, rerr)
+		}
+		running = next
+		if n := strings.Count(logs.String(), "[control] and [metrics] changes take effect at the next restart"); n != i {
+			t.Errorf("after reload %d: %d warnings that [control] and [metrics] wait for a restart, want %d\n%s", i, n, i, logs.String())
+		}
+		if running.Control != want || running.Metrics != start.Metrics {
+			t.Errorf("after reload %d: running [control] %+v [metrics] %+v; want the start's %+v %+v, which the daemon still uses",
+				i, running.Control, running.Metrics, want, start.Metrics)
+		}
+	}
+}
