@@ -31,9 +31,8 @@ var ErrNoAccess = errors.New("permission denied")
 // whose main socket is main, and returns the reply body. It connects
 // through the socket of the role cmd needs if it may, else through any
 // other of the tunnel's sockets that lets it in; the daemon decides. The
-// exchange is bounded by Timeout (a slow command such as reload by 30 s)
-// and the reply by MaxReply. If nothing listens there, the error wraps
-// ErrNotRunning.
+// exchange is bounded by ReplyTimeout and the reply by MaxReply. If nothing
+// listens there, the error wraps ErrNotRunning.
 func Query(main, cmdName, arg string) ([]byte, error) {
 	cmd, ok := CommandByName(cmdName)
 	if !ok {
@@ -44,11 +43,7 @@ func Query(main, cmdName, arg string) ([]byte, error) {
 		return nil, err
 	}
 	defer c.Close()
-	deadline := Timeout
-	if cmd.Method == http.MethodPost {
-		deadline = 30 * time.Second // reload re-reads the config and key files
-	}
-	_ = c.SetDeadline(time.Now().Add(deadline))
+	_ = c.SetDeadline(time.Now().Add(ReplyTimeout))
 
 	var payload []byte
 	if cmd.Method == http.MethodPost || arg != "" {

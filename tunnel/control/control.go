@@ -25,16 +25,21 @@ const (
 	// directory (for tests and unprivileged runs).
 	RunDirEnv = "STUNNEL_RUN_DIR"
 	// Timeout bounds reading a request (headers and body) on the server and
-	// a whole exchange on the client: a caller that connects and says
-	// nothing cannot hold a server goroutine longer than this.
+	// connecting on the client: a caller that connects and says nothing
+	// cannot hold a server goroutine longer than this.
 	Timeout = 2 * time.Second
+	// ReplyTimeout bounds a whole exchange on the client, reads included:
+	// reload re-reads the config and key files, and the status or metrics
+	// of 10,000 peers take the daemon a second or two to make.
+	ReplyTimeout = 30 * time.Second
 	// MaxRequest bounds a request body: {"arg": "..."}.
 	MaxRequest = 1024
 	// MaxArg bounds a command's argument (a peer ID, a ticket key ID).
 	MaxArg = 255
-	// MaxReply bounds what the client accepts: status with thousands of
-	// peers fits; a runaway server does not exhaust the client's memory.
-	MaxReply = 16 << 20
+	// MaxReply bounds what the client accepts: the metrics of 10,000 peers
+	// with 64-byte IDs (about 25 MB) fit; a runaway server does not exhaust
+	// the client's memory.
+	MaxReply = 64 << 20
 	// sockSuffix ends every socket's file name.
 	sockSuffix = ".sock"
 	// roleSep separates the interface name from the role in a role

@@ -434,3 +434,19 @@ func TestConcurrentQueries(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSlowReadReply: status and metrics of a big tunnel take the daemon a
+// while to make (about 1 to 2 s for 10,000 peers on a busy 2-core host, the
+// scale docs/CONFIGURATION.md measures), so a GET's reply is waited for as
+// long as a POST's, not only for Timeout.
+func TestSlowReadReply(t *testing.T) {
+	noLeaks(t)
+	runDir(t)
+	s := listen(t, "st0", Handlers{Status: func() ([]byte, error) {
+		time.Sleep(Timeout + 500*time.Millisecond)
+		return []byte(`"big"`), nil
+	}})
+	if got, err := Query(s.Path(), "status", ""); err != nil || string(got) != "\"big\"\n" {
+		t.Errorf("a status that takes %v to make: %q %v", Timeout+500*time.Millisecond, got, err)
+	}
+}

@@ -114,7 +114,7 @@ func Listen(cfg Config) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: Timeout,
 		ReadTimeout:       Timeout,
-		WriteTimeout:      30 * time.Second, // a reload or a big status may take a while
+		WriteTimeout:      ReplyTimeout, // a reload or a big status may take a while
 		IdleTimeout:       Timeout,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          log.New(io.Discard, "", 0),

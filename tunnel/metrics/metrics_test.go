@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"stunnel/conf"
 	"stunnel/tunnel"
+	"stunnel/tunnel/control"
 )
 
 func TestCollectorText(t *testing.T) {
@@ -133,4 +136,26 @@ func scrape(t *testing.T, h http.Handler) string {
 		t.Fatalf("scrape: %d %s", w.Code, w.Body)
 	}
 	return w.Body.String()
+}
+
+// TestTenThousandPeersFitAReply: `stunnel show --metrics` reads the scrape
+// through the control socket, whose client takes at most control.MaxReply
+// bytes. A tunnel of 10,000 peers (the scale docs/CONFIGURATION.md
+// measures) with the longest peer IDs must fit. The size is taken from 100
+// peers and scaled, so the test stays cheap.
+func TestTenThousandPeersFitAReply(t *testing.T) {
+	hs := time.Now()
+	size := func(peers int) int {
+		st := tunnel.Status{Name: "st0", PeerID: "hub", PublicKey: strings.Repeat("P", 44)}
+		for i := range peers {
+			id := fmt.Sprintf("%05d", i) + strings.Repeat("x", conf.MaxPeerIDLen-5)
+			st.Peers = append(st.Peers, tunnel.PeerStatus{ID: id, SessionID: "ab", LastHandshake: &hs,
+				RxBytes: 1 << 40, TxBytes: 1 << 40, RxPackets: 1 << 30, TxPackets: 1 << 30, Handshakes: 1 << 20})
+		}
+		return len(scrape(t, Handler(NewCollector(func() tunnel.Status { return st }))))
+	}
+	perPeer := size(101) - size(1)
+	if total := 100 * perPeer; total > control.MaxReply {
+		t.Errorf("10,000 peers make a %d-byte scrape (%d per 100 peers); the control client takes at most %d", total, perPeer, control.MaxReply)
+	}
 }
