@@ -15,6 +15,9 @@ type Control struct {
 	Read, Operate, Officer Group
 }
 
+// lookupGroup is user.LookupGroup; tests give it groups the host lacks.
+var lookupGroup = user.LookupGroup
+
 // Group is a unix group, looked up when the config is read. The zero Group
 // means "not set".
 type Group struct {
@@ -23,7 +26,8 @@ type Group struct {
 }
 
 func (p *parser) control(t table, c *Control) {
-	seen := map[string]string{}
+	type roleGroup struct{ key, name string }
+	seen := map[uint32]roleGroup{}
 	for _, f := range []struct {
 		key string
 		g   *Group
@@ -36,7 +40,7 @@ func (p *parser) control(t table, c *Control) {
 			p.addf(line, "%s is empty; name a unix group, or leave the key out (root only)", f.key)
 			continue
 		}
-		g, err := user.LookupGroup(name)
+		g, err := lookupGroup(name)
 		if err != nil {
 			p.addf(line, "%s %q: no such unix group; create it (groupadd %s) or fix the name", f.key, name, name)
 			continue
@@ -50,13 +54,18 @@ func (p *parser) control(t table, c *Control) {
 			p.addf(line, "%s %q is gid 0 (root's group); name a group of its own", f.key, name)
 			continue
 		}
-		if other, dup := seen[name]; dup {
-			// One group for two roles would merge their sockets' access;
-			// say so instead of letting a typo grant more than meant.
-			p.addf(line, "%s %q is also %s; give each role its own group", f.key, name, other)
+		// One group for two roles would merge their sockets' access;
+		// say so instead of letting a typo grant more than meant. Roles
+		// are granted by gid, so two names of one gid are one group.
+		if other, dup := seen[uint32(gid)]; dup {
+			if other.name == name {
+				p.addf(line, "%s %q is also %s; give each role its own group", f.key, name, other.key)
+			} else {
+				p.addf(line, "%s %q is gid %d, as %s %q; give each role its own group", f.key, name, gid, other.key, other.name)
+			}
 			continue
 		}
-		seen[name] = f.key
+		seen[uint32(gid)] = roleGroup{f.key, name}
 		*f.g = Group{Name: name, GID: uint32(gid)}
 	}
 }

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"os/user"
 	"strings"
 	"testing"
 )
@@ -65,5 +66,23 @@ func TestControlAndMetricsErrors(t *testing.T) {
 		if _, err := Parse("x.toml", []byte(expand(t, controlBase+"\n[metrics]\nlisten = \""+ok+"\"\n"))); err != nil {
 			t.Errorf("listen %q: %v", ok, err)
 		}
+	}
+}
+
+// Two names of one gid (groupadd -o) are one group: given to two roles,
+// they would give each role's members the other's too, as one name twice
+// would, so they are refused the same way.
+func TestControlGroupAliases(t *testing.T) {
+	defer func(f func(string) (*user.Group, error)) { lookupGroup = f }(lookupGroup)
+	lookupGroup = func(name string) (*user.Group, error) {
+		return &user.Group{Name: name, Gid: "5002"}, nil
+	}
+	_, err := Parse("x.toml", []byte(expand(t, controlBase+"\n[control]\noperate_group = \"st-ops\"\nofficer_group = \"st-keys\"\n")))
+	want := `x.toml:9: officer_group "st-keys" is gid 5002, as operate_group "st-ops"; give each role its own group`
+	if err == nil {
+		t.Fatal("two names of one gid for two roles accepted")
+	}
+	if probs := problems(t, err); len(probs) != 1 || !strings.Contains(probs[0].String(), want) {
+		t.Errorf("got %v, want %q", err, want)
 	}
 }
