@@ -15,6 +15,7 @@ import (
 	"stunnel/statefile"
 	"stunnel/tickets"
 	"stunnel/tunnel"
+	"stunnel/tunnel/control"
 )
 
 // What the daemon keeps across restarts and rekeys: the ticket-key ring
@@ -182,7 +183,7 @@ func ticketHandlers(ring *tickets.Ring, running *runningConfig) (list func() ([]
 				"copy it to every gateway sharing it and reload them", f)
 		}
 		if err := ring.Retire(name); err != nil {
-			return nil, err
+			return nil, control.NotFound(err) // its one error: no key of that name
 		}
 		return keys()
 	}

@@ -311,3 +311,14 @@ func TestTicketsListEmptyRing(t *testing.T) {
 		t.Errorf("retire of the last key: %q %v, want []", got, err)
 	}
 }
+
+// `tickets retire` of a name the ring does not hold names nothing: a 404,
+// as a rekey of no such peer, not the 500 of a daemon that failed.
+func TestTicketsRetireUnknownIsNotFound(t *testing.T) {
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	_, _, retire := ticketHandlers(tickets.NewRing(tickets.Options{}), newRunningConfig(&conf.Config{Tickets: tk}))
+	_, err := retire("00112233445566778899aabbccddeeff")
+	if !errors.Is(err, control.ErrNotFound) || !strings.Contains(err.Error(), "no ticket key named 00112233445566778899aabbccddeeff") {
+		t.Errorf("retire of an unknown key: %v; want ErrNotFound naming the key", err)
+	}
+}
