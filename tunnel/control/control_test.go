@@ -211,6 +211,9 @@ func TestBadRequests(t *testing.T) {
 		{post("/v1/rekey", `{"arg":"`+strings.Repeat("x", 2000)+`"}`), 400, "request longer than 1024 bytes"},
 		{post("/v1/reload", `{"arg":"x"}`), 400, "reload takes no argument"},
 		{post("/v1/rekey", `{"arg":"a"} {"arg":"b"}`), 400, "more than one JSON value"},
+		// tickets add's argument is key material: no character of it is echoed.
+		{post("/v1/tickets/add", `{"arg":"k3y\u0007"}`), 400, "tickets add: argument holds an unprintable character"},
+		{post("/v1/tickets/add", `{"arg":"k3y\q"}`), 400, "malformed request body (not shown: it may hold key material)"},
 	} {
 		status, body := rawRequest(t, path, c.req)
 		if status != c.status || !strings.Contains(body, c.msg) {
@@ -218,8 +221,11 @@ func TestBadRequests(t *testing.T) {
 		}
 	}
 	// Every malformed request is audited as refused.
-	if n := strings.Count(audit.String(), "outcome=\"refused: "); n != 10 {
-		t.Errorf("%d refused audit lines, want 10:\n%s", n, audit.String())
+	if n := strings.Count(audit.String(), "outcome=\"refused: "); n != 12 {
+		t.Errorf("%d refused audit lines, want 12:\n%s", n, audit.String())
+	}
+	if strings.Contains(audit.String(), "k3y") || strings.Contains(audit.String(), `\a`) || strings.Contains(audit.String(), "'q'") {
+		t.Errorf("a tickets add argument reached the audit log:\n%s", audit.String())
 	}
 }
 

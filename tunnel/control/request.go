@@ -114,6 +114,9 @@ func parseRequest(method, path string, r io.Reader) (Command, string, error) {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&b); err != nil {
+			if cmd.Secret { // the decoder's message can quote a character of the key
+				return cmd, "", badRequest("malformed request body (not shown: it may hold key material)")
+			}
 			return cmd, "", badRequest("malformed request body: %v", err)
 		}
 		if dec.More() {
@@ -141,6 +144,9 @@ func checkArg(cmd Command, arg string) error {
 	}
 	for _, r := range arg {
 		if !unicode.IsPrint(r) {
+			if cmd.Secret { // key material: not even one character of it
+				return badRequest("%s: argument holds an unprintable character", cmd.Name)
+			}
 			return badRequest("%s: argument holds the unprintable %q", cmd.Name, r)
 		}
 	}
