@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/blake2s"
+
 	"stunnel/handshake"
 )
 
@@ -202,4 +204,38 @@ func TestEveryTamperedByteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.full(t)
+}
+
+// A message 5 whose ticket the full used-ticket record has forgotten is still
+// refused when replayed: the record may forget (Ring.ConsumeTicket) because
+// the responder's per-peer timestamp refuses the message itself.
+func TestReplayAfterUsedRecordForgotItsTicket(t *testing.T) {
+	w := newWorld(t)
+	w.ring = NewRing(Options{Now: w.clk.Now, MaxUsed: 2})
+	_, _, h := w.full(t)
+	w.clk.Advance(time.Second)
+	_, msg := w.resumeMsg(t, h)
+	replay := bytes.Clone(msg)
+	if _, _, st, err := w.resp.ConsumeResumption(msg, w.idx+1, w.ring); err != nil {
+		t.Fatal(err)
+	} else {
+		st.Zero()
+	}
+	// Two more resumptions with later-expiring tickets fill the record; the
+	// first ticket, expiring first, is forgotten.
+	for range 2 {
+		w.clk.Advance(time.Hour)
+		_, _, h2 := w.full(t)
+		if _, _, _, err := w.resume(t, h2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.ring.mu.Lock()
+	_, kept := w.ring.used[blake2s.Sum256(h.ticket)]
+	w.ring.mu.Unlock()
+	if kept {
+		t.Fatal("test setup: the first ticket is still in the used record")
+	}
+	_, _, _, err := w.resp.ConsumeResumption(replay, w.idx+1, w.ring)
+	wantErr(t, err, handshake.ErrStaleTimestamp, "replayed message 5 after its ticket left the used record")
 }

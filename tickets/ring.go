@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -263,8 +264,18 @@ func (r *Ring) OpenTicket(ticket []byte) (*handshake.TicketState, error) {
 }
 
 // ConsumeTicket implements handshake.TicketOpener: it records the ticket as
-// used until st.Expiry. A full cache that holds no expired entry refuses
-// (ErrTicketReused): forgetting a live entry would allow a second use.
+// used until st.Expiry.
+//
+// The record is bounded (Options.MaxUsed). When it is full of live entries it
+// forgets the eighth of them that expire first, instead of refusing: every
+// rekey of a resuming peer consumes a ticket that is recorded for the rest of
+// its key's life (13-15 h with the default lifetimes), so with a refusal a
+// responder of more than about 150 peers rekeying every 2 minutes would turn
+// every resumption into a full handshake, each logged as a reused ticket.
+// Forgetting is safe because this record is not the only guard: the message
+// 5 that carried a forgotten ticket is still refused by its peer's timestamp
+// (handshake.Responder, step 7 of docs/PROTOCOL.md 10.5), and a ticket whose
+// message 5 never reached us was never used.
 func (r *Ring) ConsumeTicket(ticket []byte, st *handshake.TicketState) error {
 	id := blake2s.Sum256(ticket)
 	now := r.opt.Now()
@@ -274,17 +285,37 @@ func (r *Ring) ConsumeTicket(ticket []byte, st *handshake.TicketState) error {
 		return handshake.ErrTicketReused
 	}
 	if len(r.used) >= r.opt.MaxUsed {
-		for h, exp := range r.used {
-			if !now.Before(exp) {
-				delete(r.used, h)
-			}
-		}
-		if len(r.used) >= r.opt.MaxUsed {
-			return fmt.Errorf("%w: used-ticket cache full (%d), cannot prove first use", handshake.ErrTicketReused, r.opt.MaxUsed)
-		}
+		r.pruneUsedLocked(now)
 	}
 	r.used[id] = st.Expiry
 	return nil
+}
+
+// pruneUsedLocked drops the expired entries of the used-ticket record and,
+// if that frees less than an eighth of it, the entries that expire first
+// until an eighth is free: a full record is then sorted once per MaxUsed/8
+// tickets, not scanned at every one.
+func (r *Ring) pruneUsedLocked(now time.Time) {
+	for h, exp := range r.used {
+		if !now.Before(exp) {
+			delete(r.used, h)
+		}
+	}
+	keep := r.opt.MaxUsed - max(r.opt.MaxUsed/8, 1)
+	if len(r.used) <= keep {
+		return
+	}
+	exps := make([]int64, 0, len(r.used))
+	for _, exp := range r.used {
+		exps = append(exps, exp.UnixNano())
+	}
+	slices.Sort(exps)
+	cut := exps[len(exps)-keep-1] // forget every entry expiring at or before it
+	for h, exp := range r.used {
+		if exp.UnixNano() <= cut {
+			delete(r.used, h)
+		}
+	}
 }
 
 // Add inserts a key (from an operator, or a control command). A key with the

@@ -2,6 +2,7 @@ package tickets
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,30 +126,60 @@ func TestTicketExpiryNeverPastKeyEnd(t *testing.T) {
 
 func hexName(n [NameSize]byte) string { k := Key{Name: n}; return k.NameHex() }
 
+// A full used-ticket record forgets the entries that expire first, an
+// eighth of it, and keeps refusing the rest: a responder with many resuming
+// peers must not refuse every resumption once the record is full.
 func TestUsedCacheBounded(t *testing.T) {
 	clk := &manualClock{t: t0}
-	r := NewRing(Options{Now: clk.Now, MaxUsed: 3})
+	const max = 16
+	r := NewRing(Options{Now: clk.Now, MaxUsed: max})
 	var tks [][]byte
 	var sts []*handshake.TicketState
-	for i := 0; i < 4; i++ {
+	for i := 0; i < max+1; i++ {
 		st := state(clk.Now())
-		st.Expiry = clk.Now().Add(time.Duration(i+1) * time.Minute)
+		st.Expiry = clk.Now().Add(time.Duration(max+1-i) * time.Minute) // the later, the sooner it expires
 		tk, err := r.Seal(st)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tks, sts = append(tks, tk), append(sts, st)
 	}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < max; i++ {
 		if err := r.ConsumeTicket(tks[i], sts[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wantErr(t, r.ConsumeTicket(tks[0], sts[0]), handshake.ErrTicketReused, "second use")
-	wantErr(t, r.ConsumeTicket(tks[3], sts[3]), handshake.ErrTicketReused, "cache full of live entries")
-	clk.Add(time.Minute) // the first entry expires and may be pruned
-	if err := r.ConsumeTicket(tks[3], sts[3]); err != nil {
-		t.Fatalf("after an entry expired: %v", err)
+	if err := r.ConsumeTicket(tks[max], sts[max]); err != nil {
+		t.Fatalf("a new ticket with the record full of live entries: %v", err)
+	}
+	if len(r.used) > max {
+		t.Fatalf("record holds %d entries, bound %d", len(r.used), max)
+	}
+	// Tickets 14 and 15 expired first of the live ones: forgotten. The
+	// others, and the new one, are still refused a second time.
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, max} {
+		wantErr(t, r.ConsumeTicket(tks[i], sts[i]), handshake.ErrTicketReused, fmt.Sprintf("ticket %d, second use", i))
+	}
+	for _, i := range []int{max - 2, max - 1} { // here the timestamp of their message 5 refuses them
+		if err := r.ConsumeTicket(tks[i], sts[i]); err != nil {
+			t.Errorf("ticket %d (among the first to expire) was kept: %v", i, err)
+		}
+	}
+	clk.Add(time.Hour) // all expired: pruned at the next full record
+	for i := 0; i < max; i++ {
+		st := state(clk.Now())
+		st.Expiry = clk.Now().Add(time.Minute)
+		tk, err := r.Seal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.ConsumeTicket(tk, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.used) > max {
+		t.Fatalf("record holds %d entries after expiry, bound %d", len(r.used), max)
 	}
 }
 
