@@ -17,7 +17,9 @@ type Transport struct {
 	// MaxFrame bytes) and returns its length. An error ends the Conn.
 	Receive func(buf []byte) (int, error)
 	// Close is called by Conn.Close and must unblock Receive (close the
-	// socket, the pipe...): Conn.Close waits for its goroutines.
+	// socket, the pipe...): Conn.Close waits for its goroutines. So no
+	// callback may call Conn.Close (it would wait for itself), and a Send
+	// that blocks must be unblocked by Close as well.
 	Close func() error
 }
 

@@ -32,7 +32,9 @@ type Result struct {
 func (s *Session) Wrap(data []byte) ([]byte, error) { return s.WrapTo(nil, data) }
 
 // WrapTo is Wrap appending the sealed message to dst[:0]: with a dst of
-// capacity len(data)+WrapOverhead it allocates nothing.
+// capacity len(data)+WrapOverhead it allocates nothing. dst's memory must
+// not overlap data's, not even from the same start (cipher.AEAD.Seal's one
+// exception): the header is written first, over what data still holds.
 func (s *Session) WrapTo(dst, data []byte) ([]byte, error) {
 	if !s.enter() {
 		return nil, ErrSessionClosed
