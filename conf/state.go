@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -33,5 +34,17 @@ func (p *parser) stateFile(t table, in *Interface) {
 	if !filepath.IsAbs(s) {
 		s = filepath.Join(p.dir, s)
 	}
-	in.StateFile = filepath.Clean(s)
+	s = filepath.Clean(s)
+	// At start the daemon claims whatever is at the path by renaming it
+	// (statefile.Take), and moves what is not a state file aside: named
+	// here, /var/lib/stunnel itself or a device would be moved away whole.
+	if fi, err := os.Stat(s); err == nil && !fi.Mode().IsRegular() {
+		what := "is not a regular file"
+		if fi.IsDir() {
+			what = "is a directory"
+		}
+		p.addf(line, "state_file %s %s; give a file of its own, e.g. %q", s, what, filepath.Join(DefaultStateDir, in.Name+".state"))
+		return
+	}
+	in.StateFile = s
 }

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,6 +38,30 @@ func TestStateFile(t *testing.T) {
 		probs := problems(t, err)
 		if len(probs) != 1 || probs[0].Line != 6 || !strings.Contains(probs[0].Msg, c.msg) {
 			t.Fatalf("%q: problems %v; want one at line 6 mentioning %q", c.line, probs, c.msg)
+		}
+	}
+}
+
+// A state_file that names an existing directory without the trailing slash
+// ("/var/lib/stunnel", where the files go) must be refused by check: at
+// start, statefile.Take claims whatever is at the path by renaming it, so
+// up would move the whole directory, every other instance's state and
+// directory cache with it, to PATH.refused.
+func TestStateFileExistingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{`state_file = "state"`, `state_file = "` + filepath.Join(dir, "state") + `"`} {
+		path := filepath.Join(dir, "st0.toml")
+		writeFile(t, path, expand(t, iface+line+"\n"), 0o600)
+		_, err := Load(path)
+		if err == nil {
+			t.Fatalf("%q (a directory) accepted", line)
+		}
+		probs := problems(t, err)
+		if len(probs) != 1 || probs[0].Line != 6 || !strings.Contains(probs[0].Msg, "is a directory") {
+			t.Fatalf("%q: problems %v; want one at line 6 saying it is a directory", line, probs)
 		}
 	}
 }
