@@ -22,7 +22,9 @@ func keyPath(parts ...string) string { return strings.Join(parts, ".") }
 
 // locateKeys returns the line of every key and table header in src.
 func locateKeys(src []byte, md toml.MetaData) map[string]int {
-	lines := bytes.Split(src, []byte("\n"))
+	// The TOML parser skips a UTF-8 byte order mark; so must the scan, or a
+	// header on line 1 after one is not seen as a header.
+	lines := bytes.Split(bytes.TrimPrefix(src, []byte("\ufeff")), []byte("\n"))
 	out := make(map[string]int)
 	arrayIndex := make(map[string]int) // array-of-tables path -> index of the current table
 	curLine := 0                       // 0-based line of the last key found

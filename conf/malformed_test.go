@@ -243,3 +243,21 @@ allowed_ips = ["198.19.7.0/24"]
 		}
 	}
 }
+
+// A file saved by an editor that writes a UTF-8 byte order mark (Windows
+// Notepad, with CRLF line ends) parses, and its problems keep their lines:
+// the mark before the first header must not hide that header from the line
+// scan, which would put every key of the first table on line 1.
+func TestByteOrderMarkKeepsLines(t *testing.T) {
+	for _, nl := range []string{"\n", "\r\n"} {
+		src := "\ufeff" + strings.ReplaceAll(expand(t, iface+"mtu = 5\n[session]\ncipher = \"x\"\n"), "\n", nl)
+		_, err := Parse("bom.toml", []byte(src))
+		if err == nil {
+			t.Fatalf("%q line ends: accepted", nl)
+		}
+		probs := problems(t, err)
+		if len(probs) != 2 || probs[0].Line != 6 || !strings.Contains(probs[0].Msg, "mtu 5") || probs[1].Line != 8 {
+			t.Fatalf("%q line ends: problems %v; want mtu at line 6 and cipher at line 8", nl, probs)
+		}
+	}
+}
