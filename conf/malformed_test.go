@@ -140,6 +140,7 @@ mtu = 1200
 		{"rekey_after beyond default reject_after", iface + "[session]\nrekey_after = \"10m\"\n", 7, "must be shorter than reject_after 3m0s"},
 		{"replay window not power of two", iface + "[session]\nreplay_window = 1000\n", 7, "replay_window 1000 must be a power of two from 128"},
 		{"replay window too small", iface + "[session]\nreplay_window = 64\n", 7, "replay_window 64 must be a power of two"},
+		{"reject_after too short for a handshake", iface + "[session]\nrekey_after = \"100ms\"\nreject_after = \"200ms\"\n", 8, "reject_after 200ms must exceed"},
 		{"rekey_after_messages zero", iface + "[session]\nrekey_after_messages = 0\n", 7, "rekey_after_messages 0 must be greater than zero"},
 		{"cipher", iface + "[session]\ncipher = \"rot13\"\n", 7, `cipher "rot13" is not one of`},
 		{"peer missing id", iface + "[[peer]]\npublic_key = \"PUB_B\"\nallowed_ips = [\"198.19.0.2/32\"]\n", 6, "[[peer]] #1 needs id"},

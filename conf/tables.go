@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"stunnel/handshake"
+	"stunnel/rekey"
 )
 
 func (p *parser) iface(t table, in *Interface) {
@@ -152,6 +154,7 @@ func (p *parser) privateKey(t table, in *Interface) {
 }
 
 func (p *parser) session(t table, s *Session) {
+	before := len(p.probs)
 	s.RekeyAfter = DefaultRekeyAfter
 	s.RejectAfter = DefaultRejectAfter
 	s.RekeyAfterMessages = DefaultRekeyAfterMessages
@@ -197,6 +200,50 @@ func (p *parser) session(t table, s *Session) {
 		}
 		s.Cipher = pref
 	}
+	// Each key can be right alone and the timers they make still be
+	// refused by the tunnel (a reject_after of 200ms leaves no time for a
+	// handshake): validate what the tunnel will run, so that check refuses
+	// what up and a reload refuse. Only once the keys themselves are good,
+	// so a bad key is reported once.
+	if len(p.probs) == before {
+		if err := s.Policy().Validate(); err != nil {
+			p.addf(p.keyLine(t, "reject_after"), "[session]: %v", err)
+		}
+	}
+}
+
+// Policy is the rekey policy the tunnel runs for this [session]: the
+// configured values over the defaults, with the handshake timers scaled
+// down for a short key life.
+func (s Session) Policy() rekey.Policy {
+	p := rekey.DefaultPolicy()
+	if s.RekeyAfter > 0 {
+		p.RekeyAfterTime = s.RekeyAfter
+	}
+	if s.RejectAfter > 0 {
+		p.RejectAfterTime = s.RejectAfter
+	}
+	if s.RekeyAfterMessages > 0 {
+		p.RekeyAfterMessages = s.RekeyAfterMessages
+	}
+	if s.ReplayWindow > 0 {
+		p.ReplayWindow = s.ReplayWindow
+	}
+	if s.Keepalive > 0 { // [session] keepalive: the passive keepalive (docs/CONFIGURATION.md)
+		p.KeepaliveTimeout = s.Keepalive
+	}
+	// A short-lived key must be renewed well before it dies, or traffic
+	// stalls at every rotation; scale the handshake timers down with it.
+	// Only down: a long keepalive alone must not stretch the rekey timeout
+	// past the time a handshake is given (RekeyAttemptTime), or a config
+	// that check accepts would fail at start.
+	if limit := p.RejectAfterTime - p.RekeyAfterTime; limit < p.RekeyTimeout+p.KeepaliveTimeout {
+		third := max(limit/3, 100*time.Millisecond)
+		p.RekeyTimeout = min(p.RekeyTimeout, third)
+		p.KeepaliveTimeout = min(p.KeepaliveTimeout, third)
+		p.RekeyJitter = min(p.RekeyJitter, p.RekeyTimeout/10)
+	}
+	return p
 }
 
 func (p *parser) peer(t table) Peer {

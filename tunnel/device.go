@@ -416,37 +416,9 @@ func (d *Device) LookupPeer(peerID []byte) (handshake.PeerInfo, error) {
 	return handshake.PeerInfo{PublicKey: p.sess.PublicKey(), PresharedKey: p.sess.PresharedKey()}, nil
 }
 
-func policyFrom(cfg *conf.Config) rekey.Policy {
-	p := rekey.DefaultPolicy()
-	s := cfg.Session
-	if s.RekeyAfter > 0 {
-		p.RekeyAfterTime = s.RekeyAfter
-	}
-	if s.RejectAfter > 0 {
-		p.RejectAfterTime = s.RejectAfter
-	}
-	if s.RekeyAfterMessages > 0 {
-		p.RekeyAfterMessages = s.RekeyAfterMessages
-	}
-	if s.ReplayWindow > 0 {
-		p.ReplayWindow = s.ReplayWindow
-	}
-	if s.Keepalive > 0 { // [session] keepalive: the passive keepalive (docs/CONFIGURATION.md)
-		p.KeepaliveTimeout = s.Keepalive
-	}
-	// A short-lived key must be renewed well before it dies, or traffic
-	// stalls at every rotation; scale the handshake timers down with it.
-	// Only down: a long keepalive alone must not stretch the rekey timeout
-	// past the time a handshake is given (RekeyAttemptTime), or a config
-	// that check accepts would fail at start.
-	if limit := p.RejectAfterTime - p.RekeyAfterTime; limit < p.RekeyTimeout+p.KeepaliveTimeout {
-		third := max(limit/3, 100*time.Millisecond)
-		p.RekeyTimeout = min(p.RekeyTimeout, third)
-		p.KeepaliveTimeout = min(p.KeepaliveTimeout, third)
-		p.RekeyJitter = min(p.RekeyJitter, p.RekeyTimeout/10)
-	}
-	return p
-}
+// policyFrom is conf's derivation (conf.Session.Policy), so that the
+// policy New validates is the one check validated.
+func policyFrom(cfg *conf.Config) rekey.Policy { return cfg.Session.Policy() }
 
 // resolveUDP resolves host:port with the system resolver (ResolveWith).
 func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
