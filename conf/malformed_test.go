@@ -141,6 +141,8 @@ mtu = 1200
 		{"replay window not power of two", iface + "[session]\nreplay_window = 1000\n", 7, "replay_window 1000 must be a power of two from 128"},
 		{"replay window too small", iface + "[session]\nreplay_window = 64\n", 7, "replay_window 64 must be a power of two"},
 		{"reject_after too short for a handshake", iface + "[session]\nrekey_after = \"100ms\"\nreject_after = \"200ms\"\n", 8, "reject_after 200ms must exceed"},
+		{"reject_after past what the timers count", iface + "[session]\nreject_after = \"900000h\"\n", 7, "reject_after 900000h0m0s is longer than 640000h0m0s"},
+		{"keepalive past what the timers count", iface + "[session]\nrekey_after = \"1s\"\nkeepalive = \"2562047h\"\n", 8, "keepalive 2562047h0m0s is longer than"},
 		{"rekey_after_messages zero", iface + "[session]\nrekey_after_messages = 0\n", 7, "rekey_after_messages 0 must be greater than zero"},
 		{"cipher", iface + "[session]\ncipher = \"rot13\"\n", 7, `cipher "rot13" is not one of`},
 		{"peer missing id", iface + "[[peer]]\npublic_key = \"PUB_B\"\nallowed_ips = [\"198.19.0.2/32\"]\n", 6, "[[peer]] #1 needs id"},

@@ -200,6 +200,14 @@ func (p *parser) session(t table, s *Session) {
 		}
 		s.Cipher = pref
 	}
+	for _, k := range []struct {
+		key string
+		d   time.Duration
+	}{{"rekey_after", s.RekeyAfter}, {"reject_after", s.RejectAfter}, {"keepalive", s.Keepalive}} {
+		if k.d > rekey.MaxDuration {
+			p.addf(p.keyLine(t, k.key), "%s %v is longer than %v, the longest the key timers can count", k.key, k.d, rekey.MaxDuration)
+		}
+	}
 	// Each key can be right alone and the timers they make still be
 	// refused by the tunnel (a reject_after of 200ms leaves no time for a
 	// handshake): validate what the tunnel will run, so that check refuses

@@ -26,6 +26,12 @@ const (
 	DefaultRekeyAttemptTime    = 90 * time.Second
 )
 
+// MaxDuration bounds every duration of a policy (about 73 years): the
+// timers add and multiply them (3*RejectAfterTime, KeepaliveTimeout +
+// RekeyTimeout), and a sum past time.Duration's range wraps into the past,
+// which makes a timer fire at once: keys zeroed right after each handshake.
+const MaxDuration = 640000 * time.Hour
+
 // Policy is the session-key policy of one tunnel. Validate it once (at config
 // load) before handing it to NewKeypair or NewTimers.
 type Policy struct {
@@ -60,6 +66,16 @@ func DefaultPolicy() Policy {
 // Validate reports the first inconsistency, naming config keys where they
 // exist, as one line.
 func (p Policy) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"rekey_after", p.RekeyAfterTime}, {"reject_after", p.RejectAfterTime}, {"keepalive timeout", p.KeepaliveTimeout},
+		{"persistent_keepalive", p.PersistentKeepalive}, {"rekey timeout", p.RekeyTimeout}, {"rekey jitter", p.RekeyJitter},
+		{"rekey attempt time", p.RekeyAttemptTime}} {
+		if d.v > MaxDuration {
+			return fmt.Errorf("%s %v is longer than the timers can count (at most %v)", d.name, d.v, MaxDuration)
+		}
+	}
 	switch {
 	case p.RekeyAfterTime <= 0:
 		return fmt.Errorf("rekey_after %v must be positive", p.RekeyAfterTime)

@@ -34,6 +34,9 @@ func TestValidateRejects(t *testing.T) {
 		{"reject_after too short to renew", func(p *Policy) { p.RekeyAfterTime = time.Second; p.RejectAfterTime = 15 * time.Second }, "reject_after"},
 		{"replay window not a power of two", func(p *Policy) { p.ReplayWindow = 1000 }, "replay_window"},
 		{"replay window too small", func(p *Policy) { p.ReplayWindow = 64 }, "replay_window"},
+		// 3*RejectAfterTime would wrap negative: keys zeroed at every tick.
+		{"reject_after past what the timers count", func(p *Policy) { p.RejectAfterTime = 900000 * time.Hour }, "reject_after"},
+		{"keepalive past what the timers count", func(p *Policy) { p.KeepaliveTimeout = 1<<63 - 1 }, "keepalive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
