@@ -31,6 +31,11 @@ func checkIfName(s string) error {
 		if r == '/' || r == ':' || r == '%' || unicode.IsSpace(r) || r < 0x20 || r == 0x7f {
 			return fmt.Errorf("must not contain %q", r)
 		}
+		// The kernel tests bytes, and its isspace takes 0xa0 (Latin-1's
+		// no-break space) for a space: refused by TUNSETIFF at up.
+		if strings.IndexByte(string(r), 0xa0) >= 0 {
+			return fmt.Errorf("must not contain %q: its UTF-8 holds byte 0xa0, which the kernel takes for a space", r)
+		}
 	}
 	return nil
 }

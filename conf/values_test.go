@@ -36,6 +36,22 @@ func TestInterfaceNames(t *testing.T) {
 	}
 }
 
+// The kernel's isspace (lib/ctype.c) counts byte 0xa0 as a space, and
+// dev_valid_name tests each byte: a name whose UTF-8 holds that byte ("xà"
+// is 78 c3 a0) passed check and then failed at up, TUNSETIFF EINVAL, exit 1.
+func TestInterfaceNamesTheKernelTakes(t *testing.T) {
+	for _, s := range []string{"xé", "zürich0", "gw-東京"} {
+		if err := checkIfName(s); err != nil {
+			t.Errorf("checkIfName(%q) = %v", s, err)
+		}
+	}
+	for _, s := range []string{"xà", "Рига", "Š0", "a\u00a0b", "a\vb"} {
+		if checkIfName(s) == nil {
+			t.Errorf("checkIfName(%q) accepted; the kernel refuses it", s)
+		}
+	}
+}
+
 func TestPeerIDs(t *testing.T) {
 	for _, s := range []string{"a", "site-b", "Zürich gateway", strings.Repeat("x", 64)} {
 		if err := checkPeerID(s); err != nil {
