@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -160,6 +161,9 @@ func CheckEtcdEndpoint(s string) error {
 	host, port, err := net.SplitHostPort(u.Host)
 	if err != nil || port == "" || host == "" {
 		return errors.New("needs a host and a port, e.g. https://198.18.0.10:2379")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q must be a number from 1 to 65535", port)
 	}
 	switch u.Scheme {
 	case "https":

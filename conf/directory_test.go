@@ -64,6 +64,9 @@ func TestDirectoryInvalid(t *testing.T) {
 		{`etcd_endpoints = ["http://198.18.0.10:2379"]` + "\nprefix = \"/s/\"", "plain http to a non-loopback host"},
 		{`etcd_endpoints = ["ftp://127.0.0.1:2379"]` + "\nprefix = \"/s/\"", "use https"},
 		{`etcd_endpoints = ["https://198.18.0.10"]` + "\nprefix = \"/s/\"", "needs a host and a port"},
+		// url.Parse takes any digits for a port; a dial to them never works.
+		{`etcd_endpoints = ["https://198.18.0.10:99999"]` + "\nprefix = \"/s/\"", "port \"99999\" must be a number from 1 to 65535"},
+		{`etcd_endpoints = ["https://198.18.0.10:0"]` + "\nprefix = \"/s/\"", "port \"0\" must be a number from 1 to 65535"},
 		{`etcd_endpoints = []` + "\nprefix = \"/s/\"", "etcd_endpoints is empty"},
 		{`prefix = "/s/"`, "needs etcd_endpoints"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]`, "needs prefix"},
