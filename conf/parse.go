@@ -26,6 +26,11 @@ type parser struct {
 	probs Errors
 
 	fromDisk bool // read by Load: the file's mode and owner can be checked
+
+	// keyFiles are the key files read, by the key that named them, and
+	// stateLine the line of an explicit state_file: stateFileClash.
+	keyFiles  []namedFile
+	stateLine int
 }
 
 // table is one TOML table with where it sits, for messages.
@@ -100,6 +105,7 @@ func (p *parser) config(raw map[string]any) *Config {
 	for _, t := range p.peerTables(root) {
 		c.Peers = append(c.Peers, p.peer(t))
 	}
+	p.stateFileClash(c)
 	p.crossCheck(c)
 	return c
 }

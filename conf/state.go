@@ -35,6 +35,7 @@ func (p *parser) stateFile(t table, in *Interface) {
 		s = filepath.Join(p.dir, s)
 	}
 	s = filepath.Clean(s)
+	p.stateLine = line
 	// At start the daemon claims whatever is at the path by renaming it
 	// (statefile.Take), and moves what is not a state file aside: named
 	// here, /var/lib/stunnel itself or a device would be moved away whole.
@@ -47,4 +48,62 @@ func (p *parser) stateFile(t table, in *Interface) {
 		return
 	}
 	in.StateFile = s
+}
+
+// namedFile is a file the config names, by the key (as messages say it)
+// that names it.
+type namedFile struct{ key, path string }
+
+// path is a file key's value as the daemon opens it: relative to the
+// config file's directory.
+func (p *parser) path(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(p.dir, name)
+}
+
+// stateFileClash refuses a state_file that is another file of the config:
+// at start the daemon moves what is at the path aside (it holds no state)
+// and at a clean stop writes the sealed state there, so the key, the
+// config itself, a ticket key file... would be gone for the next start.
+func (p *parser) stateFileClash(c *Config) {
+	state := c.Interface.StateFile
+	if state == "" || p.stateLine == 0 {
+		return
+	}
+	others := append([]namedFile{{"the config file", p.file}}, p.keyFiles...)
+	if t := c.Tickets; t.KeyFile != "" {
+		others = append(others, namedFile{"[tickets] key_file", t.KeyFile})
+	}
+	if t := c.Tickets; t.GroupSecretFile != "" {
+		others = append(others, namedFile{"[tickets] group_secret_file", t.GroupSecretFile})
+	}
+	if d := c.Directory; d != nil {
+		others = append(others, namedFile{"[directory] ca_file", d.CAFile}, namedFile{"[directory] cert_file", d.CertFile},
+			namedFile{"[directory] key_file", d.KeyFile}, namedFile{"[directory] cache_file", d.CacheFile})
+	}
+	if k := c.Interface.PKCS11; k != nil && k.PinFile != "" {
+		others = append(others, namedFile{"the PKCS#11 PIN file", k.PinFile})
+	}
+	for _, o := range others {
+		if o.path != "" && sameFile(state, o.path) {
+			p.addf(p.stateLine, "state_file %s is also %s: the daemon moves its state file aside at start and writes over it at stop; give the state a file of its own, e.g. %q",
+				state, o.key, filepath.Join(DefaultStateDir, c.Interface.Name+".state"))
+			return
+		}
+	}
+}
+
+// sameFile: the same path once absolute and clean, or the same file on
+// disk (a link to it, another path to it).
+func sameFile(a, b string) bool {
+	aa, errA := filepath.Abs(a)
+	ab, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && aa == ab {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }

@@ -65,3 +65,34 @@ func TestStateFileExistingDirectory(t *testing.T) {
 		}
 	}
 }
+
+// A state_file that names a file the config already uses for something
+// else: at start the daemon moves whatever is at the path aside (it is no
+// state file) and at a clean stop writes its sealed state there, so up
+// took the private key (or the config itself) away from the next start.
+func TestStateFileIsNotAnotherFileOfTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	k := testKey(t, 1)
+	writeFile(t, filepath.Join(dir, "a.key"), k.Base64()+"\n", 0o600)
+	writeFile(t, filepath.Join(dir, "b.psk"), testKey(t, 4).Base64()+"\n", 0o600)
+	head := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"a.key\"\naddress = [\"198.19.0.1/24\"]\n"
+	peer := expand(t, "[[peer]]\nid = \"b\"\npublic_key = \"PUB_B\"\nallowed_ips = [\"198.19.0.2/32\"]\npreshared_key_file = \"b.psk\"\n")
+	for _, c := range []struct{ state, what string }{
+		{"a.key", "private_key_file"},
+		{filepath.Join(dir, "sub", "..", "a.key"), "private_key_file"},
+		{"st0.toml", "the config file"},
+		{"b.psk", "preshared_key_file"},
+	} {
+		path := filepath.Join(dir, "st0.toml")
+		writeFile(t, path, head+"state_file = \""+c.state+"\"\n"+peer, 0o600)
+		_, err := Load(path)
+		if err == nil {
+			t.Errorf("state_file %q (also %s) accepted", c.state, c.what)
+			continue
+		}
+		probs := problems(t, err)
+		if len(probs) != 1 || probs[0].Line != 6 || !strings.Contains(probs[0].Msg, c.what) {
+			t.Errorf("state_file %q: problems %v; want one at line 6 naming %s", c.state, probs, c.what)
+		}
+	}
+}

@@ -143,6 +143,7 @@ func (p *parser) privateKey(t table, in *Interface) {
 			p.addf(line, "private_key_file: %v", err)
 			return
 		}
+		p.keyFiles = append(p.keyFiles, namedFile{"private_key_file", p.path(name)})
 		k, err = handshake.ParsePrivateKey(s)
 		if err != nil || k.IsZero() {
 			p.addf(line, "private_key_file %s does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)", name)
@@ -339,6 +340,7 @@ func (p *parser) presharedKey(t table, pr *Peer) {
 			p.addf(line, "preshared_key_file: %v", err)
 			return
 		}
+		p.keyFiles = append(p.keyFiles, namedFile{"preshared_key_file of " + p.peerName(t, *pr), p.path(name)})
 	} else {
 		return
 	}
