@@ -104,6 +104,12 @@ func TOMLSyntax(data []byte, err error) (line int, msg string) {
 // only the start of a key, too short to look like one); anything key-like
 // is masked in any case.
 func syntaxMessage(data []byte, line int, msg string) string {
+	// A key written twice: the message quotes the key's name, no value.
+	// Shown when every part of that name is one of our keys, so a pasted
+	// key used as a name is still never echoed.
+	if m := duplicateKey.FindStringSubmatch(msg); m != nil && knownKeyPath(m[1]) {
+		return msg
+	}
 	lines := strings.Split(string(data), "\n")
 	if line >= 1 && line <= len(lines) {
 		l := strings.ToLower(lines[line-1])
@@ -115,4 +121,19 @@ func syntaxMessage(data []byte, line int, msg string) string {
 		}
 	}
 	return keyish.ReplaceAllString(msg, "[hidden]")
+}
+
+var duplicateKey = regexp.MustCompile(`^Key '([^']*)' has already been defined\.$`)
+
+func knownKeyPath(path string) bool {
+	for _, part := range strings.Split(path, ".") {
+		known := false
+		for _, keys := range [][]string{topKeys, interfaceKeys, sessionKeys, peerKeys, controlKeys, metricsKeys, ticketsKeys, directoryKeys} {
+			known = known || contains(keys, part)
+		}
+		if !known {
+			return false
+		}
+	}
+	return true
 }

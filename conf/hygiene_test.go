@@ -157,3 +157,30 @@ allowed_ips = ["198.19.0.2/32", "::ffff:198.19.5.0/120"]
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A key written twice is a syntax error whose message names only the key,
+// never a value: on a line that holds key material it is shown too, not
+// replaced by the "check its quotes" advice that sent the reader looking
+// for a quoting mistake in a line that has none.
+func TestDuplicateKeyNamedOnKeyLines(t *testing.T) {
+	priv := testKey(t, 1).Base64()
+	for _, c := range []struct{ src, want string }{
+		{iface + "private_key = \"" + priv + "\"\n", "Key 'interface.private_key' has already been defined."},
+		{iface + peerB + "public_key = \"" + priv + "\"\n", "Key 'peer.public_key' has already been defined."},
+		{iface + "[tickets]\nkey_file = \"a\"\nkey_file = \"b\"\n", "Key 'tickets.key_file' has already been defined."},
+	} {
+		_, err := Parse("st.toml", []byte(expand(t, c.src)))
+		if err == nil {
+			t.Fatalf("%q: accepted", c.src)
+		}
+		ps := problems(t, err)
+		if len(ps) != 1 || !strings.Contains(ps[0].Msg, c.want) || strings.Contains(err.Error(), priv[:8]) {
+			t.Errorf("got %v; want one problem saying %q, no key material", err, c.want)
+		}
+	}
+	// A name that is no key of ours is still never shown on such a line.
+	src := iface + "\"" + priv + "\" = 1\n\"" + priv + "\" = 2\n"
+	if _, err := Parse("st.toml", []byte(expand(t, src))); err == nil || strings.Contains(err.Error(), priv[:8]) {
+		t.Errorf("a key-like name written twice: %v; want refused without echoing it", err)
+	}
+}
