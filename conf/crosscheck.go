@@ -80,7 +80,7 @@ func (p *parser) crossCheck(c *Config) {
 		p.groupLoops(c, idx, i, line(i, "endpoint"))
 	}
 
-	if in.MTU < MinMTUIPv6 && usesIPv6(c) {
+	if in.MTU < MinMTUIPv6 && c.UsesIPv6() {
 		l, ok := p.lines["interface.mtu"]
 		if !ok {
 			l = 1
@@ -111,7 +111,10 @@ func (p *parser) endpointLoop(c *Config, idx *prefixIndex, i, line int) {
 	}
 }
 
-func usesIPv6(c *Config) bool {
+// UsesIPv6 reports whether c has an IPv6 address or allowed_ips: its
+// device then needs an MTU of at least MinMTUIPv6, or the kernel turns
+// IPv6 off on it and refuses its IPv6 addresses.
+func (c *Config) UsesIPv6() bool {
 	for _, a := range c.Interface.Addresses {
 		if a.Addr().Is6() {
 			return true

@@ -67,10 +67,17 @@ func chooseMTU(cfg *conf.Config, log *slog.Logger) int {
 		}
 		best = mtu - netcfg.Overhead6
 	}
-	if best < conf.MinMTU {
+	// With IPv6 the floor is IPv6's minimum link MTU: below it the kernel
+	// refuses the device's IPv6 addresses and up fails. Larger packets are
+	// then fragmented on the underlay, which beats no IPv6 at all.
+	floor := conf.MinMTU
+	if cfg.UsesIPv6() {
+		floor = conf.MinMTUIPv6
+	}
+	if best < floor {
 		log.Warn("mtu: the underlay MTU leaves too little room; using the smallest allowed", "interface", in.Name,
-			"derived", best, "mtu", conf.MinMTU)
-		best = conf.MinMTU
+			"derived", best, "mtu", floor)
+		best = floor
 	}
 	if best > conf.MaxMTU {
 		best = conf.MaxMTU
