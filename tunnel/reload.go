@@ -3,6 +3,7 @@ package tunnel
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"stunnel/conf"
 )
@@ -92,7 +93,7 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 	}
 	if len(changed) > 0 {
 		slices.Sort(changed)
-		return fmt.Errorf("%s: reload cannot change %v on a running tunnel; restart it (kept the running configuration)", cfg.Path, changed)
+		return fmt.Errorf("%s: reload cannot change %s on a running tunnel; restart it (kept the running configuration)", cfg.Path, strings.Join(changed, ", "))
 	}
 	return nil
 }

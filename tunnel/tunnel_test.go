@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -388,8 +389,11 @@ func TestReloadKeepsUnchangedPeerSession(t *testing.T) {
 
 	bad := cfg
 	bad.Interface.PeerID = "renamed"
+	// The key by its name, not in brackets: "[peer_id]" reads as a table.
 	if err := p.a.dev.Reload(&bad); err == nil {
 		t.Fatal("reload changing peer_id was accepted")
+	} else if msg := err.Error(); !strings.Contains(msg, "cannot change peer_id on a running tunnel") || strings.Contains(msg, "[") {
+		t.Errorf("reload changing peer_id: %q; want it named as a key, peer_id", msg)
 	}
 	if got := p.a.dev.Status(); got.PeerID != "alpha" || len(got.Peers) != 2 {
 		t.Fatalf("failed reload changed the running config: %+v", got)
