@@ -80,6 +80,8 @@ func (p *parser) crossCheck(c *Config) {
 		p.groupLoops(c, idx, i, line(i, "endpoint"))
 	}
 
+	p.fullTunnelPort(c)
+
 	if in.MTU < MinMTUIPv6 && c.UsesIPv6() {
 		l, ok := p.lines["interface.mtu"]
 		if !ok {
@@ -135,4 +137,28 @@ func (c *Config) UsesIPv6() bool {
 // a token's: worded once, so the same mistake reads the same either way.
 func ownKeyMsg(id string) string {
 	return fmt.Sprintf("public_key of peer %q is this host's own public key", id)
+}
+
+// kernelTables are the routing tables the kernel itself uses.
+var kernelTables = map[int]string{253: "default", 254: "main", 255: "local"}
+
+// fullTunnelPort refuses a listen_port that would number a full tunnel's
+// routing table and mark (cmd/stunnel fullTunnelTable) as one of the
+// kernel's own tables: in main the default route exists already (up
+// fails), in local it is looked up before the rule that exempts the
+// tunnel's own packets (they loop into the tunnel).
+func (p *parser) fullTunnelPort(c *Config) {
+	name, reserved := kernelTables[c.Interface.ListenPort]
+	if !reserved {
+		return
+	}
+	for _, pr := range c.Peers {
+		for _, a := range pr.AllowedIPs {
+			if a.Bits() == 0 {
+				p.addf(p.lines["interface.listen_port"], "listen_port %d also numbers the routing table and firewall mark of the full tunnel (allowed_ips %s of peer %q), and table %d is the kernel's %s table; choose another port",
+					c.Interface.ListenPort, a, pr.ID, c.Interface.ListenPort, name)
+				return
+			}
+		}
+	}
 }

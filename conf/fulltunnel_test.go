@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -86,5 +87,31 @@ allowed_ips = ["0.0.0.0/0"]
 	_, skipped = MergePeers(c, []Peer{record(t, "site-d", 20, "", "198.19.8.0/24"), record(t, "exit4", 22, "", "0.0.0.0/0")})
 	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), `directory peer "exit4": allowed_ips 0.0.0.0/0 overlaps those of peer "site-d"`) {
 		t.Errorf("record exit4 (0.0.0.0/0) beside record site-d (/24): skipped %v; want exit4 refused", skipped)
+	}
+}
+
+// A full tunnel's routing table and firewall mark are numbered by
+// listen_port, and 253, 254 and 255 are the kernel's default, main and
+// local tables. With 254 up failed with a misleading "table 254 is in use:
+// another full tunnel?"; with 255 it put the default route in the local
+// table, consulted before the rule that exempts the tunnel's own packets,
+// so they looped into the tunnel. check accepted both.
+func TestFullTunnelPortIsNotAKernelTable(t *testing.T) {
+	peer := "[[peer]]\nid = \"gw\"\npublic_key = \"PUB_B\"\nendpoint = \"198.18.0.2:51820\"\nallowed_ips = [%s]\n"
+	for _, port := range []int{253, 254, 255} {
+		src := expand(t, iface+fmt.Sprintf("listen_port = %d\n", port)+fmt.Sprintf(peer, `"0.0.0.0/0"`))
+		_, err := Parse("full.toml", []byte(src))
+		if err == nil {
+			t.Errorf("listen_port %d with a full tunnel accepted", port)
+			continue
+		}
+		ps := problems(t, err)
+		if len(ps) != 1 || ps[0].Line != 6 || !strings.Contains(ps[0].Msg, fmt.Sprintf("listen_port %d", port)) {
+			t.Errorf("listen_port %d: %v; want one problem at its line", port, err)
+		}
+	}
+	// Without a /0 the port numbers no table: any port will do.
+	if _, err := Parse("site.toml", []byte(expand(t, iface+"listen_port = 254\n"+fmt.Sprintf(peer, `"198.19.0.2/32"`)))); err != nil {
+		t.Errorf("listen_port 254 without a full tunnel: %v", err)
 	}
 }
