@@ -3,7 +3,9 @@ package conf
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Problem is one thing wrong with a config, located at a line of the file.
@@ -15,7 +17,29 @@ type Problem struct {
 	Msg  string
 }
 
-func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
+func (p Problem) String() string {
+	return fmt.Sprintf("%s:%d: %s", oneLine(p.File), p.Line, oneLine(p.Msg))
+}
+
+// oneLine escapes what is not printable (a newline, a carriage return, a
+// tab...) as Go would quote it: messages quote values as written, a file
+// name written "a\nb" included, and each problem must stay one line that
+// no value can end or make look like another FILE:LINE.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
+}
 
 // Errors is every problem found in one run, sorted by line. Parse and Load
 // return it as *Errors so callers can print one problem per line.

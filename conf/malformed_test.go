@@ -264,3 +264,26 @@ func TestByteOrderMarkKeepsLines(t *testing.T) {
 		}
 	}
 }
+
+// Every problem is one line, FILE:LINE: message, which scripts split on
+// newlines: a value written with a TOML escape ("\n") is quoted into the
+// message as it is (a file name, a group), so it must not end the line,
+// nor start a forged "FILE:LINE:" of its own.
+func TestProblemsStayOneLine(t *testing.T) {
+	src := "[interface]\nname = \"st0\"\npeer_id = \"a\"\n" +
+		`private_key_file = "a\nforged.toml:1: all is well"` + "\naddress = [\"198.19.0.1/24\"]\n" +
+		"[tickets]\n" + `key_file = "k\rz"` + "\n[control]\n" + `read_group = "g` + "\\u0085" + `x"` + "\n"
+	_, err := Parse("/etc/stunnel/a\tb.toml", []byte(src))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(problems(t, err)) {
+		t.Fatalf("%d problems printed on %d lines:\n%s", len(problems(t, err)), len(lines), err)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, `/etc/stunnel/a\tb.toml:`) || strings.ContainsAny(l, "\r\t\u0085") {
+			t.Errorf("problem line %q: want FILE:LINE: message with control characters escaped", l)
+		}
+	}
+}
