@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,28 @@ func openTicketRing(cfg *conf.Config) (*tickets.Ring, error) {
 	return ring, nil
 }
 
+// keepStartTickets keeps in a reloaded configuration what of [tickets] a
+// reload cannot change, and says so: tickets switched on for a tunnel that
+// started without them (no ring exists to issue them), and the ring moved
+// between this host and etcd (each is set up at start). The running
+// configuration then says what runs, for `tickets add` and the next reload.
+// Switching tickets off applies at once (tunnel.Device.Reload), and so does
+// switching them back on when the start had them.
+func keepStartTickets(was, cfg *conf.Config, haveRing, etcdRing bool, log *slog.Logger) {
+	t := &cfg.Tickets
+	if !haveRing {
+		if t.Enabled {
+			log.Warn("reload: [tickets] enabled = true takes effect at the next restart: the tunnel started without tickets")
+		}
+		cfg.Tickets = was.Tickets
+		return
+	}
+	if (t.Ring == "etcd") != etcdRing {
+		log.Warn("reload: [tickets] ring changes take effect at the next restart", "running_ring", cmp.Or(was.Tickets.Ring, "local"))
+		t.Ring, t.KeyFile = was.Tickets.Ring, was.Tickets.KeyFile
+	}
+}
+
 // reloadTicketRing applies a reload: lifetimes at once, the key file re-read
 // (a bad file keeps the keys we have). etcd says the ring has followed etcd
 // since the start ([tickets] ring = "etcd" is read at start only).
@@ -50,11 +73,12 @@ func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, etcd bool, log *slog
 	t := cfg.Tickets
 	ring.Reconfigure(t.EncryptDecryptLifetime, t.DecryptLifetime, t.ReauthAfter)
 	switch {
+	case etcd: // its keys are etcd's (keepStartTickets kept ring = "etcd")
 	case t.KeyFile != "":
 		if err := ring.LoadFile(t.KeyFile); err != nil {
 			log.Error("reload: ticket key file refused, keeping the keys in use", "file", t.KeyFile, "err", err.Error())
 		}
-	case !etcd:
+	default:
 		// Without key_file keys are made in memory: a reload that dropped
 		// it must not leave a ring that never makes one, and stops issuing
 		// tickets once the file's last key stops sealing.

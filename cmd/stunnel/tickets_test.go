@@ -322,3 +322,55 @@ func TestTicketsRetireUnknownIsNotFound(t *testing.T) {
 		t.Errorf("retire of an unknown key: %v; want ErrNotFound naming the key", err)
 	}
 }
+
+// What of [tickets] a reload cannot change stays as it runs, and the log says
+// it waits for a restart: tickets switched on when the tunnel started without
+// them, and the ring moved between this host and etcd. Off applies at once
+// (the tunnel's own test, TestReloadTicketsDisabledStopsResumption), so it is
+// kept as given.
+func TestReloadKeepsStartTickets(t *testing.T) {
+	local := conf.Tickets{Enabled: true, KeyFile: "/etc/stunnel/ticket.keys"}
+	etcd := conf.Tickets{Enabled: true, Ring: "etcd", GroupSecretFile: "/etc/stunnel/group.secret"}
+	for _, c := range []struct {
+		name               string
+		was, now, want     conf.Tickets
+		haveRing, etcdRing bool
+		warn               string
+	}{
+		{"on without a ring", conf.Tickets{}, local, conf.Tickets{}, false, false, "enabled = true takes effect at the next restart"},
+		{"off with a ring", local, conf.Tickets{KeyFile: local.KeyFile}, conf.Tickets{KeyFile: local.KeyFile}, true, false, ""},
+		{"local to etcd", local, etcd, conf.Tickets{Enabled: true, KeyFile: local.KeyFile, GroupSecretFile: etcd.GroupSecretFile}, true, false, "ring changes take effect at the next restart"},
+		{"etcd to local", etcd, local, conf.Tickets{Enabled: true, Ring: "etcd"}, true, true, "ring changes take effect at the next restart"},
+		{"key file changed", local, conf.Tickets{Enabled: true, KeyFile: "/other"}, conf.Tickets{Enabled: true, KeyFile: "/other"}, true, false, ""},
+	} {
+		var logs bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		was, cfg := &conf.Config{Tickets: c.was}, &conf.Config{Tickets: c.now}
+		keepStartTickets(was, cfg, c.haveRing, c.etcdRing, log)
+		if cfg.Tickets != c.want {
+			t.Errorf("%s: running [tickets] %+v, want %+v", c.name, cfg.Tickets, c.want)
+		}
+		if c.warn == "" && logs.Len() > 0 || c.warn != "" && !strings.Contains(logs.String(), c.warn) {
+			t.Errorf("%s: logged %q, want %q", c.name, logs.String(), c.warn)
+		}
+	}
+}
+
+// A ring that follows etcd never takes a key file's keys at a reload: etcd's
+// keys are the group's, and a file would replace them on this gateway only.
+func TestReloadEtcdRingIgnoresKeyFile(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
+	k, err := tickets.GenerateKey(nil, time.Now(), 2*time.Hour, 13*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tickets.WriteKeyFile(keyFile, []tickets.Key{k}); err != nil {
+		t.Fatal(err)
+	}
+	ring := tickets.NewRing(tickets.Options{})
+	defer ring.Close()
+	reloadTicketRing(ring, &conf.Config{Tickets: conf.Tickets{Enabled: true, KeyFile: keyFile}}, true, slog.New(slog.DiscardHandler))
+	if slices.ContainsFunc(ring.Keys(), func(ki tickets.KeyInfo) bool { return ki.Name == k.NameHex() }) {
+		t.Error("an etcd ring took the key file's key at a reload")
+	}
+}

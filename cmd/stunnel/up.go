@@ -228,7 +228,11 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	reloadAll := func() error {
 		_ = sdNotify("RELOADING=1")
 		var rerr error
+		was := cfg
 		cfg, rerr = reload(cfg, d, link, baseBind(bind), res, log, level, ds)
+		if cfg != was {
+			keepStartTickets(was, cfg, ring != nil, rs != nil, log)
+		}
 		running.Store(cfg)
 		reloadTicketRing(ring, cfg, rs != nil, log)
 		ds.reloadRing(cfg)
