@@ -208,10 +208,34 @@ func (k *Key) reopenLocked() error {
 	switch {
 	case err == nil:
 		k.hold = pinHold{}
+		if err := k.sameKeyLocked(); err != nil {
+			k.dropSessionLocked()
+			return err
+		}
 	case errors.As(err, &e) && e.refused != nil:
 		return k.holdPINLocked(e.refused)
 	}
 	return err
+}
+
+// sameKeyLocked checks that the key a new session found is the one Open
+// checked. The URI finds it by label and id only, so after a token was
+// swapped for another with the same labels, or the object was replaced,
+// it finds another key: the peers know only k.pub, and the other key may
+// be one that could leave the token, which Open refuses. Costs one token
+// operation per new session, not per handshake.
+func (k *Key) sameKeyLocked() error {
+	if err := k.checkKeyLocked(); err != nil {
+		return err
+	}
+	pub, err := k.deriveLocked(basePoint)
+	if err != nil {
+		return errorf(KindRuntime, err, "%s: deriving with key %s failed", k.tokenName(), k.objectName())
+	}
+	if pub != k.pub {
+		return errorf(KindObject, nil, "%s: key %s is not the key stunnel started with (its public key is %s, not %s): the token or the key was replaced; restart stunnel to use the new key", k.tokenName(), k.objectName(), handshake.PublicKey(pub), k.pub)
+	}
+	return nil
 }
 
 // openLocked finds the token, opens a session, logs in and finds the key.
