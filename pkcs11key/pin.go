@@ -6,24 +6,38 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // maxPINLen bounds what is read from a PIN file.
 const maxPINLen = 256
 
 // CheckPINFile checks that path is a regular file that neither group nor
-// others can read (a PIN is as good as the key while the token is
-// plugged in). It does not read the PIN.
+// others can read or write, owned by root or by us: what conf asks of a
+// key file, since a PIN is as good as the key while the token is plugged
+// in. Whoever owns the file can read it, and whoever can write it can
+// put wrong PINs in it toward locking the token. It does not read the PIN.
 func CheckPINFile(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("PIN file %s: %v", path, statReason(err))
 	}
+	return checkPINFileInfo(path, fi)
+}
+
+func checkPINFileInfo(path string, fi os.FileInfo) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("PIN file %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
+	perm := fi.Mode().Perm()
+	if perm&0o044 != 0 {
 		return fmt.Errorf("PIN file %s is readable by group or others (mode %04o); run: chmod 600 %s", path, perm, path)
+	}
+	if perm&0o022 != 0 {
+		return fmt.Errorf("PIN file %s is writable by group or others (mode %04o); run: chmod 600 %s", path, perm, path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("PIN file %s is owned by uid %d, neither root nor us (uid %d), who can read it; run: chown %d %s, or chown root", path, st.Uid, os.Geteuid(), os.Geteuid(), path)
 	}
 	return nil
 }
@@ -39,6 +53,14 @@ func readPIN(path string) ([]byte, error) {
 		return nil, errorf(KindPIN, nil, "PIN file %s: %v", path, statReason(err))
 	}
 	defer f.Close()
+	// The file read, not the one stat'ed before: the path may have changed.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, errorf(KindPIN, nil, "PIN file %s: %v", path, statReason(err))
+	}
+	if err := checkPINFileInfo(path, fi); err != nil {
+		return nil, errorf(KindPIN, nil, "%v", err)
+	}
 	buf := make([]byte, maxPINLen+1)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {

@@ -1,0 +1,57 @@
+package pkcs11key
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPINFileHygiene: a PIN file is held to what a key file is held to
+// (conf's checkKeyFile): one that group or others can write, or that a
+// user other than root or us owns, is refused, at the check and at each
+// read, and the message never holds the PIN.
+func TestPINFileHygiene(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("2468-pin\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", 0o600)
+	if err := CheckPINFile(good); err != nil {
+		t.Fatalf("a 0600 PIN file of ours: %v", err)
+	}
+	pin, err := readPIN(good)
+	if err != nil || string(pin) != "2468-pin" {
+		t.Fatalf("readPIN of a 0600 PIN file of ours: %q, %v", pin, err)
+	}
+	cases := []struct{ path, msg string }{
+		{write("readable", 0o640), "readable by group or others"},
+		{write("group-writable", 0o620), "writable by group or others"},
+		{write("world-writable", 0o602), "writable by group or others"},
+	}
+	if os.Geteuid() == 0 { // only root can give a file away
+		p := write("theirs", 0o600)
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, struct{ path, msg string }{p, "owned by uid 65534"})
+	}
+	for _, c := range cases {
+		for _, err := range []error{CheckPINFile(c.path), func() error { _, err := readPIN(c.path); return err }()} {
+			if err == nil || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), c.path) {
+				t.Errorf("%s: %v, want %q", filepath.Base(c.path), err, c.msg)
+			}
+			if err != nil && strings.Contains(err.Error(), "2468") {
+				t.Errorf("%s: the PIN shows in %q", filepath.Base(c.path), err)
+			}
+		}
+	}
+}
