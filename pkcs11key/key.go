@@ -395,3 +395,7 @@ func trimLabel(s string) string { return strings.TrimRight(s, " \x00") }
 // URI is the canonical form of the URI the key was opened with (no secret
 // in it): what a reload compares.
 func (k *Key) URI() string { return k.uri.String() }
+
+// PinFile is the path of the PIN file the key reads at each login ("" if
+// none): a reload compares it too.
+func (k *Key) PinFile() string { return k.pinFile }

@@ -35,3 +35,6 @@ func (k *Key) Ops() uint64 { return 0 }
 
 // URI is empty: no key is ever opened in this build.
 func (k *Key) URI() string { return "" }
+
+// PinFile is empty: no key is ever opened in this build.
+func (k *Key) PinFile() string { return "" }

@@ -15,8 +15,8 @@ import (
 //
 // What cannot change on a running device is refused with an error and the
 // running configuration is kept whole: the interface name, peer ID, private
-// key, listen port and cipher preference are fixed for the device's life
-// (restart to change them). Addresses and MTU are the daemon's business
+// key (and a token key's PIN file), listen port and cipher preference are
+// fixed for the device's life (restart to change them). Addresses and MTU are the daemon's business
 // (netcfg), not the data plane's. [session] durations reach the running
 // timers at once; a key's own lifetime is fixed when its session is made.
 // [tickets] reauth_after reaches this side's resumption check at once (the
@@ -84,6 +84,8 @@ func (d *Device) fixedSettingsChanged(cfg *conf.Config) error {
 	}
 	if d.staticKeyChanged(i) {
 		changed = append(changed, "private key")
+	} else if d.pinFileChanged(i) {
+		changed = append(changed, "pkcs11_pin_file")
 	}
 	if i.ListenPort != 0 && i.ListenPort != int(d.port) {
 		changed = append(changed, "listen_port")

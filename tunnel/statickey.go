@@ -18,8 +18,12 @@ func checkStaticKey(cfg *conf.Config, opt Options) error {
 }
 
 // namedKey is a static key that a URI names (pkcs11key.Key): reload
-// compares the URI, since its config has no private key to compare.
-type namedKey interface{ URI() string }
+// compares the URI, since its config has no private key to compare, and
+// the PIN file the key reads at each login.
+type namedKey interface {
+	URI() string
+	PinFile() string
+}
 
 // staticKeyChanged reports whether a reloaded [interface] names another
 // static key than the running one.
@@ -32,6 +36,14 @@ func (d *Device) staticKeyChanged(i conf.Interface) bool {
 		return true
 	}
 	return !i.PrivateKey.PublicKey().Equal(d.host.PublicKey())
+}
+
+// pinFileChanged reports whether a reloaded [interface] names the running
+// token key with another PIN file: the running key would go on reading the
+// one it was opened with, so the new one would be checked and never used.
+func (d *Device) pinFileChanged(i conf.Interface) bool {
+	named, _ := d.host.Config().Static.(namedKey)
+	return named != nil && i.PKCS11 != nil && named.PinFile() != i.PKCS11.PinFile
 }
 
 // peerWithOwnKey refuses a config with a peer whose public key is this

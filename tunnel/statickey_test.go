@@ -16,10 +16,11 @@ import (
 // uriKey stands for a token key: a StaticKey that a URI names.
 type uriKey struct {
 	handshake.StaticKey
-	uri string
+	uri, pinFile string
 }
 
-func (k uriKey) URI() string { return k.uri }
+func (k uriKey) URI() string     { return k.uri }
+func (k uriKey) PinFile() string { return k.pinFile }
 
 func TestStaticKeyFromOptions(t *testing.T) {
 	priv, _ := handshake.GeneratePrivateKey(nil)
@@ -31,7 +32,7 @@ func TestStaticKeyFromOptions(t *testing.T) {
 	if err := checkStaticKey(tokenCfg, Options{}); err == nil || !strings.Contains(err.Error(), "PKCS#11") {
 		t.Fatalf("a token config without an opened key: %v", err)
 	}
-	key := uriKey{handshake.MemoryKey(priv), u.String()}
+	key := uriKey{handshake.MemoryKey(priv), u.String(), ""}
 	if err := checkStaticKey(tokenCfg, Options{StaticKey: key}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +60,30 @@ func TestStaticKeyFromOptions(t *testing.T) {
 	}
 	if !inMemory.staticKeyChanged(conf.Interface{PKCS11: &conf.PKCS11Key{URI: u}}) {
 		t.Error("in-memory key, reload to a token key: not reported as changed")
+	}
+}
+
+// The running token key reads its PIN file at each login, so a reload
+// that names another one (pkcs11_pin_file, with the same URI) would be
+// taken and never used: it is refused like the key itself, by name.
+func TestReloadRefusesOtherPINFile(t *testing.T) {
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	u, err := pkcs11key.ParseURI("pkcs11:token=gw;object=a?module-path=/m.so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := uriKey{handshake.MemoryKey(priv), u.String(), "/etc/stunnel/pin"}
+	d := &Device{host: session.NewHost(&handshake.Config{Static: key}, rekey.DefaultPolicy())}
+	reload := func(pinFile string) error {
+		return d.fixedSettingsChanged(&conf.Config{Path: "st.toml", Interface: conf.Interface{PKCS11: &conf.PKCS11Key{URI: u, PinFile: pinFile}}})
+	}
+	if err := reload("/etc/stunnel/pin"); err != nil {
+		t.Fatalf("reload with the same PIN file: %v", err)
+	}
+	for _, pinFile := range []string{"/etc/stunnel/new-pin", ""} {
+		if err := reload(pinFile); err == nil || !strings.Contains(err.Error(), "[pkcs11_pin_file]") {
+			t.Errorf("reload with PIN file %q: %v, want a refusal naming pkcs11_pin_file", pinFile, err)
+		}
 	}
 }
 
