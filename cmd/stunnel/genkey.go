@@ -24,7 +24,7 @@ func runGenkey(args []string, stdout io.Writer, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	if *pkcs11URI != "" {
+	if pkcs11Given(fs) {
 		return runTokenKeyCommand("genkey", *pkcs11URI, true, stdout, stderr)
 	}
 	k, err := handshake.GeneratePrivateKey(nil)

@@ -36,7 +36,7 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	if *pkcs11URI != "" {
+	if pkcs11Given(fs) {
 		return runTokenKeyCommand("pubkey", *pkcs11URI, false, stdout, stderr)
 	}
 	if file != "" && file != "-" {

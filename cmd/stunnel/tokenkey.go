@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 
@@ -70,4 +71,14 @@ func runTokenKeyCommand(cmd, uri string, generate bool, stdout, stderr io.Writer
 	}
 	fmt.Fprintln(stdout, pub)
 	return exitOK
+}
+
+// pkcs11Given reports whether --pkcs11 was on the command line, even with
+// an empty value: `--pkcs11 "$URI"` with an unset variable must fail as a
+// bad URI, not run the command without --pkcs11 (genkey would print a
+// private key in the clear where a token key was asked for).
+func pkcs11Given(fs *flag.FlagSet) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "pkcs11" })
+	return given
 }
