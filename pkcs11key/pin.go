@@ -1,6 +1,7 @@
 package pkcs11key
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -78,6 +79,12 @@ func readPIN(path string) ([]byte, error) {
 	if len(pin) == 0 {
 		clear(buf)
 		return nil, errorf(KindPIN, nil, "PIN file %s is empty", path)
+	}
+	// Sent as the PIN, a second line (a comment, a note) would cost one of
+	// the token's few tries and be reported as a wrong PIN.
+	if bytes.ContainsAny(pin, "\r\n") {
+		clear(buf)
+		return nil, errorf(KindPIN, nil, "PIN file %s has more than one line: it must hold only the PIN", path)
 	}
 	return pin, nil
 }

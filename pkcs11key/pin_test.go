@@ -55,3 +55,29 @@ func TestPINFileHygiene(t *testing.T) {
 		}
 	}
 }
+
+// TestPINFileOneLine: a PIN file with more than one line is refused when
+// read, before any login (each wrong PIN costs one of the token's tries),
+// saying so and not quoting it; a trailing newline, CRLF too, is not a line.
+func TestPINFileOneLine(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ content, want string }{
+		{"1357-pin\n", "1357-pin"},
+		{"1357-pin\r\n", "1357-pin"},
+		{"1357-pin", "1357-pin"},
+		{"1357-pin\n# the token's PIN\n", ""},
+		{"1357-pin\r\nold-pin\r\n", ""},
+	} {
+		p := filepath.Join(dir, "pin")
+		if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pin, err := readPIN(p)
+		switch {
+		case c.want != "" && (err != nil || string(pin) != c.want):
+			t.Errorf("%q: %q, %v; want %q", c.content, pin, err, c.want)
+		case c.want == "" && (err == nil || !strings.Contains(err.Error(), "more than one line") || strings.Contains(err.Error(), "1357")):
+			t.Errorf("%q: %q, %v; want a refusal that does not quote the PIN", c.content, pin, err)
+		}
+	}
+}
