@@ -70,7 +70,7 @@ func (p *parser) tickets(t table, tk *Tickets) {
 			p.addf(line, "key_file: cannot stat %s: %v; make one with: stunnel tickets genkey -o %s", path, unwrapPathError(err), path)
 		} else if err := tickets.CheckKeyFileMode(path, fi); err != nil {
 			p.addf(line, "key_file: %v", err)
-		} else if keys, err := tickets.ReadKeyFile(path); err != nil {
+		} else if keys, err := tickets.ReadRingKeyFile(path); err != nil {
 			p.addf(line, "key_file: %v", err)
 		} else {
 			for i := range keys {

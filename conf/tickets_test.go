@@ -45,10 +45,14 @@ func TestTicketsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "bad.keys"), []byte("nonsense\n"), 0o600)
+	// A key file with no key: `check`, the start and a reload refuse it
+	// alike (a reload would otherwise erase the running ring's keys).
+	os.WriteFile(filepath.Join(dir, "empty.keys"), []byte("# stunnel ticket keys\n"), 0o600)
 	cases := []struct{ src, msg string }{
 		{"[tickets]\nkey_file = \"t.keys\"\n", "chmod 600"},
 		{"[tickets]\nkey_file = \"bad.keys\"\n", "bad.keys:1: want 5 fields"},
 		{"[tickets]\nkey_file = \"none.keys\"\n", "stunnel tickets genkey -o"},
+		{"[tickets]\nkey_file = \"empty.keys\"\n", "key_file: ticket key file " + filepath.Join(dir, "empty.keys") + " lists no key"},
 		{"[tickets]\nreauth_after = \"0s\"\n", "reauth_after must be greater than zero"},
 		{"[tickets]\nencrypt_decrypt_lifetime = \"0s\"\n", "encrypt_decrypt_lifetime must be greater than zero"},
 		{"[tickets]\ndecrypt_lifetime = \"-1h\"\n", "must not be negative"},

@@ -31,7 +31,8 @@ const keyFileHeader = "# stunnel ticket keys, format 1: NAME(hex) SECRET(base64)
 const maxKeyFile = 128 << 10
 
 // ReadKeyFile reads and checks a key file. Errors are FILE:LINE: message and
-// never contain a secret.
+// never contain a secret. A file that lists no key is valid here (`stunnel
+// tickets add` may fill it); a ring's key file is read with ReadRingKeyFile.
 func ReadKeyFile(path string) ([]Key, error) {
 	data, err := readSecretFile("ticket key file", path, maxKeyFile)
 	defer clear(data)
@@ -39,6 +40,20 @@ func ReadKeyFile(path string) ([]Key, error) {
 		return nil, err
 	}
 	return ParseKeyFile(path, data)
+}
+
+// ReadRingKeyFile is ReadKeyFile for a ring's [tickets] key_file, as
+// `stunnel check`, the start and every reload read it: a file that lists no
+// key is refused too. Such a file is useless to a ring (no ticket could be
+// sealed or opened), and it is what a reload finds when it reads the file
+// while a copy (cp truncates first) is being written over it: accepted, it
+// would erase every key of the running ring.
+func ReadRingKeyFile(path string) ([]Key, error) {
+	keys, err := ReadKeyFile(path)
+	if err == nil && len(keys) == 0 {
+		err = fmt.Errorf("ticket key file %s lists no key (empty, or read while being copied?); add one with: stunnel tickets add %s", path, path)
+	}
+	return keys, err
 }
 
 // CheckKeyFileMode refuses a key file that is not a regular file, that group
@@ -120,6 +135,15 @@ func ParseKeyFile(path string, data []byte) ([]Key, error) {
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %v", path, err))
+	}
+	// A file cut short (read while it is being copied or written) mostly
+	// fails a field above, but not when the cut falls inside the last
+	// lifetime: "1h30m0s" cut to "1h" still parses, as a shorter life.
+	// Every line of a whole file ends in a newline (MarshalKeyFile writes
+	// them so, as editors do), so a last key line without one is refused.
+	// (A cut line that already failed above is not reported twice.)
+	if last := bytes.TrimSpace(data[bytes.LastIndexByte(data, '\n')+1:]); len(errs) == 0 && len(last) > 0 && last[0] != '#' {
+		errs = append(errs, fmt.Errorf("%s:%d: the last key line does not end with a newline: is the file still being written? End it with one", path, bytes.Count(data, []byte("\n"))+1))
 	}
 	if len(errs) > 0 {
 		for i := range keys {
@@ -235,10 +259,11 @@ func writeNewSecretFile(path string, data []byte) error {
 
 // LoadFile switches the ring to the key file at path and replaces its keys
 // with the file's (call again on SIGHUP). Keys no longer listed are erased;
-// keys already past their decrypt-only life are skipped. On error the ring
-// is unchanged.
+// keys already past their decrypt-only life are skipped. A file that does
+// not parse, or lists no key (ReadRingKeyFile), is refused: on error the
+// ring is unchanged.
 func (r *Ring) LoadFile(path string) error {
-	keys, err := ReadKeyFile(path)
+	keys, err := ReadRingKeyFile(path)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,10 @@
 package tickets
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +48,93 @@ func TestKeyFileErrorNeverEchoesMisplacedSecret(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), secret) || !strings.HasPrefix(err.Error(), "F:1: field ") {
 			t.Fatalf("secret in field %d: %v", i+1, err)
 		}
+	}
+}
+
+// A key file that lists no key (empty, only comments, or truncated to
+// nothing by a cp under way at a reload) is refused by LoadFile with one
+// line naming the file, and the running ring keeps every key it had: before
+// the fix it silently replaced them with none.
+func TestLoadFileRefusesKeylessFileKeepingKeys(t *testing.T) {
+	clk := &manualClock{t: t0}
+	path := filepath.Join(t.TempDir(), "ticket.keys")
+	k1, _ := GenerateKey(nil, t0, time.Hour, time.Hour)
+	k2, _ := GenerateKey(nil, t0.Add(time.Minute), time.Hour, time.Hour)
+	writeKeys(t, path, k1, k2)
+	r := NewRing(Options{Now: clk.Now})
+	if err := r.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute)
+	tk, err := r.Seal(state(clk.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := r.Keys()
+	for _, body := range []string{"", "\n", "# stunnel ticket keys\n", "# only a comment\n\n   \n# another"} {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := r.LoadFile(path)
+		if err == nil || !strings.Contains(err.Error(), "ticket key file "+path+" lists no key") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("key file %q: LoadFile = %v; want one line refusing it, naming %s", body, err, path)
+		}
+		if after := r.Keys(); !reflect.DeepEqual(after, before) {
+			t.Errorf("key file %q: refused, yet the ring's keys changed:\nbefore %v\nafter  %v", body, before, after)
+		}
+		if _, err := r.OpenTicket(tk); err != nil {
+			t.Errorf("key file %q: a ticket of the running keys no longer opens: %v", body, err)
+		}
+	}
+	// `stunnel tickets add` may still fill an empty file: only a ring's
+	// reading refuses it.
+	if keys, err := ReadKeyFile(path); err != nil || len(keys) != 0 {
+		t.Errorf("ReadKeyFile of a keyless file: %d keys, %v; want none and no error", len(keys), err)
+	}
+}
+
+// A key file read while it is being written (cut at any byte) is either
+// refused, the ring keeping its keys, or, cut just after a line's newline,
+// a whole shorter file (format 1 cannot tell that from one the operator
+// wrote). A cut inside the last lifetime ("1h30m0s" read as "1h") parses;
+// it is refused for its missing newline.
+func TestLoadFileRefusesHalfWrittenFile(t *testing.T) {
+	clk := &manualClock{t: t0}
+	path := filepath.Join(t.TempDir(), "ticket.keys")
+	k1, _ := GenerateKey(nil, t0, 90*time.Minute, 13*time.Hour+30*time.Minute)
+	k2, _ := GenerateKey(nil, t0.Add(time.Minute), 90*time.Minute, 13*time.Hour+30*time.Minute)
+	whole := MarshalKeyFile([]Key{k1, k2})
+	r := NewRing(Options{Now: clk.Now})
+	load := func(data []byte) error {
+		t.Helper()
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return r.LoadFile(path)
+	}
+	if err := load(whole); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Keys()
+	accepted := 0
+	for cut := 0; cut < len(whole); cut++ {
+		if err := load(whole[:cut]); err == nil {
+			if cut == 0 || whole[cut-1] != '\n' {
+				t.Fatalf("cut at byte %d of %d (%q): accepted", cut, len(whole), whole[:cut][bytes.LastIndexByte(whole[:cut], '\n')+1:])
+			}
+			accepted++
+			if err := load(whole); err != nil { // back to the whole file
+				t.Fatal(err)
+			}
+			continue
+		} else if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "ticket key file "+path) && !strings.HasPrefix(err.Error(), path+":") {
+			t.Fatalf("cut at byte %d: error %q is not one line naming the file", cut, err)
+		}
+		if after := r.Keys(); !reflect.DeepEqual(after, before) {
+			t.Fatalf("cut at byte %d: refused, yet the ring's keys changed", cut)
+		}
+	}
+	if accepted != 1 { // the header and the first key line, whole
+		t.Errorf("%d cuts accepted, want 1 (after the first key line)", accepted)
 	}
 }

@@ -65,9 +65,16 @@ func keepStartTickets(was, cfg *conf.Config, haveRing, etcdRing bool, log *slog.
 
 // reloadTicketRing applies a reload: lifetimes at once, the key file re-read
 // (a bad file keeps the keys we have). etcd says the ring has followed etcd
-// since the start ([tickets] ring = "etcd" is read at start only).
-func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, etcd bool, log *slog.Logger) {
-	if ring == nil {
+// since the start ([tickets] ring = "etcd" is read at start only). rerr is
+// the reload's own result: a refused reload keeps the whole running
+// configuration, the ring's keys with it, and has already logged why. The
+// file is not re-read then: a key file that does not parse or lists no key
+// is one reason conf refuses a reload, and re-reading it would log the same
+// refusal twice. It is still re-read after a reload conf accepted: the file
+// may have changed since (a copy over it under way), and LoadFile refuses
+// it then, once.
+func reloadTicketRing(ring *tickets.Ring, cfg *conf.Config, etcd bool, rerr error, log *slog.Logger) {
+	if ring == nil || rerr != nil {
 		return
 	}
 	t := cfg.Tickets

@@ -151,7 +151,7 @@ func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, add, _ := ticketHandlers(ring, running)
-	reloadTicketRing(ring, fromFile, false, slog.New(slog.DiscardHandler))
+	reloadTicketRing(ring, fromFile, false, nil, slog.New(slog.DiscardHandler))
 	running.Store(fromFile)
 	before, _ := list()
 
@@ -279,7 +279,7 @@ func TestReloadDroppingKeyFileMakesKeysInMemory(t *testing.T) {
 		if err := seal(ring); !errors.Is(err, tickets.ErrNoTicketKey) {
 			t.Fatalf("test setup: the file's only key is decrypt-only, yet Seal = %v", err)
 		}
-		reloadTicketRing(ring, inMemory, etcd, log)
+		reloadTicketRing(ring, inMemory, etcd, nil, log)
 		err = seal(ring)
 		switch {
 		case !etcd && err != nil:
@@ -369,8 +369,81 @@ func TestReloadEtcdRingIgnoresKeyFile(t *testing.T) {
 	}
 	ring := tickets.NewRing(tickets.Options{})
 	defer ring.Close()
-	reloadTicketRing(ring, &conf.Config{Tickets: conf.Tickets{Enabled: true, KeyFile: keyFile}}, true, slog.New(slog.DiscardHandler))
+	reloadTicketRing(ring, &conf.Config{Tickets: conf.Tickets{Enabled: true, KeyFile: keyFile}}, true, nil, slog.New(slog.DiscardHandler))
 	if slices.ContainsFunc(ring.Keys(), func(ki tickets.KeyInfo) bool { return ki.Name == k.NameHex() }) {
 		t.Error("an etcd ring took the key file's key at a reload")
+	}
+}
+
+// A [tickets] key_file that lists no key is refused alike by `check` (exit
+// 2, one line naming the file) and at the start of `up` (the same conf.Load,
+// then openTicketRing), and at a reload: conf refuses the reload (logged
+// once by reload) and the ring keeps its keys, or, when the file empties
+// after conf read it (a cp over it under way), reloadTicketRing refuses it
+// with one error naming the file and the ring keeps its keys. (`up` itself
+// is not run here: where the file were accepted it would bring a tunnel up
+// in the test's own network namespace.)
+func TestKeylessKeyFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ticket.keys")
+	if err := os.WriteFile(keyFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	priv := filepath.Join(dir, "st0.key")
+	if err := os.WriteFile(priv, []byte(mustGenkey(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "st0.toml")
+	src := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"st0.key\"\naddress = [\"198.19.0.1/24\"]\n" +
+		"[tickets]\nkey_file = \"ticket.keys\"\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runStunnel(t, "", "check", "-c", path)
+	if code != exitBadConfig || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "ticket key file "+keyFile+" lists no key") {
+		t.Errorf("check with a keyless key file: exit %d, stdout %q, stderr %q; want exit 2 and one line naming %s", code, stdout, stderr, keyFile)
+	}
+	if _, err := conf.Load(path); err == nil || !strings.Contains(err.Error(), "ticket key file "+keyFile+" lists no key") {
+		t.Errorf("conf.Load (up's first step) with a keyless key file: %v; want it refused, naming %s", err, keyFile)
+	}
+	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, KeyFile: keyFile, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}}
+	if ring, err := openTicketRing(cfg); err == nil || ring != nil || !strings.Contains(err.Error(), "[tickets] key_file: ticket key file "+keyFile+" lists no key") {
+		t.Errorf("openTicketRing with a keyless key file: %v; want it refused, naming %s", err, keyFile)
+	}
+
+	// At a reload: the ring runs with the keys of a good file.
+	var out, errb bytes.Buffer
+	os.Remove(keyFile)
+	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
+		t.Fatalf("genkey: %d %s", code, errb.String())
+	}
+	ring, err := openTicketRing(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := ring.Keys()
+	if len(before) != 1 {
+		t.Fatalf("ring from the key file: %d keys, want 1", len(before))
+	}
+	if err := os.WriteFile(keyFile, nil, 0o600); err != nil { // cp truncates first
+		t.Fatal(err)
+	}
+	if _, err := conf.Load(path); err == nil || !strings.Contains(err.Error(), "lists no key") {
+		t.Errorf("conf.Load with the keyless key file: %v; want it refused (reload logs that, once)", err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	// The reload conf refused: what reload returned, the running config.
+	reloadTicketRing(ring, cfg, false, errors.New("reload refused"), log)
+	if logs.Len() != 0 || !slices.Equal(ring.Keys(), before) {
+		t.Errorf("after a refused reload: ring keys %v (want %v), logged %q (want nothing more: reload logged it)", ring.Keys(), before, logs.String())
+	}
+	// A reload conf accepted, the file emptied since.
+	reloadTicketRing(ring, cfg, false, nil, log)
+	if strings.Count(logs.String(), "\n") != 1 || !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), keyFile+" lists no key") {
+		t.Errorf("reload of a keyless key file logged %q; want one error naming %s", logs.String(), keyFile)
+	}
+	if !slices.Equal(ring.Keys(), before) {
+		t.Errorf("reload of a keyless key file: ring keys %v, want the running %v", ring.Keys(), before)
 	}
 }

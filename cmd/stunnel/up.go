@@ -234,7 +234,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			keepStartTickets(was, cfg, ring != nil, rs != nil, log)
 		}
 		running.Store(cfg)
-		reloadTicketRing(ring, cfg, rs != nil, log)
+		reloadTicketRing(ring, cfg, rs != nil, rerr, log)
 		ds.reloadRing(cfg)
 		_ = sdNotify("READY=1")
 		return rerr
