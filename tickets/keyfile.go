@@ -263,6 +263,12 @@ func writeNewSecretFile(path string, data []byte) error {
 // not parse, or lists no key (ReadRingKeyFile), is refused: on error the
 // ring is unchanged.
 func (r *Ring) LoadFile(path string) error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed { // SetExternalKeys would take nothing: read no secret
+		return ErrRingClosed
+	}
 	keys, err := ReadRingKeyFile(path)
 	if err != nil {
 		return err

@@ -131,11 +131,16 @@ func OpenRecord(g *GroupSecret, prefix string, name [NameSize]byte, data []byte)
 // does: it generates no key) and replaces its keys with copies of keys,
 // skipping those past their decrypt-only life; the caller keeps (and
 // erases) its own copies. The used-ticket cache is kept, so a ticket used
-// once stays refused across any number of replacements.
+// once stays refused across any number of replacements. A closed ring
+// takes nothing: a sync still running at the stop may call this after
+// Close, and its keys would never be erased.
 func (r *Ring) SetExternalKeys(keys []Key) {
 	now := r.opt.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
 	for _, k := range r.keys {
 		k.Erase()
 	}

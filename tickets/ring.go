@@ -19,6 +19,10 @@ import (
 // outage, so the caller logs it once.
 var ErrNoTicketKey = errors.New("no ticket key in its encrypt-decrypt life: no session tickets are issued")
 
+// ErrRingClosed: the ring was closed (the tunnel stopped) and its keys
+// erased; it seals, opens and takes no key any more.
+var ErrRingClosed = errors.New("ticket ring is closed: its keys are erased")
+
 // NoKeyError is Seal's error when no key can seal. Hint, when set, says
 // what to do instead of the key file's remedy (SetNoKeyHint).
 type NoKeyError struct {
@@ -57,6 +61,7 @@ type Ring struct {
 	noKey    bool                   // guarded by mu: the current outage was already reported
 	noKeyFix string                 // guarded by mu: NoKeyError's Hint ("" = the key file's remedy)
 	used     map[[32]byte]time.Time // guarded by mu: hash of a used ticket -> its expiry
+	closed   bool                   // guarded by mu: Close ran; no key is made or taken again
 }
 
 // NewRing makes a ring in in-memory mode: it generates its own keys (call
@@ -125,6 +130,11 @@ func (r *Ring) Rotate(now time.Time) error {
 }
 
 func (r *Ring) rotateLocked(now time.Time) error {
+	if r.closed {
+		// An in-memory ring would otherwise make a fresh key here, after
+		// Close erased the others, that nothing would ever erase.
+		return ErrRingClosed
+	}
 	kept := r.keys[:0]
 	for _, k := range r.keys {
 		if k.State(now) == KeyExpired {
@@ -166,7 +176,8 @@ func (r *Ring) newestSealerLocked(now time.Time) *Key {
 
 // Seal seals st under the newest key in its encrypt-decrypt life. It sets
 // st.IssuedAt to now and caps st.Expiry (zero: no wish) at the key's end and at
-// st.AuthTime + reauth_after. Errors: *NoKeyError, or an expiry not in the future.
+// st.AuthTime + reauth_after. Errors: *NoKeyError, an expiry not in the
+// future, or ErrRingClosed.
 func (r *Ring) Seal(st *handshake.TicketState) ([]byte, error) {
 	now := r.opt.Now()
 	r.mu.Lock()
@@ -230,6 +241,10 @@ func (r *Ring) OpenTicket(ticket []byte) (*handshake.TicketState, error) {
 	}
 	now := r.opt.Now()
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: %w", handshake.ErrTicketKeyUnknown, ErrRingClosed)
+	}
 	var k *Key
 	for _, c := range r.keys {
 		if c.Name == name {
@@ -326,6 +341,9 @@ func (r *Ring) Add(k Key) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return ErrRingClosed
+	}
 	for _, c := range r.keys {
 		if c.Name == k.Name {
 			return fmt.Errorf("ticket key %s is already present", k.NameHex())
@@ -361,12 +379,21 @@ func (r *Ring) Keys() []KeyInfo {
 	return out
 }
 
-// Close erases every key (the interface goes down).
+// Close erases every key secret (the interface goes down) and closes the
+// ring for good: Seal, OpenTicket, Rotate, Add and LoadFile then fail with
+// ErrRingClosed, and SetExternalKeys takes nothing, so no key is made or
+// taken after the erasure (an in-memory ring's Seal would make one). A nil
+// ring (resumption off) and a second Close do nothing.
 func (r *Ring) Close() {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range r.keys {
 		k.Erase()
 	}
+	clear(r.keys)
 	r.keys = nil
+	r.closed = true
 }

@@ -288,3 +288,60 @@ func TestKeyFileRefusals(t *testing.T) {
 		t.Fatalf("round trip: %v", err)
 	}
 }
+
+// Close, at the tunnel's stop, erases every key secret and closes the ring
+// for good: before, an in-memory ring's next Seal made a fresh key (and
+// sealed with it) that nothing would erase, and a key file or the etcd sync
+// could fill it again. After Close every entry point fails cleanly, with
+// ErrRingClosed, without panicking and without taking a key.
+func TestCloseErasesKeysAndRefusesAfter(t *testing.T) {
+	clk := &manualClock{t: t0}
+	path := filepath.Join(t.TempDir(), "ticket.keys")
+	fileKey, _ := GenerateKey(nil, t0, time.Hour, time.Hour)
+	writeKeys(t, path, fileKey)
+	for _, fromFile := range []bool{false, true} {
+		r := NewRing(Options{Now: clk.Now})
+		if fromFile {
+			if err := r.LoadFile(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tk, err := r.Seal(state(clk.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := append([]*Key(nil), r.keys...) // the ring's own keys, to look at after Close
+		if len(held) == 0 {
+			t.Fatal("no key to erase")
+		}
+		r.Close()
+		for _, k := range held {
+			if !k.IsErased() {
+				t.Fatalf("file=%v: Close left key %s's secret", fromFile, k.NameHex())
+			}
+		}
+		if _, err := r.Seal(state(clk.Now())); !errors.Is(err, ErrRingClosed) {
+			t.Errorf("file=%v: Seal after Close: %v; want ErrRingClosed", fromFile, err)
+		}
+		if st, err := r.OpenTicket(tk); st != nil || !errors.Is(err, ErrRingClosed) || !errors.Is(err, handshake.ErrTicketKeyUnknown) {
+			t.Errorf("file=%v: OpenTicket after Close: %v; want ErrRingClosed (an unknown key to the handshake)", fromFile, err)
+		}
+		if err := r.Rotate(clk.Now().Add(time.Hour)); !errors.Is(err, ErrRingClosed) {
+			t.Errorf("file=%v: Rotate after Close: %v; want ErrRingClosed", fromFile, err)
+		}
+		k, _ := GenerateKey(nil, clk.Now(), time.Hour, time.Hour)
+		if err := r.Add(k); !errors.Is(err, ErrRingClosed) {
+			t.Errorf("file=%v: Add after Close: %v; want ErrRingClosed", fromFile, err)
+		}
+		r.SetExternalKeys([]Key{k}) // the etcd sync, late
+		if err := r.LoadFile(path); !errors.Is(err, ErrRingClosed) {
+			t.Errorf("file=%v: LoadFile after Close: %v; want ErrRingClosed", fromFile, err)
+		}
+		if len(r.keys) != 0 || len(r.Keys()) != 0 {
+			t.Errorf("file=%v: a closed ring holds %d keys", fromFile, len(r.keys))
+		}
+		r.Close() // twice: nothing
+	}
+	var off *Ring // resumption off: run closes it all the same
+	off.Close()
+}

@@ -14,6 +14,7 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/statefile"
+	"stunnel/ticketring"
 	"stunnel/tickets"
 	"stunnel/tunnel"
 	"stunnel/tunnel/control"
@@ -61,6 +62,32 @@ func keepStartTickets(was, cfg *conf.Config, haveRing, etcdRing bool, log *slog.
 		log.Warn("reload: [tickets] ring changes take effect at the next restart", "running_ring", cmp.Or(was.Tickets.Ring, "local"))
 		t.Ring, t.KeyFile = was.Tickets.Ring, was.Tickets.KeyFile
 	}
+}
+
+// startTickets opens the [tickets] ring (openTicketRing) and, with ring =
+// "etcd", its sync with etcd (startTicketRing). ring is nil when resumption
+// is off, rs when the ring is not in etcd. stop, which run defers, ends the
+// sync first (it resigns, so another gateway rotates at once, and it is
+// the last writer of the ring's keys), then closes the ring: that erases
+// every ticket-key secret, which a clean stop would otherwise leave in
+// memory. On error what was opened is closed.
+func startTickets(cfg *conf.Config, log *slog.Logger) (ring *tickets.Ring, rs *ticketring.Sync, stop func(), err error) {
+	ring, err = openTicketRing(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rs, err = startTicketRing(cfg, ring, log)
+	if err != nil {
+		ring.Close()
+		return nil, nil, nil, fmt.Errorf("[tickets] ring: %w", err)
+	}
+	stop = func() {
+		if rs != nil {
+			rs.Close()
+		}
+		ring.Close() // nil-safe: resumption off
+	}
+	return ring, rs, stop, nil
 }
 
 // reloadTicketRing applies a reload: lifetimes at once, the key file re-read

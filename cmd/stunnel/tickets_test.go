@@ -447,3 +447,46 @@ func TestKeylessKeyFileRefused(t *testing.T) {
 		t.Errorf("reload of a keyless key file: ring keys %v, want the running %v", ring.Keys(), before)
 	}
 }
+
+// The stop run defers erases the ring's ticket-key secrets and closes it:
+// before, a clean stop left them in memory (run never closed the ring).
+// After it nothing seals, opens or takes a key again, whether the ring made
+// its keys or read them from key_file. With resumption off there is no ring
+// and the stop does nothing.
+func TestStopTicketsClosesRing(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
+	var out, errb bytes.Buffer
+	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
+		t.Fatalf("genkey: %d %s", code, errb.String())
+	}
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	inMemory := &conf.Config{Tickets: tk}
+	tk.KeyFile = keyFile
+	fromFile := &conf.Config{Tickets: tk}
+	log := slog.New(slog.DiscardHandler)
+	for name, cfg := range map[string]*conf.Config{"in memory": inMemory, "key_file": fromFile} {
+		ring, rs, stop, err := startTickets(cfg, log)
+		if err != nil || ring == nil || rs != nil {
+			t.Fatalf("%s: startTickets: ring %v, sync %v, %v", name, ring, rs, err)
+		}
+		if err := ring.Rotate(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if len(ring.Keys()) != 1 {
+			t.Fatalf("%s: %d keys before the stop, want 1", name, len(ring.Keys()))
+		}
+		stop()
+		if n := len(ring.Keys()); n != 0 {
+			t.Errorf("%s: the stop left %d ticket keys in the ring", name, n)
+		}
+		st := handshake.TicketState{PeerID: "b", AuthTime: time.Now()}
+		if _, err := ring.Seal(&st); !errors.Is(err, tickets.ErrRingClosed) {
+			t.Errorf("%s: Seal after the stop: %v; want ErrRingClosed", name, err)
+		}
+	}
+	ring, rs, stop, err := startTickets(&conf.Config{}, log)
+	if err != nil || ring != nil || rs != nil {
+		t.Fatalf("tickets off: ring %v, sync %v, %v", ring, rs, err)
+	}
+	stop()
+}

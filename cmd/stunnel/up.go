@@ -143,18 +143,22 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	// Runs last of the defers below: the save at stop and the control
 	// server (state save) use the key until then.
 	defer handshake.ZeroMemoryKey(sealKey)
-	ring, err := openTicketRing(cfg)
+	ring, rs, stopTickets, err := startTickets(cfg, log)
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	rs, err := startTicketRing(cfg, ring, log)
-	if err != nil {
-		dev.Close()
-		return fmt.Errorf("%s: [tickets] ring: %w", name, err)
-	}
+	// Deferred before the device, the control server and the metrics
+	// server exist, so it runs after each is closed (defers run last
+	// first): the device seals and opens tickets with the ring until
+	// then, the officer's `tickets list|add|retire` reach it through the
+	// control server, and the etcd sync writes its keys until stopTickets
+	// ends it. The state save at stop does not use the ring: it seals with
+	// sealKey and holds the tickets the peers gave us, not our keys. Then
+	// stopTickets erases every ticket-key secret: a stop must not leave
+	// them in memory.
+	defer stopTickets()
 	if rs != nil {
-		defer rs.Close() // resigns: another gateway rotates at once
 		ds.attachRing(rs, cfg.Tickets)
 	}
 	// Consumed before the device exists: a saved state is restored at most
