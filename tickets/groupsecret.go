@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -86,7 +87,9 @@ func CheckGroupSecretFileMode(path string, fi os.FileInfo) error {
 }
 
 // WriteGroupSecretFile writes g to a new file at path (mode 0600, hex, one
-// line); an existing file is never overwritten.
+// line); an existing file is never overwritten. The file and then its
+// directory are fsynced, as WriteKeyFile does: a crash must not lose the
+// new file's name once this returns.
 func WriteGroupSecretFile(path string, g *GroupSecret) error {
 	line := make([]byte, 2*GroupSecretSize+1)
 	defer clear(line)
@@ -94,6 +97,9 @@ func WriteGroupSecretFile(path string, g *GroupSecret) error {
 	line[len(line)-1] = '\n'
 	if err := writeNewSecretFile(path, line); err != nil {
 		return fmt.Errorf("group secret file %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("group secret file %s written, but a crash may lose it: %w", path, err)
 	}
 	return nil
 }

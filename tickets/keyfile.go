@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -221,7 +222,10 @@ func MarshalKeyFile(keys []Key) []byte {
 }
 
 // WriteKeyFile writes keys to path atomically (a 0600 temporary file renamed
-// over it), so a gateway re-reading on SIGHUP never sees half a file.
+// over it), so a gateway re-reading on SIGHUP never sees half a file, and
+// durably: the file is fsynced before the rename and its directory after,
+// as statefile.Save does. Without the directory's fsync a crash could undo
+// the rename: the old file back, or none where there was none.
 func WriteKeyFile(path string, keys []Key) error {
 	data := MarshalKeyFile(keys)
 	defer clear(data)
@@ -233,6 +237,23 @@ func WriteKeyFile(path string, keys []Key) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("ticket key file %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("ticket key file %s written, but a crash may lose it: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, so that a rename or a new file in it
+// survives a crash. A variable: tests see when it runs.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync of directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync of directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -2,9 +2,11 @@ package tickets
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +138,70 @@ func TestLoadFileRefusesHalfWrittenFile(t *testing.T) {
 	}
 	if accepted != 1 { // the header and the first key line, whole
 		t.Errorf("%d cuts accepted, want 1 (after the first key line)", accepted)
+	}
+}
+
+// WriteKeyFile fsyncs the key file's directory after its rename, as
+// statefile.Save does, so a crash cannot undo the rename; a new group
+// secret file's directory likewise after it is made. A failed fsync is
+// reported, naming the file. (syncDir is swapped: the test sees when it
+// runs and with what on disk.)
+func TestKeyFileWritersSyncDirectory(t *testing.T) {
+	real := syncDir
+	t.Cleanup(func() { syncDir = real })
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ticket.keys")
+	k1, _ := GenerateKey(nil, t0, time.Hour, time.Hour)
+	k2, _ := GenerateKey(nil, t0, time.Hour, time.Hour)
+	writeKeys(t, path, k1)
+	var synced []string
+	var fail error
+	onDisk := -1
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		keys, _ := ReadKeyFile(path) // what the rename already put there
+		onDisk = len(keys)
+		for i := range keys {
+			keys[i].Erase()
+		}
+		return fail
+	}
+	writeKeys(t, path, k1, k2)
+	if !slices.Equal(synced, []string{dir}) {
+		t.Errorf("WriteKeyFile synced directories %q; want the key file's, %q, once", synced, dir)
+	}
+	if onDisk != 2 {
+		t.Errorf("the directory was synced with %d keys in the file; want it after the rename (2)", onDisk)
+	}
+
+	fail = errors.New("input/output error")
+	if err := WriteKeyFile(path, []Key{k1}); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "input/output error") {
+		t.Errorf("WriteKeyFile with a failing directory fsync: %v; want an error naming %s and the cause", err, path)
+	}
+
+	fail, synced = nil, nil
+	g, err := NewGroupSecret(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Zero()
+	gpath := filepath.Join(dir, "group.secret")
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		if _, err := os.Stat(gpath); err != nil {
+			t.Errorf("directory synced before the group secret file was made: %v", err)
+		}
+		return nil
+	}
+	if err := WriteGroupSecretFile(gpath, g); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(synced, []string{dir}) {
+		t.Errorf("WriteGroupSecretFile synced directories %q; want %q, once", synced, dir)
+	}
+
+	// The real one, on a real directory.
+	if err := real(dir); err != nil {
+		t.Errorf("syncDir(%s): %v", dir, err)
 	}
 }

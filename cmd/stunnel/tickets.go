@@ -91,13 +91,7 @@ func runTickets(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "stunnel tickets add: %v\n", err)
 			return exitBadConfig
 		}
-		kept := keys[:0]
-		for _, k := range keys {
-			if k.State(now) != tickets.KeyExpired {
-				kept = append(kept, k)
-			}
-		}
-		return writeNewKey(stdout, stderr, "add", fs.Arg(0), kept, now.Add(*startIn), *ed, *do)
+		return addKey(stdout, stderr, fs.Arg(0), keys, now, now.Add(*startIn), *ed, *do)
 	default: // list FILE
 		if fs.NArg() != 1 {
 			fmt.Fprintln(stderr, "stunnel tickets list: give a key file, or -c CONFIG for a running tunnel")
@@ -119,21 +113,44 @@ func runTickets(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// writeNewKey appends a fresh key to keys, writes them to path (atomically,
-// 0600) and prints the new key's name.
-func writeNewKey(stdout, stderr io.Writer, verb, path string, keys []tickets.Key, created time.Time, ed, do time.Duration) int {
-	defer func() {
-		for i := range keys {
-			keys[i].Erase()
+// addKey is `tickets add`: it writes back the keys read from path less
+// those whose decrypt-only life has ended at now, plus a fresh key. It owns
+// keys: every one, written back or dropped, is erased before it returns.
+// (Compacting keys in place, as it did, left stale copies of secrets past
+// the kept ones, dropped keys among them, and appending the new key could
+// move the kept ones to a new array and leave the old one unerased.)
+func addKey(stdout, stderr io.Writer, path string, keys []tickets.Key, now, created time.Time, ed, do time.Duration) int {
+	defer eraseKeys(keys)
+	kept := make([]tickets.Key, 0, len(keys)+1) // room for the new key: no second copy
+	for i := range keys {
+		if keys[i].State(now) != tickets.KeyExpired {
+			kept = append(kept, keys[i])
 		}
-	}()
+	}
+	return writeNewKey(stdout, stderr, "add", path, kept, created, ed, do)
+}
+
+// eraseKeys zeroes the secrets of keys.
+func eraseKeys(keys []tickets.Key) {
+	for i := range keys {
+		keys[i].Erase()
+	}
+}
+
+// writeNewKey appends a fresh key to keys, writes them to path (atomically,
+// 0600) and prints the new key's name. It erases keys, the new key and
+// every copy it makes.
+func writeNewKey(stdout, stderr io.Writer, verb, path string, keys []tickets.Key, created time.Time, ed, do time.Duration) int {
+	defer eraseKeys(keys)
 	k, err := tickets.GenerateKey(nil, created, ed, do)
 	if err != nil {
 		fmt.Fprintf(stderr, "stunnel tickets %s: %v\n", verb, err)
 		return exitRuntime
 	}
-	keys = append(keys, k)
-	if err := tickets.WriteKeyFile(path, keys); err != nil {
+	defer k.Erase()
+	all := append(keys, k) // keys' array when it has room, else a new one
+	defer eraseKeys(all)
+	if err := tickets.WriteKeyFile(path, all); err != nil {
 		fmt.Fprintf(stderr, "stunnel tickets %s: %v\n", verb, err)
 		return exitRuntime
 	}

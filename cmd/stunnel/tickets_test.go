@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -489,4 +490,73 @@ func TestStopTicketsClosesRing(t *testing.T) {
 		t.Fatalf("tickets off: ring %v, sync %v, %v", ring, rs, err)
 	}
 	stop()
+}
+
+// `tickets add` erases the secret of every key it read, written back or
+// dropped as ended. Before, compacting the keys in place left stale copies
+// past the kept ones (a dropped key's among them) and, with nothing to
+// drop, appending the new key moved the kept ones to a new array and left
+// the one read unerased.
+func TestTicketsAddErasesKeysItReads(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	gen := func(created time.Time) tickets.Key {
+		t.Helper()
+		k, err := tickets.GenerateKey(nil, created, time.Hour, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	for _, c := range []struct {
+		name string
+		live []bool // per key in the file: false = its decrypt-only life ended
+	}{
+		{"nothing to drop", []bool{true}},
+		{"ended keys last", []bool{true, false, false}},
+		{"ended keys around a live one", []bool{false, true, false}},
+	} {
+		path := filepath.Join(t.TempDir(), "ticket.keys")
+		var file []tickets.Key
+		want := map[string]bool{}
+		for _, live := range c.live {
+			created := now.Add(-3 * time.Hour) // ended an hour ago
+			if live {
+				created = now
+			}
+			k := gen(created)
+			want[k.NameHex()] = live
+			file = append(file, k)
+		}
+		if err := tickets.WriteKeyFile(path, file); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := tickets.ReadKeyFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		if code := addKey(&out, &errb, path, keys, now, now, time.Hour, time.Hour); code != exitOK {
+			t.Fatalf("%s: add: %d %s", c.name, code, errb.String())
+		}
+		for i := range keys {
+			if !keys[i].IsErased() {
+				t.Errorf("%s: key %d of the file (%s, live %v) not erased after add", c.name, i, keys[i].NameHex(), c.live[i])
+			}
+		}
+		after, err := tickets.ReadKeyFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for i := range after {
+			names = append(names, after[i].NameHex())
+			if live, old := want[after[i].NameHex()]; old && !live {
+				t.Errorf("%s: ended key %s written back", c.name, after[i].NameHex())
+			}
+			after[i].Erase()
+		}
+		if n := strings.Count(fmt.Sprint(c.live), "true"); len(after) != n+1 {
+			t.Errorf("%s: %d keys after add (%v), want the %d live ones and the new one", c.name, len(after), names, n)
+		}
+	}
 }
