@@ -285,19 +285,59 @@ func TestWrittenFileModeAndOwner(t *testing.T) {
 	}
 }
 
+// Save replaces an existing state file whole, and a Save that fails over
+// one leaves it byte for byte as it was, with no temporary file beside it:
+// a state file saved at one stop must survive a failing save at the next.
+// Each failing Save writes over an existing state file, failing before the
+// temporary file is made (the token is gone) and when it cannot be made
+// (its name, the state file's plus a suffix, is too long for the file
+// system), so a Save that truncated or wrote the state file in place would
+// be caught.
 func TestSaveReplacesAtomicallyAndFailsCleanly(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "st0.state")
 	key := newKey(t)
-	Save(path, key, Payload{Data: []byte("old")})
-	if err := Save(path, key, Payload{Data: []byte("new")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := Save(filepath.Join(dir, "missing", "x.state"), key, Payload{}); err == nil {
-		t.Fatal("Save into a missing directory succeeded")
-	}
-	p, err := Take(path, key)
-	if err != nil || string(p.Data) != "new" {
-		t.Fatalf("Take = %q, %v; want the newer state", p.Data, err)
+	for _, c := range []struct {
+		name string
+		base string // the state file's name
+		key  StaticKey
+	}{
+		{"token removed", "st0.state", &failingKey{memKey: *key}},
+		// 250 characters fit a name (255 at most); with ".tmp-" and
+		// CreateTemp's digits the temporary file's do not.
+		{"temporary file cannot be made", strings.Repeat("s", 244) + ".state", key},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, c.base)
+		// Saved under a short name (a long one's temporary file cannot
+		// be made), replaced by a second Save, then moved to path.
+		saved := filepath.Join(dir, "saved.state")
+		if err := Save(saved, key, Payload{Data: []byte("old")}); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := Save(saved, key, Payload{Data: []byte("new")}); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := os.Rename(saved, path); err != nil {
+			t.Fatal(err)
+		}
+		before, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Save(path, c.key, Payload{Data: []byte("newer"), CleanStop: true}); err == nil {
+			t.Fatalf("%s: Save over the existing state file succeeded", c.name)
+		}
+		after, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(after, before) {
+			t.Fatalf("%s: the failed Save changed the existing state file (%d bytes, was %d; %v)", c.name, len(after), len(before), err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Fatalf("%s: the failed Save left %d files; want only the state file", c.name, len(entries))
+		}
+		// Take makes its own temporary name, too long here: read it back
+		// the way Take does once it has the file.
+		p, err := Open(key, after)
+		if err != nil || string(p.Data) != "new" || p.CleanStop {
+			t.Fatalf("%s: the state file holds %q (clean %v), %v; want the second Save's", c.name, p.Data, p.CleanStop, err)
+		}
 	}
 }
