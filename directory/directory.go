@@ -334,10 +334,20 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 	}
 	rev := resp.Header.Revision
 	d.mu.Lock()
-	d.peers, d.raw, d.malformed = map[string]conf.Peer{}, map[string][]byte{}, map[string]string{}
+	d.peers, d.raw = map[string]conf.Peer{}, map[string][]byte{}
 	d.endpoints = map[string]string{}
+	// malformed is kept through the list, so a record skipped before (in
+	// the disk cache, or before etcd was away) is not logged and counted
+	// again; only the keys etcd no longer has are dropped.
+	listed := make(map[string]bool, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		listed[string(kv.Key)] = true
 		d.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
+	}
+	for key := range d.malformed {
+		if !listed[key] {
+			delete(d.malformed, key)
+		}
 	}
 	d.state = State{State: "connected", Source: "etcd", Revision: rev, LastSync: time.Now()}
 	n := len(d.peers)

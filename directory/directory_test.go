@@ -402,3 +402,61 @@ func FuzzParseEndpointRecord(f *testing.F) {
 		}
 	})
 }
+
+// A malformed record is logged and counted once per version: listing again
+// after etcd was away, or after starting from the disk cache, is not a new
+// version.
+func TestMalformedCountedOnceAcrossRelists(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "good", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx(t), "/st/peers/bad", "{"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx(t), EndpointKey("/st/", "zz"), `{"version":1,"endpoint":"nope"}`); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "st0.directory")
+	var w watcher
+	d := startDir(t, m, cache, &w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "good," })
+	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	if st := d.State(); st.Malformed != 2 || st.MalformedTotal != 2 {
+		t.Fatalf("after the first list: %+v, want 2 malformed, 2 in all", st)
+	}
+
+	m.Stop()
+	waitFor(t, 5*time.Second, "state retrying", func() bool { return d.State().State == "retrying" })
+	var w2 watcher
+	d2 := startDir(t, m, cache, &w2) // from the disk cache: the malformed record counted there
+	waitFor(t, 2*time.Second, "peers from the disk cache", func() bool { return w2.ids() == "good," })
+	if st := d2.State(); st.MalformedTotal != 1 {
+		t.Fatalf("from the disk cache: %+v, want 1 malformed in all", st)
+	}
+	m.Start(t)
+	m.WaitReady(t, 20*time.Second)
+	for _, x := range []struct {
+		d    *Directory
+		want uint64
+	}{{d, 2}, {d2, 2}} {
+		waitFor(t, 10*time.Second, "connected again", func() bool { return x.d.State().State == "connected" })
+		if st := x.d.State(); st.Malformed != 2 || st.MalformedTotal != x.want {
+			t.Errorf("after listing again: %+v, want 2 malformed, %d in all", st, x.want)
+		}
+	}
+	// A malformed record of the disk cache that etcd no longer has does
+	// not count as malformed now.
+	priv := handshake.PrivateKey{1, 2, 3} // startDir's
+	snap := &snapshot{Prefix: "/st/", Revision: 1, Records: map[string][]byte{"bad": []byte("{"), "gone": []byte("[")}}
+	if err := saveCache(cache, MemoryKey(&priv), snap); err != nil {
+		t.Fatal(err)
+	}
+	var w3 watcher
+	d3 := startDir(t, m, cache, &w3)
+	waitFor(t, 5*time.Second, "connected", func() bool { return d3.State().State == "connected" })
+	if st := d3.State(); st.Malformed != 2 || st.MalformedTotal != 3 {
+		t.Fatalf("started from a cache with a record since deleted: %+v, want 2 malformed, 3 in all", st)
+	}
+}
