@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -173,7 +176,7 @@ func printEntries(w io.Writer, entries []directory.Entry, rev int64, asJSON bool
 	fmt.Fprintf(w, "revision %d, %d records\n", rev, len(entries))
 	for _, e := range entries {
 		if e.Err != nil {
-			fmt.Fprintf(w, "%s\tMALFORMED (skipped by every host): %v\n", e.ID, e.Err)
+			fmt.Fprintf(w, "%s\tMALFORMED (skipped by every host): %v\n", printableID(e.ID), e.Err)
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s", e.ID, e.Peer.PublicKey, strings.Join(prefixStrings(e.Peer.AllowedIPs), ","))
@@ -185,4 +188,15 @@ func printEntries(w io.Writer, entries []directory.Entry, rev int64, asJSON bool
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// printableID is a malformed record's ID as list prints it: the ID comes
+// from an etcd key anyone with write access may choose, and one holding a
+// newline, tab or escape would forge lines or drive the terminal, so such
+// an ID is quoted. A valid ID has no such characters (conf's peer ID rule).
+func printableID(id string) string {
+	if !utf8.ValidString(id) || strings.ContainsFunc(id, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(id)
+	}
+	return id
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
+	"stunnel/directory"
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
 )
@@ -98,6 +101,26 @@ func TestDirectoryCommand(t *testing.T) {
 	out, _, _ = runStunnel(t, "", "directory", "list", "-c", cfg)
 	if !strings.Contains(out, "0 records") {
 		t.Fatalf("list after delete: %s", out)
+	}
+
+	// A key written with etcdctl whose ID holds a newline and tabs is one
+	// malformed line, not a forged record line below it.
+	cli, err := directory.Dial([]string{m.ClientURL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	forged := "x\nhost-z\t" + pub + "\t0.0.0.0/0\t\x1b[2K"
+	if _, err := cli.Put(context.Background(), "/stunnel/test/peers/"+forged, "{"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = runStunnel(t, "", "directory", "list", "-c", cfg)
+	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); len(lines) != 2 || strings.ContainsRune(out, 0x1b) ||
+		!strings.HasPrefix(lines[1], strconv.Quote(forged)+"\tMALFORMED") {
+		t.Fatalf("list of a record whose ID holds control characters:\n%s", out)
+	}
+	if _, err := cli.Delete(context.Background(), "/stunnel/test/peers/"+forged); err != nil {
+		t.Fatal(err)
 	}
 
 	// etcd gone: exit 1, one line.
