@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,9 @@ func PeerIDFromKey(prefix, key string) (string, bool) {
 func ParseRecord(id string, data []byte) (conf.Peer, error) {
 	if len(data) > MaxRecordSize {
 		return conf.Peer{}, fmt.Errorf("record is %d bytes; at most %d", len(data), MaxRecordSize)
+	}
+	if err := exactFields(data, "version", "public_key", "allowed_ips", "endpoint", "persistent_keepalive"); err != nil {
+		return conf.Peer{}, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -135,6 +139,9 @@ func ParseEndpointRecord(data []byte) (string, error) {
 	if len(data) > MaxRecordSize {
 		return "", fmt.Errorf("endpoint record is %d bytes; at most %d", len(data), MaxRecordSize)
 	}
+	if err := exactFields(data, "version", "endpoint"); err != nil {
+		return "", fmt.Errorf("endpoint record: %v", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var r EndpointRecord
@@ -148,4 +155,37 @@ func ParseEndpointRecord(data []byte) (string, error) {
 		return "", fmt.Errorf("endpoint %q: %v", r.Endpoint, err)
 	}
 	return r.Endpoint, nil
+}
+
+// exactFields refuses a JSON object that names a field other than as
+// written in names, or names one twice. encoding/json matches names
+// case-insensitively and lets a repeated name overwrite the first, so
+// {"public_key": A, "PUBLIC_KEY": B} would be read as B by every host while
+// an operator reading the record with etcdctl or jq sees A. Anything that
+// is not an object is left to the strict decode that follows.
+func exactFields(data []byte, names ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := make(map[string]bool, len(names))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := t.(string)
+		switch {
+		case !slices.Contains(names, name):
+			return fmt.Errorf("record has the field %q, which is not one of %s (names are case-sensitive)", name, strings.Join(names, ", "))
+		case seen[name]:
+			return fmt.Errorf("record has the field %q twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
