@@ -176,7 +176,7 @@ func printEntries(w io.Writer, entries []directory.Entry, rev int64, asJSON bool
 	fmt.Fprintf(w, "revision %d, %d records\n", rev, len(entries))
 	for _, e := range entries {
 		if e.Err != nil {
-			fmt.Fprintf(w, "%s\tMALFORMED (skipped by every host): %v\n", printableID(e.ID), e.Err)
+			fmt.Fprintf(w, "%s\tMALFORMED (skipped by every host): %v\n", printable(e.ID), e.Err)
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s", e.ID, e.Peer.PublicKey, strings.Join(prefixStrings(e.Peer.AllowedIPs), ","))
@@ -190,13 +190,14 @@ func printEntries(w io.Writer, entries []directory.Entry, rev int64, asJSON bool
 	}
 }
 
-// printableID is a malformed record's ID as list prints it: the ID comes
-// from an etcd key anyone with write access may choose, and one holding a
-// newline, tab or escape would forge lines or drive the terminal, so such
-// an ID is quoted. A valid ID has no such characters (conf's peer ID rule).
-func printableID(id string) string {
-	if !utf8.ValidString(id) || strings.ContainsFunc(id, func(r rune) bool { return !unicode.IsPrint(r) }) {
-		return strconv.Quote(id)
+// printable is a name from etcd as list and show print it: a record's ID
+// is the last part of an etcd key, the rotator's the value of its election
+// key, both chosen by whoever may write there; one holding a newline, tab
+// or escape would forge lines or drive the terminal, so such a name is
+// quoted. A valid peer ID or host name has no such characters.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
 	}
-	return id
+	return s
 }

@@ -53,6 +53,15 @@ func TestShowTicketRing(t *testing.T) {
 	if !strings.Contains(b.String(), "ticket ring: etcd, rotator (rotator: gw1 pid 7), connected, last sync 2 seconds ago, 3 keys, 0 refused records, 2 added and 0 deleted here") {
 		t.Fatalf("show:\n%s", b.String())
 	}
+	// The rotator's name is the value of its election key, which whoever
+	// writes to etcd may set: one holding a newline or an escape is quoted,
+	// not printed as lines or terminal codes.
+	st.TicketRing = &tunnel.TicketRingStatus{Role: "follower", Rotator: "x\n  directory: connected\x1b[2K", State: "connected"}
+	b.Reset()
+	writeStatus(&b, &st, now)
+	if strings.Count(b.String(), "\n") != 5 || strings.ContainsRune(b.String(), 0x1b) || !strings.Contains(b.String(), `(rotator: "x\n  directory: connected\x1b[2K")`) {
+		t.Fatalf("show of a rotator name with control characters:\n%s", b.String())
+	}
 	st.TicketRing = &tunnel.TicketRingStatus{Role: "connecting", State: "retrying", LastError: "listing: context deadline exceeded"}
 	b.Reset()
 	writeStatus(&b, &st, now)

@@ -98,7 +98,7 @@ func writeTicketRing(w io.Writer, r *tunnel.TicketRingStatus, now time.Time) {
 		sync = ago(now.Sub(r.LastSync))
 	}
 	fmt.Fprintf(w, "  ticket ring: etcd, %s (rotator: %s), %s, last sync %s, %d keys, %d refused records, %d added and %d deleted here\n",
-		r.Role, orNone(r.Rotator), r.State, sync, r.Keys, r.Refused, r.Added, r.Deleted)
+		r.Role, orNone(printable(r.Rotator)), r.State, sync, r.Keys, r.Refused, r.Added, r.Deleted)
 	if r.LastError != "" && r.State != "connected" {
 		fmt.Fprintf(w, "  ticket ring error: %s\n", r.LastError)
 	}
