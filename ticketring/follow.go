@@ -137,10 +137,14 @@ func (s *Sync) listAndWatch(ctx context.Context) (bool, error) {
 	}
 }
 
-// recordName is the key name of a record's etcd key, if it is one.
+// recordName is the key name of a record's etcd key, if it is one. Only
+// lower-case hex, as NameHex writes it, names a record: hex.Decode takes
+// capitals too, and a copy at the capitalised key would hold the key on
+// every gateway after the record at its name (the one show prints) was
+// deleted to retire it.
 func recordName(dir, key string) (name [tickets.NameSize]byte, ok bool) {
 	h, found := strings.CutPrefix(key, dir)
-	if !found || len(h) != 2*tickets.NameSize {
+	if !found || len(h) != 2*tickets.NameSize || h != strings.ToLower(h) {
 		return name, false
 	}
 	if _, err := hex.Decode(name[:], []byte(h)); err != nil {
@@ -167,7 +171,7 @@ func (s *Sync) putLocked(key string, value []byte, modRev, createRev int64) {
 	var k tickets.Key
 	var err error
 	if !ok {
-		err = fmt.Errorf("key name is not %d hex digits", 2*tickets.NameSize)
+		err = fmt.Errorf("key name is not %d lower-case hex digits", 2*tickets.NameSize)
 	} else {
 		k, err = tickets.OpenRecord(s.opt.Secret, s.opt.Prefix, name, value)
 	}

@@ -445,3 +445,37 @@ func TestCleanCloseHandsOverAtOnce(t *testing.T) {
 		t.Fatalf("rotator %q, want %q", st.Rotator, follower.s.opt.Identity)
 	}
 }
+
+// A record is at its key's name as written (lower-case hex, as show and
+// NameHex print it): a copy at the same name in capitals is another etcd
+// key, so deleting the record at the name show gives must still retire the
+// key everywhere, and the copy is refused like a record moved elsewhere.
+func TestRecordNameSpelledOneWay(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := dial(t, m)
+	clk := fakeclock.New(t0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k, err := tickets.GenerateKey(nil, t0, ed, do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := tickets.SealRecord(secret(t, 1), prefix, &k, nil)
+	for _, name := range []string{k.NameHex(), strings.ToUpper(k.NameHex())} {
+		if _, err := cli.Put(ctx, prefix+"tickets/"+name, string(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := startGateway(t, m, clk, "gw-1", 1)
+	waitFor(t, 10*time.Second, "the rotator", func() bool { return g.role() == "rotator" })
+	g.looked(t, clk.Now())
+	if st := g.s.Status(); st.Keys != 1 || st.Refused != 1 || len(g.ring.Keys()) != 1 {
+		t.Fatalf("status %+v, ring %+v: want the record at its name held, the capitalised copy refused", st, g.ring.Keys())
+	}
+	if _, err := cli.Delete(ctx, prefix+"tickets/"+k.NameHex()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the deleted key retired", func() bool {
+		return !slices.ContainsFunc(g.ring.Keys(), func(i tickets.KeyInfo) bool { return i.Name == k.NameHex() })
+	})
+}
