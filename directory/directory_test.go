@@ -488,3 +488,38 @@ func TestRecordFieldNamesExact(t *testing.T) {
 		}
 	}
 }
+
+// The publisher's backoff is for an etcd that does not answer: once it has
+// published, a lost lease is published again at once, however many were
+// lost before (each one used to double the wait, up to MaxBackoff).
+func TestPublishAgainAfterEachLostLease(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	priv := handshake.PrivateKey{9, 9}
+	d, err := Start(Options{Endpoints: []string{m.ClientURL}, Prefix: "/st/", Key: MemoryKey(&priv),
+		AdvertiseID: "b", AdvertiseEndpoint: "198.18.0.2:4242", LeaseTTL: time.Second,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	lease := func() clientv3.LeaseID {
+		resp, err := cli.Get(ctx(t), EndpointKey("/st/", "b"))
+		if err != nil || len(resp.Kvs) == 0 {
+			return 0
+		}
+		return clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	waitFor(t, 5*time.Second, "b's endpoint published", func() bool { return lease() != 0 })
+	for i := range 8 {
+		old := lease()
+		if _, err := cli.Revoke(ctx(t), old); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(t, 10*time.Second, "b's endpoint published again", func() bool { l := lease(); return l != 0 && l != old })
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("lost lease %d: published again after %v", i+1, took.Round(time.Millisecond))
+		}
+	}
+}

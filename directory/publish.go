@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -29,6 +30,11 @@ func (d *Directory) publish(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errLeaseLost) {
+			// It was published and kept alive: etcd answered, so the
+			// waits that grew before then are over.
+			backoff = d.opt.MinBackoff
 		}
 		d.log.Warn("directory: publishing this host's endpoint failed; retrying", "key", key, "retry_in", backoff.String(), "err", err.Error())
 		select {
