@@ -28,8 +28,13 @@ func (s *Sync) campaign(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if led {
+		if led || errors.Is(err, errLeaseLost) {
+			// etcd answered (it granted the lease this run lost): the
+			// waits grown while it did not are over, and a takeover must
+			// not wait for them.
 			backoff = s.opt.MinBackoff
+		}
+		if led {
 			s.log.Warn("ticket ring: no longer the rotator; campaigning again", "err", err.Error())
 		} else {
 			s.log.Debug("ticket ring: campaign failed; retrying", "retry_in", backoff.String(), "err", err.Error())
@@ -76,6 +81,11 @@ func (s *Sync) campaignOnce(ctx context.Context, ttl int64) (led bool, err error
 	defer func() { ccancel(); <-watchdog }()
 	el := concurrency.NewElection(sess, s.elect)
 	if err := el.Campaign(cctx, s.opt.Identity); err != nil {
+		select {
+		case <-sess.Done():
+			return false, fmt.Errorf("campaign: %w", errLeaseLost)
+		default:
+		}
 		return false, fmt.Errorf("campaign: %w", err)
 	}
 	select {

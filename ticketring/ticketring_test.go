@@ -479,3 +479,52 @@ func TestRecordNameSpelledOneWay(t *testing.T) {
 		return !slices.ContainsFunc(g.ring.Keys(), func(i tickets.KeyInfo) bool { return i.Name == k.NameHex() })
 	})
 }
+
+// A campaigning gateway whose session is lost while etcd answers (its lease
+// revoked, as by an operator or an expiry) campaigns again at once: the
+// backoff is for an etcd that does not answer, and a wait grown by earlier
+// losses would delay the takeover when the rotator dies next.
+func TestCampaignAgainAfterEachLostSession(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := dial(t, m)
+	clk := fakeclock.New(t0)
+	leader := startGateway(t, m, clk, "gw-a", 1)
+	waitFor(t, 10*time.Second, "the rotator", func() bool { return leader.role() == "rotator" })
+	ring := tickets.NewRing(tickets.Options{Now: clk.Now, EncryptDecryptLifetime: ed, DecryptLifetime: do})
+	s, err := Start(Options{
+		Endpoints: []string{m.ClientURL}, Prefix: prefix, Secret: secret(t, 1), Ring: ring,
+		EncryptDecrypt: ed, DecryptOnly: do, SessionTTL: time.Second, Lead: lead, Check: 20 * time.Millisecond,
+		Identity: "gw-b", Now: clk.Now, MinBackoff: 50 * time.Millisecond, MaxBackoff: 20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// gw-b's election key: the one whose value is its identity.
+	lease := func() clientv3.LeaseID {
+		resp, err := cli.Get(ctx, prefix+"tickets-rotator/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range resp.Kvs {
+			if string(kv.Value) == "gw-b" {
+				return clientv3.LeaseID(kv.Lease)
+			}
+		}
+		return 0
+	}
+	waitFor(t, 10*time.Second, "gw-b campaigning", func() bool { return lease() != 0 })
+	for i := range 8 {
+		old := lease()
+		if _, err := cli.Revoke(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(t, 20*time.Second, "gw-b campaigning again", func() bool { l := lease(); return l != 0 && l != old })
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("lost session %d: campaigning again after %v", i+1, took.Round(time.Millisecond))
+		}
+	}
+}
