@@ -55,6 +55,11 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return bad("%v\n%s", err, directoryUsage)
 	}
+	if *timeout <= 0 {
+		// Not etcd's failure: a deadline already past would be reported
+		// as etcd unreachable, exit 1.
+		return bad("-timeout %v must be positive, e.g. 5s", *timeout)
+	}
 	if *path == "" {
 		return bad("-c FILE is required: the config whose [directory] names etcd\n%s", directoryUsage)
 	}

@@ -82,6 +82,8 @@ func TestDirectoryCommand(t *testing.T) {
 		{"put", "-c", cfg, "-id", "", "-public-key", pub, "-allowed-ips", "10.77.0.3/32"},
 		{"put", "-c", cfg, "-id", "x", "-public-key", pub, "-allowed-ips", "10.77.0.3/32", "-endpoint", "nope"},
 		{"delete", "-c", cfg},
+		{"list", "-c", cfg, "-timeout", "0s"},
+		{"delete", "-c", cfg, "-timeout", "-1s", "host-b"},
 		{"frobnicate", "-c", cfg},
 		{"list"},
 	} {
