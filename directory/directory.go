@@ -200,7 +200,14 @@ func (d *Directory) loadDiskCache() {
 // setLocked stores one record (d.mu held): valid ones join peers, others
 // are skipped, counted and logged with their key once per version.
 func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
-	d.raw[id] = value
+	if len(value) > MaxRecordSize || len(id) > conf.MaxPeerIDLen {
+		// Malformed by its length alone: not kept for the disk cache,
+		// which every change rewrites and which a few of etcd's largest
+		// keys or values would make too large to load (maxCacheFile).
+		delete(d.raw, id)
+	} else {
+		d.raw[id] = value
+	}
 	p, err := ParseRecord(id, value)
 	if err != nil {
 		delete(d.peers, id)

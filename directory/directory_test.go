@@ -523,3 +523,42 @@ func TestPublishAgainAfterEachLostLease(t *testing.T) {
 		}
 	}
 }
+
+// A record over MaxRecordSize, or with an ID over conf.MaxPeerIDLen, is
+// malformed whatever it holds: it is counted, but it is neither kept nor
+// sealed into the disk cache,
+// which every change rewrites (a few of etcd's largest values would make
+// the cache too large to load at a start without etcd).
+func TestHugeRecordNotCached(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := client(t, m)
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "good", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx(t), "/st/peers/huge", strings.Repeat(" ", 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := EncodeRecord(testPeer(t, "x", 2))
+	longID := strings.Repeat("h", 1<<20)
+	if _, err := cli.Put(ctx(t), "/st/peers/"+longID, string(good)); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "st0.directory")
+	var w watcher
+	d := startDir(t, m, cache, &w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "good," })
+	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	if st := d.State(); st.Malformed != 2 || st.MalformedTotal != 2 {
+		t.Fatalf("state %+v, want the huge record and the huge ID malformed", st)
+	}
+	if fi, err := os.Stat(cache); err != nil || fi.Size() > 4*MaxRecordSize {
+		t.Fatalf("disk cache: %v, %d bytes for one small record and two malformed", err, fi.Size())
+	}
+	d.mu.Lock()
+	_, kept := d.raw["huge"]
+	_, keptID := d.raw[longID]
+	d.mu.Unlock()
+	if kept || keptID {
+		t.Fatalf("kept: the huge record %v, the huge ID's %v", kept, keptID)
+	}
+}
