@@ -81,7 +81,7 @@ func TestReloadRefusesOtherPINFile(t *testing.T) {
 		t.Fatalf("reload with the same PIN file: %v", err)
 	}
 	for _, pinFile := range []string{"/etc/stunnel/new-pin", ""} {
-		if err := reload(pinFile); err == nil || !strings.Contains(err.Error(), "[pkcs11_pin_file]") {
+		if err := reload(pinFile); err == nil || !strings.Contains(err.Error(), "cannot change pkcs11_pin_file") {
 			t.Errorf("reload with PIN file %q: %v, want a refusal naming pkcs11_pin_file", pinFile, err)
 		}
 	}
