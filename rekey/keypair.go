@@ -156,5 +156,10 @@ func (k *Keypair) Zero() {
 	}
 }
 
+// RejectAt is when k stops sealing and opening (Expired from then on): its
+// creation plus the RejectAfterTime of the policy it was made under, which
+// a later policy (a reload) does not change.
+func (k *Keypair) RejectAt() time.Time { return k.rejectAt }
+
 // IsZeroed reports whether Zero has been called.
 func (k *Keypair) IsZeroed() bool { return k.zeroed.Load() }

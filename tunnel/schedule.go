@@ -86,16 +86,18 @@ func (s *schedule) at(t time.Time) int64 { return max(int64(t.Sub(s.base)), 1) }
 
 // nextWake is when p's timers or keys next need a visit (zero: never):
 // the earliest timer deadline, or the expiry of a keypair, whose keys Due
-// then erases (the timers do not cover that).
+// then erases (the timers do not cover that). A keypair expires by the
+// policy it was made under, not today's: after a reload that shortened
+// reject_after, today's would name a past instant at which Due finds
+// nothing to erase, and the schedule would spin on it.
 func (p *Peer) nextWake() time.Time {
 	next := p.sess.NextDeadline()
-	reject := p.d.host.Policy().RejectAfterTime
 	prev, cur, nxt := p.sess.Slots()
 	for _, kp := range [3]*rekey.Keypair{prev, cur, nxt} {
 		if kp == nil || kp.IsZeroed() {
 			continue
 		}
-		if exp := kp.Created.Add(reject); next.IsZero() || exp.Before(next) {
+		if exp := kp.RejectAt(); next.IsZero() || exp.Before(next) {
 			next = exp
 		}
 	}

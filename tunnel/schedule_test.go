@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,4 +99,30 @@ func TestScheduleIdleWithManyPeers(t *testing.T) {
 	waitFor(t, 5*time.Second, "the active peer to be scheduled", func() bool {
 		return p.a.dev.peers.Load().byID["beta"].timer.due.Load() != 0
 	})
+}
+
+// A reload that shortens reject_after leaves running keys the lifetime they
+// were made with. The schedule must wake for a key's expiry at that
+// lifetime's end: waking at the new, shorter one finds nothing to expire,
+// puts the peer back at the same past deadline and spins until the key
+// really expires (minutes of a core at 100%), deaf to Close meanwhile.
+func TestScheduleAfterRejectAfterShortened(t *testing.T) {
+	var nows atomic.Int64
+	p := newPairOpts(t, nil, 0, nil, func(h *host, o *Options) {
+		o.Now = func() time.Time { nows.Add(1); return time.Now() }
+		o.TickInterval = 0
+	})
+	p.exchange(t, 1)
+	cfg := *p.a.cfg
+	cfg.Session.RekeyAfter, cfg.Session.RejectAfter, cfg.Session.Keepalive = 200*time.Millisecond, time.Second, 100*time.Millisecond
+	if err := p.a.dev.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, kp, _ := p.a.dev.peers.Load().byID["beta"].sess.Slots()
+	time.Sleep(time.Until(kp.Created.Add(1200 * time.Millisecond))) // past the new reject_after, not the key's own
+	before := nows.Load()
+	time.Sleep(200 * time.Millisecond)
+	if n := nows.Load() - before; n > 1000 {
+		t.Fatalf("%d clock readings in 200 ms of an idle tunnel: the schedule spins", n)
+	}
 }
