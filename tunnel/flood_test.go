@@ -205,3 +205,35 @@ func TestLegitHandshakeDuringValidMAC1Flood(t *testing.T) {
 		t.Fatalf("b completed %d handshakes, want 1", s.Handshakes)
 	}
 }
+
+// TestSpoofedCookieRepliesNeverQueued: a cookie reply is worth a queue slot
+// only if it opens with the mac1 of our last initiation, which an off-path
+// sender never sees. Sent with a peer's endpoint as its spoofed source
+// (public for a gateway), junk of the right size used to pass the intake
+// and fill the ordinary handshake queue: behind busy workers, the
+// responses to our own initiations were then dropped there.
+func TestSpoofedCookieRepliesNeverQueued(t *testing.T) {
+	p := newPair(t, nil)
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		return from.String() != p.a.under // a answers nothing: only the spoofed datagrams come from it
+	}
+	stallWorkers(t, p)
+	// b waits for a cookie from a: its initiation is out, its last mac1 set.
+	p.b.tun.toTunnel <- ipv4UDP("198.19.0.2", "198.19.0.1", []byte("wants a key"))
+	waitFor(t, 5*time.Second, "b to initiate", func() bool {
+		return p.b.dev.peers.Load().byID["alpha"].sess.Initiating()
+	})
+	const n = 200
+	for i := range n {
+		m := make([]byte, handshake.CookieReplySize)
+		m[0], m[1] = handshake.MessageTypeCookieReply, handshake.ProtocolVersion
+		m[4], m[5] = byte(i), byte(i>>8)
+		p.net.inject(netip.MustParseAddrPort(p.a.under), netip.MustParseAddrPort(p.b.under), m)
+	}
+	waitFor(t, 5*time.Second, "the spoofed cookie replies to be read", func() bool {
+		return len(p.b.bind.rx) == 0 && (len(p.b.dev.handshakeQ) == n || p.b.dev.Status().Drops[DropMalformed] == n)
+	})
+	if q := len(p.b.dev.handshakeQ); q != 0 {
+		t.Fatalf("spoofed cookie replies took %d of %d handshake queue slots", q, handshakeQueueLen)
+	}
+}

@@ -16,6 +16,7 @@ type handshakeMessage struct {
 	typ  byte
 	msg  []byte
 	from conn.Endpoint
+	peer *Peer // a cookie reply: the peer that took it at the intake (msg is nil)
 }
 
 // handshakeWorker serves the handshake queue: cheap MAC checks first, the
@@ -202,21 +203,14 @@ func (d *Device) handleResponse(m handshakeMessage) {
 	}
 }
 
+// handleCookieReply follows up a cookie the intake took (takeCookie).
 func (d *Device) handleCookieReply(m handshakeMessage) {
-	for _, p := range d.peers.Load().list {
-		ep := p.currentEndpoint()
-		if ep == nil || !sameEndpoint(ep, m.from) {
-			continue
-		}
-		if p.sess.ConsumeCookieReply(m.msg) == nil {
-			d.log.Debug("got a cookie: peer is under load; initiating again with it", "peer", p.id)
-			// Retry at once with mac2 instead of a whole retry interval
-			// later: under a flood, that interval is what kept a real peer out.
-			p.sendInitiation(d.now())
-			return
-		}
-	}
-	d.drops.add(dropMalformed, 1)
+	p := m.peer
+	d.log.Debug("got a cookie: peer is under load; initiating again with it", "peer", p.id)
+	// Retry at once with mac2 instead of a whole retry interval later:
+	// under a flood, that interval is what kept a real peer out. A peer
+	// removed meanwhile sends nothing (sendInitiation).
+	p.sendInitiation(d.now())
 }
 
 // wantHandshake asks for keys: the timers decide whether an initiation goes
