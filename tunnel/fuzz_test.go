@@ -23,11 +23,28 @@ func FuzzPacketParsers(f *testing.F) {
 			}
 			_ = dataCounter(b)
 		}
-		if src, n, ok := ipSource(b); ok && (n > len(b) || !src.IsValid()) {
-			t.Fatalf("ipSource(%x) = %v, %d: length beyond the packet", b, src, n)
+		// The reference: the addresses at their RFC 791 / 8200 offsets, the
+		// length the header declares. A parser reading the wrong bytes, or
+		// taking a packet of another version or one too short, fails here.
+		var wantSrc, wantDst netip.Addr
+		wantLen, wantOK := 0, false
+		switch {
+		case len(b) >= 20 && b[0]>>4 == 4:
+			wantSrc, _ = netip.AddrFromSlice(b[12:16])
+			wantDst, _ = netip.AddrFromSlice(b[16:20])
+			wantLen = int(b[2])<<8 | int(b[3])
+			wantOK = wantLen >= 20 && wantLen <= len(b)
+		case len(b) >= 40 && b[0]>>4 == 6:
+			wantSrc, _ = netip.AddrFromSlice(b[8:24])
+			wantDst, _ = netip.AddrFromSlice(b[24:40])
+			wantLen = 40 + (int(b[4])<<8 | int(b[5]))
+			wantOK = wantLen <= len(b)
 		}
-		if dst, ok := ipDestination(b); ok && !dst.IsValid() {
-			t.Fatalf("ipDestination(%x) invalid", b)
+		if src, n, ok := ipSource(b); ok != wantOK || ok && (src != wantSrc || n != wantLen) {
+			t.Fatalf("ipSource(%x) = %v, %d, %v; want %v, %d, %v", b, src, n, ok, wantSrc, wantLen, wantOK)
+		}
+		if dst, ok := ipDestination(b); ok != wantDst.IsValid() || dst != wantDst {
+			t.Fatalf("ipDestination(%x) = %v, %v; want %v", b, dst, ok, wantDst)
 		}
 	})
 }
