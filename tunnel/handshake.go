@@ -97,8 +97,11 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		d.initiationFailed(err, from)
 		return
 	}
+	// The peer as it is now: a reload since the lookup may have removed it,
+	// or replaced its key, and a key taken out of the config must not get
+	// in as the peer that replaced it.
 	p := d.peers.Load().byID[sess.PeerID]
-	if p == nil || !p.enter() { // removed by a reload since the lookup
+	if p == nil || p.sess.PublicKey() != sess.PeerStatic || !p.enter() {
 		d.indices.release(idx)
 		sess.Zero()
 		return

@@ -35,8 +35,11 @@ func (d *Device) handleResumption(m handshakeMessage) {
 		d.resumptionFailed(err, from)
 		return
 	}
+	// As in handleInitiation: the peer must still have the key the ticket
+	// was issued to (the responder checked it against the lookup, which a
+	// reload may have changed since).
 	p := d.peers.Load().byID[sess.PeerID]
-	if p == nil || !p.enter() {
+	if p == nil || p.sess.PublicKey() != st.PeerStatic || !p.enter() {
 		d.indices.release(idx)
 		sess.Zero()
 		st.Zero()

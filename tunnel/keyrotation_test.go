@@ -1,0 +1,92 @@
+package tunnel
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+)
+
+// reloadDuringLookup answers the responder's lookup with the running
+// configuration, then runs reload before the handshake goes on: the race
+// of a reload with a handshake worker, made certain.
+type reloadDuringLookup struct {
+	handshake.PeerLookup
+	once   sync.Once
+	reload func()
+}
+
+func (r *reloadDuringLookup) LookupPeer(id []byte) (handshake.PeerInfo, error) {
+	info, err := r.PeerLookup.LookupPeer(id)
+	r.once.Do(r.reload)
+	return info, err
+}
+
+// An operator replaces a peer's public key (the old one leaked) by a
+// reload while a handshake of the old key's holder is being worked on: the
+// session that key proved must not be handed to the peer that now carries
+// the new key, or the old key's holder is let in as that peer.
+func TestInitiationFromReplacedKeyDuringReload(t *testing.T) {
+	p := newPair(t, nil)
+	replaced := *p.b.cfg
+	replaced.Peers = slices.Clone(p.b.cfg.Peers)
+	replaced.Peers[0].PublicKey = mustKey(t).PublicKey()
+	cfg := p.b.dev.host.Config()
+	cfg.Peers = &reloadDuringLookup{PeerLookup: cfg.Peers, reload: func() {
+		if err := p.b.dev.Reload(&replaced); err != nil {
+			t.Error(err)
+		}
+	}}
+	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("from the old key"))
+	waitFor(t, 5*time.Second, "b's reload", func() bool {
+		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == replaced.Peers[0].PublicKey
+	})
+	select {
+	case got := <-p.b.tun.fromTunnel:
+		t.Fatalf("b took %q from the replaced key as alpha", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if prev, cur, next := p.b.dev.peers.Load().byID["alpha"].sess.Slots(); prev != nil || cur != nil || next != nil {
+		t.Fatal("the new alpha holds a session the old key made")
+	}
+}
+
+// The same race for a resumption: the ticket names the key it was issued
+// to, and that key was just replaced.
+func TestResumptionFromReplacedKeyDuringReload(t *testing.T) {
+	var p *pair
+	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
+	p.exchange(t, 1)
+	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
+	replaced := *p.b.cfg
+	replaced.Peers = slices.Clone(p.b.cfg.Peers)
+	replaced.Peers[0].PublicKey = mustKey(t).PublicKey()
+	cfg := p.b.dev.host.Config()
+	cfg.Peers = &reloadDuringLookup{PeerLookup: cfg.Peers, reload: func() {
+		if err := p.b.dev.Reload(&replaced); err != nil {
+			t.Error(err)
+		}
+	}}
+	p.clock.Advance(121 * time.Second) // a rekeys, by resumption
+	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("from the old key"))
+	waitFor(t, 5*time.Second, "b's reload", func() bool {
+		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == replaced.Peers[0].PublicKey
+	})
+	// What a sent under its old session before the reload may have
+	// arrived; after it, nothing from a may.
+	time.Sleep(300 * time.Millisecond)
+	for len(p.b.tun.fromTunnel) > 0 {
+		<-p.b.tun.fromTunnel
+	}
+	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("after the reload"))
+	select {
+	case got := <-p.b.tun.fromTunnel:
+		t.Fatalf("b took %q from the replaced key as alpha", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if prev, cur, next := p.b.dev.peers.Load().byID["alpha"].sess.Slots(); prev != nil || cur != nil || next != nil {
+		t.Fatal("the new alpha holds a session the old key resumed")
+	}
+}
