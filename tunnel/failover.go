@@ -181,6 +181,11 @@ func (p *Peer) failOver(now time.Time) {
 	}
 	from := eps[int(p.fo.index.Load())%len(eps)]
 	next := (int(p.fo.index.Load()) + 1) % len(eps)
+	if len(eps) > 1 {
+		// Counted before the move: a lookup that sees the move sees the
+		// count too, and so knows to initiate (resolveNamed).
+		p.fo.count.Add(1)
+	}
 	p.fo.index.Store(int32(next))
 	to := eps[next]
 	p.mu.Unlock()
@@ -188,7 +193,6 @@ func (p *Peer) failOver(now time.Time) {
 	// the peer moves on after another failover_after.
 	p.fo.silentFrom.Store(now.UnixNano())
 	if len(eps) > 1 {
-		p.fo.count.Add(1)
 		p.d.log.Warn("endpoint silent; failing over", "peer", p.id, "from", from, "to", to)
 	}
 	if _, err := netip.ParseAddrPort(to); err != nil {

@@ -224,3 +224,49 @@ func TestFailoverIntervalOnlyWhatIsNeeded(t *testing.T) {
 		t.Fatalf("gateway group: sleeps %v (%v), want %v", w, ok, failoverTick)
 	}
 }
+
+// A failover to a DNS name while another lookup of the peer is still
+// running (the periodic one, or the one at the first unanswered retry)
+// used to find the peer busy and drop its own lookup: the answer to the
+// running one was refused (the group had moved on), so the peer kept
+// sending to the silent gateway until the next failover, which, in a group
+// of two, went straight back to it.
+func TestFailoverWhileALookupRuns(t *testing.T) {
+	var mu sync.Mutex
+	var gate chan struct{} // non-nil: lookups of the first name wait on it
+	started := make(chan struct{}, 4)
+	var bUnder string // b's address, known before p is
+	p := newPairOpts(t, func(a, b *conf.Config) {
+		bUnder = a.Peers[0].Endpoint
+		withGroup("gw-a.test:51820")(a, b)
+		a.Peers[0].Endpoints[1] = "gw-b.test:51820"
+	}, 0, nil, func(h *host, o *Options) {
+		o.Resolve = func(ctx context.Context, hostport string) (netip.AddrPort, error) {
+			if hostport == "gw-b.test:51820" {
+				return netip.MustParseAddrPort(bUnder), nil
+			}
+			mu.Lock()
+			g := gate
+			mu.Unlock()
+			if g != nil {
+				started <- struct{}{}
+				<-g
+			}
+			return netip.MustParseAddrPort(deadGateway), nil
+		}
+	})
+	peer := p.a.dev.peers.Load().list[0]
+	waitFor(t, 5*time.Second, "the first lookup", func() bool { return p.a.peerStatus(t).Endpoint == deadGateway })
+	waitFor(t, 5*time.Second, "it to finish", func() bool { return !peer.resolving.Load() })
+	mu.Lock()
+	gate = make(chan struct{})
+	mu.Unlock()
+	peer.reresolve(false) // gw-a looked up again, and slow to answer
+	<-started
+	peer.fo.sent(p.clock.Now())
+	p.clock.Advance(3 * time.Second)
+	p.a.dev.checkFailover(p.clock.Now()) // to gw-b, while gw-a's lookup runs
+	close(gate)
+	waitFor(t, 5*time.Second, "a to send to gw-b", func() bool { return p.a.peerStatus(t).Endpoint == p.b.under })
+	waitFor(t, 5*time.Second, "the handshake the failover started", func() bool { return p.b.peerStatus(t).Handshakes == 1 })
+}

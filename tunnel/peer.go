@@ -119,20 +119,44 @@ func (p *Peer) resolveNamed(hostport string, onlyIfChanged, initiate bool) {
 	d.background.Add(1)
 	go func() {
 		defer d.background.Done()
-		defer p.resolving.Store(false)
-		ap, err := d.resolve(d.ctx, hostport)
-		if err == nil {
-			if p.resolved(hostport, ap, onlyIfChanged) && initiate {
-				p.sendInitiation(d.now())
+		for {
+			failovers := p.fo.count.Load()
+			p.lookUp(hostport, onlyIfChanged, initiate)
+			p.resolving.Store(false)
+			// A failover to a name while we looked up found us busy and
+			// dropped its own lookup, and the answer we got was refused:
+			// the group had moved on. Look up the endpoint in use now (a
+			// literal one needs no lookup), and initiate as the failover
+			// would have.
+			p.mu.Lock()
+			configured := p.cfg.Endpoint
+			p.mu.Unlock()
+			next := p.endpointInUse(configured)
+			if _, err := netip.ParseAddrPort(next); configured == "" || next == hostport || err == nil ||
+				d.isClosed() || !p.resolving.CompareAndSwap(false, true) {
+				return
 			}
-			return
+			p.fo.lastLookup.Store(d.now().UnixNano())
+			hostport, onlyIfChanged, initiate = next, false, p.fo.count.Load() != failovers
 		}
-		if d.isClosed() {
-			return
-		}
-		p.sess.SetProblem(session.Problem{Reason: session.ReasonResolve, Endpoint: hostport, Detail: err.Error(), At: d.now()})
-		d.warn.warn("resolve-"+p.id, "cannot resolve endpoint; will retry", "peer", p.id, "endpoint", hostport, "err", err)
 	}()
+}
+
+// lookUp is one background lookup of resolveNamed.
+func (p *Peer) lookUp(hostport string, onlyIfChanged, initiate bool) {
+	d := p.d
+	ap, err := d.resolve(d.ctx, hostport)
+	if err == nil {
+		if p.resolved(hostport, ap, onlyIfChanged) && initiate {
+			p.sendInitiation(d.now())
+		}
+		return
+	}
+	if d.isClosed() {
+		return
+	}
+	p.sess.SetProblem(session.Problem{Reason: session.ReasonResolve, Endpoint: hostport, Detail: err.Error(), At: d.now()})
+	d.warn.warn("resolve-"+p.id, "cannot resolve endpoint; will retry", "peer", p.id, "endpoint", hostport, "err", err)
 }
 
 // resolved takes a lookup's answer, unless the group moved on to another
