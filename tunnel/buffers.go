@@ -66,8 +66,10 @@ func (p *bufferPool) takeLocked() *[bufferSize]byte {
 // Put returns a buffer; the caller must not touch it afterwards.
 func (p *bufferPool) Put(b *[bufferSize]byte) {
 	p.mu.Lock()
-	p.free = append(p.free, b)
 	p.out--
+	if len(p.free)+p.out < p.limit { // else beyond a lowered limit (SetLimit): let it go
+		p.free = append(p.free, b)
+	}
 	p.mu.Unlock()
 	p.cond.Signal()
 }
