@@ -208,7 +208,7 @@ func TestEtcdAwayAndBack(t *testing.T) {
 	}
 
 	m.Stop()
-	waitFor(t, 5*time.Second, "state retrying", func() bool { return d.State().State == "retrying" })
+	waitFor(t, 15*time.Second, "state retrying", func() bool { return d.State().State == "retrying" }) // a health tick and its timeout, 4 s at most, plus a loaded machine
 	if got := w.ids(); got != "b," {
 		t.Fatalf("peers while etcd is away: %q", got)
 	}
@@ -428,7 +428,7 @@ func TestMalformedCountedOnceAcrossRelists(t *testing.T) {
 	}
 
 	m.Stop()
-	waitFor(t, 5*time.Second, "state retrying", func() bool { return d.State().State == "retrying" })
+	waitFor(t, 15*time.Second, "state retrying", func() bool { return d.State().State == "retrying" }) // a health tick and its timeout, 4 s at most, plus a loaded machine
 	var w2 watcher
 	d2 := startDir(t, m, cache, &w2) // from the disk cache: the malformed record counted there
 	waitFor(t, 2*time.Second, "peers from the disk cache", func() bool { return w2.ids() == "good," })
