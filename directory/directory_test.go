@@ -448,13 +448,15 @@ func TestMalformedCountedOnceAcrossRelists(t *testing.T) {
 	}
 	// A malformed record of the disk cache that etcd no longer has does
 	// not count as malformed now.
+	// (A cache file of its own: d and d2 still save theirs to the first.)
 	priv := handshake.PrivateKey{1, 2, 3} // startDir's
 	snap := &snapshot{Prefix: "/st/", Revision: 1, Records: map[string][]byte{"bad": []byte("{"), "gone": []byte("[")}}
-	if err := saveCache(cache, MemoryKey(&priv), snap); err != nil {
+	cache3 := filepath.Join(t.TempDir(), "st3.directory")
+	if err := saveCache(cache3, MemoryKey(&priv), snap); err != nil {
 		t.Fatal(err)
 	}
 	var w3 watcher
-	d3 := startDir(t, m, cache, &w3)
+	d3 := startDir(t, m, cache3, &w3)
 	waitFor(t, 5*time.Second, "connected", func() bool { return d3.State().State == "connected" })
 	if st := d3.State(); st.Malformed != 2 || st.MalformedTotal != 3 {
 		t.Fatalf("started from a cache with a record since deleted: %+v, want 2 malformed, 3 in all", st)
