@@ -24,15 +24,7 @@ import (
 func TestConnOverStreamWithRekeys(t *testing.T) {
 	before := runtime.NumGoroutine()
 	aKey, bKey := keys(t), keys(t)
-	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
-		switch id {
-		case "a":
-			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
-		case "b":
-			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
-		}
-		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
-	})
+	lookup := abLookup(aKey, bKey)
 	// Short-lived keys, so the Conns rekey on their own within the test.
 	policy := rekey.DefaultPolicy()
 	policy.RekeyAfterTime, policy.RejectAfterTime = 600*time.Millisecond, 3*time.Second
@@ -114,15 +106,7 @@ func waitGoroutines(t *testing.T, want int) {
 // not die of that read.
 func TestPacketConnSurvivesPeerNotUpYet(t *testing.T) {
 	aKey, bKey := keys(t), keys(t)
-	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
-		switch id {
-		case "a":
-			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
-		case "b":
-			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
-		}
-		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
-	})
+	lookup := abLookup(aKey, bKey)
 	policy := rekey.DefaultPolicy()
 	policy.RekeyTimeout, policy.RekeyJitter = 200*time.Millisecond, 0 // quick retries
 	free, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -192,15 +176,7 @@ func TestPacketConnSurvivesPeerNotUpYet(t *testing.T) {
 func pipeConns(t *testing.T) (client, server *Conn) {
 	t.Helper()
 	aKey, bKey := keys(t), keys(t)
-	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
-		switch id {
-		case "a":
-			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
-		case "b":
-			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
-		}
-		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
-	})
+	lookup := abLookup(aKey, bKey)
 	x, y := net.Pipe()
 	server, err := Accept(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup}, StreamTransport(y))
 	if err != nil {
@@ -363,15 +339,7 @@ func (l *switchLink) end(out, in chan []byte) Transport {
 // it, so the Conn stayed without a session for good.
 func TestConnSendRestartsAGivenUpHandshake(t *testing.T) {
 	aKey, bKey := keys(t), keys(t)
-	lookup := LookupFunc(func(id string) (handshake.PeerInfo, error) {
-		switch id {
-		case "a":
-			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
-		case "b":
-			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
-		}
-		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
-	})
+	lookup := abLookup(aKey, bKey)
 	policy := rekey.DefaultPolicy()
 	policy.RekeyTimeout, policy.RekeyAttemptTime, policy.RekeyJitter = 100*time.Millisecond, 300*time.Millisecond, 0
 	link := newSwitchLink() // down: the peer is unreachable for now
@@ -396,5 +364,18 @@ func TestConnSendRestartsAGivenUpHandshake(t *testing.T) {
 	}
 	if m, err := server.Receive(ctx); err != nil || string(m) != "again" {
 		t.Fatalf("server got %q, %v", m, err)
+	}
+}
+
+// abLookup knows two peers, "a" and "b", by their keys.
+func abLookup(aKey, bKey handshake.PrivateKey) LookupFunc {
+	return func(id string) (handshake.PeerInfo, error) {
+		switch id {
+		case "a":
+			return handshake.PeerInfo{PublicKey: aKey.PublicKey()}, nil
+		case "b":
+			return handshake.PeerInfo{PublicKey: bKey.PublicKey()}, nil
+		}
+		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
 	}
 }
