@@ -72,10 +72,7 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 		if !ok {
 			return "", false, 0
 		}
-		path := name
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(p.dir, path)
-		}
+		path := p.path(name)
 		fi, err := os.Stat(path)
 		switch {
 		case err != nil:
@@ -136,10 +133,7 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 		if name == "" {
 			p.addf(line, "cache_file is empty; leave it out for %s/NAME.directory", DefaultDirectoryCacheDir)
 		}
-		if !filepath.IsAbs(name) {
-			name = filepath.Join(p.dir, name)
-		}
-		d.CacheFile = name
+		d.CacheFile = p.path(name)
 	} else if in.Name != "" {
 		d.CacheFile = filepath.Join(DefaultDirectoryCacheDir, in.Name+".directory")
 	}

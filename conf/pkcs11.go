@@ -2,7 +2,6 @@ package conf
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 
 	"stunnel/handshake"
@@ -47,9 +46,7 @@ func (p *parser) pkcs11Key(t table, in *Interface, s string, line int) {
 		k.PinFile, pinLine = name, l
 	}
 	if k.PinFile != "" {
-		if !filepath.IsAbs(k.PinFile) {
-			k.PinFile = filepath.Join(p.dir, k.PinFile)
-		}
+		k.PinFile = p.path(k.PinFile)
 		if err := pkcs11key.CheckPINFile(k.PinFile); err != nil {
 			p.addf(pinLine, "%v", err)
 		}

@@ -31,10 +31,7 @@ func (p *parser) stateFile(t table, in *Interface) {
 		p.addf(line, "state_file %q contains a NUL byte", s)
 		return
 	}
-	if !filepath.IsAbs(s) {
-		s = filepath.Join(p.dir, s)
-	}
-	s = filepath.Clean(s)
+	s = filepath.Clean(p.path(s))
 	p.stateLine = line
 	// At start the daemon claims whatever is at the path by renaming it
 	// (statefile.Take), and moves what is not a state file aside: named

@@ -2,7 +2,6 @@ package conf
 
 import (
 	"os"
-	"path/filepath"
 	"time"
 
 	"stunnel/tickets"
@@ -25,10 +24,7 @@ func (p *parser) ticketRingKeys(t table, tk *Tickets) {
 		}
 	}
 	if name, line, ok := p.str(t, "group_secret_file"); ok {
-		path := name
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(p.dir, path)
-		}
+		path := p.path(name)
 		tk.GroupSecretFile = path
 		if tk.Ring != "etcd" {
 			p.addf(line, "group_secret_file is used only with ring = \"etcd\"; add that, or remove group_secret_file")

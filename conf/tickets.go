@@ -2,7 +2,6 @@ package conf
 
 import (
 	"os"
-	"path/filepath"
 	"time"
 
 	"stunnel/tickets"
@@ -61,10 +60,7 @@ func (p *parser) tickets(t table, tk *Tickets) {
 		}
 	}
 	if name, line, ok := p.str(t, "key_file"); ok {
-		path := name
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(p.dir, path)
-		}
+		path := p.path(name)
 		tk.KeyFile = path
 		if fi, err := os.Stat(path); err != nil {
 			p.addf(line, "key_file: cannot stat %s: %v; make one with: stunnel tickets genkey -o %s", path, unwrapPathError(err), path)
