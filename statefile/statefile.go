@@ -55,6 +55,7 @@ import (
 	"golang.org/x/crypto/hkdf"
 
 	"stunnel/handshake"
+	"stunnel/internal/fsdir"
 )
 
 // StaticKey is this host's static X25519 key; the same two methods as
@@ -232,7 +233,7 @@ func Save(path string, key StaticKey, p Payload) error {
 		return fmt.Errorf("saving state: %w", err)
 	}
 	ok = true
-	if err := syncDir(dir); err != nil {
+	if err := fsdir.Sync(dir); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}
 	return nil
@@ -273,7 +274,7 @@ func Take(path string, key StaticKey) (Payload, error) {
 			os.Remove(claim)
 			aside = "(removed)"
 		}
-		syncDir(dir) // best effort: the claim rename already took it out of path
+		fsdir.Sync(dir) // best effort: the claim rename already took it out of path
 		clear(p.Data)
 		return Payload{}, fmt.Errorf("state file %s not restored, moved to %s; starting with fresh handshakes: %w", path, aside, openErr)
 	}
@@ -281,7 +282,7 @@ func Take(path string, key StaticKey) (Payload, error) {
 		clear(p.Data)
 		return Payload{}, fmt.Errorf("state file %s not restored: cannot remove it (%w); starting with fresh handshakes", path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsdir.Sync(dir); err != nil {
 		clear(p.Data)
 		return Payload{}, fmt.Errorf("state file %s not restored: its removal is not durable (%w); starting with fresh handshakes", path, err)
 	}
@@ -309,16 +310,4 @@ func readBounded(path string) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	return b, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync of directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"stunnel/internal/fsdir"
 )
 
 // Key file format (text, UTF-8). Blank lines and lines starting with # are
@@ -244,19 +246,8 @@ func WriteKeyFile(path string, keys []Key) error {
 	return nil
 }
 
-// syncDir fsyncs a directory, so that a rename or a new file in it
-// survives a crash. A variable: tests see when it runs.
-var syncDir = func(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync of directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync of directory %s: %w", dir, err)
-	}
-	return nil
-}
+// syncDir is fsdir.Sync; a variable, so tests see when it runs.
+var syncDir = fsdir.Sync
 
 // writeNewSecretFile writes data to a new file at path (mode 0600, never an
 // existing one), synced; on error what was created is removed.
