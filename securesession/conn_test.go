@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,12 +120,15 @@ func TestPacketConnSurvivesPeerNotUpYet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := Dial(Config{PeerID: "a", PrivateKey: aKey, Peers: lookup, Policy: policy}, "b", PacketTransport(uc))
+	rc := &refusalCounter{Conn: uc}
+	client, err := Dial(Config{PeerID: "a", PrivateKey: aKey, Peers: lookup, Policy: policy}, "b", PacketTransport(rc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	time.Sleep(100 * time.Millisecond) // the first initiation bounced off the closed port
+	waitfor.Cond(t, 5*time.Second, 5*time.Millisecond, "the first initiation to bounce off the closed port", func() bool {
+		return rc.refused.Load() > 0
+	})
 
 	// The peer comes up on that port: a buffer-API session on a plain socket.
 	sc, err := net.ListenPacket("udp", addr)
@@ -170,6 +174,21 @@ func TestPacketConnSurvivesPeerNotUpYet(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the peer got nothing")
 	}
+}
+
+// refusalCounter counts the ECONNREFUSED reads of a connected UDP socket,
+// so a test can wait for a datagram to have bounced off a closed port.
+type refusalCounter struct {
+	net.Conn
+	refused atomic.Int32
+}
+
+func (r *refusalCounter) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		r.refused.Add(1)
+	}
+	return n, err
 }
 
 // pipeConns is a Dial/Accept pair over net.Pipe.
