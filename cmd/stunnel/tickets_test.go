@@ -126,6 +126,23 @@ func TestTicketsAddUsesReloadedLifetimes(t *testing.T) {
 	}
 }
 
+// keyFileConfigs writes a fresh ticket key file (`tickets genkey`) and
+// returns its path with two [tickets] configs alike but for where the ring
+// keeps its keys: in memory, or read from that key_file.
+func keyFileConfigs(t *testing.T) (keyFile string, inMemory, fromFile *conf.Config) {
+	t.Helper()
+	keyFile = filepath.Join(t.TempDir(), "ticket.keys")
+	var out, errb bytes.Buffer
+	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
+		t.Fatalf("genkey: %d %s", code, errb.String())
+	}
+	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	inMemory = &conf.Config{Tickets: tk}
+	tk.KeyFile = keyFile
+	fromFile = &conf.Config{Tickets: tk}
+	return keyFile, inMemory, fromFile
+}
+
 // `tickets add` on a running tunnel whose ring comes from [tickets]
 // key_file is refused: the next reload replaces the ring's keys with the
 // file's (the added key would vanish), and the other gateways sharing the
@@ -134,15 +151,7 @@ func TestTicketsAddUsesReloadedLifetimes(t *testing.T) {
 // Whether key_file is set is read from the running config per call, so a
 // reload that adds key_file counts at once.
 func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
-	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
-	var out, errb bytes.Buffer
-	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
-		t.Fatalf("genkey: %d %s", code, errb.String())
-	}
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
-	inMemory := &conf.Config{Tickets: tk}
-	tk.KeyFile = keyFile
-	fromFile := &conf.Config{Tickets: tk}
+	keyFile, inMemory, fromFile := keyFileConfigs(t)
 
 	// Started without key_file, then reloaded with it (what run's loop
 	// does: reloadTicketRing loads the file, running.Store).
@@ -190,21 +199,13 @@ func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
 // ring keeps every key. Whether key_file is set is read from the running
 // config per call, so a reload that drops key_file allows retire again.
 func TestTicketsRetireRefusedForKeyFileRing(t *testing.T) {
-	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
-	var out, errb bytes.Buffer
-	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
-		t.Fatalf("genkey: %d %s", code, errb.String())
-	}
+	keyFile, inMemory, fromFile := keyFileConfigs(t)
 	keys, err := tickets.ReadKeyFile(keyFile)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("key file: %d keys, %v", len(keys), err)
 	}
 	name := keys[0].NameHex()
 	secret := strings.Fields(strings.Split(string(tickets.MarshalKeyFile(keys)), "\n")[1])[1]
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
-	inMemory := &conf.Config{Tickets: tk}
-	tk.KeyFile = keyFile
-	fromFile := &conf.Config{Tickets: tk}
 
 	// Started with key_file: the ring holds the file's key.
 	running := newRunningConfig(fromFile)
@@ -455,15 +456,7 @@ func TestKeylessKeyFileRefused(t *testing.T) {
 // its keys or read them from key_file. With resumption off there is no ring
 // and the stop does nothing.
 func TestStopTicketsClosesRing(t *testing.T) {
-	keyFile := filepath.Join(t.TempDir(), "ticket.keys")
-	var out, errb bytes.Buffer
-	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
-		t.Fatalf("genkey: %d %s", code, errb.String())
-	}
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
-	inMemory := &conf.Config{Tickets: tk}
-	tk.KeyFile = keyFile
-	fromFile := &conf.Config{Tickets: tk}
+	_, inMemory, fromFile := keyFileConfigs(t)
 	log := slog.New(slog.DiscardHandler)
 	for name, cfg := range map[string]*conf.Config{"in memory": inMemory, "key_file": fromFile} {
 		ring, rs, stop, err := startTickets(cfg, log)
