@@ -77,6 +77,16 @@ func waitRetrying(t testing.TB, d *Directory, m *etcdtest.Member) {
 	}
 }
 
+// startCached starts a Directory with a disk cache and waits until it has
+// listed the peers ids (as watcher.ids spells them) and written the cache.
+func startCached(t testing.TB, m *etcdtest.Member, cache string, w *watcher, ids string) *Directory {
+	t.Helper()
+	d := startDir(t, m, cache, w)
+	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == ids })
+	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	return d
+}
+
 func client(t testing.TB, m *etcdtest.Member) *clientv3.Client {
 	cli, err := Dial([]string{m.ClientURL}, nil)
 	if err != nil {
@@ -215,9 +225,7 @@ func TestEtcdAwayAndBack(t *testing.T) {
 	}
 	cache := filepath.Join(t.TempDir(), "sub", "st0.directory")
 	var w watcher
-	d := startDir(t, m, cache, &w)
-	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "b," })
-	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	d := startCached(t, m, cache, &w, "b,")
 	if fi, _ := os.Stat(cache); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("cache mode %v, want 0600", fi.Mode().Perm())
 	}
@@ -435,9 +443,7 @@ func TestMalformedCountedOnceAcrossRelists(t *testing.T) {
 	}
 	cache := filepath.Join(t.TempDir(), "st0.directory")
 	var w watcher
-	d := startDir(t, m, cache, &w)
-	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "good," })
-	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	d := startCached(t, m, cache, &w, "good,")
 	if st := d.State(); st.Malformed != 2 || st.MalformedTotal != 2 {
 		t.Fatalf("after the first list: %+v, want 2 malformed, 2 in all", st)
 	}
@@ -562,9 +568,7 @@ func TestHugeRecordNotCached(t *testing.T) {
 	}
 	cache := filepath.Join(t.TempDir(), "st0.directory")
 	var w watcher
-	d := startDir(t, m, cache, &w)
-	waitFor(t, 5*time.Second, "initial list", func() bool { return w.ids() == "good," })
-	waitFor(t, 5*time.Second, "the disk cache", func() bool { _, err := os.Stat(cache); return err == nil })
+	d := startCached(t, m, cache, &w, "good,")
 	if st := d.State(); st.Malformed != 2 || st.MalformedTotal != 2 {
 		t.Fatalf("state %+v, want the huge record and the huge ID malformed", st)
 	}
