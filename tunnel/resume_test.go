@@ -97,6 +97,21 @@ func TestRekeysResumeWithTickets(t *testing.T) {
 	ping(51)
 }
 
+// countResumptions counts the resumption initiations p's network carries,
+// either way, from now on.
+func countResumptions(p *pair) *atomic.Int32 {
+	var n atomic.Int32
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if len(b) > 0 && b[0] == handshake.MessageTypeResumptionInitiation {
+			n.Add(1)
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	return &n
+}
+
 // A reload that shortens [tickets] reauth_after reaches this side's own
 // check (session core), not only the ring: a ticket whose last full
 // handshake is older than the new limit is no longer offered, the rekey is
@@ -105,15 +120,7 @@ func TestRekeysResumeWithTickets(t *testing.T) {
 func TestReloadShorterReauthAfterStopsOfferingTheTicket(t *testing.T) {
 	var p *pair
 	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
-	var resumptions atomic.Int32 // resumption messages a sent
-	p.net.mu.Lock()
-	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
-		if len(b) > 0 && b[0] == handshake.MessageTypeResumptionInitiation {
-			resumptions.Add(1)
-		}
-		return true
-	}
-	p.net.mu.Unlock()
+	resumptions := countResumptions(p) // resumption messages a sent
 	p.exchange(t, 0)
 	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
 
@@ -139,15 +146,7 @@ func TestReloadShorterReauthAfterStopsOfferingTheTicket(t *testing.T) {
 func TestReloadTicketsDisabledStopsResumption(t *testing.T) {
 	var p *pair
 	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
-	var resumptions atomic.Int32 // resumption messages sent either way
-	p.net.mu.Lock()
-	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
-		if len(b) > 0 && b[0] == handshake.MessageTypeResumptionInitiation {
-			resumptions.Add(1)
-		}
-		return true
-	}
-	p.net.mu.Unlock()
+	resumptions := countResumptions(p) // resumption messages sent either way
 	p.exchange(t, 0)
 	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
 
