@@ -24,12 +24,11 @@ func (r *reloadDuringLookup) LookupPeer(id []byte) (handshake.PeerInfo, error) {
 	return info, err
 }
 
-// An operator replaces a peer's public key (the old one leaked) by a
-// reload while a handshake of the old key's holder is being worked on: the
-// session that key proved must not be handed to the peer that now carries
-// the new key, or the old key's holder is let in as that peer.
-func TestInitiationFromReplacedKeyDuringReload(t *testing.T) {
-	p := newPair(t, nil)
+// replaceAlphaDuringLookup makes b's next peer lookup reload b with a
+// config that gives alpha a fresh public key (the old one leaked), and
+// returns that key.
+func replaceAlphaDuringLookup(t *testing.T, p *pair) handshake.PublicKey {
+	t.Helper()
 	replaced := *p.b.cfg
 	replaced.Peers = slices.Clone(p.b.cfg.Peers)
 	replaced.Peers[0].PublicKey = mustKey(t).PublicKey()
@@ -39,9 +38,19 @@ func TestInitiationFromReplacedKeyDuringReload(t *testing.T) {
 			t.Error(err)
 		}
 	}}
+	return replaced.Peers[0].PublicKey
+}
+
+// An operator replaces a peer's public key (the old one leaked) by a
+// reload while a handshake of the old key's holder is being worked on: the
+// session that key proved must not be handed to the peer that now carries
+// the new key, or the old key's holder is let in as that peer.
+func TestInitiationFromReplacedKeyDuringReload(t *testing.T) {
+	p := newPair(t, nil)
+	newKey := replaceAlphaDuringLookup(t, p)
 	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("from the old key"))
 	waitFor(t, 5*time.Second, "b's reload", func() bool {
-		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == replaced.Peers[0].PublicKey
+		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == newKey
 	})
 	select {
 	case got := <-p.b.tun.fromTunnel:
@@ -60,19 +69,11 @@ func TestResumptionFromReplacedKeyDuringReload(t *testing.T) {
 	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
 	p.exchange(t, 1)
 	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
-	replaced := *p.b.cfg
-	replaced.Peers = slices.Clone(p.b.cfg.Peers)
-	replaced.Peers[0].PublicKey = mustKey(t).PublicKey()
-	cfg := p.b.dev.host.Config()
-	cfg.Peers = &reloadDuringLookup{PeerLookup: cfg.Peers, reload: func() {
-		if err := p.b.dev.Reload(&replaced); err != nil {
-			t.Error(err)
-		}
-	}}
+	newKey := replaceAlphaDuringLookup(t, p)
 	p.clock.Advance(121 * time.Second) // a rekeys, by resumption
 	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("from the old key"))
 	waitFor(t, 5*time.Second, "b's reload", func() bool {
-		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == replaced.Peers[0].PublicKey
+		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == newKey
 	})
 	// What a sent under its old session before the reload may have
 	// arrived; after it, nothing from a may.
