@@ -12,9 +12,9 @@ import (
 	"stunnel/handshake"
 )
 
-// deleteKey deletes the key pair that u names, as a token swapped for
-// another with the same labels looks to a running key.
-func deleteKey(t *testing.T, k *Key, u *URI) {
+// withSession runs f on a read-write session of u's token, logged in,
+// under k's lock, as the running key would touch the token.
+func withSession(t *testing.T, k *Key, u *URI, f func(sess pkcs11.SessionHandle)) {
 	t.Helper()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -23,45 +23,49 @@ func deleteKey(t *testing.T, k *Key, u *URI) {
 		t.Fatal(err)
 	}
 	defer k.ctx.CloseSession(sess)
-	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
-		objs, err := findObjects(k.ctx, sess, u, class)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range objs {
-			if err := k.ctx.DestroyObject(sess, o); err != nil {
+	f(sess)
+}
+
+// deleteKey deletes the key pair that u names, as a token swapped for
+// another with the same labels looks to a running key.
+func deleteKey(t *testing.T, k *Key, u *URI) {
+	t.Helper()
+	withSession(t, k, u, func(sess pkcs11.SessionHandle) {
+		for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
+			objs, err := findObjects(k.ctx, sess, u, class)
+			if err != nil {
 				t.Fatal(err)
 			}
+			for _, o := range objs {
+				if err := k.ctx.DestroyObject(sess, o); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
-	}
+	})
 }
 
 // importKey stores priv in the token under u's label, extractable, as a
 // key imported by some other tool would be.
 func importKey(t *testing.T, k *Key, u *URI, priv handshake.PrivateKey) {
 	t.Helper()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	sess, err := openSession(k.ctx, u, k.pinFile, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.ctx.CloseSession(sess)
-	_, err = k.ctx.CreateObject(sess, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, x25519OID),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE, priv[:]),
+	withSession(t, k, u, func(sess pkcs11.SessionHandle) {
+		_, err := k.ctx.CreateObject(sess, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object),
+			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, x25519OID),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, priv[:]),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestReopenRefusesAnotherKey: after the session is lost, the key that the
