@@ -52,16 +52,35 @@ type Conn struct {
 
 	established chan struct{} // closed once a session exists
 	estOnce     sync.Once
-	incoming    chan []byte   // application messages, each owned by the reader
 	done        chan struct{} // closed by Close, or when the transport ends
 	closed      atomic.Bool   // Close was called
 	closeOnce   sync.Once
 	wg          sync.WaitGroup
 	err         atomic.Pointer[error] // why the receive loop ended
+	// incoming holds received application messages, each owned by the
+	// Receive that takes it. Only the receive loop sends, and never
+	// blocking (see ReceiveQueueLen).
+	incoming chan []byte
 	// Dropped counts received messages that were refused (bad MAC,
 	// replay, garbage): a Conn keeps going, as the daemon does.
 	Dropped atomic.Uint64
+	// DroppedQueueFull counts application messages that arrived while
+	// ReceiveQueueLen others already waited for Receive: dropped, as a UDP
+	// socket drops datagrams when its receive buffer is full. Written by
+	// the receive loop only; read it at any time.
+	DroppedQueueFull atomic.Uint64
 }
+
+// ReceiveQueueLen is how many received application messages a Conn holds
+// for Receive. The receive loop never waits for the application: while
+// the queue is full it drops what arrives (DroppedQueueFull) and goes on
+// answering handshakes and taking keepalives, so an application that reads
+// slowly or not at all loses its newest data, never its session (a rekey,
+// or a peer that restarts and handshakes again, would otherwise wait
+// behind the data it does not read). An application that must not lose
+// messages reads promptly, or acknowledges them in its own protocol, as
+// it would over UDP.
+const ReceiveQueueLen = 64
 
 // Dial starts a session with peerID over tr and returns at once; Send waits
 // for the handshake.
@@ -100,7 +119,7 @@ func Accept(cfg Config, tr Transport) (*Conn, error) {
 }
 
 func newConn(s *Session, tr Transport) *Conn {
-	c := &Conn{s: s, tr: tr, established: make(chan struct{}), incoming: make(chan []byte, 64), done: make(chan struct{})}
+	c := &Conn{s: s, tr: tr, established: make(chan struct{}), incoming: make(chan []byte, ReceiveQueueLen), done: make(chan struct{})}
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.receiveLoop() }()
 	go func() { defer c.wg.Done(); c.timerLoop() }()
@@ -137,13 +156,25 @@ func (c *Conn) receiveLoop() {
 		}
 		c.sendAll(res.Send)
 		if res.Data != nil {
-			msg := append([]byte(nil), res.Data...)
-			select {
-			case c.incoming <- msg:
-			case <-c.done:
-				return
-			}
+			c.deliver(res.Data)
 		}
+	}
+}
+
+// deliver queues data for Receive, or drops it when the queue is full:
+// waiting for room would hold up every message behind it, the peer's
+// handshakes too (see ReceiveQueueLen).
+func (c *Conn) deliver(data []byte) {
+	// Only the receive loop sends on incoming, so the room seen here is
+	// still there below; checking first spares copying what is dropped.
+	if len(c.incoming) == cap(c.incoming) {
+		c.DroppedQueueFull.Add(1)
+		return
+	}
+	select {
+	case c.incoming <- append([]byte(nil), data...):
+	default:
+		c.DroppedQueueFull.Add(1)
 	}
 }
 
@@ -215,7 +246,10 @@ func (c *Conn) waitEstablished(ctx context.Context) error {
 
 // Receive returns the next application message, waiting until ctx ends.
 // Once the transport has ended, it still returns the messages that arrived
-// before the end, then the error; after Close, only ErrClosed.
+// before the end, then the error; after Close, only ErrClosed. Messages
+// that arrive while ReceiveQueueLen wait unread are dropped and counted in
+// DroppedQueueFull: the Conn's handshakes, rekeys and keepalives go on
+// whether or not the application reads.
 func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	if c.closed.Load() { // or select could still pick a queued message
 		return nil, c.closedErr()

@@ -13,7 +13,10 @@
 //     rekeys, keepalives). Nothing runs in the background.
 //   - The callback API: Conn (Dial, Accept). Given functions that send and
 //     receive one message, it handshakes, rekeys and retries by itself and
-//     offers blocking Send and Receive.
+//     offers blocking Send and Receive. Like a UDP socket it holds a
+//     bounded queue of received messages (ReceiveQueueLen): what arrives
+//     while the application leaves it full is dropped and counted
+//     (Conn.DroppedQueueFull), and handshakes never wait behind it.
 //
 // For stream transports (TCP, a pipe), WriteFrame and ReadFrame put each
 // message behind a length prefix; StreamTransport wraps a net.Conn.
