@@ -6,26 +6,13 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"stunnel/internal/fakeclock"
 	"stunnel/internal/waitfor"
 	"stunnel/rekey"
 )
-
-// atomicClock is a fake clock the Conns' goroutines may read while the
-// test moves it: the Conns' timers then fire only when the test says.
-type atomicClock struct{ ns atomic.Int64 }
-
-func newAtomicClock() *atomicClock {
-	c := &atomicClock{}
-	c.ns.Store(t0.UnixNano())
-	return c
-}
-
-func (c *atomicClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *atomicClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // hub is a lossless in-memory datagram link whose client end can be
 // replaced (a client that restarts), each end with its own Close.
@@ -64,13 +51,13 @@ func (h *hub) end(out, in chan []byte) Transport {
 // stalledServer is a Conn pair on a fake clock whose server application
 // does not read: the client has sent ReceiveQueueLen+extra messages
 // ("m0", "m1", ...), so the server's receive queue is full.
-func stalledServer(t *testing.T, extra int) (h *hub, clk *atomicClock, clientCfg Config, client, server *Conn) {
+func stalledServer(t *testing.T, extra int) (h *hub, clk *fakeclock.Clock, clientCfg Config, client, server *Conn) {
 	t.Helper()
 	aKey, bKey := keys(t), keys(t)
 	lookup := abLookup(aKey, bKey)
 	policy := rekey.DefaultPolicy()
 	policy.RekeyJitter = 0
-	h, clk = newHub(), newAtomicClock()
+	h, clk = newHub(), fakeclock.New(t0)
 	server, err := Accept(Config{PeerID: "b", PrivateKey: bKey, Peers: lookup, Policy: policy, Now: clk.Now}, h.end(h.toClient, h.toServer))
 	if err != nil {
 		t.Fatal(err)
