@@ -14,7 +14,7 @@ import (
 // The commands that act on a running tunnel through its control socket.
 // Each takes -c FILE or -i NAME (or neither, when exactly one tunnel runs);
 // the daemon checks the caller's role and answers. Exit 0 done; 1 refused,
-// failed or no tunnel; 2 bad usage.
+// failed or no tunnel; bad usage exits badInputExit's code.
 
 func cmdRekey(args []string) int {
 	return runAdmin("rekey", "rekey", "PEER", args, os.Stdout, os.Stderr)
@@ -31,7 +31,7 @@ func cmdReload(args []string) int {
 func cmdState(args []string) int {
 	if len(args) == 0 || args[0] != "save" {
 		fmt.Fprintln(os.Stderr, "usage: stunnel state save [-c FILE | -i NAME]")
-		return exitBadConfig
+		return badInputExit("state save")
 	}
 	return runAdmin("state save", "state save", "", args[1:], os.Stdout, os.Stderr)
 }
@@ -63,11 +63,27 @@ func cmdTickets(args []string) int {
 	return exitBadConfig
 }
 
+// badInputExit is the exit code of a command that acts on a running tunnel
+// when its own input is wrong: a bad flag or argument, -c and -i both, a
+// -c FILE that does not parse or names no tunnel, several tunnels and no
+// pick. PRODUCT.md gives rekey, disconnect, reload and state save only 0
+// and "1 refused or failed": a script or an ExecReload= that checks for 1
+// must not see a third code because the file it named is broken (reload
+// is what one runs right after editing that file). tickets' row has
+// "2 bad input", so tickets keeps 2.
+func badInputExit(command string) int {
+	if strings.HasPrefix(command, "tickets ") {
+		return exitBadConfig
+	}
+	return exitRuntime
+}
+
 // runAdmin parses `[-c FILE | -i NAME] [ARG]`, sends the command and prints
 // the reply: the daemon's JSON for commands that return data, one line of
 // confirmation for the others. argName is "" for no argument, "[X]" for an
 // optional one.
 func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Writer) int {
+	bad := badInputExit(command)
 	fs := flag.NewFlagSet(cli, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("c", "", "config `FILE` of the tunnel")
@@ -85,7 +101,7 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 				return exitOK
 			}
 			fmt.Fprintf(stderr, "stunnel %s: %v; %s\n", cli, err, usage)
-			return exitBadConfig
+			return bad
 		}
 		if fs.NArg() == 0 {
 			break
@@ -100,21 +116,21 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 		// Maybe key material, or a mistyped key file: never echoed.
 		fmt.Fprintf(stderr, "stunnel %s: takes no argument (the one given is not shown); on a running tunnel it adds a fresh random key to that gateway's ring; "+
 			"to add a key to a key file, name an existing file (stunnel tickets genkey -o FILE makes one); %s\n", cli, usage)
-		return exitBadConfig
+		return bad
 	case len(positional) > 1 || (argName == "" && len(positional) == 1):
 		fmt.Fprintf(stderr, "stunnel %s: unexpected argument %q; %s\n", cli, positional[len(positional)-1], usage)
-		return exitBadConfig
+		return bad
 	case len(positional) == 1:
 		arg = positional[0]
 	case argName != "" && !optional:
 		fmt.Fprintf(stderr, "stunnel %s: missing %s; %s\n", cli, argName, usage)
-		return exitBadConfig
+		return bad
 	}
 
 	sock, picked, err := socketFor(cli, *path, *ifname)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitBadConfig
+		return bad
 	}
 	if !picked {
 		socks, err := control.Sockets()
@@ -130,7 +146,7 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 			sock = socks[0]
 		default:
 			fmt.Fprintf(stderr, "stunnel %s: %d tunnels run here; pick one with -c FILE or -i NAME\n", cli, len(socks))
-			return exitBadConfig
+			return bad
 		}
 	}
 
