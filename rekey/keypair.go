@@ -14,7 +14,7 @@ import (
 // the AEADs from the handshake's keys; this package never sees a handshake.
 //
 // Concurrency: safe for concurrent use. The exported fields are immutable after
-// NewKeypair. NextNonce is lock-free; AcceptCounter and Zero take mu.
+// NewKeypair. NextNonce is lock-free; CheckCounter and Zero take mu.
 type Keypair struct {
 	Send, Recv  cipher.AEAD // immutable after NewKeypair
 	LocalIndex  uint32      // our receiver index (in packets sent to us)
@@ -112,18 +112,46 @@ func (k *Keypair) NeedsRekeyOnReceive(now time.Time) bool {
 	return k.Initiator && !now.Before(k.recvRekeyAt)
 }
 
-// AcceptCounter marks counter as received and reports whether it is fresh.
+// Verdict is what CheckCounter decided about an authenticated packet. The
+// two refusals are told apart because they mean different things to an
+// operator: a replay suggests someone resends captured traffic, an expired
+// key only that a packet outlived its key (late, or sent across a rekey).
+type Verdict uint8
+
+const (
+	Fresh      Verdict = iota // accepted: deliver it
+	Replayed                  // counter already accepted, older than the window, or at RejectAfterMessages
+	KeyExpired                // the key is RejectAfterTime old, zeroed or exported: a timer matter, not an attack
+)
+
+// CheckCounter marks counter as received and says whether it is fresh.
 // Call it ONLY after k.Recv has authenticated the packet: a forged counter
-// must never move the replay window. False for a replay, a counter older than
-// the window or at RejectAfterMessages, or a key RejectAfterTime old or zeroed.
-func (k *Keypair) AcceptCounter(counter uint64, now time.Time) bool {
+// must never move the replay window.
+func (k *Keypair) CheckCounter(counter uint64, now time.Time) Verdict {
 	if k.zeroed.Load() || !now.Before(k.rejectAt) {
-		return false
+		return KeyExpired
 	}
 	k.mu.Lock()
 	ok := k.filter.Accept(counter)
+	// Zeroed while we waited for mu: Export froze the filter, which then
+	// refuses every counter, so the refusal says the key is gone, not that
+	// the counter was seen. (A replay racing a plain Zero is counted as
+	// an expired key too: the key was retired at that instant either way.)
+	retired := !ok && k.zeroed.Load()
 	k.mu.Unlock()
-	return ok
+	switch {
+	case ok:
+		return Fresh
+	case retired:
+		return KeyExpired
+	}
+	return Replayed
+}
+
+// AcceptCounter is CheckCounter for callers that need no reason: true only
+// for Fresh.
+func (k *Keypair) AcceptCounter(counter uint64, now time.Time) bool {
+	return k.CheckCounter(counter, now) == Fresh
 }
 
 // Expired reports whether k may no longer seal or open at now: it is
@@ -138,7 +166,7 @@ func (k *Keypair) sendExhausted() bool {
 	return k.sendCounter.Load() >= k.rejectAfterMsgs
 }
 
-// Zero makes k unusable (NextNonce and AcceptCounter refuse from now on) and
+// Zero makes k unusable (NextNonce and CheckCounter refuse from now on) and
 // overwrites the raw keys it was given. Idempotent.
 //
 // The AEAD objects keep their own copies of the keys (crypto/cipher and

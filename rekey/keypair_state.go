@@ -11,7 +11,7 @@ package rekey
 //     sealing or opening: the send counter is swapped to its limit (a racing
 //     NextNonce either got its counter before the swap, and the saved counter
 //     is above it, or gets nothing) and the replay filter is frozen under the
-//     keypair's lock after it is copied (a racing AcceptCounter either marked
+//     keypair's lock after it is copied (a racing CheckCounter either marked
 //     its counter before the copy, and the copy has it, or is refused). So the
 //     saved counter and window are exact whatever the data plane was doing.
 //   - A state saved while running (on request) would have counters that the
@@ -85,7 +85,7 @@ func (k *Keypair) Retire() (*KeypairState, error) {
 		SendCounter: next,
 		Replay:      k.filter.State(),
 	}
-	// AcceptCounter calls that passed the zeroed check before the Store wait
+	// CheckCounter calls that passed the zeroed check before the Store wait
 	// on mu and then meet a frozen filter: nothing is accepted after the copy.
 	k.filter.Freeze()
 	clear(k.sendKey[:])

@@ -176,3 +176,41 @@ func TestNoncesUniqueUnderConcurrency(t *testing.T) {
 		t.Fatalf("%d nonces handed out, want exactly 5000", len(seen))
 	}
 }
+
+// CheckCounter tells a replay from a packet under a key that is gone: the
+// data plane counts them under different reasons (replayed, key_expired),
+// and an operator reads the first as an attack, the second as a timer.
+func TestCheckCounterTellsReplayFromExpiredKey(t *testing.T) {
+	p := DefaultPolicy()
+	far := p.ReplayWindow * 4
+	_, r := pair(t, p, t0, 1, 2)
+	for _, c := range []struct {
+		n    uint64
+		now  time.Time
+		want Verdict
+	}{
+		{0, t0, Fresh},
+		{0, t0, Replayed},  // seen
+		{far, t0, Fresh},   // moves the window
+		{10, t0, Replayed}, // older than the window
+		{far + 1, at(p.RejectAfterTime - time.Millisecond), Fresh},
+		{far + 2, at(p.RejectAfterTime), KeyExpired}, // fresh counter, dead key
+		{far, at(p.RejectAfterTime), KeyExpired},     // seen, but the key's age decides
+	} {
+		if got := r.CheckCounter(c.n, c.now); got != c.want {
+			t.Fatalf("CheckCounter(%d) at %v = %d, want %d", c.n, c.now.Sub(t0), got, c.want)
+		}
+	}
+	_, zeroed := pair(t, p, t0, 1, 2)
+	zeroed.Zero()
+	if got := zeroed.CheckCounter(0, t0); got != KeyExpired {
+		t.Fatalf("zeroed key: %d, want KeyExpired", got)
+	}
+	_, retired := pair(t, p, t0, 1, 2)
+	if _, err := retired.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	if got := retired.CheckCounter(0, t0); got != KeyExpired {
+		t.Fatalf("retired key: %d, want KeyExpired", got)
+	}
+}

@@ -103,7 +103,7 @@ func (s *Keypairs) Received(kp *Keypair) (promoted bool, dropped []*Keypair) {
 // Expire zeroes every keypair that is expired at now (RejectAfterTime old), so
 // raw keys do not outlive their use, and removes from its slot any keypair
 // 3*RejectAfterTime old (as in WireGuard), so until then a late packet under
-// it is counted as "expired key" rather than "unknown index". Call it from the
+// it is counted as key_expired rather than unknown_index. Call it from the
 // peer's timer tick. It returns the keypairs removed from the slots (all
 // zeroed); the caller frees their indices.
 func (s *Keypairs) Expire(now time.Time) (dropped []*Keypair) {

@@ -72,6 +72,10 @@ var (
 	ErrOtherPeer      = errors.New("securesession: initiation from another peer than this session's")
 	ErrTooLarge       = errors.New("securesession: message too large")
 	ErrNotIP          = errors.New("securesession: PayloadIP session given something that is not an IP packet")
+	// ErrKeyExpired: the message authenticated under a key past
+	// reject_after or already retired. Not ErrReplay: a replay suggests an
+	// attack, this only a late message or a peer that did not rekey.
+	ErrKeyExpired = errors.New("securesession: message under an expired key")
 )
 
 // Config configures one side of a session.

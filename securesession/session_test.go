@@ -178,6 +178,24 @@ func TestLossReorderingAndReplay(t *testing.T) {
 	mustUnwrap(t, p.bob, msgs[3], "3") // the forgery did not burn the counter
 }
 
+// A message under a key past reject_after is ErrKeyExpired, not ErrReplay:
+// an embedder counting refusals tells a late message from an attack.
+func TestExpiredKeyIsNotReplay(t *testing.T) {
+	policy := rekey.DefaultPolicy()
+	p := newPair(t, policy)
+	p.connect(t)
+	late := mustWrap(t, p.alice, "late")
+	seen := mustWrap(t, p.alice, "seen")
+	mustUnwrap(t, p.bob, seen, "seen")
+	if _, err := p.bob.Unwrap(seen); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay: %v, want ErrReplay", err)
+	}
+	p.clock.now = p.clock.now.Add(policy.RejectAfterTime)
+	if _, err := p.bob.Unwrap(late); !errors.Is(err, ErrKeyExpired) || errors.Is(err, ErrReplay) {
+		t.Fatalf("message under an expired key: %v, want ErrKeyExpired", err)
+	}
+}
+
 func TestWrongKeyAndUnknownPeerRefused(t *testing.T) {
 	p := newPair(t, rekey.DefaultPolicy())
 	// mallory claims to be alice with another key.

@@ -239,8 +239,11 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 		return Result{}, ErrAuth
 	}
 	now := s.now()
-	if !kp.AcceptCounter(counter, now) {
+	switch kp.CheckCounter(counter, now) {
+	case rekey.Replayed:
 		return Result{}, ErrReplay
+	case rekey.KeyExpired:
+		return Result{}, ErrKeyExpired
 	}
 	var res Result
 	var malformed error

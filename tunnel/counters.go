@@ -21,13 +21,14 @@ const (
 	dropRateLimited
 	dropHandshakeFailed
 	dropNoEndpoint
+	dropKeyExpired
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	DropNoRoute, DropNoKey, DropAuthFailed, DropReplayed, DropSourceNotAllowed,
 	DropMalformed, DropUnknownIndex, DropQueueFull, DropBadMAC1, DropRateLimited,
-	DropHandshakeFailed, DropNoEndpoint,
+	DropHandshakeFailed, DropNoEndpoint, DropKeyExpired,
 }
 
 // dropCounters are lock-free counters, one per reason.

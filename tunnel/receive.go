@@ -233,8 +233,12 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 			p.drops.add(dropAuthFailed, 1)
 			continue
 		}
-		if !kp.AcceptCounter(dataCounter(pkt), now) {
+		switch kp.CheckCounter(dataCounter(pkt), now) {
+		case rekey.Replayed:
 			p.drops.add(dropReplayed, 1)
+			continue
+		case rekey.KeyExpired:
+			p.drops.add(dropKeyExpired, 1)
 			continue
 		}
 		authenticated = true

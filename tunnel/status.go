@@ -43,8 +43,8 @@ type PeerStatus struct {
 	RxPackets     uint64     `json:"rx_packets"`
 	TxPackets     uint64     `json:"tx_packets"`
 	// Drops by reason: no_route is charged at interface level; here:
-	// no_key, auth_failed, replayed, source_not_allowed, malformed,
-	// queue_full, handshake_failed, no_endpoint.
+	// no_key, auth_failed, replayed, key_expired, source_not_allowed,
+	// malformed, queue_full, handshake_failed, no_endpoint.
 	Drops     map[string]uint64 `json:"drops"`
 	LastError string            `json:"last_error"` // why the last handshake failed, "" if it did not
 	// CookieReplies counts cookie replies taken from this peer: it was
@@ -106,4 +106,9 @@ const (
 	// DropNoEndpoint: a packet had a key but no address to go to (a
 	// roaming peer that has not contacted us since its endpoint was lost).
 	DropNoEndpoint = "no_endpoint"
+	// DropKeyExpired: a packet authenticated under a key past reject_after
+	// or already retired (zeroed, saved to the state file). Not counted as
+	// replayed: a replay suggests an attack, this only a late packet or a
+	// peer still sending under a key it should have renewed.
+	DropKeyExpired = "key_expired"
 )

@@ -66,7 +66,7 @@ var (
 // Every drop reason, so each series exists (at 0) from the first scrape:
 // rate() over a series that appears late misses its first increase.
 var (
-	peerDropReasons = []string{tunnel.DropNoKey, tunnel.DropAuthFailed, tunnel.DropReplayed,
+	peerDropReasons = []string{tunnel.DropNoKey, tunnel.DropAuthFailed, tunnel.DropReplayed, tunnel.DropKeyExpired,
 		tunnel.DropSourceNotAllowed, tunnel.DropMalformed, tunnel.DropQueueFull, tunnel.DropHandshakeFailed, tunnel.DropNoEndpoint}
 	ifDropReasons = []string{tunnel.DropNoRoute, tunnel.DropUnknownIndex, tunnel.DropMalformed,
 		tunnel.DropBadMAC1, tunnel.DropRateLimited, tunnel.DropHandshakeFailed}

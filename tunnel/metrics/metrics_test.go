@@ -51,6 +51,7 @@ func TestCollectorText(t *testing.T) {
 		`stunnel_peer_drops_total{interface="st0",peer="site-b",reason="replayed"} 4`,
 		`stunnel_peer_drops_total{interface="st0",peer="site-b",reason="new_reason"} 1`,
 		`stunnel_peer_drops_total{interface="st0",peer="site-c",reason="auth_failed"} 0`,
+		`stunnel_peer_drops_total{interface="st0",peer="site-c",reason="key_expired"} 0`,
 		`stunnel_peer_up{interface="st0",peer="site-b"} 1`,
 		`stunnel_peer_up{interface="st0",peer="site-c"} 0`,
 		`stunnel_interface_drops_total{interface="st0",reason="unknown_index"} 7`,
