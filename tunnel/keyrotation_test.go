@@ -25,20 +25,35 @@ func (r *reloadDuringLookup) LookupPeer(id []byte) (handshake.PeerInfo, error) {
 }
 
 // replaceAlphaDuringLookup makes b's next peer lookup reload b with a
-// config that gives alpha a fresh public key (the old one leaked), and
-// returns that key.
-func replaceAlphaDuringLookup(t *testing.T, p *pair) handshake.PublicKey {
+// config that gives alpha a fresh public key (the old one leaked). It
+// returns that key, and a channel closed once the reload has returned: the
+// old alpha is stopped by then (Reload waits for every batch it admitted to
+// be delivered or released, and frees its indices), so from then on nothing
+// sent under the old session can reach b's TUN.
+func replaceAlphaDuringLookup(t *testing.T, p *pair) (handshake.PublicKey, <-chan struct{}) {
 	t.Helper()
 	replaced := *p.b.cfg
 	replaced.Peers = slices.Clone(p.b.cfg.Peers)
 	replaced.Peers[0].PublicKey = mustKey(t).PublicKey()
+	reloaded := make(chan struct{})
 	cfg := p.b.dev.host.Config()
 	cfg.Peers = &reloadDuringLookup{PeerLookup: cfg.Peers, reload: func() {
+		defer close(reloaded)
 		if err := p.b.dev.Reload(&replaced); err != nil {
 			t.Error(err)
 		}
 	}}
-	return replaced.Peers[0].PublicKey
+	return replaced.Peers[0].PublicKey, reloaded
+}
+
+// waitReloaded waits for replaceAlphaDuringLookup's reload to return.
+func waitReloaded(t *testing.T, reloaded <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-reloaded:
+	case <-time.After(5 * time.Second):
+		t.Fatal("timed out after 5s waiting for b's reload to return")
+	}
 }
 
 // An operator replaces a peer's public key (the old one leaked) by a
@@ -47,11 +62,12 @@ func replaceAlphaDuringLookup(t *testing.T, p *pair) handshake.PublicKey {
 // the new key, or the old key's holder is let in as that peer.
 func TestInitiationFromReplacedKeyDuringReload(t *testing.T) {
 	p := newPair(t, nil)
-	newKey := replaceAlphaDuringLookup(t, p)
+	newKey, reloaded := replaceAlphaDuringLookup(t, p)
 	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("from the old key"))
-	waitFor(t, 5*time.Second, "b's reload", func() bool {
-		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == newKey
-	})
+	waitReloaded(t, reloaded)
+	if got := p.b.dev.peers.Load().byID["alpha"].sess.PublicKey(); got != newKey {
+		t.Fatal("b's alpha does not carry the new key after the reload")
+	}
 	select {
 	case got := <-p.b.tun.fromTunnel:
 		t.Fatalf("b took %q from the replaced key as alpha", got)
@@ -69,15 +85,15 @@ func TestResumptionFromReplacedKeyDuringReload(t *testing.T) {
 	p = newPairOpts(t, nil, 0, nil, withTickets(&p))
 	p.exchange(t, 1)
 	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
-	newKey := replaceAlphaDuringLookup(t, p)
+	newKey, reloaded := replaceAlphaDuringLookup(t, p)
 	p.clock.Advance(121 * time.Second) // a rekeys, by resumption
 	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("from the old key"))
-	waitFor(t, 5*time.Second, "b's reload", func() bool {
-		return p.b.dev.peers.Load().byID["alpha"].sess.PublicKey() == newKey
-	})
 	// What a sent under its old session before the reload may have
-	// arrived; after it, nothing from a may.
-	time.Sleep(300 * time.Millisecond)
+	// arrived; once the reload has returned, nothing more of it can.
+	waitReloaded(t, reloaded)
+	if got := p.b.dev.peers.Load().byID["alpha"].sess.PublicKey(); got != newKey {
+		t.Fatal("b's alpha does not carry the new key after the reload")
+	}
 	for len(p.b.tun.fromTunnel) > 0 {
 		<-p.b.tun.fromTunnel
 	}
