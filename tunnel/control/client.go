@@ -43,7 +43,7 @@ func Query(main, cmdName, arg string) ([]byte, error) {
 		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(ReplyTimeout))
+	_ = c.SetDeadline(time.Now().Add(replyTimeout))
 
 	var payload []byte
 	if cmd.Method == http.MethodPost || arg != "" {
@@ -65,12 +65,12 @@ func Query(main, cmdName, arg string) ([]byte, error) {
 		return nil, fmt.Errorf("control socket %s: reading reply: %v", main, unwrapOp(err))
 	}
 	defer resp.Body.Close()
-	reply, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply+1))
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, int64(maxReply)+1))
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: reading reply: %v", main, unwrapOp(err))
 	}
-	if len(reply) > MaxReply {
-		return nil, fmt.Errorf("control socket %s: reply longer than %d bytes", main, MaxReply)
+	if len(reply) > maxReply {
+		return nil, fmt.Errorf("control socket %s: reply longer than %d bytes", main, maxReply)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {

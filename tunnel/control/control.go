@@ -18,6 +18,14 @@ import (
 	"time"
 )
 
+// replyTimeout and maxReply are the bounds Query applies: ReplyTimeout and
+// MaxReply. Only tests lower them, to see the refusals without a 30 s wait
+// or a 64 MiB reply; nothing else writes them.
+var (
+	replyTimeout = ReplyTimeout
+	maxReply     = MaxReply
+)
+
 const (
 	// DefaultDir is where sockets live unless $STUNNEL_RUN_DIR says otherwise.
 	DefaultDir = "/run/stunnel"

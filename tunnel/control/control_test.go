@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -448,15 +449,49 @@ func TestConcurrentQueries(t *testing.T) {
 // TestSlowReadReply: status and metrics of a big tunnel take the daemon a
 // while to make (about 1 to 2 s for 10,000 peers on a busy 2-core host, the
 // scale docs/CONFIGURATION.md measures), so a GET's reply is waited for as
-// long as a POST's, not only for Timeout.
+// long as a POST's, not only for Timeout. The wait is still bounded: a
+// reply slower than ReplyTimeout, or longer than MaxReply, is given up with
+// an error that says which (both lowered here, to spare a 30 s wait and a
+// 64 MiB reply).
 func TestSlowReadReply(t *testing.T) {
 	noLeaks(t)
 	runDir(t)
+	release := make(chan struct{})
+	var size atomic.Int64 // of the reply to make; 0: a slow "big"
 	s := listen(t, "st0", Handlers{Status: func() ([]byte, error) {
-		time.Sleep(Timeout + 500*time.Millisecond)
+		if n := size.Load(); n > 0 {
+			return bytes.Repeat([]byte("x"), int(n)), nil
+		}
+		select {
+		case <-release: // the refusal below: held until the client gave up
+		case <-time.After(Timeout + 500*time.Millisecond):
+		}
 		return []byte(`"big"`), nil
 	}})
 	if got, err := Query(s.Path(), "status", ""); err != nil || string(got) != "\"big\"\n" {
 		t.Errorf("a status that takes %v to make: %q %v", Timeout+500*time.Millisecond, got, err)
+	}
+
+	defer func(d time.Duration, n int) { replyTimeout, maxReply = d, n }(replyTimeout, maxReply)
+	replyTimeout = 300 * time.Millisecond
+	start := time.Now()
+	got, err := Query(s.Path(), "status", "")
+	took := time.Since(start)
+	close(release)
+	if err == nil || !strings.Contains(err.Error(), "reading reply: i/o timeout") {
+		t.Errorf("a reply slower than the reply timeout: %q %v, want a reading reply: i/o timeout error", got, err)
+	}
+	if took > replyTimeout+Timeout {
+		t.Errorf("gave up after %v, the reply timeout is %v", took, replyTimeout)
+	}
+
+	replyTimeout, maxReply = ReplyTimeout, 1000
+	size.Store(int64(maxReply) - 1) // the server adds a newline
+	if got, err := Query(s.Path(), "status", ""); err != nil || len(got) != maxReply {
+		t.Errorf("a reply of exactly %d bytes: %d bytes, %v", maxReply, len(got), err)
+	}
+	size.Store(int64(maxReply))
+	if got, err := Query(s.Path(), "status", ""); err == nil || !strings.Contains(err.Error(), "reply longer than 1000 bytes") {
+		t.Errorf("a reply of %d bytes: %d bytes, %v; want a reply longer than 1000 bytes error", maxReply+1, len(got), err)
 	}
 }
