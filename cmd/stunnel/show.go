@@ -20,6 +20,7 @@ func cmdShow(args []string) int { return runShow(args, os.Stdout, os.Stderr, tim
 // runShow prints the status of the tunnel named by -c FILE, or of every
 // tunnel with a control socket, like `wg show`; --json prints a JSON array of
 // tunnel.Status instead. now is injected so "12 seconds ago" is testable.
+// Bad usage exits 1 like no tunnel: PRODUCT.md gives show 0 and 1 only.
 func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int {
 	fs := flag.NewFlagSet("show", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -34,18 +35,18 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "stunnel show: %v; %s\n", err, usage)
-		return exitBadConfig
+		return exitRuntime
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "stunnel show: unexpected argument %q; %s\n", fs.Arg(0), usage)
-		return exitBadConfig
+		return exitRuntime
 	}
 
 	var sockets []string
 	sock, picked, err := socketFor("show", *path, *ifname)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitBadConfig
+		return exitRuntime
 	}
 	if picked {
 		sockets = []string{sock}
@@ -115,7 +116,7 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 func showMetrics(sockets []string, stdout, stderr io.Writer) int {
 	if len(sockets) != 1 {
 		fmt.Fprintf(stderr, "stunnel show: --metrics: %d tunnels run here; pick one with -c FILE or -i NAME\n", len(sockets))
-		return exitBadConfig
+		return exitRuntime
 	}
 	reply, err := control.Query(sockets[0], "metrics", "")
 	if err != nil {

@@ -216,8 +216,8 @@ func TestShowBadUsage(t *testing.T) {
 	t.Setenv(control.RunDirEnv, t.TempDir())
 	for _, args := range [][]string{{"extra"}, {"--bogus"}, {"-c"}, {"-c", "/nonexistent/st.toml"}} {
 		code, out, errs := show(args...)
-		if code != 2 || out != "" || errs == "" || strings.Count(errs, "\n") != 1 {
-			t.Errorf("show %v: exit %d, stdout %q, stderr %q; want exit 2 and one line", args, code, out, errs)
+		if code != 1 || out != "" || errs == "" || strings.Count(errs, "\n") != 1 {
+			t.Errorf("show %v: exit %d, stdout %q, stderr %q; want exit 1 and one line", args, code, out, errs)
 		}
 	}
 }
