@@ -130,6 +130,10 @@ func Listen(cfg Config) (*Server, error) {
 			return context.WithValue(ctx, credsKey{}, cr)
 		},
 	}
+	// One request per connection (our client sends one and says close):
+	// with keep-alive, a client sending a request now and then would hold
+	// a connection, its file descriptor and goroutine, forever.
+	s.http.SetKeepAlivesEnabled(false)
 	for _, k := range s.socks {
 		s.wg.Add(1)
 		go func() {
