@@ -204,6 +204,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		Groups:   controlGroups(cfg.Control),
 		Handlers: controlHandlers(d, ds, metricsHandler, reloads, stopping, running, sealKey, ring, log),
 		Audit:    log,
+		Log:      log,
 	})
 	if err != nil {
 		return err

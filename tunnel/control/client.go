@@ -43,6 +43,12 @@ func Query(main, cmdName, arg string) ([]byte, error) {
 		return nil, err
 	}
 	defer c.Close()
+	return exchange(c, main, cmd, arg)
+}
+
+// exchange sends cmd with arg over c, connected to main, and reads the
+// reply.
+func exchange(c net.Conn, main string, cmd Command, arg string) ([]byte, error) {
 	_ = c.SetDeadline(time.Now().Add(replyTimeout))
 
 	var payload []byte
@@ -57,11 +63,15 @@ func Query(main, cmdName, arg string) ([]byte, error) {
 		req.Body, req.ContentLength = nil, 0
 	}
 	req.Close = true
-	if err := req.Write(c); err != nil {
-		return nil, fmt.Errorf("control socket %s: sending request: %v", main, unwrapOp(err))
-	}
+	// A daemon at its connection limit replies 503 and closes without
+	// reading the request, so sending may fail with the reply there to
+	// read: the reply says more than "broken pipe".
+	sendErr := req.Write(c)
 	resp, err := http.ReadResponse(bufio.NewReader(c), req)
 	if err != nil {
+		if sendErr != nil {
+			return nil, fmt.Errorf("control socket %s: sending request: %v", main, unwrapOp(sendErr))
+		}
 		return nil, fmt.Errorf("control socket %s: reading reply: %v", main, unwrapOp(err))
 	}
 	defer resp.Body.Close()

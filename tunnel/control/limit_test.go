@@ -1,12 +1,291 @@
 package control
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"stunnel/internal/fakeclock"
+	"stunnel/internal/waitfor"
+
+	"golang.org/x/sys/unix"
 )
+
+// testCallers are the callers the limit tests play, with testGroups.
+var testCallers = map[string]Creds{
+	"reader":   {PID: 11, UID: 1001, GID: 5001},
+	"nobody":   {PID: 15, UID: 1005, GID: 100},
+	"operator": {PID: 12, UID: 1002, GID: 100, Groups: []uint32{5002}},
+	"officer":  {PID: 13, UID: 1003, GID: 100, Groups: []uint32{5003}},
+	"root":     {PID: 1, UID: 0, GID: 0},
+}
+
+// fakeCreds is Config.credsOf for tests: a client socket bound to the
+// abstract name "@...-WHO" (dialAs) is testCallers[WHO]; an unnamed one
+// (Query's) is root.
+func fakeCreds(uc *net.UnixConn) (Creds, error) {
+	a, _ := uc.RemoteAddr().(*net.UnixAddr)
+	if a == nil || a.Name == "" || a.Name == "@" { // unnamed: Go shows an empty abstract name
+		return testCallers["root"], nil
+	}
+	who := a.Name[strings.LastIndexByte(a.Name, '-')+1:]
+	if who == "unknown" {
+		return Creds{}, errors.New("SO_PEERGROUPS: protocol not available")
+	}
+	cr, ok := testCallers[who]
+	if !ok {
+		return Creds{}, fmt.Errorf("test: no caller %q", who)
+	}
+	return cr, nil
+}
+
+var dialSeq atomic.Int64
+
+// dialAs connects to path as the test caller who (see fakeCreds).
+func dialAs(t *testing.T, path, who string) *net.UnixConn {
+	t.Helper()
+	laddr := &net.UnixAddr{Name: fmt.Sprintf("@stunnel-ctltest-%d-%d-%s", os.Getpid(), dialSeq.Add(1), who), Net: "unix"}
+	c, err := net.DialUnix("unix", laddr, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatalf("connecting as %s: %v", who, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// send writes the request for cmd, with an argument if it needs one.
+func send(t *testing.T, c net.Conn, cmdName string) {
+	t.Helper()
+	if err := trySend(c, cmdName); err != nil {
+		t.Fatalf("sending %s: %v", cmdName, err)
+	}
+}
+
+func trySend(c net.Conn, cmdName string) error {
+	cmd, _ := CommandByName(cmdName)
+	req := cmd.Method + " " + cmd.Path + " HTTP/1.1\r\nHost: stunnel\r\nConnection: close\r\n"
+	if cmd.Method == http.MethodPost {
+		body := `{"arg":""}`
+		if cmd.Arg == argRequired {
+			body = `{"arg":"x"}`
+		}
+		req += fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
+	} else {
+		req += "\r\n"
+	}
+	_, err := io.WriteString(c, req)
+	return err
+}
+
+// reply reads one reply from c.
+func reply(t *testing.T, c net.Conn) (int, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(bufioReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading reply: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// exchangeAs runs cmdName as who on a fresh connection.
+func exchangeAs(t *testing.T, path, who, cmdName string) (int, string) {
+	t.Helper()
+	c := dialAs(t, path, who)
+	defer c.Close()
+	send(t, c, cmdName)
+	return reply(t, c)
+}
+
+// busy is the 503 reply of a refused connection.
+func busy(open int, tier string) string {
+	return fmt.Sprintf("control socket busy: %d connections open, the limit for %s; try again", open, tier)
+}
+
+func TestTierOf(t *testing.T) {
+	for who, want := range map[string]tier{"reader": tierRead, "nobody": tierRead, "operator": tierRole, "officer": tierRole, "root": tierRoot} {
+		if got := tierOf(testGroups, testCallers[who], nil); got != want {
+			t.Errorf("%s: tier %v, want %v", who, got, want)
+		}
+	}
+	if got := tierOf(testGroups, Creds{}, errors.New("no creds")); got != tierRead {
+		t.Errorf("unknown credentials (which read as uid 0): tier %v, want the lowest", got)
+	}
+	if tierRead.limit() != 48 || tierRole.limit() != 56 || tierRoot.limit() != MaxConns {
+		t.Errorf("limits %d %d %d", tierRead.limit(), tierRole.limit(), tierRoot.limit())
+	}
+}
+
+// TestConnLimit: connections held by read-only callers stop at their limit,
+// and more of them are refused at once with a 503 and counted, while
+// operators, officers and root still get in; operators and officers stop at
+// theirs and root still gets in; root stops at MaxConns. The refusals make
+// one warning line per interval. Once the clients are done every slot is
+// back, and the server's goroutines end.
+func TestConnLimit(t *testing.T) {
+	noLeaks(t)
+	runDir(t)
+	clock := fakeclock.New(time.Unix(1_000_000_000, 0))
+	logBuf := &syncWriter{w: new(bytes.Buffer)}
+	release := make(chan struct{})
+	var held atomic.Int32
+	hold := func() { held.Add(1); <-release }
+	h := allHandlers()
+	h.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hold(); w.Write([]byte("m 1\n")) })
+	h.TicketsList = func() ([]byte, error) { hold(); return []byte(`[]`), nil }
+	s, err := Listen(Config{Name: "st0", Groups: testGroups, Handlers: h, credsOf: fakeCreds, now: clock.Now,
+		Log: slog.New(slog.NewTextHandler(logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	path := s.Path()
+
+	// holdAs makes n callers who sit in a handler, each holding a slot.
+	var holders []*net.UnixConn
+	holdAs := func(who string, n int) {
+		t.Helper()
+		cmd := "metrics"
+		if who == "officer" {
+			cmd = "tickets list" // an officer may not read metrics
+		}
+		for range n {
+			c := dialAs(t, path, who)
+			send(t, c, cmd)
+			holders = append(holders, c)
+		}
+		want := int32(len(holders))
+		waitfor.Cond(t, 5*time.Second, time.Millisecond, fmt.Sprintf("%d requests held", want), func() bool { return held.Load() == want })
+	}
+	refused := func(who, cmd string, open int, tier string) {
+		t.Helper()
+		c := dialAs(t, path, who)
+		trySend(c, cmd) // may fail (the daemon closed first): the reply is there anyway
+		if code, body := reply(t, c); code != http.StatusServiceUnavailable || !strings.Contains(body, busy(open, tier)) {
+			t.Errorf("%s with %d open: %d %s, want 503 %q", who, open, code, body, busy(open, tier))
+		}
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Errorf("%s: a refused connection stays open (read %d bytes)", who, n)
+		}
+	}
+	served := func(who, cmd string) {
+		t.Helper()
+		if code, body := exchangeAs(t, path, who, cmd); code != http.StatusOK {
+			t.Errorf("%s %s: %d %s, want it served", who, cmd, code, body)
+		}
+		// The server gives the slot back just after the reply.
+		waitfor.Cond(t, 5*time.Second, time.Millisecond, "the slot back", func() bool { open, _ := s.lim.count(); return open == len(holders) })
+	}
+
+	holdAs("reader", 48) // the read-only callers' 48
+	refused("reader", "status", 48, "read-only callers")
+	refused("nobody", "status", 48, "read-only callers")
+	refused("unknown", "status", 48, "read-only callers") // credentials unknown: the lowest tier
+	var wg sync.WaitGroup
+	const flood = 100
+	for range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialUnix("unix", &net.UnixAddr{Name: fmt.Sprintf("@stunnel-ctltest-%d-%d-reader", os.Getpid(), dialSeq.Add(1)), Net: "unix"},
+				&net.UnixAddr{Name: path, Net: "unix"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if b, err := io.ReadAll(c); err != nil || !bytes.HasPrefix(b, []byte("HTTP/1.1 503 ")) {
+				t.Errorf("a refused connection: %q %v", b, err)
+			}
+		}()
+	}
+	wg.Wait() // every one read to EOF: each was closed at once
+	served("operator", "reload")
+	served("officer", "tickets retire")
+	served("root", "reload")
+
+	holdAs("operator", 4)
+	holdAs("officer", 4) // operate and officer callers' 56
+	refused("operator", "reload", 56, "operate and officer callers")
+	refused("officer", "tickets retire", 56, "operate and officer callers")
+	served("root", "reload")
+
+	holdAs("root", 8)
+	refused("root", "reload", 64, "root")
+	_, err = Query(path, "status", "") // the real client (root, for fakeCreds)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Msg != busy(64, "root") {
+		t.Errorf("Query at the limit: %v, want %q", err, busy(64, "root"))
+	}
+	wantRefused := uint64(3 + flood + 2 + 1 + 1)
+	if open, n := s.lim.count(); open != MaxConns || n != wantRefused {
+		t.Errorf("%d open, %d refused; want %d, %d", open, n, MaxConns, wantRefused)
+	}
+
+	// One line for all of them within the interval; the next line, an
+	// interval later, counts what the first did not.
+	lines := strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `level=WARN msg="control socket busy: refusing connections" refused=1 refused_total=1 open=48 limit=48 tier="read-only callers" last_uid=1001 last_pid=11`) {
+		t.Errorf("log after %d refusals in one interval:\n%s", wantRefused, logBuf.String())
+	}
+	clock.Advance(refusedLogInterval)
+	refused("root", "reload", 64, "root")
+	lines = strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+	if want := fmt.Sprintf("refused=%d refused_total=%d open=64 limit=64 tier=root last_uid=0 last_pid=1", wantRefused, wantRefused+1); len(lines) != 2 || !strings.Contains(lines[1], want) {
+		t.Errorf("log an interval later, want a second line with %q:\n%s", want, logBuf.String())
+	}
+
+	// Every slot comes back once the clients are done.
+	releaseOnce.Do(func() { close(release) })
+	for _, c := range holders {
+		if code, body := reply(t, c); code != http.StatusOK {
+			t.Errorf("a held request: %d %s", code, body)
+		}
+		c.Close()
+	}
+	holders = nil
+	waitfor.Cond(t, 5*time.Second, time.Millisecond, "every slot back", func() bool { open, _ := s.lim.count(); return open == 0 })
+	served("reader", "status")
+}
+
+// TestSilentClientLosesItsSlot: a client that connects and sends nothing,
+// or half a request, is cut off after Timeout and its slot comes back.
+func TestSilentClientLosesItsSlot(t *testing.T) {
+	noLeaks(t)
+	runDir(t)
+	s, err := Listen(Config{Name: "st0", Groups: testGroups, Handlers: allHandlers(), credsOf: fakeCreds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	silent := dialAs(t, s.Path(), "reader")
+	half := dialAs(t, s.Path(), "reader")
+	io.WriteString(half, "GET /v1/status HTTP/1.1\r\nHost: stunnel\r\n")
+	waitfor.Cond(t, 5*time.Second, time.Millisecond, "two connections admitted", func() bool { open, _ := s.lim.count(); return open == 2 })
+	start := time.Now()
+	for _, c := range []*net.UnixConn{silent, half} {
+		c.SetReadDeadline(start.Add(Timeout + 3*time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Errorf("the server did not close a silent connection: %v", err)
+		}
+	}
+	waitfor.Cond(t, 5*time.Second, time.Millisecond, "both slots back", func() bool { open, _ := s.lim.count(); return open == 0 })
+}
 
 // TestOneRequestPerConnection: the server closes a connection after one
 // reply even if the client asks to keep it: with keep-alive, a request now
@@ -35,5 +314,33 @@ func TestOneRequestPerConnection(t *testing.T) {
 	io.WriteString(c, req) // may fail: the server has closed
 	if resp, err := http.ReadResponse(br, nil); err == nil {
 		t.Errorf("a second request on one connection was answered: %s", resp.Status)
+	}
+}
+
+// TestClientReadsBusyReply: a refused connection is closed before the
+// client sends its request, so sending fails; the client still reads the
+// daemon's reply and says "busy", not "broken pipe".
+func TestClientReadsBusyReply(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]*net.UnixConn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c.(*net.UnixConn)
+	}
+	refuse(conns[0], busy(64, "root"))
+	status, _ := CommandByName("status")
+	_, err = exchange(conns[1], "/run/stunnel/st0.sock", status, "")
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Msg != busy(64, "root") {
+		t.Errorf("a refused connection: %v, want %q", err, busy(64, "root"))
 	}
 }

@@ -40,6 +40,15 @@ type Config struct {
 	Handlers Handlers
 	// Audit receives one line per audited request; nil logs nowhere.
 	Audit *slog.Logger
+	// Log receives the warning, at most one line per 10 s, that
+	// connections are refused for the connection limit (limit.go); nil
+	// logs nowhere.
+	Log *slog.Logger
+
+	// credsOf reads a caller's credentials; nil is peerCreds. Tests set
+	// it (and now) to be callers they cannot be.
+	credsOf func(*net.UnixConn) (Creds, error)
+	now     func() time.Time // nil is time.Now
 }
 
 // Server serves the control sockets of one tunnel.
@@ -49,6 +58,7 @@ type Server struct {
 	h      Handlers
 	audit  *slog.Logger
 	http   *http.Server
+	lim    *limiter // the connection limit, shared by all the sockets
 
 	socks []sock // bound in Listen, read-only after
 	wg    sync.WaitGroup
@@ -58,7 +68,7 @@ type Server struct {
 
 type sock struct {
 	path string
-	ln   *net.UnixListener
+	ln   *ctlListener
 	ino  uint64 // to remove the file only if it is still ours
 }
 
@@ -89,6 +99,16 @@ func Listen(cfg Config) (*Server, error) {
 	if s.audit == nil {
 		s.audit = slog.New(slog.DiscardHandler)
 	}
+	s.lim = &limiter{groups: cfg.Groups, credsOf: cfg.credsOf, log: cfg.Log, now: cfg.now, open: map[*ctlConn]struct{}{}}
+	if s.lim.credsOf == nil {
+		s.lim.credsOf = peerCreds
+	}
+	if s.lim.now == nil {
+		s.lim.now = time.Now
+	}
+	if s.lim.log == nil {
+		s.lim.log = slog.New(slog.DiscardHandler)
+	}
 	for _, r := range roles {
 		g := cfg.Groups.of(r)
 		if r != RoleRead && !g.IsSet() {
@@ -108,7 +128,7 @@ func Listen(cfg Config) (*Server, error) {
 			}
 			return nil, err
 		}
-		s.socks = append(s.socks, sock{path, ln, ino})
+		s.socks = append(s.socks, sock{path, &ctlListener{UnixListener: ln, lim: s.lim}, ino})
 	}
 	s.http = &http.Server{
 		Handler:           s,
@@ -119,20 +139,19 @@ func Listen(cfg Config) (*Server, error) {
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			uc, ok := c.(*net.UnixConn)
+			cc, ok := c.(*ctlConn)
 			if !ok {
 				return ctx
 			}
-			cr, err := peerCreds(uc)
-			if err != nil {
-				return context.WithValue(ctx, credsKey{}, credsError{err})
+			if cc.credsErr != nil {
+				return context.WithValue(ctx, credsKey{}, credsError{cc.credsErr})
 			}
-			return context.WithValue(ctx, credsKey{}, cr)
+			return context.WithValue(ctx, credsKey{}, cc.creds)
 		},
 	}
 	// One request per connection (our client sends one and says close):
 	// with keep-alive, a client sending a request now and then would hold
-	// a connection, its file descriptor and goroutine, forever.
+	// its slot of the connection limit forever.
 	s.http.SetKeepAlivesEnabled(false)
 	for _, k := range s.socks {
 		s.wg.Add(1)

@@ -1,0 +1,209 @@
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The connection limit. Without one, anyone who may connect to a control
+// socket (a monitoring account in the read group, say) could open thousands
+// of connections and hold them, each a file descriptor, a goroutine and its
+// buffers, until the daemon runs out, or until nobody else gets in.
+//
+// MaxConns bounds the connections open at once across all of a tunnel's
+// sockets. Normal use needs a handful: a Prometheus scrape every 15 s, an
+// operator's `show`, a reload, a script polling status, each over in
+// milliseconds; 64 is ten times that with room for several scrapers, and
+// 64 goroutines with their buffers are nothing to the daemon (a big
+// status or metrics reply is another matter, and the limit bounds how many
+// are made at once too).
+//
+// Like PostgreSQL's superuser_reserved_connections and reserved_connections,
+// the last slots are kept for the more trusted callers, so that whoever can
+// only read cannot lock out whoever must act: callers holding only the read
+// role (or none, or whose credentials the kernel would not give) get at
+// most MaxConns-roleReserved-rootReserved (48) slots, callers with the
+// operate or officer role MaxConns-rootReserved (56), and root all 64. A
+// flood from the read group leaves `stunnel reload`, `rekey`, `disconnect`
+// and `tickets` working; a flood from an operator or officer account leaves
+// root's. (Stopping the tunnel is a signal, SIGTERM, not a control command:
+// no flood can stop that.)
+//
+// A connection holds its slot for one request at most (keep-alive is off):
+// headers and body must arrive within Timeout, and the reply must be taken
+// within ReplyTimeout of the request, so a client that sends nothing, sends
+// slowly or reads slowly loses its slot within Timeout or ReplyTimeout.
+//
+// A refused connection gets a 503 reply, written without waiting, and is
+// closed at once: the client says "control socket busy"; the daemon counts
+// it and logs one warning line per refusedLogInterval at most, with the
+// number refused since the last line and the uid and pid of the last one,
+// so a flood cannot flood the journal too.
+const (
+	MaxConns           = 64
+	rootReserved       = 8
+	roleReserved       = 8
+	refusedLogInterval = 10 * time.Second
+)
+
+// tier is how many slots a caller may use: it may connect while fewer than
+// tier.limit() connections are open.
+type tier uint8
+
+const (
+	tierRead tier = iota // the read role, or none, or unknown credentials
+	tierRole             // operate or officer
+	tierRoot
+)
+
+func (t tier) limit() int {
+	switch t {
+	case tierRoot:
+		return MaxConns
+	case tierRole:
+		return MaxConns - rootReserved
+	}
+	return MaxConns - rootReserved - roleReserved
+}
+
+func (t tier) String() string {
+	switch t {
+	case tierRoot:
+		return "root"
+	case tierRole:
+		return "operate and officer callers"
+	}
+	return "read-only callers"
+}
+
+func tierOf(gs Groups, cr Creds, credsErr error) tier {
+	switch {
+	case credsErr != nil:
+		return tierRead
+	case cr.UID == 0:
+		return tierRoot
+	case gs.Grants(cr)&(RoleOperate|RoleOfficer) != 0:
+		return tierRole
+	}
+	return tierRead
+}
+
+// limiter admits connections up to their caller's tier limit, for all the
+// sockets of one Server. Its fields before mu are set in Listen and only
+// read after.
+type limiter struct {
+	groups  Groups
+	credsOf func(*net.UnixConn) (Creds, error)
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu       sync.Mutex
+	open     map[*ctlConn]struct{} // admitted and not yet closed; guarded by mu
+	refused  uint64                // all refusals; guarded by mu
+	unlogged int                   // refusals since the last warning line; guarded by mu
+	lastLog  time.Time             // of the last warning line; zero: none yet; guarded by mu
+}
+
+// ctlConn is an admitted connection: it carries the caller's credentials,
+// read once at accept, and gives its slot back when closed.
+type ctlConn struct {
+	*net.UnixConn
+	creds    Creds
+	credsErr error
+	lim      *limiter
+	release  sync.Once
+}
+
+func (c *ctlConn) Close() error {
+	err := c.UnixConn.Close()
+	c.release.Do(func() {
+		c.lim.mu.Lock()
+		delete(c.lim.open, c)
+		c.lim.mu.Unlock()
+	})
+	return err
+}
+
+// admit reads who connected uc and returns it as a ctlConn, or refuses it
+// (replies 503 and closes it) and returns nil.
+func (l *limiter) admit(uc *net.UnixConn) *ctlConn {
+	cr, credsErr := l.credsOf(uc)
+	t := tierOf(l.groups, cr, credsErr)
+	l.mu.Lock()
+	n := len(l.open)
+	if n < t.limit() {
+		c := &ctlConn{UnixConn: uc, creds: cr, credsErr: credsErr, lim: l}
+		l.open[c] = struct{}{}
+		l.mu.Unlock()
+		return c
+	}
+	l.refused++
+	l.unlogged++
+	logNow, refused, total := false, 0, l.refused
+	if now := l.now(); l.lastLog.IsZero() || now.Sub(l.lastLog) >= refusedLogInterval {
+		logNow, refused, l.lastLog, l.unlogged = true, l.unlogged, now, 0
+	}
+	l.mu.Unlock()
+	if logNow {
+		var uid, pid any = cr.UID, cr.PID
+		if credsErr != nil {
+			uid, pid = "unknown", "unknown" // the zero Creds would read as root
+		}
+		l.log.Warn("control socket busy: refusing connections", "refused", refused, "refused_total", total,
+			"open", n, "limit", t.limit(), "tier", t.String(), "last_uid", uid, "last_pid", pid)
+	}
+	refuse(uc, fmt.Sprintf("control socket busy: %d connections open, the limit for %s; try again", n, t))
+	return nil
+}
+
+// refuse answers a connection that gets no slot and closes it. The reply is
+// written without waiting (the socket is non-blocking and a fresh one has
+// room for it): a client that reads nothing costs the accept loop nothing.
+// The client's request is never read; the client still gets the reply, as
+// unix sockets deliver what is queued before the reset.
+func refuse(uc *net.UnixConn, msg string) {
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	body = append(body, '\n')
+	reply := fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"+
+		"Connection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if raw, err := uc.SyscallConn(); err == nil {
+		_ = raw.Write(func(fd uintptr) bool {
+			_, _ = unix.Write(int(fd), reply)
+			return true // one try, never wait
+		})
+	}
+	uc.Close()
+}
+
+// count returns the connections open now and the refusals so far.
+func (l *limiter) count() (open int, refused uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.open), l.refused
+}
+
+// ctlListener admits connections through its Server's limiter.
+type ctlListener struct {
+	*net.UnixListener
+	lim *limiter
+}
+
+func (l *ctlListener) Accept() (net.Conn, error) {
+	for {
+		uc, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		if c := l.lim.admit(uc); c != nil {
+			return c, nil
+		}
+	}
+}
