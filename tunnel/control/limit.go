@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -105,6 +106,7 @@ type limiter struct {
 
 	mu       sync.Mutex
 	open     map[*ctlConn]struct{} // admitted and not yet closed; guarded by mu
+	closed   bool                  // Close has begun: admit nothing more; guarded by mu
 	refused  uint64                // all refusals; guarded by mu
 	unlogged int                   // refusals since the last warning line; guarded by mu
 	lastLog  time.Time             // of the last warning line; zero: none yet; guarded by mu
@@ -118,6 +120,15 @@ type ctlConn struct {
 	credsErr error
 	lim      *limiter
 	release  sync.Once
+	readAny  atomic.Bool // the server has read a byte: a request began
+}
+
+func (c *ctlConn) Read(b []byte) (int, error) {
+	n, err := c.UnixConn.Read(b)
+	if n > 0 {
+		c.readAny.Store(true)
+	}
+	return n, err
 }
 
 func (c *ctlConn) Close() error {
@@ -136,6 +147,11 @@ func (l *limiter) admit(uc *net.UnixConn) *ctlConn {
 	cr, credsErr := l.credsOf(uc)
 	t := tierOf(l.groups, cr, credsErr)
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		uc.Close()
+		return nil
+	}
 	n := len(l.open)
 	if n < t.limit() {
 		c := &ctlConn{UnixConn: uc, creds: cr, credsErr: credsErr, lim: l}
@@ -190,10 +206,49 @@ func (l *limiter) count() (open int, refused uint64) {
 	return len(l.open), l.refused
 }
 
-// ctlListener admits connections through its Server's limiter.
+// shut admits nothing more and closes the connections on which the caller
+// has sent nothing yet (the server has read nothing and nothing waits in
+// the socket): Shutdown would otherwise wait for each until Timeout cut it
+// off. Connections with a request under way are left to Shutdown.
+func (l *limiter) shut() {
+	l.mu.Lock()
+	l.closed = true
+	var silent []*ctlConn
+	for c := range l.open {
+		if !c.started() {
+			silent = append(silent, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range silent {
+		c.Close()
+	}
+}
+
+// started reports whether a request began on c: the server read from it, or
+// bytes wait in its socket. A connection closed meanwhile counts as started
+// (nothing to do for it).
+func (c *ctlConn) started() bool {
+	raw, err := c.UnixConn.SyscallConn()
+	if err != nil {
+		return true
+	}
+	queued := 0
+	var ioErr error
+	if err := raw.Control(func(fd uintptr) { queued, ioErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || ioErr != nil {
+		return true
+	}
+	return queued > 0 || c.readAny.Load()
+}
+
+// ctlListener admits connections through its Server's limiter. Close is
+// idempotent and its second call returns nil: Server.Close closes the
+// listeners before http.Server.Shutdown does again, and an error from
+// Shutdown would cut off the requests it should let finish.
 type ctlListener struct {
 	*net.UnixListener
-	lim *limiter
+	lim       *limiter
+	closeOnce sync.Once
 }
 
 func (l *ctlListener) Accept() (net.Conn, error) {
@@ -206,4 +261,10 @@ func (l *ctlListener) Accept() (net.Conn, error) {
 			return c, nil
 		}
 	}
+}
+
+func (l *ctlListener) Close() error {
+	var err error
+	l.closeOnce.Do(func() { err = l.UnixListener.Close() })
+	return err
 }

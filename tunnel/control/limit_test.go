@@ -317,6 +317,36 @@ func TestOneRequestPerConnection(t *testing.T) {
 	}
 }
 
+// TestCloseWithManyConnections: Close does not wait for connections that
+// sent nothing (the ReadHeaderTimeout would end them only after Timeout):
+// it closes them, returns at once, and leaves no goroutine.
+func TestCloseWithManyConnections(t *testing.T) {
+	noLeaks(t)
+	runDir(t)
+	s, err := Listen(Config{Name: "st0", Groups: testGroups, Handlers: allHandlers(), credsOf: fakeCreds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []*net.UnixConn
+	for range 40 {
+		conns = append(conns, dialAs(t, s.Path(), "reader"))
+	}
+	waitfor.Cond(t, 5*time.Second, time.Millisecond, "40 connections admitted", func() bool { open, _ := s.lim.count(); return open == 40 })
+	start := time.Now()
+	s.Close()
+	if took := time.Since(start); took > Timeout/4 {
+		t.Errorf("Close with 40 silent connections took %v", took)
+	}
+	for _, c := range conns {
+		if _, err := io.ReadAll(c); err != nil {
+			t.Errorf("a silent connection after Close: %v", err)
+		}
+	}
+	if open, _ := s.lim.count(); open != 0 {
+		t.Errorf("%d connections open after Close", open)
+	}
+}
+
 // TestClientReadsBusyReply: a refused connection is closed before the
 // client sends its request, so sending fails; the client still reads the
 // daemon's reply and says "busy", not "broken pipe".

@@ -329,10 +329,15 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // Close stops accepting, lets running requests finish (up to a bound),
-// closes idle connections, waits for every goroutine of the server and
-// removes the socket files. It is safe to call more than once.
+// closes at once the connections on which nothing was sent, waits for
+// every goroutine of the server and removes the socket files. It is safe to
+// call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		for _, k := range s.socks {
+			_ = k.ln.Close() // no new connections; one accepted meanwhile finds the limiter shut
+		}
+		s.lim.shut()
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
 		defer cancel()
 		if err := s.http.Shutdown(ctx); err != nil {
