@@ -334,7 +334,9 @@ func TestCloseWithManyConnections(t *testing.T) {
 	waitfor.Cond(t, 5*time.Second, time.Millisecond, "40 connections admitted", func() bool { open, _ := s.lim.count(); return open == 40 })
 	start := time.Now()
 	s.Close()
-	if took := time.Since(start); took > Timeout/4 {
+	// Not a timing test: waiting for the silent ones ends only after
+	// Timeout; half of it tells the two apart on a loaded machine too.
+	if took := time.Since(start); took > Timeout/2 {
 		t.Errorf("Close with 40 silent connections took %v", took)
 	}
 	for _, c := range conns {
