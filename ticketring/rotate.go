@@ -1,9 +1,11 @@
 package ticketring
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -143,7 +145,7 @@ func (s *Sync) lead(ctx context.Context, sess *concurrency.Session, el *concurre
 }
 
 // rotateOnce looks at the records as etcd has them now: deletes those
-// whose decrypt-only life has ended, and adds a key when none is still in
+// whose life is over (scheduleOver), and adds a key when none is still in
 // the first half of its encrypt-decrypt life (pending keys count). Every
 // write is a transaction on our election key still being the leader's.
 // It returns how long until the next key is due (at most Check).
@@ -158,6 +160,13 @@ func (s *Sync) rotateOnce(ctx context.Context, el *concurrency.Election) (time.D
 	return next, err
 }
 
+// record is one record that opened, as the rotator judges it.
+type record struct {
+	etcdKey   string
+	createRev int64
+	key       tickets.Key
+}
+
 func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.Time) (time.Duration, error) {
 	s.mu.Lock()
 	ed, do := s.ed, s.do
@@ -169,9 +178,7 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 		return 0, fmt.Errorf("reading %s: %w", s.dir, err)
 	}
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
-	next := s.opt.Check
-	var ended []clientv3.Op
-	fresh, sealer := false, false
+	var recs []record
 	for _, kv := range resp.Kvs {
 		name, ok := recordName(s.dir, string(kv.Key))
 		if !ok {
@@ -181,10 +188,27 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 		if err != nil {
 			continue // the follower logs and counts it; never ours to delete
 		}
+		recs = append(recs, record{etcdKey: string(kv.Key), createRev: kv.CreateRevision, key: k})
+	}
+	defer func() {
+		for i := range recs {
+			recs[i].key.Erase()
+		}
+	}()
+	// etcd's order of creation, which no gateway's clock can reorder.
+	slices.SortFunc(recs, func(a, b record) int { return cmp.Compare(a.createRev, b.createRev) })
+	over := scheduleOver(recs)
+	next := s.opt.Check
+	var ended []clientv3.Op
+	fresh, sealer := false, false
+	for i := range recs {
+		k := &recs[i].key
 		st := k.State(now)
 		switch st {
 		case tickets.KeyExpired:
-			ended = append(ended, clientv3.OpDelete(string(kv.Key)))
+			if over[i] {
+				ended = append(ended, clientv3.OpDelete(recs[i].etcdKey))
+			}
 		case tickets.KeyEncryptDecrypt:
 			sealer = true
 		}
@@ -195,7 +219,6 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 		if st != tickets.KeyExpired {
 			next = min(next, k.End().Sub(now))
 		}
-		k.Erase()
 	}
 	if len(ended) > 0 {
 		tr, err := s.cli.Txn(gctx).If(guard).Then(ended...).Commit()
@@ -208,7 +231,7 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 		s.mu.Lock()
 		s.status.Deleted += uint64(len(ended))
 		s.mu.Unlock()
-		s.log.Info("ticket ring: deleted records of ticket keys whose decrypt-only life ended", "count", len(ended))
+		s.log.Info("ticket ring: deleted records of ticket keys that ended, by this clock and by the keys added since", "count", len(ended))
 	}
 	if fresh {
 		return max(next, 10*time.Millisecond), nil
@@ -243,4 +266,39 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 	s.log.Info("ticket ring: added a ticket key", "name", k.NameHex(), "seals_from", created.UTC().Format(time.RFC3339Nano),
 		"decrypt_only_from", k.EncryptUntil().UTC().Format(time.RFC3339), "ends", k.End().UTC().Format(time.RFC3339))
 	return max(min(next, created.Add(ed/2).Sub(now)), 10*time.Millisecond), nil
+}
+
+// scheduleOver says, for records in etcd's order of creation, which ones
+// the group's own key schedule shows to be past their life. A record is
+// deleted for the whole group, so the rotator's clock alone must not
+// decide it: a clock stepped forward (NTP, a badly set clock) would see
+// every key as ended and take from the other gateways the keys they seal
+// and open with. Leases (etcd's clock) were the other way; but etcd 3.4
+// and 3.5 restart every lease's TTL at each leader change, so records
+// living hours would outlive their keys for as long as the cluster changes
+// leader more often than that, and records written without one (before
+// this rule, or by hand) would never go.
+//
+// The schedule: a key is added only once no key is in the first half of
+// its encrypt-decrypt life, so between one record's creation and the
+// next's passes at least half of the earlier key's encrypt-decrypt life.
+// A record's life is therefore over once the half-lives of it and of the
+// keys added after it, but the newest, add up to its whole life. One of
+// those gaps may have been cut short (a rotator whose clock stepped forward
+// adds at once, as one that finds every key ended must), so the longest is
+// not counted. In normal operation a record goes about half an
+// encrypt-decrypt life after its key ended, and the newest never goes;
+// every gateway erases a key from memory at its end by its own clock, so
+// a record kept longer holds nothing open.
+func scheduleOver(recs []record) []bool {
+	over := make([]bool, len(recs))
+	var sum, longest time.Duration
+	for i := len(recs) - 2; i >= 0; i-- {
+		k := &recs[i].key
+		half := k.EncryptDecrypt / 2
+		sum += half
+		longest = max(longest, half)
+		over[i] = sum-longest >= k.EncryptDecrypt+k.DecryptOnly
+	}
+	return over
 }

@@ -4,9 +4,11 @@
 // every gateway follows those records with a watch and puts exactly them in
 // its tickets.Ring; one gateway, elected through etcd (concurrency.Election
 // on PREFIX tickets-rotator), adds a key when the newest reaches half of its
-// encrypt-decrypt life and deletes the records whose decrypt-only life has
-// ended. Keys are added at half-life, so a rotator that dies leaves a key
-// that still seals for half a lifetime while the next one is elected.
+// encrypt-decrypt life and deletes the records whose life is over, by its
+// clock and by the keys added since (scheduleOver: one gateway's clock
+// stepped forward must not retire the group's keys). Keys are added at
+// half-life, so a rotator that dies leaves a key that still seals for half
+// a lifetime while the next one is elected.
 package ticketring
 
 import (
