@@ -82,6 +82,9 @@ func (s *Sync) campaignOnce(ctx context.Context, ttl int64) (led bool, err error
 	}()
 	defer func() { ccancel(); <-watchdog }()
 	el := concurrency.NewElection(sess, s.elect)
+	if err := s.clearDeadCandidates(cctx, g.ID); err != nil {
+		return false, fmt.Errorf("campaign: %w", err)
+	}
 	if err := el.Campaign(cctx, s.opt.Identity); err != nil {
 		select {
 		case <-sess.Done():
@@ -105,6 +108,67 @@ func (s *Sync) campaignOnce(ctx context.Context, ttl int64) (led bool, err error
 		s.mu.Unlock()
 	}()
 	return true, s.lead(cctx, sess, el)
+}
+
+// clearDeadCandidates puts our election key as Campaign does (Campaign
+// then finds it in place) and deletes, among the keys created before it,
+// those no lease holds: the election waits for every older key to go, and
+// a key without a live lease (written by hand under the prefix, or copied
+// by a tool that drops leases, as etcdctl make-mirror does) would never go,
+// so no gateway would rotate again. Keys created after ours never stand
+// before it, so one pass suffices. A key under a live lease is left to its
+// lease: it may be another gateway's, alive.
+func (s *Sync) clearDeadCandidates(ctx context.Context, lease clientv3.LeaseID) error {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	own := fmt.Sprintf("%s/%x", s.elect, lease)
+	tr, err := s.cli.Txn(gctx).If(clientv3.Compare(clientv3.CreateRevision(own), "=", 0)).
+		Then(clientv3.OpPut(own, s.opt.Identity, clientv3.WithLease(lease))).
+		Else(clientv3.OpGet(own)).Commit()
+	if err != nil {
+		return fmt.Errorf("writing our election key: %w", err)
+	}
+	rev := tr.Header.Revision
+	if !tr.Succeeded {
+		kvs := tr.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return errLeaseLost // gone between the compare and the get: our lease ended
+		}
+		rev = kvs[0].CreateRevision
+	}
+	resp, err := s.cli.Get(gctx, s.elect+"/", clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev-1), clientv3.WithKeysOnly())
+	if err != nil {
+		return fmt.Errorf("reading the election keys: %w", err)
+	}
+	for _, kv := range resp.Kvs {
+		why := "it has no lease"
+		if kv.Lease != 0 {
+			// etcd deletes a key with its lease, so this is the moment
+			// between the two; TTL is -1 for a lease etcd does not know,
+			// and 0 for one with under a second left, which a live
+			// gateway may still renew.
+			ttl, err := s.cli.TimeToLive(gctx, clientv3.LeaseID(kv.Lease))
+			if err != nil {
+				return fmt.Errorf("checking the lease of election key %s: %w", kv.Key, err)
+			}
+			if ttl.TTL >= 0 {
+				continue
+			}
+			why = "its lease has ended"
+		}
+		// Only this version of the key: one rewritten meanwhile (under a
+		// lease, say) is someone's again.
+		dr, err := s.cli.Txn(gctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+			Then(clientv3.OpDelete(string(kv.Key))).Commit()
+		if err != nil {
+			return fmt.Errorf("deleting election key %s: %w", kv.Key, err)
+		}
+		if dr.Succeeded {
+			s.log.Warn("ticket ring: deleted an election key that would have blocked the election forever: "+why,
+				"key", string(kv.Key), "create_revision", kv.CreateRevision)
+		}
+	}
+	return nil
 }
 
 // lead rotates until the session ends or a write finds another leader.
