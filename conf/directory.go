@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -114,6 +115,11 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 		if err := checkEndpoint(s); err != nil {
 			p.addf(line, "advertise_endpoint %q: %v", s, err)
 		}
+		if strings.Contains(in.PeerID, "/") {
+			// Published at PREFIX endpoints/PEER_ID, whose last part is
+			// the ID: a deeper key is no one's endpoint (package directory).
+			p.addf(line, "advertise_endpoint needs a peer_id without \"/\" (it is published at PREFIX endpoints/PEER_ID, and an ID there is the key's last part); [interface] peer_id is %q", in.PeerID)
+		}
 		d.AdvertiseEndpoint = s
 	}
 	if list, line, ok := p.strList(t, "records_within", "198.19.0.0/16"); ok {
@@ -174,8 +180,18 @@ func CheckEtcdEndpoint(s string) error {
 	return fmt.Errorf("has scheme %q; use https (http only on loopback)", u.Scheme)
 }
 
+// PrefixKeySpaces are the names right below a prefix where a fleet keeps
+// its keys (package directory: peers/, endpoints/; package ticketring:
+// tickets/, tickets-rotator/). A prefix with one of them as a part could
+// lie inside another fleet's key space: with fleets at "/f/" and
+// "/f/peers/eu/", the outer one's readers would see the inner one's keys
+// (and etcd's election waits on any key below tickets-rotator/, another
+// fleet's too). Kept in step with those packages by their tests.
+var PrefixKeySpaces = []string{"peers", "endpoints", "tickets", "tickets-rotator"}
+
 // CheckDirectoryPrefix: an absolute-looking key prefix ending in "/", so
-// "/a/" never matches the keys of "/ab/".
+// "/a/" never matches the keys of "/ab/", and with no part named as a
+// fleet's key space (PrefixKeySpaces), so no fleet nests in another's.
 func CheckDirectoryPrefix(s string) error {
 	switch {
 	case !strings.HasPrefix(s, "/"):
@@ -184,6 +200,17 @@ func CheckDirectoryPrefix(s string) error {
 		return errors.New("must end with \"/\" and name a directory below the root, e.g. \"/stunnel/overlay1/\"")
 	case strings.ContainsAny(s, " \t\n\x00"):
 		return errors.New("must not contain spaces or control characters")
+	}
+	parts := strings.Split(strings.Trim(s, "/"), "/")
+	for i, part := range parts {
+		if slices.Contains(PrefixKeySpaces, part) {
+			parent := "/" + strings.Join(parts[:i], "/") + "/"
+			if i == 0 {
+				parent = "/"
+			}
+			return fmt.Errorf("has the part %q, where a fleet at %q keeps its keys, so the two fleets would read each other's; "+
+				"no part may be %s: e.g. %q", part, parent, strings.Join(PrefixKeySpaces, ", "), parent+"eu/")
+		}
 	}
 	return nil
 }

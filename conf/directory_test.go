@@ -72,6 +72,9 @@ func TestDirectoryInvalid(t *testing.T) {
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]`, "needs prefix"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s\"", "must end with"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"s/\"", "must start with"},
+		// Nested in the key space of a fleet at "/f/" (or at "/").
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/f/peers/eu/\"", `has the part "peers", where a fleet at "/f/" keeps its keys`},
+		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/tickets-rotator/x/\"", `where a fleet at "/" keeps its keys`},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nca_file = \"nope.pem\"", "ca_file: cannot use"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nkey_file = \"open.key\"", "readable by group or others"},
 		{`etcd_endpoints = ["https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"\nca_file = \"junk.pem\"", "holds no PEM certificate"},
@@ -100,6 +103,12 @@ func TestDirectoryInvalid(t *testing.T) {
 		if !found {
 			t.Errorf("%q: got %v, want %q at a [directory] line", tc.body, err, tc.want)
 		}
+	}
+	// A peer_id with "/" cannot be published: the ID is the key's last part.
+	src := strings.Replace(expand(t, directoryBase), `peer_id = "a"`, `peer_id = "eu/a"`, 1) +
+		"\n[directory]\netcd_endpoints = [\"https://198.18.0.10:2379\"]\nprefix = \"/s/\"\nadvertise_endpoint = \"198.18.0.1:51820\"\n"
+	if _, err := Parse(filepath.Join(dir, "x.conf"), []byte(src)); err == nil || !strings.Contains(err.Error(), `advertise_endpoint needs a peer_id without "/"`) {
+		t.Errorf("peer_id with \"/\" and advertise_endpoint: %v", err)
 	}
 }
 

@@ -189,7 +189,10 @@ func (d *Directory) loadDiskCache() {
 	}
 	d.mu.Lock()
 	for id, b := range snap.Records {
-		d.setLocked(d.opt.Prefix+PeersDir+id, id, b, snap.Revision)
+		// A cache an older stunnel saved may hold deeper keys as records.
+		if key := PeerKey(d.opt.Prefix, id); CheckRecordID(id) == nil {
+			d.setLocked(key, id, b, snap.Revision)
+		}
 	}
 	d.state.Source, d.state.Revision = "cache", snap.Revision
 	d.mu.Unlock()
@@ -211,37 +214,43 @@ func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
 	p, err := ParseRecord(id, value)
 	if err != nil {
 		delete(d.peers, id)
-		msg := err.Error()
-		if d.malformed[key] != msg {
-			d.malformedTotal.Add(1)
-			d.log.Warn("directory: skipping malformed record", "key", key, "mod_revision", modRev, "err", msg)
-		}
-		d.malformed[key] = msg
+		d.skipLocked(key, "record", modRev, err)
 		return
 	}
 	delete(d.malformed, key)
 	d.peers[id] = p
 }
 
+// skipLocked counts and logs a key not used, once per reason.
+func (d *Directory) skipLocked(key, what string, modRev int64, err error) {
+	msg := err.Error()
+	if d.malformed[key] != msg {
+		d.malformedTotal.Add(1)
+		d.log.Warn("directory: skipping malformed "+what, "key", key, "mod_revision", modRev, "err", msg)
+	}
+	d.malformed[key] = msg
+}
+
 // putLocked dispatches one key of the prefix: a record, a published
-// endpoint, or something else (ignored).
+// endpoint, a key deeper than those (skipped as malformed), or something
+// else (ignored: the ticket ring's keys, say).
 func (d *Directory) putLocked(key string, value []byte, modRev int64) {
 	if id, ok := PeerIDFromKey(d.opt.Prefix, key); ok {
 		d.setLocked(key, id, value, modRev)
 		return
 	}
-	id, ok := strings.CutPrefix(key, d.opt.Prefix+EndpointsDir)
-	if !ok || id == "" {
+	if deeperKey(d.opt.Prefix, key) {
+		d.skipLocked(key, "record", modRev, errDeeperKey)
+		return
+	}
+	id, ok := EndpointIDFromKey(d.opt.Prefix, key)
+	if !ok {
 		return
 	}
 	ep, err := ParseEndpointRecord(value)
 	if err != nil {
 		delete(d.endpoints, id)
-		if d.malformed[key] != err.Error() {
-			d.malformedTotal.Add(1)
-			d.log.Warn("directory: skipping malformed published endpoint", "key", key, "mod_revision", modRev, "err", err.Error())
-		}
-		d.malformed[key] = err.Error()
+		d.skipLocked(key, "published endpoint", modRev, err)
 		return
 	}
 	delete(d.malformed, key)
@@ -405,19 +414,23 @@ func (d *Directory) watch(ctx context.Context, from int64) error {
 
 func (d *Directory) apply(wr clientv3.WatchResponse) {
 	d.mu.Lock()
-	relevant := false // only peer records and endpoints (not, e.g., the ticket ring's keys) make a reload
+	// Only peer records and endpoints (not the ticket ring's keys, nor a
+	// nested fleet's) make a reload.
+	relevant := false
 	for _, ev := range wr.Events {
 		key := string(ev.Kv.Key)
-		relevant = relevant || strings.HasPrefix(key, d.opt.Prefix+PeersDir) || strings.HasPrefix(key, d.opt.Prefix+EndpointsDir)
+		peer, isPeer := PeerIDFromKey(d.opt.Prefix, key)
+		ep, isEndpoint := EndpointIDFromKey(d.opt.Prefix, key)
+		relevant = relevant || isPeer || isEndpoint
 		switch ev.Type {
 		case clientv3.EventTypePut:
 			d.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision)
 		case clientv3.EventTypeDelete:
-			if id, ok := PeerIDFromKey(d.opt.Prefix, key); ok {
-				d.deleteLocked(key, id)
-			} else if id, ok := strings.CutPrefix(key, d.opt.Prefix+EndpointsDir); ok {
-				delete(d.endpoints, id)
-				delete(d.malformed, key)
+			delete(d.malformed, key)
+			if isPeer {
+				d.deleteLocked(key, peer)
+			} else if isEndpoint {
+				delete(d.endpoints, ep)
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -88,6 +89,9 @@ var ErrNoRecord = errors.New("no such record")
 
 // Delete removes id's record.
 func Delete(ctx context.Context, cli *clientv3.Client, prefix, id string) error {
+	if err := CheckRecordID(id); err != nil {
+		return err // another fleet's key, if anything
+	}
 	resp, err := cli.Delete(ctx, PeerKey(prefix, id))
 	if err != nil {
 		return err
@@ -114,12 +118,16 @@ func List(ctx context.Context, cli *clientv3.Client, prefix string) ([]Entry, in
 	}
 	var out []Entry
 	for _, kv := range resp.Kvs {
-		id, ok := PeerIDFromKey(prefix, string(kv.Key))
+		key := string(kv.Key)
+		id, ok := PeerIDFromKey(prefix, key)
 		if !ok {
+			if deeperKey(prefix, key) {
+				out = append(out, Entry{Key: key, ID: strings.TrimPrefix(key, prefix+PeersDir), Err: errDeeperKey})
+			}
 			continue
 		}
 		p, err := ParseRecord(id, kv.Value)
-		out = append(out, Entry{Key: string(kv.Key), ID: id, Peer: p, Err: err})
+		out = append(out, Entry{Key: key, ID: id, Peer: p, Err: err})
 	}
 	return out, resp.Header.Revision, nil
 }

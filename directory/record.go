@@ -52,10 +52,51 @@ const (
 // PeerKey is the etcd key of id's record.
 func PeerKey(prefix, id string) string { return prefix + PeersDir + id }
 
-// PeerIDFromKey returns the peer ID a record key names.
+// PeerIDFromKey returns the peer ID a record key names: the key's last
+// part, right below PREFIX peers/. A deeper key is no record (see
+// deeperKey).
 func PeerIDFromKey(prefix, key string) (string, bool) {
-	id, ok := strings.CutPrefix(key, prefix+PeersDir)
-	return id, ok && id != ""
+	return idBelow(prefix+PeersDir, key)
+}
+
+// EndpointIDFromKey returns the peer ID a published endpoint's key names,
+// as PeerIDFromKey does for records.
+func EndpointIDFromKey(prefix, key string) (string, bool) {
+	return idBelow(prefix+EndpointsDir, key)
+}
+
+func idBelow(dir, key string) (string, bool) {
+	id, ok := strings.CutPrefix(key, dir)
+	return id, ok && id != "" && !strings.Contains(id, "/")
+}
+
+// errDeeperKey is why a key below PREFIX peers/ or endpoints/ but deeper
+// than an ID is not read. Such a key is most likely another fleet's, whose
+// prefix lies below ours (conf refuses that now; an older stunnel did
+// not): taking its records for ours would give this fleet that fleet's
+// peers. So an ID has no "/", and a key's ID is its last part, as in a
+// directory tree.
+var errDeeperKey = errors.New("key is below PREFIX peers/ID or endpoints/ID, not one of them (an ID has no \"/\"): " +
+	"the key of a fleet whose prefix is nested in this one, or a record at the wrong key")
+
+// deeperKey says whether key is below prefix's records or endpoints but
+// deeper than an ID.
+func deeperKey(prefix, key string) bool {
+	for _, dir := range []string{prefix + PeersDir, prefix + EndpointsDir} {
+		if rest, ok := strings.CutPrefix(key, dir); ok && strings.Contains(rest, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckRecordID refuses an ID that could not name a record: the ID is the
+// key's last part, so it has no "/".
+func CheckRecordID(id string) error {
+	if strings.Contains(id, "/") {
+		return fmt.Errorf("id %q has a \"/\": a record's ID is the last part of its key, PREFIX peers/ID; use another character, such as \"-\"", id)
+	}
+	return nil
 }
 
 // ParseRecord reads the record stored for id, strictly: unknown fields,
@@ -110,6 +151,9 @@ func ParseRecord(id string, data []byte) (conf.Peer, error) {
 // p is validated first, so what is written is what every reader accepts.
 func EncodeRecord(p conf.Peer) ([]byte, error) {
 	if err := conf.ValidatePeer(p); err != nil {
+		return nil, err
+	}
+	if err := CheckRecordID(p.ID); err != nil {
 		return nil, err
 	}
 	r := Record{Version: RecordVersion, PublicKey: p.PublicKey.String(), Endpoint: p.Endpoint}

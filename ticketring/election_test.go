@@ -2,11 +2,14 @@ package ticketring
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"stunnel/conf"
 	"stunnel/internal/etcdtest"
 	"stunnel/internal/fakeclock"
 )
@@ -56,4 +59,13 @@ func count(t testing.TB, cli *clientv3.Client, key string) int64 {
 		t.Fatal(err)
 	}
 	return resp.Count
+}
+
+// conf refuses a prefix that nests in one of the ring's key spaces.
+func TestKeySpacesRefusedAsPrefixParts(t *testing.T) {
+	for _, dir := range []string{recordsDir, electionDir} {
+		if name := strings.TrimSuffix(dir, "/"); !slices.Contains(conf.PrefixKeySpaces, name) {
+			t.Errorf("conf.PrefixKeySpaces %v lacks %q", conf.PrefixKeySpaces, name)
+		}
+	}
 }

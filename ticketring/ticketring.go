@@ -27,6 +27,14 @@ import (
 	"stunnel/tickets"
 )
 
+// The key spaces below the prefix. conf.PrefixKeySpaces names them too,
+// so that no fleet's prefix lies inside them (a prefix of
+// ".../tickets-rotator/" would put its election keys in line with ours).
+const (
+	recordsDir  = "tickets/"
+	electionDir = "tickets-rotator"
+)
+
 // Options configure a Sync.
 type Options struct {
 	Endpoints []string
@@ -146,7 +154,7 @@ func Start(opt Options) (*Sync, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Sync{
 		opt: opt, log: opt.Logger.With("ticket_ring", opt.Prefix+"tickets/"), cli: cli,
-		dir: opt.Prefix + "tickets/", elect: opt.Prefix + "tickets-rotator",
+		dir: opt.Prefix + recordsDir, elect: opt.Prefix + electionDir,
 		cancel: cancel, synced: make(chan struct{}), kick: make(chan struct{}, 1),
 		keys: map[string]*tickets.Key{}, refused: map[string]int64{}, leaders: map[string]leaderEntry{},
 		status: Status{Role: "connecting", State: "starting"},

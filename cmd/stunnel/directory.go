@@ -99,12 +99,18 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 		if err := conf.ValidatePeer(p); err != nil {
 			return bad("%v", err)
 		}
+		if err := directory.CheckRecordID(p.ID); err != nil {
+			return bad("%v", err)
+		}
 		op = func(ctx context.Context, cli *clientv3.Client) error { return directory.Put(ctx, cli, dc.Prefix, p) }
 	case "delete":
 		if fs.NArg() != 1 {
 			return bad("delete takes one peer ID\n%s", directoryUsage)
 		}
 		target := fs.Arg(0)
+		if err := directory.CheckRecordID(target); err != nil {
+			return bad("%v", err)
+		}
 		op = func(ctx context.Context, cli *clientv3.Client) error {
 			err := directory.Delete(ctx, cli, dc.Prefix, target)
 			if errors.Is(err, directory.ErrNoRecord) {
