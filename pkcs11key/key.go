@@ -50,7 +50,7 @@ var (
 // session is dropped and the next operation opens and logs in again, so
 // the daemon recovers when the token comes back. Safe for concurrent use.
 type Key struct {
-	ctx     *pkcs11.Ctx         // immutable; the module is released by Close
+	ctx     tokenCalls          // immutable: the module (calls.go); released by Close
 	uri     URI                 // immutable
 	pinFile string              // immutable; read at each login, never kept
 	pub     handshake.PublicKey // immutable
@@ -82,11 +82,11 @@ func Open(u *URI, pinFile string) (*Key, error) {
 	if pinFile == "" {
 		pinFile = u.PinFile
 	}
-	ctx, err := loadModule(u.ModulePath)
+	mod, err := loadModule(u.ModulePath)
 	if err != nil {
 		return nil, err
 	}
-	k := &Key{ctx: ctx, uri: *u, pinFile: pinFile, now: time.Now}
+	k := &Key{ctx: mod, uri: *u, pinFile: pinFile, now: time.Now}
 	if _, err := rand.Read(k.pinKey[:]); err != nil {
 		releaseModule(u.ModulePath)
 		return nil, errorf(KindRuntime, err, "reading random bytes")

@@ -38,6 +38,19 @@ func newTokenKey(t testing.TB) (*softhsmtest.Token, *URI, *Key) {
 	return tok, u, k
 }
 
+// moduleOf is the loaded module of k, for what a test does to the token
+// beside the key (tokenCalls has only the key's own calls).
+func moduleOf(t testing.TB, k *Key) *pkcs11.Ctx {
+	t.Helper()
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	m := modules.m[k.uri.ModulePath]
+	if m == nil {
+		t.Fatalf("module %s is not loaded", k.uri.ModulePath)
+	}
+	return m.ctx
+}
+
 func mustParse(t testing.TB, s string) *URI {
 	t.Helper()
 	u, err := ParseURI(s)
@@ -212,7 +225,7 @@ func TestRecoversFromTokenFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := k.ctx.CloseAllSessions(slot); err != nil {
+		if err := moduleOf(t, k).CloseAllSessions(slot); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -360,7 +373,7 @@ func TestExtractableKeyRefused(t *testing.T) {
 			a.Value = []byte{0}
 		}
 	}
-	_, _, err = k.ctx.GenerateKeyPair(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
+	_, _, err = moduleOf(t, k).GenerateKeyPair(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
 		keyTemplate(u, pkcs11.CKO_PUBLIC_KEY, ckkECEdwards), priv)
 	k.ctx.CloseSession(sess)
 	k.mu.Unlock()

@@ -21,7 +21,7 @@ func dropSessions(t *testing.T, k *Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := k.ctx.CloseAllSessions(slot); err != nil {
+	if err := moduleOf(t, k).CloseAllSessions(slot); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // findSlot returns the slot of the one token that matches u.
-func findSlot(ctx *pkcs11.Ctx, u *URI) (uint, error) {
+func findSlot(ctx tokenCalls, u *URI) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) {
 		// A re-initialization failed while the token was away (reinitModule).
@@ -53,7 +53,7 @@ var loginAttempts atomic.Uint64
 // cannot wipe; it becomes garbage at once). When the token refuses the PIN,
 // the *Error's refused says how, with the PIN's fingerprint by pinSum (nil:
 // none is taken).
-func openSession(ctx *pkcs11.Ctx, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (pkcs11.SessionHandle, error) {
+func openSession(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (pkcs11.SessionHandle, error) {
 	slot, err := findSlot(ctx, u)
 	if err != nil {
 		return 0, err
@@ -115,7 +115,7 @@ func openSession(ctx *pkcs11.Ctx, u *URI, pinFile string, rw bool, pinSum func(p
 }
 
 // findKey finds the one object of class (private or public key) that u names.
-func findKey(ctx *pkcs11.Ctx, sess pkcs11.SessionHandle, u *URI, class uint) (pkcs11.ObjectHandle, error) {
+func findKey(ctx tokenCalls, sess pkcs11.SessionHandle, u *URI, class uint) (pkcs11.ObjectHandle, error) {
 	objs, err := findObjects(ctx, sess, u, class)
 	if err != nil {
 		return 0, errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
@@ -129,7 +129,7 @@ func findKey(ctx *pkcs11.Ctx, sess pkcs11.SessionHandle, u *URI, class uint) (pk
 	return 0, errorf(KindObject, nil, "%s has %d keys named %s; add id= to the pkcs11: URI", tokenName(u), len(objs), objectName(u))
 }
 
-func findObjects(ctx *pkcs11.Ctx, sess pkcs11.SessionHandle, u *URI, class uint) ([]pkcs11.ObjectHandle, error) {
+func findObjects(ctx tokenCalls, sess pkcs11.SessionHandle, u *URI, class uint) ([]pkcs11.ObjectHandle, error) {
 	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}
 	if u.Object != "" {
 		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object))

@@ -50,7 +50,7 @@ func deleteKey(t *testing.T, k *Key, u *URI) {
 func importKey(t *testing.T, k *Key, u *URI, priv handshake.PrivateKey) {
 	t.Helper()
 	withSession(t, k, u, func(sess pkcs11.SessionHandle) {
-		_, err := k.ctx.CreateObject(sess, []*pkcs11.Attribute{
+		_, err := moduleOf(t, k).CreateObject(sess, []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
 			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
