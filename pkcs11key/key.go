@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,26 +45,45 @@ var (
 
 // Key is a static X25519 key in a PKCS#11 token: a handshake.StaticKey whose
 // every private-key operation is C_DeriveKey(CKM_ECDH1_DERIVE) in the token.
-// It keeps one logged-in session open, serialized by mu: a session is
-// single-threaded in PKCS#11 anyway, and with SoftHSM2 an operation costs
-// about three in-memory X25519s (BenchmarkSharedSecret). After a token failure the
-// session is dropped and the next operation opens and logs in again, so
-// the daemon recovers when the token comes back. Safe for concurrent use.
+// It keeps one logged-in session open, used by one goroutine, its worker
+// (worker.go): a session is single-threaded in PKCS#11 anyway, and with
+// SoftHSM2 an operation costs about three in-memory X25519s
+// (BenchmarkSharedSecret). Callers wait for the worker with a deadline, so
+// a token that hangs fails handshakes instead of holding them. After a
+// token failure the session is dropped and the next operation opens and
+// logs in again, so the daemon recovers when the token comes back. Safe
+// for concurrent use.
 type Key struct {
-	ctx     tokenCalls          // immutable: the module (calls.go); released by Close
 	uri     URI                 // immutable
 	pinFile string              // immutable; read at each login, never kept
-	pub     handshake.PublicKey // immutable
+	pub     handshake.PublicKey // written by the first op (Open's), immutable once Open returns
 	ops     atomic.Uint64       // token derive operations done
 
-	// now is the clock of the PIN back-off (pinhold.go) and of the
-	// re-initializations (reinitInterval); immutable, tests inject one
-	// before use. pinKey (immutable, random) keys the fingerprint of a
-	// refused PIN.
+	// now is the clock of the PIN back-off (pinhold.go), of the
+	// re-initializations (reinitInterval) and of how long the token hangs;
+	// after is the callers' deadline timer (worker.go); wrap, when not
+	// nil, wraps the module's calls. Immutable: tests inject them before
+	// the worker starts (openKey). pinKey (immutable, random) keys the
+	// fingerprint of a refused PIN.
 	now    func() time.Time
+	after  func(time.Duration) <-chan time.Time
+	wrap   func(tokenCalls) tokenCalls
 	pinKey [32]byte
 
+	// The worker and its callers (worker.go).
+	queue      chan *op           // bounded (opQueueLen); callers send without blocking, the worker receives
+	quit       chan struct{}      // closed once, by Close (quitOnce)
+	quitOnce   sync.Once          // guards closing quit
+	exited     chan struct{}      // closed by the worker when it has logged out and returned
+	current    atomic.Pointer[op] // the op the worker runs, nil between ops; stored by the worker only
+	unanswered atomic.Uint64      // ops failed because the token did not answer in time
+	log        atomic.Pointer[slog.Logger]
+
+	// mu is held by the worker while it runs an op: what it guards is the
+	// worker's. Tests take it to act on the token between ops; callers and
+	// Close never do (a hung call holds it).
 	mu   sync.Mutex
+	ctx  tokenCalls           // written by Open's op, then immutable: the module (calls.go)
 	sess pkcs11.SessionHandle // guarded by mu; valid when open
 	obj  pkcs11.ObjectHandle  // guarded by mu; the private key, valid when open
 	open bool                 // guarded by mu
@@ -71,50 +91,66 @@ type Key struct {
 	// missing token; guarded by mu. See reinitInterval.
 	lastReinit time.Time
 	hold       pinHold // guarded by mu: a refused PIN, not tried again for a while
-	closed     bool    // guarded by mu
+	loaded     bool    // guarded by mu: the Key holds a reference to the module (released by closeLocked)
 }
 
 // Open finds the key that u names, logs in with the PIN in pinFile (or
 // u.PinFile when pinFile is ""), checks that the key is an X25519 key that
 // is sensitive, not extractable and usable for derivation, and reads its
-// public key. Errors are *Error with the Kind of failure.
-func Open(u *URI, pinFile string) (*Key, error) {
+// public key. Errors are *Error with the Kind of failure. A token that does
+// not answer within openTimeout fails it.
+func Open(u *URI, pinFile string) (*Key, error) { return openKey(u, pinFile, nil) }
+
+// openKey is Open; setup, when not nil, changes the new Key before its
+// worker starts (tests inject clocks and a wrapper of the module).
+func openKey(u *URI, pinFile string, setup func(*Key)) (*Key, error) {
 	if pinFile == "" {
 		pinFile = u.PinFile
 	}
-	mod, err := loadModule(u.ModulePath)
-	if err != nil {
-		return nil, err
-	}
-	k := &Key{ctx: mod, uri: *u, pinFile: pinFile, now: time.Now}
+	k := &Key{uri: *u, pinFile: pinFile, now: time.Now, after: time.After,
+		queue: make(chan *op, opQueueLen), quit: make(chan struct{}), exited: make(chan struct{})}
 	if _, err := rand.Read(k.pinKey[:]); err != nil {
-		releaseModule(u.ModulePath)
 		return nil, errorf(KindRuntime, err, "reading random bytes")
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.openLocked(); err != nil {
-		releaseModule(u.ModulePath)
+	if setup != nil {
+		setup(k)
+	}
+	go k.serve()
+	if _, err := k.do(openTimeout, func() ([32]byte, error) { return [32]byte{}, k.startLocked() }); err != nil {
+		k.Close() // the worker releases what startLocked took
 		return nil, err
 	}
+	return k, nil
+}
+
+// startLocked is Open's op: it loads the module and checks the key.
+func (k *Key) startLocked() error {
+	mod, err := loadModule(k.uri.ModulePath)
+	if err != nil {
+		return err
+	}
+	k.ctx, k.loaded = mod, true
+	if k.wrap != nil {
+		k.ctx = k.wrap(k.ctx)
+	}
+	if err := k.openLocked(); err != nil {
+		return err
+	}
 	if err := k.checkKeyLocked(); err != nil {
-		k.closeLocked()
-		return nil, err
+		return err
 	}
 	// X25519(priv, 9) is the public key: one token operation proves that
 	// the object derives, and gives the public key from the private object
 	// itself, so it cannot come from a mismatched public object.
 	pub, err := k.deriveLocked(basePoint)
 	if err != nil {
-		k.closeLocked()
-		return nil, errorf(KindObject, err, "%s: deriving with key %s failed", k.tokenName(), k.objectName())
+		return errorf(KindObject, err, "%s: deriving with key %s failed", k.tokenName(), k.objectName())
 	}
 	k.pub = pub
 	if stored, ok := k.storedPublicLocked(); ok && stored != pub {
-		k.closeLocked()
-		return nil, errorf(KindObject, nil, "%s: the public key object of %s does not match its private key", k.tokenName(), k.objectName())
+		return errorf(KindObject, nil, "%s: the public key object of %s does not match its private key", k.tokenName(), k.objectName())
 	}
-	return k, nil
+	return nil
 }
 
 // Public is the key's public key, read at Open.
@@ -127,18 +163,18 @@ func (k *Key) Ops() uint64 { return k.ops.Load() }
 // SharedSecret is X25519(key, peer), computed by the token. After a token
 // failure it returns an error; the next call logs in again, except after
 // the token refused the PIN: then not with the same PIN until a back-off
-// passes (pinhold.go). For a low-order peer key it returns all zeros, as
-// X25519 does, without asking the token; the handshake refuses that
-// result.
+// passes (pinhold.go). A token that does not answer within opTimeout fails
+// it, and then every call at once until the token answers (worker.go). For
+// a low-order peer key it returns all zeros, as X25519 does, without
+// asking the token; the handshake refuses that result.
 func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 	if isLowOrder(peer) {
 		return [32]byte{}, nil
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return [32]byte{}, errorf(KindRuntime, nil, "%s: key %s is closed", k.tokenName(), k.objectName())
-	}
+	return k.do(opTimeout, func() ([32]byte, error) { return k.sharedSecretLocked(peer) })
+}
+
+func (k *Key) sharedSecretLocked(peer handshake.PublicKey) ([32]byte, error) {
 	for attempt := 1; ; attempt++ {
 		if !k.open {
 			if err := k.reopenLocked(); err != nil {
@@ -162,22 +198,15 @@ func (k *Key) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 	}
 }
 
-// Close logs out, closes the session and releases the module.
-func (k *Key) Close() error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return nil
-	}
-	k.closeLocked()
-	return nil
-}
-
+// closeLocked logs out, closes the session and releases the module; the
+// worker runs it when it stops.
 func (k *Key) closeLocked() {
 	k.dropSessionLocked()
 	k.hold = pinHold{}
-	k.closed = true
-	releaseModule(k.uri.ModulePath)
+	if k.loaded {
+		k.loaded = false
+		releaseModule(k.uri.ModulePath)
+	}
 }
 
 func (k *Key) dropSessionLocked() {

@@ -2,7 +2,11 @@
 
 package pkcs11key
 
-import "stunnel/handshake"
+import (
+	"log/slog"
+
+	"stunnel/handshake"
+)
 
 // Supported reports whether this build can use PKCS#11 tokens.
 const Supported = false
@@ -38,3 +42,9 @@ func (k *Key) URI() string { return "" }
 
 // PinFile is empty: no key is ever opened in this build.
 func (k *Key) PinFile() string { return "" }
+
+// SetLogger does nothing: no key is ever opened in this build.
+func (k *Key) SetLogger(l *slog.Logger) {}
+
+// Unanswered is 0: no key is ever opened in this build.
+func (k *Key) Unanswered() uint64 { return 0 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"stunnel/conf"
 	"stunnel/handshake"
@@ -13,8 +14,10 @@ import (
 // openStaticKey opens the token key that cfg names, if any. A failure (a
 // wrong PIN, a missing token or key, a module that does not load, a build
 // without PKCS#11) is one FILE:LINE line: check and up exit 2 on it.
-// closeKey is never nil.
-func openStaticKey(cfg *conf.Config) (key handshake.StaticKey, closeKey func(), err error) {
+// closeKey is never nil. With log, the key logs when the token stops
+// answering and when it answers again, and closeKey when it had to leave
+// a hung token without logging out (the stop goes on: pkcs11key/worker.go).
+func openStaticKey(cfg *conf.Config, log *slog.Logger) (key handshake.StaticKey, closeKey func(), err error) {
 	k := cfg.Interface.PKCS11
 	if k == nil {
 		return nil, func() {}, nil
@@ -31,7 +34,15 @@ func openStaticKey(cfg *conf.Config) (key handshake.StaticKey, closeKey func(), 
 		tk.Close()
 		return nil, func() {}, err
 	}
-	return tk, func() { tk.Close() }, nil
+	if log == nil {
+		return tk, func() { tk.Close() }, nil
+	}
+	tk.SetLogger(log)
+	return tk, func() {
+		if err := tk.Close(); err != nil {
+			log.Warn(err.Error())
+		}
+	}, nil
 }
 
 // reloadTokenPublicKey gives a reloaded config whose key is the running

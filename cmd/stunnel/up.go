@@ -41,15 +41,15 @@ func cmdUp(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return exitBadConfig
 	}
-	key, closeKey, err := openStaticKey(cfg) // a token key: conf names it, we open it
+	level := new(slog.LevelVar)
+	level.Set(cfg.Interface.LogLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	key, closeKey, err := openStaticKey(cfg, log) // a token key: conf names it, we open it
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitBadConfig
 	}
 	defer closeKey()
-	level := new(slog.LevelVar)
-	level.Set(cfg.Interface.LogLevel)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	// Keep only CAP_NET_ADMIN (and CAP_NET_BIND_SERVICE for a low port):
 	// re-executes on success (privileges_linux.go).
 	c := cfg.Control
