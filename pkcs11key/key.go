@@ -57,6 +57,7 @@ type Key struct {
 	uri     URI                 // immutable
 	pinFile string              // immutable; read at each login, never kept
 	pub     handshake.PublicKey // written by the first op (Open's), immutable once Open returns
+	origin  Origin              // as pub
 	ops     atomic.Uint64       // token derive operations done
 
 	// now is the clock of the PIN back-off (pinhold.go), of the
@@ -139,6 +140,7 @@ func (k *Key) startLocked() error {
 	if err := k.checkKeyLocked(); err != nil {
 		return err
 	}
+	k.origin = k.originLocked()
 	// X25519(priv, 9) is the public key: one token operation proves that
 	// the object derives, and gives the public key from the private object
 	// itself, so it cannot come from a mismatched public object.
@@ -155,6 +157,19 @@ func (k *Key) startLocked() error {
 
 // Public is the key's public key, read at Open.
 func (k *Key) Public() handshake.PublicKey { return k.pub }
+
+// Origin is where the key came from, as the token said at Open.
+func (k *Key) Origin() Origin { return k.origin }
+
+// OriginWarning is one line saying why a copy of the key may exist
+// outside the token, or "" when the token says none can (origin.go).
+func (k *Key) OriginWarning() string {
+	w := k.origin.Weakness()
+	if w == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s: key %s: %s; for a key only the token ever held, make one with: stunnel genkey --pkcs11 URI", k.tokenName(), k.objectName(), w)
+}
 
 // Ops is the number of token derive operations done (for the benchmarks
 // and for tests that count token use).
@@ -310,6 +325,19 @@ func (k *Key) checkKeyLocked() error {
 		return errorf(KindObject, nil, "%s does not allow derivation (CKA_DERIVE false)", where)
 	}
 	return nil
+}
+
+// originLocked reads where the key came from (origin.go).
+func (k *Key) originLocked() Origin {
+	attrs, err := k.ctx.GetAttributeValue(k.sess, k.obj, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil),
+	})
+	if err != nil || len(attrs) != 3 {
+		return Origin{}
+	}
+	return Origin{Known: true, Local: isTrue(attrs[0].Value), NeverExtractable: isTrue(attrs[1].Value), AlwaysSensitive: isTrue(attrs[2].Value)}
 }
 
 // storedPublicLocked reads the public key object's CKA_EC_POINT, if there is one.

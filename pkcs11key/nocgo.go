@@ -48,3 +48,9 @@ func (k *Key) SetLogger(l *slog.Logger) {}
 
 // Unanswered is 0: no key is ever opened in this build.
 func (k *Key) Unanswered() uint64 { return 0 }
+
+// Origin is zero: no key is ever opened in this build.
+func (k *Key) Origin() Origin { return Origin{} }
+
+// OriginWarning is empty: no key is ever opened in this build.
+func (k *Key) OriginWarning() string { return "" }

@@ -45,9 +45,10 @@ func deleteKey(t *testing.T, k *Key, u *URI) {
 	})
 }
 
-// importKey stores priv in the token under u's label, extractable, as a
-// key imported by some other tool would be.
-func importKey(t *testing.T, k *Key, u *URI, priv handshake.PrivateKey) {
+// importKey stores priv in the token under u's label, as a key imported by
+// some other tool would be: sealed (sensitive, not extractable: it cannot
+// leave the token now, though a copy was outside it), or not.
+func importKey(t *testing.T, k *Key, u *URI, priv handshake.PrivateKey, sealed bool) {
 	t.Helper()
 	withSession(t, k, u, func(sess pkcs11.SessionHandle) {
 		_, err := moduleOf(t, k).CreateObject(sess, []*pkcs11.Attribute{
@@ -55,8 +56,8 @@ func importKey(t *testing.T, k *Key, u *URI, priv handshake.PrivateKey) {
 			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, sealed),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, !sealed),
 			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
 			pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object),
 			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, x25519OID),
@@ -79,7 +80,7 @@ func TestReopenRefusesAnotherKey(t *testing.T) {
 		_, u, k := newTokenKey(t)
 		other, _ := handshake.GeneratePrivateKey(nil)
 		deleteKey(t, k, u)
-		importKey(t, k, u, other)
+		importKey(t, k, u, other, false)
 		dropSessions(t, k)
 		withOther, _ := handshake.MemoryKey(other).SharedSecret(peer.PublicKey())
 		got, err := k.SharedSecret(peer.PublicKey())
@@ -108,4 +109,33 @@ func TestReopenRefusesAnotherKey(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestImportedKeyWarned: a key imported into the token, sealed there now,
+// is opened, with one line saying a copy of it may exist outside the
+// token; a key generated in the token gets none.
+func TestImportedKeyWarned(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	if w, o := k.OriginWarning(), k.Origin(); w != "" || !o.Generated() || o.String() != "generated in the token" {
+		t.Fatalf("a generated key: origin %+v (%s), warning %q; want generated, no warning", o, o, w)
+	}
+	u := mustParse(t, tok.URI("imported"))
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	importKey(t, k, u, priv, true)
+	ik, err := Open(u, "")
+	if err != nil {
+		t.Fatalf("Open of an imported, sealed key: %v", err)
+	}
+	defer ik.Close()
+	if ik.Public() != priv.PublicKey() {
+		t.Fatal("the imported key's public key is not the one imported")
+	}
+	w := ik.OriginWarning()
+	want := `token "gw": key "imported": it was imported into the token (CKA_LOCAL false), so a copy of it may exist outside the token`
+	if !strings.HasPrefix(w, want) || strings.Contains(w, "\n") {
+		t.Fatalf("an imported key's warning: %q, want one line starting %q", w, want)
+	}
+	if o := ik.Origin(); o.Generated() || o.String() != "imported" {
+		t.Fatalf("an imported key's origin: %+v (%s)", o, o)
+	}
 }

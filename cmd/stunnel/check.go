@@ -41,7 +41,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitBadConfig
 	}
 	// A key in a token: open it, so a wrong PIN or a missing key shows now.
-	_, closeKey, err := openStaticKey(c, nil)
+	_, closeKey, err := openStaticKey(c, nil, func(line string) { fmt.Fprintln(stderr, line) })
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitBadConfig

@@ -115,3 +115,40 @@ func TestPKCS11CheckAndUpFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestPKCS11ImportedKeyWarning: check and pubkey --pkcs11 say in one line
+// that a key imported into the token (sealed there now) may have a copy
+// outside it, and go on; a key generated in the token gets no such line.
+func TestPKCS11ImportedKeyWarning(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	if _, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", tok.URI("site-a")); code != 0 {
+		t.Fatalf("genkey --pkcs11: exit %d: %s", code, stderr)
+	}
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	tok.ImportX25519(t, "imported", priv)
+	dir := t.TempDir()
+	config := func(object string) string {
+		p := filepath.Join(dir, object+".toml")
+		text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n", tok.URI(object))
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, stderr, code := runStunnel(t, "", "check", "-c", config("site-a")); code != 0 || stderr != "" {
+		t.Fatalf("check with a generated key: exit %d, stderr %q; want exit 0 and nothing on stderr", code, stderr)
+	}
+	if _, stderr, code := runStunnel(t, "", "pubkey", "--pkcs11", tok.URI("site-a")); code != 0 || stderr != "" {
+		t.Fatalf("pubkey --pkcs11 of a generated key: exit %d, stderr %q; want exit 0 and nothing on stderr", code, stderr)
+	}
+	const why = `token "gw": key "imported": it was imported into the token (CKA_LOCAL false), so a copy of it may exist outside the token`
+	path := config("imported")
+	_, stderr, code := runStunnel(t, "", "check", "-c", path)
+	if want := path + ":4: warning: private_key: " + why; code != 0 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, want) {
+		t.Fatalf("check with an imported key: exit %d, stderr %q; want exit 0 and one line %q...", code, stderr, want)
+	}
+	out, stderr, code := runStunnel(t, "", "pubkey", "--pkcs11", tok.URI("imported"))
+	if code != 0 || strings.TrimSpace(out) != priv.PublicKey().String() || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, why) {
+		t.Fatalf("pubkey --pkcs11 of an imported key: exit %d, stdout %q, stderr %q; want its public key and one warning line", code, out, stderr)
+	}
+}

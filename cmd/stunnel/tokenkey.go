@@ -17,7 +17,9 @@ import (
 // closeKey is never nil. With log, the key logs when the token stops
 // answering and when it answers again, and closeKey when it had to leave
 // a hung token without logging out (the stop goes on: pkcs11key/worker.go).
-func openStaticKey(cfg *conf.Config, log *slog.Logger) (key handshake.StaticKey, closeKey func(), err error) {
+// warn gets one FILE:LINE line when a copy of the key may exist outside the
+// token (imported into it, or extractable once: pkcs11key/origin.go).
+func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (key handshake.StaticKey, closeKey func(), err error) {
 	k := cfg.Interface.PKCS11
 	if k == nil {
 		return nil, func() {}, nil
@@ -33,6 +35,9 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger) (key handshake.StaticKey,
 	if err := cfg.SetTokenPublicKey(tk.Public()); err != nil {
 		tk.Close()
 		return nil, func() {}, err
+	}
+	if w := tk.OriginWarning(); w != "" {
+		warn(fmt.Sprintf("%s:%d: warning: private_key: %s", cfg.Path, k.Line, w))
 	}
 	if log == nil {
 		return tk, func() { tk.Close() }, nil
@@ -73,6 +78,9 @@ func runTokenKeyCommand(cmd, uri string, generate bool, stdout, stderr io.Writer
 		var k *pkcs11key.Key
 		if k, err = pkcs11key.Open(u, ""); err == nil {
 			pub = k.Public()
+			if w := k.OriginWarning(); w != "" {
+				fmt.Fprintf(stderr, "stunnel %s: warning: %s\n", cmd, w)
+			}
 			k.Close()
 		}
 	}

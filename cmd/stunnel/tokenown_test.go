@@ -53,7 +53,7 @@ func TestTokenOwnKeyPeerRefusedAfterStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, closeKey, err := openStaticKey(cfg, nil) // as up does
+	key, closeKey, err := openStaticKey(cfg, nil, func(line string) { t.Error(line) }) // as up does
 	if err != nil {
 		t.Fatal(err)
 	}

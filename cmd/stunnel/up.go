@@ -44,7 +44,7 @@ func cmdUp(args []string) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.Interface.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	key, closeKey, err := openStaticKey(cfg, log) // a token key: conf names it, we open it
+	key, closeKey, err := openStaticKey(cfg, log, func(line string) { log.Warn(line) }) // a token key: conf names it, we open it
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitBadConfig

@@ -1,0 +1,81 @@
+//go:build cgo
+
+package softhsmtest
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+)
+
+// ImportX25519 stores the X25519 private key priv in the token, labelled
+// object, sensitive and not extractable, as another tool imports a key:
+// the token marks it CKA_LOCAL false (not generated in it). It is in
+// SoftHSM2's form (CKK_EC_EDWARDS with the X25519 curve OID), without a
+// public key object. It initializes the module only if this process has
+// not (and then finalizes it again), so it may run beside an open key.
+func (tok *Token) ImportX25519(t testing.TB, object string, priv [32]byte) {
+	t.Helper()
+	ctx := pkcs11.New(Module)
+	if ctx == nil {
+		t.Fatalf("loading %s failed", Module)
+	}
+	err := ctx.Initialize()
+	switch {
+	case err == nil:
+		defer ctx.Destroy()
+		defer ctx.Finalize()
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
+	default:
+		t.Fatalf("C_Initialize: %v", err)
+	}
+	slot := tok.slot(t, ctx)
+	sess, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatalf("C_OpenSession: %v", err)
+	}
+	defer ctx.CloseSession(sess)
+	if err := ctx.Login(sess, pkcs11.CKU_USER, PIN); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		t.Fatalf("C_Login: %v", err)
+	}
+	const ckkECEdwards = 0x40
+	_, err = ctx.CreateObject(sess, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, object),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, []byte{0x06, 0x03, 0x2b, 0x65, 0x6e}), // OID 1.3.101.110, X25519
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, priv[:]),
+	})
+	if err != nil {
+		t.Fatalf("C_CreateObject of %q: %v", object, err)
+	}
+}
+
+// slot is the slot of this token.
+func (tok *Token) slot(t testing.TB, ctx *pkcs11.Ctx) uint {
+	t.Helper()
+	slots, err := ctx.GetSlotList(true)
+	if err != nil {
+		t.Fatalf("C_GetSlotList: %v", err)
+	}
+	for _, s := range slots {
+		if ti, err := ctx.GetTokenInfo(s); err == nil && trim(ti.Label) == tok.Label {
+			return s
+		}
+	}
+	t.Fatalf("no token %q in %s", tok.Label, Module)
+	return 0
+}
+
+func trim(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == 0) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
