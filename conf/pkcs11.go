@@ -18,10 +18,16 @@ type PKCS11Key struct {
 	URI     *pkcs11key.URI
 	PinFile string // absolute: from pin-source or pkcs11_pin_file; "" when the token needs no login
 	Line    int    // line of private_key, for messages about the token
+	// RequireLocal is pkcs11_require_local: the daemon refuses the key
+	// unless the token says it was generated there and could never leave
+	// it (pkcs11key.Origin.Generated); without it, such a key is used with
+	// a warning. RequireLine is its line (0: absent).
+	RequireLocal bool
+	RequireLine  int
 }
 
-// The [interface] key of the PIN file, kept here with its only user.
-func init() { interfaceKeys = append(interfaceKeys, "pkcs11_pin_file") }
+// The [interface] keys of a token key, kept here with their only user.
+func init() { interfaceKeys = append(interfaceKeys, "pkcs11_pin_file", "pkcs11_require_local") }
 
 // pkcs11Key checks a `private_key = "pkcs11:..."` at line: the URI parses,
 // the module file exists, there is at most one PIN source and that file
@@ -51,16 +57,27 @@ func (p *parser) pkcs11Key(t table, in *Interface, s string, line int) {
 			p.addf(pinLine, "%v", err)
 		}
 	}
+	if v, present := t.m["pkcs11_require_local"]; present {
+		k.RequireLine = p.keyLine(t, "pkcs11_require_local")
+		b, ok := v.(bool)
+		if !ok {
+			p.addf(k.RequireLine, "pkcs11_require_local must be true or false, not %s", typeName(v))
+		}
+		k.RequireLocal = b
+	}
 	in.PKCS11 = k
 }
 
 // isPKCS11 reports whether a private_key value is a token URI.
 func isPKCS11(s string) bool { return strings.HasPrefix(s, "pkcs11:") }
 
-// strayPinFile refuses pkcs11_pin_file next to a key that is not in a token.
-func (p *parser) strayPinFile(t table) {
-	if _, present := t.m["pkcs11_pin_file"]; present {
-		p.addf(p.keyLine(t, "pkcs11_pin_file"), "pkcs11_pin_file is only for private_key = \"pkcs11:...\"; remove it")
+// strayTokenKeys refuses pkcs11_pin_file and pkcs11_require_local next to a
+// key that is not in a token.
+func (p *parser) strayTokenKeys(t table) {
+	for _, key := range []string{"pkcs11_pin_file", "pkcs11_require_local"} {
+		if _, present := t.m[key]; present {
+			p.addf(p.keyLine(t, key), "%s is only for private_key = \"pkcs11:...\"; remove it", key)
+		}
 	}
 }
 

@@ -36,6 +36,22 @@ func TestPKCS11PrivateKey(t *testing.T) {
 			if !c.Interface.PrivateKey.IsZero() || !c.Interface.PublicKey.IsZero() {
 				t.Fatal("a token key left a private or public key in the config")
 			}
+			if k.RequireLocal || k.RequireLine != 0 {
+				t.Fatalf("pkcs11_require_local is set without the key: %+v", k)
+			}
+		}
+	})
+
+	t.Run("pkcs11_require_local", func(t *testing.T) {
+		for _, v := range []bool{true, false} {
+			src := config(`private_key = "`+uri("&pin-source=file:pin")+`"`, fmt.Sprintf("pkcs11_require_local = %v", v))
+			c, err := Parse(filepath.Join(dir, "c.toml"), []byte(src))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, src)
+			}
+			if k := c.Interface.PKCS11; k.RequireLocal != v || k.RequireLine != 5 {
+				t.Fatalf("pkcs11_require_local = %v: %+v", v, k)
+			}
 		}
 	})
 
@@ -52,6 +68,8 @@ func TestPKCS11PrivateKey(t *testing.T) {
 		{"PIN file missing", config(`private_key = "` + uri("&pin-source=file:/nonexistent/pin") + `"`), 4, "no such file"},
 		{"two PIN sources", config(`private_key = "`+uri("&pin-source=file:pin")+`"`, `pkcs11_pin_file = "pin"`), 5, "give one of them"},
 		{"PIN file without a token", config(`private_key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="`, `pkcs11_pin_file = "pin"`), 5, "only for private_key = \"pkcs11:"},
+		{"require_local without a token", config(`private_key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="`, `pkcs11_require_local = true`), 5, "pkcs11_require_local is only for private_key = \"pkcs11:"},
+		{"require_local not a bool", config(`private_key = "`+uri("&pin-source=file:pin")+`"`, `pkcs11_require_local = "yes"`), 5, "pkcs11_require_local must be true or false, not a string"},
 	}
 	for _, c := range bad {
 		_, err := Parse(filepath.Join(dir, "c.toml"), []byte(c.src))

@@ -121,7 +121,7 @@ func (p *parser) privateKey(t table, in *Interface) {
 			p.pkcs11Key(t, in, s, line) // a key in a token: conf/pkcs11.go
 			return
 		}
-		p.strayPinFile(t)
+		p.strayTokenKeys(t)
 		p.checkInlineKey(line, "private_key")
 		var err error
 		if k, err = handshake.ParsePrivateKey(s); err != nil {
@@ -133,7 +133,7 @@ func (p *parser) privateKey(t table, in *Interface) {
 			return
 		}
 	} else {
-		p.strayPinFile(t)
+		p.strayTokenKeys(t)
 		name, line, ok := p.str(t, "private_key_file")
 		if !ok {
 			return

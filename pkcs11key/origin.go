@@ -8,7 +8,8 @@ package pkcs11key
 // the token now, since that is how several gateways of a group share one
 // key (docs/GATEWAY-GROUPS.md), or how a deployment moves its key from a
 // file into a token without telling every peer a new public key; but a
-// copy of it may exist outside, so stunnel says so at start (Weakness).
+// copy of it may exist outside, so stunnel says so at start (Weakness),
+// and refuses it when the config says pkcs11_require_local = true.
 type Origin struct {
 	Known            bool // the token gave CKA_LOCAL, CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE
 	Local            bool // CKA_LOCAL: generated in the token, not imported or unwrapped

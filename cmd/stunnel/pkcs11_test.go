@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/softhsmtest"
 )
@@ -150,5 +151,64 @@ func TestPKCS11ImportedKeyWarning(t *testing.T) {
 	out, stderr, code := runStunnel(t, "", "pubkey", "--pkcs11", tok.URI("imported"))
 	if code != 0 || strings.TrimSpace(out) != priv.PublicKey().String() || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, why) {
 		t.Fatalf("pubkey --pkcs11 of an imported key: exit %d, stdout %q, stderr %q; want its public key and one warning line", code, out, stderr)
+	}
+}
+
+// TestPKCS11RequireLocal: with pkcs11_require_local = true, check (and up)
+// refuse a key imported into the token (exit 2, one FILE:LINE line) and
+// take a generated one; a reload may not change the setting.
+func TestPKCS11RequireLocal(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	if _, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", tok.URI("site-a")); code != 0 {
+		t.Fatalf("genkey --pkcs11: exit %d: %s", code, stderr)
+	}
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	tok.ImportX25519(t, "imported", priv)
+	dir := t.TempDir()
+	config := func(name, object, extra string) string {
+		p := filepath.Join(dir, name)
+		text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\n%saddress = [\"198.19.0.1/24\"]\n", tok.URI(object), extra)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const require = "pkcs11_require_local = true\n"
+	if _, stderr, code := runStunnel(t, "", "check", "-c", config("gen.toml", "site-a", require)); code != 0 || stderr != "" {
+		t.Fatalf("check of a generated key with pkcs11_require_local: exit %d, stderr %q; want exit 0, nothing on stderr", code, stderr)
+	}
+	// Only check: up opens the key through the same openStaticKey, and
+	// if that took the key, up would bring a tunnel up and run.
+	path := config("imp.toml", "imported", require)
+	out, stderr, code := runStunnel(t, "", "check", "-c", path)
+	want := path + `:4: private_key: token "gw": key "imported": it was imported into the token (CKA_LOCAL false)`
+	if code != 2 || out != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, want) ||
+		!strings.Contains(stderr, "(refused: pkcs11_require_local = true, line 5)") {
+		t.Errorf("check of an imported key with pkcs11_require_local: exit %d, stderr %q; want exit 2 and one line %q...", code, stderr, want)
+	}
+
+	// A reload that turns it on or off is refused; one that keeps it is not.
+	load := func(p string) *conf.Config {
+		t.Helper()
+		c, err := conf.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Interface.PublicKey = priv.PublicKey() // as openStaticKey leaves the running one
+		return c
+	}
+	off, on := load(config("off.toml", "site-a", "")), load(config("on.toml", "site-a", require))
+	for _, c := range []struct {
+		running, file *conf.Config
+		want          string
+	}{
+		{off, on, on.Path + ":5: pkcs11_require_local: reload cannot change it on a running tunnel (it is false); restart it"},
+		{on, off, off.Path + ":4: pkcs11_require_local: reload cannot change it on a running tunnel (it is true); restart it"},
+		{on, load(on.Path), ""},
+	} {
+		err := reloadTokenPublicKey(c.file, c.running)
+		if (c.want == "") != (err == nil) || (err != nil && err.Error() != c.want) {
+			t.Errorf("reload from %s to %s: %v, want %q", c.running.Path, c.file.Path, err, c.want)
+		}
 	}
 }

@@ -37,6 +37,10 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 		return nil, func() {}, err
 	}
 	if w := tk.OriginWarning(); w != "" {
+		if k.RequireLocal {
+			tk.Close()
+			return nil, func() {}, fmt.Errorf("%s:%d: private_key: %s (refused: pkcs11_require_local = true, line %d)", cfg.Path, k.Line, w, k.RequireLine)
+		}
 		warn(fmt.Sprintf("%s:%d: warning: private_key: %s", cfg.Path, k.Line, w))
 	}
 	if log == nil {
@@ -54,11 +58,19 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 // token key that key's public key (which the running config holds since
 // openStaticKey) and refuses it, as up refuses it at start, if a peer has
 // it. A config that names another key is left for Device.Reload to refuse
-// (the private key cannot change on a running tunnel).
+// (the private key cannot change on a running tunnel). So is a changed
+// pkcs11_require_local: the key was checked against it at start only.
 func reloadTokenPublicKey(cfg, running *conf.Config) error {
 	k, r := cfg.Interface.PKCS11, running.Interface.PKCS11
 	if k == nil || r == nil || k.URI.String() != r.URI.String() {
 		return nil
+	}
+	if k.RequireLocal != r.RequireLocal {
+		line := k.RequireLine
+		if line == 0 {
+			line = k.Line
+		}
+		return &conf.Errors{{File: cfg.Path, Line: line, Msg: fmt.Sprintf("pkcs11_require_local: reload cannot change it on a running tunnel (it is %v); restart it", r.RequireLocal)}}
 	}
 	return cfg.SetTokenPublicKey(running.Interface.PublicKey)
 }
