@@ -262,6 +262,9 @@ func TestHungTokenBoundsCallers(t *testing.T) {
 		}
 	}
 
+	if !k.Hung() {
+		t.Fatal("Hung is false with a call past its deadline")
+	}
 	// Hung: a flood of callers fails at once, none queues, no deadline passes.
 	const flood = 500
 	armed := g.dl.armed.Load()
@@ -296,6 +299,9 @@ func TestHungTokenBoundsCallers(t *testing.T) {
 
 	g.gate.answer()
 	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the hung call to return", func() bool { return k.current.Load() == nil })
+	if k.Hung() {
+		t.Fatal("Hung is still true once the call returned")
+	}
 	if got, err := k.SharedSecret(peer.PublicKey()); err != nil || got != want {
 		t.Fatalf("after the token answered again: %v", err)
 	}

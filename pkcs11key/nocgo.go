@@ -54,3 +54,6 @@ func (k *Key) Origin() Origin { return Origin{} }
 
 // OriginWarning is empty: no key is ever opened in this build.
 func (k *Key) OriginWarning() string { return "" }
+
+// Hung is false: no key is ever opened in this build.
+func (k *Key) Hung() bool { return false }

@@ -39,15 +39,18 @@ func (o Origin) Weakness() string {
 	return ""
 }
 
-// String is how `stunnel show` says it.
+// String is the origin's name in `stunnel show --json` (static_key.origin):
+// "generated" (in the token, never extractable, always sensitive),
+// "imported" (CKA_LOCAL false), "extractable_once" (generated in the token
+// but extractable or readable once) or "unknown" (the token does not say).
 func (o Origin) String() string {
 	switch {
 	case o.Generated():
-		return "generated in the token"
+		return "generated"
 	case !o.Known:
 		return "unknown"
 	case !o.Local:
 		return "imported"
 	}
-	return "generated in the token, extractable once"
+	return "extractable_once"
 }

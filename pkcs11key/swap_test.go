@@ -116,7 +116,7 @@ func TestReopenRefusesAnotherKey(t *testing.T) {
 // token; a key generated in the token gets none.
 func TestImportedKeyWarned(t *testing.T) {
 	tok, _, k := newTokenKey(t)
-	if w, o := k.OriginWarning(), k.Origin(); w != "" || !o.Generated() || o.String() != "generated in the token" {
+	if w, o := k.OriginWarning(), k.Origin(); w != "" || !o.Generated() || o.String() != "generated" {
 		t.Fatalf("a generated key: origin %+v (%s), warning %q; want generated, no warning", o, o, w)
 	}
 	u := mustParse(t, tok.URI("imported"))

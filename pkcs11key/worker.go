@@ -175,7 +175,7 @@ func (k *Key) closedError() error {
 // worker finishes if the call ever returns. Safe to call more than once.
 func (k *Key) Close() error {
 	k.quitOnce.Do(func() { close(k.quit) })
-	if cur := k.current.Load(); cur != nil && cur.state.Load() == opHung {
+	if k.Hung() {
 		return errorf(KindRuntime, nil, "%s hangs: key %s closed without logging out", k.tokenName(), k.objectName())
 	}
 	select {
@@ -195,6 +195,13 @@ func (k *Key) logf(level slog.Level, msg string, args ...any) {
 	if l := k.log.Load(); l != nil {
 		l.Log(context.Background(), level, msg, append([]any{"token", k.tokenName(), "key", k.objectName()}, args...)...)
 	}
+}
+
+// Hung reports whether a call into the token has not returned within its
+// caller's deadline: until it does, every operation fails at once.
+func (k *Key) Hung() bool {
+	cur := k.current.Load()
+	return cur != nil && cur.state.Load() == opHung
 }
 
 // Unanswered counts the operations that failed because the token did not

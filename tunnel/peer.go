@@ -349,6 +349,7 @@ func (d *Device) Status() Status {
 		Peers:      make([]PeerStatus, 0, len(set.list)),
 		Drops:      d.drops.snapshot(),
 		Refusals:   d.refusals.snapshot(),
+		StaticKey:  d.staticKeyStatus(),
 	}
 	for _, p := range set.list {
 		st.Peers = append(st.Peers, p.status(now))

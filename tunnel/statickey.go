@@ -6,6 +6,7 @@ import (
 
 	"stunnel/conf"
 	"stunnel/handshake"
+	"stunnel/pkcs11key"
 )
 
 // checkStaticKey refuses a config whose key is in a token when the caller
@@ -23,6 +24,24 @@ func checkStaticKey(cfg *conf.Config, opt Options) error {
 type namedKey interface {
 	URI() string
 	PinFile() string
+}
+
+// tokenKey is a static key in a token (pkcs11key.Key) as show reports it:
+// where it came from, and whether the token answers.
+type tokenKey interface {
+	namedKey
+	Origin() pkcs11key.Origin
+	Hung() bool
+	Unanswered() uint64
+}
+
+// staticKeyStatus is show's static_key: nil unless the key is in a token.
+func (d *Device) staticKeyStatus() *StaticKeyStatus {
+	k, ok := d.host.Config().Static.(tokenKey)
+	if !ok {
+		return nil
+	}
+	return &StaticKeyStatus{URI: k.URI(), Origin: k.Origin().String(), Hung: k.Hung(), Unanswered: k.Unanswered()}
 }
 
 // staticKeyChanged reports whether a reloaded [interface] names another

@@ -118,3 +118,37 @@ func TestPeerWithOwnKeyRefused(t *testing.T) {
 		t.Errorf("New with a directory peer that has this host's key: %v", err)
 	}
 }
+
+// tokenStatusKey stands for a token key as show reports it.
+type tokenStatusKey struct {
+	uriKey
+	origin     pkcs11key.Origin
+	hung       bool
+	unanswered uint64
+}
+
+func (k tokenStatusKey) Origin() pkcs11key.Origin { return k.origin }
+func (k tokenStatusKey) Hung() bool               { return k.hung }
+func (k tokenStatusKey) Unanswered() uint64       { return k.unanswered }
+
+// TestStatusShowsTokenKey: show's static_key says where a token key came
+// from and whether the token answers; a key in the config has none.
+func TestStatusShowsTokenKey(t *testing.T) {
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	const uri = "pkcs11:token=gw;object=a?module-path=/m.so"
+	key := tokenStatusKey{uriKey{handshake.MemoryKey(priv), uri, ""}, pkcs11key.Origin{Known: true}, true, 7}
+	d := &Device{host: session.NewHost(&handshake.Config{Static: key}, rekey.DefaultPolicy())}
+	want := StaticKeyStatus{URI: uri, Origin: "imported", Hung: true, Unanswered: 7}
+	if got := d.staticKeyStatus(); got == nil || *got != want {
+		t.Fatalf("static_key of an imported key in a hung token: %+v, want %+v", got, want)
+	}
+	key.origin, key.hung, key.unanswered = pkcs11key.Origin{Known: true, Local: true, NeverExtractable: true, AlwaysSensitive: true}, false, 0
+	d = &Device{host: session.NewHost(&handshake.Config{Static: key}, rekey.DefaultPolicy())}
+	if got := d.staticKeyStatus(); got == nil || got.Origin != "generated" || got.Hung {
+		t.Fatalf("static_key of a generated key: %+v", got)
+	}
+	p := newPair(t, nil)
+	if st := p.a.dev.Status(); st.StaticKey != nil {
+		t.Fatalf("static_key of a key in the config: %+v, want none", st.StaticKey)
+	}
+}

@@ -26,6 +26,25 @@ type Status struct {
 	Directory *DirectoryStatus `json:"directory,omitempty"`
 	// TicketRing is the etcd ticket-key ring's state; absent unless [tickets] ring = "etcd".
 	TicketRing *TicketRingStatus `json:"ticket_ring,omitempty"`
+	// StaticKey is our static key when it is in a PKCS#11 token; absent
+	// for a key in the config.
+	StaticKey *StaticKeyStatus `json:"static_key,omitempty"`
+}
+
+// StaticKeyStatus is a static key in a PKCS#11 token (pkcs11key.Key).
+type StaticKeyStatus struct {
+	URI string `json:"uri"` // the pkcs11: URI it was opened with (no secret in it)
+	// Origin: "generated" (in the token, could never leave it),
+	// "imported", "extractable_once" or "unknown"; anything but
+	// "generated" means a copy may exist outside the token
+	// (pkcs11key.Origin).
+	Origin string `json:"origin"`
+	// Hung: a call into the token has not returned within its deadline;
+	// handshakes fail at once until it does (pkcs11key/worker.go).
+	Hung bool `json:"hung"`
+	// Unanswered counts token operations that failed because the token
+	// did not answer in time.
+	Unanswered uint64 `json:"unanswered"`
 }
 
 // PeerStatus is one configured peer.

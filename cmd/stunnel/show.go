@@ -146,6 +146,9 @@ func writeStatus(w io.Writer, st *tunnel.Status, now time.Time) {
 	fmt.Fprintf(w, "  peer id: %s\n", st.PeerID)
 	fmt.Fprintf(w, "  public key: %s\n", st.PublicKey)
 	fmt.Fprintf(w, "  listening port: %d\n", st.ListenPort)
+	if k := st.StaticKey; k != nil {
+		writeStaticKey(w, k)
+	}
 	if d := st.Directory; d != nil {
 		writeDirectory(w, d, now)
 	}
@@ -267,4 +270,25 @@ func bytesHuman(n uint64) string {
 		}
 	}
 	return "" // unreachable: the loop returns at PiB
+}
+
+// writeStaticKey says that the key is in a token, where it came from, and
+// whether the token answers (pkcs11key: origin.go, worker.go).
+func writeStaticKey(w io.Writer, k *tunnel.StaticKeyStatus) {
+	origin := map[string]string{
+		"generated":        "generated in the token",
+		"imported":         "imported into the token: a copy may exist outside it",
+		"extractable_once": "extractable once: a copy may exist outside the token",
+		"unknown":          "origin unknown (the token does not say)",
+	}[k.Origin]
+	if origin == "" {
+		origin = k.Origin
+	}
+	fmt.Fprintf(w, "  private key: in a PKCS#11 token, %s\n", origin)
+	if k.Hung {
+		fmt.Fprintf(w, "  token: not answering; handshakes fail until it does\n")
+	}
+	if k.Unanswered > 0 {
+		fmt.Fprintf(w, "  token operations unanswered: %d\n", k.Unanswered)
+	}
 }

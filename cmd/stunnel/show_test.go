@@ -296,3 +296,27 @@ func TestShowGatewayGroup(t *testing.T) {
 		t.Errorf("a single endpoint shows group lines:\n%s", out.String())
 	}
 }
+
+// TestShowTokenKey: show says that the key is in a token, where it came
+// from, and that the token does not answer; nothing for a key in the file
+// (TestShowHuman).
+func TestShowTokenKey(t *testing.T) {
+	st := cannedStatus("st0")
+	st.Peers, st.Drops, st.Refusals = nil, nil, nil
+	for _, c := range []struct {
+		key  tunnel.StaticKeyStatus
+		want string
+	}{
+		{tunnel.StaticKeyStatus{Origin: "generated"}, "  listening port: 51820\n  private key: in a PKCS#11 token, generated in the token\n"},
+		{tunnel.StaticKeyStatus{Origin: "imported", Hung: true, Unanswered: 12},
+			"  private key: in a PKCS#11 token, imported into the token: a copy may exist outside it\n" +
+				"  token: not answering; handshakes fail until it does\n  token operations unanswered: 12\n"},
+	} {
+		st.StaticKey = &c.key
+		var b bytes.Buffer
+		writeStatus(&b, &st, showNow)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("show with static key %+v:\n%s\nwant it to contain:\n%s", c.key, b.String(), c.want)
+		}
+	}
+}
