@@ -174,7 +174,10 @@ func (l *limiter) admit(uc *net.UnixConn) *ctlConn {
 		l.log.Warn("control socket busy: refusing connections", "refused", refused, "refused_total", total,
 			"open", n, "limit", t.limit(), "tier", t.String(), "last_uid", uid, "last_pid", pid)
 	}
-	refuse(uc, fmt.Sprintf("control socket busy: %d connections open, the limit for %s; try again", n, t))
+	// The caller's own limit, not only the count: with operators' or
+	// root's connections open the count is above it, and alone it would
+	// read as the limit.
+	refuse(uc, fmt.Sprintf("control socket busy: %d connections open, %s may hold %d; try again", n, t, t.limit()))
 	return nil
 }
 

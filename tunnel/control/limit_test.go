@@ -110,8 +110,8 @@ func exchangeAs(t *testing.T, path, who, cmdName string) (int, string) {
 }
 
 // busy is the 503 reply of a refused connection.
-func busy(open int, tier string) string {
-	return fmt.Sprintf("control socket busy: %d connections open, the limit for %s; try again", open, tier)
+func busy(open int, tr tier) string {
+	return fmt.Sprintf("control socket busy: %d connections open, %s may hold %d; try again", open, tr, tr.limit())
 }
 
 func TestTierOf(t *testing.T) {
@@ -171,12 +171,12 @@ func TestConnLimit(t *testing.T) {
 		want := int32(len(holders))
 		waitfor.Cond(t, 5*time.Second, time.Millisecond, fmt.Sprintf("%d requests held", want), func() bool { return held.Load() == want })
 	}
-	refused := func(who, cmd string, open int, tier string) {
+	refused := func(who, cmd string, open int, tr tier) {
 		t.Helper()
 		c := dialAs(t, path, who)
 		trySend(c, cmd) // may fail (the daemon closed first): the reply is there anyway
-		if code, body := reply(t, c); code != http.StatusServiceUnavailable || !strings.Contains(body, busy(open, tier)) {
-			t.Errorf("%s with %d open: %d %s, want 503 %q", who, open, code, body, busy(open, tier))
+		if code, body := reply(t, c); code != http.StatusServiceUnavailable || !strings.Contains(body, busy(open, tr)) {
+			t.Errorf("%s with %d open: %d %s, want 503 %q", who, open, code, body, busy(open, tr))
 		}
 		if n, err := c.Read(make([]byte, 1)); err == nil {
 			t.Errorf("%s: a refused connection stays open (read %d bytes)", who, n)
@@ -192,9 +192,9 @@ func TestConnLimit(t *testing.T) {
 	}
 
 	holdAs("reader", 48) // the read-only callers' 48
-	refused("reader", "status", 48, "read-only callers")
-	refused("nobody", "status", 48, "read-only callers")
-	refused("unknown", "status", 48, "read-only callers") // credentials unknown: the lowest tier
+	refused("reader", "status", 48, tierRead)
+	refused("nobody", "status", 48, tierRead)
+	refused("unknown", "status", 48, tierRead) // credentials unknown: the lowest tier
 	var wg sync.WaitGroup
 	const flood = 100
 	for range flood {
@@ -221,18 +221,19 @@ func TestConnLimit(t *testing.T) {
 
 	holdAs("operator", 4)
 	holdAs("officer", 4) // operate and officer callers' 56
-	refused("operator", "reload", 56, "operate and officer callers")
-	refused("officer", "tickets retire", 56, "operate and officer callers")
+	refused("operator", "reload", 56, tierRole)
+	refused("officer", "tickets retire", 56, tierRole)
+	refused("reader", "status", 56, tierRead) // says its own limit, not the count
 	served("root", "reload")
 
 	holdAs("root", 8)
-	refused("root", "reload", 64, "root")
+	refused("root", "reload", 64, tierRoot)
 	_, err = Query(path, "status", "") // the real client (root, for fakeCreds)
 	var re *RemoteError
-	if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Msg != busy(64, "root") {
-		t.Errorf("Query at the limit: %v, want %q", err, busy(64, "root"))
+	if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Msg != busy(64, tierRoot) {
+		t.Errorf("Query at the limit: %v, want %q", err, busy(64, tierRoot))
 	}
-	wantRefused := uint64(3 + flood + 2 + 1 + 1)
+	wantRefused := uint64(3 + flood + 3 + 1 + 1)
 	if open, n := s.lim.count(); open != MaxConns || n != wantRefused {
 		t.Errorf("%d open, %d refused; want %d, %d", open, n, MaxConns, wantRefused)
 	}
@@ -244,7 +245,7 @@ func TestConnLimit(t *testing.T) {
 		t.Errorf("log after %d refusals in one interval:\n%s", wantRefused, logBuf.String())
 	}
 	clock.Advance(refusedLogInterval)
-	refused("root", "reload", 64, "root")
+	refused("root", "reload", 64, tierRoot)
 	lines = strings.Split(strings.TrimSpace(logBuf.String()), "\n")
 	if want := fmt.Sprintf("refused=%d refused_total=%d open=64 limit=64 tier=root last_uid=0 last_pid=1", wantRefused, wantRefused+1); len(lines) != 2 || !strings.Contains(lines[1], want) {
 		t.Errorf("log an interval later, want a second line with %q:\n%s", want, logBuf.String())
@@ -388,11 +389,11 @@ func TestClientReadsBusyReply(t *testing.T) {
 		defer c.Close()
 		conns[i] = c.(*net.UnixConn)
 	}
-	refuse(conns[0], busy(64, "root"))
+	refuse(conns[0], busy(64, tierRoot))
 	status, _ := CommandByName("status")
 	_, err = exchange(conns[1], "/run/stunnel/st0.sock", status, "")
 	var re *RemoteError
-	if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Msg != busy(64, "root") {
-		t.Errorf("a refused connection: %v, want %q", err, busy(64, "root"))
+	if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Msg != busy(64, tierRoot) {
+		t.Errorf("a refused connection: %v, want %q", err, busy(64, tierRoot))
 	}
 }
