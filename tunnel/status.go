@@ -33,7 +33,7 @@ type Status struct {
 
 // StaticKeyStatus is a static key in a PKCS#11 token (pkcs11key.Key).
 type StaticKeyStatus struct {
-	URI string `json:"uri"` // the pkcs11: URI it was opened with (no secret in it)
+	URI string `json:"uri"` // the pkcs11: URI it was opened with, in canonical form (pkcs11key.URI.String; no secret in it)
 	// Origin: "generated" (in the token, could never leave it),
 	// "imported", "extractable_once" or "unknown"; anything but
 	// "generated" means a copy may exist outside the token
