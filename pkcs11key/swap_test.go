@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"stunnel/handshake"
+	"stunnel/internal/softhsmtest"
 )
 
 // withSession runs f on a read-write session of u's token, logged in,
@@ -51,18 +52,7 @@ func deleteKey(t *testing.T, k *Key, u *URI) {
 func importKey(t *testing.T, k *Key, u *URI, priv handshake.PrivateKey, sealed bool) {
 	t.Helper()
 	withSession(t, k, u, func(sess pkcs11.SessionHandle) {
-		_, err := moduleOf(t, k).CreateObject(sess, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, sealed),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, !sealed),
-			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object),
-			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, x25519OID),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, priv[:]),
-		})
+		_, err := moduleOf(t, k).CreateObject(sess, softhsmtest.ImportedX25519(u.Object, priv, sealed))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ package softhsmtest
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -39,21 +40,31 @@ func (tok *Token) ImportX25519(t testing.TB, object string, priv [32]byte) {
 	if err := ctx.Login(sess, pkcs11.CKU_USER, PIN); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
 		t.Fatalf("C_Login: %v", err)
 	}
+	_, err = ctx.CreateObject(sess, ImportedX25519(object, priv, true))
+	if err != nil {
+		t.Fatalf("C_CreateObject of %q: %v", object, err)
+	}
+}
+
+// ImportedX25519 is the template of an X25519 private key stored in the
+// token from outside, labelled object, as another tool imports one: the
+// token marks it CKA_LOCAL false. sealed: sensitive and not extractable (it
+// cannot leave the token now, though a copy was outside it); otherwise
+// extractable and readable. SoftHSM2's form: CKK_EC_EDWARDS with the
+// X25519 curve OID, and no public key object.
+func ImportedX25519(object string, priv [32]byte, sealed bool) []*pkcs11.Attribute {
 	const ckkECEdwards = 0x40
-	_, err = ctx.CreateObject(sess, []*pkcs11.Attribute{
+	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, sealed),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, !sealed),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, object),
 		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, []byte{0x06, 0x03, 0x2b, 0x65, 0x6e}), // OID 1.3.101.110, X25519
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, priv[:]),
-	})
-	if err != nil {
-		t.Fatalf("C_CreateObject of %q: %v", object, err)
 	}
 }
 
@@ -65,17 +76,10 @@ func (tok *Token) slot(t testing.TB, ctx *pkcs11.Ctx) uint {
 		t.Fatalf("C_GetSlotList: %v", err)
 	}
 	for _, s := range slots {
-		if ti, err := ctx.GetTokenInfo(s); err == nil && trim(ti.Label) == tok.Label {
+		if ti, err := ctx.GetTokenInfo(s); err == nil && strings.TrimRight(ti.Label, " \x00") == tok.Label {
 			return s
 		}
 	}
 	t.Fatalf("no token %q in %s", tok.Label, Module)
 	return 0
-}
-
-func trim(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == 0) {
-		s = s[:len(s)-1]
-	}
-	return s
 }
