@@ -198,7 +198,8 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	reloads := make(chan chan error)
 	stopping := make(chan struct{})
 	running := newRunningConfig(cfg) // what control handlers read; stored after each reload below
-	metricsHandler := metrics.Handler(metrics.NewCollector(d.Status))
+	collector := metrics.NewCollector(d.Status)
+	metricsHandler := metrics.Handler(collector)
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),
@@ -210,6 +211,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		return err
 	}
 	defer func() { err = errors.Join(err, srv.Close()) }()
+	collector.CountControlRefused(srv.Refused)
 	defer close(stopping) // before srv.Close: a waiting reload gives up
 	if cfg.Metrics.Listen != "" {
 		ms, err := metrics.Listen(cfg.Metrics.Listen, metricsHandler)

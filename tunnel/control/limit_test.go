@@ -237,6 +237,9 @@ func TestConnLimit(t *testing.T) {
 	if open, n := s.lim.count(); open != MaxConns || n != wantRefused {
 		t.Errorf("%d open, %d refused; want %d, %d", open, n, MaxConns, wantRefused)
 	}
+	if n := s.Refused(); n != wantRefused {
+		t.Errorf("Refused() = %d, want %d", n, wantRefused)
+	}
 
 	// One line for all of them within the interval; the next line, an
 	// interval later, counts what the first did not.

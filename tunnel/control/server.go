@@ -166,6 +166,13 @@ func Listen(cfg Config) (*Server, error) {
 // Path returns the main socket's file name.
 func (s *Server) Path() string { return s.path }
 
+// Refused is how many connections the connection limit has refused since
+// Listen (see MaxConns); safe to call at any time, for the metrics.
+func (s *Server) Refused() uint64 {
+	_, refused := s.lim.count()
+	return refused
+}
+
 // Paths returns every socket's file name, the main one first.
 func (s *Server) Paths() []string {
 	out := make([]string, len(s.socks))

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,8 @@ var (
 		"Session resumptions refused, by reason (also those whose ticket named no peer).", []string{"interface", "reason"}, nil)
 	descTicketKeys = prometheus.NewDesc("stunnel_interface_ticket_keys",
 		"Session-ticket keys in the ring by state: pending (not sealing yet), encrypt-decrypt, decrypt-only.", []string{"interface", "state"}, nil)
+	descControlRefused = prometheus.NewDesc("stunnel_control_refused_connections_total",
+		"Connections to the control sockets refused because the connection limit was reached.", []string{"interface"}, nil)
 	descPeers = prometheus.NewDesc("stunnel_interface_peers",
 		"Configured peers.", []string{"interface"}, nil)
 	descInfo = prometheus.NewDesc("stunnel_interface_info",
@@ -79,16 +82,24 @@ var (
 // Collector is a prometheus.Collector over a tunnel's status.
 type Collector struct {
 	status func() tunnel.Status // called once per scrape; safe for concurrent use
+	// controlRefused, once set, counts the control sockets' refused
+	// connections. It is set after the control server starts, which
+	// serves this collector's metrics: a scrape may come first.
+	controlRefused atomic.Pointer[func() uint64]
 }
 
 // NewCollector collects from status, e.g. (*tunnel.Device).Status.
 func NewCollector(status func() tunnel.Status) *Collector { return &Collector{status: status} }
 
+// CountControlRefused adds stunnel_control_refused_connections_total,
+// read from refused (e.g. (*control.Server).Refused) at each scrape.
+func (c *Collector) CountControlRefused(refused func() uint64) { c.controlRefused.Store(&refused) }
+
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descLastHandshake, descHandshakes, descPeerDrops, descCookieReplies, descIfDrops, descRefused, descPeers, descInfo,
-		descRestored, descResumeRefused, descIfResumeRefused, descTicketKeys} {
+		descRestored, descResumeRefused, descIfResumeRefused, descTicketKeys, descControlRefused} {
 		ch <- d
 	}
 }
@@ -155,6 +166,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range reasons(nil, refused) {
 		gauge(descRefused, float64(refused[r]), ifn, r)
+	}
+	if f := c.controlRefused.Load(); f != nil {
+		counter(descControlRefused, (*f)(), ifn)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,6 +124,26 @@ func TestTicketKeysByState(t *testing.T) {
 		`stunnel_interface_ticket_keys{interface="st0",state="decrypt-only"} 0`,
 	} {
 		if !strings.Contains(text, want+"\n") {
+			t.Errorf("missing %s in\n%s", want, text)
+		}
+	}
+}
+
+// TestControlRefusedConnections: the control sockets' refusals are a
+// series once the daemon hands the collector its count, read at each
+// scrape; a collector without one has no such series (not a false 0).
+func TestControlRefusedConnections(t *testing.T) {
+	c := NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} })
+	h := Handler(c)
+	if text := scrape(t, h); strings.Contains(text, "stunnel_control_refused_connections_total") {
+		t.Errorf("a series before any count is known:\n%s", text)
+	}
+	var n atomic.Uint64
+	c.CountControlRefused(n.Load)
+	for _, v := range []uint64{0, 7} {
+		n.Store(v)
+		want := fmt.Sprintf(`stunnel_control_refused_connections_total{interface="st0"} %d`, v)
+		if text := scrape(t, h); !strings.Contains(text, want+"\n") {
 			t.Errorf("missing %s in\n%s", want, text)
 		}
 	}
