@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,27 @@ func TestDataKeyBindsCipher(t *testing.T) {
 	dataKey(&y, &k, labelKeyR2I, CipherChaCha20Poly1305)
 	if x == y {
 		t.Fatal("direction not bound into the data key")
+	}
+}
+
+// A response that authenticates but chooses a cipher we did not offer makes
+// no session and is a cipher mismatch (docs/PROTOCOL.md 4.4, section 8), not
+// a malformed message: the caller abandons the attempt and reports it.
+func TestChosenCipherNotOfferedIsCipherMismatch(t *testing.T) {
+	_, a, b := fuzzPair()
+	a.cfg.Cipher = PreferChaCha20Poly1305
+	in, msg1 := a.initiate(t, b, 1)
+	// sender 2, chosen AES-256-GCM (2), the responder accepts AES only.
+	resp := responseWithPayload(t, a, b, msg1, []byte{2, 0, 0, 0, byte(CipherAES256GCM), offerAES256GCM})
+	s, err := in.ConsumeResponse(resp)
+	if s != nil {
+		t.Fatal("a session under a cipher we did not offer")
+	}
+	wantErr(t, err, ErrCipherMismatch, "response choosing a cipher not offered")
+	if errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "we offer chacha20poly1305, peer chose aes256gcm") {
+		t.Fatalf("error %q does not name both choices as a cipher mismatch", err)
+	}
+	if _, err := in.ConsumeResponse(resp); !errors.Is(err, ErrHandshakeDone) {
+		t.Fatalf("a second response after the mismatch: %v, want ErrHandshakeDone", err)
 	}
 }

@@ -51,7 +51,11 @@ func completeResponse(hs *noise.HandshakeState, msg []byte, offer cipherSet, aft
 		return nil, nil, cipherMismatch("we offer %v, peer accepts %v", offer, p.accept)
 	}
 	if !offer.has(p.chosen) {
-		return nil, nil, malformed("peer chose %v, which we did not offer (we offer %v)", p.chosen, offer)
+		// An authenticated choice outside our offer makes no session:
+		// docs/PROTOCOL.md 4.4 and section 8 call it a cipher mismatch, so
+		// the session layer abandons the attempt and reports it as such
+		// (as malformed it stayed pending, unreported, until the retry).
+		return nil, nil, cipherMismatch("we offer %v, peer chose %v, which we did not offer (peer accepts %v)", offer, p.chosen, p.accept)
 	}
 	s = finish(hs, cs1, cs2, p.chosen, true)
 	s.RemoteIndex = p.sender
