@@ -121,6 +121,38 @@ func TestPresharedKey(t *testing.T) {
 	wantErr(t, err, ErrDecrypt, "PSK mismatch")
 }
 
+// A finished or abandoned initiation keeps no copy of the pre-shared key:
+// the peer's own copy is zeroed when it is removed, and a copy left in an
+// old Initiation would outlive that.
+func TestInitiationZeroesItsPSKCopy(t *testing.T) {
+	clk, a, b := pair(t)
+	psk := PresharedKey{1, 2, 3}
+	b.peers["site-a"] = PeerInfo{PublicKey: a.pub, PresharedKey: psk}
+	for _, complete := range []bool{true, false} {
+		clk.Advance(time.Second)
+		in, err := NewInitiation(a.cfg, PeerInfo{PublicKey: b.pub, PresharedKey: psk}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if complete {
+			msg := in.Message()
+			NewCookieGenerator(b.pub, clk.Now).AddMACs(msg)
+			resp, _, err := b.resp.ConsumeInitiation(msg, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := in.ConsumeResponse(resp); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			in.Zero()
+		}
+		if !in.peer.PresharedKey.IsZero() {
+			t.Fatalf("completed=%v: the initiation still holds the pre-shared key", complete)
+		}
+	}
+}
+
 func TestUnknownPeer(t *testing.T) {
 	clk, a, b := pair(t)
 	delete(b.peers, "site-a")

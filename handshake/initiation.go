@@ -18,7 +18,9 @@ import (
 // cookie reply (cookieGen.ConsumeReply) the same or a new initiation is sent
 // again through AddMACs, which then fills mac2.
 type Initiation struct {
-	// Immutable after NewInitiation.
+	// Immutable after NewInitiation, but for peer.PresharedKey, which
+	// finishLocked zeroes under mu (only writeMessage1 reads it, under mu
+	// or before the Initiation is shared).
 	peer       PeerInfo
 	peerID     string
 	local      localKeys
@@ -164,6 +166,10 @@ func (i *Initiation) finishLocked() {
 	}
 	clear(i.eph[:])
 	clear(i.plain[:])
+	// The PSK copy was kept to rebuild hs; the peer's own copy is zeroed
+	// when the peer goes (session.Peer.ZeroSecrets), which never reaches
+	// this one.
+	i.peer.PresharedKey.Zero()
 }
 
 // Zero abandons the initiation (timed out, peer removed) and wipes its secrets.
