@@ -86,6 +86,9 @@ type Peer struct {
 	// ciphers names each live keypair's AEAD, for saving it.
 	ciphers  map[*rekey.Keypair]handshake.Cipher
 	restored bool // the current session came back from a saved state
+	// restoreTried: Restore ran once; a second one is refused, as a saved
+	// state must never be imported twice (its send counters would repeat).
+	restoreTried bool
 }
 
 // NewPeer makes the session state of one remote peer under h.

@@ -311,6 +311,45 @@ func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
 	}
 }
 
+// One Peer takes one saved state. A second Restore of the same bytes, once
+// the first restore's keypairs were cleared and their indices freed, would
+// import the same keys at the same send counter: every nonce sent since the
+// first restore would be sealed again.
+func TestRestoreTwiceIntoOnePeerRefused(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	a.complete(t, b.answer(t, msg, now), now)
+	kpB := nextOf(b.peer)
+	b.peer.Received(kpB, false, now)
+	saved := b.peer.Snapshot(nil, "198.18.0.1:51820", true)
+
+	reg := NewMapRegistry()
+	p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
+	if _, r, err := p.Restore(saved, now); err != nil || r.Sessions != 1 {
+		t.Fatalf("first restore: %+v, %v", r, err)
+	}
+	first, _ := p.Current(now).NextNonce(now)
+	if _, _, err := p.Restore(saved, now); !errors.Is(err, ErrRestoreTwice) {
+		t.Fatalf("second restore over live sessions: %v, want ErrRestoreTwice", err)
+	}
+	if p.Current(now) == nil {
+		t.Fatal("the refused restore took the live session away")
+	}
+	p.Clear() // a disconnect: keys zeroed, indices freed
+	if _, r, err := p.Restore(saved, now); !errors.Is(err, ErrRestoreTwice) || r.Sessions != 0 {
+		t.Fatalf("restore after Clear: %+v, %v, want ErrRestoreTwice", r, err)
+	}
+	if kp := p.Current(now); kp != nil {
+		if n, ok := kp.NextNonce(now); ok && n <= first {
+			t.Fatalf("counter %d sealed again under the restored key", n)
+		}
+	}
+	if reg.Len() != 0 {
+		t.Fatalf("%d indices registered after the refused restore", reg.Len())
+	}
+}
+
 // FuzzRestore feeds arbitrary bytes to Restore: nothing panics, and a
 // failed restore leaves no index registered.
 func FuzzRestore(f *testing.F) {

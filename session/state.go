@@ -45,8 +45,10 @@ const (
 // ErrStateFormat is wrapped by every decoding error of a saved peer;
 // ErrOtherIdentity: the state is for another ID or static key.
 // ErrOtherPSK (wrapping ErrOtherIdentity): only the pre-shared key differs.
+// ErrRestoreTwice: Restore on a Peer that already ran one or has sessions.
 var (
 	ErrStateFormat   = errors.New("saved peer state invalid")
+	ErrRestoreTwice  = errors.New("saved peer state not restored: this peer already restored one or has sessions (a saved state is restored once, into a new peer)")
 	ErrOtherIdentity = errors.New("saved peer state is for another peer identity")
 	ErrOtherPSK      = fmt.Errorf("%w: the pre-shared key changed", ErrOtherIdentity)
 )
@@ -138,8 +140,20 @@ type Restored struct {
 }
 
 // Restore brings a saved state back into a new Peer, before the holder
-// sends anything. It fails if the state is for another identity.
+// sends anything. It fails if the state is for another identity, and with
+// ErrRestoreTwice on a Peer that already ran Restore (whatever its outcome)
+// or holds a keypair: importing the same keypairs again, say after the first
+// ones were cleared and their indices freed, would seal their counters again.
+// (statefile.Take makes a state file restorable once; this makes a Peer take
+// at most one state.)
 func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, err error) {
+	p.mu.Lock()
+	tried := p.restoreTried
+	p.restoreTried = true
+	p.mu.Unlock()
+	if previous, current, next := p.keypairs.Slots(); tried || previous != nil || current != nil || next != nil {
+		return "", r, ErrRestoreTwice
+	}
 	d := decoder{b: b}
 	version := d.byte()
 	if version != peerStateVersion && version != peerStateVersionV1 {
