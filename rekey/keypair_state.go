@@ -27,7 +27,10 @@ package rekey
 // ImportKeypair refuses a state whose key is past RejectAfterTime, or whose
 // creation lies in the future (the wall clock went back across the restart:
 // the key's age is unknown). The restored keypair's age counts from the saved
-// wall-clock creation time, so a restart does not extend a key's life.
+// wall-clock creation time, and it keeps the rekey_after and reject_after it
+// was made under (saved with it), or the configured ones where those are
+// shorter: a restart, even with a longer reject_after configured, does not
+// extend a key's life (a reload does not either: docs/CONFIGURATION.md).
 
 import (
 	"crypto/cipher"
@@ -50,6 +53,9 @@ type KeypairState struct {
 	Initiator        bool
 	SendCounter      uint64 // the next counter to seal with
 	Replay           replay.State
+	// The lifetimes the keypair was made under; zero: unknown (a version 1
+	// encoding, from before they were saved), the importing policy's apply.
+	RekeyAfter, RejectAfter time.Duration
 }
 
 // Errors from Retire and ImportKeypair.
@@ -84,6 +90,8 @@ func (k *Keypair) Retire() (*KeypairState, error) {
 		Initiator:   k.Initiator,
 		SendCounter: next,
 		Replay:      k.filter.State(),
+		RekeyAfter:  k.rekeyAt.Sub(k.Created),
+		RejectAfter: k.rejectAfterTime,
 	}
 	// CheckCounter calls that passed the zeroed check before the Store wait
 	// on mu and then meet a frozen filter: nothing is accepted after the copy.
@@ -100,6 +108,12 @@ func (k *Keypair) Retire() (*KeypairState, error) {
 // for the caller to Zero. It continues sealing at s.SendCounter and its
 // replay filter refuses everything the exported one had accepted.
 func ImportKeypair(s *KeypairState, p Policy, now time.Time, aead func(key *[32]byte) (cipher.AEAD, error)) (*Keypair, error) {
+	if s.RekeyAfter > 0 {
+		p.RekeyAfterTime = min(p.RekeyAfterTime, s.RekeyAfter)
+	}
+	if s.RejectAfter > 0 {
+		p.RejectAfterTime = min(p.RejectAfterTime, s.RejectAfter)
+	}
 	if !now.Before(s.Created.Add(p.RejectAfterTime)) {
 		return nil, ErrStateExpired
 	}
@@ -141,20 +155,35 @@ func (s *KeypairState) Zero() {
 	clear(s.RecvKey[:])
 }
 
-// keypairStateVersion is the first byte of the encoding.
-const keypairStateVersion = 1
+// keypairStateVersion is the first byte of the encoding; version 1, without
+// the lifetimes, is still read (and written for a state that has none).
+const (
+	keypairStateVersion   = 2
+	keypairStateVersionV1 = 1
+)
 
-// fixed part: version, flags, 2 indices, session ID, created, counter, 2 keys.
-const keypairStateFixed = 1 + 1 + 4 + 4 + 32 + 8 + 8 + 32 + 32
+// fixed part: version, flags, 2 indices, session ID, created, counter, 2
+// keys; version 2 adds the two lifetimes.
+const (
+	keypairStateFixed   = keypairStateFixedV1 + 8 + 8
+	keypairStateFixedV1 = 1 + 1 + 4 + 4 + 32 + 8 + 8 + 32 + 32
+)
 
 // AppendBinary appends the versioned encoding of s (little-endian):
 //
-//	version(1)=1 flags(1: bit0 initiator) local(4) remote(4) sessionID(32)
-//	created(8, Unix ns) sendCounter(8) sendKey(32) recvKey(32) replay state
+//	version(1)=2 flags(1: bit0 initiator) local(4) remote(4) sessionID(32)
+//	created(8, Unix ns) sendCounter(8) sendKey(32) recvKey(32)
+//	rekeyAfter(8, ns) rejectAfter(8, ns) replay state
 //
-// The output holds secret keys: seal it (statefile) and clear it after use.
+// Version 1 is the same without the two lifetimes (written when s lacks
+// one). The output holds secret keys: seal it (statefile) and clear it
+// after use.
 func (s *KeypairState) AppendBinary(b []byte) ([]byte, error) {
-	b = append(b, keypairStateVersion, 0)
+	version := byte(keypairStateVersion)
+	if s.RekeyAfter <= 0 || s.RejectAfter <= 0 {
+		version = keypairStateVersionV1
+	}
+	b = append(b, version, 0)
 	if s.Initiator {
 		b[len(b)-1] = 1
 	}
@@ -165,6 +194,10 @@ func (s *KeypairState) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.LittleEndian.AppendUint64(b, s.SendCounter)
 	b = append(b, s.SendKey[:]...)
 	b = append(b, s.RecvKey[:]...)
+	if version == keypairStateVersion {
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.RekeyAfter))
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.RejectAfter))
+	}
 	return s.Replay.AppendBinary(b)
 }
 
@@ -172,11 +205,17 @@ func (s *KeypairState) AppendBinary(b []byte) ([]byte, error) {
 // the bytes it used. b is untrusted (even inside an authenticated file, a
 // bug must not become a panic): every field is bounds-checked.
 func ParseKeypairState(b []byte) (*KeypairState, int, error) {
-	if len(b) < keypairStateFixed {
+	fixed := keypairStateFixed
+	switch {
+	case len(b) == 0:
 		return nil, 0, fmt.Errorf("%w: truncated", ErrStateFormat)
-	}
-	if b[0] != keypairStateVersion {
+	case b[0] == keypairStateVersionV1:
+		fixed = keypairStateFixedV1
+	case b[0] != keypairStateVersion:
 		return nil, 0, fmt.Errorf("%w: version %d, want %d", ErrStateFormat, b[0], keypairStateVersion)
+	}
+	if len(b) < fixed {
+		return nil, 0, fmt.Errorf("%w: truncated", ErrStateFormat)
 	}
 	if b[1]&^1 != 0 {
 		return nil, 0, fmt.Errorf("%w: unknown flags %#x", ErrStateFormat, b[1])
@@ -189,11 +228,19 @@ func ParseKeypairState(b []byte) (*KeypairState, int, error) {
 	s.SendCounter = binary.LittleEndian.Uint64(b[50:])
 	copy(s.SendKey[:], b[58:90])
 	copy(s.RecvKey[:], b[90:122])
-	rs, n, err := replay.ParseState(b[keypairStateFixed:])
+	if fixed == keypairStateFixed {
+		s.RekeyAfter = time.Duration(binary.LittleEndian.Uint64(b[122:]))
+		s.RejectAfter = time.Duration(binary.LittleEndian.Uint64(b[130:]))
+		if s.RekeyAfter <= 0 || s.RejectAfter <= 0 {
+			s.Zero()
+			return nil, 0, fmt.Errorf("%w: lifetimes %v and %v must be positive", ErrStateFormat, s.RekeyAfter, s.RejectAfter)
+		}
+	}
+	rs, n, err := replay.ParseState(b[fixed:])
 	if err != nil {
 		s.Zero()
 		return nil, 0, fmt.Errorf("%w: %w", ErrStateFormat, err)
 	}
 	s.Replay = rs
-	return s, keypairStateFixed + n, nil
+	return s, fixed + n, nil
 }

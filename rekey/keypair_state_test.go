@@ -125,6 +125,56 @@ func TestImportRefusesExpiredAndFutureStates(t *testing.T) {
 	}
 }
 
+// A restored keypair keeps the lifetimes it was made under: a restart with
+// a longer reject_after configured must not let a key seal or open past the
+// reject_after it had (nor rekey later), as a reload would not. A shorter
+// configured lifetime applies; a version 1 state, which has none saved,
+// takes the configured ones.
+func TestImportKeepsLifetimesItWasMadeUnder(t *testing.T) {
+	p := DefaultPolicy() // rekey 120 s, reject 180 s
+	longer := p
+	longer.RekeyAfterTime, longer.RejectAfterTime = 50*time.Minute, time.Hour
+	shorter := p
+	shorter.RekeyAfterTime, shorter.RejectAfterTime = 30*time.Second, time.Minute
+
+	k, _ := pair(t, p, t0, 1, 2)
+	s, err := k.Retire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = roundTrip(t, s)
+	k2, err := ImportKeypair(s, longer, at(170*time.Second), chacha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k2.NeedsRekeyOnSend(at(121 * time.Second)) {
+		t.Fatal("restored under a longer rekey_after: no rekey at the 120 s it was made under")
+	}
+	if _, ok := k2.NextNonce(at(p.RejectAfterTime)); ok || !k2.Expired(at(p.RejectAfterTime)) {
+		t.Fatal("restored under a longer reject_after: the key seals past the 180 s it was made under")
+	}
+	if _, err := ImportKeypair(s, longer, at(p.RejectAfterTime+time.Second), chacha); !errors.Is(err, ErrStateExpired) {
+		t.Fatalf("import past the saved reject_after under a longer one = %v; want ErrStateExpired", err)
+	}
+	if _, err := ImportKeypair(s, shorter, at(shorter.RejectAfterTime), chacha); !errors.Is(err, ErrStateExpired) {
+		t.Fatalf("import past a shorter configured reject_after = %v; want ErrStateExpired", err)
+	}
+
+	// Version 1: no lifetimes saved; the importing policy's apply.
+	s.RekeyAfter, s.RejectAfter = 0, 0
+	b, err := s.AppendBinary(nil)
+	if err != nil || b[0] != keypairStateVersionV1 {
+		t.Fatalf("a state without lifetimes encodes as version %d, %v; want 1", b[0], err)
+	}
+	v1, _, err := ParseKeypairState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k3, err := ImportKeypair(v1, longer, at(170*time.Second), chacha); err != nil || k3.Expired(at(p.RejectAfterTime)) {
+		t.Fatalf("version 1 state under the configured reject_after: %v", err)
+	}
+}
+
 // A restored keypair's age must run on the monotonic clock, as a fresh
 // one's does: with only the saved wall-clock time, an NTP step back after
 // the restore would let it seal past reject_after. Go compares two times on
