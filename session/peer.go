@@ -185,6 +185,9 @@ func (p *Peer) Due(now time.Time) rekey.Action {
 		p.release(p.keypairs.Clear())
 	}
 	p.release(p.keypairs.Expire(now))
+	p.mu.Lock()
+	p.dropStaleSecretsLocked(now)
+	p.mu.Unlock()
 	return act
 }
 

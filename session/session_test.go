@@ -207,6 +207,49 @@ func TestClearZeroesKeysAndReleasesIndices(t *testing.T) {
 	}
 }
 
+// A resumption secret is zeroed once it cannot serve any more: the one
+// waiting for a ticket when its session's key expires (the ticket would
+// arrive under that key), the held ticket's when the ticket expires. Before,
+// both stayed until the keypair left its slot at 3 x reject_after, or the
+// next handshake.
+func TestDueZeroesResumptionSecretsThatCannotServe(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	policy := rekey.DefaultPolicy()
+	msg, _, _ := a.peer.Initiate(now, "x")
+	a.complete(t, b.answer(t, msg, now), now)
+	if a.peer.secretFor == nil || a.peer.secret == ([32]byte{}) {
+		t.Fatal("no resumption secret kept for the session's ticket")
+	}
+	a.peer.Due(now.Add(policy.RejectAfterTime))
+	if a.peer.secretFor != nil || a.peer.secret != ([32]byte{}) {
+		t.Fatal("the resumption secret outlived its session's key")
+	}
+
+	now = now.Add(time.Hour)
+	msg, _, _ = a.peer.Initiate(now, "x")
+	kp := a.complete(t, b.answer(t, msg, now), now)
+	tm, err := handshake.MarshalTicketMessage([]byte("ticket"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.peer.ReceiveControl(tm, kp, now); err != nil {
+		t.Fatal(err)
+	}
+	held := a.peer.held
+	if held == nil || held.secret == ([32]byte{}) {
+		t.Fatal("the ticket was not kept with its secret")
+	}
+	a.peer.Due(now.Add(time.Minute - time.Second))
+	if a.peer.held != held {
+		t.Fatal("a ticket still valid was dropped")
+	}
+	a.peer.Due(now.Add(time.Minute))
+	if a.peer.held != nil || held.secret != ([32]byte{}) {
+		t.Fatal("the expired ticket's resumption secret was not zeroed")
+	}
+}
+
 // ZeroPrivateKey (the tunnel closed) must reach every copy of the static
 // key the Host holds, the responder's own included: a Host whose key is
 // gone answers no initiation. Before the fix the responder's copy survived

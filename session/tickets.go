@@ -193,3 +193,19 @@ type TicketStatus struct {
 	Received time.Time
 	Expires  time.Time
 }
+
+// dropStaleSecretsLocked zeroes the resumption secrets that can no longer
+// serve: the one waiting for its session's ticket once that session's key
+// expired (a ticket arrives under that key, which opens nothing any more),
+// and the held ticket's once the ticket expired (the peer would refuse it).
+// Neither waits for the keypair to leave its slot at 3 x reject_after.
+func (p *Peer) dropStaleSecretsLocked(now time.Time) {
+	if p.secretFor != nil && p.secretFor.Expired(now) {
+		clear(p.secret[:])
+		p.secretFor = nil
+	}
+	if p.held != nil && !now.Before(p.held.expires) {
+		p.held.zero()
+		p.held = nil
+	}
+}
