@@ -76,15 +76,27 @@ func resumptionReason(err error) string {
 		return "replayed"
 	case errors.Is(err, handshake.ErrCipherMismatch):
 		return "cipher mismatch"
+	case errors.Is(err, handshake.ErrRateLimited):
+		return "rate limited"
+	case errors.Is(err, handshake.ErrDecrypt):
+		return "does not authenticate"
 	}
 	return "malformed"
 }
 
 func (d *Device) resumptionFailed(err error, from string) {
 	reason := resumptionReason(err)
-	if reason == "replayed" {
+	switch reason {
+	case "replayed":
 		d.drops.add(dropReplayed, 1)
-	} else {
+	case "rate limited":
+		// Counted, not logged and not charged to the peer, as a
+		// rate-limited initiation is (handleInitiation): a flood's own
+		// symptom, not news about the peer.
+		d.drops.add(dropRateLimited, 1)
+		d.resumeRefusals.add(reason)
+		return
+	default:
 		d.drops.add(dropHandshakeFailed, 1)
 	}
 	d.resumeRefusals.add(reason)

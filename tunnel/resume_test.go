@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -181,4 +182,30 @@ func TestReloadTicketsDisabledStopsResumption(t *testing.T) {
 	p.clock.Advance(121 * time.Second)
 	p.exchange(t, 3)
 	waitFor(t, 5*time.Second, "a ticket after tickets were switched back on", func() bool { return p.a.peerStatus(t).Ticket != nil })
+}
+
+// TestResumptionRefusalReasons: each refusal of a resumption is counted
+// under its own reason and drop, not lumped in with malformed ones: a
+// rate-limited resumption (the responder's one-per-interval rule, which
+// resumptions share with initiations) counts as rate_limited, as an
+// initiation does, and is not charged to the peer its ticket names.
+func TestResumptionRefusalReasons(t *testing.T) {
+	p := newPair(t, nil)
+	d := p.b.dev
+	limited := &handshake.PeerError{PeerID: "a", Err: fmt.Errorf("%w: 1ms since the last one", handshake.ErrRateLimited)}
+	d.resumptionFailed(limited, "198.18.0.1:51820")
+	d.resumptionFailed(fmt.Errorf("%w: bad tag", handshake.ErrDecrypt), "198.18.0.1:51820")
+	d.resumptionFailed(fmt.Errorf("%w: short", handshake.ErrMalformed), "198.18.0.1:51820")
+	st := d.Status()
+	for reason, want := range map[string]uint64{"rate limited": 1, "does not authenticate": 1, "malformed": 1} {
+		if got := st.ResumptionsRefused[reason]; got != want {
+			t.Errorf("refused %q: %d, want %d (all: %v)", reason, got, want, st.ResumptionsRefused)
+		}
+	}
+	if st.Drops[DropRateLimited] != 1 || st.Drops[DropHandshakeFailed] != 2 {
+		t.Errorf("drops %v, want rate_limited 1 and handshake_failed 2", st.Drops)
+	}
+	if n := p.b.peerStatus(t).ResumptionsRefused["rate limited"]; n != 0 {
+		t.Errorf("a rate-limited resumption charged to the peer: %d", n)
+	}
 }
