@@ -193,8 +193,10 @@ func Open(key StaticKey, b []byte) (Payload, error) {
 
 // Save seals p and writes it to path atomically: a temp file in the same
 // directory (mode 0600), fsync, rename over path, fsync of the directory.
-// After Save returns nil the state survives a power loss; on error path is
-// untouched (an older state file there stays as it was).
+// After Save returns nil the state survives a power loss. On an error
+// before the rename, path is untouched (an older state file there stays as
+// it was); if only the directory's fsync fails, the new file is in place
+// but a power loss may still bring the old one back.
 func Save(path string, key StaticKey, p Payload) error {
 	b, err := Seal(key, p, time.Now())
 	if err != nil {
