@@ -2,7 +2,9 @@ package netnstests
 
 import (
 	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,5 +77,93 @@ func TestDaemonHoldsOnlyNetAdmin(t *testing.T) {
 	}
 	if a.hasDevice() {
 		t.Error("a's device outlived the stop")
+	}
+}
+
+// unitCapabilityArgs turns the capability lines of the shipped systemd unit
+// into setpriv(1) options, so a test can start the daemon as systemd would:
+// root, with the unit's bounding and ambient sets and no_new_privs.
+func unitCapabilityArgs(t *testing.T) []string {
+	t.Helper()
+	unit, err := os.ReadFile("../contrib/stunnel@.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(v string) string {
+		var out []string
+		for _, c := range strings.Fields(v) {
+			out = append(out, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+		}
+		return strings.Join(out, ",")
+	}
+	var args []string
+	for _, line := range strings.Split(string(unit), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		switch {
+		case !ok || strings.HasPrefix(k, "#"):
+		case k == "CapabilityBoundingSet":
+			args = append(args, "--bounding-set=-all,"+names(v))
+		case k == "AmbientCapabilities":
+			args = append(args, "--inh-caps="+names(v), "--ambient-caps="+names(v))
+		case k == "NoNewPrivileges" && v == "yes":
+			args = append(args, "--no-new-privs")
+		}
+	}
+	if len(args) == 0 || !strings.HasPrefix(args[0], "--bounding-set") {
+		t.Fatalf("no CapabilityBoundingSet= in contrib/stunnel@.service: %q", args)
+	}
+	return args
+}
+
+// Under the shipped unit the daemon narrows itself to what its config
+// needs, as it does when started as full root, and says nothing about it:
+// the unit's bounding set is what any config may need (CAP_SETPCAP so the
+// daemon can drop the rest). It used to lack CAP_SETPCAP, so every start
+// under systemd kept CAP_CHOWN and logged "running with more privileges
+// than needed".
+func TestDaemonUnderTheUnitHoldsOnlyWhatItNeeds(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	const (
+		netAdmin    = 1 << 12 // CAP_NET_ADMIN
+		bindService = 1 << 10 // CAP_NET_BIND_SERVICE
+		chown       = 1 << 0  // CAP_CHOWN
+	)
+	caps := unitCapabilityArgs(t)
+	for _, c := range []struct {
+		name string
+		edit func(t *testing.T, n *node, config string) string
+		want uint64
+	}{
+		{"default", func(t *testing.T, n *node, config string) string { return config }, netAdmin},
+		{"control groups", func(t *testing.T, n *node, config string) string {
+			g := runID + "-cg"
+			unixGroup(t, g)
+			return config + fmt.Sprintf("\n[control]\nread_group = %q\n", g)
+		}, netAdmin | chown},
+		{"port below 1024", func(t *testing.T, n *node, config string) string {
+			return strings.Replace(config, fmt.Sprintf("listen_port = %d", listenPort), "listen_port = 1023", 1)
+		}, netAdmin | bindService},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t)
+			n := l.newNode(l.ns("a"), "host-a", underA, overA+"/24")
+			n.writeConfig()
+			n.writeRaw(c.edit(t, n, n.config()))
+			args := append(append([]string{}, caps...), stunnelBin, "up", "-c", n.cfgPath)
+			n.launch(netns.Exec(n.ns, "setpriv", args...), "show answers, device exists", nil)
+			got := capsOf(t, n.cmd.Process.Pid)
+			if got["CapEff"] != c.want || got["CapPrm"] != c.want || got["CapBnd"] != c.want || got["CapAmb"] != 0 {
+				t.Errorf("under the unit's capabilities (setpriv %s) it holds CapEff=%#x CapPrm=%#x CapBnd=%#x CapAmb=%#x, want %#x",
+					strings.Join(caps, " "), got["CapEff"], got["CapPrm"], got["CapBnd"], got["CapAmb"], c.want)
+			}
+			if log := n.log(); strings.Contains(log, "level=WARN") {
+				t.Errorf("a start under the unit logs a warning:\n%s", log)
+			}
+			if code := n.stop(); code != 0 {
+				t.Errorf("exit %d after a clean stop; log:\n%s", code, n.log())
+			}
+		})
 	}
 }
