@@ -57,10 +57,14 @@ func (p *Peer) keepPathOpen() {
 // listenError explains why the UDP port could not be opened. When the port
 // is taken, the holder may be an IPv6 socket even though the error names our
 // IPv4 one (a dual-stack [::] socket holds the IPv4 port too), so it names
-// both families and how to find the holder.
+// both families and how to find the holder. A port below 1024 refused
+// names the capability it needs.
 func listenError(port int, err error) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("UDP port %d is already in use (by an IPv4 or a dual-stack IPv6 socket; `ss -uapn 'sport = :%d'` shows which program): stop it or choose another listen_port: %w", port, port, err)
+	}
+	if errors.Is(err, syscall.EACCES) && port < 1024 {
+		return fmt.Errorf("UDP port %d is below 1024, which needs CAP_NET_BIND_SERVICE: run as root or under the shipped unit (its CapabilityBoundingSet= has it), or choose a listen_port of 1024 or more: %w", port, err)
 	}
 	return fmt.Errorf("listening on UDP port %d: %w", port, err)
 }

@@ -108,6 +108,21 @@ func TestListenErrorNamesBothFamiliesAndHints(t *testing.T) {
 	}
 }
 
+func TestListenErrorNamesBindCapability(t *testing.T) {
+	err := listenError(443, &wrapped{syscall.EACCES})
+	for _, want := range []string{"443", "CAP_NET_BIND_SERVICE", "listen_port"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("low-port error %q lacks %q", err, want)
+		}
+	}
+	if !errors.Is(err, syscall.EACCES) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("low-port error %q: not one line wrapping EACCES", err)
+	}
+	if err := listenError(51820, &wrapped{syscall.EACCES}); strings.Contains(err.Error(), "CAP_NET_BIND_SERVICE") {
+		t.Errorf("a refused port above 1023 blamed on CAP_NET_BIND_SERVICE: %v", err)
+	}
+}
+
 type wrapped struct{ err error }
 
 func (w *wrapped) Error() string { return "udpbind: IPv4 socket on port 51820: bind: " + w.err.Error() }
