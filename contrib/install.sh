@@ -5,7 +5,7 @@
 # $DESTDIR$UNITDIR/$UNIT_NAME@.service and makes $DESTDIR$CONFDIR (0700;
 # an existing directory is left as it is). Uninstall removes the binary and
 # the unit, and $CONFDIR only if it is empty: keys and configs are never
-# deleted.
+# deleted; it removes nothing while an instance is enabled or running.
 #
 # Debian's stunnel4 (the TLS wrapper) ships /usr/bin/stunnel and
 # /lib/systemd/system/stunnel@.service. A unit of ours in /etc/systemd/system
@@ -66,9 +66,29 @@ install_() {
 	echo "next: keys and $CONFDIR/NAME.toml (README.md, Quick start), then: systemctl enable --now $UNIT_NAME@NAME"
 }
 
+# instances prints the instances of our unit that are enabled (a symlink in
+# a .wants/ or .requires/ directory) or, on a host that runs systemd,
+# active. Removing the unit under them would leave a tunnel that runs on
+# from a deleted binary and a unit file, enabled through a dangling symlink
+# (`systemctl disable` then says the unit does not exist). We do not stop
+# them ourselves: the tunnel may carry the operator's own session.
+instances() {
+	for l in "$DESTDIR$UNITDIR"/*.wants/"$UNIT_NAME"@*.service "$DESTDIR$UNITDIR"/*.requires/"$UNIT_NAME"@*.service; do
+		[ -L "$l" ] && basename "$l" .service
+	done
+	if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl list-units --plain --no-legend --state=active,activating,reloading "$UNIT_NAME@*.service" 2>/dev/null |
+			while read -r u _; do echo "${u%.service}"; done
+	fi
+}
+
 uninstall_() {
 	if [ -e "$unit" ]; then
 		ours_unit "$unit" || die "$unit is not stunnel's tunnel unit; leaving it (and everything else) alone"
+		inst=$(instances | sort -u | tr '\n' ' ')
+		if [ -n "$inst" ]; then
+			die "still enabled or running: ${inst% }. First run: systemctl disable --now ${inst% } (this stops those tunnels: not from a session that runs through one). Nothing was removed."
+		fi
 		rm -f "$unit"
 		echo "removed $unit"
 	fi

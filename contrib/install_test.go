@@ -229,3 +229,49 @@ func TestMakeInstallPrefix(t *testing.T) {
 		t.Fatalf("unit does not run /opt/stx/bin/stunnel (%v):\n%s", err, u)
 	}
 }
+
+// Uninstall refuses while an instance is enabled: removing the unit file
+// under it would leave the tunnel enabled through a dangling symlink in
+// multi-user.target.wants (and, if it runs, running from a deleted
+// binary). The refusal names the instance and the command, and removes
+// nothing.
+func TestMakeUninstallRefusesWhileEnabled(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "dest")
+	vars := []string{"DESTDIR=" + dest, "BIN=" + filepath.Join(dir, "build", "stunnel"), "SYSROOT=" + filepath.Join(dir, "sys"), "DPKG=false"}
+	if out, err := makeIn(t, nil, append([]string{"install"}, vars...)...); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	bin := filepath.Join(dest, "usr/local/bin/stunnel")
+	unit := filepath.Join(dest, "etc/systemd/system/stunnel@.service")
+	wants := filepath.Join(dest, "etc/systemd/system/multi-user.target.wants")
+	enabled := filepath.Join(wants, "stunnel@st0.service")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// What `systemctl enable stunnel@st0` makes; another unit's instance
+	// does not count.
+	for _, l := range []string{enabled, filepath.Join(wants, "stunnel-tunnel@st1.service")} {
+		if err := os.Symlink("/etc/systemd/system/"+strings.SplitN(filepath.Base(l), "@", 2)[0]+"@.service", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := makeIn(t, nil, append([]string{"uninstall"}, vars...)...)
+	if err == nil || !strings.Contains(out, "systemctl disable --now stunnel@st0") || strings.Contains(out, "stunnel-tunnel@st1") || strings.Count(strings.TrimSpace(out), "\n") > 1 {
+		t.Errorf("uninstall with stunnel@st0 enabled: err %v, want one line naming only it and `systemctl disable --now stunnel@st0`:\n%s", err, out)
+	}
+	for _, p := range []string{bin, unit} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("the refused uninstall removed %s: %v", p, err)
+		}
+	}
+	if err := os.Remove(enabled); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := makeIn(t, nil, append([]string{"uninstall"}, vars...)...); err != nil {
+		t.Fatalf("uninstall once disabled: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(unit); !os.IsNotExist(err) {
+		t.Errorf("unit still there after uninstall (%v)", err)
+	}
+}
