@@ -23,7 +23,7 @@ type command struct {
 
 var commands = []command{
 	{"genkey", "genkey                 print a new private key", cmdGenkey},
-	{"pubkey", "pubkey                 read a private key on stdin, print its public key", cmdPubkey},
+	{"pubkey", "pubkey [FILE]          read a private key from FILE (or stdin), print its public key", cmdPubkey},
 	{"check", "check -c FILE          validate a config without touching the system", cmdCheck},
 	{"up", "up -c FILE             run the tunnel in the foreground (SIGHUP reloads)", cmdUp},
 	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},

@@ -36,6 +36,11 @@ func TestHelpExitsZero(t *testing.T) {
 			}
 		}
 	}
+	// The command list says pubkey takes a file, as README's quick start
+	// uses it (`sudo stunnel pubkey /etc/stunnel/alpha.key`).
+	if _, stderr, code := runStunnel(t, "", "help"); code != 0 || !strings.Contains(stderr, "stunnel pubkey [FILE]") {
+		t.Errorf("help: exit %d, does not list `stunnel pubkey [FILE]`:\n%s", code, stderr)
+	}
 	if _, stderr, code := runStunnel(t, "", "up", "--bogus"); code != 2 || stderr == "" {
 		t.Errorf("up --bogus: exit %d, stderr %q", code, stderr)
 	}
