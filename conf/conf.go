@@ -4,7 +4,9 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -110,10 +112,20 @@ func Load(path string) (*Config, error) {
 }
 
 // unwrapPathError drops the path from an *os.PathError, which our message
-// already names.
+// already names. A permission error also says what to do: stunnel's files
+// are root's (0600 keys in a 0700 /etc/stunnel), so for anyone else the
+// cure is sudo; root itself is refused under the systemd unit, which runs
+// without CAP_DAC_OVERRIDE and with ProtectHome=, when a file lies in a
+// home directory or belongs to another user.
 func unwrapPathError(err error) error {
 	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
+		err = pe.Err
 	}
-	return err
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w (run it as root, e.g. with sudo)", err)
+	}
+	return fmt.Errorf("%w even as root (the systemd unit runs without CAP_DAC_OVERRIDE and with ProtectHome=: keep the file under /etc/stunnel, owned by root)", err)
 }

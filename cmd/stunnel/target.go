@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -22,6 +23,11 @@ func interfaceName(cmd, path string) (string, error) {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			// A member of a [control] group may run the command but not
+			// read root's /etc/stunnel: the socket needs only the name.
+			return "", fmt.Errorf("stunnel %s: %s: cannot read config: %v; name the tunnel instead (stunnel %s -i NAME, NAME its [interface] name), or use sudo", cmd, path, err, cmd)
 		}
 		return "", fmt.Errorf("stunnel %s: %s: cannot read config: %v", cmd, path, err)
 	}
