@@ -269,11 +269,11 @@ func (p *parser) peer(t table) Peer {
 	if s, line, ok := p.str(t, "public_key"); ok {
 		k, err := handshake.ParsePublicKey(s)
 		if err != nil {
-			p.addf(line, "public_key of %s: %v; get it with: stunnel pubkey < PEER.key", p.peerName(t, pr), err)
+			p.addf(line, "public_key of %s: %v; get it on the peer with: sudo stunnel pubkey PEER.key", p.peerName(t, pr), err)
 		}
 		pr.PublicKey = k
 	} else if _, present := t.m["public_key"]; !present {
-		p.addf(t.line, "%s needs public_key; get it on the peer with: stunnel pubkey < PEER.key", p.peerName(t, pr))
+		p.addf(t.line, "%s needs public_key; get it on the peer with: sudo stunnel pubkey PEER.key", p.peerName(t, pr))
 	}
 
 	p.presharedKey(t, &pr)

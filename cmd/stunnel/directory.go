@@ -83,7 +83,7 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 		p := conf.Peer{ID: *id, Endpoint: *endpoint, PersistentKeepalive: *keepalive}
 		k, err := handshake.ParsePublicKey(*pub)
 		if err != nil {
-			return bad("-public-key: %v; get it on the peer with: stunnel pubkey < PEER.key", err)
+			return bad("-public-key: %v; get it on the peer with: sudo stunnel pubkey PEER.key", err)
 		}
 		p.PublicKey = k
 		for _, s := range strings.Split(*ips, ",") {
