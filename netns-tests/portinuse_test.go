@@ -37,3 +37,37 @@ func TestPortInUseByDualStackSocket(t *testing.T) {
 		t.Error("the TUN device is left behind after the failed start")
 	}
 }
+
+// An [interface] name that is taken makes `up` exit 1 with one line about
+// the name, not the "is /dev/net/tun there, CAP_NET_ADMIN?" hint of a TUN
+// device that cannot be made at all: an interface of another kind (here a
+// veth; WireGuard's wg0 alike) and a TUN device another daemon holds (a
+// second stunnel with the same name). The running one is left alone.
+func TestInterfaceNameTaken(t *testing.T) {
+	l := newLab(t)
+	nsA, nsB := l.ns("a"), l.ns("b")
+	l.veth(nsA, "u0", underA, nsB, "u0", underB)
+	a := l.newNode(nsA, "host-a", underA, overA+"/24")
+	a.start()
+
+	second := l.newNode(nsA, "host-c", underA, "198.19.1.3/24")
+	second.writeConfig()
+	for _, c := range []struct {
+		name, iface, want string
+	}{
+		{"another kind", "u0", "an interface named u0 exists and is not a TUN device"},
+		{"held by another daemon", devName, "a TUN device named " + devName + " exists and another program holds it"},
+	} {
+		second.writeRaw(strings.Replace(second.config(), `name = "`+devName+`"`, `name = "`+c.iface+`"`, 1))
+		out, err := netns.Exec(nsA, stunnelBin, "up", "-c", second.cfgPath).CombinedOutput()
+		if code := exitCode(err); code != 1 || !strings.Contains(string(out), c.want) || strings.Contains(string(out), "CAP_NET_ADMIN") || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%s: up with name %q: exit %d, want 1 and one line saying %q:\n%s", c.name, c.iface, code, c.want, out)
+		}
+	}
+	if !a.hasDevice() {
+		t.Fatal("the running daemon's device is gone after the failed starts")
+	}
+	if _, err := a.tryShow(); err != nil {
+		t.Errorf("the running daemon no longer answers: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -108,7 +109,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	stored := takeStoredFDs(log) // systemd's descriptor store: device and sockets of the last run
 	dev, inherited, err := openDevice(cfg, stored, log)
 	if err != nil {
-		return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
+		return tunCreateError(name, err)
 	}
 	link, err := netcfg.Apply(name, cfg.Interface.MTU, cfg.Interface.Addresses, mainRoutes(cfg))
 	if err != nil {
@@ -324,6 +325,23 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	// (fullTunnelTable) for the tunnel's life.
 	cfg.Interface.ListenPort = running.Interface.ListenPort
 	return cfg, nil
+}
+
+// tunCreateError explains a TUN device that could not be made. When an
+// interface of that name exists, the kernel's EINVAL (it is of another
+// kind: a veth, WireGuard's wg0, a TUN made with other flags) or EBUSY (a
+// TUN device another process holds: another stunnel with this name,
+// wireguard-go) is about the name, not /dev/net/tun or capabilities.
+func tunCreateError(name string, err error) error {
+	if _, ierr := net.InterfaceByName(name); ierr == nil {
+		switch {
+		case errors.Is(err, syscall.EBUSY):
+			return fmt.Errorf("%s: creating the TUN device: %w: a TUN device named %s exists and another program holds it (another stunnel with this [interface] name? wireguard-go?); stop it, or choose another name", name, err, name)
+		case errors.Is(err, syscall.EINVAL):
+			return fmt.Errorf("%s: creating the TUN device: %w: an interface named %s exists and is not a TUN device we can use (ip -d link show %s); choose another [interface] name, or remove it", name, err, name, name)
+		}
+	}
+	return fmt.Errorf("%s: creating the TUN device: %w (is /dev/net/tun there, and do we have CAP_NET_ADMIN?)", name, err)
 }
 
 func prefixStrings(ps []netip.Prefix) []string {
