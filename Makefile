@@ -19,7 +19,7 @@ BIN := bin/stunnel
 # user's clone (git refuses a repository owned by someone else).
 VERSION ?= $(shell git -c safe.directory='*' describe --always --dirty 2>/dev/null)
 
-.PHONY: all build demo test bench clean install uninstall
+.PHONY: all build demo test bench clean install uninstall go-version
 
 # make install: the binary, the systemd unit and /etc/stunnel (contrib/install.sh).
 PREFIX ?= /usr/local
@@ -29,7 +29,18 @@ export PREFIX DESTDIR UNIT_NAME
 
 all: build
 
-build:
+# go.mod's go line is the oldest Go that builds stunnel. Debian's golang
+# package is older (1.19 in bookworm), and an old go's own words about
+# go.mod do not say what to do; this says it in one line.
+GO_NEED := $(shell sed -n 's/^go //p' go.mod)
+go-version:
+	@have=$$($(GO) env GOVERSION 2>/dev/null | sed 's/^go//'); \
+	if [ -z "$$have" ] || [ "$$(printf '%s\n%s\n' "$(GO_NEED)" "$$have" | sort -V | head -n 1)" != "$(GO_NEED)" ]; then \
+		echo "make: stunnel needs Go $(GO_NEED) or newer, and $(GO) is $${have:-not a working go}: get Go from https://go.dev/dl (Debian's golang package is older), then put its bin first in PATH or run make GO=/usr/local/go/bin/go" >&2; \
+		exit 1; \
+	fi
+
+build: go-version
 	$(GO) build -ldflags "-X stunnel/internal/buildinfo.Version=$(VERSION)" -o $(BIN) ./cmd/stunnel
 	@# Under sudo, give bin/ back to the user, so `make clean` works without root.
 	@if [ "$$(id -u)" = 0 ] && [ -n "$${SUDO_UID:-}" ]; then chown -R "$$SUDO_UID:$$SUDO_GID" $(dir $(BIN)); fi
@@ -44,7 +55,7 @@ demo: build
 	./$(BIN) demo
 
 # -count=1: the netns tests build bin/stunnel themselves, which the test cache cannot see.
-test:
+test: go-version
 	@echo "go test (STUNNEL_REQUIRE_NETNS=$(STUNNEL_REQUIRE_NETNS))"
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -275,3 +275,22 @@ func TestMakeUninstallRefusesWhileEnabled(t *testing.T) {
 		t.Errorf("unit still there after uninstall (%v)", err)
 	}
 }
+
+// A go older than go.mod's is named, with where to get a new one, in one
+// line, before it says something about go.mod that does not help (Debian's
+// golang package is 1.19 in bookworm).
+func TestMakeNamesTooOldGo(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "go")
+	writeFile(t, old, "#!/bin/sh\n[ \"$1 $2\" = \"env GOVERSION\" ] && echo go1.19.8 && exit 0\necho \"$0 $*: must not run\"; exit 3\n")
+	if err := os.Chmod(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := makeIn(t, nil, "build", "GO="+old, "BIN="+filepath.Join(dir, "stunnel"))
+	if err == nil || !strings.Contains(out, "is 1.19.8") || !strings.Contains(out, "go.dev/dl") || strings.Contains(out, "must not run") {
+		t.Fatalf("make build with go1.19.8: err %v, want a refusal naming the version and go.dev/dl before go runs:\n%s", err, out)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); !strings.HasPrefix(lines[0], "make: stunnel needs Go ") {
+		t.Errorf("first line %q, want the one-line explanation", lines[0])
+	}
+}
