@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"stunnel/conf"
 	"stunnel/tunnel"
@@ -130,6 +131,7 @@ func addFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res 
 		if err := netcfg.EnableSrcValidMark(); err != nil {
 			log.Warn("full tunnel: cannot set net.ipv4.conf.all.src_valid_mark=1; with rp_filter on, replies may be dropped", "err", err)
 		}
+		warnStrictReversePath(netcfg.ProcIPv4Conf, cfg.Interface.Name, log)
 	}
 	// SetFullTunnel takes back the failing family's own steps, not the
 	// other family's: undo does.
@@ -142,4 +144,19 @@ func addFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res 
 	log.Info("full tunnel: default route through the tunnel", "interface", cfg.Interface.Name,
 		"ipv4", v4, "ipv6", v6, "table", table, "fwmark", table)
 	return undo, nil
+}
+
+// warnStrictReversePath logs one line when strict reverse-path filtering
+// (rp_filter=1, Fedora's and RHEL's default) is on for an interface the
+// tunnel's replies may come in by: with the endpoint behind a gateway,
+// every reply is dropped and no handshake completes, and nothing else
+// would say why. stunnel leaves the host's sysctls and firewall alone (see
+// netcfg.StrictReversePath); the line says what to set.
+func warnStrictReversePath(confDir, ifname string, log *slog.Logger) {
+	strict, err := netcfg.StrictReversePath(confDir, ifname)
+	if err != nil || len(strict) == 0 {
+		return
+	}
+	log.Warn("full tunnel: strict reverse-path filtering (rp_filter=1) drops the tunnel's replies when the endpoint is reached through a gateway; "+
+		"set net.ipv4.conf.all.rp_filter=2 and net.ipv4.conf.IFACE.rp_filter=2 (loose) for the interfaces named", "interfaces", strings.Join(strict, ","))
 }
