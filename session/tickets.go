@@ -123,9 +123,12 @@ func (p *Peer) ForceFullHandshake() {
 	p.mu.Unlock()
 }
 
-// errTicketForOtherSession: a new-ticket message under a session we did not
-// initiate (only initiators are given tickets).
-var errTicketForOtherSession = errors.New("new-ticket message under a session we did not initiate")
+// ErrTicketForOtherSession: an authenticated new-ticket message under a
+// session we did not initiate (only initiators are given tickets), or whose
+// place a newer handshake took before the ticket arrived, as when both
+// sides initiate at once. Not malformed: the ticket is stale, and the next
+// handshake brings another.
+var ErrTicketForOtherSession = errors.New("new-ticket message under a session we did not initiate")
 
 // ReceiveControl takes a session control message that arrived, authenticated
 // and not replayed, under kp (the decrypted payload, starting with
@@ -139,7 +142,7 @@ func (p *Peer) ReceiveControl(plain []byte, kp *rekey.Keypair, now time.Time) er
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.secretFor == nil || p.secretFor != kp {
-		return errTicketForOtherSession
+		return ErrTicketForOtherSession
 	}
 	p.held.zero()
 	p.held = &heldTicket{ticket: bytes.Clone(ticket), secret: p.secret, received: now, expires: now.Add(lifetime)}

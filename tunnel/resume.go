@@ -6,6 +6,7 @@ import (
 
 	"stunnel/handshake"
 	"stunnel/rekey"
+	"stunnel/session"
 )
 
 func kindOf(resumed bool) string {
@@ -127,9 +128,15 @@ func (p *Peer) sendControl(msg []byte) {
 }
 
 // controlReceived hands a control message that arrived under kp to the
-// session core (a new ticket); a bad one is counted as malformed.
+// session core (a new ticket); a bad one is counted as malformed. A ticket
+// for a session that is no longer ours to resume (two handshakes crossed)
+// is authenticated and stale, not malformed: it is let go.
 func (p *Peer) controlReceived(plain []byte, kp *rekey.Keypair) {
-	if err := p.sess.ReceiveControl(plain, kp, p.d.now()); err != nil {
+	err := p.sess.ReceiveControl(plain, kp, p.d.now())
+	if errors.Is(err, session.ErrTicketForOtherSession) {
+		return
+	}
+	if err != nil {
 		p.drops.add(dropMalformed, 1)
 		p.d.warn.warn("ctl-"+p.id, "dropped a session control message", "peer", p.id, "err", err)
 	}

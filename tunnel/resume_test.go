@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/rekey"
 	"stunnel/tickets"
 )
 
@@ -207,5 +208,26 @@ func TestResumptionRefusalReasons(t *testing.T) {
 	}
 	if n := p.b.peerStatus(t).ResumptionsRefused["rate limited"]; n != 0 {
 		t.Errorf("a rate-limited resumption charged to the peer: %d", n)
+	}
+}
+
+// TestStaleTicketIsNotMalformed: a new-ticket message, authenticated, for a
+// session this side is not waiting on a ticket for (two handshakes crossed
+// and the other one won) is let go, not counted as a malformed packet; a
+// control message that does not parse still is.
+func TestStaleTicketIsNotMalformed(t *testing.T) {
+	p := newPair(t, nil)
+	beta := p.a.dev.peers.Load().byID["beta"]
+	msg, err := handshake.MarshalTicketMessage(make([]byte, 100), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beta.controlReceived(msg, new(rekey.Keypair))
+	if n := p.a.peerStatus(t).Drops[DropMalformed]; n != 0 {
+		t.Errorf("a stale ticket counted as malformed (%d)", n)
+	}
+	beta.controlReceived(msg[:3], new(rekey.Keypair))
+	if n := p.a.peerStatus(t).Drops[DropMalformed]; n != 1 {
+		t.Errorf("a cut control message: malformed %d, want 1", n)
 	}
 }
