@@ -128,8 +128,13 @@ func addFullTunnel(cfg *conf.Config, link *netcfg.Link, bind *udpbind.Bind, res 
 		return nil, err
 	}
 	if v4 && !had4 {
+		// As wg-quick; it matters only where conntrack rules copy our mark
+		// back onto replies, which stunnel does not install (the strict
+		// rp_filter case is warned about below). Under the shipped unit
+		// /proc/sys is read-only (ProtectKernelTunables), so it fails on
+		// every start there: not worth a warning.
 		if err := netcfg.EnableSrcValidMark(); err != nil {
-			log.Warn("full tunnel: cannot set net.ipv4.conf.all.src_valid_mark=1; with rp_filter on, replies may be dropped", "err", err)
+			log.Info("full tunnel: net.ipv4.conf.all.src_valid_mark left as it is", "err", err)
 		}
 		warnStrictReversePath(netcfg.ProcIPv4Conf, cfg.Interface.Name, log)
 	}
