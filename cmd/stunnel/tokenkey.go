@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +14,8 @@ import (
 
 // openStaticKey opens the token key that cfg names, if any. A failure (a
 // wrong PIN, a missing token or key, a module that does not load, a build
-// without PKCS#11) is one FILE:LINE line: check and up exit 2 on it.
+// without PKCS#11) is one FILE:LINE line: check exits 2 on it, up too but
+// for a missing token (tokenOpenExit).
 // closeKey is never nil. With log, the key logs when the token stops
 // answering and when it answers again, and closeKey when it had to leave
 // a hung token without logging out (the stop goes on: pkcs11key/worker.go).
@@ -26,7 +28,7 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 	}
 	tk, err := pkcs11key.Open(k.URI, k.PinFile)
 	if err != nil {
-		return nil, func() {}, fmt.Errorf("%s:%d: private_key: %v", cfg.Path, k.Line, err)
+		return nil, func() {}, fmt.Errorf("%s:%d: private_key: %w", cfg.Path, k.Line, err)
 	}
 	// conf checks a peer with this host's own key for keys it holds; a
 	// token's public key is known only now. Kept in cfg, it reaches every
@@ -52,6 +54,22 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 			log.Warn(err.Error())
 		}
 	}, nil
+}
+
+// tokenOpenExit is up's exit code when the token key does not open. A
+// token that is not there (yet) is a runtime failure, exit 1, which the
+// unit restarts every RestartSec: a USB token or an HSM slot that appears
+// after boot then brings the tunnel up without an operator. Everything else
+// stays exit 2, which the unit does not restart: above all a wrong PIN,
+// since every restart would spend one of the token's PIN tries until it
+// locks. check keeps exit 2 for all of them: it validates the config as it
+// stands now.
+func tokenOpenExit(err error) int {
+	var te *pkcs11key.Error
+	if errors.As(err, &te) && te.Kind == pkcs11key.KindToken {
+		return exitRuntime
+	}
+	return exitBadConfig
 }
 
 // reloadTokenPublicKey gives a reloaded config whose key is the running

@@ -48,7 +48,7 @@ func cmdUp(args []string) int {
 	key, closeKey, err := openStaticKey(cfg, log, func(line string) { log.Warn(line) }) // a token key: conf names it, we open it
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return exitBadConfig
+		return tokenOpenExit(err)
 	}
 	defer closeKey()
 	// Keep only CAP_NET_ADMIN (and CAP_NET_BIND_SERVICE for a low port):
