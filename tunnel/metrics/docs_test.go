@@ -30,7 +30,9 @@ func TestDocumentedMetrics(t *testing.T) {
 		ResumptionsRefused: map[string]uint64{"ticket invalid": 1},
 		TicketKeys:         []tunnel.TicketKeyStatus{{Name: "aa", State: "encrypt-decrypt"}},
 	}
-	served := servedMetrics(t, scrape(t, Handler(NewCollector(func() tunnel.Status { return st }))))
+	c := NewCollector(func() tunnel.Status { return st })
+	c.CountControlRefused(func() uint64 { return 1 }) // as the daemon does
+	served := servedMetrics(t, scrape(t, Handler(c)))
 
 	for name, s := range served {
 		d, ok := documented[name]
