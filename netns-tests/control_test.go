@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
 )
 
 // account is an unprivileged unix user made for one test.
@@ -96,22 +96,8 @@ func publicDir(t *testing.T, prefix string) string {
 
 func copyBinary(t *testing.T, dir string) string {
 	t.Helper()
-	in, err := os.Open(stunnelBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
 	path := filepath.Join(dir, "stunnel")
-	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
+	roottest.CopyExecutable(t, stunnelBin, path)
 	return path
 }
 

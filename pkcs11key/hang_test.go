@@ -310,18 +310,26 @@ func TestHungTokenBoundsCallers(t *testing.T) {
 	}
 }
 
+// hungSharedSecret opens a gated key and starts one SharedSecret with peer
+// that hangs in the token; its error comes on errc once it gives up.
+func hungSharedSecret(t *testing.T) (g *gatedKey, k *Key, peer handshake.PrivateKey, errc chan error) {
+	t.Helper()
+	g, k = newGatedKey(t)
+	peer, _ = handshake.GeneratePrivateKey(nil)
+	g.gate.hang()
+	errc = make(chan error, 1)
+	go func() { _, err := k.SharedSecret(peer.PublicKey()); errc <- err }()
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the call waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
+	return g, k, peer, errc
+}
+
 // TestCloseDoesNotWaitForHungToken: Close returns at once when a call
 // hangs, and its callers with it; the worker logs out and releases the
 // module once the call returns. A call that has not yet passed its
 // deadline makes Close wait closeTimeout at most.
 func TestCloseDoesNotWaitForHungToken(t *testing.T) {
 	t.Run("hung", func(t *testing.T) {
-		g, k := newGatedKey(t)
-		peer, _ := handshake.GeneratePrivateKey(nil)
-		g.gate.hang()
-		errc := make(chan error, 1)
-		go func() { _, err := k.SharedSecret(peer.PublicKey()); errc <- err }()
-		waitfor.Cond(t, 10*time.Second, time.Millisecond, "the call waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
+		g, k, peer, errc := hungSharedSecret(t)
 		g.dl.expire()
 		result(t, errc, "the hung call's caller")
 		closed := make(chan error, 1)
@@ -339,12 +347,7 @@ func TestCloseDoesNotWaitForHungToken(t *testing.T) {
 		}
 	})
 	t.Run("waiting", func(t *testing.T) {
-		g, k := newGatedKey(t)
-		peer, _ := handshake.GeneratePrivateKey(nil)
-		g.gate.hang()
-		errc := make(chan error, 1)
-		go func() { _, err := k.SharedSecret(peer.PublicKey()); errc <- err }()
-		waitfor.Cond(t, 10*time.Second, time.Millisecond, "the call waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
+		g, k, _, errc := hungSharedSecret(t)
 		armed := g.dl.armed.Load()
 		closed := make(chan error, 1)
 		go func() { closed <- k.Close() }()

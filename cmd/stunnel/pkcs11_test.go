@@ -123,16 +123,25 @@ func TestPKCS11CheckAndUpFailures(t *testing.T) {
 	}
 }
 
-// TestPKCS11ImportedKeyWarning: check and pubkey --pkcs11 say in one line
-// that a key imported into the token (sealed there now) may have a copy
-// outside it, and go on; a key generated in the token gets no such line.
-func TestPKCS11ImportedKeyWarning(t *testing.T) {
+// tokenWithImportedKey makes a token "gw" holding a key generated in it,
+// "site-a", and one imported into it, "imported", whose private key it
+// returns.
+func tokenWithImportedKey(t *testing.T) (*softhsmtest.Token, handshake.PrivateKey) {
+	t.Helper()
 	tok := softhsmtest.New(t, "gw")
 	if _, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", tok.URI("site-a")); code != 0 {
 		t.Fatalf("genkey --pkcs11: exit %d: %s", code, stderr)
 	}
 	priv, _ := handshake.GeneratePrivateKey(nil)
 	tok.ImportX25519(t, "imported", priv)
+	return tok, priv
+}
+
+// TestPKCS11ImportedKeyWarning: check and pubkey --pkcs11 say in one line
+// that a key imported into the token (sealed there now) may have a copy
+// outside it, and go on; a key generated in the token gets no such line.
+func TestPKCS11ImportedKeyWarning(t *testing.T) {
+	tok, priv := tokenWithImportedKey(t)
 	dir := t.TempDir()
 	config := func(object string) string {
 		p := filepath.Join(dir, object+".toml")
@@ -164,12 +173,7 @@ func TestPKCS11ImportedKeyWarning(t *testing.T) {
 // refuse a key imported into the token (exit 2, one FILE:LINE line) and
 // take a generated one; a reload may not change the setting.
 func TestPKCS11RequireLocal(t *testing.T) {
-	tok := softhsmtest.New(t, "gw")
-	if _, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", tok.URI("site-a")); code != 0 {
-		t.Fatalf("genkey --pkcs11: exit %d: %s", code, stderr)
-	}
-	priv, _ := handshake.GeneratePrivateKey(nil)
-	tok.ImportX25519(t, "imported", priv)
+	tok, priv := tokenWithImportedKey(t)
 	dir := t.TempDir()
 	config := func(name, object, extra string) string {
 		p := filepath.Join(dir, name)

@@ -5,6 +5,7 @@
 package roottest
 
 import (
+	"io"
 	"os"
 	"testing"
 )
@@ -20,4 +21,27 @@ func Require(t testing.TB, what string) {
 		t.Fatalf("STUNNEL_REQUIRE_NETNS=1 but not root: cannot use %s", what)
 	}
 	t.Skipf("SKIPPING: needs root for %s (run `sudo make test`; STUNNEL_REQUIRE_NETNS=1 makes this a failure)", what)
+}
+
+// CopyExecutable copies the executable at src to dst (mode 0755), for
+// tests that run it as another user: the go build cache and the test's
+// own temporary directory are not theirs to read.
+func CopyExecutable(t testing.TB, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
