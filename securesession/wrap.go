@@ -252,8 +252,10 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	case len(plain) == 0: // keepalive
 	case plain[0] == handshake.ControlMarker: // a new ticket for our next handshake
 		if err := p.ReceiveControl(plain, kp, now); err != nil {
-			// The core's own errors (a ticket overtaken by a rekey) wrap
-			// no sentinel; the daemon counts them as malformed too.
+			// Every refusal of the core is reported as malformed here,
+			// session.ErrTicketForOtherSession (a ticket overtaken by a
+			// rekey) too; the daemon lets that one go uncounted
+			// (tunnel.Peer.controlReceived).
 			malformed = fmt.Errorf("%w: control message: %w", ErrMalformed, err)
 		}
 	case s.cfg.Payload == PayloadMessages && plain[0] == payloadTagMessage:
