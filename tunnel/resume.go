@@ -87,6 +87,7 @@ func resumptionReason(err error) string {
 
 func (d *Device) resumptionFailed(err error, from string) {
 	reason := resumptionReason(err)
+	d.resumeRefusals.add(reason)
 	switch reason {
 	case "replayed":
 		d.drops.add(dropReplayed, 1)
@@ -95,12 +96,10 @@ func (d *Device) resumptionFailed(err error, from string) {
 		// rate-limited initiation is (handleInitiation): a flood's own
 		// symptom, not news about the peer.
 		d.drops.add(dropRateLimited, 1)
-		d.resumeRefusals.add(reason)
 		return
 	default:
 		d.drops.add(dropHandshakeFailed, 1)
 	}
-	d.resumeRefusals.add(reason)
 	var pe *handshake.PeerError
 	claimed := ""
 	if errors.As(err, &pe) {
