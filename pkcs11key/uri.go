@@ -1,7 +1,9 @@
 // Package pkcs11key keeps stunnel's static X25519 key in a PKCS#11 token
-// (an HSM, a smart card, SoftHSM2): the key is made in the token, marked
-// sensitive and non-extractable, and every operation with it is a token
-// operation (C_DeriveKey with CKM_ECDH1_DERIVE). The process never holds the
+// (an HSM, a smart card, SoftHSM2): the key is made in the token (or
+// imported into it, with a warning: origin.go), sensitive and
+// non-extractable, and every operation with it is a token operation
+// (C_DeriveKey with CKM_ECDH1_DERIVE), made on the key's own worker and
+// waited for with a deadline (worker.go). The process never holds the
 // private key.
 //
 // The token code needs cgo (github.com/miekg/pkcs11 loads the module with
