@@ -3,8 +3,9 @@ package pkcs11key
 import "fmt"
 
 // Kind says what went wrong with a token key, so `stunnel up` and `check`
-// can say which and what to do (all are exit 2: the configuration names a
-// key that cannot be used).
+// can say which and what to do (exit 2: the configuration names a key that
+// cannot be used; except that up exits 1 for KindToken, a token not there
+// yet, so the unit restarts it: cmd/stunnel tokenOpenExit).
 type Kind int
 
 const (
