@@ -105,11 +105,17 @@ func ctx(t testing.TB) context.Context {
 func startDir(t testing.TB, m *etcdtest.Member, cache string, w *watcher) *Directory {
 	t.Helper()
 	priv := handshake.PrivateKey{1, 2, 3}
-	d, err := Start(Options{
-		Endpoints: []string{m.ClientURL}, Prefix: "/st/", CacheFile: cache, Key: MemoryKey(&priv),
-		OnChange: w.onChange, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
-		HealthInterval: 300 * time.Millisecond,
-	})
+	return startWith(t, Options{Endpoints: []string{m.ClientURL}, Prefix: "/st/", CacheFile: cache, Key: MemoryKey(&priv)}, w)
+}
+
+// startWith starts a Directory with o, reporting to w, with the tests'
+// short backoff and health interval, and closes it at the test's end.
+func startWith(t testing.TB, o Options, w *watcher) *Directory {
+	t.Helper()
+	o.OnChange = w.onChange
+	o.MinBackoff, o.MaxBackoff = 50*time.Millisecond, 300*time.Millisecond
+	o.HealthInterval = 300 * time.Millisecond
+	d, err := Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,19 +11,6 @@ import (
 	"stunnel/internal/etcdtest"
 )
 
-func startAt(t testing.TB, prefix string, endpoints []string, w *watcher) *Directory {
-	t.Helper()
-	d, err := Start(Options{
-		Endpoints: endpoints, Prefix: prefix, OnChange: w.onChange,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, HealthInterval: 300 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
 // Two fleets whose prefixes nest, /f/ and /f/peers/eu/ (made by hand, or by
 // an older stunnel: check refuses such a prefix now): the inner fleet's keys
 // lie below PREFIX peers/ of the outer one. A record is the key right below
@@ -51,8 +38,8 @@ func TestNestedFleetsReadOnlyTheirOwnRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wo, wi watcher
-	o := startAt(t, outer, []string{m.ClientURL}, &wo)
-	i := startAt(t, inner, []string{m.ClientURL}, &wi)
+	o := startWith(t, Options{Endpoints: []string{m.ClientURL}, Prefix: outer}, &wo)
+	i := startWith(t, Options{Endpoints: []string{m.ClientURL}, Prefix: inner}, &wi)
 	waitFor(t, 5*time.Second, "the inner fleet's list", func() bool { return wi.ids() == "x," })
 	waitFor(t, 5*time.Second, "the outer fleet's list", func() bool { return wo.ids() != "" })
 	if got := wo.ids(); got != "a," {
