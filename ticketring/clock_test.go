@@ -1,7 +1,6 @@
 package ticketring
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -87,23 +86,11 @@ func TestRotatorClockStepKeepsGroupKeys(t *testing.T) {
 		step()
 		keeps(clkB.Now().Sub(t0).String() + " by gw-b's clock")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix+"tickets/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the last key from before the step went at %v by gw-b's clock; %d records now", clkB.Now().Sub(t0), resp.Count)
+	t.Logf("the last key from before the step went at %v by gw-b's clock; %d records now", clkB.Now().Sub(t0), records(t, cli))
 }
 
 // hasRecord says whether etcd has the record of the key named nameHex.
 func hasRecord(t testing.TB, cli *clientv3.Client, nameHex string) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix+"tickets/"+nameHex, clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Count > 0
+	return count(t, cli, prefix+"tickets/"+nameHex) > 0
 }
