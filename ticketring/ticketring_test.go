@@ -134,6 +134,16 @@ func records(t testing.TB, cli *clientv3.Client) int {
 	return int(resp.Count)
 }
 
+// putRecord writes rec, as is, at name among the ring's records.
+func putRecord(t testing.TB, cli *clientv3.Client, name string, rec []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, prefix+"tickets/"+name, string(rec)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func dial(t testing.TB, m *etcdtest.Member) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: 3 * time.Second})
@@ -307,30 +317,22 @@ func TestForeignRecordsRefused(t *testing.T) {
 	m := etcdtest.Start(t)
 	cli := dial(t, m)
 	clk := fakeclock.New(t0)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	put := func(key string, val []byte) {
-		t.Helper()
-		if _, err := cli.Put(ctx, prefix+"tickets/"+key, string(val)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	k, err := tickets.GenerateKey(nil, t0, ed, do)
 	if err != nil {
 		t.Fatal(err)
 	}
 	foreign, _ := tickets.SealRecord(secret(t, 9), prefix, &k, nil)
-	put(k.NameHex(), foreign)
+	putRecord(t, cli, k.NameHex(), foreign)
 	good, _ := tickets.SealRecord(secret(t, 1), prefix, &k, nil)
-	put("00112233445566778899aabbccddeeff", good) // a genuine record under another name
+	putRecord(t, cli, "00112233445566778899aabbccddeeff", good) // a genuine record under another name
 	tampered := bytes.Clone(good)
 	tampered[50] ^= 1
 	k2, _ := tickets.GenerateKey(nil, t0, ed, do)
-	put(k2.NameHex(), tampered)
-	put("not-a-name", good)
+	putRecord(t, cli, k2.NameHex(), tampered)
+	putRecord(t, cli, "not-a-name", good)
 	k3, _ := tickets.GenerateKey(nil, t0, ed, do)
 	otherPrefix, _ := tickets.SealRecord(secret(t, 1), "/other/", &k3, nil) // another group's prefix
-	put(k3.NameHex(), otherPrefix)
+	putRecord(t, cli, k3.NameHex(), otherPrefix)
 
 	g := startGateway(t, m, clk, "gw-1", 1)
 	waitFor(t, 10*time.Second, "the rotator", func() bool { return g.role() == "rotator" })
@@ -466,9 +468,7 @@ func TestRecordNameSpelledOneWay(t *testing.T) {
 	}
 	rec, _ := tickets.SealRecord(secret(t, 1), prefix, &k, nil)
 	for _, name := range []string{k.NameHex(), strings.ToUpper(k.NameHex())} {
-		if _, err := cli.Put(ctx, prefix+"tickets/"+name, string(rec)); err != nil {
-			t.Fatal(err)
-		}
+		putRecord(t, cli, name, rec)
 	}
 	g := startGateway(t, m, clk, "gw-1", 1)
 	waitFor(t, 10*time.Second, "the rotator", func() bool { return g.role() == "rotator" })
