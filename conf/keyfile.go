@@ -5,19 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
 // readKeyFile returns the trimmed contents of a key file, refusing files that
 // group or others can read or replace (checkKeyFile): a leaked private key
 // lets anyone impersonate this host. Errors name the file and never its
-// contents.
-func readKeyFile(dir, name string) (string, error) {
-	path := name
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, path)
-	}
+// contents. path is as the daemon opens it (parser.path).
+func readKeyFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot open %s: %v", path, unwrapPathError(err))

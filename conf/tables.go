@@ -138,12 +138,13 @@ func (p *parser) privateKey(t table, in *Interface) {
 		if !ok {
 			return
 		}
-		s, err := readKeyFile(p.dir, name)
+		path := p.path(name)
+		s, err := readKeyFile(path)
 		if err != nil {
 			p.addf(line, "private_key_file: %v", err)
 			return
 		}
-		p.keyFiles = append(p.keyFiles, namedFile{"private_key_file", p.path(name)})
+		p.keyFiles = append(p.keyFiles, namedFile{"private_key_file", path})
 		k, err = handshake.ParsePrivateKey(s)
 		if err != nil || k.IsZero() {
 			p.addf(line, "private_key_file %s does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)", name)
@@ -335,12 +336,13 @@ func (p *parser) presharedKey(t table, pr *Peer) {
 		if name, line, ok = p.str(t, "preshared_key_file"); !ok {
 			return
 		}
+		path := p.path(name)
 		var err error
-		if s, err = readKeyFile(p.dir, name); err != nil {
+		if s, err = readKeyFile(path); err != nil {
 			p.addf(line, "preshared_key_file: %v", err)
 			return
 		}
-		p.keyFiles = append(p.keyFiles, namedFile{"preshared_key_file of " + p.peerName(t, *pr), p.path(name)})
+		p.keyFiles = append(p.keyFiles, namedFile{"preshared_key_file of " + p.peerName(t, *pr), path})
 	} else {
 		return
 	}
