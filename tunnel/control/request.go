@@ -63,6 +63,16 @@ func CommandByName(name string) (Command, bool) {
 	return Command{}, false
 }
 
+// commandByPath finds a command by its request path.
+func commandByPath(path string) (Command, bool) {
+	for _, c := range Commands {
+		if c.Path == path {
+			return c, true
+		}
+	}
+	return Command{}, false
+}
+
 // body is the JSON a POST carries. GET requests carry none.
 type body struct {
 	Arg string `json:"arg"`
@@ -84,14 +94,7 @@ func badRequest(format string, args ...any) error {
 // parseRequest maps an HTTP request to a command and its argument. It reads
 // at most MaxRequest bytes of body; everything in it is untrusted.
 func parseRequest(method, path string, r io.Reader) (Command, string, error) {
-	var cmd Command
-	found := false
-	for _, c := range Commands {
-		if c.Path == path {
-			cmd, found = c, true
-			break
-		}
-	}
+	cmd, found := commandByPath(path)
 	if !found {
 		return cmd, "", &requestError{http.StatusNotFound, fmt.Sprintf("unknown request %s", quoteShort(path))}
 	}

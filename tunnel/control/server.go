@@ -214,10 +214,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg += " (" + ce.err.Error() + ")"
 		}
 		cmd.Name = "unknown"
-		for _, c := range Commands {
-			if c.Path == r.URL.Path {
-				cmd.Name = c.Name
-			}
+		if c, ok := commandByPath(r.URL.Path); ok {
+			cmd.Name = c.Name
 		}
 		audit, outcome = true, "refused: "+msg
 		writeError(w, http.StatusForbidden, msg)
