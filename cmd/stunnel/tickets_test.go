@@ -126,6 +126,10 @@ func TestTicketsAddUsesReloadedLifetimes(t *testing.T) {
 	}
 }
 
+// testTickets is the [tickets] table of the tests below: on, lifetimes
+// given, keys made in memory.
+var testTickets = conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+
 // keyFileConfigs writes a fresh ticket key file (`tickets genkey`) and
 // returns its path with two [tickets] configs alike but for where the ring
 // keeps its keys: in memory, or read from that key_file.
@@ -136,7 +140,7 @@ func keyFileConfigs(t *testing.T) (keyFile string, inMemory, fromFile *conf.Conf
 	if code := runTickets([]string{"genkey", "-o", keyFile}, &out, &errb); code != exitOK {
 		t.Fatalf("genkey: %d %s", code, errb.String())
 	}
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	tk := testTickets
 	inMemory = &conf.Config{Tickets: tk}
 	tk.KeyFile = keyFile
 	fromFile = &conf.Config{Tickets: tk}
@@ -263,7 +267,7 @@ func TestReloadDroppingKeyFileMakesKeysInMemory(t *testing.T) {
 	if err := tickets.WriteKeyFile(keyFile, []tickets.Key{old}); err != nil {
 		t.Fatal(err)
 	}
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	tk := testTickets
 	inMemory := &conf.Config{Tickets: tk}
 	tk.KeyFile = keyFile
 	fromFile := &conf.Config{Tickets: tk}
@@ -299,7 +303,7 @@ func TestReloadDroppingKeyFileMakesKeysInMemory(t *testing.T) {
 // `tickets list` of a ring with no key (the last one retired) is an empty
 // JSON array, as with keys: `jq '.[]'` fails on null.
 func TestTicketsListEmptyRing(t *testing.T) {
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	tk := testTickets
 	running := newRunningConfig(&conf.Config{Tickets: tk})
 	ring := tickets.NewRing(tickets.Options{})
 	list, add, retire := ticketHandlers(ring, running)
@@ -317,7 +321,7 @@ func TestTicketsListEmptyRing(t *testing.T) {
 // `tickets retire` of a name the ring does not hold names nothing: a 404,
 // as a rekey of no such peer, not the 500 of a daemon that failed.
 func TestTicketsRetireUnknownIsNotFound(t *testing.T) {
-	tk := conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}
+	tk := testTickets
 	_, _, retire := ticketHandlers(tickets.NewRing(tickets.Options{}), newRunningConfig(&conf.Config{Tickets: tk}))
 	_, err := retire("00112233445566778899aabbccddeeff")
 	if !errors.Is(err, control.ErrNotFound) || !strings.Contains(err.Error(), "no ticket key named 00112233445566778899aabbccddeeff") {
