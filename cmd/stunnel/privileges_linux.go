@@ -15,8 +15,10 @@ import (
 // Privileges (issue 12, finding 8). The daemon needs CAP_NET_ADMIN for its
 // whole life (the TUN device, addresses, routes, and routes again on
 // reload, SO_MARK, SO_RCVBUFFORCE) and CAP_NET_BIND_SERVICE only to bind a
-// listen_port below 1024; it runs as uid 0 only so it can read root-owned
-// 0600 key files, which needs no capability. Everything else is dropped.
+// listen_port below 1024, and CAP_CHOWN only when [control] names groups
+// (to give the role sockets their group); it runs as uid 0 only so it can
+// read root-owned 0600 key files, which needs no capability. Everything
+// else is dropped.
 //
 // Why by re-executing, and at the start rather than after setup:
 // capabilities are per thread, and capset(2)/PR_CAPBSET_DROP act on the

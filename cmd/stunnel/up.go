@@ -51,7 +51,8 @@ func cmdUp(args []string) int {
 		return tokenOpenExit(err)
 	}
 	defer closeKey()
-	// Keep only CAP_NET_ADMIN (and CAP_NET_BIND_SERVICE for a low port):
+	// Keep only CAP_NET_ADMIN (CAP_NET_BIND_SERVICE for a low port,
+	// CAP_CHOWN for the [control] groups' sockets):
 	// re-executes on success (privileges_linux.go).
 	c := cfg.Control
 	socketGroups := c.Read.Name != "" || c.Operate.Name != "" || c.Officer.Name != ""
