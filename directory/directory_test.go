@@ -17,6 +17,7 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
+	"stunnel/internal/fsdir/fsdirtest"
 	"stunnel/internal/waitfor"
 )
 
@@ -294,6 +295,28 @@ func TestDiskCacheSealed(t *testing.T) {
 	os.WriteFile(path, data, 0o600)
 	if _, err := loadCache(path, MemoryKey(&priv), "/st/"); err == nil {
 		t.Fatal("a damaged cache opened")
+	}
+}
+
+// TestDiskCacheFailedWriteKeepsOld: a cache write that fails part way (a
+// full disk) is reported, and the cache from before stays readable; the
+// half-written file used to be renamed over it.
+func TestDiskCacheFailedWriteKeepsOld(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c")
+	priv := handshake.PrivateKey{8, 1}
+	old := &snapshot{Prefix: "/st/", Revision: 7, Records: map[string][]byte{"b": []byte(`{"version":1}`)}}
+	if err := saveCache(path, MemoryKey(&priv), old); err != nil {
+		t.Fatal(err)
+	}
+	big := &snapshot{Prefix: "/st/", Revision: 8, Records: map[string][]byte{"b": bytes.Repeat([]byte("x"), 8192)}}
+	fsdirtest.LimitFileSize(t, 1024)
+	err := saveCache(path, MemoryKey(&priv), big)
+	if err == nil || !strings.Contains(err.Error(), "directory cache "+path) {
+		t.Fatalf("saveCache past the file size limit: %v, want an error naming the cache", err)
+	}
+	got, err := loadCache(path, MemoryKey(&priv), "/st/")
+	if err != nil || got.Revision != 7 {
+		t.Fatalf("after a failed save the cache loads as %+v, %v; want revision 7", got, err)
 	}
 }
 

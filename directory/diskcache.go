@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/curve25519"
 
 	"stunnel/handshake"
+	"stunnel/internal/fsdir"
 )
 
 // StaticKey is the part of this host's static key the disk cache needs;
@@ -73,8 +74,9 @@ func cacheKey(k StaticKey) ([]byte, error) {
 	return hkdf.Key(sha256.New, s[:], nil, "stunnel directory cache v1", chacha20poly1305.KeySize)
 }
 
-// saveCache seals snap to path at mode 0600, atomically: a crash leaves
-// the old file or the new one, never half of one.
+// saveCache seals snap to path at mode 0600, atomically (fsdir.WriteFile):
+// a crash or a failed write leaves the old file or the new one, never half
+// of one.
 func saveCache(path string, k StaticKey, snap *snapshot) error {
 	plain, err := json.Marshal(snap)
 	if err != nil {
@@ -100,23 +102,7 @@ func saveCache(path string, k StaticKey, snap *snapshot) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("directory cache %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("directory cache %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
-	if err := tmp.Chmod(0o600); err == nil {
-		if _, err = tmp.Write(out); err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("directory cache %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := fsdir.WriteFile(path, out); err != nil {
 		return fmt.Errorf("directory cache %s: %w", path, err)
 	}
 	return nil

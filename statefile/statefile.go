@@ -191,51 +191,18 @@ func Open(key StaticKey, b []byte) (Payload, error) {
 	}, nil
 }
 
-// Save seals p and writes it to path atomically: a temp file in the same
-// directory (mode 0600), fsync, rename over path, fsync of the directory.
-// After Save returns nil the state survives a power loss. On an error
-// before the rename, path is untouched (an older state file there stays as
-// it was); if only the directory's fsync fails, the new file is in place
-// but a power loss may still bring the old one back.
+// Save seals p and writes it to path atomically and durably
+// (fsdir.WriteFile): after Save returns nil the state survives a power
+// loss; on an error an older state file at path stays as it was.
 func Save(path string, key StaticKey, p Payload) error {
 	b, err := Seal(key, p, time.Now())
 	if err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("saving state: %w (does the state directory exist and is it writable?)", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+	if err := fsdir.WriteFile(path, b); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("saving state: %w (does the state directory exist and is it writable?)", err)
 		}
-	}()
-	// CreateTemp already uses 0600; Chmod makes it independent of that detail.
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("saving state: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("saving state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("saving state: fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("saving state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("saving state: %w", err)
-	}
-	ok = true
-	if err := fsdir.Sync(dir); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}
 	return nil
