@@ -36,6 +36,20 @@ import (
 // root's. (Stopping the tunnel is a signal, SIGTERM, not a control command:
 // no flood can stop that.)
 //
+// Within every tier, one uid may hold at most UserShare connections:
+// without it one account looping `stunnel show` takes all 48 read-only
+// slots and locks out every other reader, the node exporter's textfile job
+// or another admin's `show`. A user's normal use is one connection at a
+// time for milliseconds, a script's a few in parallel; 16 is several times
+// that, while one account takes at most a third of the read-only tier (32
+// left to the rest) and 16 of the operators' 56. It is per uid, not per
+// process: a user starts as many processes as it likes. Root has no share
+// (its slots are the last resort, and root can stop the daemon anyway).
+// Callers whose credentials the kernel would not give count as one user
+// (their requests are refused anyway), never as root. When both the share
+// and the tier are used up the refusal names the share: that one is the
+// caller's own doing.
+//
 // A connection holds its slot for one request at most (keep-alive is off):
 // headers and body must arrive within Timeout, and the reply must be taken
 // within ReplyTimeout of the request, so a client that sends nothing, sends
@@ -43,11 +57,12 @@ import (
 //
 // A refused connection gets a 503 reply, written without waiting, and is
 // closed at once: the client says "control socket busy"; the daemon counts
-// it and logs one warning line per refusedLogInterval at most, with the
-// number refused since the last line and the uid and pid of the last one,
-// so a flood cannot flood the journal too.
+// it by reason and logs one warning line per refusedLogInterval at most,
+// with the number refused since the last line and the uid, pid and reason
+// of the last one, so a flood cannot flood the journal too.
 const (
 	MaxConns           = 64
+	UserShare          = 16
 	rootReserved       = 8
 	roleReserved       = 8
 	refusedLogInterval = 10 * time.Second
@@ -83,6 +98,28 @@ func (t tier) String() string {
 	return "read-only callers"
 }
 
+// shareKey names the user whose share a connection counts against: its
+// uid, or unknownUser when the kernel would not say who connected.
+type shareKey int64
+
+const unknownUser shareKey = -1
+
+func shareOf(cr Creds, credsErr error) (key shareKey, exempt bool) {
+	if credsErr != nil {
+		return unknownUser, false // the zero Creds would read as root
+	}
+	return shareKey(cr.UID), cr.UID == 0
+}
+
+// busyShare is the refusal of a user at UserShare.
+func busyShare(user shareKey, held int) string {
+	who := fmt.Sprintf("uid %d holds", user)
+	if user == unknownUser {
+		who = "callers whose credentials are unknown hold"
+	}
+	return fmt.Sprintf("control socket busy: %s %d connections, the most one user may hold; try again", who, held)
+}
+
 func tierOf(gs Groups, cr Creds, credsErr error) tier {
 	switch {
 	case credsErr != nil:
@@ -104,12 +141,16 @@ type limiter struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu       sync.Mutex
-	open     map[*ctlConn]struct{} // admitted and not yet closed; guarded by mu
-	closed   bool                  // Close has begun: admit nothing more; guarded by mu
-	refused  uint64                // all refusals; guarded by mu
-	unlogged int                   // refusals since the last warning line; guarded by mu
-	lastLog  time.Time             // of the last warning line; zero: none yet; guarded by mu
+	mu   sync.Mutex
+	open map[*ctlConn]struct{} // admitted and not yet closed; guarded by mu
+	// byUser counts open by shareKey, root's too; a user is deleted at
+	// 0, so it holds only the users with a connection open. Guarded by mu.
+	byUser       map[shareKey]int
+	closed       bool      // Close has begun: admit nothing more; guarded by mu
+	refusedLimit uint64    // refusals for a full tier; guarded by mu
+	refusedShare uint64    // refusals for a user at UserShare; guarded by mu
+	unlogged     int       // refusals since the last warning line; guarded by mu
+	lastLog      time.Time // of the last warning line; zero: none yet; guarded by mu
 }
 
 // ctlConn is an admitted connection: it carries the caller's credentials,
@@ -118,6 +159,7 @@ type ctlConn struct {
 	*net.UnixConn
 	creds    Creds
 	credsErr error
+	user     shareKey
 	lim      *limiter
 	release  sync.Once
 	readAny  atomic.Bool // the server has read a byte: a request began
@@ -136,6 +178,9 @@ func (c *ctlConn) Close() error {
 	c.release.Do(func() {
 		c.lim.mu.Lock()
 		delete(c.lim.open, c)
+		if c.lim.byUser[c.user]--; c.lim.byUser[c.user] <= 0 {
+			delete(c.lim.byUser, c.user)
+		}
 		c.lim.mu.Unlock()
 	})
 	return err
@@ -146,22 +191,31 @@ func (c *ctlConn) Close() error {
 func (l *limiter) admit(uc *net.UnixConn) *ctlConn {
 	cr, credsErr := l.credsOf(uc)
 	t := tierOf(l.groups, cr, credsErr)
+	user, exempt := shareOf(cr, credsErr)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		uc.Close()
 		return nil
 	}
-	n := len(l.open)
-	if n < t.limit() {
-		c := &ctlConn{UnixConn: uc, creds: cr, credsErr: credsErr, lim: l}
+	n, held := len(l.open), l.byUser[user]
+	share := !exempt && held >= UserShare
+	if !share && n < t.limit() {
+		c := &ctlConn{UnixConn: uc, creds: cr, credsErr: credsErr, user: user, lim: l}
 		l.open[c] = struct{}{}
+		l.byUser[user]++
 		l.mu.Unlock()
 		return c
 	}
-	l.refused++
+	reason := "tier_limit"
+	if share {
+		l.refusedShare++
+		reason = "uid_share"
+	} else {
+		l.refusedLimit++
+	}
 	l.unlogged++
-	logNow, refused, total := false, 0, l.refused
+	logNow, refused, total := false, 0, l.refusedLimit+l.refusedShare
 	if now := l.now(); l.lastLog.IsZero() || now.Sub(l.lastLog) >= refusedLogInterval {
 		logNow, refused, l.lastLog, l.unlogged = true, l.unlogged, now, 0
 	}
@@ -172,7 +226,12 @@ func (l *limiter) admit(uc *net.UnixConn) *ctlConn {
 			uid, pid = "unknown", "unknown" // the zero Creds would read as root
 		}
 		l.log.Warn("control socket busy: refusing connections", "refused", refused, "refused_total", total,
-			"open", n, "limit", t.limit(), "tier", t.String(), "last_uid", uid, "last_pid", pid)
+			"open", n, "limit", t.limit(), "tier", t.String(), "last_uid", uid, "last_pid", pid,
+			"last_uid_open", held, "last_reason", reason)
+	}
+	if share {
+		refuse(uc, busyShare(user, held))
+		return nil
 	}
 	// The caller's own limit, not only the count: with operators' or
 	// root's connections open the count is above it, and alone it would
@@ -202,11 +261,12 @@ func refuse(uc *net.UnixConn, msg string) {
 	uc.Close()
 }
 
-// count returns the connections open now and the refusals so far.
-func (l *limiter) count() (open int, refused uint64) {
+// count returns the connections open now and the refusals so far, for a
+// full tier and for a user at UserShare.
+func (l *limiter) count() (open int, tierLimit, uidShare uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.open), l.refused
+	return len(l.open), l.refusedLimit, l.refusedShare
 }
 
 // shut admits nothing more and closes the connections on which the caller

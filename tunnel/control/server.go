@@ -99,7 +99,8 @@ func Listen(cfg Config) (*Server, error) {
 	if s.audit == nil {
 		s.audit = slog.New(slog.DiscardHandler)
 	}
-	s.lim = &limiter{groups: cfg.Groups, credsOf: cfg.credsOf, log: cfg.Log, now: cfg.now, open: map[*ctlConn]struct{}{}}
+	s.lim = &limiter{groups: cfg.Groups, credsOf: cfg.credsOf, log: cfg.Log, now: cfg.now, open: map[*ctlConn]struct{}{},
+		byUser: map[shareKey]int{}}
 	if s.lim.credsOf == nil {
 		s.lim.credsOf = peerCreds
 	}
@@ -167,10 +168,11 @@ func Listen(cfg Config) (*Server, error) {
 func (s *Server) Path() string { return s.path }
 
 // Refused is how many connections the connection limit has refused since
-// Listen (see MaxConns); safe to call at any time, for the metrics.
-func (s *Server) Refused() uint64 {
-	_, refused := s.lim.count()
-	return refused
+// Listen, because the caller's tier was full (see MaxConns) and because its
+// uid held UserShare; safe to call at any time, for the metrics.
+func (s *Server) Refused() (tierLimit, uidShare uint64) {
+	_, tierLimit, uidShare = s.lim.count()
+	return tierLimit, uidShare
 }
 
 // Paths returns every socket's file name, the main one first.

@@ -31,7 +31,7 @@ func TestDocumentedMetrics(t *testing.T) {
 		TicketKeys:         []tunnel.TicketKeyStatus{{Name: "aa", State: "encrypt-decrypt"}},
 	}
 	c := NewCollector(func() tunnel.Status { return st })
-	c.CountControlRefused(func() uint64 { return 1 }) // as the daemon does
+	c.CountControlRefused(func() (uint64, uint64) { return 1, 1 }) // as the daemon does
 	served := servedMetrics(t, scrape(t, Handler(c)))
 
 	for name, s := range served {

@@ -59,7 +59,8 @@ var (
 	descTicketKeys = prometheus.NewDesc("stunnel_interface_ticket_keys",
 		"Session-ticket keys in the ring by state: pending (not sealing yet), encrypt-decrypt, decrypt-only.", []string{"interface", "state"}, nil)
 	descControlRefused = prometheus.NewDesc("stunnel_control_refused_connections_total",
-		"Connections to the control sockets refused because the connection limit was reached.", []string{"interface"}, nil)
+		"Connections to the control sockets refused at the connection limit, by reason: tier_limit (the caller's tier was full) or uid_share (the caller's uid held its share).",
+		[]string{"interface", "reason"}, nil)
 	descPeers = prometheus.NewDesc("stunnel_interface_peers",
 		"Configured peers.", []string{"interface"}, nil)
 	descInfo = prometheus.NewDesc("stunnel_interface_info",
@@ -85,15 +86,18 @@ type Collector struct {
 	// controlRefused, once set, counts the control sockets' refused
 	// connections. It is set after the control server starts, which
 	// serves this collector's metrics: a scrape may come first.
-	controlRefused atomic.Pointer[func() uint64]
+	controlRefused atomic.Pointer[func() (tierLimit, uidShare uint64)]
 }
 
 // NewCollector collects from status, e.g. (*tunnel.Device).Status.
 func NewCollector(status func() tunnel.Status) *Collector { return &Collector{status: status} }
 
 // CountControlRefused adds stunnel_control_refused_connections_total,
-// read from refused (e.g. (*control.Server).Refused) at each scrape.
-func (c *Collector) CountControlRefused(refused func() uint64) { c.controlRefused.Store(&refused) }
+// read from refused (e.g. (*control.Server).Refused) at each scrape. Both
+// reasons are series from the start, at 0, like the drop reasons.
+func (c *Collector) CountControlRefused(refused func() (tierLimit, uidShare uint64)) {
+	c.controlRefused.Store(&refused)
+}
 
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -168,7 +172,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRefused, float64(refused[r]), ifn, r)
 	}
 	if f := c.controlRefused.Load(); f != nil {
-		counter(descControlRefused, (*f)(), ifn)
+		tierLimit, uidShare := (*f)()
+		counter(descControlRefused, tierLimit, ifn, "tier_limit")
+		counter(descControlRefused, uidShare, ifn, "uid_share")
 	}
 }
 

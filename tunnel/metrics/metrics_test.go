@@ -130,21 +130,28 @@ func TestTicketKeysByState(t *testing.T) {
 }
 
 // TestControlRefusedConnections: the control sockets' refusals are a
-// series once the daemon hands the collector its count, read at each
-// scrape; a collector without one has no such series (not a false 0).
+// series per reason, both from the start, once the daemon hands the
+// collector its counts, read at each scrape; a collector without them has
+// no such series (not a false 0).
 func TestControlRefusedConnections(t *testing.T) {
 	c := NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} })
 	h := Handler(c)
 	if text := scrape(t, h); strings.Contains(text, "stunnel_control_refused_connections_total") {
 		t.Errorf("a series before any count is known:\n%s", text)
 	}
-	var n atomic.Uint64
-	c.CountControlRefused(n.Load)
-	for _, v := range []uint64{0, 7} {
-		n.Store(v)
-		want := fmt.Sprintf(`stunnel_control_refused_connections_total{interface="st0"} %d`, v)
-		if text := scrape(t, h); !strings.Contains(text, want+"\n") {
-			t.Errorf("missing %s in\n%s", want, text)
+	var limit, share atomic.Uint64
+	c.CountControlRefused(func() (uint64, uint64) { return limit.Load(), share.Load() })
+	for _, v := range [][2]uint64{{0, 0}, {7, 3}} {
+		limit.Store(v[0])
+		share.Store(v[1])
+		text := scrape(t, h)
+		for _, want := range []string{
+			fmt.Sprintf(`stunnel_control_refused_connections_total{interface="st0",reason="tier_limit"} %d`, v[0]),
+			fmt.Sprintf(`stunnel_control_refused_connections_total{interface="st0",reason="uid_share"} %d`, v[1]),
+		} {
+			if !strings.Contains(text, want+"\n") {
+				t.Errorf("missing %s in\n%s", want, text)
+			}
 		}
 	}
 }
