@@ -93,9 +93,10 @@ type Session struct {
 	// Resumed: this session came from a ticket (messages 5/6), not message 1/2.
 	Resumed bool
 	// PeerStatic is, on the responder of a full handshake, the initiator's
-	// static public key that message 1 proved (zero otherwise). The holder
-	// hands the session only to a peer that still has this key: its lookup
-	// may have changed since (a reload that replaced the key).
+	// static public key that message 1 proved (zero otherwise).
+	// session.Peer.Accept takes the session only if the peer still has
+	// this key: the lookup may have changed since (a reload that replaced
+	// the key).
 	PeerStatic PublicKey
 }
 

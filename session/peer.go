@@ -307,52 +307,6 @@ func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Tim
 	return Completed{Keypair: kp, Cipher: sess.Cipher, Resumed: sess.Resumed}, err
 }
 
-// Accept installs the session of a peer's initiation that we answered
-// (Host.ConsumeInitiation), under our index idx. It becomes the next
-// keypair, promoted when the initiator's first packet under it arrives
-// (Received): until then an initiation, which anyone may replay, moves
-// nothing. Every valid initiation is answered, also while our own is
-// pending: that one stays pending, and whichever session the peer
-// confirms wins (docs/PROTOCOL.md, "Crossing initiations"). A ticket for
-// the initiator is sealed now and sent once it confirms (TicketFor). sess
-// is zeroed.
-func (p *Peer) Accept(sess *handshake.Session, idx uint32, now time.Time) error {
-	return p.accept(sess, idx, now, now)
-}
-
-// AcceptResumed is Accept for a resumption (Host.ConsumeResumption): the
-// next ticket carries over the opened ticket's last static-key proof, so a
-// chain of resumptions never extends it. st is zeroed.
-func (p *Peer) AcceptResumed(sess *handshake.Session, st *handshake.TicketState, idx uint32, now time.Time) error {
-	defer st.Zero()
-	return p.accept(sess, idx, now, st.AuthTime)
-}
-
-func (p *Peer) accept(sess *handshake.Session, idx uint32, now, authTime time.Time) error {
-	defer sess.Zero()
-	kp, err := p.install(sess, idx, now)
-	if err != nil {
-		return err
-	}
-	// Two Accepts of this peer may overlap (two handshake workers). Only
-	// the one whose keypair is still in the next slot records it: an older
-	// Accept that gets here after a newer Install dropped (and zeroed) its
-	// keypair would otherwise point nextKP and ticketFor at a dead keypair,
-	// and the newer one, when confirmed, would get no ticket and be counted
-	// as a full handshake. Reading the slot under p.mu (Peer.mu, then the
-	// Keypairs' lock: the lock order) decides it: an Install after the
-	// check is followed by its own Accept's section, which runs after ours.
-	// Nothing else moves kp out of next before we return: the peer cannot
-	// confirm it before it has our response, sent after Accept.
-	p.mu.Lock()
-	if _, _, next := p.keypairs.Slots(); next == kp {
-		p.nextKP, p.nextResumed = kp, sess.Resumed
-		p.issueLocked(sess, kp, authTime)
-	}
-	p.mu.Unlock()
-	return nil
-}
-
 // install makes a finished handshake's keys the peer's newest keypair.
 func (p *Peer) install(sess *handshake.Session, idx uint32, now time.Time) (*rekey.Keypair, error) {
 	kp, err := newKeypair(sess, now, p.host.Policy())

@@ -36,11 +36,11 @@ func (d *Device) handleResumption(m handshakeMessage) {
 		d.resumptionFailed(err, from)
 		return
 	}
-	// As in handleInitiation: the peer must still have the key the ticket
-	// was issued to (the responder checked it against the lookup, which a
-	// reload may have changed since).
+	// As in handleInitiation: the peer must still be configured, and
+	// AcceptResumed refuses a ticket issued to a key a reload replaced
+	// since the lookup (quietly, as handleInitiation does).
 	p := d.peers.Load().byID[sess.PeerID]
-	if p == nil || p.sess.PublicKey() != st.PeerStatic || !p.enter() {
+	if p == nil || !p.enter() {
 		d.indices.release(idx)
 		sess.Zero()
 		st.Zero()
@@ -48,7 +48,9 @@ func (d *Device) handleResumption(m handshakeMessage) {
 	}
 	defer p.leave()
 	if err := p.sess.AcceptResumed(sess, st, idx, d.now()); err != nil {
-		d.warn.warn("hs-keys-"+p.id, "cannot use the resumed session's keys", "peer", p.id, "err", err)
+		if !errors.Is(err, session.ErrPeerKeyChanged) {
+			d.warn.warn("hs-keys-"+p.id, "cannot use the resumed session's keys", "peer", p.id, "err", err)
+		}
 		return
 	}
 	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {

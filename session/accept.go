@@ -1,0 +1,76 @@
+package session
+
+import (
+	"fmt"
+	"time"
+
+	"stunnel/handshake"
+)
+
+// ErrPeerKeyChanged: Accept or AcceptResumed refused a handshake because the
+// static key it proved (the initiator's, or the one its ticket was issued
+// to) is not the key this Peer was made with. The holder's lookup answered
+// with another key than the Peer holds: the daemon's configuration was
+// reloaded with a new public_key between the responder's lookup and the
+// Accept, or a securesession lookup now names another key for an ID whose
+// Session already has its peer. It wraps handshake.ErrKeyMismatch, which a
+// lookup that already had the Peer's key would have returned.
+var ErrPeerKeyChanged = fmt.Errorf("%w: the handshake proved another key than this peer was set up with (the key configured for its ID changed since)", handshake.ErrKeyMismatch)
+
+// Accept installs the session of a peer's initiation that we answered
+// (Host.ConsumeInitiation), under our index idx. It becomes the next
+// keypair, promoted when the initiator's first packet under it arrives
+// (Received): until then an initiation, which anyone may replay, moves
+// nothing. Every valid initiation is answered, also while our own is
+// pending: that one stays pending, and whichever session the peer
+// confirms wins (docs/PROTOCOL.md, "Crossing initiations"). A ticket for
+// the initiator is sealed now and sent once it confirms (TicketFor). sess
+// is zeroed. On error idx is released and nothing changed but a
+// ReasonKeySetup problem (keys that cannot be used); ErrPeerKeyChanged
+// writes no problem: the initiator is not this peer as configured now.
+func (p *Peer) Accept(sess *handshake.Session, idx uint32, now time.Time) error {
+	return p.accept(sess, sess.PeerStatic, idx, now, now)
+}
+
+// AcceptResumed is Accept for a resumption (Host.ConsumeResumption): the
+// next ticket carries over the opened ticket's last static-key proof, so a
+// chain of resumptions never extends it. The ticket's key (st.PeerStatic)
+// must be the Peer's. st is zeroed.
+func (p *Peer) AcceptResumed(sess *handshake.Session, st *handshake.TicketState, idx uint32, now time.Time) error {
+	defer st.Zero()
+	return p.accept(sess, st.PeerStatic, idx, now, st.AuthTime)
+}
+
+// accept installs sess, whose handshake proved the static key proven.
+func (p *Peer) accept(sess *handshake.Session, proven handshake.PublicKey, idx uint32, now, authTime time.Time) error {
+	defer sess.Zero()
+	// The responder checked proven against its lookup, which the holder
+	// may have changed since it made this Peer. Checked here, not by each
+	// holder, so the daemon and securesession cannot differ. Public keys
+	// are not secret: a plain comparison. cfg.PublicKey is immutable.
+	if proven != p.cfg.PublicKey {
+		p.reg.Release(idx)
+		return ErrPeerKeyChanged
+	}
+	kp, err := p.install(sess, idx, now)
+	if err != nil {
+		return err
+	}
+	// Two Accepts of this peer may overlap (two handshake workers). Only
+	// the one whose keypair is still in the next slot records it: an older
+	// Accept that gets here after a newer Install dropped (and zeroed) its
+	// keypair would otherwise point nextKP and ticketFor at a dead keypair,
+	// and the newer one, when confirmed, would get no ticket and be counted
+	// as a full handshake. Reading the slot under p.mu (Peer.mu, then the
+	// Keypairs' lock: the lock order) decides it: an Install after the
+	// check is followed by its own Accept's section, which runs after ours.
+	// Nothing else moves kp out of next before we return: the peer cannot
+	// confirm it before it has our response, sent after Accept.
+	p.mu.Lock()
+	if _, _, next := p.keypairs.Slots(); next == kp {
+		p.nextKP, p.nextResumed = kp, sess.Resumed
+		p.issueLocked(sess, kp, authTime)
+	}
+	p.mu.Unlock()
+	return nil
+}
