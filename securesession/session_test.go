@@ -444,11 +444,13 @@ func TestReplacedPeerKeyIsRefused(t *testing.T) {
 	}
 }
 
-// Unwrap's errors wrap one of the package's sentinels (or handshake's), so
-// a caller can sort them. A new ticket that arrives after a newer session
-// replaced the one it was issued for (a rekey overtook it) is refused by
-// the core with an error of its own, which reached the caller bare.
-func TestStaleTicketErrorIsSortable(t *testing.T) {
+// A new ticket that arrives after a newer session replaced the one it was
+// issued for (a rekey overtook it) is stale: the core discards it and
+// Unwrap reports nothing, as the daemon lets it go uncounted. It used to
+// be reported as ErrMalformed. The newer session's ticket is still taken,
+// and a control message that does not parse is still malformed, with an
+// error that wraps the package's sentinel.
+func TestStaleTicketIsNotMalformed(t *testing.T) {
 	p := newPair(t, rekey.DefaultPolicy())
 	p.bob.host.SetTickets(tickets.NewRing(tickets.Options{Now: p.clock.Now}), true, 24*time.Hour)
 	handshakeOnce := func() (ticket []byte) {
@@ -472,12 +474,27 @@ func TestStaleTicketErrorIsSortable(t *testing.T) {
 	}
 	stale := handshakeOnce()
 	p.clock.now = p.clock.now.Add(10 * time.Second)
-	handshakeOnce() // a newer session before the first ticket arrived
-	_, err := p.alice.Unwrap(stale)
-	if err == nil {
-		t.Fatal("a ticket for a replaced session was taken")
+	fresh := handshakeOnce() // a newer session before the first ticket arrived
+	res, err := p.alice.Unwrap(stale)
+	if err != nil || res.Data != nil || len(res.Send) != 0 {
+		t.Fatalf("stale ticket: %v, data %q, %d messages back; want it discarded quietly", err, res.Data, len(res.Send))
 	}
+	if st := p.alice.currentPeer().Status(p.clock.now); st.Ticket != nil {
+		t.Fatal("the stale ticket was kept")
+	}
+	if _, err := p.alice.Unwrap(fresh); err != nil {
+		t.Fatalf("the newer session's ticket: %v", err)
+	}
+	if st := p.alice.currentPeer().Status(p.clock.now); st.Ticket == nil {
+		t.Fatal("the newer session's ticket was not kept")
+	}
+
+	cut, err := p.bob.seal(nil, []byte{handshake.ControlMarker, 1, 0}, sealControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.alice.Unwrap(cut)
 	if !errors.Is(err, ErrMalformed) || !strings.HasPrefix(err.Error(), "securesession: ") {
-		t.Fatalf("stale ticket: %q, want an ErrMalformed", err)
+		t.Fatalf("a cut control message: %v, want an ErrMalformed", err)
 	}
 }

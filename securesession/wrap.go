@@ -251,11 +251,11 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	switch {
 	case len(plain) == 0: // keepalive
 	case plain[0] == handshake.ControlMarker: // a new ticket for our next handshake
+		// The core discards a stale ticket (overtaken by a rekey, or under
+		// a session we did not initiate) without an error, as the daemon
+		// does (tunnel.Peer.controlReceived): an error is a message that
+		// does not parse.
 		if err := p.ReceiveControl(plain, kp, now); err != nil {
-			// Every refusal of the core is reported as malformed here,
-			// session.ErrTicketForOtherSession (a ticket overtaken by a
-			// rekey) too; the daemon lets that one go uncounted
-			// (tunnel.Peer.controlReceived).
 			malformed = fmt.Errorf("%w: control message: %w", ErrMalformed, err)
 		}
 	case s.cfg.Payload == PayloadMessages && plain[0] == payloadTagMessage:

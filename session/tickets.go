@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"errors"
 	"time"
 
 	"stunnel/handshake"
@@ -123,17 +122,18 @@ func (p *Peer) ForceFullHandshake() {
 	p.mu.Unlock()
 }
 
-// ErrTicketForOtherSession: an authenticated new-ticket message under a
-// session we did not initiate (only initiators are given tickets), or whose
-// place a newer handshake took before the ticket arrived, as when both
-// sides initiate at once. Not malformed: the ticket is stale, and the next
-// handshake brings another.
-var ErrTicketForOtherSession = errors.New("new-ticket message under a session we did not initiate")
-
 // ReceiveControl takes a session control message that arrived, authenticated
 // and not replayed, under kp (the decrypted payload, starting with
 // handshake.ControlMarker). Today that is a new ticket: kept, with the
-// resumption secret of kp's session, for the next rekey or reconnect.
+// resumption secret of kp's session, for the next rekey or reconnect. An
+// error means the message does not parse: the holder counts it malformed.
+//
+// A ticket under a session we did not initiate (only initiators are given
+// tickets), or whose place a newer handshake of ours took before the ticket
+// arrived (as when both sides initiate at once), is stale: authenticated,
+// not malformed, and of no use, since the resumption secret it needs is
+// gone. It is discarded and ReceiveControl returns nil, so no holder has to
+// tell it apart; the next handshake brings another ticket.
 func (p *Peer) ReceiveControl(plain []byte, kp *rekey.Keypair, now time.Time) error {
 	ticket, lifetime, err := handshake.ParseTicketMessage(plain)
 	if err != nil {
@@ -142,7 +142,7 @@ func (p *Peer) ReceiveControl(plain []byte, kp *rekey.Keypair, now time.Time) er
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.secretFor == nil || p.secretFor != kp {
-		return ErrTicketForOtherSession
+		return nil // stale: discarded
 	}
 	p.held.zero()
 	p.held = &heldTicket{ticket: bytes.Clone(ticket), secret: p.secret, received: now, expires: now.Add(lifetime)}

@@ -129,15 +129,11 @@ func (p *Peer) sendControl(msg []byte) {
 }
 
 // controlReceived hands a control message that arrived under kp to the
-// session core (a new ticket); a bad one is counted as malformed. A ticket
-// for a session that is no longer ours to resume (two handshakes crossed)
-// is authenticated and stale, not malformed: it is let go.
+// session core (a new ticket); one that does not parse is counted as
+// malformed. A stale ticket (for a session that is no longer ours to
+// resume: two handshakes crossed) is no error: the core discards it.
 func (p *Peer) controlReceived(plain []byte, kp *rekey.Keypair) {
-	err := p.sess.ReceiveControl(plain, kp, p.d.now())
-	if errors.Is(err, session.ErrTicketForOtherSession) {
-		return
-	}
-	if err != nil {
+	if err := p.sess.ReceiveControl(plain, kp, p.d.now()); err != nil {
 		p.drops.add(dropMalformed, 1)
 		p.d.warn.warn("ctl-"+p.id, "dropped a session control message", "peer", p.id, "err", err)
 	}
