@@ -104,10 +104,12 @@ func (k *Keypair) NeedsRekeyOnSend(now time.Time) bool {
 		(k.Initiator && !now.Before(k.rekeyAt))
 }
 
-// NeedsRekeyOnReceive reports whether receiving under k should start a new
-// handshake: we initiated k and it is RejectAfterTime - KeepaliveTimeout -
-// RekeyTimeout old, so an initiator that only receives renews before its key
-// dies (the responder cannot rekey on time).
+// NeedsRekeyOnReceive reports whether receiving should start a new
+// handshake while k is the current keypair (Keypairs.NeedsRekeyOnReceive
+// asks the current one, whatever keypair a packet came under): we initiated
+// k and it is RejectAfterTime - KeepaliveTimeout - RekeyTimeout old, so an
+// initiator that only receives renews before its key dies (the responder
+// cannot rekey on time).
 func (k *Keypair) NeedsRekeyOnReceive(now time.Time) bool {
 	return k.Initiator && !now.Before(k.recvRekeyAt)
 }

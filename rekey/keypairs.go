@@ -100,6 +100,19 @@ func (s *Keypairs) Received(kp *Keypair) (promoted bool, dropped []*Keypair) {
 	return true, dropped
 }
 
+// NeedsRekeyOnReceive reports whether receiving should start a new
+// handshake: the current keypair asks for it (Keypair.NeedsRekeyOnReceive).
+// The current one decides, not the one a packet came under, as in
+// wireguard-go (keepKeyFreshReceiving): a late packet under an old keypair
+// we initiated must not start a handshake when the current key is fresh.
+// Ask after Received, so a promoted next counts as current.
+func (s *Keypairs) NeedsRekeyOnReceive(now time.Time) bool {
+	s.mu.RLock()
+	c := s.current
+	s.mu.RUnlock()
+	return c != nil && c.NeedsRekeyOnReceive(now)
+}
+
 // Expire zeroes every keypair that is expired at now (RejectAfterTime old), so
 // raw keys do not outlive their use, and removes from its slot any keypair
 // 3*RejectAfterTime old (as in WireGuard), so until then a late packet under

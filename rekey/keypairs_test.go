@@ -165,3 +165,29 @@ func TestKeypairsConcurrentUse(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Receiving asks the current keypair whether to rekey, not the previous
+// one a late packet may come under: an old keypair we initiated, now
+// previous, must not start a handshake while the current one is fresh.
+func TestNeedsRekeyOnReceiveAsksCurrent(t *testing.T) {
+	p := DefaultPolicy()
+	recvAge := p.RejectAfterTime - p.KeepaliveTimeout - p.RekeyTimeout
+	var s Keypairs
+	if s.NeedsRekeyOnReceive(at(recvAge)) {
+		t.Fatal("rekey wanted with no keypair")
+	}
+	old, _ := pair(t, p, t0, 1, 2)
+	fresh, _ := pair(t, p, at(recvAge), 3, 4)
+	s.Install(old)
+	if !s.NeedsRekeyOnReceive(at(recvAge)) {
+		t.Fatal("no rekey while the current keypair we initiated is old")
+	}
+	s.Install(fresh)
+	slotsAre(t, &s, old, fresh, nil)
+	if s.NeedsRekeyOnReceive(at(recvAge)) {
+		t.Fatal("an old previous keypair asked for a rekey while the current one is fresh")
+	}
+	if !s.NeedsRekeyOnReceive(at(2 * recvAge)) {
+		t.Fatal("no rekey once the current keypair is old")
+	}
+}

@@ -364,8 +364,10 @@ func (p *Peer) completedLocked(now time.Time, resumed bool) {
 // Received tells the peer that packets authenticated under kp arrived (data
 // says whether any carried payload). promoted: kp was the responder's next
 // key and is now current (the handshake completed; flush what waited).
-// rekey: the initiator's key is old enough that it must renew while it only
-// receives.
+// rekeyNow: the current key, which we initiated, is old enough that we must
+// renew it while we only receive. The current key decides, not kp: a late
+// packet under the previous key starts no handshake when the current one
+// is fresh (rekey.Keypairs.NeedsRekeyOnReceive).
 func (p *Peer) Received(kp *rekey.Keypair, data bool, now time.Time) (promoted, rekeyNow bool) {
 	promoted, dropped := p.keypairs.Received(kp)
 	p.release(dropped)
@@ -379,7 +381,7 @@ func (p *Peer) Received(kp *rekey.Keypair, data bool, now time.Time) (promoted, 
 		p.nextKP = nil
 	}
 	p.mu.Unlock()
-	return promoted, kp.NeedsRekeyOnReceive(now)
+	return promoted, p.keypairs.NeedsRekeyOnReceive(now)
 }
 
 // Sent tells the timers that authenticated packets went out (data: with

@@ -455,3 +455,33 @@ func TestRestoreRefusesChangedPresharedKey(t *testing.T) {
 		t.Fatalf("version 1 state: %+v, %v; want the session back", r, err)
 	}
 }
+
+// A late packet under an old keypair we initiated starts no handshake while
+// the current keypair is fresh: the current one decides, as in
+// wireguard-go's keepKeyFreshReceiving. Received used to ask the packet's
+// keypair, so a straggler under the previous key asked for a rekey that
+// the current key did not need.
+func TestRekeyOnReceiveAsksTheCurrentKeypair(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	policy := rekey.DefaultPolicy()
+	recvRekeyAge := policy.RejectAfterTime - policy.KeepaliveTimeout - policy.RekeyTimeout
+	msg, _, _ := a.peer.Initiate(now, "x")
+	old := a.complete(t, b.answer(t, msg, now), now)
+	now = now.Add(recvRekeyAge)
+	msg, _, _ = a.peer.Initiate(now, "x")
+	fresh := a.complete(t, b.answer(t, msg, now), now)
+	if prev, cur, _ := a.peer.Slots(); prev != old || cur != fresh {
+		t.Fatal("the old keypair is not previous and the new one current")
+	}
+	if _, rekeyNow := a.peer.Received(old, true, now); rekeyNow {
+		t.Fatal("a packet under the old previous keypair asked for a rekey while the current one is fresh")
+	}
+	if _, rekeyNow := a.peer.Received(fresh, true, now); rekeyNow {
+		t.Fatal("a packet under the fresh current keypair asked for a rekey")
+	}
+	now = now.Add(recvRekeyAge)
+	if _, rekeyNow := a.peer.Received(fresh, true, now); !rekeyNow {
+		t.Fatal("no rekey asked once the current keypair we initiated is old")
+	}
+}
