@@ -12,12 +12,12 @@ func BenchmarkNextNonce(b *testing.B) {
 	}
 }
 
-func BenchmarkAcceptCounter(b *testing.B) {
+func BenchmarkCheckCounter(b *testing.B) {
 	_, r := pair(b, DefaultPolicy(), t0, 1, 2)
 	b.ReportAllocs()
 	var c uint64
 	for b.Loop() {
-		r.AcceptCounter(c, t0)
+		r.CheckCounter(c, t0)
 		c++
 	}
 }

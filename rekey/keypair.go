@@ -150,12 +150,6 @@ func (k *Keypair) CheckCounter(counter uint64, now time.Time) Verdict {
 	return Replayed
 }
 
-// AcceptCounter is CheckCounter for callers that need no reason: true only
-// for Fresh.
-func (k *Keypair) AcceptCounter(counter uint64, now time.Time) bool {
-	return k.CheckCounter(counter, now) == Fresh
-}
-
 // Expired reports whether k may no longer seal or open at now: it is
 // RejectAfterTime old or was zeroed. (A key whose send counter is exhausted can
 // still open; Keypairs.Current skips it for sending.)

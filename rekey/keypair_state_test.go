@@ -41,8 +41,8 @@ func TestRetireImportKeepsCountersAndRefusesReplays(t *testing.T) {
 	}
 	// r accepts all but counter 7 (lost); 7 stays acceptable after the restart.
 	for c := range sent {
-		if c != 7 && !r.AcceptCounter(uint64(c), now) {
-			t.Fatalf("AcceptCounter(%d) before export refused", c)
+		if c != 7 && r.CheckCounter(uint64(c), now) != Fresh {
+			t.Fatalf("CheckCounter(%d) before export refused", c)
 		}
 	}
 	si, err := i.Retire()
@@ -53,7 +53,7 @@ func TestRetireImportKeepsCountersAndRefusesReplays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := i.NextNonce(now); ok || r.AcceptCounter(7, now) || !i.IsZeroed() {
+	if _, ok := i.NextNonce(now); ok || r.CheckCounter(7, now) == Fresh || !i.IsZeroed() {
 		t.Fatal("a retired keypair still seals or opens")
 	}
 	if _, err := i.Retire(); !errors.Is(err, ErrStateKeys) {
@@ -86,14 +86,14 @@ func TestRetireImportKeepsCountersAndRefusesReplays(t *testing.T) {
 		t.Fatalf("restored receive key does not open the old packet: %v", err)
 	}
 	for c := range sent {
-		if c != 7 && r2.AcceptCounter(uint64(c), later) {
+		if c != 7 && r2.CheckCounter(uint64(c), later) == Fresh {
 			t.Fatalf("counter %d accepted before the restart is accepted again after it", c)
 		}
 	}
-	if !r2.AcceptCounter(7, later) || r2.AcceptCounter(7, later) {
+	if r2.CheckCounter(7, later) != Fresh || r2.CheckCounter(7, later) == Fresh {
 		t.Fatal("counter 7, never received, must be accepted once after the restart")
 	}
-	if !r2.AcceptCounter(300, later) {
+	if r2.CheckCounter(300, later) != Fresh {
 		t.Fatal("a new counter is refused after the restart")
 	}
 	// Age counts from the saved creation: no longer life for a restart.
@@ -235,7 +235,7 @@ func TestRetireRacingDataPlaneIsExact(t *testing.T) {
 						issued = append(issued, c)
 						mu.Unlock()
 					}
-					if c := n*4 + uint64(g); r.AcceptCounter(c, now) {
+					if c := n*4 + uint64(g); r.CheckCounter(c, now) == Fresh {
 						mu.Lock()
 						accepted = append(accepted, c)
 						mu.Unlock()
@@ -262,7 +262,7 @@ func TestRetireRacingDataPlaneIsExact(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range accepted {
-			if r2.AcceptCounter(c, now) {
+			if r2.CheckCounter(c, now) == Fresh {
 				t.Fatalf("counter %d accepted before Retire is accepted again after import", c)
 			}
 		}

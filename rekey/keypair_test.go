@@ -23,15 +23,15 @@ func TestNoKeySealsAfterRejectAfterTime(t *testing.T) {
 	if _, ok := k.NextNonce(just); !ok {
 		t.Fatal("NextNonce refused 1 ms before reject_after")
 	}
-	if !r.AcceptCounter(0, just) {
-		t.Fatal("AcceptCounter refused 1 ms before reject_after")
+	if r.CheckCounter(0, just) != Fresh {
+		t.Fatal("CheckCounter refused 1 ms before reject_after")
 	}
 	for _, now := range []time.Time{at(p.RejectAfterTime), at(p.RejectAfterTime + time.Hour)} {
 		if n, ok := k.NextNonce(now); ok {
 			t.Fatalf("NextNonce at %v after creation = %d, true; the key must never seal again", now.Sub(t0), n)
 		}
-		if r.AcceptCounter(1, now) {
-			t.Fatalf("AcceptCounter at %v after creation accepted a packet under an expired key", now.Sub(t0))
+		if r.CheckCounter(1, now) == Fresh {
+			t.Fatalf("CheckCounter at %v after creation accepted a packet under an expired key", now.Sub(t0))
 		}
 		if !k.Expired(now) {
 			t.Fatalf("Expired(%v) = false", now.Sub(t0))
@@ -101,7 +101,7 @@ func TestCounterExhaustion(t *testing.T) {
 	}
 }
 
-func TestAcceptCounterReplayAndLimit(t *testing.T) {
+func TestCheckCounterReplayAndLimit(t *testing.T) {
 	p := DefaultPolicy()
 	p.RekeyAfterMessages, p.RejectAfterMessages = 100, 1000
 	_, r := pair(t, p, t0, 1, 2)
@@ -109,8 +109,8 @@ func TestAcceptCounterReplayAndLimit(t *testing.T) {
 		n    uint64
 		want bool
 	}{{0, true}, {0, false}, {5, true}, {3, true}, {5, false}, {999, true}, {1000, false}, {1 << 40, false}} {
-		if got := r.AcceptCounter(c.n, t0); got != c.want {
-			t.Fatalf("AcceptCounter(%d) = %v, want %v", c.n, got, c.want)
+		if got := r.CheckCounter(c.n, t0) == Fresh; got != c.want {
+			t.Fatalf("CheckCounter(%d) fresh: %v, want %v", c.n, got, c.want)
 		}
 	}
 }
@@ -126,8 +126,8 @@ func TestZeroWipesKeysAndDisables(t *testing.T) {
 	if _, ok := k.NextNonce(t0); ok {
 		t.Fatal("NextNonce succeeded on a zeroed key")
 	}
-	if k.AcceptCounter(0, t0) {
-		t.Fatal("AcceptCounter succeeded on a zeroed key")
+	if k.CheckCounter(0, t0) == Fresh {
+		t.Fatal("CheckCounter accepted a counter under a zeroed key")
 	}
 	if !k.Expired(t0) || !k.IsZeroed() {
 		t.Fatal("zeroed key not reported expired")
@@ -139,7 +139,7 @@ func TestNewKeypairSurvivesInvalidWindow(t *testing.T) {
 	p := DefaultPolicy()
 	p.ReplayWindow = 3 // Validate would refuse; NewKeypair still protects
 	_, r := pair(t, p, t0, 1, 2)
-	if !r.AcceptCounter(7, t0) || r.AcceptCounter(7, t0) {
+	if r.CheckCounter(7, t0) != Fresh || r.CheckCounter(7, t0) == Fresh {
 		t.Fatal("keypair with a bad window does not filter replays")
 	}
 }

@@ -88,7 +88,7 @@ func (s *side) open(p packet, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%s: authentication failed", s.name)
 	}
-	if !k.AcceptCounter(p.counter, now) {
+	if k.CheckCounter(p.counter, now) != Fresh {
 		return fmt.Errorf("%s: counter %d refused (replay or expired key)", s.name, p.counter)
 	}
 	s.timers.AuthenticatedReceived(now)

@@ -286,14 +286,14 @@ func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
 	b.peer.Received(kpB, false, now)
 	for range 5 {
 		n, _ := kpA.NextNonce(now)
-		if !kpB.AcceptCounter(n, now) {
+		if kpB.CheckCounter(n, now) != rekey.Fresh {
 			t.Fatal("fresh counter refused")
 		}
 	}
 	sentByB, _ := kpB.NextNonce(now)
 
 	saved := b.peer.Snapshot(nil, "198.18.0.1:51820", true)
-	if _, ok := kpB.NextNonce(now); ok || kpB.AcceptCounter(5, now) {
+	if _, ok := kpB.NextNonce(now); ok || kpB.CheckCounter(5, now) == rekey.Fresh {
 		t.Fatal("a retired keypair still seals or opens")
 	}
 
@@ -318,12 +318,12 @@ func TestSnapshotRestoreContinuesWithoutReuse(t *testing.T) {
 		t.Fatal("the restored session is not current")
 	}
 	for c := range uint64(5) {
-		if kp2.AcceptCounter(c, now) {
+		if kp2.CheckCounter(c, now) == rekey.Fresh {
 			t.Fatalf("counter %d accepted again after the restore", c)
 		}
 	}
 	n, _ := kpA.NextNonce(now)
-	if !kp2.AcceptCounter(n, now) {
+	if kp2.CheckCounter(n, now) != rekey.Fresh {
 		t.Fatal("the peer's next counter is refused after the restore")
 	}
 	if next, _ := kp2.NextNonce(now); next <= sentByB {
