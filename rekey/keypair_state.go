@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"time"
 
+	"stunnel/internal/secretbuf"
 	"stunnel/replay"
 )
 
@@ -177,12 +178,16 @@ const (
 //
 // Version 1 is the same without the two lifetimes (written when s lacks
 // one). The output holds secret keys: seal it (statefile) and clear it
-// after use.
+// after use. The room is reserved first (secretbuf.Grow): when b is too
+// small its array is cleared and left, and no array but the returned one
+// ever holds the keys, so use only the result.
 func (s *KeypairState) AppendBinary(b []byte) ([]byte, error) {
 	version := byte(keypairStateVersion)
+	fixed := keypairStateFixed
 	if s.RekeyAfter <= 0 || s.RejectAfter <= 0 {
-		version = keypairStateVersionV1
+		version, fixed = keypairStateVersionV1, keypairStateFixedV1
 	}
+	b = secretbuf.Grow(b, fixed+s.Replay.BinarySize())
 	b = append(b, version, 0)
 	if s.Initiator {
 		b[len(b)-1] = 1

@@ -322,3 +322,41 @@ func FuzzParseKeypairState(f *testing.F) {
 		ImportKeypair(s, DefaultPolicy(), s.Created.Add(time.Second), chacha)
 	})
 }
+
+// A saved state is built by appending keypairs one after the other. When the
+// buffer is full, the one holding the keys written so far must not be left
+// to the garbage collector as it was (append would): AppendBinary clears it,
+// and reserves its own room exactly, so no array but the returned one ever
+// held a key, in either version of the encoding.
+func TestAppendBinaryLeavesNoCopyOfKeys(t *testing.T) {
+	k, _ := pair(t, DefaultPolicy(), t0, 1, 2)
+	s, _ := k.Retire()
+	defer s.Zero()
+	v1 := *s
+	v1.RekeyAfter = 0
+	for _, c := range []struct {
+		name string
+		s    *KeypairState
+	}{{"version 2", s}, {"version 1", &v1}} {
+		first, err := c.s.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(first) != len(first) {
+			t.Fatalf("%s: %d bytes in an array of %d: the room reserved is not what is written", c.name, len(first), cap(first))
+		}
+		want := bytes.Clone(first)
+		both, err := c.s.AppendBinary(first) // first is full: the bytes move
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(both[:len(want)], want) {
+			t.Fatalf("%s: the first state changed when the second was appended", c.name)
+		}
+		if !bytes.Equal(first, make([]byte, len(first))) {
+			t.Fatalf("%s: the array AppendBinary moved away from still holds the keys", c.name)
+		}
+		clear(want)
+		clear(both)
+	}
+}

@@ -61,7 +61,8 @@ func (s State) validate() error {
 }
 
 // AppendBinary appends the encoding of s: version byte, window, last (uint64
-// little-endian), then the ring words. The length follows from the window.
+// little-endian), then the ring words. The length follows from the window
+// (BinarySize).
 func (s State) AppendBinary(b []byte) ([]byte, error) {
 	if err := s.validate(); err != nil {
 		return b, err
@@ -75,10 +76,18 @@ func (s State) AppendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// BinarySize is how many bytes AppendBinary appends for s, so a caller that
+// puts the encoding next to secrets can reserve the room first (a saved
+// keypair: rekey.KeypairState.AppendBinary).
+func (s State) BinarySize() int { return stateHead + 8*len(s.Ring) }
+
+// stateHead is the encoding's fixed part: version, window, last.
+const stateHead = 1 + 8 + 8
+
 // ParseState decodes one State from the front of b and returns the number of
 // bytes it used. b is untrusted: every length is checked before it is used.
 func ParseState(b []byte) (State, int, error) {
-	const head = 1 + 8 + 8
+	const head = stateHead
 	if len(b) < head {
 		return State{}, 0, fmt.Errorf("%w: truncated header", ErrBadState)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/internal/secretbuf"
 	"stunnel/rekey"
 )
 
@@ -76,10 +77,20 @@ func SnapshotPeerID(b []byte) (string, bool) {
 // Snapshot encodes the peer's state and appends it to b. With sessions
 // (only at a clean stop, after the data plane stopped sealing) every
 // keypair is retired: it never seals or opens again in this process. The
-// output holds secrets: seal it and clear it.
+// output holds secrets: seal it and clear it. Room is reserved before each
+// part (secretbuf.Grow): when b is too small (it may hold other peers'
+// states) its array is cleared and left, so use only the result, and no
+// array but the returned one ever holds a secret.
 func (p *Peer) Snapshot(b []byte, endpoint string, sessions bool) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// version, ID, public key, PSK tag, endpoint, 2 counts, 2 times,
+	// ticket flag, keypair count
+	head := 1 + 2 + len(p.cfg.ID) + 32 + 32 + 2 + len(endpoint) + 4*8 + 1 + 1
+	if t := p.held; t != nil {
+		head += 2 + len(t.ticket) + len(t.secret) + 2*8
+	}
+	b = secretbuf.Grow(b, head)
 	b = append(b, peerStateVersion)
 	b = appendString(b, p.cfg.ID)
 	b = append(b, p.cfg.PublicKey[:]...)
@@ -114,6 +125,7 @@ func (p *Peer) Snapshot(b []byte, endpoint string, sessions bool) []byte {
 			continue
 		}
 		cipherOf := p.ciphers[kp]
+		b = secretbuf.Grow(b, 3+len(p.secret)) // AppendBinary reserves its own
 		b = append(b, byte(slot), byte(cipherOf))
 		if kp == p.secretFor { // its ticket has not come yet: keep the secret for it
 			b = append(b, 1)

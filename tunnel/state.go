@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"stunnel/internal/secretbuf"
 	"stunnel/session"
 )
 
@@ -44,12 +45,15 @@ func (s RestoreSummary) String() string {
 }
 
 // saveState snapshots every peer: with sessions only after the data plane
-// stopped (Close's order), else tickets only.
+// stopped (Close's order), else tickets only. After the first peer the
+// buffer holds secrets, so it grows through secretbuf.Grow (as Snapshot
+// does), never by append alone: no array it leaves keeps a key.
 func (d *Device) saveState(sessions bool) []byte {
 	set := d.peers.Load()
 	b := binary.LittleEndian.AppendUint32(nil, uint32(len(set.list)))
 	for _, p := range set.list {
 		at := len(b)
+		b = secretbuf.Grow(b, 4)
 		b = binary.LittleEndian.AppendUint32(b, 0)
 		ep := ""
 		if cur := p.currentEndpoint(); cur != nil {
