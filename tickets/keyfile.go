@@ -1,7 +1,6 @@
 package tickets
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -81,16 +79,25 @@ func readSecretFile(what, path string, limit int64) ([]byte, error) {
 	if err := checkSecretFileMode(what, path, fi); err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		clear(data)
+	return readSecret(f, what, path, limit)
+}
+
+// readSecret reads r, at most limit bytes, into one array made up front
+// for the whole limit. io.ReadAll grows its buffer instead, and every array
+// it outgrows keeps the secrets read so far, uncleared. On error it clears
+// what it read; else the caller clears what it returns.
+func readSecret(r io.Reader, what, path string, limit int64) ([]byte, error) {
+	buf := make([]byte, limit+1)
+	n, err := io.ReadFull(r, buf)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		clear(buf)
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	if int64(len(data)) > limit {
-		clear(data)
+	if int64(n) > limit {
+		clear(buf)
 		return nil, fmt.Errorf("%s %s is larger than %d bytes", what, path, limit)
 	}
-	return data, nil
+	return buf[:n], nil
 }
 
 // checkSecretFileMode refuses a file of secrets (what names it in
@@ -112,32 +119,43 @@ func checkSecretFileMode(what, path string, fi os.FileInfo) error {
 }
 
 // ParseKeyFile parses key file contents; path is for messages.
+//
+// It copies no secret but into the returned keys: lines and fields are
+// sub-slices of data (no bufio.Scanner buffer, no string of a line), the
+// secret is decoded into a local array it clears, and the keys are parsed
+// in place in one array sized for every key line up front, so no append
+// moves them and leaves a copy behind. data stays the caller's to clear.
 func ParseKeyFile(path string, data []byte) ([]Key, error) {
-	var keys []Key
+	n := 0
+	for l := range bytes.Lines(data) {
+		if s := bytes.TrimSpace(l); len(s) > 0 && s[0] != '#' {
+			n++
+		}
+	}
+	keys := make([]Key, 0, n)
 	var errs []error
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 1024), maxKeyFile)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
-		if s == "" || strings.HasPrefix(s, "#") {
+	line := 0
+	for l := range bytes.Lines(data) {
+		line++
+		s := bytes.TrimSpace(l)
+		if len(s) == 0 || s[0] == '#' {
 			continue
 		}
-		k, err := parseKeyLine(s)
+		keys = keys[:len(keys)+1]
+		k := &keys[len(keys)-1]
+		err := parseKeyLine(s, k)
 		if err == nil {
-			for _, o := range keys {
+			for _, o := range keys[:len(keys)-1] {
 				if o.Name == k.Name {
 					err = fmt.Errorf("key %s is listed twice", k.NameHex())
 				}
 			}
 		}
 		if err != nil {
+			*k = Key{}
+			keys = keys[:len(keys)-1]
 			errs = append(errs, fmt.Errorf("%s:%d: %v", path, line, err))
-			continue
 		}
-		keys = append(keys, k)
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %v", path, err))
 	}
 	// A file cut short (read while it is being copied or written) mostly
 	// fails a field above, but not when the cut falls inside the last
@@ -157,54 +175,70 @@ func ParseKeyFile(path string, data []byte) ([]Key, error) {
 	return keys, nil
 }
 
-// parseKeyLine parses one key line. Its errors name the bad field by number
-// and name and say why it is bad (its length, a character class), but never
-// quote a field: with the fields out of order (SECRET and NAME swapped,
-// say), any field may hold the secret, and these errors are printed by
-// `stunnel check` and logged at start-up and on reload.
-func parseKeyLine(s string) (Key, error) {
-	f := strings.Fields(s)
+// parseKeyLine parses one key line into k; on error the caller clears k.
+// Its errors name the bad field by number and name and say why it is bad
+// (its length, a character class), but never quote a field: with the
+// fields out of order (SECRET and NAME swapped, say), any field may hold
+// the secret, and these errors are printed by `stunnel check` and logged at
+// start-up and on reload. Fields 3 to 5 become strings (time.Parse and
+// time.ParseDuration take no bytes), which nobody can clear; they are
+// reached only once field 2 decoded as a secret, so a secret in one of them
+// would be a line with two.
+func parseKeyLine(s []byte, k *Key) error {
+	f := bytes.Fields(s)
 	if len(f) != 5 {
-		return Key{}, fmt.Errorf("want 5 fields NAME SECRET CREATED ENCRYPT_DECRYPT DECRYPT_ONLY, got %d", len(f))
+		return fmt.Errorf("want 5 fields NAME SECRET CREATED ENCRYPT_DECRYPT DECRYPT_ONLY, got %d", len(f))
 	}
-	var k Key
 	// The length first: hex.Decode writes len/2 bytes and would overrun Name.
 	if len(f[0]) != 2*NameSize {
-		return Key{}, fmt.Errorf("field 1 (NAME) has %d characters, want %d hex digits%s", len(f[0]), 2*NameSize, swapHint(f))
+		return fmt.Errorf("field 1 (NAME) has %d characters, want %d hex digits%s", len(f[0]), 2*NameSize, swapHint(f))
 	}
-	if n, err := hex.Decode(k.Name[:], []byte(f[0])); err != nil || n != NameSize {
-		return Key{}, fmt.Errorf("field 1 (NAME) has a character that is not a hex digit, want %d hex digits", 2*NameSize)
+	if n, err := hex.Decode(k.Name[:], f[0]); err != nil || n != NameSize {
+		return fmt.Errorf("field 1 (NAME) has a character that is not a hex digit, want %d hex digits", 2*NameSize)
 	}
-	sec, err := base64.StdEncoding.DecodeString(f[1])
-	if err != nil || len(sec) != SecretSize {
-		clear(sec)
-		return Key{}, fmt.Errorf("field 2 (SECRET) of key %s is not standard base64 of %d bytes (%d characters)", k.NameHex(), SecretSize, base64.StdEncoding.EncodedLen(SecretSize))
+	if !decodeSecret(&k.secret, f[1]) {
+		return fmt.Errorf("field 2 (SECRET) of key %s is not standard base64 of %d bytes (%d characters)", k.NameHex(), SecretSize, base64.StdEncoding.EncodedLen(SecretSize))
 	}
-	copy(k.secret[:], sec)
-	clear(sec)
 	if k.IsErased() {
-		return Key{}, fmt.Errorf("field 2 (SECRET) of key %s is all zero", k.NameHex())
+		return fmt.Errorf("field 2 (SECRET) of key %s is all zero", k.NameHex())
 	}
-	if k.Created, err = time.Parse(time.RFC3339, f[2]); err != nil {
-		k.Erase()
-		return Key{}, fmt.Errorf("field 3 (CREATED) of key %s is not an RFC 3339 time such as 2026-11-30T18:00:00Z (%d characters)", k.NameHex(), len(f[2]))
+	var err error
+	if k.Created, err = time.Parse(time.RFC3339, string(f[2])); err != nil {
+		return fmt.Errorf("field 3 (CREATED) of key %s is not an RFC 3339 time such as 2026-11-30T18:00:00Z (%d characters)", k.NameHex(), len(f[2]))
 	}
 	for i, l := range []struct {
 		name string
 		d    *time.Duration
 	}{{"ENCRYPT_DECRYPT", &k.EncryptDecrypt}, {"DECRYPT_ONLY", &k.DecryptOnly}} {
-		if *l.d, err = time.ParseDuration(f[3+i]); err != nil || *l.d <= 0 {
-			k.Erase()
-			return Key{}, fmt.Errorf("field %d (%s) of key %s is not a positive duration such as 2h (%d characters)", 4+i, l.name, k.NameHex(), len(f[3+i]))
+		if *l.d, err = time.ParseDuration(string(f[3+i])); err != nil || *l.d <= 0 {
+			return fmt.Errorf("field %d (%s) of key %s is not a positive duration such as 2h (%d characters)", 4+i, l.name, k.NameHex(), len(f[3+i]))
 		}
 	}
-	return k, nil
+	return nil
+}
+
+// decodeSecret decodes standard base64 of exactly SecretSize bytes into
+// dst, through a local array it clears (base64.DecodeString would return a
+// new slice for the caller to clear, and take a string, which nobody can).
+func decodeSecret(dst *[SecretSize]byte, src []byte) bool {
+	const encLen = (SecretSize + 2) / 3 * 4
+	if len(src) != encLen {
+		return false
+	}
+	var buf [encLen / 4 * 3]byte
+	defer clear(buf[:])
+	n, err := base64.StdEncoding.Decode(buf[:], src)
+	if err != nil || n != SecretSize {
+		return false
+	}
+	copy(dst[:], buf[:n])
+	return true
 }
 
 // swapHint is a hint for a bad NAME field when the line reads as if NAME and
 // SECRET were swapped (field 1 as long as a secret, field 2 as long as a
 // name). It looks at lengths only.
-func swapHint(f []string) string {
+func swapHint(f [][]byte) string {
 	if len(f[0]) == base64.StdEncoding.EncodedLen(SecretSize) && len(f[1]) == 2*NameSize {
 		return "; are NAME and SECRET swapped?"
 	}
@@ -212,15 +246,27 @@ func swapHint(f []string) string {
 }
 
 // MarshalKeyFile writes keys in the key file format (with their secrets).
+// The output is written into one array of its exact size, the secrets
+// encoded straight into it: no growing buffer, fmt buffer or string is left
+// holding one. The caller clears it.
 func MarshalKeyFile(keys []Key) []byte {
-	var b bytes.Buffer
-	b.WriteString(keyFileHeader)
+	// Each line but its NAME and SECRET: nothing secret.
+	tails := make([]string, len(keys))
+	size := len(keyFileHeader)
 	for i := range keys {
 		k := &keys[i]
-		fmt.Fprintf(&b, "%s %s %s %s %s\n", k.NameHex(), base64.StdEncoding.EncodeToString(k.secret[:]),
-			k.Created.UTC().Format(time.RFC3339), k.EncryptDecrypt, k.DecryptOnly)
+		tails[i] = " " + k.Created.UTC().Format(time.RFC3339) + " " + k.EncryptDecrypt.String() + " " + k.DecryptOnly.String() + "\n"
+		size += 2*NameSize + 1 + base64.StdEncoding.EncodedLen(SecretSize) + len(tails[i])
 	}
-	return b.Bytes()
+	b := make([]byte, 0, size)
+	b = append(b, keyFileHeader...)
+	for i := range keys {
+		b = hex.AppendEncode(b, keys[i].Name[:])
+		b = append(b, ' ')
+		b = base64.StdEncoding.AppendEncode(b, keys[i].secret[:])
+		b = append(b, tails[i]...)
+	}
+	return b
 }
 
 // WriteKeyFile writes keys to path atomically (a 0600 temporary file renamed
