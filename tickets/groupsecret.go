@@ -1,6 +1,7 @@
 package tickets
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -9,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // GroupSecretSize is the length of a gateway group's secret.
@@ -46,23 +46,28 @@ func (g *GroupSecret) Zero() {
 
 // ParseGroupSecret reads a group secret file's contents: 32 bytes as 64 hex
 // digits or in standard base64, surrounded by white space at most. path is
-// for messages, which never contain the secret.
+// for messages, which never contain the secret. It works on data itself (a
+// string of it could not be cleared) and clears what it decodes into; data
+// stays the caller's to clear.
 func ParseGroupSecret(path string, data []byte) (*GroupSecret, error) {
-	s := strings.TrimSpace(string(data))
-	var raw []byte
+	s := bytes.TrimSpace(data)
+	g := &GroupSecret{}
+	var n int
 	var err error
-	switch {
-	case len(s) == 2*GroupSecretSize:
-		raw, err = hex.DecodeString(s)
-	default:
-		raw, err = base64.StdEncoding.DecodeString(s)
+	if len(s) == 2*GroupSecretSize {
+		n, err = hex.Decode(g.b[:], s)
+	} else {
+		raw := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+		n, err = base64.StdEncoding.Decode(raw, s)
+		if err == nil && n == GroupSecretSize {
+			copy(g.b[:], raw)
+		}
+		clear(raw)
 	}
-	defer clear(raw)
-	if err != nil || len(raw) != GroupSecretSize {
+	if err != nil || n != GroupSecretSize {
+		g.Zero()
 		return nil, fmt.Errorf("group secret file %s does not hold %d bytes in hex (64 digits) or base64; make one with: stunnel tickets group-secret -o FILE", path, GroupSecretSize)
 	}
-	g := &GroupSecret{}
-	copy(g.b[:], raw)
 	if allZero(g.b[:]) {
 		return nil, fmt.Errorf("group secret file %s holds an all-zero secret; make one with: stunnel tickets group-secret -o FILE", path)
 	}
