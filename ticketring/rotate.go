@@ -242,7 +242,9 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 		return 0, fmt.Errorf("reading %s: %w", s.dir, err)
 	}
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
-	var recs []record
+	// Room for every record up front: an append that moved the opened keys
+	// to a larger array would leave their secrets in the old one.
+	recs := make([]record, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		name, ok := recordName(s.dir, string(kv.Key))
 		if !ok {
@@ -253,6 +255,7 @@ func (s *Sync) rotateAt(ctx context.Context, el *concurrency.Election, now time.
 			continue // the follower logs and counts it; never ours to delete
 		}
 		recs = append(recs, record{etcdKey: string(kv.Key), createRev: kv.CreateRevision, key: k})
+		k.Erase()
 	}
 	defer func() {
 		for i := range recs {
