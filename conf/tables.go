@@ -139,13 +139,14 @@ func (p *parser) privateKey(t table, in *Interface) {
 			return
 		}
 		path := p.path(name)
-		s, err := readKeyFile(path)
+		b, err := readKeyFile(path)
 		if err != nil {
 			p.addf(line, "private_key_file: %v", err)
 			return
 		}
 		p.keyFiles = append(p.keyFiles, namedFile{"private_key_file", path})
-		k, err = handshake.ParsePrivateKey(s)
+		k, err = handshake.ParsePrivateKeyBytes(b)
+		clear(b)
 		if err != nil || k.IsZero() {
 			p.addf(line, "private_key_file %s does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)", name)
 			return
@@ -327,26 +328,30 @@ func (p *parser) presharedKey(t table, pr *Peer) {
 	var s, name string
 	var line int
 	var ok bool
+	var k handshake.PresharedKey
+	var err error
 	if hasInline {
 		if s, line, ok = p.str(t, "preshared_key"); !ok {
 			return
 		}
 		p.checkInlineKey(line, "preshared_key")
+		k, err = handshake.ParsePresharedKey(s)
 	} else if hasFile {
 		if name, line, ok = p.str(t, "preshared_key_file"); !ok {
 			return
 		}
 		path := p.path(name)
-		var err error
-		if s, err = readKeyFile(path); err != nil {
-			p.addf(line, "preshared_key_file: %v", err)
+		b, rerr := readKeyFile(path)
+		if rerr != nil {
+			p.addf(line, "preshared_key_file: %v", rerr)
 			return
 		}
 		p.keyFiles = append(p.keyFiles, namedFile{"preshared_key_file of " + p.peerName(t, *pr), path})
+		k, err = handshake.ParsePresharedKeyBytes(b) // no string of the key (readKeyFile)
+		clear(b)
 	} else {
 		return
 	}
-	k, err := handshake.ParsePresharedKey(s)
 	if err != nil || k.IsZero() {
 		p.addf(line, "preshared key of %s must be base64 of 32 non-zero bytes (make one with: stunnel genkey)", p.peerName(t, *pr))
 		return

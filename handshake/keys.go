@@ -97,8 +97,17 @@ func (k *PresharedKey) Zero() { *k = PresharedKey{} }
 
 // ParsePrivateKey decodes base64 of 32 bytes. The error never contains the input.
 func ParsePrivateKey(s string) (PrivateKey, error) {
+	b := []byte(s) // the copy base64.DecodeString would make, cleared
+	defer clear(b)
+	return ParsePrivateKeyBytes(b)
+}
+
+// ParsePrivateKeyBytes is ParsePrivateKey for a key read into a buffer the
+// caller clears (a key file): no string copy of it, which nobody could
+// clear, is ever made. It neither keeps nor changes b.
+func ParsePrivateKeyBytes(b []byte) (PrivateKey, error) {
 	var k PrivateKey
-	if err := decodeKey(s, k[:]); err != nil {
+	if err := decodeKey(b, k[:]); err != nil {
 		return PrivateKey{}, err
 	}
 	return k, nil
@@ -107,7 +116,7 @@ func ParsePrivateKey(s string) (PrivateKey, error) {
 // ParsePublicKey decodes base64 of 32 bytes.
 func ParsePublicKey(s string) (PublicKey, error) {
 	var k PublicKey
-	if err := decodeKey(s, k[:]); err != nil {
+	if err := decodeKey([]byte(s), k[:]); err != nil {
 		return PublicKey{}, err
 	}
 	if k.IsZero() {
@@ -118,22 +127,32 @@ func ParsePublicKey(s string) (PublicKey, error) {
 
 // ParsePresharedKey decodes base64 of 32 bytes. The error never contains the input.
 func ParsePresharedKey(s string) (PresharedKey, error) {
+	b := []byte(s)
+	defer clear(b)
+	return ParsePresharedKeyBytes(b)
+}
+
+// ParsePresharedKeyBytes is ParsePresharedKey for a key in a buffer the
+// caller clears, as ParsePrivateKeyBytes.
+func ParsePresharedKeyBytes(b []byte) (PresharedKey, error) {
 	var k PresharedKey
-	if err := decodeKey(s, k[:]); err != nil {
+	if err := decodeKey(b, k[:]); err != nil {
 		return PresharedKey{}, err
 	}
 	return k, nil
 }
 
-func decodeKey(s string, dst []byte) error {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(b) != KeySize {
+// decodeKey decodes src (standard base64, as DecodeString takes it) into
+// dst through a buffer it clears, on error too: a wrong-length input still
+// decodes to bytes of what may be a key.
+func decodeKey(src, dst []byte) error {
+	buf := make([]byte, base64.StdEncoding.DecodedLen(len(src)))
+	defer clear(buf)
+	n, err := base64.StdEncoding.Decode(buf, src)
+	if err != nil || n != KeySize {
 		return errKeyLength
 	}
-	copy(dst, b)
-	for i := range b {
-		b[i] = 0
-	}
+	copy(dst, buf[:n])
 	return nil
 }
 

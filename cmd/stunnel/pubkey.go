@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "stunnel pubkey: the input is too long to be a private key; give it a file written by stunnel genkey")
 		return exitBadConfig
 	}
-	k, err := handshake.ParsePrivateKey(strings.TrimSpace(string(buf[:n])))
+	k, err := handshake.ParsePrivateKeyBytes(bytes.TrimSpace(buf[:n])) // buf is cleared: no string of the key
 	if err != nil || k.IsZero() {
 		fmt.Fprintln(stderr, "stunnel pubkey: the input does not hold a private key (base64 of 32 bytes, as stunnel genkey prints)")
 		return exitBadConfig
