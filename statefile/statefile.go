@@ -193,7 +193,10 @@ func Open(key StaticKey, b []byte) (Payload, error) {
 
 // Save seals p and writes it to path atomically and durably
 // (fsdir.WriteFile): after Save returns nil the state survives a power
-// loss; on an error an older state file at path stays as it was.
+// loss. On an error before the rename an older state file at path stays
+// as it was; if only the directory's fsync fails, the new file is in place
+// (the next start may restore it), but a power loss may still bring the
+// old one back.
 func Save(path string, key StaticKey, p Payload) error {
 	b, err := Seal(key, p, time.Now())
 	if err != nil {
