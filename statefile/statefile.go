@@ -204,9 +204,9 @@ func Save(path string, key StaticKey, p Payload) error {
 	}
 	if err := fsdir.WriteFile(path, b); err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("saving state: %w (does the state directory exist and is it writable?)", err)
+			return fmt.Errorf("saving state to %s: %w (does the state directory exist and is it writable?)", path, err)
 		}
-		return fmt.Errorf("saving state: %w", err)
+		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
 	return nil
 }

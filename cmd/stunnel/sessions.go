@@ -168,7 +168,7 @@ func saveState(cfg *conf.Config, key statefile.StaticKey, data []byte, clean boo
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
 	if err := statefile.Save(path, key, statefile.Payload{Data: data, CleanStop: clean}); err != nil {
-		return fmt.Errorf("saving state to %s: %w", path, err)
+		return err // it names the file
 	}
 	log.Info("state saved", "file", path, "sessions", clean)
 	return nil
