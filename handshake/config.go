@@ -98,6 +98,12 @@ type Session struct {
 	// this key: the lookup may have changed since (a reload that replaced
 	// the key).
 	PeerStatic PublicKey
+	// PSKTag is, on the responder (full or resumed), the Tag of the
+	// pre-shared key the handshake was made under: the one the lookup
+	// gave for PeerID (zero otherwise). session.Peer.Accept takes the
+	// session only if the peer still has that pre-shared key, as for
+	// PeerStatic. Not secret: Zero leaves it.
+	PSKTag [32]byte
 }
 
 // Zero overwrites the keys. Call it when the session is retired.

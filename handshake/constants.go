@@ -110,6 +110,7 @@ const (
 	labelSessionID    = "stunnel session id"
 	labelKeyI2R       = "stunnel v1 i2r"
 	labelKeyR2I       = "stunnel v1 r2i"
+	labelPSKTag       = "stunnel v1 psk tag"
 )
 
 // Timing.

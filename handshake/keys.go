@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/curve25519"
 )
 
@@ -94,6 +95,25 @@ func (k PresharedKey) GoString() string { return "(preshared key)" }
 
 // Zero overwrites the key.
 func (k *PresharedKey) Zero() { *k = PresharedKey{} }
+
+// Tag identifies the pre-shared key without holding it:
+// BLAKE2s-256("stunnel v1 psk tag" || psk). A responder's session carries
+// the tag of the key it was made under, so the session core can tell that
+// the key configured for a peer changed since, without a copy of the key.
+// A pre-shared key is 32 random bytes (`stunnel genkey`), too many to guess
+// from its tag; the zero key ("none") has a well-known tag. Compare tags in
+// constant time all the same.
+//
+// One Sum256 of a local buffer, cleared after, rather than a hash.Hash: a
+// digest object keeps its last partial block, the key here, on the heap.
+func (k *PresharedKey) Tag() [32]byte {
+	var in [len(labelPSKTag) + KeySize]byte
+	copy(in[:], labelPSKTag)
+	copy(in[len(labelPSKTag):], k[:])
+	tag := blake2s.Sum256(in[:])
+	clear(in[:])
+	return tag
+}
 
 // ParsePrivateKey decodes base64 of 32 bytes. The error never contains the input.
 func ParsePrivateKey(s string) (PrivateKey, error) {

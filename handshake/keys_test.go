@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/blake2s"
 )
 
 // A key read from a file is decoded from the caller's buffer (which it then
@@ -42,5 +44,19 @@ func TestParseKeyBytesMatchesString(t *testing.T) {
 	}
 	if pk, err := ParsePrivateKeyBytes([]byte(good)); err != nil || pk != k {
 		t.Fatalf("a good key: %v", err)
+	}
+}
+
+// PresharedKey.Tag is the documented hash (docs/PROTOCOL.md 8.1), so
+// another implementation computes the same, and it tells keys apart.
+func TestPresharedKeyTag(t *testing.T) {
+	psk := PresharedKey{1, 2, 3}
+	want := blake2s.Sum256(append([]byte("stunnel v1 psk tag"), psk[:]...))
+	if psk.Tag() != want {
+		t.Fatal("Tag is not BLAKE2s-256(\"stunnel v1 psk tag\" || psk)")
+	}
+	none := PresharedKey{}
+	if none.Tag() == psk.Tag() || none.Tag() == ([32]byte{}) {
+		t.Fatal("Tag does not tell the keys apart")
 	}
 }

@@ -167,7 +167,7 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 		return resp, nil, &PeerError{PeerID: id, Err: cipherMismatch("peer offers %v, we accept %v", p.offer, accept)}
 	}
 	s = finish(hs, cs1, cs2, chosen, false)
-	s.PeerID, s.PeerStatic = id, info.PublicKey
+	s.PeerID, s.PeerStatic, s.PSKTag = id, info.PublicKey, info.PresharedKey.Tag()
 	s.LocalIndex, s.RemoteIndex = localIndex, p.sender
 	return resp, s, nil
 }

@@ -266,7 +266,7 @@ func (r *Responder) resume(msg, ticket []byte, localIndex uint32, open TicketOpe
 		return resp, nil, cipherMismatch("peer offers %v, we accept %v", p.offer, accept)
 	}
 	s := finish(hs, cs1, cs2, chosen, false)
-	s.PeerID, s.Resumed = st.PeerID, true
+	s.PeerID, s.Resumed, s.PSKTag = st.PeerID, true, info.PresharedKey.Tag()
 	s.LocalIndex, s.RemoteIndex = localIndex, p.sender
 	return resp, s, nil
 }

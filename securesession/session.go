@@ -84,15 +84,16 @@ type Config struct {
 	PrivateKey handshake.PrivateKey // this side's static X25519 key
 	// Peers finds a peer's public key (and optional pre-shared key) by its
 	// ID: the same lookup the daemon uses. LookupFunc adapts a function.
-	// The Session's peer, its key included, is fixed by the lookup that
+	// The Session's peer, its keys included, is fixed by the lookup that
 	// made it (Connect, or the first initiation answered). If Peers later
 	// names another key for that ID, a handshake under the new key is
 	// refused with session.ErrPeerKeyChanged (which wraps
 	// handshake.ErrKeyMismatch, as a handshake under the old key now is
-	// refused by the lookup); the sessions already made keep working until
-	// they expire. To move a peer to a new key, Close the Session and make
-	// a new one, as the daemon restarts a peer's session when a reload
-	// changes its key.
+	// refused by the lookup); another pre-shared key, with
+	// session.ErrPeerPSKChanged (which wraps ErrPeerKeyChanged). The
+	// sessions already made keep working until they expire. To move a
+	// peer to new keys, Close the Session and make a new one, as the
+	// daemon restarts a peer's session when a reload changes its keys.
 	Peers   handshake.PeerLookup
 	Cipher  handshake.CipherPreference // zero: auto
 	Payload Payload

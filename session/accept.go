@@ -1,21 +1,40 @@
 package session
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"time"
 
 	"stunnel/handshake"
 )
 
-// ErrPeerKeyChanged: Accept or AcceptResumed refused a handshake because the
+// ErrPeerKeyChanged: Accept or AcceptResumed refused a handshake because
+// the keys it was made under are not those this Peer was made with: the
 // static key it proved (the initiator's, or the one its ticket was issued
-// to) is not the key this Peer was made with. The holder's lookup answered
-// with another key than the Peer holds: the daemon's configuration was
-// reloaded with a new public_key between the responder's lookup and the
-// Accept, or a securesession lookup now names another key for an ID whose
-// Session already has its peer. It wraps handshake.ErrKeyMismatch, which a
-// lookup that already had the Peer's key would have returned.
+// to), or, as ErrPeerPSKChanged (which wraps it), the pre-shared key it
+// mixed. The holder's lookup answered with other keys than the Peer holds:
+// the daemon's configuration was reloaded with a new public_key or
+// preshared_key between the responder's lookup and the Accept, or a
+// securesession lookup now names other keys for an ID whose Session
+// already has its peer. A reload is how an operator revokes a key, the
+// pre-shared one included: a handshake made under the old one must not get
+// in. It wraps handshake.ErrKeyMismatch, which a lookup that already had
+// the Peer's key would have returned.
 var ErrPeerKeyChanged = fmt.Errorf("%w: the handshake proved another key than this peer was set up with (the key configured for its ID changed since)", handshake.ErrKeyMismatch)
+
+// ErrPeerPSKChanged is ErrPeerKeyChanged for the pre-shared key:
+// errors.Is(ErrPeerPSKChanged, ErrPeerKeyChanged) holds, so a holder
+// treats both alike; only the text differs.
+var ErrPeerPSKChanged error = &keyChangedError{
+	text: "the handshake was made under another pre-shared key than this peer was set up with (the pre-shared key configured for its ID changed since)",
+}
+
+// keyChangedError is a refusal of the ErrPeerKeyChanged family with its
+// own text (ErrPeerKeyChanged's speaks of the static key).
+type keyChangedError struct{ text string }
+
+func (e *keyChangedError) Error() string { return e.text }
+func (e *keyChangedError) Unwrap() error { return ErrPeerKeyChanged }
 
 // Accept installs the session of a peer's initiation that we answered
 // (Host.ConsumeInitiation), under our index idx. It becomes the next
@@ -27,7 +46,8 @@ var ErrPeerKeyChanged = fmt.Errorf("%w: the handshake proved another key than th
 // the initiator is sealed now and sent once it confirms (TicketFor). sess
 // is zeroed. On error idx is released and nothing changed but a
 // ReasonKeySetup problem (keys that cannot be used); ErrPeerKeyChanged
-// writes no problem: the initiator is not this peer as configured now.
+// (ErrPeerPSKChanged) writes no problem: the initiator is not this peer as
+// configured now.
 func (p *Peer) Accept(sess *handshake.Session, idx uint32, now time.Time) error {
 	return p.accept(sess, sess.PeerStatic, idx, now, now)
 }
@@ -35,7 +55,8 @@ func (p *Peer) Accept(sess *handshake.Session, idx uint32, now time.Time) error 
 // AcceptResumed is Accept for a resumption (Host.ConsumeResumption): the
 // next ticket carries over the opened ticket's last static-key proof, so a
 // chain of resumptions never extends it. The ticket's key (st.PeerStatic)
-// must be the Peer's. st is zeroed.
+// must be the Peer's, and the session's pre-shared key too, as for Accept.
+// st is zeroed.
 func (p *Peer) AcceptResumed(sess *handshake.Session, st *handshake.TicketState, idx uint32, now time.Time) error {
 	defer st.Zero()
 	return p.accept(sess, st.PeerStatic, idx, now, st.AuthTime)
@@ -44,13 +65,19 @@ func (p *Peer) AcceptResumed(sess *handshake.Session, st *handshake.TicketState,
 // accept installs sess, whose handshake proved the static key proven.
 func (p *Peer) accept(sess *handshake.Session, proven handshake.PublicKey, idx uint32, now, authTime time.Time) error {
 	defer sess.Zero()
-	// The responder checked proven against its lookup, which the holder
-	// may have changed since it made this Peer. Checked here, not by each
-	// holder, so the daemon and securesession cannot differ. Public keys
-	// are not secret: a plain comparison. cfg.PublicKey is immutable.
+	// The responder checked proven against its lookup, and mixed the
+	// pre-shared key the lookup gave (sess.PSKTag names it); the holder
+	// may have changed both since it made this Peer. Checked here, not by
+	// each holder, so the daemon and securesession cannot differ. Public
+	// keys are not secret: a plain comparison. The tags stand for a secret:
+	// constant time. cfg.PublicKey and pskTag are immutable.
 	if proven != p.cfg.PublicKey {
 		p.reg.Release(idx)
 		return ErrPeerKeyChanged
+	}
+	if subtle.ConstantTimeCompare(sess.PSKTag[:], p.pskTag[:]) != 1 {
+		p.reg.Release(idx)
+		return ErrPeerPSKChanged
 	}
 	kp, err := p.install(sess, idx, now)
 	if err != nil {

@@ -52,6 +52,11 @@ type Peer struct {
 	reg     Registry
 	cookies *handshake.CookieGenerator // safe for concurrent use
 
+	// pskTag is cfg.PresharedKey.Tag(), immutable (ZeroSecrets leaves it:
+	// the Peer is not used after): Accept compares a session's tag with it
+	// without reading the key or taking mu.
+	pskTag [32]byte
+
 	// keypairs is read on the packet path without mu; it has its own lock.
 	keypairs rekey.Keypairs
 
@@ -97,6 +102,7 @@ func (h *Host) NewPeer(pc PeerConfig, reg Registry) *Peer {
 		host:                h,
 		cfg:                 pc,
 		info:                handshake.PeerInfo{ID: pc.ID, PublicKey: pc.PublicKey, PresharedKey: pc.PresharedKey},
+		pskTag:              pc.PresharedKey.Tag(),
 		reg:                 reg,
 		cookies:             handshake.NewCookieGenerator(pc.PublicKey, h.now),
 		persistentKeepalive: pc.PersistentKeepalive,

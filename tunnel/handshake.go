@@ -98,8 +98,9 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		return
 	}
 	// The peer as it is now: a reload since the lookup may have removed it,
-	// or replaced its key. A key taken out of the config must not get in
-	// as the peer that replaced it: Accept refuses it (ErrPeerKeyChanged).
+	// or replaced its public or pre-shared key. A key taken out of the
+	// config must not get in as the peer that replaced it: Accept refuses
+	// a session made under it (ErrPeerKeyChanged, ErrPeerPSKChanged).
 	p := d.peers.Load().byID[sess.PeerID]
 	if p == nil || !p.enter() {
 		d.indices.release(idx)
@@ -117,7 +118,9 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		// A replaced key is let go unanswered and uncounted, as a removed
 		// peer is above: the race with the reload lasts one handshake, and
 		// the initiator's retry meets the new key at the lookup, where a
-		// key mismatch is counted and logged (initiationFailed).
+		// key mismatch is counted and logged (initiationFailed). A retry
+		// under the old pre-shared key is answered under the new one,
+		// which the initiator cannot open until it has it too.
 		return
 	}
 	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"stunnel/conf"
 	"stunnel/handshake"
 )
 
@@ -32,18 +33,27 @@ func (r *reloadDuringLookup) LookupPeer(id []byte) (handshake.PeerInfo, error) {
 // sent under the old session can reach b's TUN.
 func replaceAlphaDuringLookup(t *testing.T, p *pair) (handshake.PublicKey, <-chan struct{}) {
 	t.Helper()
-	replaced := *p.b.cfg
-	replaced.Peers = slices.Clone(p.b.cfg.Peers)
-	replaced.Peers[0].PublicKey = mustKey(t).PublicKey()
+	newKey := mustKey(t).PublicKey()
+	return newKey, changeAlphaDuringLookup(t, p, func(alpha *conf.Peer) { alpha.PublicKey = newKey })
+}
+
+// changeAlphaDuringLookup makes b's next peer lookup reload b with a config
+// in which change edited alpha; the channel is closed once the reload has
+// returned.
+func changeAlphaDuringLookup(t *testing.T, p *pair, change func(alpha *conf.Peer)) <-chan struct{} {
+	t.Helper()
+	changed := *p.b.cfg
+	changed.Peers = slices.Clone(p.b.cfg.Peers)
+	change(&changed.Peers[0])
 	reloaded := make(chan struct{})
 	cfg := p.b.dev.host.Config()
 	cfg.Peers = &reloadDuringLookup{PeerLookup: cfg.Peers, reload: func() {
 		defer close(reloaded)
-		if err := p.b.dev.Reload(&replaced); err != nil {
+		if err := p.b.dev.Reload(&changed); err != nil {
 			t.Error(err)
 		}
 	}}
-	return replaced.Peers[0].PublicKey, reloaded
+	return reloaded
 }
 
 // waitReloaded waits for replaceAlphaDuringLookup's reload to return.
@@ -105,5 +115,78 @@ func TestResumptionFromReplacedKeyDuringReload(t *testing.T) {
 	}
 	if prev, cur, next := p.b.dev.peers.Load().byID["alpha"].sess.Slots(); prev != nil || cur != nil || next != nil {
 		t.Fatal("the new alpha holds a session the old key resumed")
+	}
+}
+
+// responderReservations counts the indices d reserved for handshakes it is
+// answering and has neither installed nor released yet.
+func responderReservations(d *Device) int {
+	d.indices.mu.RLock()
+	defer d.indices.mu.RUnlock()
+	n := 0
+	for _, e := range d.indices.m {
+		if e.peer == nil && e.keypair == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// waitAnswered waits, once the reload inside b's lookup has returned, for
+// b to be done with the handshake whose lookup ran it: the index reserved
+// for it is then installed or released. A refusal is silent, so this is
+// what tells the test that the refusal (or, without it, the install)
+// happened.
+func waitAnswered(t *testing.T, p *pair, reloaded <-chan struct{}) {
+	t.Helper()
+	waitReloaded(t, reloaded)
+	waitFor(t, 5*time.Second, "b to install or release the handshake of the reload's lookup", func() bool {
+		return responderReservations(p.b.dev) == 0
+	})
+}
+
+// An operator changes a peer's pre-shared key (revokes the old one) by a
+// reload while a handshake under the old one is being worked on: b's
+// lookup answered with the old PSK, the reload restarted alpha with the new
+// one, and the session made under the old one must not be installed on it.
+// It used to be (Accept compared only the public key), and lasted up to
+// reject_after.
+func TestInitiationUnderOldPSKDuringReload(t *testing.T) {
+	p := newPair(t, withPSK(testPSK(t)))
+	newPSK := testPSK(t)
+	reloaded := changeAlphaDuringLookup(t, p, func(alpha *conf.Peer) { alpha.PresharedKey = newPSK })
+	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("under the old PSK"))
+	waitAnswered(t, p, reloaded)
+	alpha := p.b.dev.peers.Load().byID["alpha"]
+	if alpha.sess.PresharedKey() != newPSK {
+		t.Fatal("b's alpha does not carry the new PSK after the reload")
+	}
+	if prev, cur, next := alpha.sess.Slots(); prev != nil || cur != nil || next != nil {
+		t.Fatal("the new alpha holds a session made under the old PSK")
+	}
+}
+
+// The same race for a resumption: the ticket was issued under the old PSK
+// and the lookup gave the old PSK, which the reload then replaced.
+func TestResumptionUnderOldPSKDuringReload(t *testing.T) {
+	var p *pair
+	psk := testPSK(t)
+	p = newPairOpts(t, withPSK(psk), 0, nil, withTickets(&p))
+	p.exchange(t, 1)
+	waitFor(t, 5*time.Second, "a to hold b's ticket", func() bool { return p.a.peerStatus(t).Ticket != nil })
+	newPSK := testPSK(t)
+	reloaded := changeAlphaDuringLookup(t, p, func(alpha *conf.Peer) { alpha.PresharedKey = newPSK })
+	p.clock.Advance(121 * time.Second) // a rekeys, by resumption
+	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("under the old PSK"))
+	waitAnswered(t, p, reloaded)
+	if p.a.peerStatus(t).Ticket != nil {
+		t.Fatal("a made a full handshake, not a resumption")
+	}
+	alpha := p.b.dev.peers.Load().byID["alpha"]
+	if alpha.sess.PresharedKey() != newPSK {
+		t.Fatal("b's alpha does not carry the new PSK after the reload")
+	}
+	if prev, cur, next := alpha.sess.Slots(); prev != nil || cur != nil || next != nil {
+		t.Fatal("the new alpha holds a session resumed under the old PSK")
 	}
 }

@@ -37,8 +37,9 @@ func (d *Device) handleResumption(m handshakeMessage) {
 		return
 	}
 	// As in handleInitiation: the peer must still be configured, and
-	// AcceptResumed refuses a ticket issued to a key a reload replaced
-	// since the lookup (quietly, as handleInitiation does).
+	// AcceptResumed refuses a ticket issued to a key, or a session resumed
+	// under a pre-shared key, that a reload replaced since the lookup
+	// (quietly, as handleInitiation does).
 	p := d.peers.Load().byID[sess.PeerID]
 	if p == nil || !p.enter() {
 		d.indices.release(idx)
