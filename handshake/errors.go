@@ -27,6 +27,24 @@ var (
 // one. errors.Is(ErrReplay, ErrStaleTimestamp) is true.
 var ErrReplay = fmt.Errorf("%w (replayed initiation)", ErrStaleTimestamp)
 
+// ErrPSKMismatch refuses a ticket issued under another pre-shared key than
+// the one configured now for its peer ID. errors.Is(ErrPSKMismatch,
+// ErrKeyMismatch) holds, so it is counted and handled as a changed key;
+// only the text differs (ErrKeyMismatch's speaks of the static key).
+var ErrPSKMismatch error = &wrapText{
+	text: "peer ID is known but its pre-shared key differs from the one the session ticket was issued under",
+	err:  ErrKeyMismatch,
+}
+
+// wrapText is err under its own text.
+type wrapText struct {
+	text string
+	err  error
+}
+
+func (e *wrapText) Error() string { return e.text }
+func (e *wrapText) Unwrap() error { return e.err }
+
 // PeerError is a refusal after the claimed peer ID was decrypted: the tunnel
 // records refusals by claimed ID. The ID is untrusted input; print it with %q.
 type PeerError struct {

@@ -97,9 +97,10 @@ func (k PresharedKey) GoString() string { return "(preshared key)" }
 func (k *PresharedKey) Zero() { *k = PresharedKey{} }
 
 // Tag identifies the pre-shared key without holding it:
-// BLAKE2s-256("stunnel v1 psk tag" || psk). A responder's session carries
-// the tag of the key it was made under, so the session core can tell that
-// the key configured for a peer changed since, without a copy of the key.
+// BLAKE2s-256("stunnel v1 psk tag" || psk). A responder's session and a
+// session ticket carry the tag of the key they were made under, so the
+// responder and the session core can tell that the key configured for a
+// peer changed since, without a copy of the key.
 // A pre-shared key is 32 random bytes (`stunnel genkey`), too many to guess
 // from its tag; the zero key ("none") has a well-known tag. Compare tags in
 // constant time all the same.

@@ -172,11 +172,12 @@ func localMAC1Key(cfg *Config) [32]byte {
 }
 
 // ConsumeResumption authenticates message 5 and answers it with message 6.
-// The checks, in order (docs/PROTOCOL.md 10.4): framing, mac1, the ticket
+// The checks, in order (docs/PROTOCOL.md 10.5): framing, mac1, the ticket
 // (open: key, integrity, expiry, reauth_after), the peer it names (still
-// configured, same static key), the Noise message under the ticket's PSK, the
-// timestamp (growing per peer, shared with initiations), one use of the
-// ticket. A ticket that does not open leaves no state behind.
+// configured, same static key and pre-shared key), the Noise message under
+// the ticket's PSK, the timestamp (growing per peer, shared with
+// initiations), one use of the ticket. A ticket that does not open leaves
+// no state behind.
 //
 // On success it returns message 6 (mac1 filled), the session (Resumed) and the
 // opened ticket state: the caller issues the next ticket from the session and
@@ -223,6 +224,14 @@ func (r *Responder) resume(msg, ticket []byte, localIndex uint32, open TicketOpe
 	if subtle.ConstantTimeCompare(st.PeerStatic[:], info.PublicKey[:]) != 1 {
 		return nil, nil, fmt.Errorf("%w (changed since the ticket was issued)", ErrKeyMismatch)
 	}
+	// psk_r mixes the current PSK only: an initiator that has the new one
+	// too would resume a session first made under the revoked one. The
+	// ticket names the PSK it was issued under; before the Noise message,
+	// as the static key is checked.
+	pskTag := info.PresharedKey.Tag()
+	if st.HasPSKTag && subtle.ConstantTimeCompare(st.PSKTag[:], pskTag[:]) != 1 {
+		return nil, nil, fmt.Errorf("%w (changed since)", ErrPSKMismatch)
+	}
 	var psk [32]byte
 	resumptionPSK(&psk, &st.ResumptionSecret, &info.PresharedKey)
 	prefix := resumeOffTicket + len(ticket)
@@ -266,7 +275,7 @@ func (r *Responder) resume(msg, ticket []byte, localIndex uint32, open TicketOpe
 		return resp, nil, cipherMismatch("peer offers %v, we accept %v", p.offer, accept)
 	}
 	s := finish(hs, cs1, cs2, chosen, false)
-	s.PeerID, s.Resumed, s.PSKTag = st.PeerID, true, info.PresharedKey.Tag()
+	s.PeerID, s.Resumed, s.PSKTag = st.PeerID, true, pskTag
 	s.LocalIndex, s.RemoteIndex = localIndex, p.sender
 	return resp, s, nil
 }

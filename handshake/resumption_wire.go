@@ -15,8 +15,9 @@ import (
 // around them and the refusals. docs/PROTOCOL.md section 10 is the reference.
 
 // MaxTicketLen bounds a ticket on the wire (message 5, the new-ticket message).
-// stunnel's own tickets are 212 bytes (tickets/); the bound leaves room for a
-// later ticket format without letting a peer make us parse kilobytes.
+// stunnel's own tickets are 244 bytes (212 before they carried the PSK tag;
+// tickets/); the bound leaves room for a later ticket format without letting
+// a peer make us parse kilobytes.
 const MaxTicketLen = 512
 
 // Message 5 (resumption initiation), T = ticket length:
@@ -60,7 +61,8 @@ const (
 
 // Refusals of a resumption. Each falls back to a full handshake; the tunnel
 // counts and logs them by sentinel. ErrStaleTimestamp, ErrReplay,
-// ErrUnknownPeer (peer removed), ErrKeyMismatch (its key changed), ErrDecrypt,
+// ErrUnknownPeer (peer removed), ErrKeyMismatch (its static key changed;
+// ErrPSKMismatch, which wraps it: its pre-shared key), ErrDecrypt,
 // ErrBadMAC1 and ErrMalformed apply too.
 var (
 	ErrTicketExpired    = errors.New("session ticket expired (its own expiry or its key's decrypt-only life has passed)")
@@ -81,6 +83,16 @@ type TicketState struct {
 	IssuedAt         time.Time
 	AuthTime         time.Time // when the static keys were last proven (a full handshake)
 	Expiry           time.Time // never after the end of the sealing key's decrypt-only life
+	// PSKTag is the issuing session's Session.PSKTag: the pair's
+	// pre-shared key then. The responder refuses the ticket once the
+	// pre-shared key configured for PeerID has another tag, as it does
+	// once the static key differs: rotating the PSK on both ends revokes
+	// the old one for resumptions too. HasPSKTag is false for a ticket
+	// sealed before tickets carried the tag (state version 1): it is
+	// accepted without this check, so an upgrade keeps resumption (such a
+	// ticket lives at most its key's life, 15 h by default).
+	PSKTag    [32]byte
+	HasPSKTag bool
 }
 
 // Zero wipes the resumption secret.

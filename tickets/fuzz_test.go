@@ -27,6 +27,9 @@ func FuzzOpenTicket(f *testing.F) {
 	f.Add(valid[offNonce:], byte(1))
 	f.Add([]byte{}, byte(0))
 	f.Add(plain[:], byte(2))
+	v1 := bytes.Clone(plain[:stateLenV1]) // a version 1 state: no PSK tag
+	v1[0] = stateVersionV1
+	f.Add(v1, byte(2))
 	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
 		tk := data
 		switch mode % 3 {

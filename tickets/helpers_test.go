@@ -34,6 +34,7 @@ type world struct {
 	gen     *handshake.CookieGenerator // client's, toward gw
 	gwPeers peers
 	gwPub   handshake.PublicKey
+	psk     handshake.PresharedKey // the client's for gw (gwPeers holds gw's)
 	idx     uint32
 }
 
@@ -61,7 +62,15 @@ func newWorld(t testing.TB) *world {
 }
 
 func (w *world) gwInfo() handshake.PeerInfo {
-	return handshake.PeerInfo{PublicKey: w.gwPub, ID: "gw"}
+	return handshake.PeerInfo{PublicKey: w.gwPub, ID: "gw", PresharedKey: w.psk}
+}
+
+// setPSK configures psk for the pair on both ends (a rotation done on both).
+func (w *world) setPSK(psk handshake.PresharedKey) {
+	w.psk = psk
+	info := w.gwPeers["client"]
+	info.PresharedKey = psk
+	w.gwPeers["client"] = info
 }
 
 // held is what the client keeps: the ticket and the secret of the session that delivered it.

@@ -144,14 +144,47 @@ func TestPeerRemovedOrKeyChanged(t *testing.T) {
 	_, _, _, err = w.resume(t, h)
 	wantErr(t, err, handshake.ErrKeyMismatch, "peer's key changed")
 
-	w.gwPeers["client"] = saved
+	// The PSK changed on the responder only: the ticket names the old one
+	// (without that, the Noise message would not decrypt either).
 	w.gwPeers["client"] = handshake.PeerInfo{PublicKey: saved.PublicKey, ID: "client", PresharedKey: handshake.PresharedKey{1}}
 	_, _, _, err = w.resume(t, h)
-	wantErr(t, err, handshake.ErrDecrypt, "pair PSK changed")
+	wantErr(t, err, handshake.ErrPSKMismatch, "pair PSK changed")
 	// None of these spent the ticket.
 	w.gwPeers["client"] = saved
 	if _, _, _, err := w.resume(t, h); err != nil {
 		t.Fatalf("ticket after refusals: %v", err)
+	}
+}
+
+// A pre-shared key rotated on both ends revokes the old one for
+// resumptions too: a ticket issued over a session under the old PSK is
+// refused, although the initiator now has the new PSK and mixes it into
+// the resumption as the responder does (psk_r depends on the current PSK
+// only, so it used to resume, and the chain of resumptions went on from a
+// handshake under the revoked key). The fallback, a full handshake under
+// the new PSK, brings a ticket that resumes.
+func TestTicketOfRotatedPSKRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		from, to handshake.PresharedKey
+	}{
+		{"none to a PSK", handshake.PresharedKey{}, handshake.PresharedKey{1}},
+		{"a PSK to another", handshake.PresharedKey{1}, handshake.PresharedKey{2}},
+		{"a PSK to none", handshake.PresharedKey{2}, handshake.PresharedKey{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.setPSK(tc.from)
+			_, _, h := w.full(t)
+			w.setPSK(tc.to)
+			_, _, _, err := w.resume(t, h)
+			wantErr(t, err, handshake.ErrPSKMismatch, "ticket issued under the old PSK")
+			wantErr(t, err, handshake.ErrKeyMismatch, "ticket issued under the old PSK")
+			_, _, h = w.full(t)
+			if _, _, _, err := w.resume(t, h); err != nil {
+				t.Fatalf("ticket issued under the new PSK: %v", err)
+			}
+		})
 	}
 }
 

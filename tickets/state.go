@@ -23,7 +23,12 @@ import (
 //	0   1   format version, 1
 //	1   16  key name
 //	17  24  nonce, random per ticket (tickets are unlinkable)
-//	41  171 XChaCha20-Poly1305(key secret, nonce, ad = bytes 0..17, state)
+//	41  203 XChaCha20-Poly1305(key secret, nonce, ad = bytes 0..17, state)
+//
+// 244 bytes in all with a state of version 2; 212 with one of version 1,
+// which tickets sealed before they carried the PSK tag have, and which are
+// still opened (OpenTicket) so an upgrade, or a gateway group that is
+// halfway through one, keeps resuming.
 const (
 	ticketVersion = 1
 	// NameSize is the length of a ticket key name.
@@ -31,16 +36,18 @@ const (
 	// SecretSize is the length of a ticket key secret.
 	SecretSize = 32
 
-	offName    = 1
-	offNonce   = offName + NameSize                               // 17
-	offSealed  = offNonce + chacha20poly1305.NonceSizeX           // 41
-	stateLen   = 91 + handshake.MaxPeerIDLen                      // 155
-	TicketSize = offSealed + stateLen + chacha20poly1305.Overhead // 212
+	offName      = 1
+	offNonce     = offName + NameSize                                 // 17
+	offSealed    = offNonce + chacha20poly1305.NonceSizeX             // 41
+	stateLen     = 123 + handshake.MaxPeerIDLen                       // 187
+	stateLenV1   = 91 + handshake.MaxPeerIDLen                        // 155
+	TicketSize   = offSealed + stateLen + chacha20poly1305.Overhead   // 244
+	ticketSizeV1 = offSealed + stateLenV1 + chacha20poly1305.Overhead // 212
 )
 
-// State plaintext (version 1), times as Unix nanoseconds, signed LE:
+// State plaintext (version 2), times as Unix nanoseconds, signed LE:
 //
-//	0   1   state version, 1
+//	0   1   state version, 2
 //	1   1   cipher (handshake.Cipher)
 //	2   8   issued at
 //	10  8   auth time (last static-key proof)
@@ -49,8 +56,18 @@ const (
 //	58  32  resumption secret
 //	90  1   peer ID length L, 1..64
 //	91  64  peer ID, then 64-L zero bytes (fixed size: the ID length does not show)
-const stateVersion = 1
+//	155 32  PSK tag (handshake.PresharedKey.Tag of the pair's PSK at issue)
+//
+// Version 1 is the same without the PSK tag (155 bytes).
+const (
+	stateVersion   = 2
+	stateVersionV1 = 1
+	offPSKTag      = 91 + handshake.MaxPeerIDLen // 155
+)
 
+// encodeState writes st as a version 2 state. A st without HasPSKTag gets
+// the zero tag, which no pre-shared key has: its ticket is refused, never
+// taken for one that skips the check.
 func encodeState(dst *[stateLen]byte, st *handshake.TicketState) error {
 	if err := handshake.ValidatePeerID([]byte(st.PeerID)); err != nil {
 		return fmt.Errorf("ticket: %w", err)
@@ -65,15 +82,19 @@ func encodeState(dst *[stateLen]byte, st *handshake.TicketState) error {
 	copy(dst[58:90], st.ResumptionSecret[:])
 	dst[90] = byte(len(st.PeerID))
 	copy(dst[91:], st.PeerID)
+	if st.HasPSKTag {
+		copy(dst[offPSKTag:], st.PSKTag[:])
+	}
 	return nil
 }
 
+// decodeState reads a state of version 2, or of version 1 (HasPSKTag false).
 func decodeState(b []byte) (*handshake.TicketState, error) {
-	if len(b) != stateLen || b[0] != stateVersion {
+	if !(len(b) == stateLen && b[0] == stateVersion || len(b) == stateLenV1 && b[0] == stateVersionV1) {
 		return nil, fmt.Errorf("%w: unknown state version", handshake.ErrTicketInvalid)
 	}
 	n := int(b[90])
-	if n == 0 || n > handshake.MaxPeerIDLen || !allZero(b[91+n:]) {
+	if n == 0 || n > handshake.MaxPeerIDLen || !allZero(b[91+n:offPSKTag]) {
 		return nil, fmt.Errorf("%w: bad peer ID length", handshake.ErrTicketInvalid)
 	}
 	st := &handshake.TicketState{
@@ -85,6 +106,10 @@ func decodeState(b []byte) (*handshake.TicketState, error) {
 	}
 	copy(st.PeerStatic[:], b[26:58])
 	copy(st.ResumptionSecret[:], b[58:90])
+	if b[0] == stateVersion {
+		copy(st.PSKTag[:], b[offPSKTag:])
+		st.HasPSKTag = true
+	}
 	return st, nil
 }
 
@@ -125,7 +150,7 @@ func open(k *Key, ticket []byte) (*handshake.TicketState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ticket key: %w", err)
 	}
-	var buf [stateLen]byte
+	var buf [stateLen]byte // a version 1 state is shorter: it fits
 	defer clear(buf[:])
 	plain, err := aead.Open(buf[:0], ticket[offNonce:offSealed], ticket[offSealed:], ticket[:offNonce])
 	if err != nil {
@@ -136,9 +161,9 @@ func open(k *Key, ticket []byte) (*handshake.TicketState, error) {
 
 // ticketName returns the key name of a well-framed ticket.
 func ticketName(ticket []byte) (name [NameSize]byte, err error) {
-	if len(ticket) != TicketSize || ticket[0] != ticketVersion {
-		return name, fmt.Errorf("%w: %d bytes with version %d, want %d bytes with version %d",
-			handshake.ErrTicketInvalid, len(ticket), firstByte(ticket), TicketSize, ticketVersion)
+	if len(ticket) != TicketSize && len(ticket) != ticketSizeV1 || ticket[0] != ticketVersion {
+		return name, fmt.Errorf("%w: %d bytes with version %d, want %d (or %d) bytes with version %d",
+			handshake.ErrTicketInvalid, len(ticket), firstByte(ticket), TicketSize, ticketSizeV1, ticketVersion)
 	}
 	copy(name[:], ticket[offName:offNonce])
 	return name, nil
