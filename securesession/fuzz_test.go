@@ -3,7 +3,9 @@ package securesession
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"testing"
+	"testing/iotest"
 
 	"stunnel/handshake"
 	"stunnel/rekey"
@@ -45,6 +47,64 @@ func FuzzUnwrap(f *testing.F) {
 		}
 		if res, err := fresh.bob.Unwrap(msg); err == nil && res.Data != nil {
 			t.Fatalf("a session with no keys gave data %q", res.Data)
+		}
+	})
+}
+
+// FuzzReadFrame reads a stream of frames, as StreamTransport does from a
+// TCP peer: every frame read fits the buffer, writing the frames back gives
+// the bytes consumed, and the stream ends as its remaining bytes say: io.EOF
+// at a frame boundary, io.ErrUnexpectedEOF inside a frame, a refusal for a
+// frame larger than the buffer; never with a length. mode picks the buffer
+// (MaxFrame, or mode/4 bytes) and whether the stream comes a byte at a time.
+func FuzzReadFrame(f *testing.F) {
+	var stream bytes.Buffer
+	for _, m := range [][]byte{[]byte("hello"), {}, bytes.Repeat([]byte{4}, 300)} {
+		if err := WriteFrame(&stream, m); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(stream.Bytes(), byte(0))
+	f.Add(stream.Bytes(), byte(1))
+	f.Add(stream.Bytes(), byte(4*8+2)) // an 8-byte buffer: "hello" fits, 300 bytes do not
+	f.Add([]byte{0xff, 0xff, 1, 2, 3}, byte(0))
+	f.Add([]byte{0}, byte(1))
+	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
+		size := MaxFrame
+		if mode&2 != 0 {
+			size = int(mode >> 2)
+		}
+		var r io.Reader = bytes.NewReader(data)
+		if mode&1 != 0 {
+			r = iotest.OneByteReader(r)
+		}
+		buf := make([]byte, size)
+		var back bytes.Buffer
+		for {
+			n, err := ReadFrame(r, buf)
+			if err != nil {
+				rest := data[back.Len():]
+				want := io.ErrUnexpectedEOF
+				switch {
+				case len(rest) == 0:
+					want = io.EOF
+				case len(rest) >= 2 && int(binary.BigEndian.Uint16(rest)) > size:
+					want = nil // refused: any error but the two EOFs
+				}
+				if n != 0 || err != want && (want != nil || err == io.EOF || err == io.ErrUnexpectedEOF) {
+					t.Fatalf("%d bytes left in a %d-byte buffer: %d, %v; want 0, %v", len(rest), size, n, err, want)
+				}
+				return
+			}
+			if n > len(buf) {
+				t.Fatalf("frame of %d bytes in a %d-byte buffer", n, len(buf))
+			}
+			if err := WriteFrame(&back, buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(data, back.Bytes()) {
+				t.Fatal("the frames read do not write back as the stream's bytes")
+			}
 		}
 	})
 }
