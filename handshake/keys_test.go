@@ -60,3 +60,51 @@ func TestPresharedKeyTag(t *testing.T) {
 		t.Fatal("Tag does not tell the keys apart")
 	}
 }
+
+// FuzzParseKey: the key parsers read key files and config values. All three
+// accept exactly the same inputs (a public key must also not be all zeros),
+// the string and Bytes variants agree, what they accept is what the key's
+// own encoding parses back to, and a refusal is the zero key with an error
+// that is a fixed sentence, never the input.
+func FuzzParseKey(f *testing.F) {
+	k, _ := GeneratePrivateKey(bytes.NewReader(bytes.Repeat([]byte{7}, KeySize)))
+	good := k.Base64()
+	f.Add([]byte(good))
+	f.Add([]byte(good[:20] + "\r\n" + good[20:]))
+	f.Add([]byte(good[:43] + "B"))                                          // stray bits in the last digit
+	f.Add([]byte(base64.StdEncoding.EncodeToString(make([]byte, KeySize)))) // the zero key
+	f.Add([]byte(good[:40]))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		orig := bytes.Clone(in)
+		priv, err := ParsePrivateKeyBytes(in)
+		psk, perr := ParsePresharedKeyBytes(in)
+		pub, uerr := ParsePublicKey(string(in))
+		if !bytes.Equal(in, orig) {
+			t.Fatal("a parser changed the caller's buffer")
+		}
+		if s, serr := ParsePrivateKey(string(in)); s != priv || (serr == nil) != (err == nil) {
+			t.Fatalf("ParsePrivateKey and ParsePrivateKeyBytes differ: %v, %v", serr, err)
+		}
+		if s, serr := ParsePresharedKey(string(in)); s != psk || (serr == nil) != (perr == nil) {
+			t.Fatalf("ParsePresharedKey and ParsePresharedKeyBytes differ: %v, %v", serr, perr)
+		}
+		if (err == nil) != (perr == nil) || (uerr == nil) != (err == nil && !priv.IsZero()) {
+			t.Fatalf("parsers disagree on %q: private %v, preshared %v, public %v", in, err, perr, uerr)
+		}
+		if err != nil {
+			if priv != (PrivateKey{}) || psk != (PresharedKey{}) || err != errKeyLength || perr != errKeyLength {
+				t.Fatalf("refusal with a key or another error: %v, %v", err, perr)
+			}
+			return
+		}
+		if [KeySize]byte(priv) != [KeySize]byte(psk) || uerr == nil && [KeySize]byte(pub) != [KeySize]byte(priv) {
+			t.Fatal("the parsers decoded different keys")
+		}
+		if uerr != nil && uerr.Error() != "public key is all zeros" {
+			t.Fatalf("public key refused with %v", uerr)
+		}
+		if again, err := ParsePrivateKey(priv.Base64()); err != nil || again != priv {
+			t.Fatalf("the key's own encoding does not parse back: %v", err)
+		}
+	})
+}
