@@ -2,7 +2,10 @@ package tickets
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +82,44 @@ func FuzzParseKeyFile(f *testing.F) {
 		for i := range keys {
 			if keys[i].IsErased() || keys[i].EncryptDecrypt <= 0 || keys[i].DecryptOnly <= 0 || again[i].secret != keys[i].secret {
 				t.Fatal("accepted a bad key or lost it in the round trip")
+			}
+		}
+	})
+}
+
+// FuzzParseGroupSecret: a group secret file holds 32 bytes in hex or base64.
+// What is accepted is a usable secret that its own hex and base64 forms
+// give back; a refusal is a nil secret and an error naming the file,
+// never its contents, and the caller's buffer is left as it was.
+func FuzzParseGroupSecret(f *testing.F) {
+	g := testSecret(f, 5)
+	f.Add([]byte(hex.EncodeToString(g.b[:]) + "\n"))
+	f.Add([]byte(" " + base64.StdEncoding.EncodeToString(g.b[:]) + "\r\n"))
+	f.Add([]byte(hex.EncodeToString(make([]byte, GroupSecretSize))))
+	f.Add([]byte(hex.EncodeToString(g.b[:31])))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		orig := bytes.Clone(data)
+		got, err := ParseGroupSecret("/etc/stunnel/group.secret", data)
+		if !bytes.Equal(data, orig) {
+			t.Fatal("ParseGroupSecret changed the caller's buffer")
+		}
+		if err != nil {
+			msg := err.Error()
+			if got != nil || !strings.HasPrefix(msg, "group secret file /etc/stunnel/group.secret ") || strings.Contains(msg, "\n") {
+				t.Fatalf("refusal %v with secret %v", err, got != nil)
+			}
+			if s := bytes.TrimSpace(data); len(s) >= 8 && strings.Contains(msg, string(s)) {
+				t.Fatalf("the error %q shows the file's contents", msg)
+			}
+			return
+		}
+		if allZero(got.b[:]) {
+			t.Fatal("accepted an all-zero secret")
+		}
+		for _, form := range []string{hex.EncodeToString(got.b[:]), base64.StdEncoding.EncodeToString(got.b[:])} {
+			again, err := ParseGroupSecret("f", []byte(form))
+			if err != nil || again.b != got.b {
+				t.Fatalf("the secret's own %d-digit form does not parse back: %v", len(form), err)
 			}
 		}
 	})
