@@ -342,15 +342,6 @@ func FuzzParseRecord(f *testing.F) {
 	})
 }
 
-func FuzzOpenCache(f *testing.F) {
-	key := make([]byte, 32)
-	f.Add(append(append([]byte{}, cacheMagic...), make([]byte, 60)...))
-	f.Add([]byte("x"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		openCache(data, key, "/st/") // must not panic; forging needs the key
-	})
-}
-
 func TestCompactedWatchRelists(t *testing.T) {
 	m := etcdtest.Start(t)
 	cli := client(t, m)
