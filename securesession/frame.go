@@ -27,7 +27,8 @@ func WriteFrame(w io.Writer, msg []byte) error {
 
 // ReadFrame reads one frame into buf and returns its length. buf must hold
 // MaxFrame bytes, or the frame is refused (and the stream is then out of
-// step: close it).
+// step: close it). io.EOF means the stream ended between frames; one that
+// ends inside a frame, even right after its length, is io.ErrUnexpectedEOF.
 func ReadFrame(r io.Reader, buf []byte) (int, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -38,6 +39,11 @@ func ReadFrame(r io.Reader, buf []byte) (int, error) {
 		return 0, fmt.Errorf("securesession: frame of %d bytes does not fit a %d-byte buffer", n, len(buf))
 	}
 	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		// ReadFull says io.EOF when it read nothing, but the length
+		// promised n bytes: a peer cut off there did not end cleanly.
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return 0, err
 	}
 	return n, nil
