@@ -54,13 +54,17 @@ var (
 	ErrOtherPSK      = fmt.Errorf("%w: the pre-shared key changed", ErrOtherIdentity)
 )
 
-// pskTag identifies a pre-shared key in a saved state without holding it.
+// pskTag identifies a pre-shared key in a saved state without holding it:
+// SHA-256("stunnel saved peer state psk v2" || psk). One Sum256 of a local
+// buffer, cleared after, rather than a hash.Hash, whose buffer on the heap
+// would keep the key's last partial block (as handshake.PresharedKey.Tag).
 func pskTag(psk *handshake.PresharedKey) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("stunnel saved peer state psk v2"))
-	h.Write(psk[:])
-	var tag [32]byte
-	h.Sum(tag[:0])
+	const label = "stunnel saved peer state psk v2"
+	var in [len(label) + handshake.KeySize]byte
+	copy(in[:], label)
+	copy(in[len(label):], psk[:])
+	tag := sha256.Sum256(in[:])
+	clear(in[:])
 	return tag
 }
 
