@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
-	"stunnel/internal/fsdir/fsdirtest"
 	"stunnel/internal/waitfor"
 )
 
@@ -270,78 +268,6 @@ func TestEtcdAwayAndBack(t *testing.T) {
 	}
 }
 
-func TestDiskCacheSealed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c")
-	priv, other := handshake.PrivateKey{8, 1}, handshake.PrivateKey{8, 2}
-	snap := &snapshot{Prefix: "/st/", Revision: 7, Records: map[string][]byte{"b": []byte(`{"version":1}`)}}
-	if err := saveCache(path, MemoryKey(&priv), snap); err != nil {
-		t.Fatal(err)
-	}
-	got, err := loadCache(path, MemoryKey(&priv), "/st/")
-	if err != nil || got.Revision != 7 || string(got.Records["b"]) != `{"version":1}` {
-		t.Fatalf("load: %+v %v", got, err)
-	}
-	if _, err := loadCache(path, MemoryKey(&other), "/st/"); err == nil {
-		t.Fatal("another host's key opened the cache")
-	}
-	if _, err := loadCache(path, MemoryKey(&priv), "/other/"); err == nil {
-		t.Fatal("a cache for another prefix was used")
-	}
-	data, _ := os.ReadFile(path)
-	if bytes.Contains(data, []byte("version")) {
-		t.Fatal("cache file holds plaintext")
-	}
-	data[len(data)-1] ^= 1
-	os.WriteFile(path, data, 0o600)
-	if _, err := loadCache(path, MemoryKey(&priv), "/st/"); err == nil {
-		t.Fatal("a damaged cache opened")
-	}
-}
-
-// TestDiskCacheFailedWriteKeepsOld: a cache write that fails part way (a
-// full disk) is reported, and the cache from before stays readable; the
-// half-written file used to be renamed over it.
-func TestDiskCacheFailedWriteKeepsOld(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c")
-	priv := handshake.PrivateKey{8, 1}
-	old := &snapshot{Prefix: "/st/", Revision: 7, Records: map[string][]byte{"b": []byte(`{"version":1}`)}}
-	if err := saveCache(path, MemoryKey(&priv), old); err != nil {
-		t.Fatal(err)
-	}
-	big := &snapshot{Prefix: "/st/", Revision: 8, Records: map[string][]byte{"b": bytes.Repeat([]byte("x"), 8192)}}
-	fsdirtest.LimitFileSize(t, 1024)
-	err := saveCache(path, MemoryKey(&priv), big)
-	if err == nil || !strings.Contains(err.Error(), "directory cache "+path) {
-		t.Fatalf("saveCache past the file size limit: %v, want an error naming the cache", err)
-	}
-	got, err := loadCache(path, MemoryKey(&priv), "/st/")
-	if err != nil || got.Revision != 7 {
-		t.Fatalf("after a failed save the cache loads as %+v, %v; want revision 7", got, err)
-	}
-}
-
-func FuzzParseRecord(f *testing.F) {
-	b, _ := EncodeRecord(testPeer(f, "x", 1))
-	f.Add(b)
-	f.Add([]byte(`{"version":1,"public_key":"","allowed_ips":["::/0"],"endpoint":"[::1]:1","persistent_keepalive":"2s"}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := ParseRecord("id", data)
-		if err != nil {
-			return
-		}
-		if err := conf.ValidatePeer(p); err != nil {
-			t.Fatalf("ParseRecord accepted an invalid peer: %v", err)
-		}
-		again, err := EncodeRecord(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if q, err := ParseRecord("id", again); err != nil || q.PublicKey != p.PublicKey || len(q.AllowedIPs) != len(p.AllowedIPs) {
-			t.Fatalf("round trip: %v", err)
-		}
-	})
-}
-
 func TestCompactedWatchRelists(t *testing.T) {
 	m := etcdtest.Start(t)
 	cli := client(t, m)
@@ -375,75 +301,6 @@ func TestCompactedWatchRelists(t *testing.T) {
 	if err := d.watch(wctx, first); err != errCompacted {
 		t.Fatalf("watch from a compacted revision: %v, want errCompacted", err)
 	}
-}
-
-func TestPublishedEndpoint(t *testing.T) {
-	m := etcdtest.Start(t)
-	cli := client(t, m)
-	if err := Put(ctx(t), cli, "/st/", testPeer(t, "b", 2)); err != nil { // no endpoint in the record
-		t.Fatal(err)
-	}
-	withEP := testPeer(t, "c", 3)
-	withEP.Endpoint = "198.18.0.3:51820"
-	if err := Put(ctx(t), cli, "/st/", withEP); err != nil {
-		t.Fatal(err)
-	}
-	var w watcher
-	watcherDir := startDir(t, m, "", &w)
-	endpointOf := func(id string) string {
-		for _, p := range watcherDir.Peers() {
-			if p.ID == id {
-				return p.Endpoint
-			}
-		}
-		return "(absent)"
-	}
-	// b publishes where it is; c tries to move its operator-set endpoint.
-	publisher := func(id, ep string) *Directory {
-		priv := handshake.PrivateKey{9, 9}
-		d, err := Start(Options{Endpoints: []string{m.ClientURL}, Prefix: "/st/", Key: MemoryKey(&priv),
-			AdvertiseID: id, AdvertiseEndpoint: ep, LeaseTTL: 2 * time.Second, MinBackoff: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
-		return d
-	}
-	pb := publisher("b", "198.18.0.2:4242")
-	publisher("c", "198.18.0.99:1")
-	waitFor(t, 5*time.Second, "b's published endpoint", func() bool { return endpointOf("b") == "198.18.0.2:4242" })
-	// c's publisher runs on its own: b's endpoint arriving says nothing of c's.
-	waitFor(t, 5*time.Second, "c's endpoint published", func() bool {
-		resp, err := cli.Get(ctx(t), EndpointKey("/st/", "c"))
-		return err == nil && len(resp.Kvs) == 1
-	})
-	if got := endpointOf("c"); got != "198.18.0.3:51820" {
-		t.Fatalf("a published endpoint overrode the record's: %q", got)
-	}
-	// A host's key and allowed IPs are never what it published.
-	resp, _ := cli.Get(ctx(t), EndpointKey("/st/", "b"))
-	if strings.Contains(string(resp.Kvs[0].Value), "public_key") || strings.Contains(string(resp.Kvs[0].Value), "allowed") {
-		t.Fatalf("published value holds more than an endpoint: %s", resp.Kvs[0].Value)
-	}
-	// A malformed published endpoint is skipped and counted.
-	if _, err := cli.Put(ctx(t), EndpointKey("/st/", "zz"), `{"version":1,"endpoint":"nope"}`); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 2*time.Second, "the malformed endpoint counted", func() bool { return watcherDir.State().Malformed == 1 })
-	// Closing the publisher revokes its lease: b's endpoint goes at once.
-	pb.Close()
-	waitFor(t, 2*time.Second, "b's endpoint gone with its host", func() bool { return endpointOf("b") == "" })
-}
-
-func FuzzParseEndpointRecord(f *testing.F) {
-	f.Add([]byte(`{"version":1,"endpoint":"198.18.0.2:51820"}`))
-	f.Add([]byte(`{"version":1,"endpoint":"[fd00::1]:1"} x`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ep, err := ParseEndpointRecord(data)
-		if err == nil && conf.CheckEndpoint(ep) != nil {
-			t.Fatalf("accepted an invalid endpoint %q", ep)
-		}
-	})
 }
 
 // A malformed record is logged and counted once per version: listing again
@@ -501,105 +358,5 @@ func TestMalformedCountedOnceAcrossRelists(t *testing.T) {
 	waitFor(t, 5*time.Second, "connected", func() bool { return d3.State().State == "connected" })
 	if st := d3.State(); st.Malformed != 2 || st.MalformedTotal != 3 {
 		t.Fatalf("started from a cache with a record since deleted: %+v, want 2 malformed, 3 in all", st)
-	}
-}
-
-// Field names are exact and appear once: encoding/json alone would read a
-// case variant or a repeat as the field, so hosts would use a key or
-// prefixes other than those a reader of the record sees first.
-func TestRecordFieldNamesExact(t *testing.T) {
-	a, b := testPeer(t, "x", 1).PublicKey, testPeer(t, "x", 2).PublicKey
-	for _, v := range []string{
-		fmt.Sprintf(`{"version":1,"public_key":%q,"PUBLIC_KEY":%q,"allowed_ips":["10.77.0.1/32"]}`, a, b),
-		fmt.Sprintf(`{"version":1,"public_key":%q,"public_key":%q,"allowed_ips":["10.77.0.1/32"]}`, a, b),
-		fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":["10.77.0.1/32"],"Allowed_IPs":["10.0.0.0/8"]}`, a),
-		fmt.Sprintf(`{"Version":1,"public_key":%q,"allowed_ips":["10.77.0.1/32"]}`, a),
-	} {
-		if p, err := ParseRecord("x", []byte(v)); err == nil {
-			t.Errorf("ParseRecord(%s) = key %s, %v; want malformed", v, p.PublicKey, p.AllowedIPs)
-		}
-	}
-	if _, err := ParseRecord("x", []byte(fmt.Sprintf(`{"version":1,"public_key":%q,"allowed_ips":["10.77.0.1/32"],"endpoint":"198.18.0.1:1","persistent_keepalive":"25s"}`, a))); err != nil {
-		t.Fatalf("a record with every field: %v", err)
-	}
-	for _, v := range []string{
-		`{"version":1,"endpoint":"198.18.0.1:1","Endpoint":"198.18.0.2:1"}`,
-		`{"version":1,"endpoint":"198.18.0.1:1","endpoint":"198.18.0.2:1"}`,
-	} {
-		if ep, err := ParseEndpointRecord([]byte(v)); err == nil {
-			t.Errorf("ParseEndpointRecord(%s) = %s; want malformed", v, ep)
-		}
-	}
-}
-
-// The publisher's backoff is for an etcd that does not answer: once it has
-// published, a lost lease is published again at once, however many were
-// lost before (each one used to double the wait, up to MaxBackoff).
-func TestPublishAgainAfterEachLostLease(t *testing.T) {
-	m := etcdtest.Start(t)
-	cli := client(t, m)
-	priv := handshake.PrivateKey{9, 9}
-	d, err := Start(Options{Endpoints: []string{m.ClientURL}, Prefix: "/st/", Key: MemoryKey(&priv),
-		AdvertiseID: "b", AdvertiseEndpoint: "198.18.0.2:4242", LeaseTTL: time.Second,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	lease := func() clientv3.LeaseID {
-		resp, err := cli.Get(ctx(t), EndpointKey("/st/", "b"))
-		if err != nil || len(resp.Kvs) == 0 {
-			return 0
-		}
-		return clientv3.LeaseID(resp.Kvs[0].Lease)
-	}
-	waitFor(t, 5*time.Second, "b's endpoint published", func() bool { return lease() != 0 })
-	for i := range 8 {
-		old := lease()
-		if _, err := cli.Revoke(ctx(t), old); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		waitFor(t, 10*time.Second, "b's endpoint published again", func() bool { l := lease(); return l != 0 && l != old })
-		if took := time.Since(start); took > 3*time.Second {
-			t.Fatalf("lost lease %d: published again after %v", i+1, took.Round(time.Millisecond))
-		}
-	}
-}
-
-// A record over MaxRecordSize, or with an ID over conf.MaxPeerIDLen, is
-// malformed whatever it holds: it is counted, but it is neither kept nor
-// sealed into the disk cache,
-// which every change rewrites (a few of etcd's largest values would make
-// the cache too large to load at a start without etcd).
-func TestHugeRecordNotCached(t *testing.T) {
-	m := etcdtest.Start(t)
-	cli := client(t, m)
-	if err := Put(ctx(t), cli, "/st/", testPeer(t, "good", 1)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Put(ctx(t), "/st/peers/huge", strings.Repeat(" ", 1<<20)); err != nil {
-		t.Fatal(err)
-	}
-	good, _ := EncodeRecord(testPeer(t, "x", 2))
-	longID := strings.Repeat("h", 1<<20)
-	if _, err := cli.Put(ctx(t), "/st/peers/"+longID, string(good)); err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(t.TempDir(), "st0.directory")
-	var w watcher
-	d := startCached(t, m, cache, &w, "good,")
-	if st := d.State(); st.Malformed != 2 || st.MalformedTotal != 2 {
-		t.Fatalf("state %+v, want the huge record and the huge ID malformed", st)
-	}
-	if fi, err := os.Stat(cache); err != nil || fi.Size() > 4*MaxRecordSize {
-		t.Fatalf("disk cache: %v, %d bytes for one small record and two malformed", err, fi.Size())
-	}
-	d.mu.Lock()
-	_, kept := d.raw["huge"]
-	_, keptID := d.raw[longID]
-	d.mu.Unlock()
-	if kept || keptID {
-		t.Fatalf("kept: the huge record %v, the huge ID's %v", kept, keptID)
 	}
 }
