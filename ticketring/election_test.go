@@ -12,6 +12,7 @@ import (
 	"stunnel/conf"
 	"stunnel/internal/etcdtest"
 	"stunnel/internal/fakeclock"
+	"stunnel/tickets"
 )
 
 // A key without a lease where the election keys go (written by anyone who
@@ -66,6 +67,162 @@ func TestKeySpacesRefusedAsPrefixParts(t *testing.T) {
 	for _, dir := range []string{recordsDir, electionDir} {
 		if name := strings.TrimSuffix(dir, "/"); !slices.Contains(conf.PrefixKeySpaces, name) {
 			t.Errorf("conf.PrefixKeySpaces %v lacks %q", conf.PrefixKeySpaces, name)
+		}
+	}
+}
+
+// Two gateways; the rotator crashes (its lease is not revoked: etcd drops
+// it after the TTL); the other takes over. At every step of the clock the
+// survivor's ring has a key that seals: issuance never pauses.
+func TestTakeoverIssuanceNeverPauses(t *testing.T) {
+	m := etcdtest.Start(t)
+	clk := fakeclock.New(t0)
+	a := startGateway(t, m, clk, "gw-a", 1)
+	b := startGateway(t, m, clk, "gw-b", 1)
+	waitFor(t, 10*time.Second, "one rotator", func() bool { return (a.role() == "rotator") != (b.role() == "rotator") })
+	leader, follower := a, b
+	if b.role() == "rotator" {
+		leader, follower = b, a
+	}
+	// The follower learns who rotates from the election key, by its watch.
+	waitFor(t, 5*time.Second, "the follower to see the rotator", func() bool {
+		st := follower.s.Status()
+		return st.Role == "follower" && st.Rotator == leader.s.opt.Identity
+	})
+	cli := dial(t, m)
+	leader.caughtUp(t, cli, clk.Now())
+	follower.caughtUp(t, cli, clk.Now())
+	if len(follower.ring.Keys()) != 1 {
+		t.Fatalf("follower holds %d keys, want the rotator's first", len(follower.ring.Keys()))
+	}
+
+	// A ticket sealed by the leader's ring opens in the follower's.
+	tk, err := leader.ring.Seal(ticketState(clk.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.ring.OpenTicket(tk); err != nil {
+		t.Fatalf("ticket sealed by the rotator's ring does not open in the follower's: %v", err)
+	}
+
+	step := 5 * time.Minute
+	crashed := false
+	for i := 1; i <= 60; i++ { // five hours
+		clk.Advance(step)
+		if !sealer(follower.ring) {
+			t.Fatalf("step %d (%v): the survivor's ring has no key that seals", i, clk.Now().Sub(t0))
+		}
+		if !crashed && !sealer(leader.ring) {
+			t.Fatalf("step %d: the rotator's ring has no key that seals", i)
+		}
+		switch {
+		case i == 17: // just past a half-life: the leader has added, then dies
+			leader.looked(t, clk.Now())
+			leader.s.cli.Close() // a crash: nothing revoked
+			leader.s.Close()
+			crashed = true
+			continue
+		case crashed && follower.role() != "rotator":
+			// No rotator for a while (the dead one's lease runs out): the
+			// clock runs on and the check above keeps holding.
+			if i > 20 {
+				waitFor(t, 10*time.Second, "the survivor to take over", func() bool { return follower.role() == "rotator" })
+			} else {
+				continue
+			}
+		}
+		if crashed {
+			follower.looked(t, clk.Now())
+		} else {
+			leader.looked(t, clk.Now())
+			leader.caughtUp(t, cli, clk.Now())
+		}
+		// The follower's ring follows within the step.
+		follower.caughtUp(t, cli, clk.Now())
+	}
+	if st := follower.s.Status(); st.Role != "rotator" || st.Added == 0 {
+		t.Fatalf("survivor status %+v: want the rotator, having added keys", st)
+	}
+	// A ticket sealed now opens; the one from the start is past its key's
+	// life and is refused.
+	tk2, err := follower.ring.Seal(ticketState(clk.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.ring.OpenTicket(tk2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.ring.OpenTicket(tk); err == nil {
+		t.Fatal("a ticket of a key past its life opened")
+	}
+}
+
+// A rotator that stops cleanly revokes its lease: the other takes over at
+// once, not after the TTL (10 s here).
+func TestCleanCloseHandsOverAtOnce(t *testing.T) {
+	m := etcdtest.Start(t)
+	clk := fakeclock.New(t0)
+	a := startGatewayTTL(t, m, clk, "gw-a", 1, 10*time.Second)
+	b := startGatewayTTL(t, m, clk, "gw-b", 1, 10*time.Second)
+	waitFor(t, 10*time.Second, "one rotator", func() bool { return (a.role() == "rotator") != (b.role() == "rotator") })
+	leader, follower := a, b
+	if b.role() == "rotator" {
+		leader, follower = b, a
+	}
+	start := time.Now()
+	leader.s.Close()
+	waitFor(t, 3*time.Second, "the follower to take over at once", func() bool { return follower.role() == "rotator" })
+	t.Logf("handover after a clean stop: %v", time.Since(start).Round(time.Millisecond))
+	if st := follower.s.Status(); st.Rotator != follower.s.opt.Identity {
+		t.Fatalf("rotator %q, want %q", st.Rotator, follower.s.opt.Identity)
+	}
+}
+
+// A campaigning gateway whose session is lost while etcd answers (its lease
+// revoked, as by an operator or an expiry) campaigns again at once: the
+// backoff is for an etcd that does not answer, and a wait grown by earlier
+// losses would delay the takeover when the rotator dies next.
+func TestCampaignAgainAfterEachLostSession(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := dial(t, m)
+	clk := fakeclock.New(t0)
+	leader := startGateway(t, m, clk, "gw-a", 1)
+	waitFor(t, 10*time.Second, "the rotator", func() bool { return leader.role() == "rotator" })
+	ring := tickets.NewRing(tickets.Options{Now: clk.Now, EncryptDecryptLifetime: ed, DecryptLifetime: do})
+	s, err := Start(Options{
+		Endpoints: []string{m.ClientURL}, Prefix: prefix, Secret: secret(t, 1), Ring: ring,
+		EncryptDecrypt: ed, DecryptOnly: do, SessionTTL: time.Second, Lead: lead, Check: 20 * time.Millisecond,
+		Identity: "gw-b", Now: clk.Now, MinBackoff: 50 * time.Millisecond, MaxBackoff: 20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// gw-b's election key: the one whose value is its identity.
+	lease := func() clientv3.LeaseID {
+		resp, err := cli.Get(ctx, prefix+"tickets-rotator/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range resp.Kvs {
+			if string(kv.Value) == "gw-b" {
+				return clientv3.LeaseID(kv.Lease)
+			}
+		}
+		return 0
+	}
+	waitFor(t, 10*time.Second, "gw-b campaigning", func() bool { return lease() != 0 })
+	for i := range 8 {
+		old := lease()
+		if _, err := cli.Revoke(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(t, 20*time.Second, "gw-b campaigning again", func() bool { l := lease(); return l != 0 && l != old })
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("lost session %d: campaigning again after %v", i+1, took.Round(time.Millisecond))
 		}
 	}
 }

@@ -1,0 +1,104 @@
+package ticketring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/internal/etcdtest"
+	"stunnel/internal/fakeclock"
+	"stunnel/tickets"
+)
+
+// Records sealed under another group secret, moved to another name, or
+// tampered with are refused, counted and left alone; the rotator adds its
+// own key since none of them counts.
+func TestForeignRecordsRefused(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := dial(t, m)
+	clk := fakeclock.New(t0)
+	k, err := tickets.GenerateKey(nil, t0, ed, do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _ := tickets.SealRecord(secret(t, 9), prefix, &k, nil)
+	putRecord(t, cli, k.NameHex(), foreign)
+	good, _ := tickets.SealRecord(secret(t, 1), prefix, &k, nil)
+	putRecord(t, cli, "00112233445566778899aabbccddeeff", good) // a genuine record under another name
+	tampered := bytes.Clone(good)
+	tampered[50] ^= 1
+	k2, _ := tickets.GenerateKey(nil, t0, ed, do)
+	putRecord(t, cli, k2.NameHex(), tampered)
+	putRecord(t, cli, "not-a-name", good)
+	k3, _ := tickets.GenerateKey(nil, t0, ed, do)
+	otherPrefix, _ := tickets.SealRecord(secret(t, 1), "/other/", &k3, nil) // another group's prefix
+	putRecord(t, cli, k3.NameHex(), otherPrefix)
+
+	g := startGateway(t, m, clk, "gw-1", 1)
+	waitFor(t, 10*time.Second, "the rotator", func() bool { return g.role() == "rotator" })
+	ks := g.holds(t, 1)
+	if ks[0].Name == k.NameHex() || ks[0].Name == k2.NameHex() || ks[0].Name == k3.NameHex() {
+		t.Fatalf("the ring took a refused record: %+v", ks)
+	}
+	st := g.s.Status()
+	if st.Refused != 5 || st.RefusedTotal != 5 || st.Keys != 1 {
+		t.Fatalf("status %+v: want 5 refused, 1 key", st)
+	}
+	if n := records(t, cli); n != 6 {
+		t.Fatalf("%d records, want the 5 refused ones left alone and 1 added", n)
+	}
+	// A second change does not count the same refused records again.
+	clk.Advance(ed / 2)
+	g.looked(t, clk.Now())
+	g.holds(t, 2)
+	if st := g.s.Status(); st.RefusedTotal != 5 {
+		t.Fatalf("refused counted again: %+v", st)
+	}
+	// A refused key's tickets do not open.
+	ring := tickets.NewRing(tickets.Options{Now: clk.Now})
+	ring.SetExternalKeys([]tickets.Key{k})
+	tk, err := ring.Seal(ticketState(clk.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.ring.OpenTicket(tk); !errors.Is(err, handshake.ErrTicketKeyUnknown) {
+		t.Fatalf("ticket under a foreign record's key: %v, want unknown key", err)
+	}
+}
+
+// A record is at its key's name as written (lower-case hex, as show and
+// NameHex print it): a copy at the same name in capitals is another etcd
+// key, so deleting the record at the name show gives must still retire the
+// key everywhere, and the copy is refused like a record moved elsewhere.
+func TestRecordNameSpelledOneWay(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := dial(t, m)
+	clk := fakeclock.New(t0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k, err := tickets.GenerateKey(nil, t0, ed, do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := tickets.SealRecord(secret(t, 1), prefix, &k, nil)
+	for _, name := range []string{k.NameHex(), strings.ToUpper(k.NameHex())} {
+		putRecord(t, cli, name, rec)
+	}
+	g := startGateway(t, m, clk, "gw-1", 1)
+	waitFor(t, 10*time.Second, "the rotator", func() bool { return g.role() == "rotator" })
+	g.looked(t, clk.Now())
+	if st := g.s.Status(); st.Keys != 1 || st.Refused != 1 || len(g.ring.Keys()) != 1 {
+		t.Fatalf("status %+v, ring %+v: want the record at its name held, the capitalised copy refused", st, g.ring.Keys())
+	}
+	if _, err := cli.Delete(ctx, prefix+"tickets/"+k.NameHex()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the deleted key retired", func() bool {
+		return !slices.ContainsFunc(g.ring.Keys(), func(i tickets.KeyInfo) bool { return i.Name == k.NameHex() })
+	})
+}
