@@ -100,3 +100,11 @@ func fixMAC1(msg []byte, receiver PublicKey) {
 	off, _, _ := macOffsets(msg)
 	mac(msg[off:off+macLen], k[:], msg[:off])
 }
+
+func pair(t testing.TB) (*fakeclock.Clock, *host, *host) {
+	clk := newFakeClock()
+	a, b := newHost(t, "site-a", clk), newHost(t, "site-b", clk)
+	a.know(b)
+	b.know(a)
+	return clk, a, b
+}
