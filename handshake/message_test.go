@@ -53,26 +53,13 @@ func TestFlippedByteResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < ResponseSize; i++ {
-		msg := bytes.Clone(orig)
-		msg[i] ^= 0x80
-		_, err := in.ConsumeResponse(msg)
-		switch {
-		case i < HeaderLen:
-			wantErr(t, err, ErrMalformed, "flipped header byte")
-		case i < respOffEphemeral:
-			wantErr(t, err, ErrWrongReceiver, "flipped receiver index")
-		case i < respOffMAC2:
-			wantErr(t, err, ErrBadMAC1, "flipped byte before mac2")
-		default:
-			wantErr(t, err, ErrBadMAC2, "flipped mac2")
-		}
-		if i >= respOffEphemeral && i < respOffMAC1 {
-			fixMAC1(msg, a.pub)
-			_, err = in.ConsumeResponse(msg)
-			wantErr(t, err, ErrDecrypt, "flipped Noise byte with valid mac1")
-		}
+	if len(orig) != ResponseSize {
+		t.Fatalf("response is %d bytes, want %d", len(orig), ResponseSize)
 	}
+	flipEveryResponseByte(t, orig, a.pub, func(msg []byte) error {
+		_, err := in.ConsumeResponse(msg)
+		return err
+	})
 	// Forged responses did not disturb the pending handshake.
 	if _, err := in.ConsumeResponse(orig); err != nil {
 		t.Fatalf("genuine response after forgeries: %v", err)
@@ -173,6 +160,34 @@ func TestMessageType(t *testing.T) {
 		typ, ok := MessageType(tc.msg)
 		if typ != tc.typ || ok != tc.ok {
 			t.Errorf("MessageType(%x) = %d, %v; want %d, %v", tc.msg, typ, ok, tc.typ, tc.ok)
+		}
+	}
+}
+
+// flipEveryResponseByte flips each byte of orig, a response (message 2)
+// or a resumption response (message 6), which share their layout up to the
+// Noise payload, and checks that consume refuses each copy for the reason
+// the flipped field gives; a flip inside the Noise part, with mac1 mended,
+// must fail decryption.
+func flipEveryResponseByte(t *testing.T, orig []byte, receiver PublicKey, consume func([]byte) error) {
+	t.Helper()
+	for i := range orig {
+		msg := bytes.Clone(orig)
+		msg[i] ^= 0x80
+		err := consume(msg)
+		switch {
+		case i < HeaderLen:
+			wantErr(t, err, ErrMalformed, "flipped header byte")
+		case i < respOffEphemeral:
+			wantErr(t, err, ErrWrongReceiver, "flipped receiver index")
+		case i < respOffMAC2:
+			wantErr(t, err, ErrBadMAC1, "flipped byte before mac2")
+		default:
+			wantErr(t, err, ErrBadMAC2, "flipped mac2")
+		}
+		if i >= respOffEphemeral && i < respOffMAC1 {
+			fixMAC1(msg, receiver)
+			wantErr(t, consume(msg), ErrDecrypt, "flipped Noise byte with valid mac1")
 		}
 	}
 }
