@@ -11,7 +11,7 @@ type Kind int
 const (
 	KindUnsupported Kind = iota + 1 // this build has no PKCS#11 support
 	KindModule                      // the module does not exist or does not load
-	KindToken                       // no token matches the URI
+	KindToken                       // no token, or more than one, matches the URI, or it cannot be opened
 	KindPIN                         // PIN missing, unreadable, wrong or locked
 	KindObject                      // no such key, several, or not a usable X25519 key
 	KindRuntime                     // a token operation failed
