@@ -79,21 +79,9 @@ func unixUser(t *testing.T, name string, groups ...string) account {
 	return a
 }
 
-// publicDir is a 0755 directory outside the test's 0700 temp dir, so the
-// unprivileged users can reach the binary and the sockets in it.
-func publicDir(t *testing.T, prefix string) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
+// copyBinary puts stunnel into dir, a roottest.PublicDir: outside the
+// test's 0700 temp dir, so the unprivileged users can reach the binary and
+// the sockets beside it.
 func copyBinary(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "stunnel")
@@ -147,7 +135,7 @@ func TestControlRoles(t *testing.T) {
 		"officer":  unixUser(t, tag+"-of", grp["officer"]),
 		"nobody":   unixUser(t, tag+"-no"),
 	}
-	pub := publicDir(t, "stunnel-roles-")
+	pub := roottest.PublicDir(t, "stunnel-roles-")
 	bin := copyBinary(t, pub)
 	runDir := filepath.Join(pub, "run")
 
@@ -331,7 +319,7 @@ func slogText(s string) string {
 func TestControlSocketStaleAndPlanted(t *testing.T) {
 	l := newLab(t)
 	ns := l.ns("a")
-	pub := publicDir(t, "stunnel-sock-")
+	pub := roottest.PublicDir(t, "stunnel-sock-")
 	n := l.newNode(ns, "host-a", "198.18.1.1/24", overA+"/24")
 	n.runDir = filepath.Join(pub, "run")
 	n.Peers = []peerConf{{ID: "host-b", PublicKey: newKeyPair(t).public, AllowedIPs: []string{overB + "/32"}}}

@@ -18,14 +18,7 @@ import (
 // so it can run as another user (the go-build directory is root's, 0700).
 func copyTestBinary(t *testing.T) (bin, dir string) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "stunnel-access-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir = roottest.PublicDir(t, "stunnel-access-")
 	bin = filepath.Join(dir, "stunnel.test")
 	roottest.CopyExecutable(t, os.Args[0], bin)
 	return bin, dir

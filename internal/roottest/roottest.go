@@ -45,3 +45,19 @@ func CopyExecutable(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// PublicDir makes a directory that every user may enter and read (0755),
+// removed when t ends, for an executable CopyExecutable puts there: t's
+// own TempDir is not theirs to enter.
+func PublicDir(t testing.TB, prefix string) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
