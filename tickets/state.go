@@ -39,8 +39,8 @@ const (
 	offName      = 1
 	offNonce     = offName + NameSize                                 // 17
 	offSealed    = offNonce + chacha20poly1305.NonceSizeX             // 41
-	stateLen     = 123 + handshake.MaxPeerIDLen                       // 187
-	stateLenV1   = 91 + handshake.MaxPeerIDLen                        // 155
+	stateLen     = offPSKTag + 32                                     // 187: the tag
+	stateLenV1   = offPSKTag                                          // 155: no tag
 	TicketSize   = offSealed + stateLen + chacha20poly1305.Overhead   // 244
 	ticketSizeV1 = offSealed + stateLenV1 + chacha20poly1305.Overhead // 212
 )
@@ -62,7 +62,8 @@ const (
 const (
 	stateVersion   = 2
 	stateVersionV1 = 1
-	offPSKTag      = 91 + handshake.MaxPeerIDLen // 155
+	offPSKTag      = offPeerID + handshake.MaxPeerIDLen // 155
+	offPeerID      = 91
 )
 
 // encodeState writes st as a version 2 state. A st without HasPSKTag gets
@@ -81,7 +82,7 @@ func encodeState(dst *[stateLen]byte, st *handshake.TicketState) error {
 	copy(dst[26:58], st.PeerStatic[:])
 	copy(dst[58:90], st.ResumptionSecret[:])
 	dst[90] = byte(len(st.PeerID))
-	copy(dst[91:], st.PeerID)
+	copy(dst[offPeerID:], st.PeerID)
 	if st.HasPSKTag {
 		copy(dst[offPSKTag:], st.PSKTag[:])
 	}
@@ -94,7 +95,7 @@ func decodeState(b []byte) (*handshake.TicketState, error) {
 		return nil, fmt.Errorf("%w: unknown state version", handshake.ErrTicketInvalid)
 	}
 	n := int(b[90])
-	if n == 0 || n > handshake.MaxPeerIDLen || !allZero(b[91+n:offPSKTag]) {
+	if n == 0 || n > handshake.MaxPeerIDLen || !allZero(b[offPeerID+n:offPSKTag]) {
 		return nil, fmt.Errorf("%w: bad peer ID length", handshake.ErrTicketInvalid)
 	}
 	st := &handshake.TicketState{
@@ -102,7 +103,7 @@ func decodeState(b []byte) (*handshake.TicketState, error) {
 		IssuedAt: time.Unix(0, int64(binary.LittleEndian.Uint64(b[2:]))),
 		AuthTime: time.Unix(0, int64(binary.LittleEndian.Uint64(b[10:]))),
 		Expiry:   time.Unix(0, int64(binary.LittleEndian.Uint64(b[18:]))),
-		PeerID:   string(b[91 : 91+n]),
+		PeerID:   string(b[offPeerID : offPeerID+n]),
 	}
 	copy(st.PeerStatic[:], b[26:58])
 	copy(st.ResumptionSecret[:], b[58:90])
