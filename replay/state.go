@@ -87,8 +87,7 @@ const stateHead = 1 + 8 + 8
 // ParseState decodes one State from the front of b and returns the number of
 // bytes it used. b is untrusted: every length is checked before it is used.
 func ParseState(b []byte) (State, int, error) {
-	const head = stateHead
-	if len(b) < head {
+	if len(b) < stateHead {
 		return State{}, 0, fmt.Errorf("%w: truncated header", ErrBadState)
 	}
 	if b[0] != stateVersion {
@@ -102,12 +101,12 @@ func ParseState(b []byte) (State, int, error) {
 		return State{}, 0, fmt.Errorf("%w: window %d", ErrBadState, s.Window)
 	}
 	words := int(2 * s.Window / wordBits) // at most 32768: no overflow
-	if len(b)-head < words*8 {
+	if len(b)-stateHead < words*8 {
 		return State{}, 0, fmt.Errorf("%w: truncated ring", ErrBadState)
 	}
 	s.Ring = make([]uint64, words)
 	for i := range s.Ring {
-		s.Ring[i] = binary.LittleEndian.Uint64(b[head+8*i:])
+		s.Ring[i] = binary.LittleEndian.Uint64(b[stateHead+8*i:])
 	}
-	return s, head + words*8, nil
+	return s, stateHead + words*8, nil
 }
