@@ -71,6 +71,17 @@ func TestKeySpacesRefusedAsPrefixParts(t *testing.T) {
 	}
 }
 
+// oneRotator waits until exactly one of a and b is the rotator and returns
+// it first.
+func oneRotator(t *testing.T, a, b *gateway) (leader, follower *gateway) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "one rotator", func() bool { return (a.role() == "rotator") != (b.role() == "rotator") })
+	if b.role() == "rotator" {
+		return b, a
+	}
+	return a, b
+}
+
 // Two gateways; the rotator crashes (its lease is not revoked: etcd drops
 // it after the TTL); the other takes over. At every step of the clock the
 // survivor's ring has a key that seals: issuance never pauses.
@@ -79,11 +90,7 @@ func TestTakeoverIssuanceNeverPauses(t *testing.T) {
 	clk := fakeclock.New(t0)
 	a := startGateway(t, m, clk, "gw-a", 1)
 	b := startGateway(t, m, clk, "gw-b", 1)
-	waitFor(t, 10*time.Second, "one rotator", func() bool { return (a.role() == "rotator") != (b.role() == "rotator") })
-	leader, follower := a, b
-	if b.role() == "rotator" {
-		leader, follower = b, a
-	}
+	leader, follower := oneRotator(t, a, b)
 	// The follower learns who rotates from the election key, by its watch.
 	waitFor(t, 5*time.Second, "the follower to see the rotator", func() bool {
 		st := follower.s.Status()
@@ -164,11 +171,7 @@ func TestCleanCloseHandsOverAtOnce(t *testing.T) {
 	clk := fakeclock.New(t0)
 	a := startGatewayTTL(t, m, clk, "gw-a", 1, 10*time.Second)
 	b := startGatewayTTL(t, m, clk, "gw-b", 1, 10*time.Second)
-	waitFor(t, 10*time.Second, "one rotator", func() bool { return (a.role() == "rotator") != (b.role() == "rotator") })
-	leader, follower := a, b
-	if b.role() == "rotator" {
-		leader, follower = b, a
-	}
+	leader, follower := oneRotator(t, a, b)
 	start := time.Now()
 	leader.s.Close()
 	waitFor(t, 3*time.Second, "the follower to take over at once", func() bool { return follower.role() == "rotator" })
