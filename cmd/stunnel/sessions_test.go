@@ -147,7 +147,9 @@ func TestKeylessKeyFileRefused(t *testing.T) {
 	if _, err := conf.Load(path); err == nil || !strings.Contains(err.Error(), "ticket key file "+keyFile+" lists no key") {
 		t.Errorf("conf.Load (up's first step) with a keyless key file: %v; want it refused, naming %s", err, keyFile)
 	}
-	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, KeyFile: keyFile, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}}
+	tk := testTickets
+	tk.KeyFile = keyFile
+	cfg := &conf.Config{Tickets: tk}
 	if ring, err := openTicketRing(cfg); err == nil || ring != nil || !strings.Contains(err.Error(), "[tickets] key_file: ticket key file "+keyFile+" lists no key") {
 		t.Errorf("openTicketRing with a keyless key file: %v; want it refused, naming %s", err, keyFile)
 	}

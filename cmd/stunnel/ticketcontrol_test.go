@@ -21,7 +21,7 @@ import (
 // also be in /proc/PID/cmdline for anyone to read.
 func TestTicketsAddRefusesKeyArgument(t *testing.T) {
 	const given = "SECRETKEYMATERIAL0123456789abcdefghij="
-	cfg := &conf.Config{Tickets: conf.Tickets{Enabled: true, EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour}}
+	cfg := &conf.Config{Tickets: testTickets}
 	ring := tickets.NewRing(tickets.Options{EncryptDecryptLifetime: 2 * time.Hour, DecryptLifetime: 13 * time.Hour, ReauthAfter: 24 * time.Hour})
 	_, add, _ := ticketHandlers(ring, newRunningConfig(cfg))
 	before := len(ring.Keys())
@@ -197,8 +197,7 @@ func TestTicketsRetireRefusedForKeyFileRing(t *testing.T) {
 // `tickets list` of a ring with no key (the last one retired) is an empty
 // JSON array, as with keys: `jq '.[]'` fails on null.
 func TestTicketsListEmptyRing(t *testing.T) {
-	tk := testTickets
-	running := newRunningConfig(&conf.Config{Tickets: tk})
+	running := newRunningConfig(&conf.Config{Tickets: testTickets})
 	ring := tickets.NewRing(tickets.Options{})
 	list, add, retire := ticketHandlers(ring, running)
 	if got, err := list(); err != nil || string(got) != "[]" {
@@ -215,8 +214,7 @@ func TestTicketsListEmptyRing(t *testing.T) {
 // `tickets retire` of a name the ring does not hold names nothing: a 404,
 // as a rekey of no such peer, not the 500 of a daemon that failed.
 func TestTicketsRetireUnknownIsNotFound(t *testing.T) {
-	tk := testTickets
-	_, _, retire := ticketHandlers(tickets.NewRing(tickets.Options{}), newRunningConfig(&conf.Config{Tickets: tk}))
+	_, _, retire := ticketHandlers(tickets.NewRing(tickets.Options{}), newRunningConfig(&conf.Config{Tickets: testTickets}))
 	_, err := retire("00112233445566778899aabbccddeeff")
 	if !errors.Is(err, control.ErrNotFound) || !strings.Contains(err.Error(), "no ticket key named 00112233445566778899aabbccddeeff") {
 		t.Errorf("retire of an unknown key: %v; want ErrNotFound naming the key", err)
