@@ -40,15 +40,21 @@ iperf_server_up() {
 	wait_until 10 "iperf3 server" ipb sh -c "ss -Hltn 'sport = :5201' | grep -q ."
 }
 
-# rtt_percentiles: ping's output on stdin -> "MEDIAN P99 REPLIES" (ms), or
-# nothing (and status 1) when no reply came.
-rtt_percentiles() {
-	sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' | sort -g |
-		awk '{ v[NR] = $1 } END {
+# rtt_list: ping's output on stdin -> one round trip (ms) per line.
+rtt_list() { sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p'; }
+
+# rtt_stats: round trips (ms), one per line on stdin -> "MEDIAN P99 COUNT",
+# or nothing (and status 1) when there are none.
+rtt_stats() {
+	sort -g | awk '{ v[NR] = $1 } END {
 			if (NR == 0) exit 1
 			p50 = v[int((NR + 1) / 2)]; i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
 			printf "%s %s %d", p50, v[i99], NR }'
 }
+
+# rtt_percentiles: ping's output on stdin -> "MEDIAN P99 REPLIES" (ms), or
+# nothing (and status 1) when no reply came.
+rtt_percentiles() { rtt_list | rtt_stats; }
 
 # ping_rtt: PING_COUNT echo requests at PING_INTERVAL from A to B; records
 # the median and 99th percentile of the replies' RTT, in ms.

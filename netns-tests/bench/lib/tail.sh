@@ -1,0 +1,91 @@
+# shellcheck shell=bash disable=SC2034,SC2015
+# (SC2034: variables are shared between the sourced files; SC2015: `a && b || fail` is meant.)
+# Issue 21's target 3 (ping p99) with the columns interleaved. The main
+# table's ping row runs each column's pings in one stretch, a column after
+# another; on a shared VM the host's noise changes from one minute to the
+# next (docs/PERFORMANCE.md, runs 13-17: one column's p99 0.9 ms in one
+# stretch and 3.3 ms in the next), so a p99 taken minutes apart compares
+# hours as much as tunnels. Here every column is up at once and the pings
+# go in short blocks, the columns taking turns, so a noisy stretch falls on
+# all of them alike. Sourced by ../run.
+#
+#   TAIL=1            0 skips
+#   TAIL_BLOCKS=10    blocks per column and round
+#   TAIL_PINGS=200    pings per block, at PING_INTERVAL (QUICK: 2 blocks of 100)
+
+tail_blocks() { echo "${TAIL_BLOCKS:-$([[ "${QUICK:-0}" == 1 ]] && echo 2 || echo 10)}"; }
+tail_pings() { echo "${TAIL_PINGS:-$([[ "${QUICK:-0}" == 1 ]] && echo 100 || echo 200)}"; }
+
+# tail_all: once per round. Brings every column up on its own namespace
+# pair (the idle measurement's way), then runs the blocks: block b starts
+# with column (b + round) mod n, so no column always follows the same one.
+# Records tail_p50 and tail_p99 per column from all its blocks of the
+# round, and appends its round trips to $WORK/tail-IMPL.rtt for the table
+# over all rounds (tail_table).
+tail_all() {
+	local impl k=0 b i n up=() blocks pings deadline rtts p50 p99 got
+	local -A ns_a=() target=()
+	blocks=$(tail_blocks) pings=$(tail_pings)
+	for impl in "${IMPLS[@]}"; do
+		IMPL=$impl k=$((k + 1))
+		log "round $ROUND/$ROUNDS: $impl up for the interleaved pings"
+		if ! topo_up "t$ROUND$k"; then
+			log "$impl: interleaved pings: could not build the namespaces"
+		elif ! impl_up "$impl"; then
+			log "$impl: interleaved pings: $IMPL_ERR"
+		else
+			ns_a[$impl]=$NS_A target[$impl]=$TARGET
+			up+=("$impl")
+			: >"$WORK/tail-round.$impl"
+			continue
+		fi
+		record tail_p50 n/a; record tail_p99 n/a
+	done
+	n=${#up[@]}
+	deadline=$(awk -v n="$pings" -v i="$PING_INTERVAL" 'BEGIN { printf "%d", n * i + 10 }')
+	((n > 0)) && log "round $ROUND/$ROUNDS: $blocks blocks of $pings pings per column, ${n} columns taking turns"
+	for ((b = 0; b < blocks && n > 0; b++)); do
+		for ((i = 0; i < n; i++)); do
+			impl=${up[(i + b + ROUND) % n]}
+			ip netns exec "${ns_a[$impl]}" ping -n -c "$pings" -i "$PING_INTERVAL" -W 1 -w "$deadline" \
+				"${target[$impl]}" 2>&1 | rtt_list >>"$WORK/tail-round.$impl"
+		done
+	done
+	for impl in "${up[@]}"; do
+		IMPL=$impl
+		rtts=$WORK/tail-round.$impl
+		cat "$rtts" >>"$WORK/tail-$impl.rtt"
+		read -r p50 p99 got <<<"$(rtt_stats <"$rtts")"
+		if [[ -z "${got:-}" ]]; then
+			log "$impl: interleaved pings: no replies"
+			record tail_p50 n/a; record tail_p99 n/a
+			continue
+		fi
+		((got < blocks * pings)) && log "$impl: interleaved pings: $got of $((blocks * pings)) answered"
+		record tail_p50 "$p50"; record tail_p99 "$p99"
+	done
+	topo_down
+}
+
+# tail_table: every round's interleaved round trips pooled per column, for
+# a p99 of many more pings than one round's (the main table gives the
+# median of the rounds' p99s). Goes to $WORK/extra-1-tail.md.
+tail_table() {
+	local impl f have=0
+	for impl in "${IMPLS[@]}"; do [[ -s "$WORK/tail-$impl.rtt" ]] && have=1; done
+	((have)) || return 0
+	{
+		printf '### Ping RTT, columns interleaved, all rounds pooled\n\n'
+		printf '%s blocks of %s pings at %s s per column and round, the columns taking turns block by block; every round trip of every round in one distribution per column (ms).\n\n' \
+			"$(tail_blocks)" "$(tail_pings)" "$PING_INTERVAL"
+		printf '| column | pings | median | p90 | p99 | p99.9 | over 1 ms |\n|---|---:|---:|---:|---:|---:|---:|\n'
+		for impl in "${IMPLS[@]}"; do
+			f=$WORK/tail-$impl.rtt
+			[[ -s $f ]] || continue
+			sort -g "$f" | awk -v c="$impl" '
+				function q(p,    i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] }
+				{ v[NR] = $1; if ($1 > 1) slow++ }
+				END { printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f %% |\n", c, NR, q(0.5), q(0.9), q(0.99), q(0.999), 100 * slow / NR }'
+		done
+	} >"$WORK/extra-1-tail.md"
+}
