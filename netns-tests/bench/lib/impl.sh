@@ -19,6 +19,25 @@ impl_up() {
 	esac
 }
 
+# column_up TAG WHAT [CHECK WHY]: IMPL up on fresh namespaces tagged TAG,
+# beside the columns already up (the side-by-side measurements: idle, the
+# interleaved pings). CHECK IMPL, if given, must hold too, else WHY is the
+# reason. On failure it logs why, for WHAT, and returns 1.
+column_up() {
+	local tag=$1 what=$2 check=${3:-} why=${4:-}
+	log "round $ROUND/$ROUNDS: $IMPL up for $what"
+	if ! topo_up "$tag"; then
+		log "$IMPL: $what: could not build the namespaces"
+	elif ! impl_up "$IMPL"; then
+		log "$IMPL: $what: $IMPL_ERR"
+	elif [[ -n $check ]] && ! "$check" "$IMPL"; then
+		log "$IMPL: $what: $why"
+	else
+		return 0
+	fi
+	return 1
+}
+
 # fail MSG: set IMPL_ERR and return 1, for `... || fail "..."`.
 fail() { IMPL_ERR=$1; return 1; }
 

@@ -124,14 +124,7 @@ idle_all() {
 	for impl in "${IMPLS[@]}"; do
 		[[ $impl == raw ]] && continue
 		IMPL=$impl k=$((k + 1))
-		log "round $ROUND/$ROUNDS: $impl up for the idle measurement"
-		if ! topo_up "i$ROUND$k"; then
-			log "$impl: idle: could not build the namespaces"
-		elif ! impl_up "$impl"; then
-			log "$impl: idle: $IMPL_ERR"
-		elif ! keepalive_off "$impl"; then
-			log "$impl: idle: a keepalive is configured, so it would not be idle"
-		else
+		if column_up "i$ROUND$k" "the idle measurement" keepalive_off "a keepalive is configured, so it would not be idle"; then
 			pids[$impl]="${DAEMONS[*]}"
 			up+=("$impl")
 			continue

@@ -28,12 +28,7 @@ tail_all() {
 	blocks=$(tail_blocks) pings=$(tail_pings)
 	for impl in "${IMPLS[@]}"; do
 		IMPL=$impl k=$((k + 1))
-		log "round $ROUND/$ROUNDS: $impl up for the interleaved pings"
-		if ! topo_up "t$ROUND$k"; then
-			log "$impl: interleaved pings: could not build the namespaces"
-		elif ! impl_up "$impl"; then
-			log "$impl: interleaved pings: $IMPL_ERR"
-		else
+		if column_up "t$ROUND$k" "the interleaved pings"; then
 			ns_a[$impl]=$NS_A target[$impl]=$TARGET
 			up+=("$impl")
 			: >"$WORK/tail-round.$impl"
