@@ -75,18 +75,10 @@ func FuzzAuthenticatedInner(f *testing.F) {
 	})
 	ping := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("ping"))
 	p.a.tun.toTunnel <- ping
-	select {
-	case <-p.b.tun.fromTunnel:
-	case <-time.After(5 * time.Second):
-		f.Fatal("no session")
-	}
+	p.b.expect(f, ping)
 	back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("pong")) // b confirms: a's key is current
 	p.b.tun.toTunnel <- back
-	select {
-	case <-p.a.tun.fromTunnel:
-	case <-time.After(5 * time.Second):
-		f.Fatal("no reply")
-	}
+	p.a.expect(f, back)
 
 	tcp := func(src string, seq uint32, n int) []byte {
 		pkt := ipv4UDP(src, "198.19.0.2", make([]byte, n+12))

@@ -175,7 +175,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 }
 
 // expect waits for the next packet the host's tunnel writes to its TUN.
-func (h *host) expect(t *testing.T, want []byte) {
+func (h *host) expect(t testing.TB, want []byte) {
 	t.Helper()
 	select {
 	case got := <-h.tun.fromTunnel:
