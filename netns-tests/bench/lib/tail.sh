@@ -3,8 +3,8 @@
 # Issue 21's target 3 (ping p99) with the columns interleaved. The main
 # table's ping row runs each column's pings in one stretch, a column after
 # another; on a shared VM the host's noise changes from one minute to the
-# next (docs/PERFORMANCE.md, runs 13-17: one column's p99 0.9 ms in one
-# stretch and 3.3 ms in the next), so a p99 taken minutes apart compares
+# next (docs/PERFORMANCE.md, run 18: one column's p99 3.3 ms in one
+# stretch and 0.9 ms two stretches later), so a p99 taken minutes apart compares
 # hours as much as tunnels. Here every column is up at once and the pings
 # go in short blocks, the columns taking turns, so a noisy stretch falls on
 # all of them alike. Sourced by ../run.
