@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -271,32 +270,31 @@ func MarshalKeyFile(keys []Key) []byte {
 
 // WriteKeyFile writes keys to path atomically (a 0600 temporary file renamed
 // over it), so a gateway re-reading on SIGHUP never sees half a file, and
-// durably: the file is fsynced before the rename and its directory after,
-// as statefile.Save does. Without the directory's fsync a crash could undo
-// the rename: the old file back, or none where there was none.
+// durably: the file is fsynced before the rename and its directory after
+// (fsdir.WriteFile, as statefile.Save). Without the directory's fsync a
+// crash could undo the rename: the old file back, or none where there was
+// none. If only that last fsync fails the error says the new file is
+// written, so an operator knows it is in place.
 func WriteKeyFile(path string, keys []Key) error {
 	data := MarshalKeyFile(keys)
 	defer clear(data)
-	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
-	err := writeNewSecretFile(tmp, data)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := fsdir.WriteFileSyncDir(path, data, syncDir); err != nil {
+		if errors.Is(err, fsdir.ErrDirSync) {
+			return fmt.Errorf("ticket key file %s written, but a crash may lose it: %w", path, err)
+		}
 		return fmt.Errorf("ticket key file %s: %w", path, err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("ticket key file %s written, but a crash may lose it: %w", path, err)
 	}
 	return nil
 }
 
-// syncDir is fsdir.Sync; a variable, so tests see when it runs.
+// syncDir is fsdir.Sync; a variable, so tests see when it runs (and make it
+// fail) in WriteKeyFile, through fsdir.WriteFileSyncDir, and in
+// WriteGroupSecretFile. Only tests set it, before the calls they check.
 var syncDir = fsdir.Sync
 
 // writeNewSecretFile writes data to a new file at path (mode 0600, never an
-// existing one), synced; on error what was created is removed.
+// existing one), synced; on error what was created is removed. Not
+// fsdir.WriteFile: the group secret file must not replace one that exists.
 func writeNewSecretFile(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

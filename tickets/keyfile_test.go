@@ -177,6 +177,16 @@ func TestKeyFileWritersSyncDirectory(t *testing.T) {
 	fail = errors.New("input/output error")
 	if err := WriteKeyFile(path, []Key{k1}); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "input/output error") {
 		t.Errorf("WriteKeyFile with a failing directory fsync: %v; want an error naming %s and the cause", err, path)
+	} else if !strings.Contains(err.Error(), "written, but a crash may lose it") || onDisk != 1 {
+		t.Errorf("WriteKeyFile with a failing directory fsync: %v, %d keys on disk; want it to say the new file (1 key) is written", err, onDisk)
+	}
+	// A failure before the rename is not reported as written.
+	gone := filepath.Join(dir, "gone", "ticket.keys")
+	if err := WriteKeyFile(gone, []Key{k1}); err == nil || !strings.HasPrefix(err.Error(), "ticket key file "+gone+": ") {
+		t.Errorf("WriteKeyFile into a missing directory: %v; want \"ticket key file %s: ...\"", err, gone)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != "ticket.keys" {
+		t.Errorf("after the writes %s holds %d entries; want only ticket.keys, no temporary file", dir, len(ents))
 	}
 
 	fail, synced = nil, nil
