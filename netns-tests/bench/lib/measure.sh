@@ -35,6 +35,28 @@ peak_rss_mib() {
 	awk -v kb="$max" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
+# sched_snapshot PID...: one line per thread of the given processes, "TID
+# RUN_NS WAIT_NS SLICES" from /proc/PID/task/TID/schedstat: time on a CPU,
+# time runnable but waiting for one, and times switched in.
+sched_snapshot() {
+	local pid t
+	for pid; do
+		for t in /proc/"$pid"/task/*; do
+			[[ -r $t/schedstat ]] && printf '%s %s\n' "${t##*/}" "$(<"$t/schedstat")"
+		done
+	done
+	return 0
+}
+
+# sched_delta BEFORE AFTER: the snapshots' differences summed over the
+# threads in both, "RUN_NS WAIT_NS SLICES" (a thread born or gone between
+# them counts for nothing: the daemons' readers live as long as they do).
+sched_delta() {
+	awk 'NR == FNR { r[$1] = $2; w[$1] = $3; s[$1] = $4; next }
+		($1 in r) { dr += $2 - r[$1]; dw += $3 - w[$1]; ds += $4 - s[$1] }
+		END { printf "%d %d %d\n", dr, dw, ds }' "$1" "$2"
+}
+
 iperf_server_up() {
 	start_in "$NS_B" "$WORK/iperf3-server.log" iperf3 -s
 	wait_until 10 "iperf3 server" ipb sh -c "ss -Hltn 'sport = :5201' | grep -q ."

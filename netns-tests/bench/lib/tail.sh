@@ -24,12 +24,12 @@ tail_pings() { echo "${TAIL_PINGS:-$([[ "${QUICK:-0}" == 1 ]] && echo 100 || ech
 # over all rounds (tail_table).
 tail_all() {
 	local impl k=0 b i n up=() blocks pings deadline rtts p50 p99 got
-	local -A ns_a=() target=()
+	local -A ns_a=() target=() pids=()
 	blocks=$(tail_blocks) pings=$(tail_pings)
 	for impl in "${IMPLS[@]}"; do
 		IMPL=$impl k=$((k + 1))
 		if column_up "t$ROUND$k" "the interleaved pings"; then
-			ns_a[$impl]=$NS_A target[$impl]=$TARGET
+			ns_a[$impl]=$NS_A target[$impl]=$TARGET pids[$impl]="${DAEMONS[*]}"
 			up+=("$impl")
 			: >"$WORK/tail-round.$impl"
 			continue
@@ -42,8 +42,14 @@ tail_all() {
 	for ((b = 0; b < blocks && n > 0; b++)); do
 		for ((i = 0; i < n; i++)); do
 			impl=${up[(i + b + ROUND) % n]}
+			# shellcheck disable=SC2086 # pids: one word per daemon
+			sched_snapshot ${pids[$impl]} >"$WORK/sched-before"
 			ip netns exec "${ns_a[$impl]}" ping -n -c "$pings" -i "$PING_INTERVAL" -W 1 -w "$deadline" \
 				"${target[$impl]}" 2>&1 | rtt_list >>"$WORK/tail-round.$impl"
+			# shellcheck disable=SC2086
+			sched_snapshot ${pids[$impl]} >"$WORK/sched-after"
+			[[ -n ${pids[$impl]} ]] &&
+				echo "$(sched_delta "$WORK/sched-before" "$WORK/sched-after") $pings" >>"$WORK/tail-$impl.sched"
 		done
 	done
 	for impl in "${up[@]}"; do
@@ -64,23 +70,34 @@ tail_all() {
 
 # tail_table: every round's interleaved round trips pooled per column, for
 # a p99 of many more pings than one round's (the main table gives the
-# median of the rounds' p99s). Goes to $WORK/extra-1-tail.md.
+# median of the rounds' p99s), and what the daemons' threads did with the
+# CPUs meanwhile, per ping sent (their schedstat summed over the blocks):
+# time on a CPU, time runnable but waiting for one, and how often they
+# were switched in. A tunnel whose threads wait long for a CPU, or are
+# switched in many times a round trip, lengthens its own tail; one whose
+# threads neither wait nor switch much leaves the tail to the host. Goes
+# to $WORK/extra-1-tail.md.
 tail_table() {
-	local impl f have=0
+	local impl f have=0 sched
 	for impl in "${IMPLS[@]}"; do [[ -s "$WORK/tail-$impl.rtt" ]] && have=1; done
 	((have)) || return 0
 	{
 		printf '### Ping RTT, columns interleaved, all rounds pooled\n\n'
-		printf '%s blocks of %s pings at %s s per column and round, the columns taking turns block by block; every round trip of every round in one distribution per column (ms).\n\n' \
+		printf '%s blocks of %s pings at %s s per column and round, the columns taking turns block by block; every round trip of every round in one distribution per column (ms). The last three columns: both daemons'"'"' threads over the same blocks, per ping sent (/proc/PID/task/TID/schedstat).\n\n' \
 			"$(tail_blocks)" "$(tail_pings)" "$PING_INTERVAL"
-		printf '| column | pings | median | p90 | p99 | p99.9 | over 1 ms |\n|---|---:|---:|---:|---:|---:|---:|\n'
+		printf '| column | pings | median | p90 | p99 | p99.9 | over 1 ms | daemons on a CPU (us/ping) | waiting for a CPU (us/ping) | switched in (per ping) |\n'
+		printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 		for impl in "${IMPLS[@]}"; do
 			f=$WORK/tail-$impl.rtt
 			[[ -s $f ]] || continue
-			sort -g "$f" | awk -v c="$impl" '
+			sched="- | - | -"
+			[[ -s "$WORK/tail-$impl.sched" ]] && sched=$(awk '{ r += $1; w += $2; s += $3; n += $4 }
+				END { if (n > 0) printf "%.1f | %.1f | %.2f", r / n / 1000, w / n / 1000, s / n; else printf "- | - | -" }' \
+				"$WORK/tail-$impl.sched")
+			sort -g "$f" | awk -v c="$impl" -v sched="$sched" '
 				function q(p,    i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] }
 				{ v[NR] = $1; if ($1 > 1) slow++ }
-				END { printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f %% |\n", c, NR, q(0.5), q(0.9), q(0.99), q(0.999), 100 * slow / NR }'
+				END { printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f %% | %s |\n", c, NR, q(0.5), q(0.9), q(0.99), q(0.999), 100 * slow / NR, sched }'
 		done
 	} >"$WORK/extra-1-tail.md"
 }
