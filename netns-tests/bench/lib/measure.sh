@@ -65,6 +65,14 @@ iperf_server_up() {
 # rtt_list: ping's output on stdin -> one round trip (ms) per line.
 rtt_list() { sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p'; }
 
+# rtt_split FIRST: ping's output on stdin -> one round trip (ms) per line,
+# as rtt_list, except the reply to the first echo request (icmp_seq=1),
+# which goes to the end of file FIRST instead.
+rtt_split() {
+	sed -n 's/.* icmp_seq=\([0-9]*\) .* time=\([0-9.]*\) ms.*/\1 \2/p' |
+		awk -v first="$1" '$1 == 1 { print $2 >>first; next } { print $2 }'
+}
+
 # rtt_stats: round trips (ms), one per line on stdin -> "MEDIAN P99 COUNT",
 # or nothing (and status 1) when there are none.
 rtt_stats() {

@@ -35,7 +35,7 @@ $3 == "error" { if (!(($2) in err)) err[$2] = $4; next }
 $4 != "n/a" && $4 != "" { vals[$2 SUBSEP $3] = vals[$2 SUBSEP $3] " " $4 }
 
 END {
-	nm = split("tcp1 tcp1_cc tcp4 udp64 udp_large tcp_flood_closed tcp_flood rtt_p50 rtt_p99 tail_p50 tail_p99 lul_p50 lul_p99 cpu200 cpu1000 idle_cpu idle_wakes cpu_gb sys_cpu_gb rss", m, " ")
+	nm = split("tcp1 tcp1_cc tcp4 udp64 udp_large tcp_flood_closed tcp_flood rtt_p50 rtt_p99 tail_p50 tail_p99 tail_first lul_p50 lul_p99 cpu200 cpu1000 idle_cpu idle_wakes cpu_gb sys_cpu_gb rss", m, " ")
 	label["tcp1"] = "TCP, 1 stream (Gbit/s)";          dir["tcp1"] = "high"; target["tcp1"] = 2
 	# The same medians as tcp1, stunnel-chacha only: ChaCha20 against wireguard-go's ChaCha20.
 	label["tcp1_cc"] = "TCP, 1 stream, cipher for cipher (stunnel-chacha / wireguard-go)"; dir["tcp1_cc"] = "high"; target["tcp1_cc"] = 1.5
@@ -49,6 +49,7 @@ END {
 	# lib/tail.sh: the same pings with every column up at once, in blocks taking turns.
 	label["tail_p50"] = "ping RTT median, columns interleaved (ms)"; dir["tail_p50"] = "low"
 	label["tail_p99"] = "ping RTT p99, columns interleaved (ms)";    dir["tail_p99"] = "low"
+	label["tail_first"] = "ping RTT after a pause of 1 s or more: first of each interleaved block, median (ms)"; dir["tail_first"] = "low"
 	label["lul_p50"] = "ping RTT under TCP 1-stream load, median (ms)"; dir["lul_p50"] = "low"
 	label["lul_p99"] = "ping RTT under TCP 1-stream load, p99 (ms)";    dir["lul_p99"] = "low"
 	label["cpu200"] = "daemons' CPU, ping at 200/s (% of a core)";   dir["cpu200"] = "low"; target["cpu200"] = -1

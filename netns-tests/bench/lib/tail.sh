@@ -7,7 +7,16 @@
 # stretch and 0.9 ms two stretches later), so a p99 taken minutes apart compares
 # hours as much as tunnels. Here every column is up at once and the pings
 # go in short blocks, the columns taking turns, so a noisy stretch falls on
-# all of them alike. Sourced by ../run.
+# all of them alike.
+#
+# The first round trip of each block is kept apart: it follows a second or
+# more in which the tunnel carried nothing (the other columns' blocks), and
+# a ping just started. Such a round trip takes 1-2 ms in every tunnel on
+# this host (docs/PERFORMANCE.md, run 20), so ten per round, half a percent
+# of the pings, would put each column's p99 at the edge of that band. The
+# p99 rows are of a steady 200-per-second ping, as the plain ping row's;
+# the median of the first round trips, the latency after a pause, gets a
+# row of its own. Sourced by ../run.
 #
 #   TAIL=1            0 skips
 #   TAIL_BLOCKS=10    blocks per column and round
@@ -20,8 +29,9 @@ tail_pings() { echo "${TAIL_PINGS:-$([[ "${QUICK:-0}" == 1 ]] && echo 100 || ech
 # pair (the idle measurement's way), then runs the blocks: block b starts
 # with column (b + round) mod n, so no column always follows the same one.
 # Records tail_p50 and tail_p99 per column from all its blocks of the
-# round, and appends its round trips to $WORK/tail-IMPL.rtt for the table
-# over all rounds (tail_table).
+# round (not their first round trips), tail_first (the median of those),
+# and appends its round trips to $WORK/tail-IMPL.rtt (first ones to
+# $WORK/tail-IMPL.first) for the table over all rounds (tail_table).
 tail_all() {
 	local impl k=0 b i n up=() blocks pings deadline rtts p50 p99 got
 	local -A ns_a=() target=() pids=()
@@ -31,10 +41,10 @@ tail_all() {
 		if column_up "t$ROUND$k" "the interleaved pings"; then
 			ns_a[$impl]=$NS_A target[$impl]=$TARGET pids[$impl]="${DAEMONS[*]}"
 			up+=("$impl")
-			: >"$WORK/tail-round.$impl"
+			: >"$WORK/tail-round.$impl"; : >"$WORK/tail-first-round.$impl"
 			continue
 		fi
-		record tail_p50 n/a; record tail_p99 n/a
+		record tail_p50 n/a; record tail_p99 n/a; record tail_first n/a
 	done
 	n=${#up[@]}
 	deadline=$(awk -v n="$pings" -v i="$PING_INTERVAL" 'BEGIN { printf "%d", n * i + 10 }')
@@ -45,7 +55,7 @@ tail_all() {
 			# shellcheck disable=SC2086 # pids: one word per daemon
 			sched_snapshot ${pids[$impl]} >"$WORK/sched-before"
 			ip netns exec "${ns_a[$impl]}" ping -n -c "$pings" -i "$PING_INTERVAL" -W 1 -w "$deadline" \
-				"${target[$impl]}" 2>&1 | rtt_list >>"$WORK/tail-round.$impl"
+				"${target[$impl]}" 2>&1 | rtt_split "$WORK/tail-first-round.$impl" >>"$WORK/tail-round.$impl"
 			# shellcheck disable=SC2086
 			sched_snapshot ${pids[$impl]} >"$WORK/sched-after"
 			[[ -n ${pids[$impl]} ]] &&
@@ -56,13 +66,16 @@ tail_all() {
 		IMPL=$impl
 		rtts=$WORK/tail-round.$impl
 		cat "$rtts" >>"$WORK/tail-$impl.rtt"
+		cat "$WORK/tail-first-round.$impl" >>"$WORK/tail-$impl.first"
+		read -r p50 p99 got <<<"$(rtt_stats <"$WORK/tail-first-round.$impl")"
+		record tail_first "${p50:-n/a}"
 		read -r p50 p99 got <<<"$(rtt_stats <"$rtts")"
 		if [[ -z "${got:-}" ]]; then
 			log "$impl: interleaved pings: no replies"
 			record tail_p50 n/a; record tail_p99 n/a
 			continue
 		fi
-		((got < blocks * pings)) && log "$impl: interleaved pings: $got of $((blocks * pings)) answered"
+		((got < blocks * (pings - 1))) && log "$impl: interleaved pings: $got of $((blocks * (pings - 1))) answered (after each block's first)"
 		record tail_p50 "$p50"; record tail_p99 "$p99"
 	done
 	topo_down
@@ -78,15 +91,15 @@ tail_all() {
 # threads neither wait nor switch much leaves the tail to the host. Goes
 # to $WORK/extra-1-tail.md.
 tail_table() {
-	local impl f have=0 sched
+	local impl f have=0 sched first
 	for impl in "${IMPLS[@]}"; do [[ -s "$WORK/tail-$impl.rtt" ]] && have=1; done
 	((have)) || return 0
 	{
 		printf '### Ping RTT, columns interleaved, all rounds pooled\n\n'
-		printf '%s blocks of %s pings at %s s per column and round, the columns taking turns block by block; every round trip of every round in one distribution per column (ms). The last three columns: both daemons'"'"' threads over the same blocks, per ping sent (/proc/PID/task/TID/schedstat).\n\n' \
+		printf '%s blocks of %s pings at %s s per column and round, the columns taking turns block by block; every round trip of every round but the first of each block in one distribution per column (ms); then the median of those first round trips, each taken after the tunnel idled through the blocks of the other columns. The last three columns: both daemons'"'"' threads over the same blocks, per ping sent (/proc/PID/task/TID/schedstat).\n\n' \
 			"$(tail_blocks)" "$(tail_pings)" "$PING_INTERVAL"
-		printf '| column | pings | median | p90 | p99 | p99.9 | over 1 ms | daemons on a CPU (us/ping) | waiting for a CPU (us/ping) | switched in (per ping) |\n'
-		printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+		printf '| column | pings | median | p90 | p99 | p99.9 | over 1 ms | first of a block, median | daemons on a CPU (us/ping) | waiting for a CPU (us/ping) | switched in (per ping) |\n'
+		printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 		for impl in "${IMPLS[@]}"; do
 			f=$WORK/tail-$impl.rtt
 			[[ -s $f ]] || continue
@@ -94,10 +107,11 @@ tail_table() {
 			[[ -s "$WORK/tail-$impl.sched" ]] && sched=$(awk '{ r += $1; w += $2; s += $3; n += $4 }
 				END { if (n > 0) printf "%.1f | %.1f | %.2f", r / n / 1000, w / n / 1000, s / n; else printf "- | - | -" }' \
 				"$WORK/tail-$impl.sched")
-			sort -g "$f" | awk -v c="$impl" -v sched="$sched" '
+			first=$( (rtt_stats <"$WORK/tail-$impl.first" || echo -) | cut -d" " -f1)
+			sort -g "$f" | awk -v c="$impl" -v sched="$sched" -v first="$first" '
 				function q(p,    i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] }
 				{ v[NR] = $1; if ($1 > 1) slow++ }
-				END { printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f %% | %s |\n", c, NR, q(0.5), q(0.9), q(0.99), q(0.999), 100 * slow / NR, sched }'
+				END { printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f %% | %s | %s |\n", c, NR, q(0.5), q(0.9), q(0.99), q(0.999), 100 * slow / NR, first, sched }'
 		done
 	} >"$WORK/extra-1-tail.md"
 }
