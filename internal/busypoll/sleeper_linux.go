@@ -33,6 +33,13 @@ import (
 type Sleeper struct {
 	f  *os.File // the epoll fd, registered with the netpoller
 	rc syscall.RawConn
+
+	// poll is what Sleep hands the netpoller (pollFds), made once: a
+	// closure made per sleep would be allocated per sleep. fds and perr
+	// are its argument and its error, owned by the sleeping goroutine.
+	poll func(uintptr) bool
+	fds  []unix.PollFd
+	perr error
 }
 
 // NewSleeper returns a Sleeper for fds (their Events: POLLIN, POLLOUT).
@@ -58,22 +65,31 @@ func NewSleeper(fds []unix.PollFd) (*Sleeper, error) {
 		f.Close()
 		return nil, fmt.Errorf("busypoll: epoll fd: %w", err)
 	}
-	return &Sleeper{f: f, rc: rc}, nil
+	s := &Sleeper{f: f, rc: rc}
+	s.poll = s.pollFds
+	return s, nil
+}
+
+// pollFds polls s.fds without blocking: true (stop waiting) once one has
+// events or polling fails (s.perr), false to park until the epoll fd is
+// readable and try again.
+func (s *Sleeper) pollFds(uintptr) bool {
+	n, errno := nbsys.PollNow(s.fds)
+	if errno != 0 && errno != unix.EINTR {
+		s.perr = errno
+		return true
+	}
+	return n > 0
 }
 
 // Sleep returns once one of fds has events (fds[i].Revents says which, as
 // after poll(2)); the fds must be the ones given to NewSleeper. An error
 // means the Sleeper cannot sleep (the caller falls back to poll(2)).
 func (s *Sleeper) Sleep(fds []unix.PollFd) error {
-	var perr error
-	err := s.rc.Read(func(uintptr) bool {
-		n, errno := nbsys.PollNow(fds)
-		if errno != 0 && errno != unix.EINTR {
-			perr = errno
-			return true
-		}
-		return n > 0 // false: park until the epoll fd is readable, then check again
-	})
+	s.fds, s.perr = fds, nil
+	err := s.rc.Read(s.poll)
+	perr := s.perr
+	s.fds, s.perr = nil, nil
 	if perr != nil {
 		return fmt.Errorf("busypoll: poll: %w", perr)
 	}

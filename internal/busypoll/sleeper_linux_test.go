@@ -130,3 +130,22 @@ func TestPollerSleepFallsBack(t *testing.T) {
 		t.Fatal("Sleep did not fall back to poll(2) for a file epoll refuses")
 	}
 }
+
+// A sleep allocates nothing: a reader sleeps once per packet when traffic
+// is sparse.
+func TestSleeperSleepAllocatesNothing(t *testing.T) {
+	fds, ready := eventFd(t)
+	s, err := NewSleeper(fds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ready() // readable: each Sleep returns at once
+	if n := testing.AllocsPerRun(100, func() {
+		if err := s.Sleep(fds); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per Sleep", n)
+	}
+}
