@@ -311,7 +311,10 @@ func (p *Peer) roam(ep conn.Endpoint) {
 	}
 	// A new local address alone (the configured endpoint has none, or the
 	// host's addresses changed) is taken quietly: replies leave from it.
-	p.endpoint.Store(&ep)
+	// A copy for the pointer: storing &ep would move ep to the heap on
+	// every call, the usual one above that changes nothing included.
+	moved := ep
+	p.endpoint.Store(&moved)
 	if cur != nil && !sameEndpoint(cur, ep) {
 		p.d.log.Info("peer roamed", "peer", p.id, "from", cur.DstToString(), "to", ep.DstToString())
 	}
