@@ -100,6 +100,7 @@ type Device struct {
 	log     *slog.Logger
 	now     func() time.Time
 	tun     tun.Device
+	ready   readyTUN // tun's readiness, or nil; asserted once by start, not per packet
 	bind    conn.Bind
 	port    uint16
 	name    string
@@ -237,6 +238,7 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 		errc:         make(chan error, 1),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.ready, _ = d.tun.(readyTUN)
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -87,7 +87,7 @@ func (r *tunReader) fill(pool *bufferPool) bool {
 // to its peer by destination and hands each peer's packets on as a batch.
 func (d *Device) readTUN() {
 	r := newTUNReader(d.tun.BatchSize())
-	ready, _ := d.tun.(readyTUN)
+	ready := d.ready
 	failures := 0
 	for {
 		if !r.fill(d.pool) {
@@ -137,8 +137,8 @@ func (d *Device) readTUN() {
 // ICMP echo reply, a TCP ACK), and sending that from here saves waking the
 // TUN reader on another core (ping round trip: see docs/PERFORMANCE.md).
 func (d *Device) pickUpReplies(r *tunReader) {
-	ready, ok := d.tun.(readyTUN)
-	if !ok || !d.tunOut.TryLock() {
+	ready := d.ready
+	if ready == nil || !d.tunOut.TryLock() {
 		return
 	}
 	defer d.tunOut.Unlock()
