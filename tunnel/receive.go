@@ -311,8 +311,8 @@ func (p *Peer) roam(ep conn.Endpoint) {
 	}
 	// A new local address alone (the configured endpoint has none, or the
 	// host's addresses changed) is taken quietly: replies leave from it.
-	// A copy for the pointer: storing &ep would move ep to the heap on
-	// every call, the usual one above that changes nothing included.
+	// Store a copy: &ep would move ep to the heap on every call, also on
+	// the usual one that returns above without storing anything.
 	moved := ep
 	p.endpoint.Store(&moved)
 	if cur != nil && !sameEndpoint(cur, ep) {

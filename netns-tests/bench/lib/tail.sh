@@ -33,7 +33,7 @@ tail_pings() { echo "${TAIL_PINGS:-$([[ "${QUICK:-0}" == 1 ]] && echo 100 || ech
 # and appends its round trips to $WORK/tail-IMPL.rtt (first ones to
 # $WORK/tail-IMPL.first) for the table over all rounds (tail_table).
 tail_all() {
-	local impl k=0 b i n up=() blocks pings deadline rtts p50 p99 got
+	local impl k=0 b i n up=() blocks pings deadline rtts p50 p99 got first
 	local -A ns_a=() target=() pids=()
 	blocks=$(tail_blocks) pings=$(tail_pings)
 	for impl in "${IMPLS[@]}"; do
@@ -67,8 +67,8 @@ tail_all() {
 		rtts=$WORK/tail-round.$impl
 		cat "$rtts" >>"$WORK/tail-$impl.rtt"
 		cat "$WORK/tail-first-round.$impl" >>"$WORK/tail-$impl.first"
-		read -r p50 p99 got <<<"$(rtt_stats <"$WORK/tail-first-round.$impl")"
-		record tail_first "${p50:-n/a}"
+		first=$(rtt_stats <"$WORK/tail-first-round.$impl" | cut -d" " -f1)
+		record tail_first "${first:-n/a}"
 		read -r p50 p99 got <<<"$(rtt_stats <"$rtts")"
 		if [[ -z "${got:-}" ]]; then
 			log "$impl: interleaved pings: no replies"
