@@ -382,14 +382,20 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 func (d *Directory) watch(ctx context.Context, from int64) error {
 	prefix := d.opt.Prefix
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer wcancel()
-	wch := d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+	defer wcancel() // also ends a Watch call still waiting for its stream
+	// Watch blocks until its stream is up, for as long as etcd is away:
+	// etcd gone between the list and the stream must still fail the
+	// health check, so the call waits beside it, not before it.
+	started := make(chan clientv3.WatchChan, 1)
+	go func() { started <- d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) }()
+	var wch clientv3.WatchChan // nil (never ready) until the stream is up
 	health := time.NewTicker(d.opt.HealthInterval)
 	defer health.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case wch = <-started:
 		case <-health.C:
 			if err := d.healthy(ctx); err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,5 +359,29 @@ func TestMalformedCountedOnceAcrossRelists(t *testing.T) {
 	waitFor(t, 5*time.Second, "connected", func() bool { return d3.State().State == "connected" })
 	if st := d3.State(); st.Malformed != 2 || st.MalformedTotal != 3 {
 		t.Fatalf("started from a cache with a record since deleted: %+v, want 2 malformed, 3 in all", st)
+	}
+}
+
+// etcd gone between the list and the watch's stream: the Watch call waits
+// for a stream that cannot come up, and the health check must still end
+// the watch (it did not: the directory reported "connected" until etcd was
+// back).
+func TestWatchEndsWhenEtcdGoesBeforeItsStream(t *testing.T) {
+	m := etcdtest.Start(t)
+	var w watcher
+	d := startDir(t, m, "", &w)
+	waitFor(t, 5*time.Second, "connected", func() bool { return d.State().State == "connected" })
+	m.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.watch(ctx, d.State().Revision+1) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "health check") {
+			t.Fatalf("watch with etcd gone: %v, want the health check's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch with etcd gone before its stream came up: still waiting after 10 s")
 	}
 }
