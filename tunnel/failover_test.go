@@ -270,3 +270,28 @@ func TestFailoverWhileALookupRuns(t *testing.T) {
 	waitFor(t, 5*time.Second, "a to send to gw-b", func() bool { return p.a.peerStatus(t).Endpoint == p.b.under })
 	waitFor(t, 5*time.Second, "the handshake the failover started", func() bool { return p.b.peerStatus(t).Handshakes == 1 })
 }
+
+// A reload that changes the group starts its first endpoint with a silence
+// clock of its own: silence toward the old endpoint must not count against
+// the new one, which would otherwise be left before anything was sent to it.
+func TestReloadedGroupGetsItsOwnSilence(t *testing.T) {
+	p := newPair(t, withGroup(deadGateway))
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{1})
+	p.a.tun.toTunnel <- out
+	waitFor(t, 5*time.Second, "the first initiation", func() bool { return p.a.dev.peers.Load().list[0].sess.Initiating() })
+	p.clock.Advance(2900 * time.Millisecond) // deadGateway silent for almost failover_after
+
+	changed := *p.a.cfg
+	changed.Peers = slices.Clone(p.a.cfg.Peers)
+	other := "198.18.9.10:51820"
+	changed.Peers[0].Endpoints = []string{other, p.b.under}
+	changed.Peers[0].Endpoint = other
+	if err := p.a.dev.Reload(&changed); err != nil {
+		t.Fatal(err)
+	}
+	p.clock.Advance(200 * time.Millisecond)
+	p.a.dev.checkFailover(p.clock.Now())
+	if s := p.a.peerStatus(t); s.Endpoint != other || s.Failovers != 0 {
+		t.Fatalf("the reloaded group's first endpoint was left 0.2 s after the reload: endpoint %q, failovers %d", s.Endpoint, s.Failovers)
+	}
+}

@@ -314,7 +314,13 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 				p.mu.Lock()
 				endpointChanged := p.cfg.Endpoint != pc.Endpoint || !slices.Equal(p.cfg.Endpoints, pc.Endpoints)
 				if endpointChanged {
-					p.fo.index.Store(0) // a new group starts at its first endpoint
+					// A new group starts at its first endpoint, with nothing
+					// sent to it yet: silence toward the old endpoint must
+					// not count against it (the clock starts at the next
+					// send, as after an answer), or it could be left before
+					// a packet reached it.
+					p.fo.index.Store(0)
+					p.fo.silentFrom.Store(0)
 				}
 				p.cfg = pc
 				p.mu.Unlock()
