@@ -38,6 +38,10 @@ type dirSync struct {
 	// pair, and an older directory list is never applied over a newer one.
 	mu   sync.Mutex
 	file *conf.Config // the file's config last applied (or about to be, at start)
+	// watching is the [directory] the watcher started with (set by
+	// initial): until a restart it is the etcd the daemon reads, whatever
+	// a reload's file says (recordRulesLocked).
+	watching *conf.Directory
 	// peers is the directory's newest valid records that reached this
 	// (through initial, then OnChange); running is the directory's records
 	// the device was built with or last reloaded with. They differ while a
@@ -107,6 +111,7 @@ func startDirectory(cfg *conf.Config, token handshake.StaticKey, log *slog.Logge
 func (s *dirSync) initial() *conf.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.watching = s.file.Directory
 	s.peers = s.dir.Peers()
 	s.running = s.peers
 	return s.mergeLocked(s.file)
@@ -175,7 +180,8 @@ func (s *dirSync) mergeExcludingLocked(file *conf.Config, refused map[string]str
 	if len(refused) > 0 {
 		peers = slices.DeleteFunc(slices.Clone(peers), func(p conf.Peer) bool { return refused[p.ID] != "" })
 	}
-	merged, skipped := conf.MergePeers(file, peers)
+	merged, skipped := conf.MergePeers(s.recordRulesLocked(file), peers)
+	merged.Directory = file.Directory
 	problems = make([]string, 0, len(skipped)+len(refused))
 	for _, err := range skipped {
 		// The documented way to an exit through a fleet host (its /0 in
@@ -190,6 +196,25 @@ func (s *dirSync) mergeExcludingLocked(file *conf.Config, refused map[string]str
 		problems = append(problems, why)
 	}
 	return merged, problems, overrides
+}
+
+// recordRulesLocked is file with the [directory] the merge checks records
+// against: the running watcher's, whose etcd endpoints are the ones a
+// record must not capture until a restart, with the file's records_within,
+// which a reload applies. A file without [directory] keeps the running
+// table whole, records_within included: the watcher goes on until a
+// restart, and dropping the table must not let etcd route anything here.
+func (s *dirSync) recordRulesLocked(file *conf.Config) *conf.Config {
+	if s.watching == nil || file.Directory == s.watching {
+		return file
+	}
+	rules := *s.watching
+	if file.Directory != nil {
+		rules.RecordsWithin = file.Directory.RecordsWithin
+	}
+	c := *file
+	c.Directory = &rules
+	return &c
 }
 
 // reportLocked logs the records not used, and those a [[peer]] of the file
@@ -243,7 +268,9 @@ func (s *dirSync) noteDefaultsLocked(cfg *conf.Config) {
 // records_within is not the watcher's: the merge reads it from the file
 // at every apply, this reload's included.
 func (s *dirSync) fileAppliedLocked(file *conf.Config) {
-	if !reflect.DeepEqual(watcherSettings(file.Directory), watcherSettings(s.file.Directory)) {
+	if file.Directory == nil && s.file.Directory != nil {
+		s.log.Warn("reload: [directory] was removed; the directory and its records_within stay in use until the next restart")
+	} else if !reflect.DeepEqual(watcherSettings(file.Directory), watcherSettings(s.file.Directory)) {
 		s.log.Warn("reload: [directory] changes take effect at the next restart (records_within aside: it applies now)")
 	}
 	s.file = file
