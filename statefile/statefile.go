@@ -196,13 +196,17 @@ func Open(key StaticKey, b []byte) (Payload, error) {
 // loss. On an error before the rename an older state file at path stays
 // as it was; if only the directory's fsync fails, the new file is in place
 // (the next start may restore it), but a power loss may still bring the
-// old one back.
+// old one back, and the error says the state is written (fsdir.ErrDirSync
+// is in its chain).
 func Save(path string, key StaticKey, p Payload) error {
 	b, err := Seal(key, p, time.Now())
 	if err != nil {
 		return fmt.Errorf("saving state to %s: %w", path, err)
 	}
-	if err := fsdir.WriteFile(path, b); err != nil {
+	if err := fsdir.WriteFileSyncDir(path, b, syncDir); err != nil {
+		if errors.Is(err, fsdir.ErrDirSync) {
+			return fmt.Errorf("state written to %s, but a crash may lose it: %w", path, err)
+		}
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			return fmt.Errorf("saving state to %s: %w (does the state directory exist and is it writable?)", path, err)
 		}
@@ -210,6 +214,10 @@ func Save(path string, key StaticKey, p Payload) error {
 	}
 	return nil
 }
+
+// syncDir is fsdir.Sync; a variable so that a test can make the last step
+// of Save fail. Only tests set it, before the calls they check.
+var syncDir = fsdir.Sync
 
 // Take restores the state at path exactly once. It claims the file (rename
 // to a unique name), reads and authenticates it, unlinks it and fsyncs the

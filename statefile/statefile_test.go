@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/curve25519"
 
 	"stunnel/handshake"
+	"stunnel/internal/fsdir"
 )
 
 // memKey is an in-memory StaticKey, as handshake's wrapper will be.
@@ -339,5 +340,29 @@ func TestSaveReplacesAtomicallyAndFailsCleanly(t *testing.T) {
 		if err != nil || string(p.Data) != "new" || p.CleanStop {
 			t.Fatalf("%s: the state file holds %q (clean %v), %v; want the second Save's", c.name, p.Data, p.CleanStop, err)
 		}
+	}
+}
+
+// When only the directory's fsync fails, the new state is in place: Save's
+// error must say it is written (an operator reading "saving state failed"
+// would think the sessions were lost), and the next start restores it.
+func TestSaveSaysWrittenWhenOnlyTheDirectorySyncFails(t *testing.T) {
+	real := syncDir
+	t.Cleanup(func() { syncDir = real })
+	syncDir = func(string) error { return syscall.EIO }
+
+	path := filepath.Join(t.TempDir(), "state")
+	key := newKey(t)
+	err := Save(path, key, Payload{Data: []byte("sessions"), CleanStop: true})
+	if err == nil || !errors.Is(err, fsdir.ErrDirSync) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Save with a failing directory fsync: %v, want ErrDirSync and EIO in the chain", err)
+	}
+	if want := "state written to " + path + ", but a crash may lose it"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("Save's error %q does not say %q", err, want)
+	}
+	syncDir = real
+	p, err := Take(path, key)
+	if err != nil || string(p.Data) != "sessions" || !p.CleanStop {
+		t.Fatalf("Take after a save whose directory fsync failed: %+v, %v; want the saved sessions", p, err)
 	}
 }
