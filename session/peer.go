@@ -148,6 +148,16 @@ func (p *Peer) Current(now time.Time) *rekey.Keypair { return p.keypairs.Current
 // Slots exposes the keypair slots for status and tests.
 func (p *Peer) Slots() (previous, current, next *rekey.Keypair) { return p.keypairs.Slots() }
 
+// Latest reports whether kp is the current keypair or the next one (a
+// packet under next confirms it: Received promotes it, so ask before
+// Received). Any other keypair belongs to a session since replaced, which
+// the other end may still hold: a gateway of a group the peer failed over
+// from. One read lock: the packet path asks once per batch.
+func (p *Peer) Latest(kp *rekey.Keypair) bool {
+	_, current, next := p.keypairs.Slots()
+	return kp != nil && (kp == current || kp == next)
+}
+
 // SetPolicy gives the peer's timers a new policy (a reload) and, when
 // keepalive is non-negative, a new persistent-keepalive override.
 func (p *Peer) SetPolicy(policy rekey.Policy, keepalive time.Duration, now time.Time) {

@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"stunnel/conf"
+	"stunnel/handshake"
 )
 
 const deadGateway = "198.18.9.9:51820" // nothing listens there
@@ -293,5 +295,161 @@ func TestReloadedGroupGetsItsOwnSilence(t *testing.T) {
 	p.a.dev.checkFailover(p.clock.Now())
 	if s := p.a.peerStatus(t); s.Endpoint != other || s.Failovers != 0 {
 		t.Fatalf("the reloaded group's first endpoint was left 0.2 s after the reload: endpoint %q, failovers %d", s.Endpoint, s.Failovers)
+	}
+}
+
+// A gateway that was cut off, not stopped, and comes back after the client
+// failed over still holds the old session and may send under it (data for
+// the client's subnets, keepalives). The client opens it (the previous
+// keypair lives until reject_after) but must neither move back to that
+// gateway, where its traffic under the current session would be dropped,
+// nor count it as the gateway in use answering. It did both: the endpoint
+// flapped between the two gateways until the old keypair ended, and the
+// reset silence clock hid a dead gateway B.
+func TestOldSessionFromTheGatewayLeftBehind(t *testing.T) {
+	const (
+		asA = iota // b answers as gateway A (at deadGateway): session 1
+		cut        // A is cut off: what it sends the client is held back
+		onB        // b is gateway B at its own address: session 2
+	)
+	var phase, lostToA atomic.Int32
+	var mu sync.Mutex
+	var held [][]byte // data packets A sent under session 1 while cut off
+	p := newPair(t, withGroup(deadGateway))
+	gwA, gwB, client := netip.MustParseAddrPort(deadGateway), netip.MustParseAddrPort(p.b.under), netip.MustParseAddrPort(p.a.under)
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		switch {
+		case to == gwA: // the client to A
+			if phase.Load() == asA {
+				p.net.inject(from, gwB, b)
+			} else if b[0] == handshake.MessageTypeData && len(b) > 32 {
+				lostToA.Add(1)
+			}
+			return false
+		case from == gwB && to == client && phase.Load() == asA:
+			p.net.inject(gwA, client, b)
+			return false
+		case from == gwB && to == client && phase.Load() == cut:
+			if b[0] == handshake.MessageTypeData && len(b) > 32 {
+				mu.Lock()
+				held = append(held, append([]byte(nil), b...))
+				mu.Unlock()
+			}
+			return false
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	ping := func(i byte) {
+		t.Helper()
+		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{i})
+		p.a.tun.toTunnel <- out
+		p.b.expect(t, out)
+		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{i})
+		p.b.tun.toTunnel <- back
+		p.a.expect(t, back)
+	}
+	ping(1) // session 1, with A
+	if s := p.a.peerStatus(t); s.Endpoint != deadGateway || s.Handshakes != 1 {
+		t.Fatalf("not on A: endpoint %q, %d handshakes", s.Endpoint, s.Handshakes)
+	}
+	old := p.a.peerStatus(t).SessionID
+	peer := p.a.dev.peers.Load().list[0]
+	_, session1, _ := peer.sess.Slots()
+
+	phase.Store(cut)
+	late := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("late"))
+	p.b.tun.toTunnel <- late
+	waitFor(t, 5*time.Second, "A's packet to be held back", func() bool { mu.Lock(); defer mu.Unlock(); return len(held) == 1 })
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{2})
+	p.a.tun.toTunnel <- out // lost: starts the silence clock
+	waitFor(t, 5*time.Second, "the client to send to A", func() bool { return lostToA.Load() == 1 })
+	waitFor(t, 5*time.Second, "the silence clock to start", func() bool { return peer.fo.silentFrom.Load() != 0 })
+
+	phase.Store(onB)
+	p.clock.Advance(3 * time.Second)
+	p.a.dev.checkFailover(p.clock.Now())
+	waitFor(t, 5*time.Second, "session 2, with B", func() bool { return p.a.peerStatus(t).Handshakes == 2 })
+	ping(3)
+	s := p.a.peerStatus(t)
+	if s.Endpoint != p.b.under || s.SessionID == old {
+		t.Fatalf("not on B under a new session: endpoint %q, session %s (old %s)", s.Endpoint, s.SessionID, old)
+	}
+	// B goes silent from here on; the client sends.
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	waitFor(t, 5*time.Second, "the silence clock to start", func() bool { return peer.fo.silentFrom.Load() != 0 })
+	silentFrom := peer.fo.silentFrom.Load()
+
+	// A comes back and sends under session 1, which the client still holds
+	// as its previous keypair: the data is delivered, nothing else changes.
+	if prev, _, _ := peer.sess.Slots(); prev != session1 {
+		t.Fatal("session 1 is not the client's previous keypair")
+	}
+	p.net.inject(gwA, client, held[0])
+	p.a.expect(t, late)
+	if s := p.a.peerStatus(t); s.Endpoint != p.b.under {
+		t.Fatalf("a packet under the previous session moved the client back to %q", s.Endpoint)
+	}
+	if got := peer.fo.silentFrom.Load(); got != silentFrom {
+		t.Fatalf("a packet under the previous session counted as B answering (silent from %d, now %d)", silentFrom, got)
+	}
+	p.clock.Advance(3 * time.Second)
+	p.a.dev.checkFailover(p.clock.Now())
+	if s := p.a.peerStatus(t); s.Failovers != 2 {
+		t.Fatalf("a silent B was kept: %d failovers, want 2", s.Failovers)
+	}
+}
+
+// A peer with one endpoint keeps WireGuard's rule: an authenticated packet
+// under any keypair, the previous one too, moves the endpoint.
+func TestOldSessionRoamsASingleEndpoint(t *testing.T) {
+	var holding atomic.Bool
+	var mu sync.Mutex
+	var held []byte
+	p := newPair(t, nil)
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if !holding.Load() || from.String() != p.b.under || b[0] != handshake.MessageTypeData || len(b) == 32 {
+			return true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if held == nil {
+			held = append([]byte(nil), b...)
+		}
+		return false
+	}
+	p.net.mu.Unlock()
+	ping := func(i byte) {
+		t.Helper()
+		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{i})
+		p.a.tun.toTunnel <- out
+		p.b.expect(t, out)
+		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{i})
+		p.b.tun.toTunnel <- back
+		p.a.expect(t, back)
+	}
+	ping(1)
+	peer := p.a.dev.peers.Load().list[0]
+	_, session1, _ := peer.sess.Slots()
+	holding.Store(true)
+	late := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("late"))
+	p.b.tun.toTunnel <- late
+	waitFor(t, 5*time.Second, "b's packet to be held back", func() bool { mu.Lock(); defer mu.Unlock(); return held != nil })
+	holding.Store(false)
+	p.clock.Advance(121 * time.Second) // past rekey_after: a's next send starts a handshake
+	ping(2)
+	waitFor(t, 5*time.Second, "the rekey", func() bool { return p.a.peerStatus(t).Handshakes == 2 })
+	ping(3)
+	if prev, _, _ := peer.sess.Slots(); prev != session1 {
+		t.Fatal("session 1 is not the previous keypair")
+	}
+	moved := netip.MustParseAddrPort("198.18.0.77:51820")
+	p.net.inject(moved, netip.MustParseAddrPort(p.a.under), held)
+	p.a.expect(t, late)
+	if s := p.a.peerStatus(t); s.Endpoint != moved.String() {
+		t.Fatalf("a packet under the previous keypair did not roam a single endpoint: %q", s.Endpoint)
 	}
 }

@@ -269,7 +269,9 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 	if authenticated {
 		p.rxBytes.Add(rxBytes)
 		p.rxPackets.Add(rxPackets)
-		p.roam(lastEndpoint)
+		if p.followsSession(kp) { // before Received: a confirmed next is promoted there
+			p.roam(lastEndpoint)
+		}
 		promoted, rekeyNow := p.sess.Received(kp, data, now)
 		p.rearm()     // once per batch; a shared lock only if a timer was armed earlier
 		if promoted { // we were the responder; the initiator just confirmed
@@ -299,7 +301,12 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 }
 
 // roam makes the address of the peer's latest authenticated, non-replayed
-// packet its endpoint, so a peer that changes networks keeps its tunnel.
+// packet its endpoint, so a peer that changes networks keeps its tunnel,
+// and counts the packet as the endpoint in use answering (failover_after).
+//
+// As in WireGuard, any authenticated packet roams, under any of the peer's
+// keypairs, except for a peer with an endpoint group (followsSession): its
+// endpoint follows the current session.
 func (p *Peer) roam(ep conn.Endpoint) {
 	if ep == nil {
 		return
@@ -318,6 +325,25 @@ func (p *Peer) roam(ep conn.Endpoint) {
 	if cur != nil && !sameEndpoint(cur, ep) {
 		p.d.log.Info("peer roamed", "peer", p.id, "from", cur.DstToString(), "to", ep.DstToString())
 	}
+}
+
+// followsSession reports whether packets under kp may roam. For a peer with
+// an endpoint group, only the current keypair (or the next one, which the
+// packet confirms) does: a packet under the previous session comes from the
+// gateway we failed over from, cut off and back, still holding that session
+// until reject_after. Its data is delivered, but moving back there would
+// send the current session to a gateway that does not know it (dropped,
+// then moved back by the next packet from the gateway in use: flapping for
+// minutes), and counting it as an answer would hide a silent gateway in
+// use. A single endpoint keeps WireGuard's rule: any keypair roams.
+func (p *Peer) followsSession(kp *rekey.Keypair) bool {
+	if p.sess.Latest(kp) {
+		return true
+	}
+	p.mu.Lock()
+	group := len(p.cfg.Endpoints) > 1
+	p.mu.Unlock()
+	return !group
 }
 
 // sameEndpoint reports whether two endpoints are the same remote address
