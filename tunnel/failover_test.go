@@ -453,3 +453,54 @@ func TestOldSessionRoamsASingleEndpoint(t *testing.T) {
 		t.Fatalf("a packet under the previous keypair did not roam a single endpoint: %q", s.Endpoint)
 	}
 }
+
+// The answer to a packet can be read before the send that carried it
+// returns (a near gateway, a busy sender). The silence clock must then stay
+// stopped: started after that answer, it would run on until the next one
+// and leave a gateway that answered everything once failover_after passed
+// with nothing more to send.
+func TestAnswerBeforeTheSendReturnsStopsTheClock(t *testing.T) {
+	p := newPair(t, func(a, b *conf.Config) {
+		pr := &a.Peers[0]
+		pr.Endpoints = []string{pr.Endpoint, deadGateway}
+		pr.FailoverAfter = 3 * time.Second
+	})
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{1})
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{2})
+	p.b.tun.toTunnel <- back
+	p.a.expect(t, back)
+	peer := p.a.dev.peers.Load().list[0]
+	if from := peer.fo.silentFrom.Load(); from != 0 {
+		t.Fatalf("the clock runs after b answered: %d", from)
+	}
+
+	// b's answer to the next packet is read while a's send of it is still
+	// under way: the filter runs inside a's Send.
+	var answerDuringSend atomic.Bool
+	answerDuringSend.Store(true)
+	p.net.mu.Lock()
+	p.net.filter = func(from, to netip.AddrPort, b []byte) bool {
+		if from.String() == p.a.under && answerDuringSend.CompareAndSwap(true, false) {
+			peer.fo.answered()
+		}
+		return true
+	}
+	p.net.mu.Unlock()
+	sentBefore := p.a.peerStatus(t).TxPackets
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	waitFor(t, 5*time.Second, "a to account for its send", func() bool { return p.a.peerStatus(t).TxPackets > sentBefore })
+	if answerDuringSend.Load() {
+		t.Fatal("the filter never saw a's packet")
+	}
+	if from := peer.fo.silentFrom.Load(); from != 0 {
+		t.Fatalf("the silence clock runs from %v although b answered during the send", time.Unix(0, from))
+	}
+	p.clock.Advance(3100 * time.Millisecond)
+	p.a.dev.checkFailover(p.clock.Now())
+	if s := p.a.peerStatus(t); s.Failovers != 0 || s.Endpoint != p.b.under {
+		t.Fatalf("an answering gateway was left: endpoint %q, failovers %d", s.Endpoint, s.Failovers)
+	}
+}

@@ -390,7 +390,16 @@ func (p *Peer) transmit(b *outBatch) {
 	if ep == nil {
 		p.drops.add(dropNoEndpoint, uint64(len(b.packets)))
 		p.sess.SetProblem(session.Problem{Reason: session.ReasonNoEndpoint, At: d.now()})
-	} else if err := d.bind.Send(b.packets, ep); err != nil {
+		d.releaseOut(b)
+		return
+	}
+	// The silence clock (failover_after) starts before the send, as for an
+	// initiation: the answer can be read before Send returns, and a clock
+	// started after it would run on until the next answer. A send that
+	// fails counts as unanswered: an unreachable gateway is left too.
+	now := d.now()
+	p.fo.sent(now)
+	if err := d.bind.Send(b.packets, ep); err != nil {
 		if !d.isClosed() {
 			d.warn.warn("udp-send-"+p.id, "sending to peer failed", "peer", p.id, "endpoint", ep.DstToString(), "err", err)
 		}
@@ -401,9 +410,7 @@ func (p *Peer) transmit(b *outBatch) {
 		}
 		p.txBytes.Add(bytes)
 		p.txPackets.Add(uint64(len(b.packets)))
-		now := d.now()
 		p.sess.Sent(b.data, now)
-		p.fo.sent(now)
 		p.rearm() // once per batch; a shared lock only if a timer was armed earlier
 	}
 	d.releaseOut(b)
