@@ -66,3 +66,47 @@ func TestReloadKeepsStartControlAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A [directory] added by a reload starts no watcher (that needs a restart):
+// the reload says so, every time, and does not pretend to run it.
+func TestReloadSaysAnAddedDirectoryWaits(t *testing.T) {
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	path := filepath.Join(t.TempDir(), "st6.toml")
+	head := fmt.Sprintf("[interface]\nname = \"st6\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"+
+		"\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n", priv.Base64(), peer.PublicKey())
+	if err := os.WriteFile(path, []byte(head), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	bind := udpbind.New()
+	d, err := tunnel.New(start, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+
+	added := head + "\n[directory]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/t/\"\nrecords_within = [\"198.19.0.0/16\"]\n"
+	if err := os.WriteFile(path, []byte(added), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	running := start
+	for i := 1; i <= 2; i++ {
+		next, rerr := reload(running, d, nil, bind, &endpointResolver{}, log, new(slog.LevelVar), nil)
+		if rerr != nil {
+			t.Fatalf("reload %d: %v", i, rerr)
+		}
+		running = next
+		if n := strings.Count(logs.String(), "[directory] was added; the directory starts at the next restart"); n != i {
+			t.Errorf("after reload %d: %d warnings that the added [directory] waits for a restart, want %d\n%s", i, n, i, logs.String())
+		}
+		if running.Directory != nil {
+			t.Errorf("after reload %d: the running configuration has a [directory] no watcher reads", i)
+		}
+	}
+}

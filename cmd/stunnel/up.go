@@ -313,6 +313,12 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	// restart: keep them in the running configuration, as the addresses
 	// below, so every later reload says the change still waits.
 	cfg.Control, cfg.Metrics = running.Control, running.Metrics
+	if ds == nil && cfg.Directory != nil {
+		// No watcher runs: one starts at the next restart only. Kept out
+		// of the running configuration, so every later reload says so too.
+		log.Warn("reload: [directory] was added; the directory starts at the next restart")
+		cfg.Directory = nil
+	}
 	level.Set(cfg.Interface.LogLevel)
 	// What runs is still the old addresses and MTU until a restart: keep
 	// them in the running configuration, so a second reload compares with
