@@ -96,6 +96,7 @@ func startDirectory(cfg *conf.Config, token handshake.StaticKey, log *slog.Logge
 		AdvertiseID: cfg.Interface.PeerID, AdvertiseEndpoint: dc.AdvertiseEndpoint,
 	})
 	if err != nil {
+		clear(s.priv[:])
 		return nil, err
 	}
 	s.dir = dir
