@@ -50,8 +50,14 @@ type Conn struct {
 	s  *Session
 	tr Transport
 
-	established chan struct{} // closed once a session exists
-	estOnce     sync.Once
+	// established is closed while a session is usable. Send, finding none
+	// (before the first, or once the keys expired after a quiet spell),
+	// puts an open one in its place (estOpen) and waits on it; sendAll,
+	// which runs after every message that can complete a handshake,
+	// closes it once a session is usable again. Both guarded by estMu.
+	estMu       sync.Mutex
+	established chan struct{}
+	estOpen     bool
 	done        chan struct{} // closed by Close, or when the transport ends
 	closed      atomic.Bool   // Close was called
 	closeOnce   sync.Once
@@ -119,7 +125,7 @@ func Accept(cfg Config, tr Transport) (*Conn, error) {
 }
 
 func newConn(s *Session, tr Transport) *Conn {
-	c := &Conn{s: s, tr: tr, established: make(chan struct{}), incoming: make(chan []byte, ReceiveQueueLen), done: make(chan struct{})}
+	c := &Conn{s: s, tr: tr, incoming: make(chan []byte, ReceiveQueueLen), done: make(chan struct{})}
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.receiveLoop() }()
 	go func() { defer c.wg.Done(); c.timerLoop() }()
@@ -133,9 +139,26 @@ func (c *Conn) sendAll(msgs [][]byte) {
 	for _, m := range msgs {
 		_ = c.tr.Send(m) // a lost message is a lost datagram: timers retry
 	}
-	if c.s.Established() {
-		c.estOnce.Do(func() { close(c.established) })
+	c.estMu.Lock()
+	if c.estOpen && c.s.Established() {
+		close(c.established)
+		c.estOpen = false
 	}
+	c.estMu.Unlock()
+}
+
+// waitFor returns nil when a session is usable now, else a channel
+// closed once one is.
+func (c *Conn) waitFor() <-chan struct{} {
+	c.estMu.Lock()
+	defer c.estMu.Unlock()
+	if c.s.Established() {
+		return nil
+	}
+	if !c.estOpen {
+		c.established, c.estOpen = make(chan struct{}), true
+	}
+	return c.established
 }
 
 func (c *Conn) receiveLoop() {
@@ -191,8 +214,10 @@ func (c *Conn) timerLoop() {
 	}
 }
 
-// Send seals msg and sends it, waiting (until ctx ends) for the session to
-// be established; while it waits, a handshake that went unanswered for
+// Send seals msg and sends it, waiting (until ctx ends) for a session: the
+// first one, or a new one when none is usable any more (the keys expired
+// after a quiet spell longer than reject_after), as a packet waits for a
+// key in the daemon. While it waits, a handshake that went unanswered for
 // RekeyAttemptTime starts over.
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	// With established and done both ready, select picks either.
@@ -201,31 +226,35 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 		return c.closedErr()
 	default:
 	}
-	if err := c.waitEstablished(ctx); err != nil {
-		return err
+	for {
+		if err := c.waitEstablished(ctx); err != nil {
+			return err
+		}
+		out, err := c.s.Wrap(msg)
+		if errors.Is(err, ErrSessionClosed) { // Close ran meanwhile
+			return c.closedErr()
+		}
+		if errors.Is(err, ErrNotEstablished) { // the key expired since: wait for the next
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.sendAll(c.s.drain()) // a rekey Wrap started
+		return c.tr.Send(out)
 	}
-	out, err := c.s.Wrap(msg)
-	if errors.Is(err, ErrSessionClosed) { // Close ran meanwhile
-		return c.closedErr()
-	}
-	if err != nil {
-		return err
-	}
-	c.sendAll(c.s.drain()) // a rekey Wrap started
-	return c.tr.Send(out)
 }
 
-// waitEstablished waits for the first session. Meanwhile it asks for one
+// waitEstablished waits for a usable session. Meanwhile it asks for one
 // every tick, as a packet waiting for a key does in the daemon: the timers
 // retry a handshake in progress, but one they gave up (no answer for
 // RekeyAttemptTime) starts again only when something wants keys.
 func (c *Conn) waitEstablished(ctx context.Context) error {
 	var retry *time.Ticker
 	for {
-		select {
-		case <-c.established:
+		ready := c.waitFor()
+		if ready == nil {
 			return nil
-		default:
 		}
 		c.sendAll(c.s.wantKeys())
 		if retry == nil {
@@ -233,7 +262,7 @@ func (c *Conn) waitEstablished(ctx context.Context) error {
 			defer retry.Stop()
 		}
 		select {
-		case <-c.established:
+		case <-ready:
 			return nil
 		case <-c.done:
 			return c.closedErr()
