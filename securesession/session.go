@@ -169,6 +169,9 @@ func New(cfg Config) (*Session, error) {
 	if cfg.Peers == nil {
 		return nil, errors.New("securesession: no peer lookup (Config.Peers)")
 	}
+	if cfg.Payload != PayloadMessages && cfg.Payload != PayloadIP {
+		return nil, fmt.Errorf("securesession: Config.Payload %d is neither PayloadMessages nor PayloadIP", cfg.Payload)
+	}
 	if cfg.Policy == (rekey.Policy{}) {
 		cfg.Policy = rekey.DefaultPolicy()
 	}

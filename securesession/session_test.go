@@ -435,3 +435,16 @@ func TestStaleTicketIsNotMalformed(t *testing.T) {
 		t.Fatalf("a cut control message: %v, want an ErrMalformed", err)
 	}
 }
+
+// A Payload that is neither PayloadMessages nor PayloadIP made a Session
+// that sealed messages untagged and refused every one it received as
+// malformed: two such sessions handshook and then delivered nothing. New
+// refuses it instead, naming the field.
+func TestNewRefusesUnknownPayload(t *testing.T) {
+	key := keys(t)
+	_, err := New(Config{PeerID: "alice", PrivateKey: key, Payload: PayloadIP + 1,
+		Peers: LookupFunc(func(string) (handshake.PeerInfo, error) { return handshake.PeerInfo{}, handshake.ErrUnknownPeer })})
+	if err == nil || !strings.Contains(err.Error(), "Config.Payload") {
+		t.Fatalf("New with Payload %d: %v, want a refusal naming Config.Payload", PayloadIP+1, err)
+	}
+}
