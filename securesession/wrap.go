@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"stunnel/handshake"
 	"stunnel/rekey"
@@ -196,7 +197,9 @@ func (s *Session) NextDeadline() time.Time {
 func (s *Session) Unwrap(msg []byte) (Result, error) { return s.UnwrapTo(nil, msg) }
 
 // UnwrapTo is Unwrap opening data into dst[:0]: with a dst of capacity
-// len(msg) a data message allocates nothing.
+// len(msg) a data message allocates nothing. dst may share msg's memory
+// (a receive loop's one buffer: UnwrapTo(buf, buf[:n])): the message is
+// then opened in place, and overwritten.
 func (s *Session) UnwrapTo(dst, msg []byte) (Result, error) {
 	if !s.enter() {
 		return Result{}, ErrSessionClosed
@@ -231,10 +234,23 @@ func (s *Session) unwrapData(dst, msg []byte) (Result, error) {
 	if !ok || kp == nil {
 		return Result{}, ErrUnknownIndex
 	}
+	// cipher.AEAD.Open panics when its output overlaps the ciphertext
+	// other than exactly; a dst in msg's own buffer opens in place, and
+	// the data moves to dst's start.
+	ct := msg[headerLen:]
+	need := len(ct) - tagLen
+	inPlace := cap(dst) >= need && overlaps(dst[:need], ct)
+	out := dst[:0]
+	if inPlace {
+		out = ct[:0]
+	}
 	s.openMu.Lock()
 	putNonce(&s.openNonce, counter)
-	plain, err := kp.Recv.Open(dst[:0], s.openNonce[:], msg[headerLen:], nil)
+	plain, err := kp.Recv.Open(out, s.openNonce[:], ct, nil)
 	s.openMu.Unlock()
+	if err == nil && inPlace {
+		plain = dst[:copy(dst[:len(plain)], plain)]
+	}
 	if err != nil {
 		return Result{}, ErrAuth
 	}
@@ -402,4 +418,13 @@ func (s *Session) unwrapResumption(msg []byte) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Send: [][]byte{resp}}, nil
+}
+
+// overlaps reports whether x and y share memory.
+func overlaps(x, y []byte) bool {
+	if len(x) == 0 || len(y) == 0 {
+		return false
+	}
+	xs, ys := uintptr(unsafe.Pointer(unsafe.SliceData(x))), uintptr(unsafe.Pointer(unsafe.SliceData(y)))
+	return xs < ys+uintptr(len(y)) && ys < xs+uintptr(len(x))
 }
