@@ -98,17 +98,23 @@ func Dial(cfg Config, peerID string, tr Transport) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(s, tr)
+	// The goroutines start only once the initiation is out: a Dial that
+	// fails leaves nothing to wait for (Conn.Close would wait for a
+	// Receive that a Transport without Close never unblocks). The
+	// response waits in the transport meanwhile, as any message does
+	// between two Receive calls.
 	first, err := s.Connect(peerID)
+	if err == nil {
+		err = tr.Send(first)
+	}
 	if err != nil {
-		c.Close()
+		s.Close()
+		if tr.Close != nil {
+			_ = tr.Close() // as Conn.Close would: a failed Dial closes tr
+		}
 		return nil, err
 	}
-	if err := tr.Send(first); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return newConn(s, tr), nil
 }
 
 // Accept answers the first peer that initiates over tr (any peer its

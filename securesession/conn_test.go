@@ -398,3 +398,58 @@ func abLookup(aKey, bKey handshake.PrivateKey) LookupFunc {
 		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
 	}
 }
+
+// A Dial that fails (a peer the lookup does not know, a first send that
+// fails) returns its error and leaves nothing running. It started the
+// Conn's goroutines first and then closed the Conn, which waits for its
+// receive loop: with a Transport without Close (check accepts one, and
+// Conn.Close calls Close only when set) that loop stayed blocked in
+// Receive and Dial never returned.
+func TestDialFailureStartsNothing(t *testing.T) {
+	aKey, bKey := keys(t), keys(t)
+	cfg := Config{PeerID: "a", PrivateKey: aKey, Peers: abLookup(aKey, bKey)}
+	for _, tc := range []struct {
+		peer    string
+		sendErr error
+		want    string
+	}{
+		{"nobody", nil, "nobody"},
+		{"b", errors.New("link down"), "link down"},
+	} {
+		stop := make(chan struct{})
+		var received atomic.Int32
+		tr := Transport{
+			Send: func([]byte) error { return tc.sendErr },
+			Receive: func([]byte) (int, error) {
+				received.Add(1)
+				<-stop
+				return 0, net.ErrClosed
+			},
+		}
+		done := make(chan error, 1)
+		go func() {
+			c, err := Dial(cfg, tc.peer, tr)
+			if c != nil {
+				c.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Dial %q: %v, want an error naming %q", tc.peer, err, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Dial %q did not return", tc.peer)
+			close(stop)
+			<-done // returns once Receive is unblocked
+			stop = nil
+		}
+		if stop != nil {
+			close(stop)
+		}
+		if n := received.Load(); n != 0 {
+			t.Errorf("Dial %q failed yet called Receive %d times", tc.peer, n)
+		}
+	}
+}
