@@ -19,7 +19,9 @@ type Transport struct {
 	// Close is called by Conn.Close and must unblock Receive (close the
 	// socket, the pipe...): Conn.Close waits for its goroutines. So no
 	// callback may call Conn.Close (it would wait for itself), and a Send
-	// that blocks must be unblocked by Close as well.
+	// that blocks must be unblocked by Close as well. A Send already on
+	// its way (a timer's retry, a Conn.Send) may still come after Close:
+	// it must then fail, not panic (a Send on a closed Go channel would).
 	Close func() error
 }
 
