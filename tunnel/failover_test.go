@@ -341,16 +341,7 @@ func TestOldSessionFromTheGatewayLeftBehind(t *testing.T) {
 		return true
 	}
 	p.net.mu.Unlock()
-	ping := func(i byte) {
-		t.Helper()
-		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{i})
-		p.a.tun.toTunnel <- out
-		p.b.expect(t, out)
-		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{i})
-		p.b.tun.toTunnel <- back
-		p.a.expect(t, back)
-	}
-	ping(1) // session 1, with A
+	p.exchange(t, 1) // session 1, with A
 	if s := p.a.peerStatus(t); s.Endpoint != deadGateway || s.Handshakes != 1 {
 		t.Fatalf("not on A: endpoint %q, %d handshakes", s.Endpoint, s.Handshakes)
 	}
@@ -371,7 +362,7 @@ func TestOldSessionFromTheGatewayLeftBehind(t *testing.T) {
 	p.clock.Advance(3 * time.Second)
 	p.a.dev.checkFailover(p.clock.Now())
 	waitFor(t, 5*time.Second, "session 2, with B", func() bool { return p.a.peerStatus(t).Handshakes == 2 })
-	ping(3)
+	p.exchange(t, 3)
 	s := p.a.peerStatus(t)
 	if s.Endpoint != p.b.under || s.SessionID == old {
 		t.Fatalf("not on B under a new session: endpoint %q, session %s (old %s)", s.Endpoint, s.SessionID, old)
@@ -422,16 +413,7 @@ func TestOldSessionRoamsASingleEndpoint(t *testing.T) {
 		return false
 	}
 	p.net.mu.Unlock()
-	ping := func(i byte) {
-		t.Helper()
-		out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte{i})
-		p.a.tun.toTunnel <- out
-		p.b.expect(t, out)
-		back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte{i})
-		p.b.tun.toTunnel <- back
-		p.a.expect(t, back)
-	}
-	ping(1)
+	p.exchange(t, 1)
 	peer := p.a.dev.peers.Load().list[0]
 	_, session1, _ := peer.sess.Slots()
 	holding.Store(true)
@@ -440,9 +422,9 @@ func TestOldSessionRoamsASingleEndpoint(t *testing.T) {
 	waitFor(t, 5*time.Second, "b's packet to be held back", func() bool { mu.Lock(); defer mu.Unlock(); return held != nil })
 	holding.Store(false)
 	p.clock.Advance(121 * time.Second) // past rekey_after: a's next send starts a handshake
-	ping(2)
+	p.exchange(t, 2)
 	waitFor(t, 5*time.Second, "the rekey", func() bool { return p.a.peerStatus(t).Handshakes == 2 })
-	ping(3)
+	p.exchange(t, 3)
 	if prev, _, _ := peer.sess.Slots(); prev != session1 {
 		t.Fatal("session 1 is not the previous keypair")
 	}

@@ -22,31 +22,9 @@ import (
 // and an operator who took a group out of operate_group believes its
 // members lost the role they still hold.
 func TestReloadKeepsStartControlAndMetrics(t *testing.T) {
-	priv, _ := handshake.GeneratePrivateKey(nil)
-	peer, _ := handshake.GeneratePrivateKey(nil)
-	path := filepath.Join(t.TempDir(), "st6.toml")
-	head := fmt.Sprintf("[interface]\nname = \"st6\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"+
-		"\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n", priv.Base64(), peer.PublicKey())
-	write := func(text string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(head + "\n[control]\noperate_group = \"users\"\n")
-	start, err := conf.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startForReload(t, "\n[control]\noperate_group = \"users\"\n")
+	start, d, bind, log, logs, write, head := r.start, r.d, r.bind, r.log, &r.logs, r.write, r.head
 	want := start.Control
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	bind := udpbind.New()
-	d, err := tunnel.New(start, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 
 	// operate_group taken out, metrics added: both wait for a restart.
 	write(head + "\n[metrics]\nlisten = \"127.0.0.1:9586\"\n")
@@ -70,31 +48,10 @@ func TestReloadKeepsStartControlAndMetrics(t *testing.T) {
 // A [directory] added by a reload starts no watcher (that needs a restart):
 // the reload says so, every time, and does not pretend to run it.
 func TestReloadSaysAnAddedDirectoryWaits(t *testing.T) {
-	priv, _ := handshake.GeneratePrivateKey(nil)
-	peer, _ := handshake.GeneratePrivateKey(nil)
-	path := filepath.Join(t.TempDir(), "st6.toml")
-	head := fmt.Sprintf("[interface]\nname = \"st6\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"+
-		"\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n", priv.Base64(), peer.PublicKey())
-	if err := os.WriteFile(path, []byte(head), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start, err := conf.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	bind := udpbind.New()
-	d, err := tunnel.New(start, tunnel.Options{TUN: newChanTUN(), Bind: bind, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-
+	r := startForReload(t, "")
+	start, d, bind, log, logs, write, head := r.start, r.d, r.bind, r.log, &r.logs, r.write, r.head
 	added := head + "\n[directory]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/t/\"\nrecords_within = [\"198.19.0.0/16\"]\n"
-	if err := os.WriteFile(path, []byte(added), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	write(added)
 	running := start
 	for i := 1; i <= 2; i++ {
 		next, rerr := reload(running, d, nil, bind, &endpointResolver{}, log, new(slog.LevelVar), nil)
@@ -109,4 +66,43 @@ func TestReloadSaysAnAddedDirectoryWaits(t *testing.T) {
 			t.Errorf("after reload %d: the running configuration has a [directory] no watcher reads", i)
 		}
 	}
+}
+
+// reloadTest is a device started from a config file that a test rewrites
+// and reloads: head is the file's [interface] and one [[peer]].
+type reloadTest struct {
+	head  string
+	write func(text string)
+	start *conf.Config
+	d     *tunnel.Device
+	bind  *udpbind.Bind
+	logs  bytes.Buffer
+	log   *slog.Logger
+}
+
+func startForReload(t *testing.T, extra string) *reloadTest {
+	t.Helper()
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	peer, _ := handshake.GeneratePrivateKey(nil)
+	path := filepath.Join(t.TempDir(), "st6.toml")
+	r := &reloadTest{head: fmt.Sprintf("[interface]\nname = \"st6\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\nlisten_port = 0\n"+
+		"\n[[peer]]\nid = \"b\"\npublic_key = %q\nallowed_ips = [\"198.19.0.2/32\"]\n", priv.Base64(), peer.PublicKey())}
+	r.write = func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.write(r.head + extra)
+	var err error
+	if r.start, err = conf.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	r.log = slog.New(slog.NewTextHandler(&r.logs, nil))
+	r.bind = udpbind.New()
+	if r.d, err = tunnel.New(r.start, tunnel.Options{TUN: newChanTUN(), Bind: r.bind, Logger: r.log}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.d.Close() })
+	return r
 }
