@@ -186,14 +186,19 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 	handshakes, resumed := d.uint64(), d.uint64()
 	lastHS, lastFull := d.time(), d.time()
 	var held *heldTicket
-	if d.byte() == 1 {
+	switch flag := d.byte(); flag {
+	case 0:
+	case 1:
 		held = &heldTicket{ticket: []byte(d.string())}
 		copy(held.secret[:], d.bytes(32))
 		held.received, held.expires = d.time(), d.time()
+	default:
+		d.fail(fmt.Errorf("ticket flag %d (want 0 or 1)", flag))
 	}
 	n := int(d.byte())
 	if d.err != nil {
-		return "", r, d.err
+		held.zero()
+		return "", r, fmt.Errorf("%w: %v", ErrStateFormat, d.err)
 	}
 	if id != p.cfg.ID || pub != p.cfg.PublicKey {
 		held.zero()
@@ -213,12 +218,22 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 	var ciphers [3]handshake.Cipher
 	var secretSlot = -1
 	var secret [32]byte
-	for range n {
+	// Snapshot writes none of the values refused here: any of them means
+	// the state is damaged, and a damaged state is refused whole, never
+	// taken in part (the keypairs after a bad entry would be lost unseen).
+	for i := range n {
 		slot, c, hasSecret := int(d.byte()), handshake.Cipher(d.byte()), d.byte()
 		if hasSecret == 1 {
 			copy(secret[:], d.bytes(32))
 		}
-		if d.err != nil || slot > slotNext {
+		switch {
+		case d.err != nil:
+		case slot > slotNext:
+			d.fail(fmt.Errorf("keypair %d of %d: slot %d (want 0 to %d)", i+1, n, slot, slotNext))
+		case hasSecret > 1:
+			d.fail(fmt.Errorf("keypair %d of %d: secret flag %d (want 0 or 1)", i+1, n, hasSecret))
+		}
+		if d.err != nil {
 			break
 		}
 		st, used, err := rekey.ParseKeypairState(d.rest())
@@ -246,6 +261,9 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 			secretSlot = slot
 		}
 		r.Sessions++
+	}
+	if d.err == nil && len(d.rest()) != 0 {
+		d.fail(fmt.Errorf("%d bytes after the last of %d keypairs", len(d.rest()), n))
 	}
 	if d.err != nil {
 		for _, kp := range slots {
@@ -338,4 +356,11 @@ func (d *decoder) time() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, int64(ns))
+}
+
+// fail records err unless an earlier error stuck already.
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
 }

@@ -1,0 +1,92 @@
+package session
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"stunnel/handshake"
+	"stunnel/rekey"
+	"stunnel/replay"
+)
+
+// savedHead is a saved peer state up to and including its keypair count
+// (0 here), as Snapshot writes it for b's peer with no ticket held.
+func savedHead(b *side) []byte {
+	return b.peer.Snapshot(nil, "198.18.0.1:51820", false)
+}
+
+// savedEntry is one keypair entry as Snapshot writes it: slot, cipher,
+// secret flag (and the secret when the flag is 1), then the keypair state.
+func savedEntry(t *testing.T, slot, secretFlag byte, local uint32, now time.Time) []byte {
+	t.Helper()
+	f, err := replay.New(replay.DefaultWindow, rekey.DefaultRejectAfterMessages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &rekey.KeypairState{SendKey: [32]byte{1}, RecvKey: [32]byte{2}, LocalIndex: local, RemoteIndex: local + 1000,
+		Created: now, SendCounter: 7, Replay: f.State(),
+		RekeyAfter: rekey.DefaultRekeyAfterTime, RejectAfter: rekey.DefaultRejectAfterTime}
+	e := []byte{slot, byte(handshake.CipherChaCha20Poly1305), secretFlag}
+	if secretFlag == 1 {
+		e = append(e, make([]byte, 32)...)
+	}
+	e, err = st.AppendBinary(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// savedState joins a head and entries, with the count set to len(entries).
+func savedState(head []byte, entries ...[]byte) []byte {
+	out := append([]byte(nil), head...)
+	out[len(out)-1] = byte(len(entries))
+	for _, e := range entries {
+		out = append(out, e...)
+	}
+	return out
+}
+
+// A saved state is restored whole or not at all. Each of these can only
+// come from a damaged state (Snapshot writes none of them), and each used
+// to be taken in part: a slot number above next stopped the loop with no
+// error, so the keypairs after it were silently lost and the ones before
+// it restored; a ticket or secret flag other than 0 or 1 was read as 0;
+// bytes after the last keypair were ignored. Now each is refused, with
+// nothing registered.
+func TestRestoreRefusesDamagedKeypairList(t *testing.T) {
+	now := t0
+	_, b := newSides(t, &now)
+	head := savedHead(b)
+	good := savedState(head, savedEntry(t, slotPrevious, 0, 11, now), savedEntry(t, slotCurrent, 0, 12, now))
+	withTicketFlag := append([]byte(nil), good...)
+	withTicketFlag[len(head)-2] = 2 // the ticket flag, just before the count
+	for _, tc := range []struct {
+		name  string
+		state []byte
+	}{
+		{"slot above next", savedState(head, savedEntry(t, slotPrevious, 0, 11, now), savedEntry(t, 3, 0, 12, now), savedEntry(t, slotNext, 0, 13, now))},
+		{"slot above next first", savedState(head, savedEntry(t, 200, 0, 11, now), savedEntry(t, slotCurrent, 0, 12, now))},
+		{"secret flag 2", savedState(head, savedEntry(t, slotPrevious, 0, 11, now), savedEntry(t, slotCurrent, 2, 12, now))},
+		{"ticket flag 2", withTicketFlag},
+		{"bytes after the last keypair", append(append([]byte(nil), good...), 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := NewMapRegistry()
+			p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
+			_, r, err := p.Restore(tc.state, now)
+			if !errors.Is(err, ErrStateFormat) {
+				t.Fatalf("restored %+v, err %v; want ErrStateFormat", r, err)
+			}
+			if prev, cur, next := p.Slots(); prev != nil || cur != nil || next != nil || reg.Len() != 0 {
+				t.Fatalf("a refused state left keypairs (%v %v %v) or %d indices", prev, cur, next, reg.Len())
+			}
+		})
+	}
+	reg := NewMapRegistry()
+	p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
+	if _, r, err := p.Restore(good, now); err != nil || r.Sessions != 2 {
+		t.Fatalf("the undamaged state: %+v, %v; want 2 sessions", r, err)
+	}
+}
