@@ -218,6 +218,7 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 	var ciphers [3]handshake.Cipher
 	var secretSlot = -1
 	var secret [32]byte
+	var seen [3]bool // a slot's entry, restored or dropped
 	// Snapshot writes none of the values refused here: any of them means
 	// the state is damaged, and a damaged state is refused whole, never
 	// taken in part (the keypairs after a bad entry would be lost unseen).
@@ -232,6 +233,12 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 			d.fail(fmt.Errorf("keypair %d of %d: slot %d (want 0 to %d)", i+1, n, slot, slotNext))
 		case hasSecret > 1:
 			d.fail(fmt.Errorf("keypair %d of %d: secret flag %d (want 0 or 1)", i+1, n, hasSecret))
+		case seen[slot]:
+			// Taking the second would leave the first registered under
+			// its index in no slot: live, and never zeroed by Clear.
+			d.fail(fmt.Errorf("keypair %d of %d: slot %d saved twice", i+1, n, slot))
+		default:
+			seen[slot] = true
 		}
 		if d.err != nil {
 			break

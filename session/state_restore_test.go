@@ -90,3 +90,37 @@ func TestRestoreRefusesDamagedKeypairList(t *testing.T) {
 		t.Fatalf("the undamaged state: %+v, %v; want 2 sessions", r, err)
 	}
 }
+
+// Two entries for one slot: the second used to take the slot over while
+// the first stayed registered under its index, live and in no slot, so
+// Clear never zeroed it and its index was never released. Snapshot writes
+// each slot at most once, so the state is damaged: refused whole.
+func TestRestoreRefusesOneSlotTwice(t *testing.T) {
+	now := t0
+	_, b := newSides(t, &now)
+	for _, tc := range []struct {
+		name    string
+		entries [][]byte
+	}{
+		{"current twice", [][]byte{savedEntry(t, slotCurrent, 0, 11, now), savedEntry(t, slotCurrent, 0, 12, now)}},
+		{"the first one expired", [][]byte{savedEntry(t, slotNext, 0, 11, now.Add(-time.Hour)), savedEntry(t, slotNext, 0, 12, now)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := NewMapRegistry()
+			p := NewHost(b.host.cfg, rekey.DefaultPolicy()).NewPeer(b.peer.cfg, reg)
+			_, r, err := p.Restore(savedState(savedHead(b), tc.entries...), now)
+			if !errors.Is(err, ErrStateFormat) {
+				t.Fatalf("restored %+v, err %v; want ErrStateFormat", r, err)
+			}
+			for _, idx := range []uint32{11, 12} {
+				if kp, ok := reg.Lookup(idx); ok {
+					t.Fatalf("index %d still registered (keypair zeroed: %v)", idx, kp != nil && kp.IsZeroed())
+				}
+			}
+			p.Clear()
+			if reg.Len() != 0 {
+				t.Fatalf("%d indices registered after Clear", reg.Len())
+			}
+		})
+	}
+}
