@@ -17,7 +17,9 @@ package rekey
 //   - A state saved while running (on request) would have counters that the
 //     running process goes on using; restoring it would reseal them. There is
 //     deliberately no exporter for that case: such a file (statefile.Payload
-//     with CleanStop false) may carry tickets only, never keypairs.
+//     with CleanStop false) may carry tickets only, never keypairs, and the
+//     reader restores its tickets only whatever it carries
+//     (session.Peer.RestoreTickets).
 //   - The state file is consumed before its keypairs seal anything
 //     (statefile.Take unlinks and fsyncs first), so one retired state is
 //     restored at most once. A crash (kill -9, power loss) writes no state:

@@ -24,7 +24,8 @@ import (
 // The ticket the peer gave us travels too, so a peer whose sessions expired
 // meanwhile still resumes. A state saved while running (Snapshot with
 // sessions=false) carries the ticket only: its counters would still be in
-// use by the running process.
+// use by the running process. It is restored with RestoreTickets, which
+// takes no keypair whatever the state holds.
 //
 // A peer whose public key or pre-shared key changed across the restart gets
 // nothing back, as a reload restarts its session (version 2 carries a hash
@@ -163,6 +164,21 @@ type Restored struct {
 // (statefile.Take makes a state file restorable once; this makes a Peer take
 // at most one state.)
 func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, err error) {
+	return p.restore(b, now, true)
+}
+
+// RestoreTickets is Restore for a state saved while running
+// (statefile.Payload with CleanStop false): it brings back the ticket and
+// the counts, never a keypair, whatever the state carries. Such a state's
+// counters went on being used after it was taken, so importing its keypairs
+// would seal those counters again. Snapshot writes no keypair then; this
+// does not rely on it. Keypairs found are checked, zeroed and listed in
+// Dropped as "saved while running". It counts as the Peer's one restore.
+func (p *Peer) RestoreTickets(b []byte, now time.Time) (endpoint string, r Restored, err error) {
+	return p.restore(b, now, false)
+}
+
+func (p *Peer) restore(b []byte, now time.Time, sessions bool) (endpoint string, r Restored, err error) {
 	p.mu.Lock()
 	tried := p.restoreTried
 	p.restoreTried = true
@@ -249,6 +265,11 @@ func (p *Peer) Restore(b []byte, now time.Time) (endpoint string, r Restored, er
 			break
 		}
 		d.skip(used)
+		if !sessions {
+			st.Zero()
+			r.Dropped = append(r.Dropped, "saved while running")
+			continue
+		}
 		kp, err := rekey.ImportKeypair(st, policy, now, func(key *[32]byte) (cipher.AEAD, error) {
 			return handshake.NewAEAD(c, key)
 		})

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -123,4 +124,36 @@ func TestRestoreRefusesOneSlotTwice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A state saved while running (statefile CleanStop false) restores its
+// ticket and never a keypair, even one that carries keypairs: their
+// counters went on being used after the state was taken. RestoreTickets
+// does not rely on Snapshot having left them out.
+func TestRestoreTicketsTakesNoKeypair(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	kp := a.complete(t, b.answer(t, msg, now), now)
+	tm, err := handshake.MarshalTicketMessage(bytes.Repeat([]byte{7}, 100), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.peer.ReceiveControl(tm, kp, now); err != nil || a.peer.held == nil {
+		t.Fatalf("no ticket held: %v", err)
+	}
+	saved := a.peer.Snapshot(nil, "198.18.0.2:51820", true) // with its keypair
+	reg := NewMapRegistry()
+	p := NewHost(a.host.cfg, rekey.DefaultPolicy()).NewPeer(a.peer.cfg, reg)
+	_, r, err := p.RestoreTickets(saved, now)
+	if err != nil || !r.Ticket || r.Sessions != 0 || len(r.Dropped) != 1 || r.Dropped[0] != "saved while running" {
+		t.Fatalf("restored %+v, %v; want the ticket only, the keypair dropped as saved while running", r, err)
+	}
+	if prev, cur, next := p.Slots(); prev != nil || cur != nil || next != nil || reg.Len() != 0 || p.Status(now).Restored {
+		t.Fatalf("a keypair came back from a state saved while running (%v %v %v, %d indices)", prev, cur, next, reg.Len())
+	}
+	if _, _, err := p.Restore(saved, now); !errors.Is(err, ErrRestoreTwice) {
+		t.Fatalf("Restore after RestoreTickets: %v, want ErrRestoreTwice", err)
+	}
+	clear(saved)
 }

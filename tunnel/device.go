@@ -84,6 +84,10 @@ type Options struct {
 	// RestoreState is a state saved by CloseAndSave (and taken from the
 	// state file), restored before anything is sent; nil: none.
 	RestoreState []byte
+	// RestoreTicketsOnly: RestoreState was saved while running (the state
+	// file's CleanStop is false), so only its tickets are restored, never a
+	// keypair: its counters went on being used after it was taken.
+	RestoreTicketsOnly bool
 	// Tickets is the ticket-key ring for session resumption ([tickets]):
 	// it issues tickets to our initiators and opens theirs. nil: no
 	// resumption, neither as responder nor as initiator.
@@ -293,7 +297,7 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 	set := d.buildPeerSet(cfg, nil)
 	d.peers.Store(set)
 	if opt.RestoreState != nil {
-		d.restored = d.restoreState(opt.RestoreState)
+		d.restored = d.restoreState(opt.RestoreState, !opt.RestoreTicketsOnly)
 	}
 
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))

@@ -80,9 +80,10 @@ func (d *Device) CloseAndSave() ([]byte, error) {
 }
 
 // restoreState brings saved sessions back into the new peer set, before the
-// device sends anything. Unknown peers and damaged entries are skipped and
+// device sends anything; without sessions (a state saved while running)
+// only the tickets. Unknown peers and damaged entries are skipped and
 // counted: a bad state never stops the tunnel.
-func (d *Device) restoreState(b []byte) RestoreSummary {
+func (d *Device) restoreState(b []byte, sessions bool) RestoreSummary {
 	sum := RestoreSummary{Dropped: map[string]int{}}
 	set := d.peers.Load()
 	now := d.now()
@@ -105,7 +106,11 @@ func (d *Device) restoreState(b []byte) RestoreSummary {
 			sum.Dropped["peer no longer configured"]++
 			continue
 		}
-		ep, r, err := p.sess.Restore(entry, now)
+		restore := p.sess.Restore
+		if !sessions {
+			restore = p.sess.RestoreTickets
+		}
+		ep, r, err := restore(entry, now)
 		if err != nil {
 			reason := "unreadable state"
 			switch {

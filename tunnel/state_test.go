@@ -82,3 +82,31 @@ func TestRestartRestoresSessions(t *testing.T) {
 		t.Fatalf("restored without a state: %s", sum)
 	}
 }
+
+// A state saved while running (RestoreTicketsOnly, from a state file whose
+// CleanStop is false) brings no session back, even when it carries one:
+// its counters went on being used after it was taken.
+func TestRestoreTicketsOnlyRestoresNoSession(t *testing.T) {
+	p := newPair(t, nil)
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("before"))
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	state, err := p.b.dev.CloseAndSave() // carries b's session
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.b.tun = newMemTUN()
+	p.b.bind = p.net.bind(p.b.under)
+	d, err := New(p.b.cfg, Options{TUN: p.b.tun, Bind: p.b.bind, Now: p.clock.Now, TickInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RestoreState: state, RestoreTicketsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.b.dev = d
+	if sum := d.Restored(); sum.Sessions != 0 || sum.Peers != 0 || sum.Dropped["saved while running"] != 1 {
+		t.Fatalf("restore of a state saved while running: %s", sum)
+	}
+	if p.b.peerStatus(t).Restored {
+		t.Fatal("show marks a session restored from a state saved while running")
+	}
+}

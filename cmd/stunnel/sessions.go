@@ -134,24 +134,25 @@ func stateKey(cfg *conf.Config, token handshake.StaticKey) statefile.StaticKey {
 // takeState reads and consumes the state file at start: after it returns,
 // the file is gone (fsynced), so it is restored at most once. A file that
 // does not open is moved aside with one log line; start goes on with fresh
-// handshakes.
-func takeState(cfg *conf.Config, key statefile.StaticKey, log *slog.Logger) []byte {
+// handshakes. ticketsOnly: the state was saved while running, and the
+// device must restore its tickets only (tunnel.Options.RestoreTicketsOnly).
+func takeState(cfg *conf.Config, key statefile.StaticKey, log *slog.Logger) (data []byte, ticketsOnly bool) {
 	path := cfg.Interface.StateFile
 	if path == "" {
-		return nil
+		return nil, false
 	}
 	p, err := statefile.Take(path, key)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil
+		return nil, false
 	case err != nil:
 		log.Warn("state file not restored: starting with fresh handshakes", "file", path, "reason", err.Error())
-		return nil
+		return nil, false
 	}
 	if !p.CleanStop {
 		log.Info("state file was saved while running: restoring its tickets only", "file", path)
 	}
-	return p.Data
+	return p.Data, !p.CleanStop
 }
 
 // saveState seals what CloseAndSave (clean: sessions with exact counters)

@@ -13,6 +13,7 @@ import (
 
 	"stunnel/conf"
 	"stunnel/handshake"
+	"stunnel/statefile"
 	"stunnel/tickets"
 )
 
@@ -224,4 +225,28 @@ func TestStopTicketsClosesRing(t *testing.T) {
 		t.Fatalf("tickets off: ring %v, sync %v, %v", ring, rs, err)
 	}
 	stop()
+}
+
+// The state file's CleanStop decides whether its sessions may come back:
+// takeState tells the device to restore a state saved while running with
+// its tickets only (tunnel.Options.RestoreTicketsOnly), and one saved at a
+// clean stop in full.
+func TestTakeStateSaysWhenTicketsOnly(t *testing.T) {
+	priv, err := handshake.GeneratePrivateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := handshake.MemoryKey(priv)
+	cfg := &conf.Config{}
+	cfg.Interface.StateFile = filepath.Join(t.TempDir(), "st0.state")
+	log := slog.New(slog.DiscardHandler)
+	for _, clean := range []bool{false, true} {
+		if err := statefile.Save(cfg.Interface.StateFile, key, statefile.Payload{Data: []byte("state"), CleanStop: clean}); err != nil {
+			t.Fatal(err)
+		}
+		data, ticketsOnly := takeState(cfg, key, log)
+		if string(data) != "state" || ticketsOnly == clean {
+			t.Fatalf("saved with CleanStop %v: data %q, ticketsOnly %v", clean, data, ticketsOnly)
+		}
+	}
 }

@@ -165,8 +165,9 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	}
 	// Consumed before the device exists: a saved state is restored at most
 	// once, whatever happens next (statefile.Take).
-	saved := takeState(cfg, sealKey, log)
-	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve, StaticKey: key, Tickets: ring, RestoreState: saved})
+	saved, ticketsOnly := takeState(cfg, sealKey, log)
+	d, err := tunnel.New(cfg, tunnel.Options{TUN: dev, Bind: bind, Logger: log, Resolve: res.resolve, StaticKey: key, Tickets: ring,
+		RestoreState: saved, RestoreTicketsOnly: ticketsOnly})
 	clear(saved)
 	if err != nil {
 		dev.Close()
