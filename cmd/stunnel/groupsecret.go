@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"stunnel/tickets"
 )
@@ -33,8 +35,16 @@ func runGroupSecret(args []string, stdout, stderr io.Writer) int {
 	}
 	defer g.Zero()
 	if err := tickets.WriteGroupSecretFile(*out, g); err != nil {
-		fmt.Fprintf(stderr, "stunnel tickets group-secret: %v (an existing file is never overwritten)\n", err)
-		return exitBadConfig
+		// 2 is "bad usage or the file exists" (README); any other failure
+		// (a missing directory, a full disk, a directory fsync that failed
+		// after the file was written) is a runtime failure, 1, as for
+		// `tickets genkey`: a script must not read it as "already there".
+		if errors.Is(err, os.ErrExist) {
+			fmt.Fprintf(stderr, "stunnel tickets group-secret: %v (an existing file is never overwritten)\n", err)
+			return exitBadConfig
+		}
+		fmt.Fprintf(stderr, "stunnel tickets group-secret: %v\n", err)
+		return exitRuntime
 	}
 	fmt.Fprintf(stdout, "%s: a new group secret (mode 0600); copy it to every gateway of the group and name it in [tickets] group_secret_file\n", *out)
 	return exitOK

@@ -42,6 +42,14 @@ func TestTicketsGroupSecret(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d", args, code, exitBadConfig)
 		}
 	}
+	// A file that cannot be written is a failure, 1, not "bad usage or the
+	// file exists" (2), and the message does not blame an existing file.
+	errb.Reset()
+	missing := filepath.Join(t.TempDir(), "no-such-dir", "group.secret")
+	if code := runGroupSecret([]string{"-o", missing}, &out, &errb); code != exitRuntime || strings.Contains(errb.String(), "existing file") ||
+		!strings.Contains(errb.String(), missing) {
+		t.Errorf("group-secret into a missing directory: exit %d, stderr %q; want exit 1 naming the file, no word of an existing file", code, errb.String())
+	}
 }
 
 func TestShowTicketRing(t *testing.T) {
