@@ -94,7 +94,7 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 		if resp != nil { // an authenticated refusal (cipher mismatch): tell the initiator why
 			_ = d.bind.Send([][]byte{resp}, m.from)
 		}
-		d.initiationFailed(err, from)
+		d.initiationFailed(err, from, addrPortOf(m.from).Addr())
 		return
 	}
 	// The peer as it is now: a reload since the lookup may have removed it,
@@ -130,7 +130,9 @@ func (d *Device) handleInitiation(m handshakeMessage) {
 
 // initiationFailed counts and explains a refused initiation: by the claimed
 // peer ID in the refusal list, and on the peer itself when it is one of ours.
-func (d *Device) initiationFailed(err error, from string) {
+// src is the datagram's source address (from, parsed), which keys the
+// warning's rate limit.
+func (d *Device) initiationFailed(err error, from string, src netip.Addr) {
 	var reason string
 	switch {
 	case errors.Is(err, handshake.ErrUnknownPeer):
@@ -167,7 +169,13 @@ func (d *Device) initiationFailed(err error, from string) {
 			p.sess.SetProblem(session.Problem{Reason: session.ReasonWeRefused, Endpoint: from, Detail: reason, At: d.now()})
 		}
 	}
-	d.warn.warn("refused-"+claimed+"-"+reason, "refused handshake", "claimed_peer", claimed, "from", from, "reason", reason)
+	// Keyed by source and reason, not by the claimed ID: anyone who knows
+	// our public key can make an initiation that claims any ID, and keyed
+	// by it, one stranger rotating IDs would keep every bucket of the
+	// limiter busy and so silence every other warning (a real peer's
+	// bad mac1, a send failure). From one source (IPv6: one /64), this
+	// logs one line per reason per interval, with the count it swallowed.
+	d.warn.warnFrom(src, "refused-"+reason, "refused handshake", "claimed_peer", claimed, "from", from, "reason", reason)
 }
 
 func (d *Device) handleResponse(m handshakeMessage) {

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"stunnel/handshake"
 	"stunnel/internal/fakeclock"
 )
 
@@ -108,5 +110,62 @@ func TestRefusalListKeepsOtherSources(t *testing.T) {
 	}
 	if got[0].Endpoint != "198.18.0.66:4444" {
 		t.Errorf("not newest first: %+v", got[0])
+	}
+}
+
+// msgCounter counts log records by message.
+type msgCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *msgCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *msgCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.n[r.Message]++
+	h.mu.Unlock()
+	return nil
+}
+func (h *msgCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *msgCounter) WithGroup(string) slog.Handler      { return h }
+
+func (h *msgCounter) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[msg]
+}
+
+// Anyone who knows our public key can make initiations that claim any peer
+// ID. A stranger rotating claimed IDs from one address gets one warning
+// line per interval, and cannot use up the warn limiter's buckets to
+// silence the warnings about everything else.
+func TestRefusalsRotatingClaimedIDsDoNotSilenceOtherWarnings(t *testing.T) {
+	logs := &msgCounter{n: map[string]int{}}
+	p := newPairOpts(t, nil, 0, nil, func(h *host, o *Options) {
+		if h.cfg.Interface.PeerID == "beta" {
+			o.Logger = slog.New(logs)
+		}
+	})
+	d := p.b.dev
+	stranger := netip.MustParseAddrPort("198.18.0.66:4444")
+	// A key of ours that does not share the stranger's bucket (one time in
+	// warnBuckets it would; the seed is random).
+	other := "udp-send-alpha"
+	for i := 0; d.warn.keyHash(other)%warnBuckets == d.warn.sourceHash(stranger.Addr(), "refused-unknown peer id")%warnBuckets; i++ {
+		other = fmt.Sprintf("udp-send-alpha%d", i)
+	}
+	for i := range 5000 {
+		err := &handshake.PeerError{PeerID: fmt.Sprintf("mallory%d", i), Err: handshake.ErrUnknownPeer}
+		d.initiationFailed(err, stranger.String(), stranger.Addr())
+	}
+	if n := logs.count("refused handshake"); n != 1 {
+		t.Errorf("one source rotating claimed IDs logged %d refusal lines in one interval, want 1", n)
+	}
+	d.warn.warn(other, "sending failed")
+	if n := logs.count("sending failed"); n != 1 {
+		t.Errorf("a warning of ours was silenced by a stranger's refusals (%d lines)", n)
+	}
+	if n := d.Status().Drops[DropHandshakeFailed]; n != 5000 {
+		t.Errorf("handshake_failed %d, want 5000: every refusal is still counted", n)
 	}
 }
