@@ -59,3 +59,19 @@ func TestJunkHandshakeFloodIsDroppedCheaply(t *testing.T) {
 		t.Fatalf("the flood caused handshakes: %d", s.Handshakes)
 	}
 }
+
+// An empty datagram is a malformed packet like any other: dropped and
+// counted, not lost uncounted on the way in.
+func TestEmptyDatagramIsCountedMalformed(t *testing.T) {
+	p := newPair(t, nil)
+	stranger := netip.MustParseAddrPort("198.18.0.66:9999")
+	to := netip.MustParseAddrPort(p.b.under)
+	p.net.inject(stranger, to, nil)
+	p.net.inject(stranger, to, []byte{0xff, 1, 0}) // three bytes: malformed, and after the empty one
+	waitFor(t, 5*time.Second, "the short datagram to be counted", func() bool {
+		return p.b.dev.Status().Drops[DropMalformed] >= 1
+	})
+	if n := p.b.dev.Status().Drops[DropMalformed]; n != 2 {
+		t.Fatalf("malformed %d, want 2: the empty datagram went uncounted", n)
+	}
+}

@@ -86,6 +86,10 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 		for i := range n {
 			msg := bufs[i][:sizes[i]]
 			if sizes[i] == 0 {
+				// An empty datagram: malformed, and counted like any
+				// other (its endpoint may be unset: wireguard-go's binds
+				// leave it so).
+				d.drops.add(dropMalformed, 1)
 				continue
 			}
 			if idx, ok := dataReceiver(msg); ok {

@@ -7,7 +7,7 @@ package udpbind
 // and does not use up that buffer. It returns the buffers filled (their
 // lengths in sizes), the offset of the first datagram not taken (len(msg)
 // when the message is used up) and the number dropped. Empty messages hold
-// no datagram.
+// no datagram here (drain hands an empty datagram out itself, size 0).
 func splitGRO(msg []byte, gso, off int, bufs [][]byte, sizes []int) (filled, next, dropped int) {
 	if off < 0 {
 		off = len(msg)

@@ -148,6 +148,15 @@ func (s *sock) drain(bufs [][]byte, sizes []int, eps []conn.Endpoint) int {
 			}
 		}
 		msg := s.bufs[s.next][:m.Len]
+		if len(msg) == 0 {
+			// An empty datagram is handed out too (size 0), so the
+			// caller drops and counts it with the other malformed
+			// ones instead of it vanishing here uncounted.
+			sizes[filled], eps[filled] = 0, s.ep
+			filled++
+			s.next, s.off, s.ep = s.next+1, 0, nil
+			continue
+		}
 		f, off, dropped := splitGRO(msg, s.gso, s.off, bufs[filled:], sizes[filled:])
 		for i := filled; i < filled+f; i++ {
 			eps[i] = s.ep
