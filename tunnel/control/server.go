@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -41,8 +43,8 @@ type Config struct {
 	// Audit receives one line per audited request; nil logs nowhere.
 	Audit *slog.Logger
 	// Log receives the warning, at most one line per 10 s, that
-	// connections are refused for the connection limit (limit.go); nil
-	// logs nowhere.
+	// connections are refused for the connection limit (limit.go), and an
+	// error line for each handler that panicked; nil logs nowhere.
 	Log *slog.Logger
 
 	// credsOf reads a caller's credentials; nil is peerCreds. Tests set
@@ -57,6 +59,7 @@ type Server struct {
 	groups Groups
 	h      Handlers
 	audit  *slog.Logger
+	log    *slog.Logger // never nil: Config.Log or a discarding one
 	http   *http.Server
 	lim    *limiter // the connection limit, shared by all the sockets
 
@@ -98,6 +101,9 @@ func Listen(cfg Config) (*Server, error) {
 	s := &Server{path: SocketPath(cfg.Name), groups: cfg.Groups, h: cfg.Handlers, audit: cfg.Audit}
 	if s.audit == nil {
 		s.audit = slog.New(slog.DiscardHandler)
+	}
+	if s.log = cfg.Log; s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.lim = &limiter{groups: cfg.Groups, credsOf: cfg.credsOf, log: cfg.Log, now: cfg.now, open: map[*ctlConn]struct{}{},
 		byUser: map[shareKey]int{}}
@@ -185,7 +191,9 @@ func (s *Server) Paths() []string {
 }
 
 // ServeHTTP answers one request: parse, check the caller's role, run the
-// handler, audit. A panic in a handler becomes a 500 reply, not a crash.
+// handler, audit. A panic in a handler becomes a 500 reply, not a crash,
+// and is logged whatever the command: an audit line (status and metrics
+// have none otherwise) and an error line saying where it panicked.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	who := r.Context().Value(credsKey{})
 	cr, haveCreds := who.(Creds)
@@ -195,7 +203,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	audit := false
 	defer func() {
 		if p := recover(); p != nil {
-			outcome = fmt.Sprintf("failed: internal error: %v", p)
+			if cmd.Name == "" {
+				cmd.Name = "unknown"
+			}
+			audit, outcome = true, fmt.Sprintf("failed: internal error: %v", p)
+			s.log.Error("control request panicked", "command", cmd.Name, "panic", fmt.Sprint(p), "at", panicSite())
 			writeError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v", p))
 		}
 		if audit {
@@ -275,6 +287,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(append(out, '\n'))
+}
+
+// panicSite names where the panic being recovered was raised: the first
+// frames above runtime.gopanic that are not the runtime's own, as function
+// and file:line. Not a stack trace: that prints argument words, which can
+// be bytes of a key held in a value.
+func panicSite() string {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	var out []string
+	past := false
+	for len(out) < 4 {
+		f, more := frames.Next()
+		if past && !strings.HasPrefix(f.Function, "runtime.") {
+			out = append(out, fmt.Sprintf("%s (%s:%d)", f.Function, filepath.Base(f.File), f.Line))
+		}
+		past = past || f.Function == "runtime.gopanic"
+		if !more {
+			break
+		}
+	}
+	return strings.Join(out, " <- ")
 }
 
 // run calls cmd's handler; a nil one is ErrNotAvailable.
