@@ -140,6 +140,9 @@ type limiter struct {
 	credsOf func(*net.UnixConn) (Creds, error)
 	log     *slog.Logger
 	now     func() time.Time
+	// unserved audits a request that reached no handler (unserved.go);
+	// nil audits nothing.
+	unserved func(c *ctlConn, reply string)
 
 	mu   sync.Mutex
 	open map[*ctlConn]struct{} // admitted and not yet closed; guarded by mu
@@ -163,6 +166,10 @@ type ctlConn struct {
 	lim      *limiter
 	release  sync.Once
 	readAny  atomic.Bool // the server has read a byte: a request began
+	// dispatched: the request reached ServeHTTP, which audits it; else
+	// unserved does, once (unserved.go).
+	dispatched   atomic.Bool
+	unservedOnce sync.Once
 }
 
 func (c *ctlConn) Read(b []byte) (int, error) {
@@ -174,6 +181,9 @@ func (c *ctlConn) Read(b []byte) (int, error) {
 }
 
 func (c *ctlConn) Close() error {
+	if c.readAny.Load() && !c.dispatched.Load() {
+		c.unserved("") // bytes came, no request was served: cut off or timed out
+	}
 	err := c.UnixConn.Close()
 	c.release.Do(func() {
 		c.lim.mu.Lock()

@@ -116,6 +116,7 @@ func Listen(cfg Config) (*Server, error) {
 	if s.lim.log == nil {
 		s.lim.log = slog.New(slog.DiscardHandler)
 	}
+	s.lim.unserved = s.auditUnserved
 	for _, r := range roles {
 		g := cfg.Groups.of(r)
 		if r != RoleRead && !g.IsSet() {
@@ -150,6 +151,7 @@ func Listen(cfg Config) (*Server, error) {
 			if !ok {
 				return ctx
 			}
+			ctx = context.WithValue(ctx, connKey{}, cc)
 			if cc.credsErr != nil {
 				return context.WithValue(ctx, credsKey{}, credsError{cc.credsErr})
 			}
@@ -195,6 +197,9 @@ func (s *Server) Paths() []string {
 // and is logged whatever the command: an audit line (status and metrics
 // have none otherwise) and an error line saying where it panicked.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if cc, ok := r.Context().Value(connKey{}).(*ctlConn); ok {
+		cc.dispatched.Store(true) // audited here, not as unserved
+	}
 	who := r.Context().Value(credsKey{})
 	cr, haveCreds := who.(Creds)
 	var cmd Command
@@ -214,12 +219,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if cmd.Secret && arg != "" {
 				arg = "(given, not logged: key material)"
 			}
-			caller := []any{"uid", cr.UID, "gid", cr.GID, "pid", cr.PID}
-			if !haveCreds {
-				// The zero Creds would read as uid 0, root.
-				caller = []any{"uid", "unknown", "gid", "unknown", "pid", "unknown"}
-			}
-			s.audit.Info("audit", append(caller, "command", cmd.Name, "arg", arg, "outcome", outcome)...)
+			s.auditLine(cr, haveCreds, cmd.Name, arg, outcome)
 		}
 	}()
 	if !haveCreds {
@@ -287,6 +287,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(append(out, '\n'))
+}
+
+// auditLine writes one audit line: who asked, what, and how it ended.
+func (s *Server) auditLine(cr Creds, haveCreds bool, command, arg, outcome string) {
+	caller := []any{"uid", cr.UID, "gid", cr.GID, "pid", cr.PID}
+	if !haveCreds {
+		// The zero Creds would read as uid 0, root.
+		caller = []any{"uid", "unknown", "gid", "unknown", "pid", "unknown"}
+	}
+	s.audit.Info("audit", append(caller, "command", command, "arg", arg, "outcome", outcome)...)
 }
 
 // panicSite names where the panic being recovered was raised: the first
