@@ -202,7 +202,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	stopping := make(chan struct{})
 	running := newRunningConfig(cfg) // what control handlers read; stored after each reload below
 	collector := metrics.NewCollector(d.Status)
-	metricsHandler := metrics.Handler(collector)
+	metricsHandler := metrics.Handler(collector, log)
 	srv, err := control.Listen(control.Config{
 		Name:     name,
 		Groups:   controlGroups(cfg.Control),

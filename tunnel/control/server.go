@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
+
+	"stunnel/internal/panicsite"
 )
 
 // Handlers are what the daemon does for each command. A nil handler answers
@@ -212,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				cmd.Name = "unknown"
 			}
 			audit, outcome = true, fmt.Sprintf("failed: internal error: %v", p)
-			s.log.Error("control request panicked", "command", cmd.Name, "panic", fmt.Sprint(p), "at", panicSite())
+			s.log.Error("control request panicked", "command", cmd.Name, "panic", fmt.Sprint(p), "at", panicsite.Of())
 			writeError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v", p))
 		}
 		if audit {
@@ -297,28 +297,6 @@ func (s *Server) auditLine(cr Creds, haveCreds bool, command, arg, outcome strin
 		caller = []any{"uid", "unknown", "gid", "unknown", "pid", "unknown"}
 	}
 	s.audit.Info("audit", append(caller, "command", command, "arg", arg, "outcome", outcome)...)
-}
-
-// panicSite names where the panic being recovered was raised: the first
-// frames above runtime.gopanic that are not the runtime's own, as function
-// and file:line. Not a stack trace: that prints argument words, which can
-// be bytes of a key held in a value.
-func panicSite() string {
-	pcs := make([]uintptr, 64)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
-	var out []string
-	past := false
-	for len(out) < 4 {
-		f, more := frames.Next()
-		if past && !strings.HasPrefix(f.Function, "runtime.") {
-			out = append(out, fmt.Sprintf("%s (%s:%d)", f.Function, filepath.Base(f.File), f.Line))
-		}
-		past = past || f.Function == "runtime.gopanic"
-		if !more {
-			break
-		}
-	}
-	return strings.Join(out, " <- ")
 }
 
 // run calls cmd's handler; a nil one is ErrNotAvailable.

@@ -19,7 +19,7 @@ func BenchmarkScrape1000Peers(b *testing.B) {
 			RxBytes: 1 << 30, TxBytes: 1 << 31, LastHandshake: &hs, Handshakes: 9,
 			Drops: map[string]uint64{tunnel.DropReplayed: 1}})
 	}
-	h := Handler(NewCollector(func() tunnel.Status { return st }))
+	h := Handler(NewCollector(func() tunnel.Status { return st }), nil)
 	b.ReportAllocs()
 	var size int
 	for b.Loop() {

@@ -32,7 +32,7 @@ func TestDocumentedMetrics(t *testing.T) {
 	}
 	c := NewCollector(func() tunnel.Status { return st })
 	c.CountControlRefused(func() (uint64, uint64) { return 1, 1 }) // as the daemon does
-	served := servedMetrics(t, scrape(t, Handler(c)))
+	served := servedMetrics(t, scrape(t, Handler(c, nil)))
 
 	for name, s := range served {
 		d, ok := documented[name]

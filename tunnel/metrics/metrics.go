@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"stunnel/internal/panicsite"
 	"stunnel/tunnel"
 )
 
@@ -108,15 +110,41 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect takes one status snapshot and sends every metric from it.
+// descPanic names the error a scrape fails with when collecting panicked.
+var descPanic = prometheus.NewDesc("stunnel_collect_failed", "Collecting the tunnel's status failed.", nil, nil)
+
+// Collect takes one status snapshot and sends every metric from it, or,
+// if making them panics, none: one invalid metric instead, whose error
+// (the panic and where it was raised, never a stack trace) fails the
+// scrape with a 500 and reaches the log through Handler. The registry
+// would recover the panic itself, but serve the series sent before it
+// with a 200, and put a stack trace in its error, which goes to the
+// scraper.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var out []prometheus.Metric
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err := fmt.Errorf("collecting the tunnel's status panicked: %v (at %s)", p, panicsite.Of())
+				out = []prometheus.Metric{prometheus.NewInvalidMetric(descPanic, err)}
+			}
+		}()
+		c.collect(func(m prometheus.Metric) { out = append(out, m) })
+	}()
+	for _, m := range out {
+		ch <- m
+	}
+}
+
+// collect makes every metric of one status snapshot and gives each to emit.
+func (c *Collector) collect(emit func(prometheus.Metric)) {
 	st := c.status()
 	ifn := st.Name
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+		emit(prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...))
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		emit(prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
 	}
 	gauge(descInfo, 1, ifn, st.PeerID, st.PublicKey)
 	gauge(descPeers, float64(len(st.Peers)), ifn)
@@ -220,10 +248,23 @@ func refusalReason(s string) string {
 
 // Handler serves the collector in the Prometheus text format, with nothing
 // else registered (no Go runtime metrics: a scrape shows the tunnel only).
-func Handler(c *Collector) http.Handler {
+// A scrape's errors (a panic while collecting among them) go to log, one
+// error line each; nil logs nowhere.
+func Handler(c *Collector, log *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: 10 * time.Second})
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: 10 * time.Second}
+	if log != nil {
+		opts.ErrorLog = errorLog{log}
+	}
+	return promhttp.HandlerFor(reg, opts)
+}
+
+// errorLog is promhttp's error logger on a slog.Logger.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Println(v ...any) {
+	e.log.Error("metrics: " + strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
 // Server serves /metrics on a TCP address.

@@ -31,7 +31,7 @@ func TestCollectorText(t *testing.T) {
 			Refusals: []tunnel.Refusal{{PeerID: "x", Reason: "unknown peer id", Count: 2}, {PeerID: "y", Reason: "unknown peer id", Count: 3}, {Reason: "cipher mismatch: we want aes"}},
 		}
 	}
-	srv := httptest.NewServer(Handler(NewCollector(st)))
+	srv := httptest.NewServer(Handler(NewCollector(st), nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
 	if err != nil {
@@ -76,7 +76,7 @@ func TestCollectorText(t *testing.T) {
 }
 
 func TestListenServesOnlyGETMetrics(t *testing.T) {
-	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} })))
+	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} }), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestTicketKeysByState(t *testing.T) {
 	st := tunnel.Status{Name: "st0", TicketKeys: []tunnel.TicketKeyStatus{
 		{Name: "aa", State: "encrypt-decrypt"}, {Name: "bb", State: "pending"}, {Name: "cc", State: "pending"},
 	}}
-	text := scrape(t, Handler(NewCollector(func() tunnel.Status { return st })))
+	text := scrape(t, Handler(NewCollector(func() tunnel.Status { return st }), nil))
 	for _, want := range []string{
 		`stunnel_interface_ticket_keys{interface="st0",state="pending"} 2`,
 		`stunnel_interface_ticket_keys{interface="st0",state="encrypt-decrypt"} 1`,
@@ -135,7 +135,7 @@ func TestTicketKeysByState(t *testing.T) {
 // no such series (not a false 0).
 func TestControlRefusedConnections(t *testing.T) {
 	c := NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} })
-	h := Handler(c)
+	h := Handler(c, nil)
 	if text := scrape(t, h); strings.Contains(text, "stunnel_control_refused_connections_total") {
 		t.Errorf("a series before any count is known:\n%s", text)
 	}
@@ -181,7 +181,7 @@ func TestTenThousandPeersFitAReply(t *testing.T) {
 			st.Peers = append(st.Peers, tunnel.PeerStatus{ID: id, SessionID: "ab", LastHandshake: &hs,
 				RxBytes: 1 << 40, TxBytes: 1 << 40, RxPackets: 1 << 30, TxPackets: 1 << 30, Handshakes: 1 << 20})
 		}
-		return len(scrape(t, Handler(NewCollector(func() tunnel.Status { return st }))))
+		return len(scrape(t, Handler(NewCollector(func() tunnel.Status { return st }), nil)))
 	}
 	perPeer := size(101) - size(1)
 	if total := 100 * perPeer; total > control.MaxReply {
