@@ -71,9 +71,17 @@ func locateKeys(src []byte, md toml.MetaData) map[string]int {
 				curLine, curCol = l, c
 			}
 		}
-		p := indexed(k)
-		if _, seen := out[p]; !seen {
-			out[p] = curLine + 1
+		// A dotted key (a.b.c = 1) makes its tables a and a.b implicitly,
+		// and Keys lists no entry for them: they are on the key's line,
+		// where an unknown or mistyped one is to be reported.
+		first := len(k)
+		if len(k) > len(context) && hasPrefix(k, context) {
+			first = len(context) + 1
+		}
+		for i := first; i <= len(k); i++ {
+			if p := indexed(k[:i]); out[p] == 0 {
+				out[p] = curLine + 1
+			}
 		}
 	}
 	return out

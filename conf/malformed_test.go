@@ -34,6 +34,10 @@ func TestMalformed(t *testing.T) {
 		{"unknown key hint", iface + "listen_prot = 5\n", 6, `did you mean "listen_port"?`},
 		{"unknown peer key", iface + peerB + "endpiont = \"198.18.0.2:1\"\n", 10, `unknown key "endpiont" in [[peer]] #1`},
 		{"unknown session key", iface + "[session]\nrekey = \"3s\"\n", 7, `unknown key "rekey" in [session]`},
+		// A dotted key names a table only implicitly: its line is the key's.
+		{"unknown dotted key", iface + "mtu = 1420\nsession.rekey_after = \"3s\"\n", 7, `unknown key "session" in [interface]`},
+		{"unknown dotted peer key", iface + peerB + "\nfoo.bar.baz = 1\n", 11, `unknown key "foo" in [[peer]] #1`},
+		{"dotted key where a duration belongs", iface + peerB + "persistent_keepalive.x = \"25s\"\n", 10, "persistent_keepalive must be a duration string"},
 		{"misspelt array of tables at its header", iface + peerB + "[[peers]]\nid = \"c\"\n[[peers]]\nid = \"d\"\n", 10, `unknown key "peers" in the top level`},
 		{"interface as array", `[[interface]]
 name = "x"
