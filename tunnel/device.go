@@ -134,6 +134,10 @@ type Device struct {
 	peers atomic.Pointer[peerSet]
 	// reloadMu serializes Reload and Close.
 	reloadMu sync.Mutex
+	// endpoints lists the peers by their current endpoint's address, for
+	// the intake of cookie replies (takeCookie); its lock, and who writes
+	// it, are documented in endpointindex.go.
+	endpoints endpointIndex
 
 	indices     *indexTable
 	batch       int // the larger of the TUN's and the bind's batch size
@@ -371,6 +375,7 @@ func (d *Device) close(stopped func()) error {
 		for _, p := range list {
 			p.stop()
 		}
+		d.endpoints.clear()
 		if stopped != nil {
 			stopped()
 		}

@@ -163,20 +163,6 @@ func (d *Device) enqueueHandshake(q chan handshakeMessage, typ byte, msg []byte,
 	}
 }
 
-// takeCookie gives a cookie reply to the peer whose current endpoint it
-// comes from (only those were sent an initiation to answer) and returns
-// that peer if the reply opened with the mac1 of its last initiation, nil
-// otherwise. Linear in the number of peers; one AEAD open of 32 bytes per
-// peer that waits for a cookie at that endpoint.
-func (d *Device) takeCookie(msg []byte, ep conn.Endpoint) *Peer {
-	for _, p := range d.peers.Load().list {
-		if cur := p.currentEndpoint(); cur != nil && sameEndpoint(cur, ep) && p.sess.ConsumeCookieReply(msg) == nil {
-			return p
-		}
-	}
-	return nil
-}
-
 // priorityHandshakeWorker serves the initiations that proved a cookie. It
 // runs beside the ordinary workers, so however long their queue is, a
 // proven initiation waits only for other proven ones.

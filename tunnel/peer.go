@@ -37,8 +37,14 @@ type Peer struct {
 
 	// endpoint is where we send: from the config, then wherever the peer's
 	// authenticated packets last came from (roaming). Written by handshake
-	// and receive goroutines, read by the sender.
+	// and receive goroutines, only through storeEndpoint (under
+	// d.endpoints.mu, which lists the peer by it); read without a lock.
 	endpoint atomic.Pointer[conn.Endpoint]
+	// The peer's place in d.endpoints (endpointindex.go), guarded by
+	// d.endpoints.mu: listed under atKey, the next peer at that address.
+	atKey    netip.AddrPort
+	atListed bool
+	atNext   *Peer
 	// fo is the endpoint group: which configured endpoint is in use, the
 	// silence that moves to the next one, failovers (failover.go).
 	fo failover
@@ -186,7 +192,7 @@ func (p *Peer) setEndpoint(ap netip.AddrPort) {
 		p.d.warn.warn("endpoint-"+p.id, "unusable endpoint", "peer", p.id, "endpoint", ap.String(), "err", err)
 		return
 	}
-	p.endpoint.Store(&ep)
+	p.storeEndpoint(ep)
 }
 
 // enter admits work that would leave something with the peer (a queued

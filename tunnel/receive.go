@@ -322,10 +322,9 @@ func (p *Peer) roam(ep conn.Endpoint) {
 	}
 	// A new local address alone (the configured endpoint has none, or the
 	// host's addresses changed) is taken quietly: replies leave from it.
-	// Store a copy: &ep would move ep to the heap on every call, also on
-	// the usual one that returns above without storing anything.
-	moved := ep
-	p.endpoint.Store(&moved)
+	// storeEndpoint stores its own copy: &ep here would move ep to the
+	// heap on every call, also on the usual one that returns above.
+	p.storeEndpoint(ep)
 	if cur != nil && !sameEndpoint(cur, ep) {
 		p.d.log.Info("peer roamed", "peer", p.id, "from", cur.DstToString(), "to", ep.DstToString())
 	}

@@ -56,6 +56,7 @@ func (d *Device) Reload(cfg *conf.Config) error {
 	for _, p := range old.list {
 		if set.byID[p.id] != p {
 			p.stop()
+			d.endpoints.remove(p) // stopped first: nothing lists it again
 			p.clearSessions()
 			p.zeroSecrets()
 			d.host.Forget(p.id)

@@ -11,8 +11,8 @@ import (
 // must not allocate (it did: the endpoint went to the heap on every call).
 func TestRoamToTheSameEndpointAllocatesNothing(t *testing.T) {
 	var ep conn.Endpoint = &conn.StdNetEndpoint{AddrPort: netip.MustParseAddrPort("198.18.0.2:51820")}
-	p := &Peer{}
-	p.roam(ep) // first packet: stores it
+	p := &Peer{d: &Device{}} // a device for its endpoint index (storeEndpoint)
+	p.roam(ep)               // first packet: stores it
 	if got := p.currentEndpoint(); got != ep {
 		t.Fatalf("endpoint after the first packet: %v, want %v", got, ep)
 	}
