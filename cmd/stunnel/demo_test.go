@@ -150,3 +150,37 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 	assertCleanedUp(t, out.String())
 }
+
+// A Ctrl-C in the demo's first second reaches a daemon before `stunnel up`
+// catches signals, and it dies of the SIGTERM: that is a clean stop, not a
+// cleanup failure. A daemon that fails its stop still is one.
+func TestDemoStopDaemonSignalledEarly(t *testing.T) {
+	for _, c := range []struct {
+		script string // says "ready" once its signal disposition is set
+		ok     bool
+	}{
+		{"echo ready; exec sleep 30", true},                                 // default disposition: dies of SIGTERM
+		{"sleep 30 & trap 'kill $!; exit 0' TERM; echo ready; wait", true},  // catches it, exits 0
+		{"sleep 30 & trap 'kill $!; exit 1' TERM; echo ready; wait", false}, // fails its stop
+	} {
+		cmd := exec.Command("sh", "-c", c.script)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%q: read %q, %v", c.script, line, err)
+		}
+		h := &demoHost{ns: "test", cmd: cmd, exited: make(chan struct{})}
+		go func() { h.waitErr = cmd.Wait(); close(h.exited) }()
+		err = stopDaemon(h)
+		if (err == nil) != c.ok {
+			t.Errorf("%q: stopDaemon = %v, want ok=%v", c.script, err, c.ok)
+		}
+	}
+}
