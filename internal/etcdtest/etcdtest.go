@@ -33,19 +33,31 @@ type Member struct {
 	done      chan struct{}
 }
 
-// Binary is the etcd server binary used, found on PATH.
+// Binary is the etcd server binary used, found on PATH. It also makes sure
+// of etcdctl (Debian's etcd-client, which etcd-server only suggests):
+// WaitReady asks it whether a member is up, so without it every member
+// looked dead, "not healthy within 20s" under a log that says it leads.
 func Binary(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("etcd")
 	if err != nil {
-		// CI installs it (.ci/run) and must not skip: sudo there keeps
-		// STUNNEL_REQUIRE_NETNS but not CI.
-		if os.Getenv("CI") != "" || os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-			t.Fatal("etcd not found on PATH; .ci/run installs etcd-server")
-		}
-		t.Skip("etcd not found on PATH; install etcd-server")
+		missing(t, "etcd not found on PATH; install etcd-server")
+	}
+	if _, err := exec.LookPath("etcdctl"); err != nil {
+		missing(t, "etcdctl not found on PATH; install etcd-client (the tests ask it whether etcd is up)")
 	}
 	return p
+}
+
+// missing fails or skips the test for a program it needs. CI installs them
+// (.ci/run) and must not skip: sudo there keeps STUNNEL_REQUIRE_NETNS but
+// not CI.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" || os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
+		t.Fatal(msg + "; .ci/run installs it")
+	}
+	t.Skip(msg)
 }
 
 // freeLoopbackPort asks the kernel for a free port on 127.0.0.1.
