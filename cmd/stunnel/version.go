@@ -7,12 +7,19 @@ import (
 	"os"
 
 	"stunnel/internal/buildinfo"
+	"stunnel/pkcs11key"
 )
 
-// Optional features this binary can be built with. A build-tagged file
-// overrides the "no" with buildinfo.SetFeature from its init function.
+// Optional features this binary can be built with. A build-tagged file may
+// override a value with buildinfo.SetFeature from its init function.
+// PKCS#11 needs no tag: the token code is built whenever cgo is
+// (pkcs11key.Supported), as by `make build` with a C compiler present.
 func init() {
-	buildinfo.Declare("pkcs11", "no")
+	pkcs11 := "no"
+	if pkcs11key.Supported {
+		pkcs11 = "yes"
+	}
+	buildinfo.Declare("pkcs11", pkcs11)
 }
 
 func cmdVersion(args []string) int { return runVersion(args, os.Stdout, os.Stderr) }
