@@ -206,7 +206,7 @@ func (d *demo) writeConfigs() error {
 name = %q
 peer_id = %q
 private_key_file = "%s.key"
-state_file = "%s.state"
+state_file = "%s.state"   # demo only: on a real host leave it out (/var/lib/stunnel/NAME.state, which the unit can write)
 listen_port = %d
 address = [%q, %q]
 
