@@ -1,15 +1,17 @@
 // Package buildinfo is what `stunnel version` reports: the version, the Go
 // toolchain and the optional features compiled into this binary.
 //
-// Optional features live in files behind build tags; each such file adds
-// itself from an init function, so the version command never needs to know
-// which tags exist:
+// A feature that lives in files behind a build tag adds itself from an init
+// function there, so the version command never needs to know which tags
+// exist:
 //
-//	//go:build pkcs11
-//	func init() { buildinfo.SetFeature("pkcs11", "yes") }
+//	//go:build sometag
+//	func init() { buildinfo.SetFeature("sometag", "yes") }
 //
 // A feature that is known but compiled out is declared with its "no" value
 // where it is always built (see Declare), so `stunnel version` says so.
+// PKCS#11 needs no tag: it is built with cgo, and cmd/stunnel declares it
+// from pkcs11key.Supported.
 package buildinfo
 
 import (
