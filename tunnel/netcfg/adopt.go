@@ -93,7 +93,11 @@ func (l *Link) Prune(addrs []netip.Prefix) error {
 		p, ok := prefixOf(r.Dst)
 		// Only routes like the ones route() makes: static (boot), link
 		// scope, main table. Kernel routes (connected, link-local) differ.
-		if !ok || r.Protocol != unix.RTPROT_BOOT || r.Scope != netlink.SCOPE_LINK || r.Table != unix.RT_TABLE_MAIN {
+		// The scope tells only for IPv4: the kernel reports every IPv6
+		// route as universe scope (rt6_fill_node), whatever it was added
+		// with, so requiring link scope kept a removed peer's IPv6 route.
+		if !ok || r.Protocol != unix.RTPROT_BOOT || r.Table != unix.RT_TABLE_MAIN ||
+			(p.Addr().Is4() && r.Scope != netlink.SCOPE_LINK) {
 			continue
 		}
 		if _, ours := slices.BinarySearchFunc(l.routes, p, comparePrefix); ours || slices.Contains(l.skip, p) {
