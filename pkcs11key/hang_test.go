@@ -381,8 +381,9 @@ func TestOpenTimesOut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Open did not return at its deadline")
 	}
-	if o.k != nil || o.err == nil || !strings.Contains(o.err.Error(), `token "gw" did not answer within 30s`) {
-		t.Fatalf("Open with the token hung: %v, want its deadline error", o.err)
+	var e *Error
+	if o.k != nil || !errors.As(o.err, &e) || e.Kind != KindRuntime || !strings.Contains(o.err.Error(), `token "gw" did not answer within 30s`) {
+		t.Fatalf("Open with the token hung: %v, want its deadline error (KindRuntime: up exits 1 and is restarted)", o.err)
 	}
 	g.gate.answer()
 	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the module to be released", func() bool { return !moduleLoaded(g.u.ModulePath) })

@@ -59,14 +59,17 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 // tokenOpenExit is up's exit code when the token key does not open. A
 // token that is not there (yet) is a runtime failure, exit 1, which the
 // unit restarts every RestartSec: a USB token or an HSM slot that appears
-// after boot then brings the tunnel up without an operator. Everything else
-// stays exit 2, which the unit does not restart: above all a wrong PIN,
-// since every restart would spend one of the token's PIN tries until it
-// locks. check keeps exit 2 for all of them: it validates the config as it
+// after boot then brings the tunnel up without an operator. So is a token
+// that does not answer within Open's deadline (KindRuntime: a wedged
+// reader or pcscd, an unreachable network HSM): nothing in the config is
+// wrong, and a restart tries again once it answers. Everything else stays
+// exit 2, which the unit does not restart: above all a wrong PIN, since
+// every restart would spend one of the token's PIN tries until it locks.
+// check keeps exit 2 for all of them: it validates the config as it
 // stands now.
 func tokenOpenExit(err error) int {
 	var te *pkcs11key.Error
-	if errors.As(err, &te) && te.Kind == pkcs11key.KindToken {
+	if errors.As(err, &te) && (te.Kind == pkcs11key.KindToken || te.Kind == pkcs11key.KindRuntime) {
 		return exitRuntime
 	}
 	return exitBadConfig
