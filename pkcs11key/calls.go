@@ -7,8 +7,8 @@ import "github.com/miekg/pkcs11"
 // tokenCalls are the PKCS#11 calls a running Key makes on its token:
 // *pkcs11.Ctx, or in the tests a wrapper around it that can make a call
 // hang as a wedged token does (worker.go says why that matters). Module
-// set-up and tear-down (C_Initialize, C_Finalize: module.go) and key
-// generation go to *pkcs11.Ctx directly.
+// set-up and tear-down (C_Initialize, C_Finalize: module.go) and
+// C_GenerateKeyPair go to *pkcs11.Ctx directly.
 type tokenCalls interface {
 	GetSlotList(tokenPresent bool) ([]uint, error)
 	GetTokenInfo(slotID uint) (pkcs11.TokenInfo, error)

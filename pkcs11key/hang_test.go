@@ -400,3 +400,42 @@ func moduleLoaded(path string) bool {
 	defer modules.mu.Unlock()
 	return modules.m[path] != nil
 }
+
+// stuckFind is the module with a gate before C_FindObjectsInit, shut
+// until open is closed.
+type stuckFind struct {
+	tokenCalls
+	open    chan struct{}
+	waiting atomic.Int32
+}
+
+func (s *stuckFind) FindObjectsInit(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) error {
+	s.waiting.Add(1)
+	<-s.open
+	return s.tokenCalls.FindObjectsInit(sh, temp)
+}
+
+// TestGenerateTimesOut: a token that hangs while `genkey --pkcs11` makes
+// a key fails it at the deadline, as it fails Open, instead of holding the
+// command for as long as it hangs; the module is released once the call
+// returns.
+func TestGenerateTimesOut(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	u := mustParse(t, tok.URI("site-a"))
+	dl := &deadlines{ch: make(chan time.Time)}
+	stuck := &stuckFind{open: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := generate(u, "", dl.after, func(c tokenCalls) tokenCalls { stuck.tokenCalls = c; return stuck })
+		done <- err
+	}()
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "Generate waiting in the token", func() bool { return stuck.waiting.Load() == 1 })
+	dl.expire()
+	err := result(t, done, "Generate with the token hung")
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindRuntime || !strings.Contains(err.Error(), `token "gw" did not answer within 30s while making key "site-a"`) {
+		t.Fatalf("Generate with the token hung: %v, want its deadline error", err)
+	}
+	close(stuck.open)
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the module to be released", func() bool { return !moduleLoaded(u.ModulePath) })
+}

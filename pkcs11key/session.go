@@ -5,6 +5,7 @@ package pkcs11key
 import (
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -151,28 +152,66 @@ func findObjects(ctx tokenCalls, sess pkcs11.SessionHandle, u *URI, class uint) 
 // sensitive, never extractable, usable only for derivation, both objects
 // stored on the token under u's label and id. It tries the PKCS#11 3.0
 // Montgomery form and falls back to SoftHSM2's Edwards form. It refuses to
-// replace an existing key.
+// replace an existing key. A token that does not answer within openTimeout
+// fails it, as it fails Open (the rest, reading the public key back, is
+// Open's).
 func Generate(u *URI, pinFile string) (handshake.PublicKey, error) {
+	return generate(u, pinFile, time.After, nil)
+}
+
+// generate is Generate with the deadline's timer and, when not nil, a
+// wrapper of the module's calls (the tests make a call hang). A call into
+// the token cannot be interrupted (worker.go), so the key pair is made on a
+// goroutine of its own: when the deadline passes, the caller (`stunnel
+// genkey --pkcs11`, which exits then) gets an error, and the goroutine
+// ends and releases the module whenever the call returns.
+func generate(u *URI, pinFile string, after func(time.Duration) <-chan time.Time, wrap func(tokenCalls) tokenCalls) (handshake.PublicKey, error) {
 	if pinFile == "" {
 		pinFile = u.PinFile
 	}
+	done := make(chan error, 1) // the goroutine never blocks on it
+	go func() { done <- makeKeyPair(u, pinFile, wrap) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return handshake.PublicKey{}, err
+		}
+	case <-after(openTimeout):
+		return handshake.PublicKey{}, errorf(KindRuntime, nil, "%s did not answer within %v while making key %s (it may or may not have made it: see stunnel pubkey --pkcs11 URI)",
+			tokenName(u), openTimeout, objectName(u))
+	}
+	k, err := Open(u, pinFile)
+	if err != nil {
+		return handshake.PublicKey{}, err
+	}
+	defer k.Close()
+	return k.Public(), nil
+}
+
+// makeKeyPair is generate's token work: log in, refuse an existing key,
+// make the pair.
+func makeKeyPair(u *URI, pinFile string, wrap func(tokenCalls) tokenCalls) error {
 	ctx, err := loadModule(u.ModulePath)
 	if err != nil {
-		return handshake.PublicKey{}, err
+		return err
 	}
 	defer releaseModule(u.ModulePath)
-	sess, err := openSession(ctx, u, pinFile, true, nil)
-	if err != nil {
-		return handshake.PublicKey{}, err
+	var calls tokenCalls = ctx
+	if wrap != nil {
+		calls = wrap(calls)
 	}
-	defer ctx.CloseSession(sess)
+	sess, err := openSession(calls, u, pinFile, true, nil)
+	if err != nil {
+		return err
+	}
+	defer calls.CloseSession(sess)
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
-		objs, err := findObjects(ctx, sess, u, class)
+		objs, err := findObjects(calls, sess, u, class)
 		if err != nil {
-			return handshake.PublicKey{}, errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
+			return errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
 		}
 		if len(objs) > 0 {
-			return handshake.PublicKey{}, errorf(KindObject, nil, "%s already has a key %s; pick another object= (stunnel never replaces a key)", tokenName(u), objectName(u))
+			return errorf(KindObject, nil, "%s already has a key %s; pick another object= (stunnel never replaces a key)", tokenName(u), objectName(u))
 		}
 	}
 	var genErr error
@@ -189,14 +228,9 @@ func Generate(u *URI, pinFile string) (handshake.PublicKey, error) {
 		}
 	}
 	if genErr != nil {
-		return handshake.PublicKey{}, errorf(KindObject, genErr, "%s cannot make an X25519 key pair (neither CKM_EC_MONTGOMERY_KEY_PAIR_GEN nor SoftHSM2's X25519 CKM_EC_EDWARDS_KEY_PAIR_GEN worked)", tokenName(u))
+		return errorf(KindObject, genErr, "%s cannot make an X25519 key pair (neither CKM_EC_MONTGOMERY_KEY_PAIR_GEN nor SoftHSM2's X25519 CKM_EC_EDWARDS_KEY_PAIR_GEN worked)", tokenName(u))
 	}
-	k, err := Open(u, pinFile)
-	if err != nil {
-		return handshake.PublicKey{}, err
-	}
-	defer k.Close()
-	return k.Public(), nil
+	return nil
 }
 
 func keyTemplate(u *URI, class, keyType uint) []*pkcs11.Attribute {
