@@ -129,6 +129,16 @@ func ParseURI(s string) (*URI, error) {
 				return nil, fmt.Errorf("pkcs11 URI: %s is given twice", name)
 			}
 			seen[name] = true
+			// Refused before its value is decoded: a misspelt attribute
+			// may hold a secret (a PIN under another name), and a bad
+			// percent-encoding's error would quote part of it.
+			switch name {
+			case "module-path", "pin-source":
+			case "module-name":
+				return nil, errors.New("pkcs11 URI: module-name is not supported; give module-path=/path/to/module.so")
+			default:
+				return nil, fmt.Errorf("pkcs11 URI: unsupported query attribute %q (stunnel knows module-path and pin-source)", clip(name))
+			}
 			v, err := unescape(raw)
 			if err == nil {
 				err = checkText(v)
@@ -152,10 +162,6 @@ func ParseURI(s string) (*URI, error) {
 					p = p[2:]
 				}
 				u.PinFile = p
-			case "module-name":
-				return nil, errors.New("pkcs11 URI: module-name is not supported; give module-path=/path/to/module.so")
-			default:
-				return nil, fmt.Errorf("pkcs11 URI: unsupported query attribute %q (stunnel knows module-path and pin-source)", clip(name))
 			}
 		}
 	}

@@ -134,3 +134,23 @@ func hasPinValue(s string) bool {
 	}
 	return false
 }
+
+// A query attribute stunnel does not know is refused by its name alone:
+// its value may be a secret under a misspelt name (a PIN), so not even a
+// bad percent-encoding in it is quoted.
+func TestUnknownQueryAttributeValueNeverQuoted(t *testing.T) {
+	for _, uri := range []string{
+		"pkcs11:token=gw;object=k?module-path=/m.so&pin-valeu=12%g4",
+		"pkcs11:token=gw;object=k?pinvalue=9%z9&module-path=/m.so",
+	} {
+		_, err := ParseURI(uri)
+		if err == nil || !strings.Contains(err.Error(), "unsupported query attribute") {
+			t.Fatalf("ParseURI(%q): %v, want the attribute refused by name", uri, err)
+		}
+		for _, part := range []string{"%g4", "%z9", "g4", "z9"} {
+			if strings.Contains(err.Error(), part) {
+				t.Errorf("ParseURI(%q): error %q quotes part of the value (%q)", uri, err, part)
+			}
+		}
+	}
+}
