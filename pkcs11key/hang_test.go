@@ -439,3 +439,42 @@ func TestGenerateTimesOut(t *testing.T) {
 	close(stuck.open)
 	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the module to be released", func() bool { return !moduleLoaded(u.ModulePath) })
 }
+
+// failingLogin is the module with C_Login failing as err.
+type failingLogin struct {
+	tokenCalls
+	err error
+}
+
+func (f *failingLogin) Login(sh pkcs11.SessionHandle, userType uint, pin string) error { return f.err }
+
+// A token that goes away or fails during the login is a token problem
+// (KindToken: up exits 1 and the unit tries again), not a PIN problem
+// (KindPIN: exit 2, no restart), which would leave the tunnel down for
+// good after a token was pulled at the wrong moment. A wrong PIN stays
+// KindPIN.
+func TestLoginFailureKinds(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	u := mustParse(t, tok.URI("site-a"))
+	ctx, err := loadModule(u.ModulePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseModule(u.ModulePath)
+	for _, c := range []struct {
+		err  pkcs11.Error
+		want Kind
+	}{
+		{pkcs11.CKR_DEVICE_REMOVED, KindToken},
+		{pkcs11.CKR_TOKEN_NOT_PRESENT, KindToken},
+		{pkcs11.CKR_DEVICE_ERROR, KindToken},
+		{pkcs11.CKR_PIN_INCORRECT, KindPIN},
+		{pkcs11.CKR_PIN_EXPIRED, KindPIN},
+	} {
+		_, err := openSession(&failingLogin{tokenCalls: ctx, err: c.err}, u, tok.PinFile, false, nil)
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != c.want {
+			t.Errorf("login failing with %v: %v, want kind %v", c.err, err, c.want)
+		}
+	}
+}

@@ -112,7 +112,25 @@ func openSession(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pi
 	}
 	clear(pin)
 	_ = ctx.CloseSession(sess)
+	// The token going away or failing mid-login says nothing of the PIN:
+	// it is KindToken, which up exits 1 for, so the unit starts it again
+	// once the token is back. Anything else stays KindPIN (exit 2: no
+	// restart loop that could spend the token's PIN tries).
+	if errors.As(err, &pe) && tokenGone(pe) {
+		return 0, errorf(KindToken, err, "logging in to %s", tokenName(u))
+	}
 	return 0, errorf(KindPIN, err, "logging in to %s", tokenName(u))
+}
+
+// tokenGone reports whether a PKCS#11 error is the token or its session
+// failing, not a refusal of what was asked.
+func tokenGone(e pkcs11.Error) bool {
+	switch e {
+	case pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_ERROR,
+		pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED:
+		return true
+	}
+	return false
 }
 
 // findKey finds the one object of class (private or public key) that u names.
