@@ -176,6 +176,24 @@ func ParseURI(s string) (*URI, error) {
 	return u, nil
 }
 
+// KeyString is String without the PIN source: what names the key itself
+// (module and path attributes). A reload compares it, and the PIN file
+// apart, so that moving the PIN file between pin-source and
+// pkcs11_pin_file, or naming it by another path, is not taken for another
+// key.
+func (u *URI) KeyString() string {
+	c := *u
+	c.PinFile = ""
+	return c.String()
+}
+
+// SameKey reports whether uri (a URI's String, as a running Key gives it)
+// names the key that u names (KeyString).
+func SameKey(uri string, u *URI) bool {
+	v, err := ParseURI(uri)
+	return err == nil && v.KeyString() == u.KeyString()
+}
+
 // String is the URI in a canonical form (fixed attribute order, everything
 // outside the unreserved set percent-encoded). It holds no secret.
 func (u *URI) String() string {

@@ -50,7 +50,7 @@ func (d *Device) staticKeyChanged(i conf.Interface) bool {
 	named, _ := d.host.Config().Static.(namedKey)
 	switch {
 	case i.PKCS11 != nil:
-		return named == nil || named.URI() != i.PKCS11.URI.String()
+		return named == nil || !pkcs11key.SameKey(named.URI(), i.PKCS11.URI)
 	case named != nil:
 		return true
 	}

@@ -152,3 +152,29 @@ func TestStatusShowsTokenKey(t *testing.T) {
 		t.Fatalf("static_key of a key in the config: %+v, want none", st.StaticKey)
 	}
 }
+
+// The PIN source is not part of the key's name: a reload that moves the
+// same PIN file from the URI's pin-source to pkcs11_pin_file (conf gives
+// both as PKCS11Key.PinFile) names the running key and its PIN file, and is
+// taken; it was refused as "cannot change private key".
+func TestReloadMovesPINSourceOutOfTheURI(t *testing.T) {
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	withPin, err := pkcs11key.ParseURI("pkcs11:token=gw;object=a?module-path=/m.so&pin-source=file:/etc/stunnel/pin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := pkcs11key.ParseURI("pkcs11:token=gw;object=a?module-path=/m.so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := uriKey{handshake.MemoryKey(priv), withPin.String(), "/etc/stunnel/pin"}
+	d := &Device{host: session.NewHost(&handshake.Config{Static: key}, rekey.DefaultPolicy())}
+	moved := &conf.Config{Path: "st.toml", Interface: conf.Interface{PKCS11: &conf.PKCS11Key{URI: bare, PinFile: "/etc/stunnel/pin"}}}
+	if err := d.fixedSettingsChanged(moved); err != nil {
+		t.Fatalf("reload with the PIN file moved out of the URI: %v", err)
+	}
+	other := &conf.Config{Path: "st.toml", Interface: conf.Interface{PKCS11: &conf.PKCS11Key{URI: bare, PinFile: "/etc/stunnel/other-pin"}}}
+	if err := d.fixedSettingsChanged(other); err == nil || !strings.Contains(err.Error(), "pkcs11_pin_file") {
+		t.Fatalf("reload with another PIN file: %v, want it refused by name", err)
+	}
+}

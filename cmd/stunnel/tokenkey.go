@@ -83,7 +83,7 @@ func tokenOpenExit(err error) int {
 // pkcs11_require_local: the key was checked against it at start only.
 func reloadTokenPublicKey(cfg, running *conf.Config) error {
 	k, r := cfg.Interface.PKCS11, running.Interface.PKCS11
-	if k == nil || r == nil || k.URI.String() != r.URI.String() {
+	if k == nil || r == nil || k.URI.KeyString() != r.URI.KeyString() {
 		return nil
 	}
 	if k.RequireLocal != r.RequireLocal {
