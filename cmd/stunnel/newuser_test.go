@@ -79,6 +79,12 @@ func TestPubkeyFileArgument(t *testing.T) {
 	if _, _, code := runStunnel(t, "", "pubkey", path, path); code != 2 {
 		t.Errorf("pubkey with two files: exit %d, want 2", code)
 	}
+	// A file after --pkcs11 URI is refused, not ignored (the URI is never
+	// opened: the arguments are refused first).
+	_, stderr, code = runStunnel(t, "", "pubkey", "--pkcs11", "pkcs11:token=gw;object=a?module-path=/nonexistent.so", path)
+	if code != 2 || !strings.Contains(stderr, "unexpected argument") {
+		t.Errorf("pubkey --pkcs11 URI FILE: exit %d, stderr %q; want exit 2 naming the extra argument", code, stderr)
+	}
 }
 
 func TestCheckSaysOnePeer(t *testing.T) {

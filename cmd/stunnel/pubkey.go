@@ -38,6 +38,12 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	if pkcs11Given(fs) {
+		if file != "" {
+			// Not a file to read as well: the key is the token's. Refused,
+			// not ignored, so a script's mistake is seen.
+			fmt.Fprintf(stderr, "stunnel pubkey: unexpected argument %q: --pkcs11 URI reads the key from the token, not from a file\n", file)
+			return exitBadConfig
+		}
 		return runTokenKeyCommand("pubkey", *pkcs11URI, false, stdout, stderr)
 	}
 	if file != "" && file != "-" {
