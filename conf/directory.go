@@ -56,6 +56,9 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 			}
 			d.Endpoints = append(d.Endpoints, s)
 		}
+		if err := CheckEtcdSchemes(d.Endpoints); err != nil {
+			p.addf(line, "etcd_endpoints %v", err)
+		}
 	} else if _, present := t.m["etcd_endpoints"]; !present {
 		p.addf(t.line, "[directory] needs etcd_endpoints, e.g. [\"https://198.18.0.10:2379\"]")
 	}
@@ -178,6 +181,27 @@ func CheckEtcdEndpoint(s string) error {
 		return errors.New("uses plain http to a non-loopback host; use https with ca_file (and cert_file/key_file)")
 	}
 	return fmt.Errorf("has scheme %q; use https (http only on loopback)", u.Scheme)
+}
+
+// CheckEtcdSchemes refuses http:// beside https://: etcd's client speaks
+// the first endpoint's scheme to every member (clientv3
+// dialWithBalancer), so a loopback http:// listed first would send the
+// directory in clear to the https:// members across the network, where
+// anyone on the path could rewrite it.
+func CheckEtcdSchemes(endpoints []string) error {
+	var plain, secure string
+	for _, e := range endpoints {
+		if u, err := url.Parse(e); err == nil && u.Scheme == "http" {
+			plain = e
+		} else if err == nil && u.Scheme == "https" {
+			secure = e
+		}
+	}
+	if plain != "" && secure != "" {
+		return fmt.Errorf("mix http (%q) and https (%q): etcd's client uses the first one's scheme for every member, "+
+			"so one of them would get the other's; list only https members, or only loopback http ones", plain, secure)
+	}
+	return nil
 }
 
 // PrefixKeySpaces are the names right below a prefix where a fleet keeps

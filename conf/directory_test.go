@@ -27,7 +27,7 @@ func TestDirectoryValid(t *testing.T) {
 	etcdtest.MakeTLS(t, dir, []string{"198.18.0.10"}) // ca.pem, client.pem, client.key
 	src := expand(t, directoryBase+`
 [directory]
-etcd_endpoints = ["https://198.18.0.10:2379", "http://127.0.0.1:2379", "http://[::1]:2379"]
+etcd_endpoints = ["https://198.18.0.10:2379", "https://198.18.0.11:2379", "https://[2001:db8::1]:2379"]
 prefix = "/stunnel/overlay1/"
 ca_file = "ca.pem"
 cert_file = "client.pem"
@@ -44,6 +44,11 @@ records_within = ["198.19.0.0/16", "fd00::/8"]
 		d.KeyFile != filepath.Join(dir, "client.key") || d.CacheFile != "/var/lib/stunnel/st0.directory" || d.AdvertiseEndpoint != "198.18.0.1:51820" ||
 		len(d.RecordsWithin) != 2 || d.RecordsWithin[1] != netip.MustParsePrefix("fd00::/8") {
 		t.Fatalf("directory = %+v", d)
+	}
+	for _, eps := range []string{`["http://127.0.0.1:2379", "http://[::1]:2379", "http://localhost:2379"]`} {
+		if _, err := Parse("x.conf", []byte(expand(t, directoryBase)+"\n[directory]\netcd_endpoints = "+eps+"\nprefix = \"/s/\"\n")); err != nil {
+			t.Errorf("loopback http %s: %v", eps, err)
+		}
 	}
 	c, err = Parse("x.conf", []byte(expand(t, directoryBase)))
 	if err != nil || c.Directory != nil {
@@ -62,6 +67,9 @@ func TestDirectoryInvalid(t *testing.T) {
 	etcdtest.MakeTLS(t, dir, []string{"198.18.0.10"})
 	cases := []struct{ body, want string }{
 		{`etcd_endpoints = ["http://198.18.0.10:2379"]` + "\nprefix = \"/s/\"", "plain http to a non-loopback host"},
+		// etcd's client would speak the first one's scheme to both: plain gRPC to 198.18.0.10.
+		{`etcd_endpoints = ["http://127.0.0.1:2379", "https://198.18.0.10:2379"]` + "\nprefix = \"/s/\"", "mix http (\"http://127.0.0.1:2379\") and https"},
+		{`etcd_endpoints = ["https://198.18.0.10:2379", "http://[::1]:2379"]` + "\nprefix = \"/s/\"", "mix http"},
 		{`etcd_endpoints = ["ftp://127.0.0.1:2379"]` + "\nprefix = \"/s/\"", "use https"},
 		{`etcd_endpoints = ["https://198.18.0.10"]` + "\nprefix = \"/s/\"", "needs a host and a port"},
 		// url.Parse takes any digits for a port; a dial to them never works.

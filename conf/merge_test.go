@@ -29,7 +29,7 @@ endpoint = "gw.example.net:51820"
 allowed_ips = ["10.77.2.0/24"]
 
 [directory]
-etcd_endpoints = ["https://198.18.0.10:2379", "https://[2001:db8:e::10]:2379", "https://etcd.example.net:2379", "http://127.0.0.1:2379"]
+etcd_endpoints = ["https://198.18.0.10:2379", "https://[2001:db8:e::10]:2379", "https://etcd.example.net:2379", "https://127.0.0.1:2379"]
 prefix = "/stunnel/test/"
 cache_file = "st0.directory"
 `

@@ -54,6 +54,9 @@ func TLSConfig(d *conf.Directory) (*tls.Config, error) {
 // loops (the directory, the ticket ring): short dial timeouts and TCP
 // keepalives, so a dead member is noticed and the loop moves on.
 func DialWatcher(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
+	if err := conf.CheckEtcdSchemes(endpoints); err != nil {
+		return nil, fmt.Errorf("etcd endpoints %v", err) // conf refuses them first, with the line
+	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		TLS:                  tlsCfg,
@@ -66,6 +69,9 @@ func DialWatcher(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, erro
 
 // Dial makes an etcd client for one-shot commands (`stunnel directory`).
 func Dial(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
+	if err := conf.CheckEtcdSchemes(endpoints); err != nil {
+		return nil, fmt.Errorf("etcd endpoints %v", err) // conf refuses them first, with the line
+	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		TLS:         tlsCfg,
