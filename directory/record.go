@@ -91,8 +91,13 @@ func deeperKey(prefix, key string) bool {
 }
 
 // CheckRecordID refuses an ID that could not name a record: the ID is the
-// key's last part, so it has no "/".
+// key's last part, so it is not empty (PREFIX peers/ itself is no record,
+// and `directory delete ""` is bad input, not a missing record) and has no
+// "/".
 func CheckRecordID(id string) error {
+	if id == "" {
+		return errors.New("the peer ID is empty; a record's ID is the last part of its key, PREFIX peers/ID")
+	}
 	if strings.Contains(id, "/") {
 		return fmt.Errorf("id %q has a \"/\": a record's ID is the last part of its key, PREFIX peers/ID; use another character, such as \"-\"", id)
 	}

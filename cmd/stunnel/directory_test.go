@@ -83,6 +83,7 @@ func TestDirectoryCommand(t *testing.T) {
 		{"put", "-c", cfg, "-id", "x", "-public-key", pub, "-allowed-ips", "10.77.0.3/32", "-endpoint", "nope"},
 		{"put", "-c", cfg, "-id", "eu/x", "-public-key", pub, "-allowed-ips", "10.77.0.3/32"}, // an ID is the key's last part
 		{"delete", "-c", cfg, "eu/peers/x"},
+		{"delete", "-c", cfg, ""}, // no ID: the key PREFIX peers/ itself, which is no record
 		{"delete", "-c", cfg},
 		{"list", "-c", cfg, "-timeout", "0s"},
 		{"delete", "-c", cfg, "-timeout", "-1s", "host-b"},
