@@ -329,10 +329,27 @@ func (r *Ring) pruneUsedLocked(now time.Time) {
 		exps = append(exps, exp.UnixNano())
 	}
 	slices.Sort(exps)
-	cut := exps[len(exps)-keep-1] // forget every entry expiring at or before it
+	// Forget the entries expiring before the cut, then only as many of
+	// those expiring at it as the eighth needs. Many entries share one
+	// expiry (every ticket a key seals while auth time + reauth_after is
+	// past the key's end expires at that end: with one long-lived key in
+	// a key file, all of them), and forgetting every entry at the cut
+	// would empty the record instead of an eighth of it.
+	cut := exps[len(exps)-keep-1]
+	drop := len(exps) - keep
 	for h, exp := range r.used {
-		if exp.UnixNano() <= cut {
+		if exp.UnixNano() < cut {
 			delete(r.used, h)
+			drop--
+		}
+	}
+	for h, exp := range r.used {
+		if drop <= 0 {
+			break
+		}
+		if exp.UnixNano() == cut {
+			delete(r.used, h)
+			drop--
 		}
 	}
 }

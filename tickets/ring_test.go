@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/blake2s"
+
 	"stunnel/handshake"
 )
 
@@ -344,4 +346,47 @@ func TestCloseErasesKeysAndRefusesAfter(t *testing.T) {
 	}
 	var off *Ring // resumption off: run closes it all the same
 	off.Close()
+}
+
+// Tickets sealed by one key while their auth time + reauth_after is past
+// the key's end all expire at that end. A full record of them forgets an
+// eighth, as any full record does, not all of them: the rest stay refused.
+func TestUsedCacheBoundedSameExpiry(t *testing.T) {
+	clk := &manualClock{t: t0}
+	const max = 16
+	r := NewRing(Options{Now: clk.Now, MaxUsed: max})
+	var tks [][]byte
+	var sts []*handshake.TicketState
+	for i := 0; i < max+1; i++ {
+		st := state(clk.Now())
+		tk, err := r.Seal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && !st.Expiry.Equal(sts[0].Expiry) {
+			t.Fatalf("ticket %d expires at %v, ticket 0 at %v: want one expiry", i, st.Expiry, sts[0].Expiry)
+		}
+		tks, sts = append(tks, tk), append(sts, st)
+	}
+	for i := 0; i <= max; i++ {
+		if err := r.ConsumeTicket(tks[i], sts[i]); err != nil {
+			t.Fatalf("ticket %d, first use: %v", i, err)
+		}
+	}
+	if len(r.used) > max {
+		t.Fatalf("record holds %d entries, bound %d", len(r.used), max)
+	}
+	// Looked up, not consumed again: a second ConsumeTicket of a
+	// forgotten ticket records it anew and may prune others meanwhile.
+	kept := 0
+	for i := 0; i <= max; i++ {
+		if _, ok := r.used[blake2s.Sum256(tks[i])]; ok {
+			kept++
+		}
+	}
+	// max-max/8 kept, then the new one: at most an eighth forgotten.
+	if want := max - max/8 + 1; kept < want {
+		t.Fatalf("%d of %d used tickets still recorded after the record filled up, want at least %d (an eighth forgotten)", kept, max+1, want)
+	}
+	wantErr(t, r.ConsumeTicket(tks[max], sts[max]), handshake.ErrTicketReused, "the newest ticket, second use")
 }
