@@ -348,8 +348,8 @@ func TestControlSocketStaleAndPlanted(t *testing.T) {
 	n.writeConfig()
 	cmd := netns.Exec(ns, stunnelBin, "up", "-c", n.cfgPath)
 	cmd.Env = append(os.Environ(), "STUNNEL_RUN_DIR="+n.runDir)
-	out, err := cmd.CombinedOutput()
-	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "is a symlink, not a socket: not following it") {
+	out, code := upMustFail(t, cmd)
+	if code != 1 || !strings.Contains(out, "is a symlink, not a socket: not following it") {
 		t.Errorf("up over a planted symlink: exit %d, output:\n%s", code, out)
 	}
 	if fi, err := os.Lstat(sock); err != nil || fi.Mode()&os.ModeSymlink == 0 {

@@ -24,12 +24,12 @@ func TestPortInUseByDualStackSocket(t *testing.T) {
 	defer holder.Close()
 	n := l.newNode(ns, "host-p", "198.18.50.1", overA+"/24")
 	n.writeConfig()
-	out, err := netns.Exec(ns, stunnelBin, "up", "-c", n.cfgPath).CombinedOutput()
-	if code := exitCode(err); code != 1 {
+	out, code := upMustFail(t, netns.Exec(ns, stunnelBin, "up", "-c", n.cfgPath))
+	if code != 1 {
 		t.Fatalf("up with the port taken: exit %d, want 1:\n%s", code, out)
 	}
 	for _, want := range []string{"UDP port 51820 is already in use", "dual-stack IPv6", "ss -uapn", "listen_port"} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("error lacks %q:\n%s", want, out)
 		}
 	}
@@ -59,8 +59,8 @@ func TestInterfaceNameTaken(t *testing.T) {
 		{"held by another daemon", devName, "a TUN device named " + devName + " exists and another program holds it"},
 	} {
 		second.writeRaw(strings.Replace(second.config(), `name = "`+devName+`"`, `name = "`+c.iface+`"`, 1))
-		out, err := netns.Exec(nsA, stunnelBin, "up", "-c", second.cfgPath).CombinedOutput()
-		if code := exitCode(err); code != 1 || !strings.Contains(string(out), c.want) || strings.Contains(string(out), "CAP_NET_ADMIN") || strings.Count(string(out), "\n") != 1 {
+		out, code := upMustFail(t, netns.Exec(nsA, stunnelBin, "up", "-c", second.cfgPath))
+		if code != 1 || !strings.Contains(out, c.want) || strings.Contains(out, "CAP_NET_ADMIN") || strings.Count(out, "\n") != 1 {
 			t.Errorf("%s: up with name %q: exit %d, want 1 and one line saying %q:\n%s", c.name, c.iface, code, c.want, out)
 		}
 	}
