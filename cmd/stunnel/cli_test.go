@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"stunnel/handshake"
 )
@@ -31,22 +36,66 @@ func TestStunnelMainHelper(t *testing.T) {
 	os.Exit(99)
 }
 
-// runStunnel runs `stunnel args...` with stdin and returns its output and exit code.
+// runStunnelWait bounds every runStunnel: the slowest command the tests
+// run (a token key's up that fails) exits in a few seconds.
+const runStunnelWait = 2 * time.Minute
+
+// runStunnel runs `stunnel args...` with stdin and returns its output and
+// exit code. Several tests run `up` here, in the test's own network
+// namespace, expecting it to refuse before touching the system: if it
+// starts instead, it is killed after runStunnelWait and the test fails,
+// rather than hanging until go test's timeout, whose panic runs no cleanup
+// and would leave that daemon and its TUN device on the host.
 func runStunnel(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestStunnelMainHelper$", "--"}, args...)...)
+	stdout, stderr, code, err := runStunnelWithin(strings.NewReader(stdin), runStunnelWait, args...)
+	if err != nil {
+		t.Fatalf("%v; stdout %q, stderr %q", err, stdout, stderr)
+	}
+	return stdout, stderr, code
+}
+
+// runStunnelWithin is runStunnel's work: it kills the command after d (and
+// if this test binary dies) and then returns an error saying so.
+func runStunnelWithin(stdin io.Reader, d time.Duration, args ...string) (stdout, stderr string, code int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"-test.run=^TestStunnelMainHelper$", "--"}, args...)...)
 	cmd.Env = append(os.Environ(), "STUNNEL_TEST_RUN_MAIN=1")
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdin = stdin
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running stunnel %v: %v", args, err)
+	switch {
+	case ctx.Err() != nil:
+		return out.String(), errb.String(), -1, fmt.Errorf("stunnel %v still ran after %v; killed", args, d)
+	case errors.As(err, &ee):
+		return out.String(), errb.String(), ee.ExitCode(), nil
+	case err != nil:
+		return out.String(), errb.String(), -1, fmt.Errorf("running stunnel %v: %v", args, err)
 	}
-	return out.String(), errb.String(), code
+	return out.String(), errb.String(), 0, nil
+}
+
+// A command that does not exit (here pubkey, reading a stdin that never
+// ends) is killed and reported, not waited for.
+func TestRunStunnelKillsWhatDoesNotExit(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	start := time.Now()
+	_, _, _, err = runStunnelWithin(r, time.Second, "pubkey")
+	if err == nil || !strings.Contains(err.Error(), "still ran after") {
+		t.Fatalf("a command that never exits: err %v, want it killed and reported", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("took %v to give up after 1s", took)
+	}
 }
 
 func TestGenkeyPubkey(t *testing.T) {
