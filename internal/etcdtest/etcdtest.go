@@ -115,11 +115,17 @@ func newCluster(t testing.TB, ips, namespaces []string, tlsFiles *TLSFiles, port
 		scheme = "https"
 	}
 	for i, ip := range ips {
+		// Two draws can give one port (1 in 30000 in a namespace), and
+		// etcd then fails to bind its second listener.
+		clientPort, peerPort := port(ip), port(ip)
+		for peerPort == clientPort {
+			peerPort = port(ip)
+		}
 		m := &Member{
 			tls:       tlsFiles,
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(ip, fmt.Sprint(port(ip)))),
-			peerURL:   fmt.Sprintf("http://%s", net.JoinHostPort(ip, fmt.Sprint(port(ip)))),
+			ClientURL: fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(ip, fmt.Sprint(clientPort))),
+			peerURL:   fmt.Sprintf("http://%s", net.JoinHostPort(ip, fmt.Sprint(peerPort))),
 			dataDir:   filepath.Join(dir, fmt.Sprintf("m%d.etcd", i)),
 			token:     token,
 			logFile:   filepath.Join(dir, fmt.Sprintf("m%d.log", i)),

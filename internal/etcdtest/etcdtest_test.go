@@ -46,3 +46,14 @@ func TestBinaryNeedsEtcdctl(t *testing.T) {
 		}
 	}
 }
+
+// A member's client and peer ports differ even when the port source draws
+// the same number twice in a row.
+func TestNewClusterClientAndPeerPortsDiffer(t *testing.T) {
+	draws := []int{23000, 23000, 23000, 24000}
+	port := func(string) int { p := draws[0]; draws = draws[1:]; return p }
+	ms := newCluster(t, []string{"198.18.0.1"}, []string{"ns"}, nil, port)
+	if ms[0].ClientURL != "http://198.18.0.1:23000" || ms[0].peerURL != "http://198.18.0.1:24000" {
+		t.Fatalf("client %s, peer %s: want ports 23000 and 24000", ms[0].ClientURL, ms[0].peerURL)
+	}
+}
