@@ -116,6 +116,9 @@ func startDataCapture(t *testing.T, ns, ifname string) *dataCapture {
 	c.cmd = exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", ifname, "-n", "-U", "-s", "128",
 		"-Z", "root", "--immediate-mode", "-w", "-", "udp")
 	c.cmd.Stdout = &c.out
+	// As the daemons: a test binary killed by its timeout runs no
+	// cleanup, and tcpdump must not outlive it.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	c.stderr.ready = make(chan struct{})
 	c.cmd.Stderr = &c.stderr
 	if err := c.cmd.Start(); err != nil {
