@@ -1,6 +1,7 @@
 package rekey
 
 import (
+	"bytes"
 	"sync"
 	"time"
 )
@@ -21,6 +22,11 @@ type Keypairs struct {
 	previous *Keypair // guarded by mu
 	current  *Keypair // guarded by mu
 	next     *Keypair // guarded by mu; responder-side keypair not yet confirmed
+	// nextStale (guarded by mu): next is the peer's half of a crossing we
+	// won (Install). It opens the packets the peer sends under it until it
+	// switches to ours, but is never promoted: promoting it would make each
+	// side send under the other's session, and neither would rekey on time.
+	nextStale bool
 }
 
 // zeroAppend zeroes k (if any) and appends it to dropped.
@@ -34,14 +40,39 @@ func zeroAppend(dropped []*Keypair, k *Keypair) []*Keypair {
 
 // Install puts the keypair of a completed handshake in its slot.
 //
-// Initiator: kp becomes current at once. The old current becomes previous,
-// unless a responder-side next was pending: that one is more recent (the peer
-// may already send under it), so it becomes previous and the old current is
-// dropped. Responder: kp becomes next (an older pending next is dropped);
-// previous and current are untouched until Received promotes kp.
+// Responder: kp becomes next (an older pending next is dropped); previous
+// and current are untouched until Received promotes kp.
 //
-// It returns the keypairs it dropped, already zeroed.
+// Initiator: kp becomes current at once and the old current previous (the
+// peer sends under it until it sees kp). With a responder-side next
+// pending, both sides initiated at once and each answered the other
+// (crossing initiations): both sessions are valid, and left alone each
+// side would send under its own. Both sides would then hold a session they
+// initiated, rekey on time at the same instant, and cross again at every
+// rekey, each time dropping the key the peer was still sending under. So
+// the two sessions are told apart as both sides see them, by session ID:
+// the lower one wins. If kp is the higher, it is dropped (we yield) and
+// next stays pending, to be promoted when the peer's first packet under it
+// arrives; if kp wins, next is kept as stale (it opens, never promotes)
+// for the peer that may already send under it. Either way one session is
+// left, initiated by one side.
+//
+// It returns the keypairs it dropped, already zeroed; kp among them when
+// we yielded (kp.IsZeroed() tells). Install counts any pending next as a
+// crossing; InstallInitiated knows better.
 func (s *Keypairs) Install(kp *Keypair) (dropped []*Keypair) {
+	return s.InstallInitiated(kp, time.Time{})
+}
+
+// InstallInitiated is Install for our own keypair kp whose initiation was
+// sent at sent. A next made before that is no crossing: we answered the
+// peer's initiation before we sent ours, and the peer may have given up
+// on it (it yielded in a crossing of its own) or may use it (it had our
+// answer first). Neither side tie-breaks on it then, so we do not either:
+// it becomes previous, kp current, and the old current is dropped (the
+// peer moved to next before we initiated), which converges whichever the
+// peer does.
+func (s *Keypairs) InstallInitiated(kp *Keypair, sent time.Time) (dropped []*Keypair) {
 	if kp == nil {
 		return nil
 	}
@@ -49,17 +80,23 @@ func (s *Keypairs) Install(kp *Keypair) (dropped []*Keypair) {
 	defer s.mu.Unlock()
 	if !kp.Initiator {
 		dropped = zeroAppend(dropped, s.next)
-		s.next = kp
+		s.next, s.nextStale = kp, false
 		return dropped
 	}
-	dropped = zeroAppend(dropped, s.previous)
-	if s.next != nil {
-		dropped = zeroAppend(dropped, s.current)
-		s.previous = s.next
-		s.next = nil
-	} else {
-		s.previous = s.current
+	if s.next != nil && !s.nextStale {
+		if s.next.Created.Before(sent) {
+			dropped = zeroAppend(dropped, s.previous)
+			dropped = zeroAppend(dropped, s.current)
+			s.previous, s.current, s.next = s.next, kp, nil
+			return dropped
+		}
+		if bytes.Compare(kp.SessionID[:], s.next.SessionID[:]) > 0 {
+			return zeroAppend(dropped, kp)
+		}
+		s.nextStale = true
 	}
+	dropped = zeroAppend(dropped, s.previous)
+	s.previous = s.current
 	s.current = kp
 	return dropped
 }
@@ -78,19 +115,19 @@ func (s *Keypairs) Current(now time.Time) *Keypair {
 }
 
 // Received tells the slots that a packet authenticated under kp arrived. If kp
-// is next, it is promoted (previous=current, current=kp, next=nil; the old
+// is next (and not stale: Install), it is promoted (previous=current, current=kp, next=nil; the old
 // previous is dropped) and promoted is true: the caller then flushes its
 // pending queue and tells its Timers the handshake completed.
 func (s *Keypairs) Received(kp *Keypair) (promoted bool, dropped []*Keypair) {
 	s.mu.RLock()
-	isNext := kp != nil && s.next == kp
+	isNext := kp != nil && s.next == kp && !s.nextStale
 	s.mu.RUnlock()
 	if !isNext { // the common case: one read lock per packet
 		return false, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.next != kp { // promoted or replaced meanwhile
+	if s.next != kp || s.nextStale { // promoted, replaced or outvoted meanwhile
 		return false, nil
 	}
 	dropped = zeroAppend(dropped, s.previous)
@@ -143,7 +180,7 @@ func (s *Keypairs) Clear() (dropped []*Keypair) {
 	dropped = zeroAppend(dropped, s.previous)
 	dropped = zeroAppend(dropped, s.current)
 	dropped = zeroAppend(dropped, s.next)
-	s.previous, s.current, s.next = nil, nil, nil
+	s.previous, s.current, s.next, s.nextStale = nil, nil, nil, false
 	return dropped
 }
 

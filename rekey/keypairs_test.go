@@ -1,6 +1,7 @@
 package rekey
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -80,16 +81,63 @@ func TestInstallResponderWaitsForConfirmation(t *testing.T) {
 }
 
 // TestInstallInitiatorOverPendingNext: we were responder (next pending, the
-// peer may already send under it) and now complete our own initiation.
+// peer may already send under it) and now complete our own initiation: both
+// sides initiated at once. The lower session ID wins on both sides.
 func TestInstallInitiatorOverPendingNext(t *testing.T) {
+	p := DefaultPolicy()
+	for _, mineWins := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mineWins=%v", mineWins), func(t *testing.T) {
+			var s Keypairs
+			old, _ := pair(t, p, t0, 1, 2)
+			_, pend := pair(t, p, t0, 3, 4)
+			mine, _ := pair(t, p, t0, 5, 6)
+			mine.SessionID, pend.SessionID = [32]byte{1}, [32]byte{2}
+			if !mineWins {
+				mine.SessionID, pend.SessionID = pend.SessionID, mine.SessionID
+			}
+			s.Install(old)
+			s.Install(pend)
+			if !mineWins {
+				droppedAre(t, s.Install(mine), mine)
+				slotsAre(t, &s, nil, old, pend)
+				if promoted, _ := s.Received(pend); !promoted {
+					t.Fatal("the winning peer session was not promoted by its first packet")
+				}
+				slotsAre(t, &s, old, pend, nil)
+				return
+			}
+			droppedAre(t, s.Install(mine))
+			slotsAre(t, &s, old, mine, pend)
+			if promoted, _ := s.Received(pend); promoted {
+				t.Fatal("the losing peer session was promoted over ours")
+			}
+			slotsAre(t, &s, old, mine, pend)
+			// Our next rekey keeps the stale next until a new one replaces it.
+			newer, _ := pair(t, p, t0, 7, 8)
+			droppedAre(t, s.Install(newer), old)
+			slotsAre(t, &s, mine, newer, pend)
+			_, fresh := pair(t, p, t0, 9, 10)
+			droppedAre(t, s.Install(fresh), pend)
+			if promoted, _ := s.Received(fresh); !promoted {
+				t.Fatal("a responder session after a stale one was not promoted")
+			}
+		})
+	}
+}
+
+// TestInstallInitiatedOverOlderNext: we answered the peer's initiation
+// before we sent ours, so it is no crossing and nothing is tie-broken: the
+// peer's session becomes previous (the peer may send under it), ours current.
+func TestInstallInitiatedOverOlderNext(t *testing.T) {
 	p := DefaultPolicy()
 	var s Keypairs
 	old, _ := pair(t, p, t0, 1, 2)
 	_, pend := pair(t, p, t0, 3, 4)
-	mine, _ := pair(t, p, t0, 5, 6)
+	mine, _ := pair(t, p, at(time.Second), 5, 6)
+	mine.SessionID, pend.SessionID = [32]byte{2}, [32]byte{1} // would lose a tie-break
 	s.Install(old)
 	s.Install(pend)
-	droppedAre(t, s.Install(mine), old)
+	droppedAre(t, s.InstallInitiated(mine, at(time.Millisecond)), old)
 	slotsAre(t, &s, pend, mine, nil)
 }
 

@@ -24,9 +24,10 @@ type side struct {
 	timers  *Timers
 	queue   *Queue
 	byIndex map[uint32]*Keypair
-	dropped int      // queue evictions
-	got     []string // payloads received, in order
-	out     []packet // sealed by flush, for the test to deliver
+	dropped int       // queue evictions
+	got     []string  // payloads received, in order
+	out     []packet  // sealed by flush, for the test to deliver
+	sent    time.Time // when our pending initiation went out (zero: long ago)
 }
 
 func newSide(t *testing.T, name string, p Policy, pubByte byte) *side {
@@ -42,8 +43,8 @@ func (s *side) forget(dropped []*Keypair) {
 
 func (s *side) install(k *Keypair, now time.Time) {
 	s.byIndex[k.LocalIndex] = k
-	s.forget(s.kps.Install(k))
-	if k.Initiator {
+	s.forget(s.kps.InstallInitiated(k, s.sent))
+	if k.Initiator && !k.IsZeroed() { // zeroed: yielded to the peer's crossing session
 		s.timers.HandshakeCompleted(now)
 		s.flush(now)
 	}
@@ -220,50 +221,157 @@ func TestTwoSidesAcrossRekey(t *testing.T) {
 }
 
 // Both sides initiate at once and each answers the other's initiation (no
-// tie-break: an initiation is never left unanswered). Data flows both ways
-// at once: each side sends under the session it initiated and still opens
-// the peer's (previous), as in WireGuard; nobody waits for a retry.
-func TestCrossingInitiationsBothAnsweredConverge(t *testing.T) {
-	for _, priorSession := range []bool{false, true} {
-		t.Run(fmt.Sprintf("prior=%v", priorSession), func(t *testing.T) {
-			p := DefaultPolicy()
-			a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
-			now := t0
-			if priorSession {
-				handshake(t, p, a, b, now)
-				mustOpen(t, b, mustSeal(t, a, "hello", now), now)
-				now = now.Add(p.RejectAfterTime / 2)
-			}
-			for _, s := range []*side{a, b} {
-				s.timers.WantHandshake(now)
-				if s.timers.Due(now)&ActSendInitiation == 0 {
-					t.Fatalf("%s: no initiation", s.name)
-				}
-				s.timers.HandshakeInitiated(now)
-			}
-			now = now.Add(time.Millisecond)
-			// Each answers the other's initiation (installing it as next),
-			// then each gets the response to its own.
-			nextIndex += 4
-			ka, kaResp := pair(t, p, now, nextIndex, nextIndex+1)   // a's handshake
-			kb, kbResp := pair(t, p, now, nextIndex+2, nextIndex+3) // b's handshake
+// initiation is left unanswered). Whatever order each side sees the other's
+// initiation and its own response in, with data flowing both ways
+// throughout: no packet is lost, both sides end up sending under one
+// session, initiated by one side, and so only that side rekeys on time.
+// Before the tie-break, each side went on sending under the session it
+// initiated: both rekeyed at the same instant, crossed again at every
+// rekey, and each time dropped the key the other was still sending under.
+func TestCrossingInitiationsConvergeWithoutLoss(t *testing.T) {
+	// Each order calls arrive where the packets sealed under the old
+	// session before the installs arrive at the latest.
+	type step func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func())
+	orders := map[string]step{
+		// Both see the other's initiation before their own response.
+		"both-answer-first": func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()) {
 			b.install(kaResp, now)
 			a.install(kbResp, now)
 			a.install(ka, now)
 			b.install(kb, now)
-			mustOpen(t, b, mustSeal(t, a, "a1", now), now)
-			mustOpen(t, a, mustSeal(t, b, "b1", now), now)
-			mustOpen(t, b, mustSeal(t, a, "a2", now), now)
-			mustOpen(t, a, mustSeal(t, b, "b2", now), now)
-			for _, s := range []*side{a, b} {
-				if s.timers.Handshaking() {
-					t.Fatalf("%s: still handshaking", s.name)
-				}
+			arrive()
+		},
+		// A has its response before B's initiation; B the other way round.
+		"a-response-first": func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()) {
+			b.install(kaResp, now)
+			a.install(ka, now)
+			a.install(kbResp, now)
+			b.install(kb, now)
+			arrive()
+		},
+		"b-response-first": func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()) {
+			a.install(kbResp, now)
+			b.install(kb, now)
+			b.install(kaResp, now)
+			a.install(ka, now)
+			arrive()
+		},
+		// A answered B's initiation before it sent its own: no crossing
+		// for A, and B had its response before A's initiation.
+		"a-answered-before-initiating": func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()) {
+			kbResp.Created = now.Add(-time.Microsecond)
+			a.install(kbResp, now)
+			a.sent = now
+			b.install(kb, now)
+			b.install(kaResp, now)
+			arrive() // B sealed its last packet under the old session before it sent A's response
+			a.install(ka, now)
+		},
+	}
+	for name, order := range orders {
+		for _, prior := range []bool{false, true} {
+			for _, aWins := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/prior=%v/aWins=%v", name, prior, aWins), func(t *testing.T) {
+					crossing(t, order, prior, aWins)
+				})
 			}
-			if a.current(now) != ka || b.current(now) != kb {
-				t.Fatal("a side does not send under the session it initiated")
-			}
-		})
+		}
+	}
+}
+
+func crossing(t *testing.T, order func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()), prior, aWins bool) {
+	p := DefaultPolicy()
+	a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
+	now := t0
+	if prior {
+		handshake(t, p, a, b, now)
+		mustOpen(t, b, mustSeal(t, a, "hello", now), now)
+		now = now.Add(p.RejectAfterTime / 2)
+	}
+	for _, s := range []*side{a, b} {
+		s.timers.WantHandshake(now)
+		if s.timers.Due(now)&ActSendInitiation == 0 {
+			t.Fatalf("%s: no initiation", s.name)
+		}
+		s.timers.HandshakeInitiated(now)
+	}
+	now = now.Add(time.Millisecond)
+	nextIndex += 4
+	ka, kaResp := pair(t, p, now, nextIndex, nextIndex+1)   // a's handshake
+	kb, kbResp := pair(t, p, now, nextIndex+2, nextIndex+3) // b's handshake
+	low, high := [32]byte{1}, [32]byte{2}
+	if !aWins {
+		low, high = high, low
+	}
+	ka.SessionID, kaResp.SessionID, kb.SessionID, kbResp.SessionID = low, low, high, high
+
+	// Packets sealed before the installs, still in flight after them.
+	var inflight []packet
+	for _, s := range []*side{a, b} {
+		if pk, ok := s.seal(s.name+"-old", now); ok {
+			inflight = append(inflight, pk)
+		}
+	}
+	deliver := func(from, to *side, pk packet) {
+		t.Helper()
+		if err := to.open(pk, now); err != nil {
+			t.Fatalf("%s -> %s lost: %v", from.name, to.name, err)
+		}
+	}
+	order(a, b, ka, kaResp, kb, kbResp, now, func() {
+		if prior {
+			deliver(a, b, inflight[0])
+			deliver(b, a, inflight[1])
+		}
+	})
+	// Data both ways at once: each round both seal, then both open.
+	for round := range 4 {
+		var toB, toA []packet
+		toB, a.out = append(toB, a.out...), nil
+		toA, b.out = append(toA, b.out...), nil
+		if pk, ok := a.seal(fmt.Sprint("a", round), now); ok {
+			toB = append(toB, pk)
+		}
+		if pk, ok := b.seal(fmt.Sprint("b", round), now); ok {
+			toA = append(toA, pk)
+		}
+		for _, pk := range toB {
+			deliver(a, b, pk)
+		}
+		for _, pk := range toA {
+			deliver(b, a, pk)
+		}
+	}
+	if a.dropped+b.dropped != 0 || a.queue.Len()+b.queue.Len() != 0 {
+		t.Fatalf("packets still queued or dropped: A %d/%d, B %d/%d", a.queue.Len(), a.dropped, b.queue.Len(), b.dropped)
+	}
+	ca, cb := a.current(now), b.current(now)
+	if ca == nil || cb == nil || ca.SessionID != cb.SessionID {
+		t.Fatal("the two sides do not send under one session")
+	}
+	if ca.Initiator == cb.Initiator {
+		t.Fatalf("initiator flags A=%v B=%v: want exactly one side to own the session", ca.Initiator, cb.Initiator)
+	}
+	if a.sent.IsZero() { // a crossing on both sides: the lower session ID won
+		winner := kb
+		if aWins {
+			winner = ka
+		}
+		if ca != winner && cb != winner {
+			t.Fatal("the session with the higher ID won")
+		}
+	}
+	for _, s := range []*side{a, b} {
+		if s.timers.Handshaking() {
+			t.Fatalf("%s: still handshaking", s.name)
+		}
+	}
+	// At rekey_after, one side rekeys: no crossing again.
+	later := now.Add(p.RekeyAfterTime)
+	mustSeal(t, a, "a-late", later)
+	mustSeal(t, b, "b-late", later)
+	if a.timers.Handshaking() == b.timers.Handshaking() {
+		t.Fatalf("at rekey_after A handshaking=%v B handshaking=%v: want exactly one", a.timers.Handshaking(), b.timers.Handshaking())
 	}
 }
 

@@ -362,11 +362,15 @@ func (s *Session) unwrapResponse(msg []byte) (Result, error) {
 	if !ok || p == nil {
 		return Result{}, ErrUnknownIndex
 	}
-	if _, err := p.ConsumeResponse(idx, msg, p.ID(), s.now()); err != nil {
+	done, err := p.ConsumeResponse(idx, msg, p.ID(), s.now())
+	if err != nil {
 		if errors.Is(err, session.ErrNotPending) {
 			return Result{}, ErrUnknownIndex
 		}
 		return Result{}, err
+	}
+	if done.Yielded { // crossing initiations: the peer's session is confirmed by its first packet
+		return Result{}, nil
 	}
 	// Confirm the new key at once, so the responder may send under it.
 	keepalive, err := s.seal(nil, nil, sealKeepalive)

@@ -79,7 +79,7 @@ func (p *Peer) accept(sess *handshake.Session, proven handshake.PublicKey, idx u
 		p.reg.Release(idx)
 		return ErrPeerPSKChanged
 	}
-	kp, err := p.install(sess, idx, now)
+	kp, err := p.install(sess, idx, now, time.Time{})
 	if err != nil {
 		return err
 	}

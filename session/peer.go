@@ -67,7 +67,8 @@ type Peer struct {
 	timers              *rekey.Timers
 	initiation          pendingHandshake // our handshake (full or resumed) waiting for its response
 	initiationIndex     uint32
-	initiationEndpoint  string // where it went, for messages
+	initiationEndpoint  string    // where it went, for messages
+	initiationSent      time.Time // when it was made: a peer's session answered before it is no crossing
 	problem             Problem
 	lastHandshake       time.Time
 	lastFull            time.Time // last full handshake: reauth_after counts from it
@@ -239,7 +240,7 @@ func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int
 
 	p.mu.Lock()
 	p.abandonLocked()
-	p.initiation, p.initiationIndex, p.initiationEndpoint = hs, idx, endpoint
+	p.initiation, p.initiationIndex, p.initiationEndpoint, p.initiationSent = hs, idx, endpoint, now
 	if p.timers.Handshaking() {
 		attempt = p.timers.Attempts()
 	}
@@ -278,9 +279,13 @@ func (p *Peer) ConsumeCookieReply(msg []byte) error {
 
 // Completed describes a handshake that completed on our side.
 type Completed struct {
-	Keypair *rekey.Keypair
+	Keypair *rekey.Keypair // nil when Yielded
 	Cipher  handshake.Cipher
 	Resumed bool
+	// Yielded: both sides initiated at once and the peer's session won
+	// (rekey.Keypairs.Install): ours was dropped, nothing is confirmed, and
+	// the peer's confirmation of its session completes the handshake.
+	Yielded bool
 }
 
 // ConsumeResponse completes our handshake (full or resumed) with the
@@ -291,7 +296,7 @@ type Completed struct {
 // changes nothing: a forger cannot abort our handshake or write our Problem.
 func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Time) (Completed, error) {
 	p.mu.Lock()
-	in := p.initiation
+	in, sent := p.initiation, p.initiationSent
 	if in == nil || p.initiationIndex != idx {
 		p.mu.Unlock()
 		return Completed{}, ErrNotPending
@@ -319,12 +324,14 @@ func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Tim
 	p.initiation = nil // its index now belongs to the session
 	p.mu.Unlock()
 	in.Zero()
-	kp, err := p.install(sess, idx, now)
-	return Completed{Keypair: kp, Cipher: sess.Cipher, Resumed: sess.Resumed}, err
+	kp, err := p.install(sess, idx, now, sent)
+	return Completed{Keypair: kp, Cipher: sess.Cipher, Resumed: sess.Resumed, Yielded: kp == nil && err == nil}, err
 }
 
-// install makes a finished handshake's keys the peer's newest keypair.
-func (p *Peer) install(sess *handshake.Session, idx uint32, now time.Time) (*rekey.Keypair, error) {
+// install makes a finished handshake's keys the peer's newest keypair; it
+// returns nil, nil when a crossing initiation of the peer's won over ours.
+// sent is when our initiation was made (initiator only).
+func (p *Peer) install(sess *handshake.Session, idx uint32, now, sent time.Time) (*rekey.Keypair, error) {
 	kp, err := newKeypair(sess, now, p.host.Policy())
 	if err != nil {
 		p.reg.Release(idx)
@@ -335,7 +342,13 @@ func (p *Peer) install(sess *handshake.Session, idx uint32, now time.Time) (*rek
 	p.mu.Lock()
 	p.noteCipherLocked(kp, sess.Cipher)
 	p.mu.Unlock()
-	p.release(p.keypairs.Install(kp))
+	p.release(p.keypairs.InstallInitiated(kp, sent))
+	if kp.IsZeroed() {
+		// Crossing initiations, and the peer's session won
+		// (rekey.Keypairs.Install): ours is dropped, and the handshake
+		// completes when the peer confirms its own, which it does at once.
+		return nil, nil
+	}
 	if sess.Initiator {
 		p.mu.Lock()
 		p.completedLocked(now, sess.Resumed)

@@ -209,6 +209,10 @@ func (d *Device) handleResponse(m handshakeMessage) {
 		return
 	}
 	p.roam(m.from)
+	if done.Yielded { // the peer's confirmation of its session completes it (deliver)
+		d.log.Debug("both sides initiated at once: using the peer's session", "peer", p.id)
+		return
+	}
 	d.log.Info("handshake complete", "peer", p.id, "role", "initiator", "kind", kindOf(done.Resumed),
 		"cipher", done.Cipher.String(), "endpoint", m.from.DstToString())
 	// The initiator confirms the new key at once: queued packets if any,
