@@ -306,7 +306,13 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 
 	fns, port, err := d.bind.Open(uint16(cfg.Interface.ListenPort))
 	if err != nil {
+		// buildPeerSet may have started DNS lookups (background): they
+		// end with ctx, see the device closed (no "will retry", no
+		// initiation) and are waited for, so nothing of the failed device
+		// runs on after New returns, nor touches the keys zeroed below.
+		d.closeOnce.Do(func() { close(d.closed) })
 		d.cancel()
+		d.background.Wait()
 		d.zeroFailedStart(set.list)
 		return d, listenError(cfg.Interface.ListenPort, err)
 	}

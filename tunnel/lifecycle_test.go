@@ -2,7 +2,11 @@ package tunnel
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"net/netip"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,4 +153,65 @@ func (p *pair) stream(pkt []byte, stop <-chan struct{}, wg *sync.WaitGroup) {
 			}
 		}
 	}()
+}
+
+// logLines records log messages, for tests that check what was (not) said.
+type logLines struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logLines) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, string(b))
+	l.mu.Unlock()
+	return len(b), nil
+}
+
+func (l *logLines) contain(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// New failing after it started looking up a peer's DNS endpoint (here:
+// the listen port is taken) returns only once that lookup has ended, and
+// the lookup it abandoned is not reported as one that will be retried:
+// nothing of the failed device runs or logs on after New returned.
+func TestFailedStartLeavesNoLookupBehind(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var logs logLines
+	cfg := &conf.Config{
+		Path:      "a.toml",
+		Interface: conf.Interface{Name: "sta", PeerID: "alpha", PrivateKey: mustKey(t), ListenPort: 51820, MTU: 1420},
+		Peers: []conf.Peer{{ID: "beta", PublicKey: mustKey(t).PublicKey(), Endpoint: "gw.test:51820",
+			Endpoints: []string{"gw.test:51820"}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.2/32")}}},
+	}
+	var started, returned atomic.Bool
+	_, err := New(cfg, Options{TUN: newMemTUN(), Bind: busyBind{newMemNet().bind("198.18.0.1:51820")},
+		Now: newFakeClock().Now, TickInterval: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Resolve: func(ctx context.Context, hostport string) (netip.AddrPort, error) {
+			started.Store(true)
+			defer returned.Store(true)
+			<-ctx.Done() // a slow DNS server: the lookup ends when the device gives up
+			return netip.AddrPort{}, ctx.Err()
+		}})
+	if err == nil {
+		t.Fatal("New on a taken port succeeded")
+	}
+	if !started.Load() {
+		t.Fatal("no lookup started: the test no longer tests anything")
+	}
+	if !returned.Load() {
+		t.Error("New returned while its lookup still ran")
+	}
+	waitFor(t, 5*time.Second, "the failed device's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	if logs.contain("will retry") {
+		t.Error("the failed start's abandoned lookup was logged as one to retry")
+	}
 }

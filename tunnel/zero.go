@@ -25,7 +25,8 @@ func (d *Device) zeroDeviceSecrets() {
 // zeroFailedStart overwrites what New took in before it failed: the
 // sessions and tickets restored from a saved state, the peers' PSKs and the
 // static private key. Nothing has started yet (no peer, worker or reader
-// goroutine), so nothing else holds or uses them.
+// goroutine) or still runs (the caller waited for the DNS lookups), so
+// nothing else holds or uses them.
 func (d *Device) zeroFailedStart(peers []*Peer) {
 	for _, p := range peers {
 		p.clearSessions()
