@@ -145,6 +145,11 @@ func TestDaemonUnderTheUnitHoldsOnlyWhatItNeeds(t *testing.T) {
 		{"port below 1024", func(t *testing.T, n *node, config string) string {
 			return strings.Replace(config, fmt.Sprintf("listen_port = %d", listenPort), "listen_port = 1023", 1)
 		}, netAdmin | bindService},
+		// The metrics listener is bound after the narrowing: it used to
+		// fail with "bind: permission denied" (exit 1).
+		{"metrics 999", func(t *testing.T, n *node, config string) string {
+			return config + "\n[metrics]\nlisten = \"127.0.0.1:999\"\n"
+		}, netAdmin | bindService},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := newLab(t)

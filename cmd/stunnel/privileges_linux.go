@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -15,7 +16,8 @@ import (
 // Privileges (issue 12, finding 8). The daemon needs CAP_NET_ADMIN for its
 // whole life (the TUN device, addresses, routes, and routes again on
 // reload, SO_MARK, SO_RCVBUFFORCE) and CAP_NET_BIND_SERVICE only to bind a
-// listen_port below 1024, and CAP_CHOWN only when [control] names groups
+// listen_port or a [metrics] listen port below 1024, and CAP_CHOWN only
+// when [control] names groups
 // (to give the role sockets their group); it runs as uid 0 only so it can
 // read root-owned 0600 key files, which needs no capability. Everything
 // else is dropped.
@@ -40,16 +42,33 @@ const envNarrowed = "STUNNEL_CAPS_NARROWED"
 // the command line that started us.
 var startArgs = append([]string(nil), os.Args...)
 
-// keptCaps is the capability mask the daemon keeps for a listen port.
-func keptCaps(listenPort int, socketGroups bool) uint64 {
+// keptCaps is the capability mask the daemon keeps for the ports it binds
+// (boundPorts).
+func keptCaps(ports []int, socketGroups bool) uint64 {
 	c := uint64(1) << unix.CAP_NET_ADMIN
-	if listenPort > 0 && listenPort < 1024 {
-		c |= 1 << unix.CAP_NET_BIND_SERVICE
+	for _, p := range ports {
+		if p > 0 && p < 1024 {
+			c |= 1 << unix.CAP_NET_BIND_SERVICE
+		}
 	}
 	if socketGroups { // [control] groups: the sockets are given to groups root is not in
 		c |= 1 << unix.CAP_CHOWN
 	}
 	return c
+}
+
+// boundPorts are the ports `up` binds, for keptCaps: the UDP listen_port and
+// the [metrics] listener's TCP port (checked by conf; 0 when there is none).
+// The metrics listener is opened after the narrowing, so a port below 1024
+// there needs CAP_NET_BIND_SERVICE as much as a low listen_port does.
+func boundPorts(listenPort int, metricsListen string) []int {
+	ports := []int{listenPort}
+	if _, port, err := net.SplitHostPort(metricsListen); err == nil {
+		if n, err := strconv.Atoi(port); err == nil {
+			ports = append(ports, n)
+		}
+	}
+	return ports
 }
 
 // procCaps reads the Cap* masks of a process from /proc/PID/status ("self"
@@ -79,8 +98,8 @@ func procCaps(pid string) (map[string]uint64, error) {
 // narrowPrivileges re-executes the daemon holding only keptCaps, unless it
 // already holds no more than that. It returns only if nothing needed doing,
 // or with an error saying why it could not (the caller warns and runs on).
-func narrowPrivileges(listenPort int, socketGroups bool) error {
-	keep := keptCaps(listenPort, socketGroups)
+func narrowPrivileges(ports []int, socketGroups bool) error {
+	keep := keptCaps(ports, socketGroups)
 	caps, err := procCaps("self")
 	if err != nil {
 		return fmt.Errorf("reading our capabilities: %w", err)

@@ -51,12 +51,12 @@ func cmdUp(args []string) int {
 		return tokenOpenExit(err)
 	}
 	defer closeKey()
-	// Keep only CAP_NET_ADMIN (CAP_NET_BIND_SERVICE for a low port,
-	// CAP_CHOWN for the [control] groups' sockets):
+	// Keep only CAP_NET_ADMIN (CAP_NET_BIND_SERVICE for a low listen or
+	// metrics port, CAP_CHOWN for the [control] groups' sockets):
 	// re-executes on success (privileges_linux.go).
 	c := cfg.Control
 	socketGroups := c.Read.Name != "" || c.Operate.Name != "" || c.Officer.Name != ""
-	if err := narrowPrivileges(cfg.Interface.ListenPort, socketGroups); err != nil {
+	if err := narrowPrivileges(boundPorts(cfg.Interface.ListenPort, cfg.Metrics.Listen), socketGroups); err != nil {
 		log.Warn("running with more privileges than needed", "err", err.Error())
 	}
 	if path := os.Getenv("STUNNEL_CPUPROFILE"); path != "" {
