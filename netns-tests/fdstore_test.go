@@ -302,3 +302,76 @@ func TestFDStoreWithoutSystemd(t *testing.T) {
 		t.Fatalf("%s still exists after a stop without systemd", devName)
 	}
 }
+
+// TestFDStoreIgnoresOtherNamespace: the unit was moved into a network
+// namespace (a NetworkNamespacePath= drop-in) and restarted, so the store
+// still holds the device and sockets of the namespace it left. They are
+// not adopted: the device is not in the daemon's namespace (its addresses
+// and routes cannot be set there, and the start failed on every restart),
+// and the sockets would send by the old namespace's routes. The start makes
+// its own and the store forgets the old ones, so the old device goes.
+func TestFDStoreIgnoresOtherNamespace(t *testing.T) {
+	l := newLab(t)
+	nsOld, nsNew := l.ns("old"), l.ns("new")
+	n := l.newNode(nsOld, "host-b", underB, overB+"/24")
+	m := newServiceManager(t, l.dir)
+	n.startManaged(m)
+	waitFor(t, 5*time.Second, "the store to hold tun and udp4", func() bool {
+		s := strings.Join(m.names(), ",")
+		return strings.Contains(s, "tun") && strings.Contains(s, "udp4")
+	})
+	if code := n.stop(); code != 0 {
+		t.Fatalf("exit %d on SIGTERM, want 0", code)
+	}
+
+	n.ns = nsNew
+	n.startManaged(m)
+	for _, want := range []string{"not reusing the TUN device kept by systemd", "not reusing the UDP sockets kept by systemd"} {
+		if !strings.Contains(n.log(), want) {
+			t.Errorf("the log does not say %q", want)
+		}
+	}
+	port := ":" + strconv.Itoa(listenPort)
+	if out := l.run(nsNew, "ss", "-Hlun"); !strings.Contains(out, port) {
+		t.Errorf("no UDP socket on %s in the daemon's namespace:\n%s", port, out)
+	}
+	waitFor(t, 5*time.Second, "the old namespace's device to go", func() bool {
+		_, err := netns.Run(nsOld, "ip", "link", "show", "dev", devName)
+		return err != nil
+	})
+	if out := l.run(nsOld, "ss", "-Hlun"); strings.Contains(out, port) {
+		t.Errorf("the old namespace still has the UDP socket on %s:\n%s", port, out)
+	}
+	if code := n.stop(); code != 0 {
+		t.Fatalf("exit %d on SIGTERM, want 0", code)
+	}
+}
+
+// TestFDStoreLeavesSameNamedDeviceAlone: as above, but the new namespace
+// already has an interface of the tunnel's name (not ours). The kept
+// device's name matches it, yet it is another namespace's: adopting it set
+// that interface's MTU, addresses and routes. Now the start refuses the
+// name as with no store, and leaves the interface as it was.
+func TestFDStoreLeavesSameNamedDeviceAlone(t *testing.T) {
+	l := newLab(t)
+	nsOld, nsNew, nsPeer := l.ns("old"), l.ns("new"), l.ns("peer")
+	n := l.newNode(nsOld, "host-b", underB, overB+"/24")
+	m := newServiceManager(t, l.dir)
+	n.startManaged(m)
+	waitFor(t, 5*time.Second, "the store to hold tun", func() bool { return strings.Contains(strings.Join(m.names(), ","), "tun") })
+	if code := n.stop(); code != 0 {
+		t.Fatalf("exit %d on SIGTERM, want 0", code)
+	}
+	l.veth(nsNew, devName, "", nsPeer, "v0", "")
+	before := l.run(nsNew, "ip", "addr", "show", "dev", devName)
+
+	cmd := m.command(nsNew, stunnelBin, "up", "-c", n.cfgPath)
+	cmd.Env = append(cmd.Env, "STUNNEL_RUN_DIR="+n.runDir)
+	out, code := upMustFail(t, cmd)
+	if code != 1 || !strings.Contains(out, "not a TUN device") {
+		t.Errorf("exit %d, want 1 saying the name is taken by another kind of interface; output:\n%s", code, out)
+	}
+	if after := l.run(nsNew, "ip", "addr", "show", "dev", devName); after != before {
+		t.Errorf("the other interface %s was changed:\nbefore\n%s\nafter\n%s", devName, before, after)
+	}
+}

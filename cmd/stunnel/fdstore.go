@@ -63,6 +63,16 @@ func (s storedFDs) take(name string) int {
 func openDevice(cfg *conf.Config, fds storedFDs, log *slog.Logger) (dev *tundev.Device, inherited bool, err error) {
 	name := cfg.Interface.Name
 	if fd := fds.take(fdNameTUN); fd >= 0 {
+		if !inOurNetns(fd, unix.TUNGETDEVNETNS) {
+			// Checked before FromFD, which sets the MTU by name: here that
+			// name is another device or none.
+			log.Warn("not reusing the TUN device kept by systemd: it is in another network namespace (NetworkNamespacePath= changed?); creating a new one",
+				"interface", name)
+			unix.Close(fd)
+			_, _ = sdfd.Remove(fdNameTUN) // systemd's copy would keep the old device alive
+			dev, err = tundev.Create(name, cfg.Interface.MTU)
+			return dev, false, err
+		}
 		d, err := tundev.FromFD(fd, cfg.Interface.MTU)
 		switch {
 		case err != nil:
@@ -89,8 +99,17 @@ func mustName(d *tundev.Device) string {
 
 // newBind returns the UDP bind: one that adopts the sockets from systemd's
 // store at its first Open when there are any, else a fresh one.
-func newBind(fds storedFDs) conn.Bind {
+func newBind(fds storedFDs, log *slog.Logger) conn.Bind {
 	fd4, fd6 := fds.take(fdNameUDP4), fds.take(fdNameUDP6)
+	if fd4 >= 0 && (!inOurNetns(fd4, unix.SIOCGSKNS) || fd6 >= 0 && !inOurNetns(fd6, unix.SIOCGSKNS)) {
+		// A socket keeps the namespace it was made in: adopted, it would
+		// send by that namespace's routes and receive nothing sent here.
+		log.Warn("not reusing the UDP sockets kept by systemd: they are in another network namespace (NetworkNamespacePath= changed?); binding new ones")
+		unix.Close(fd4)
+		fd4 = -1
+		_, _ = sdfd.Remove(fdNameUDP4)
+		_, _ = sdfd.Remove(fdNameUDP6)
+	}
 	if fd4 < 0 {
 		if fd6 >= 0 {
 			unix.Close(fd6)
@@ -98,6 +117,25 @@ func newBind(fds storedFDs) conn.Bind {
 		return udpbind.New()
 	}
 	return udpbind.NewInherited(fd4, fd6)
+}
+
+// inOurNetns reports whether fd, a TUN device (req TUNGETDEVNETNS) or a
+// socket (SIOCGSKNS), belongs to this process's network namespace: both
+// ioctls return a descriptor of the fd's namespace. The store outlives a
+// restart into another namespace (a NetworkNamespacePath= drop-in), and
+// a device or socket from there must not be adopted. A kernel that cannot
+// tell (TUNGETDEVNETNS is Linux 5.2) gets true: adopted as before.
+func inOurNetns(fd int, req uint) bool {
+	ns, err := unix.IoctlRetInt(fd, req)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(ns)
+	var theirs, ours unix.Stat_t
+	if unix.Fstat(ns, &theirs) != nil || unix.Stat("/proc/thread-self/ns/net", &ours) != nil {
+		return true
+	}
+	return theirs.Dev == ours.Dev && theirs.Ino == ours.Ino
 }
 
 // baseBind is the udpbind.Bind under b (an inherited one embeds it), for

@@ -133,7 +133,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			err = errors.Join(err, link.Remove())
 		}
 	}()
-	bind, res := newBind(stored), &endpointResolver{}
+	bind, res := newBind(stored, log), &endpointResolver{}
 	if _, err := addFullTunnel(cfg, link, baseBind(bind), res, fullTunnelTable(cfg), log); err != nil {
 		dev.Close()
 		return err
