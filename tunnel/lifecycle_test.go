@@ -132,6 +132,12 @@ func TestCrossingInitiationAnsweredWhenOursIsLost(t *testing.T) {
 // stream keeps a's kernel sending pkt and b's kernel reading what arrives,
 // until stop closes; wg counts both goroutines.
 func (p *pair) stream(pkt []byte, stop <-chan struct{}, wg *sync.WaitGroup) {
+	streamBetween(p.a, p.b, pkt, stop, wg)
+}
+
+// streamBetween keeps from's kernel sending pkt and to's kernel reading
+// what arrives, until stop closes; wg counts both goroutines.
+func streamBetween(from, to *host, pkt []byte, stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -139,7 +145,7 @@ func (p *pair) stream(pkt []byte, stop <-chan struct{}, wg *sync.WaitGroup) {
 			select {
 			case <-stop:
 				return
-			case p.a.tun.toTunnel <- pkt:
+			case from.tun.toTunnel <- pkt:
 			}
 		}
 	}()
@@ -149,7 +155,7 @@ func (p *pair) stream(pkt []byte, stop <-chan struct{}, wg *sync.WaitGroup) {
 			select {
 			case <-stop:
 				return
-			case <-p.b.tun.fromTunnel:
+			case <-to.tun.fromTunnel:
 			}
 		}
 	}()

@@ -40,27 +40,7 @@ func TestReloadUnderTrafficBothWays(t *testing.T) {
 		halt := func() { once.Do(func() { close(stop); wg.Wait() }) }
 		t.Cleanup(halt)
 		p.stream(toB, stop, &wg)
-		wg.Add(2)
-		go func() { // b's kernel sends too, and a's reads what arrives
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case p.b.tun.toTunnel <- toA:
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-p.a.tun.fromTunnel:
-				}
-			}
-		}()
+		streamBetween(p.b, p.a, toA, stop, &wg) // b's kernel sends too, and a's reads what arrives
 
 		with, without := *p.a.cfg, *p.a.cfg
 		without.Peers = []conf.Peer{{ID: "gamma", PublicKey: mustKey(t).PublicKey(),
