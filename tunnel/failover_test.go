@@ -15,6 +15,19 @@ import (
 
 const deadGateway = "198.18.9.9:51820" // nothing listens there
 
+// reloadGroup reloads a with its peer's endpoint group changed to
+// [first, b].
+func (p *pair) reloadGroup(t *testing.T, first string) {
+	t.Helper()
+	changed := *p.a.cfg
+	changed.Peers = slices.Clone(p.a.cfg.Peers)
+	changed.Peers[0].Endpoints = []string{first, p.b.under}
+	changed.Peers[0].Endpoint = first
+	if err := p.a.dev.Reload(&changed); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // withGroup gives a's peer the endpoint group [first, b] with failover.
 func withGroup(first string) func(a, b *conf.Config) {
 	return func(a, b *conf.Config) {
@@ -170,14 +183,8 @@ func TestReloadEndpointGroup(t *testing.T) {
 		t.Fatalf("an unchanged reload moved the peer: %+v", s)
 	}
 
-	changed := *p.a.cfg
-	changed.Peers = slices.Clone(p.a.cfg.Peers)
 	other := "198.18.9.10:51820"
-	changed.Peers[0].Endpoints = []string{other, p.b.under}
-	changed.Peers[0].Endpoint = other
-	if err := p.a.dev.Reload(&changed); err != nil {
-		t.Fatal(err)
-	}
+	p.reloadGroup(t, other)
 	if s := p.a.peerStatus(t); s.Endpoint != other || !slices.Equal(s.StandbyEndpoints, []string{p.b.under}) {
 		t.Fatalf("a new group does not start at its first endpoint: endpoint %q standby %q", s.Endpoint, s.StandbyEndpoints)
 	}
@@ -283,14 +290,8 @@ func TestReloadedGroupGetsItsOwnSilence(t *testing.T) {
 	waitFor(t, 5*time.Second, "the first initiation", func() bool { return p.a.dev.peers.Load().list[0].sess.Initiating() })
 	p.clock.Advance(2900 * time.Millisecond) // deadGateway silent for almost failover_after
 
-	changed := *p.a.cfg
-	changed.Peers = slices.Clone(p.a.cfg.Peers)
 	other := "198.18.9.10:51820"
-	changed.Peers[0].Endpoints = []string{other, p.b.under}
-	changed.Peers[0].Endpoint = other
-	if err := p.a.dev.Reload(&changed); err != nil {
-		t.Fatal(err)
-	}
+	p.reloadGroup(t, other)
 	p.clock.Advance(200 * time.Millisecond)
 	p.a.dev.checkFailover(p.clock.Now())
 	if s := p.a.peerStatus(t); s.Endpoint != other || s.Failovers != 0 {

@@ -23,49 +23,27 @@ import (
 // members lost the role they still hold.
 func TestReloadKeepsStartControlAndMetrics(t *testing.T) {
 	r := startForReload(t, "\n[control]\noperate_group = \"users\"\n")
-	start, d, bind, log, logs, write, head := r.start, r.d, r.bind, r.log, &r.logs, r.write, r.head
-	want := start.Control
-
+	want := r.start.Control
 	// operate_group taken out, metrics added: both wait for a restart.
-	write(head + "\n[metrics]\nlisten = \"127.0.0.1:9586\"\n")
-	running := start
-	for i := 1; i <= 2; i++ {
-		next, rerr := reload(running, d, nil, bind, &endpointResolver{}, log, new(slog.LevelVar), nil)
-		if rerr != nil {
-			t.Fatalf("reload %d: %v", i, rerr)
-		}
-		running = next
-		if n := strings.Count(logs.String(), "[control] and [metrics] changes take effect at the next restart"); n != i {
-			t.Errorf("after reload %d: %d warnings that [control] and [metrics] wait for a restart, want %d\n%s", i, n, i, logs.String())
-		}
-		if running.Control != want || running.Metrics != start.Metrics {
+	r.write(r.head + "\n[metrics]\nlisten = \"127.0.0.1:9586\"\n")
+	r.reloadTwice(t, "[control] and [metrics] changes take effect at the next restart", func(i int, running *conf.Config) {
+		if running.Control != want || running.Metrics != r.start.Metrics {
 			t.Errorf("after reload %d: running [control] %+v [metrics] %+v; want the start's %+v %+v, which the daemon still uses",
-				i, running.Control, running.Metrics, want, start.Metrics)
+				i, running.Control, running.Metrics, want, r.start.Metrics)
 		}
-	}
+	})
 }
 
 // A [directory] added by a reload starts no watcher (that needs a restart):
 // the reload says so, every time, and does not pretend to run it.
 func TestReloadSaysAnAddedDirectoryWaits(t *testing.T) {
 	r := startForReload(t, "")
-	start, d, bind, log, logs, write, head := r.start, r.d, r.bind, r.log, &r.logs, r.write, r.head
-	added := head + "\n[directory]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/t/\"\nrecords_within = [\"198.19.0.0/16\"]\n"
-	write(added)
-	running := start
-	for i := 1; i <= 2; i++ {
-		next, rerr := reload(running, d, nil, bind, &endpointResolver{}, log, new(slog.LevelVar), nil)
-		if rerr != nil {
-			t.Fatalf("reload %d: %v", i, rerr)
-		}
-		running = next
-		if n := strings.Count(logs.String(), "[directory] was added; the directory starts at the next restart"); n != i {
-			t.Errorf("after reload %d: %d warnings that the added [directory] waits for a restart, want %d\n%s", i, n, i, logs.String())
-		}
+	r.write(r.head + "\n[directory]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/t/\"\nrecords_within = [\"198.19.0.0/16\"]\n")
+	r.reloadTwice(t, "[directory] was added; the directory starts at the next restart", func(i int, running *conf.Config) {
 		if running.Directory != nil {
 			t.Errorf("after reload %d: the running configuration has a [directory] no watcher reads", i)
 		}
-	}
+	})
 }
 
 // reloadTest is a device started from a config file that a test rewrites
@@ -105,4 +83,24 @@ func startForReload(t *testing.T, extra string) *reloadTest {
 	}
 	t.Cleanup(func() { r.d.Close() })
 	return r
+}
+
+// reloadTwice reloads the file twice, each from the configuration the one
+// before left running: each reload must succeed and log warning once more
+// (a change that waits for a restart is said at every reload), and check
+// sees what runs after it.
+func (r *reloadTest) reloadTwice(t *testing.T, warning string, check func(i int, running *conf.Config)) {
+	t.Helper()
+	running := r.start
+	for i := 1; i <= 2; i++ {
+		next, err := reload(running, r.d, nil, r.bind, &endpointResolver{}, r.log, new(slog.LevelVar), nil)
+		if err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		running = next
+		if n := strings.Count(r.logs.String(), warning); n != i {
+			t.Errorf("after reload %d: %d warnings %q, want %d\n%s", i, n, warning, i, r.logs.String())
+		}
+		check(i, running)
+	}
 }
