@@ -36,7 +36,11 @@ func runWithin(cmd *exec.Cmd, d time.Duration) (out string, code int, err error)
 	var buf lockedBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range cmd.ExtraFiles {
+		f.Close() // the child has its copies; ours would keep a stored TUN device alive
+	}
+	if err != nil {
 		return "", -1, fmt.Errorf("starting %s: %v", strings.Join(cmd.Args, " "), err)
 	}
 	done := make(chan error, 1)

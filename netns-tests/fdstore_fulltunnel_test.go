@@ -1,10 +1,13 @@
 package netnstests
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"stunnel/internal/netns"
 )
 
 // TestFDStoreFullTunnelRestarts: a full tunnel under a stand-in for systemd
@@ -87,6 +90,40 @@ func TestFDStoreFullTunnelRestarts(t *testing.T) {
 	fullTunnelUp("while no daemon runs")
 	a.startManaged(m)
 	fullTunnelUp("after the restart")
+	pingUntil(t, nsA, internet4, 40*time.Second)
+
+	// A start that fails after adopting the kept device (here: its metrics
+	// port is taken) exits 1, and systemd starts it again a few seconds
+	// later, as often as it fails. Meanwhile the device is still there:
+	// its addresses, routes and rules must stay too, or everything leaves
+	// in the clear until a start succeeds.
+	stop()
+	addrs := l.run(nsA, "ip", "addr", "show", "dev", devName)
+	routes := l.run(nsA, "ip", "route", "show", "dev", devName)
+	const metricsAddr = "127.0.0.1:9586"
+	var busy net.Listener
+	if err := netns.Do(nsA, func() (err error) { busy, err = net.Listen("tcp", metricsAddr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	a.Extra = "[metrics]\nlisten = \"" + metricsAddr + "\"\n"
+	a.writeConfig()
+	cmd := m.command(nsA, stunnelBin, "up", "-c", a.cfgPath)
+	cmd.Env = append(cmd.Env, "STUNNEL_RUN_DIR="+a.runDir)
+	if out, code := upMustFail(t, cmd); code != 1 || !strings.Contains(out, metricsAddr) {
+		t.Fatalf("a start whose metrics port is taken: exit %d, want 1 naming %s; output:\n%s", code, metricsAddr, out)
+	}
+	fullTunnelUp("after a failed start")
+	if got := l.run(nsA, "ip", "addr", "show", "dev", devName); got != addrs {
+		t.Fatalf("a failed start changed the kept device's addresses:\nbefore\n%s\nafter\n%s", addrs, got)
+	}
+	if got := l.run(nsA, "ip", "route", "show", "dev", devName); got != routes {
+		t.Fatalf("a failed start changed the kept device's routes:\nbefore\n%s\nafter\n%s", routes, got)
+	}
+	busy.Close()
+	a.Extra = ""
+	a.startManaged(m)
+	fullTunnelUp("after the start that followed a failed one")
 	pingUntil(t, nsA, internet4, 40*time.Second)
 
 	// systemctl stop, then start: the rules are the host's, not the

@@ -127,7 +127,13 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 			log.Warn("removing the last run's full tunnel", "err", err.Error())
 		}
 	}
-	keepLink := false // set once systemd holds the device: its addresses and routes outlive us
+	// The device's addresses and routes (and the full tunnel's rules) stay
+	// whenever the device outlives this process: systemd holds a copy of
+	// it, adopted from its store or handed to it once ready (storeFDs). A
+	// start that fails after adopting it is a restart loop under systemd
+	// (Restart=on-failure, exit 1): removing them would send the tunnel's
+	// traffic out in the clear until the next start puts them back.
+	keepLink := inherited
 	defer func() {
 		if !keepLink {
 			err = errors.Join(err, link.Remove())
@@ -229,7 +235,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 		log.Warn("cannot notify systemd", "err", err)
 	}
 	logBindInheritance(bind, log)
-	keepLink = storeFDs(dev, bind, log)
+	keepLink = storeFDs(dev, bind, log) || inherited
 	log.Info("ready", "interface", name, "control_socket", control.SocketPath(name))
 	// reloadAll is one reload, by SIGHUP or `stunnel reload`: the file is
 	// applied (or refused, cfg kept) and what else follows the running
