@@ -121,13 +121,15 @@ type Device struct {
 	ticketRing *tickets.Ring // nil: no resumption; rotated by the schedule
 	sched      *schedule     // runs the timers; nil when the test calls tick
 	cookies    *handshake.CookieChecker
+	// limiter is the per-source token bucket: each initiation under load
+	// is charged to it once, at the intake or else at the worker (see
+	// "Who charges the token bucket" in hsqueue.go). Safe for concurrent use.
 	limiter    *handshake.RateLimiter
 	load       *handshake.LoadMonitor
 	handshakeQ chan handshakeMessage
 	// handshakePrioQ holds initiations that proved a cookie (mac2) under
-	// load, each first allowed by queueLimiter (see hsqueue.go).
+	// load, each already charged to limiter at the intake (see hsqueue.go).
 	handshakePrioQ chan handshakeMessage
-	queueLimiter   *handshake.RateLimiter
 
 	// peers is the current configuration's peer set. It is replaced whole on
 	// reload (copy on write) and read without locks on the packet path.
@@ -287,7 +289,6 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.cookies = handshake.NewCookieChecker(d.host.PublicKey(), d.now, opt.Rand)
 	d.limiter = handshake.NewRateLimiter(d.now)
-	d.queueLimiter = handshake.NewRateLimiter(d.now)
 	d.handshakePrioQ = make(chan handshakeMessage, priorityQueueLen)
 	threshold := opt.HandshakeLoad
 	if threshold <= 0 {

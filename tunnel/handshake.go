@@ -17,6 +17,10 @@ type handshakeMessage struct {
 	msg  []byte
 	from conn.Endpoint
 	peer *Peer // a cookie reply: the peer that took it at the intake (msg is nil)
+	// admitted: an initiation that passed the load gates at the intake
+	// (mac2 proven, token taken), so admit lets it through unchecked and
+	// uncharged; see "Who charges the token bucket" in hsqueue.go.
+	admitted bool
 }
 
 // handshakeWorker serves the handshake queue: cheap MAC checks first, the
@@ -62,8 +66,14 @@ func addrPortOf(ep conn.Endpoint) netip.AddrPort {
 
 // admit runs the DoS gates in front of the responder's public-key work: under
 // load, a message without a valid mac2 gets a cookie reply instead, and
-// the per-source token bucket decides. False: stop here.
+// the per-source token bucket decides. A message the intake admitted has
+// passed them already, its token paid as it arrived: charged again here,
+// where the queue may deliver a source's messages in a bunch, it would pay
+// twice and a source within its rate could be refused. False: stop here.
 func (d *Device) admit(m handshakeMessage) bool {
+	if m.admitted {
+		return true
+	}
 	src := addrPortOf(m.from) // mac1 was checked before queueing (queueHandshake)
 	if !d.load.UnderLoad(len(d.handshakeQ)) {
 		return true
@@ -75,6 +85,8 @@ func (d *Device) admit(m handshakeMessage) bool {
 		}
 		return false
 	}
+	// Arrived before the load came on, so the intake did not charge it:
+	// this is its one charge.
 	if !d.limiter.Allow(src.Addr()) {
 		d.drops.add(dropRateLimited, 1)
 		return false

@@ -37,7 +37,7 @@ import (
 // priorityQueueLen) of copied messages of at most MaxResumptionSize bytes
 // (615), so the intake holds at most (1024+64) x (615 + ~64) bytes, 0.7 MiB,
 // whatever the flood; the token buckets are bounded by the limiter's table
-// (rateLimitMaxEntries, about 1 MiB each for queueLimiter and limiter).
+// (rateLimitMaxEntries, about 1 MiB).
 // What a flood does make resident is the UDP readers' 64 KiB receive
 // buffers: UDP_GRO packs flood datagrams into whole buffers, so pages that
 // stay untouched under light traffic fill up (measured: 9.6 MiB RSS before,
@@ -45,6 +45,24 @@ import (
 // TestHandshakeDuringValidMAC1Flood). Those buffers come from the pool and
 // are bounded by bufferLimit (device.go); they are kept for reuse, not
 // returned to the OS.
+//
+// Who charges the token bucket (d.limiter): each initiation under load
+// costs its source one token, once, at the first stage that sees it under
+// load:
+//
+//   - the intake, for one that arrives under load (or finds the ordinary
+//     queue full). It is charged here, as it arrives, because arrival times
+//     are the source's real rate: the queue behind can hold a source's
+//     messages and hand them to the worker all at once, and a bucket charged
+//     there would refuse a source that kept to its rate. What passes goes to
+//     the priority queue marked admitted, and the worker neither checks nor
+//     charges it again;
+//   - the worker (admit, handshake.go), for one that arrived before the load
+//     came on and waited in the ordinary queue: the intake let it through
+//     uncharged, so the worker's gate is its only one. (Charged at the
+//     worker's time, such a message can still meet a bunched bucket; it is
+//     rare, needs the load to come on while a source's messages wait, and
+//     costs the source one retry.)
 
 // priorityQueueLen is the capacity of the queue of mac2-proven initiations.
 // Each passed a per-source token bucket (RateLimitPerSecond, bursts of
@@ -109,21 +127,19 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 			d.drops.add(dropUnknownIndex, 1)
 			return
 		}
-		d.enqueueHandshake(d.handshakeQ, typ, msg, ep)
+		d.enqueueHandshake(d.handshakeQ, typ, msg, ep, false)
 		return
 	}
 	src := addrPortOf(ep)
 	if d.load.UnderLoad(len(d.handshakeQ)) {
 		// The token bucket decides before a slot is taken, or a reply is
-		// made. (The worker's own limiter, d.limiter, checks proven ones
-		// again at the same rate: a source within this bucket is within
-		// that one too.)
-		if !d.queueLimiter.Allow(src.Addr()) {
+		// made; this is the initiation's one charge (see above).
+		if !d.limiter.Allow(src.Addr()) {
 			d.drops.add(dropRateLimited, 1)
 			return
 		}
 		if d.cookies.CheckMAC2(msg, src) {
-			d.enqueueHandshake(d.handshakePrioQ, typ, msg, ep)
+			d.enqueueHandshake(d.handshakePrioQ, typ, msg, ep, true)
 			return
 		}
 		// Unproven under load: all it can get is a cookie, and that needs
@@ -139,7 +155,7 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 		// (within its source's token bucket: a flood from few addresses
 		// costs a map lookup each, not a reply each).
 		d.drops.add(dropRateLimited, 1)
-		if d.queueLimiter.Allow(src.Addr()) {
+		if d.limiter.Allow(src.Addr()) {
 			d.sendCookie(msg, src, ep)
 		}
 		d.warn.warnFrom(src.Addr(), "hs-queue-full", "handshake queue full: answering initiations with cookies (flood?)", "interface", d.name)
@@ -153,10 +169,11 @@ func (d *Device) sendCookie(msg []byte, src netip.AddrPort, ep conn.Endpoint) {
 	}
 }
 
-// enqueueHandshake copies msg into q, or drops it when q is full.
-func (d *Device) enqueueHandshake(q chan handshakeMessage, typ byte, msg []byte, ep conn.Endpoint) {
+// enqueueHandshake copies msg into q, or drops it when q is full. admitted:
+// it passed the load gates here (mac2 and the token bucket).
+func (d *Device) enqueueHandshake(q chan handshakeMessage, typ byte, msg []byte, ep conn.Endpoint, admitted bool) {
 	select {
-	case q <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep}:
+	case q <- handshakeMessage{typ: typ, msg: append([]byte(nil), msg...), from: ep, admitted: admitted}:
 	default:
 		d.drops.add(dropRateLimited, 1)
 		d.warn.warnFrom(addrPortOf(ep).Addr(), "hs-queue-full", "handshake queue full: dropping handshake messages (flood?)", "interface", d.name)
