@@ -206,3 +206,37 @@ func TestSourceOverItsRateIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// Forged initiations from a victim's address cannot lock the victim out:
+// anyone can send one without a cookie (mac2), and if those paid the
+// bucket of proven initiations, a flood of them would refuse the victim's
+// real handshakes for as long as it lasted.
+func TestForgedUnprovenFloodDoesNotRefuseProvenSource(t *testing.T) {
+	r := newBucketRig(t)
+	forger := handshake.NewCookieGenerator(r.d.host.PublicKey(), r.clock.Now) // our public key, no cookie
+	r.prove(t)
+	const proven = 5
+	forged := 0
+	for i := range proven {
+		for range 4 * handshake.RateLimitBurst {
+			msg := make([]byte, handshake.InitiationSize)
+			msg[0], msg[1] = handshake.MessageTypeInitiation, handshake.ProtocolVersion
+			forger.AddMACs(msg)
+			r.d.queueHandshake(msg, r.ep)
+			forged++
+		}
+		if i > 0 {
+			r.clock.Advance(interval)
+		}
+		r.send()
+	}
+	waitFor(t, 5*time.Second, "the victim's initiations to reach the public-key work", func() bool {
+		return r.d.drops[dropHandshakeFailed].Load() >= proven
+	})
+	if got := r.d.drops[dropHandshakeFailed].Load(); got != proven {
+		t.Fatalf("%d initiations reached the public-key work, want the victim's %d (none of the %d forged)", got, proven, forged)
+	}
+	if c := r.cookies.Load(); c == 0 || c > int64(handshake.RateLimitBurst+proven) {
+		t.Fatalf("%d cookie replies to %d forged initiations, want some, within the cookie bucket", c, forged)
+	}
+}

@@ -121,12 +121,17 @@ type Device struct {
 	ticketRing *tickets.Ring // nil: no resumption; rotated by the schedule
 	sched      *schedule     // runs the timers; nil when the test calls tick
 	cookies    *handshake.CookieChecker
-	// limiter is the per-source token bucket: each initiation under load
-	// is charged to it once, at the intake or else at the worker (see
-	// "Who charges the token bucket" in hsqueue.go). Safe for concurrent use.
-	limiter    *handshake.RateLimiter
-	load       *handshake.LoadMonitor
-	handshakeQ chan handshakeMessage
+	// limiter is the per-source token bucket of mac2-proven initiations:
+	// each one under load is charged to it once, at the intake or else at
+	// the worker (see "Who charges the token buckets" in hsqueue.go). Safe
+	// for concurrent use.
+	limiter *handshake.RateLimiter
+	// cookieLimiter bounds the cookie replies each source gets under load;
+	// unproven initiations pay it, never limiter (hsqueue.go). Safe for
+	// concurrent use.
+	cookieLimiter *handshake.RateLimiter
+	load          *handshake.LoadMonitor
+	handshakeQ    chan handshakeMessage
 	// handshakePrioQ holds initiations that proved a cookie (mac2) under
 	// load, each already charged to limiter at the intake (see hsqueue.go).
 	handshakePrioQ chan handshakeMessage
@@ -289,6 +294,7 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 	}
 	d.cookies = handshake.NewCookieChecker(d.host.PublicKey(), d.now, opt.Rand)
 	d.limiter = handshake.NewRateLimiter(d.now)
+	d.cookieLimiter = handshake.NewRateLimiter(d.now)
 	d.handshakePrioQ = make(chan handshakeMessage, priorityQueueLen)
 	threshold := opt.HandshakeLoad
 	if threshold <= 0 {

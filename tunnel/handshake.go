@@ -79,9 +79,8 @@ func (d *Device) admit(m handshakeMessage) bool {
 		return true
 	}
 	if !d.cookies.CheckMAC2(m.msg, src) {
-		reply, err := d.cookies.CreateReply(m.msg, src)
-		if err == nil {
-			_ = d.bind.Send([][]byte{reply}, m.from)
+		if !d.sendCookieWithin(m.msg, src, m.from) {
+			d.drops.add(dropRateLimited, 1)
 		}
 		return false
 	}

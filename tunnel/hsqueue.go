@@ -36,8 +36,8 @@ import (
 // Memory: the queues are channels of fixed capacity (handshakeQueueLen and
 // priorityQueueLen) of copied messages of at most MaxResumptionSize bytes
 // (615), so the intake holds at most (1024+64) x (615 + ~64) bytes, 0.7 MiB,
-// whatever the flood; the token buckets are bounded by the limiter's table
-// (rateLimitMaxEntries, about 1 MiB).
+// whatever the flood; the token buckets are bounded by the limiters' tables
+// (rateLimitMaxEntries, about 1 MiB each for limiter and cookieLimiter).
 // What a flood does make resident is the UDP readers' 64 KiB receive
 // buffers: UDP_GRO packs flood datagrams into whole buffers, so pages that
 // stay untouched under light traffic fill up (measured: 9.6 MiB RSS before,
@@ -46,9 +46,18 @@ import (
 // are bounded by bufferLimit (device.go); they are kept for reuse, not
 // returned to the OS.
 //
-// Who charges the token bucket (d.limiter): each initiation under load
-// costs its source one token, once, at the first stage that sees it under
-// load:
+// Who charges the token buckets. Under load there are two per source:
+// d.limiter for initiations that proved their source with a valid mac2,
+// d.cookieLimiter for the cookie replies the unproven ones get. Only a
+// proven initiation can take a token from the first: anyone can forge an
+// unproven initiation from a victim's address, and if those paid the same
+// bucket (as they once did) a flood of them would lock the victim's real,
+// proven handshakes out. A forged flood can still use up the victim's
+// cookie replies (as with a WireGuard that limited them), but a cookie
+// lasts two minutes (handshake.CookieRefresh) and the victim needs one.
+//
+// Each proven initiation under load costs its source one token of
+// d.limiter, once, at the first stage that sees it under load:
 //
 //   - the intake, for one that arrives under load (or finds the ordinary
 //     queue full). It is charged here, as it arrives, because arrival times
@@ -132,19 +141,22 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 	}
 	src := addrPortOf(ep)
 	if d.load.UnderLoad(len(d.handshakeQ)) {
-		// The token bucket decides before a slot is taken, or a reply is
-		// made; this is the initiation's one charge (see above).
+		// mac2 first (one keyed hash): which bucket pays depends on it.
+		if !d.cookies.CheckMAC2(msg, src) {
+			// Unproven under load: all it can get is a cookie, and that
+			// needs no queue and no worker.
+			if !d.sendCookieWithin(msg, src, ep) {
+				d.drops.add(dropRateLimited, 1)
+			}
+			return
+		}
+		// The token bucket decides before a slot is taken; this is the
+		// initiation's one charge (see above).
 		if !d.limiter.Allow(src.Addr()) {
 			d.drops.add(dropRateLimited, 1)
 			return
 		}
-		if d.cookies.CheckMAC2(msg, src) {
-			d.enqueueHandshake(d.handshakePrioQ, typ, msg, ep, true)
-			return
-		}
-		// Unproven under load: all it can get is a cookie, and that needs
-		// no queue and no worker.
-		d.sendCookie(msg, src, ep)
+		d.enqueueHandshake(d.handshakePrioQ, typ, msg, ep, true)
 		return
 	}
 	select {
@@ -155,11 +167,21 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 		// (within its source's token bucket: a flood from few addresses
 		// costs a map lookup each, not a reply each).
 		d.drops.add(dropRateLimited, 1)
-		if d.limiter.Allow(src.Addr()) {
-			d.sendCookie(msg, src, ep)
-		}
+		_ = d.sendCookieWithin(msg, src, ep)
 		d.warn.warnFrom(src.Addr(), "hs-queue-full", "handshake queue full: answering initiations with cookies (flood?)", "interface", d.name)
 	}
+}
+
+// sendCookieWithin answers an initiation with a cookie reply for its
+// source, within the source's cookie bucket: a flood from few addresses
+// costs a map lookup each, not a reply each.
+// False: the bucket refused it, and nothing was sent.
+func (d *Device) sendCookieWithin(msg []byte, src netip.AddrPort, ep conn.Endpoint) bool {
+	if !d.cookieLimiter.Allow(src.Addr()) {
+		return false
+	}
+	d.sendCookie(msg, src, ep)
+	return true
 }
 
 // sendCookie answers an initiation with a cookie reply for its source.
