@@ -97,6 +97,9 @@ func TestTakeoverIssuanceNeverPauses(t *testing.T) {
 		return st.Role == "follower" && st.Rotator == leader.s.opt.Identity
 	})
 	cli := dial(t, m)
+	// Caught up with an etcd that holds no key yet is no proof of anything:
+	// wait for the rotator's first.
+	waitFor(t, 10*time.Second, "the rotator's first key in etcd", func() bool { return records(t, cli) >= 1 })
 	leader.caughtUp(t, cli, clk.Now())
 	follower.caughtUp(t, cli, clk.Now())
 	if len(follower.ring.Keys()) != 1 {
