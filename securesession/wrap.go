@@ -403,19 +403,25 @@ func (s *Session) unwrapResumption(msg []byte) (Result, error) {
 		return Result{}, handshake.ErrBadMAC1
 	}
 	idx := s.reg.Reserve()
-	resp, sess, st, err := s.host.ConsumeResumption(msg, idx)
+	// The ticket's peer must be this Session's (or become it) before the
+	// shared ring spends the ticket: a resumption steered here from another
+	// Session of the server would otherwise burn its owner's ticket.
+	// peerFor binds a Session that has no peer yet, as an authenticated
+	// initiation does, so no other peer can take it between this check and
+	// the Accept.
+	var p *session.Peer
+	resp, sess, st, err := s.host.ConsumeResumptionFor(msg, idx, func(st *handshake.TicketState) error {
+		var err error
+		if p, err = s.peerFor(st.PeerID); err != nil {
+			return err
+		}
+		return p.MayResume(st)
+	})
 	if err != nil {
 		s.reg.Release(idx)
 		if resp != nil {
 			return Result{Send: [][]byte{resp}}, err
 		}
-		return Result{}, err
-	}
-	p, err := s.peerFor(sess.PeerID)
-	if err != nil {
-		s.reg.Release(idx)
-		sess.Zero()
-		st.Zero()
 		return Result{}, err
 	}
 	if err := p.AcceptResumed(sess, st, idx, s.now()); err != nil {

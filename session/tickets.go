@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"time"
 
 	"stunnel/handshake"
@@ -43,11 +44,57 @@ func (h *Host) ticketPolicy() *ticketPolicy {
 // answers it (message 6), after the holder's DoS gates. On success the
 // holder hands sess and st to the named Peer's AcceptResumed.
 func (h *Host) ConsumeResumption(msg []byte, localIndex uint32) ([]byte, *handshake.Session, *handshake.TicketState, error) {
+	return h.ConsumeResumptionFor(msg, localIndex, nil)
+}
+
+// ConsumeResumptionFor is ConsumeResumption with the holder's own check of
+// the opened ticket (nil: none), run once message 5 has authenticated
+// (ticket, peer, Noise message, timestamp) and before the ticket is
+// recorded as used. A holder that may refuse the resumption afterwards (a
+// securesession bound to another peer) refuses it here instead: a
+// resumption steered to where it is refused must not spend the ticket its
+// owner still needs. The one-use record stays the last step, atomic in the
+// ring, so no check here lets a ticket be taken twice.
+func (h *Host) ConsumeResumptionFor(msg []byte, localIndex uint32, check func(*handshake.TicketState) error) ([]byte, *handshake.Session, *handshake.TicketState, error) {
 	issuer := h.ticketPolicy().issuer
-	if issuer == nil {
+	switch {
+	case issuer == nil:
 		return h.responder.ConsumeResumption(msg, localIndex, nil)
+	case check != nil:
+		return h.responder.ConsumeResumption(msg, localIndex, checkedOpener{issuer, check})
 	}
 	return h.responder.ConsumeResumption(msg, localIndex, issuer)
+}
+
+// checkedOpener runs a holder's check before the ring spends a ticket.
+type checkedOpener struct {
+	handshake.TicketOpener
+	check func(*handshake.TicketState) error
+}
+
+func (o checkedOpener) ConsumeTicket(ticket []byte, st *handshake.TicketState) error {
+	if err := o.check(st); err != nil {
+		return err
+	}
+	return o.TicketOpener.ConsumeTicket(ticket, st)
+}
+
+// MayResume reports whether a ticket opened for a resumption was issued to
+// this Peer as it is set up: to its static key and, when the ticket names
+// one, under its pre-shared key. AcceptResumed refuses the same, with the
+// same errors, once the ticket is spent; a holder asks first (in the check
+// of Host.ConsumeResumptionFor) so a refusal costs the ticket's owner
+// nothing. The holder has found this Peer by st.PeerID.
+func (p *Peer) MayResume(st *handshake.TicketState) error {
+	// As in accept: public keys in plain comparison, the tag (which stands
+	// for a secret) in constant time; cfg.PublicKey and pskTag are immutable.
+	if st.PeerStatic != p.cfg.PublicKey {
+		return ErrPeerKeyChanged
+	}
+	if st.HasPSKTag && subtle.ConstantTimeCompare(st.PSKTag[:], p.pskTag[:]) != 1 {
+		return ErrPeerPSKChanged
+	}
+	return nil
 }
 
 // heldTicket is a ticket a peer gave us (we were the initiator), with the
