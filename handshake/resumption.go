@@ -173,8 +173,9 @@ func localMAC1Key(cfg *Config) [32]byte {
 
 // ConsumeResumption authenticates message 5 and answers it with message 6.
 // The checks, in order (docs/PROTOCOL.md 10.5): framing, mac1, the ticket
-// (open: key, integrity, expiry, reauth_after), the peer it names (still
-// configured, same static key and pre-shared key), the Noise message under
+// (open: key, integrity, expiry, reauth_after), the responder it names (our
+// own static key), the peer it names (still configured, same static key
+// and pre-shared key), the Noise message under
 // the ticket's PSK, the timestamp (growing per peer, shared with
 // initiations), one use of the ticket. A ticket that does not open leaves
 // no state behind.
@@ -211,6 +212,14 @@ func (r *Responder) ConsumeResumption(msg []byte, localIndex uint32, open Ticket
 }
 
 func (r *Responder) resume(msg, ticket []byte, localIndex uint32, open TicketOpener, st *TicketState) ([]byte, *Session, error) {
+	// A ticket resumes only at the identity that issued it: interfaces of
+	// other static keys may share the ticket keys (one key file copied
+	// where it should not be), and would otherwise stand in for the issuer
+	// with the keys they derive from the ticket. Public keys: a plain
+	// comparison. No responder has the zero key.
+	if st.ResponderStatic.IsZero() || st.ResponderStatic != r.local.pub {
+		return nil, nil, fmt.Errorf("%w: issued by another responder identity (its ticket keys are shared with a static key other than ours)", ErrTicketInvalid)
+	}
 	if r.cfg.Peers == nil {
 		return nil, nil, fmt.Errorf("%w: no peers configured", ErrUnknownPeer)
 	}

@@ -31,7 +31,7 @@ func TestInteropReferenceResumption(t *testing.T) {
 	b.peers["ref"] = PeerInfo{PublicKey: iPubKey, PresharedKey: pairPSK}
 	rs := [32]byte{1, 2, 3}
 	ticket := []byte("an opaque ticket of any length")
-	o := &fakeOpener{states: map[string]TicketState{string(ticket): {PeerID: "ref", PeerStatic: iPubKey, ResumptionSecret: rs}}, used: map[string]bool{}}
+	o := &fakeOpener{states: map[string]TicketState{string(ticket): {PeerID: "ref", PeerStatic: iPubKey, ResumptionSecret: rs, ResponderStatic: b.pub}}, used: map[string]bool{}}
 	ePriv := make([]byte, 32)
 	ePriv[0] = 9
 	ePub := refDH(t, ePriv, curve25519.Basepoint)

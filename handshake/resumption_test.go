@@ -47,7 +47,7 @@ func resumeSetup(t testing.TB, clk *fakeclock.Clock, a, b *host) (*fakeOpener, [
 	}
 	ticket := bytes.Repeat([]byte{0xab}, 200)
 	o := &fakeOpener{states: map[string]TicketState{}, used: map[string]bool{}}
-	o.states[string(ticket)] = TicketState{PeerID: a.id, PeerStatic: a.pub, ResumptionSecret: sb.ResumptionSecret, AuthTime: clk.Now()}
+	o.states[string(ticket)] = TicketState{PeerID: a.id, PeerStatic: a.pub, ResumptionSecret: sb.ResumptionSecret, AuthTime: clk.Now(), ResponderStatic: b.pub}
 	return o, ticket, sa.ResumptionSecret
 }
 
@@ -268,5 +268,34 @@ func TestRefusalReason(t *testing.T) {
 		if got := RefusalReason(err); got != want {
 			t.Errorf("RefusalReason(%v) = %q, want %q", err, got, want)
 		}
+	}
+}
+
+// A ticket resumes only at the responder identity it names
+// (TicketState.ResponderStatic): one naming another static key, as a
+// gateway of another identity sharing the ticket keys would issue, or
+// naming none, is refused before anything is recorded, and the same
+// ticket still resumes once it names this responder.
+func TestResumptionAtAnotherResponderRefused(t *testing.T) {
+	clk, a, b := pair(t)
+	o, ticket, secret := resumeSetup(t, clk, a, b)
+	genuine := o.states[string(ticket)]
+	for _, other := range []PublicKey{a.pub, {}} {
+		st := genuine
+		st.ResponderStatic = other
+		o.states[string(ticket)] = st
+		clk.Advance(time.Second)
+		_, msg := a.resumeMsg(t, b, ticket, &secret, 1)
+		resp, s, _, err := b.resp.ConsumeResumption(msg, 2, o)
+		wantErr(t, err, ErrTicketInvalid, "a ticket naming another responder")
+		if resp != nil || s != nil || len(o.used) != 0 {
+			t.Fatal("a refused ticket was answered or spent")
+		}
+	}
+	o.states[string(ticket)] = genuine
+	clk.Advance(time.Second)
+	_, msg := a.resumeMsg(t, b, ticket, &secret, 1)
+	if _, _, _, err := b.resp.ConsumeResumption(msg, 2, o); err != nil {
+		t.Fatalf("the ticket naming this responder: %v", err)
 	}
 }

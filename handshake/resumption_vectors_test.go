@@ -42,7 +42,7 @@ func TestResumptionVectors(t *testing.T) {
 	var rs [32]byte
 	copy(rs[:], fill32(0x33))
 	ticket := bytes.Repeat([]byte{0x44}, 16)
-	o := &fakeOpener{states: map[string]TicketState{string(ticket): {PeerID: "initiator", PeerStatic: iPubKey, ResumptionSecret: rs}}, used: map[string]bool{}}
+	o := &fakeOpener{states: map[string]TicketState{string(ticket): {PeerID: "initiator", PeerStatic: iPubKey, ResumptionSecret: rs, ResponderStatic: rPriv.PublicKey()}}, used: map[string]bool{}}
 
 	ePriv := fill32(0x55)
 	ePub, _ := curve25519.X25519(ePriv, curve25519.Basepoint)

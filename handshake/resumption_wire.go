@@ -15,9 +15,8 @@ import (
 // around them and the refusals. docs/PROTOCOL.md section 10 is the reference.
 
 // MaxTicketLen bounds a ticket on the wire (message 5, the new-ticket message).
-// stunnel's own tickets are 244 bytes (212 before they carried the PSK tag;
-// tickets/); the bound leaves room for a later ticket format without letting
-// a peer make us parse kilobytes.
+// stunnel's own tickets are 276 bytes (tickets/); the bound leaves room for
+// a later ticket format without letting a peer make us parse kilobytes.
 const MaxTicketLen = 512
 
 // Message 5 (resumption initiation), T = ticket length:
@@ -87,12 +86,17 @@ type TicketState struct {
 	// pre-shared key then. The responder refuses the ticket once the
 	// pre-shared key configured for PeerID has another tag, as it does
 	// once the static key differs: rotating the PSK on both ends revokes
-	// the old one for resumptions too. HasPSKTag is false for a ticket
-	// sealed before tickets carried the tag (state version 1): it is
-	// accepted without this check, so an upgrade keeps resumption (such a
-	// ticket lives at most its key's life, 15 h by default).
+	// the old one for resumptions too. HasPSKTag false (an opener whose
+	// tickets carry no tag; package tickets' always do) skips this check.
 	PSKTag    [32]byte
 	HasPSKTag bool
+	// ResponderStatic is the static public key of the responder that
+	// issued the ticket. A responder resumes only the tickets that name its
+	// own key: gateways of another identity that share the ticket keys
+	// would otherwise answer, as if they were the issuer, a resumption the
+	// initiator meant for it. Zero (an opener that does not set it) is
+	// refused.
+	ResponderStatic PublicKey
 }
 
 // Zero wipes the resumption secret.

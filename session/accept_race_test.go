@@ -41,7 +41,7 @@ func (stubIssuer) OpenTicket([]byte) (*handshake.TicketState, error) {
 	return nil, handshake.ErrTicketInvalid
 }
 func (stubIssuer) ConsumeTicket([]byte, *handshake.TicketState) error { return nil }
-func (stubIssuer) Issue(sess *handshake.Session, _ handshake.PublicKey, _ time.Time) ([]byte, error) {
+func (stubIssuer) Issue(sess *handshake.Session, _, _ handshake.PublicKey, _ time.Time) ([]byte, error) {
 	return append([]byte("ticket-for-"), sess.SessionID[:4]...), nil
 }
 

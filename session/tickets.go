@@ -13,9 +13,10 @@ import (
 // and consumes tickets in resumptions and issues new ones.
 type TicketIssuer interface {
 	handshake.TicketOpener
-	// Issue seals a ticket for a session we just completed as responder and
+	// Issue seals a ticket for a session we just completed as responder
+	// (responder: our static public key, which the ticket must name) and
 	// returns the new-ticket control message to send under it.
-	Issue(sess *handshake.Session, peerStatic handshake.PublicKey, authTime time.Time) ([]byte, error)
+	Issue(sess *handshake.Session, responder, peerStatic handshake.PublicKey, authTime time.Time) ([]byte, error)
 }
 
 // ticketPolicy is the Host's ticket configuration, replaced whole.
@@ -218,7 +219,7 @@ func (p *Peer) issueLocked(sess *handshake.Session, kp *rekey.Keypair, authTime 
 	if issuer == nil {
 		return
 	}
-	msg, err := issuer.Issue(sess, p.cfg.PublicKey, authTime)
+	msg, err := issuer.Issue(sess, p.host.public, p.cfg.PublicKey, authTime)
 	if err != nil {
 		p.host.logIssueError(p.cfg.ID, err)
 		return

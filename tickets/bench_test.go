@@ -79,7 +79,7 @@ func BenchmarkFullHandshakeResponder(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := w.ring.Issue(s, static, w.clk.Now()); err != nil {
+			if _, err := w.ring.Issue(s, w.gwPub, static, w.clk.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -165,7 +165,7 @@ func BenchmarkResumedHandshakeResponder(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := w.ring.Issue(s, static, st.AuthTime); err != nil {
+			if _, err := w.ring.Issue(s, w.gwPub, static, st.AuthTime); err != nil {
 				b.Fatal(err)
 			}
 		}

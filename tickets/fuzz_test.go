@@ -30,9 +30,16 @@ func FuzzOpenTicket(f *testing.F) {
 	f.Add(valid[offNonce:], byte(1))
 	f.Add([]byte{}, byte(0))
 	f.Add(plain[:], byte(2))
-	v1 := bytes.Clone(plain[:stateLenV1]) // a version 1 state: no PSK tag
-	v1[0] = stateVersionV1
-	f.Add(v1, byte(2))
+	// States of versions 2 and 1 (refused), and tickets of their sizes.
+	for _, v := range []struct {
+		version byte
+		n       int
+	}{{2, offResponder}, {1, offPSKTag}} {
+		old := bytes.Clone(plain[:v.n])
+		old[0] = v.version
+		f.Add(old, byte(2))
+		f.Add(append(bytes.Clone(valid[:offSealed]), make([]byte, v.n+chacha20poly1305.Overhead)...), byte(0))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
 		tk := data
 		switch mode % 3 {

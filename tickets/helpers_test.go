@@ -105,7 +105,7 @@ func (w *world) full(t testing.TB) (sc, sg *handshake.Session, h held) {
 // issue delivers a ticket for the session pair (sc, sg) as the daemon would.
 func (w *world) issue(t testing.TB, sc, sg *handshake.Session, authTime time.Time) held {
 	t.Helper()
-	m, err := w.ring.Issue(sg, w.gwPeers["client"].PublicKey, authTime)
+	m, err := w.ring.Issue(sg, w.gwPub, w.gwPeers["client"].PublicKey, authTime)
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}

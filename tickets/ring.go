@@ -208,11 +208,12 @@ func (r *Ring) Seal(st *handshake.TicketState) ([]byte, error) {
 
 // Issue builds the new-ticket control message (handshake.MarshalTicketMessage)
 // for a session the responder just completed: full (authTime = now) or resumed
-// (authTime = the opened ticket's AuthTime). peerStatic is the peer's
-// configured static key; the ticket names the pre-shared key the session
-// was made under (sess.PSKTag, which the session core checked against the
-// peer's). The caller seals the result as a data packet.
-func (r *Ring) Issue(sess *handshake.Session, peerStatic handshake.PublicKey, authTime time.Time) ([]byte, error) {
+// (authTime = the opened ticket's AuthTime). responder is our own static
+// public key: the ticket resumes only at that identity. peerStatic is the
+// peer's configured static key; the ticket names the pre-shared key the
+// session was made under (sess.PSKTag, which the session core checked
+// against the peer's). The caller seals the result as a data packet.
+func (r *Ring) Issue(sess *handshake.Session, responder, peerStatic handshake.PublicKey, authTime time.Time) ([]byte, error) {
 	st := handshake.TicketState{
 		PeerID:           sess.PeerID,
 		PeerStatic:       peerStatic,
@@ -221,6 +222,7 @@ func (r *Ring) Issue(sess *handshake.Session, peerStatic handshake.PublicKey, au
 		AuthTime:         authTime,
 		PSKTag:           sess.PSKTag,
 		HasPSKTag:        true,
+		ResponderStatic:  responder,
 	}
 	defer st.Zero()
 	t, err := r.Seal(&st)

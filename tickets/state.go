@@ -23,12 +23,13 @@ import (
 //	0   1   format version, 1
 //	1   16  key name
 //	17  24  nonce, random per ticket (tickets are unlinkable)
-//	41  203 XChaCha20-Poly1305(key secret, nonce, ad = bytes 0..17, state)
+//	41  235 XChaCha20-Poly1305(key secret, nonce, ad = bytes 0..17, state)
 //
-// 244 bytes in all with a state of version 2; 212 with one of version 1,
-// which tickets sealed before they carried the PSK tag have, and which are
-// still opened (OpenTicket) so an upgrade, or a gateway group that is
-// halfway through one, keeps resuming.
+// 276 bytes in all, with a state of version 3. Tickets sealed before the
+// state named its responder (244 bytes, state version 2; 212, version 1)
+// are refused by their length, before any decryption: they would resume
+// at any identity sharing the key (the initiator makes a full handshake
+// instead, once).
 const (
 	ticketVersion = 1
 	// NameSize is the length of a ticket key name.
@@ -36,18 +37,19 @@ const (
 	// SecretSize is the length of a ticket key secret.
 	SecretSize = 32
 
-	offName      = 1
-	offNonce     = offName + NameSize                                 // 17
-	offSealed    = offNonce + chacha20poly1305.NonceSizeX             // 41
-	stateLen     = offPSKTag + 32                                     // 187: the tag
-	stateLenV1   = offPSKTag                                          // 155: no tag
-	TicketSize   = offSealed + stateLen + chacha20poly1305.Overhead   // 244
-	ticketSizeV1 = offSealed + stateLenV1 + chacha20poly1305.Overhead // 212
+	offName    = 1
+	offNonce   = offName + NameSize                               // 17
+	offSealed  = offNonce + chacha20poly1305.NonceSizeX           // 41
+	stateLen   = offResponder + 32                                // 219
+	TicketSize = offSealed + stateLen + chacha20poly1305.Overhead // 276
+	// The sizes of the tickets of state versions 2 and 1, now refused.
+	ticketSizeV2 = offSealed + offResponder + chacha20poly1305.Overhead // 244
+	ticketSizeV1 = offSealed + offPSKTag + chacha20poly1305.Overhead    // 212
 )
 
-// State plaintext (version 2), times as Unix nanoseconds, signed LE:
+// State plaintext (version 3), times as Unix nanoseconds, signed LE:
 //
-//	0   1   state version, 2
+//	0   1   state version, 3
 //	1   1   cipher (handshake.Cipher)
 //	2   8   issued at
 //	10  8   auth time (last static-key proof)
@@ -57,18 +59,20 @@ const (
 //	90  1   peer ID length L, 1..64
 //	91  64  peer ID, then 64-L zero bytes (fixed size: the ID length does not show)
 //	155 32  PSK tag (handshake.PresharedKey.Tag of the pair's PSK at issue)
+//	187 32  responder static public key (the identity that issued the ticket)
 //
-// Version 1 is the same without the PSK tag (155 bytes).
+// Version 2 lacked the responder key, version 1 the PSK tag too.
 const (
-	stateVersion   = 2
-	stateVersionV1 = 1
-	offPSKTag      = offPeerID + handshake.MaxPeerIDLen // 155
-	offPeerID      = 91
+	stateVersion = 3
+	offPeerID    = 91
+	offPSKTag    = offPeerID + handshake.MaxPeerIDLen // 155
+	offResponder = offPSKTag + 32                     // 187
 )
 
-// encodeState writes st as a version 2 state. A st without HasPSKTag gets
-// the zero tag, which no pre-shared key has: its ticket is refused, never
-// taken for one that skips the check.
+// encodeState writes st as a version 3 state. A st without HasPSKTag gets
+// the zero tag, which no pre-shared key has, and one without
+// ResponderStatic the zero key, which the responder refuses: such a ticket
+// is refused, never taken for one that skips a check.
 func encodeState(dst *[stateLen]byte, st *handshake.TicketState) error {
 	if err := handshake.ValidatePeerID([]byte(st.PeerID)); err != nil {
 		return fmt.Errorf("ticket: %w", err)
@@ -86,12 +90,13 @@ func encodeState(dst *[stateLen]byte, st *handshake.TicketState) error {
 	if st.HasPSKTag {
 		copy(dst[offPSKTag:], st.PSKTag[:])
 	}
+	copy(dst[offResponder:], st.ResponderStatic[:])
 	return nil
 }
 
-// decodeState reads a state of version 2, or of version 1 (HasPSKTag false).
+// decodeState reads a state of version 3.
 func decodeState(b []byte) (*handshake.TicketState, error) {
-	if !(len(b) == stateLen && b[0] == stateVersion || len(b) == stateLenV1 && b[0] == stateVersionV1) {
+	if len(b) != stateLen || b[0] != stateVersion {
 		return nil, fmt.Errorf("%w: unknown state version", handshake.ErrTicketInvalid)
 	}
 	n := int(b[90])
@@ -99,18 +104,17 @@ func decodeState(b []byte) (*handshake.TicketState, error) {
 		return nil, fmt.Errorf("%w: bad peer ID length", handshake.ErrTicketInvalid)
 	}
 	st := &handshake.TicketState{
-		Cipher:   handshake.Cipher(b[1]),
-		IssuedAt: time.Unix(0, int64(binary.LittleEndian.Uint64(b[2:]))),
-		AuthTime: time.Unix(0, int64(binary.LittleEndian.Uint64(b[10:]))),
-		Expiry:   time.Unix(0, int64(binary.LittleEndian.Uint64(b[18:]))),
-		PeerID:   string(b[offPeerID : offPeerID+n]),
+		Cipher:    handshake.Cipher(b[1]),
+		IssuedAt:  time.Unix(0, int64(binary.LittleEndian.Uint64(b[2:]))),
+		AuthTime:  time.Unix(0, int64(binary.LittleEndian.Uint64(b[10:]))),
+		Expiry:    time.Unix(0, int64(binary.LittleEndian.Uint64(b[18:]))),
+		PeerID:    string(b[offPeerID : offPeerID+n]),
+		HasPSKTag: true,
 	}
 	copy(st.PeerStatic[:], b[26:58])
 	copy(st.ResumptionSecret[:], b[58:90])
-	if b[0] == stateVersion {
-		copy(st.PSKTag[:], b[offPSKTag:])
-		st.HasPSKTag = true
-	}
+	copy(st.PSKTag[:], b[offPSKTag:offResponder])
+	copy(st.ResponderStatic[:], b[offResponder:])
 	return st, nil
 }
 
@@ -151,7 +155,7 @@ func open(k *Key, ticket []byte) (*handshake.TicketState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ticket key: %w", err)
 	}
-	var buf [stateLen]byte // a version 1 state is shorter: it fits
+	var buf [stateLen]byte
 	defer clear(buf[:])
 	plain, err := aead.Open(buf[:0], ticket[offNonce:offSealed], ticket[offSealed:], ticket[:offNonce])
 	if err != nil {
@@ -162,9 +166,13 @@ func open(k *Key, ticket []byte) (*handshake.TicketState, error) {
 
 // ticketName returns the key name of a well-framed ticket.
 func ticketName(ticket []byte) (name [NameSize]byte, err error) {
-	if len(ticket) != TicketSize && len(ticket) != ticketSizeV1 || ticket[0] != ticketVersion {
-		return name, fmt.Errorf("%w: %d bytes with version %d, want %d (or %d) bytes with version %d",
-			handshake.ErrTicketInvalid, len(ticket), firstByte(ticket), TicketSize, ticketSizeV1, ticketVersion)
+	if (len(ticket) == ticketSizeV2 || len(ticket) == ticketSizeV1) && ticket[0] == ticketVersion {
+		return name, fmt.Errorf("%w: a ticket of an older version (%d bytes), which does not name the identity that issued it: no longer accepted",
+			handshake.ErrTicketInvalid, len(ticket))
+	}
+	if len(ticket) != TicketSize || ticket[0] != ticketVersion {
+		return name, fmt.Errorf("%w: %d bytes with version %d, want %d bytes with version %d",
+			handshake.ErrTicketInvalid, len(ticket), firstByte(ticket), TicketSize, ticketVersion)
 	}
 	copy(name[:], ticket[offName:offNonce])
 	return name, nil

@@ -3,7 +3,9 @@ package tickets
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,44 +14,42 @@ import (
 	"stunnel/handshake"
 )
 
-// sealV1 seals st as a ticket with a version 1 state (no PSK tag), as
-// stunnel sealed them before tickets named the pre-shared key.
-func sealV1(t testing.TB, k *Key, st *handshake.TicketState) []byte {
+// sealOld seals st as a ticket of an older format, as stunnel sealed them
+// before tickets named their responder: state version 2 (with the PSK
+// tag, 244 bytes) or 1 (without, 212 bytes). The layout is version 3's
+// without the fields that came later.
+func sealOld(t testing.TB, k *Key, st *handshake.TicketState, version byte) []byte {
 	t.Helper()
-	var plain [stateLenV1]byte
-	plain[0] = stateVersionV1
-	plain[1] = byte(st.Cipher)
-	binary.LittleEndian.PutUint64(plain[2:], uint64(st.IssuedAt.UnixNano()))
-	binary.LittleEndian.PutUint64(plain[10:], uint64(st.AuthTime.UnixNano()))
-	binary.LittleEndian.PutUint64(plain[18:], uint64(st.Expiry.UnixNano()))
-	copy(plain[26:58], st.PeerStatic[:])
-	copy(plain[58:90], st.ResumptionSecret[:])
-	plain[90] = byte(len(st.PeerID))
-	copy(plain[91:], st.PeerID)
+	var full [stateLen]byte
+	if err := encodeState(&full, st); err != nil {
+		t.Fatal(err)
+	}
+	plain := full[:offResponder]
+	if version == 1 {
+		plain = full[:offPSKTag]
+	}
+	plain[0] = version
 	aead, err := chacha20poly1305.NewX(k.secret[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk := make([]byte, offSealed, ticketSizeV1)
+	tk := make([]byte, offSealed, offSealed+len(plain)+chacha20poly1305.Overhead)
 	tk[0] = ticketVersion
 	copy(tk[offName:], k.Name[:])
 	if _, err := rand.Read(tk[offNonce:offSealed]); err != nil {
 		t.Fatal(err)
 	}
-	return aead.Seal(tk, tk[offNonce:offSealed], plain[:], tk[:offNonce])
+	return aead.Seal(tk, tk[offNonce:offSealed], plain, tk[:offNonce])
 }
 
-// A ticket names the pre-shared key it was issued under (state version
-// 2); one sealed before tickets did (version 1, 212 bytes) still opens,
-// without a tag, and resumes: an upgrade, or a gateway group halfway
-// through one, keeps resuming (such a ticket lives at most its key's
-// life), at the price of the PSK check for that ticket.
-func TestTicketNamesPSKAndVersion1StillResumes(t *testing.T) {
+// A ticket (state version 3, 276 bytes) names the pre-shared key it was
+// issued under and the responder that issued it.
+func TestTicketNamesPSKAndResponder(t *testing.T) {
 	w := newWorld(t)
 	w.setPSK(handshake.PresharedKey{3})
-	sc, sg, h := w.full(t)
-	if len(h.ticket) != TicketSize || TicketSize != 244 || ticketSizeV1 != 212 {
-		t.Fatalf("ticket of %d bytes, want %d (docs/PROTOCOL.md 10.2: 244)", len(h.ticket), TicketSize)
+	_, sg, h := w.full(t)
+	if len(h.ticket) != TicketSize || TicketSize != 276 {
+		t.Fatalf("ticket of %d bytes, want %d (docs/PROTOCOL.md 10.2: 276)", len(h.ticket), TicketSize)
 	}
 	st, err := w.ring.OpenTicket(h.ticket)
 	if err != nil {
@@ -59,51 +59,67 @@ func TestTicketNamesPSKAndVersion1StillResumes(t *testing.T) {
 	if !st.HasPSKTag || st.PSKTag != psk.Tag() || st.PSKTag != sg.PSKTag {
 		t.Fatal("the ticket does not name the pre-shared key of its session")
 	}
-
-	now := w.clk.Now()
-	old := handshake.TicketState{PeerID: "client", PeerStatic: w.gwPeers["client"].PublicKey,
-		ResumptionSecret: sc.ResumptionSecret, Cipher: sc.Cipher, IssuedAt: now, AuthTime: now, Expiry: now.Add(time.Hour)}
-	v1 := sealV1(t, w.ring.keys[0], &old)
-	st, err = w.ring.OpenTicket(v1)
-	if err != nil {
-		t.Fatalf("a version 1 ticket: %v", err)
-	}
-	if st.HasPSKTag || st.PeerID != "client" || st.ResumptionSecret != sc.ResumptionSecret || !st.Expiry.Equal(old.Expiry) {
-		t.Fatal("a version 1 ticket opened wrong")
-	}
-	_, _, next, err := w.resume(t, held{ticket: v1, secret: sc.ResumptionSecret})
-	if err != nil {
-		t.Fatalf("resumption with a version 1 ticket: %v", err)
-	}
-	if len(next.ticket) != TicketSize {
-		t.Fatal("the ticket issued after a version 1 one is not of version 2")
-	}
-
-	// Only those two lengths open.
-	for _, bad := range [][]byte{append(bytes.Clone(v1), 0), v1[:len(v1)-1]} {
-		if _, err := w.ring.OpenTicket(bad); err == nil {
-			t.Fatalf("a ticket of %d bytes opened", len(bad))
-		}
+	if st.ResponderStatic != w.gwPub {
+		t.Fatal("the ticket does not name the responder that issued it")
 	}
 }
 
-// decodeState takes a state only when its version matches its length.
+// Tickets sealed before they named their responder (versions 2 and 1,
+// under a key the ring still has) would resume at any identity sharing
+// the key: they are refused, cleanly (ErrTicketInvalid, saying why), and
+// the initiator's next handshake, a full one, works and brings a ticket
+// of the new format.
+func TestOlderTicketsRefused(t *testing.T) {
+	w := newWorld(t)
+	sc, _, _ := w.full(t)
+	now := w.clk.Now()
+	old := handshake.TicketState{PeerID: "client", PeerStatic: w.gwPeers["client"].PublicKey,
+		ResumptionSecret: sc.ResumptionSecret, Cipher: sc.Cipher, IssuedAt: now, AuthTime: now, Expiry: now.Add(time.Hour),
+		PSKTag: sc.PSKTag, HasPSKTag: true}
+	for _, c := range []struct {
+		version byte
+		size    int
+	}{{2, 244}, {1, 212}} {
+		tk := sealOld(t, w.ring.keys[0], &old, c.version)
+		if len(tk) != c.size {
+			t.Fatalf("a version %d ticket of %d bytes, want %d", c.version, len(tk), c.size)
+		}
+		_, err := w.ring.OpenTicket(tk)
+		wantErr(t, err, handshake.ErrTicketInvalid, fmt.Sprintf("opening a version %d ticket", c.version))
+		if !strings.Contains(err.Error(), "older version") {
+			t.Fatalf("the refusal of a version %d ticket does not say why: %v", c.version, err)
+		}
+		_, _, _, err = w.resume(t, held{ticket: tk, secret: sc.ResumptionSecret})
+		wantErr(t, err, handshake.ErrTicketInvalid, fmt.Sprintf("resuming with a version %d ticket", c.version))
+		for _, bad := range [][]byte{append(bytes.Clone(tk), 0), tk[:len(tk)-1]} {
+			if _, err := w.ring.OpenTicket(bad); !errors.Is(err, handshake.ErrTicketInvalid) {
+				t.Fatalf("a ticket of %d bytes: %v, want ErrTicketInvalid", len(bad), err)
+			}
+		}
+	}
+	_, _, h := w.full(t)
+	if _, _, _, err := w.resume(t, h); err != nil || len(h.ticket) != TicketSize {
+		t.Fatalf("after the refusals, the full handshake's ticket (%d bytes) does not resume: %v", len(h.ticket), err)
+	}
+}
+
+// decodeState takes only a version 3 state of its length.
 func TestStateVersionMatchesLength(t *testing.T) {
-	var v2 [stateLen]byte
-	if err := encodeState(&v2, state(t0)); err != nil {
+	var v3 [stateLen]byte
+	if err := encodeState(&v3, state(t0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := decodeState(v2[:]); err != nil {
+	if _, err := decodeState(v3[:]); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		version byte
 		b       []byte
-	}{{stateVersionV1, v2[:]}, {stateVersion, v2[:stateLenV1]}, {stateVersionV1, v2[:stateLenV1+1]}} {
+	}{{2, v3[:]}, {1, v3[:]}, {2, v3[:offResponder]}, {1, v3[:offPSKTag]}, {stateVersion, v3[:offResponder]}, {stateVersion, append(v3[:], 0)}} {
 		b := bytes.Clone(tc.b)
 		b[0] = tc.version
-		if _, err := decodeState(b); err == nil {
-			t.Fatalf("state version %d of %d bytes decoded", tc.version, len(b))
+		if _, err := decodeState(b); !errors.Is(err, handshake.ErrTicketInvalid) {
+			t.Fatalf("state version %d of %d bytes: %v, want ErrTicketInvalid", tc.version, len(b), err)
 		}
 	}
 }

@@ -148,7 +148,7 @@ func (f *stFixture) sessions(b *testing.B) {
 // resumption builds message 5 for identity id with a fresh ticket, as the
 // initiator would after the hub's new-ticket message.
 func (f *stFixture) resumption(b *testing.B, id int) []byte {
-	tm, err := f.ring.Issue(f.sg[id], f.inits[id].PrivateKey.PublicKey(), time.Now())
+	tm, err := f.ring.Issue(f.sg[id], f.host.PublicKey(), f.inits[id].PrivateKey.PublicKey(), time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
