@@ -97,7 +97,7 @@ type Key struct {
 
 // Open finds the key that u names, logs in with the PIN in pinFile (or
 // u.PinFile when pinFile is ""), checks that the key is an X25519 key that
-// is sensitive, not extractable and usable for derivation, and reads its
+// is private, sensitive, not extractable and usable for derivation, and reads its
 // public key. Errors are *Error with the Kind of failure. A token that does
 // not answer within openTimeout fails it.
 func Open(u *URI, pinFile string) (*Key, error) { return openKey(u, pinFile, nil) }
@@ -297,8 +297,11 @@ func (k *Key) openLocked() error {
 	return nil
 }
 
-// checkKeyLocked refuses keys that are not X25519, that could leave the
-// token (CKA_EXTRACTABLE true or CKA_SENSITIVE false) or may not derive.
+// checkKeyLocked refuses keys that are not X25519, that anyone who can open
+// the token may use without the PIN (CKA_PRIVATE false), that could leave
+// the token (CKA_EXTRACTABLE true or CKA_SENSITIVE false) or may not
+// derive. What only says a copy may exist outside the token (CKA_LOCAL and
+// the like) is a warning, not a refusal: OriginWarning.
 func (k *Key) checkKeyLocked() error {
 	attrs, err := k.ctx.GetAttributeValue(k.sess, k.obj, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
@@ -306,6 +309,7 @@ func (k *Key) checkKeyLocked() error {
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, nil),
 	})
 	if err != nil {
 		return errorf(KindObject, err, "%s: reading the attributes of %s", k.tokenName(), k.objectName())
@@ -317,6 +321,14 @@ func (k *Key) checkKeyLocked() error {
 	}
 	if p := attrs[1].Value; !bytes.Equal(p, x25519OID) && !bytes.Equal(p, curve25519Name) {
 		return errorf(KindObject, nil, "%s is not on curve X25519 (CKA_EC_PARAMS % x; Ed25519 keys cannot do X25519)", where, p)
+	}
+	// A public object needs no login: whoever can open the token (another
+	// user's process on a shared HSM, anyone who can read SoftHSM2's
+	// token directory) could do X25519 with our static key, and so
+	// impersonate this host, without the PIN. Named by its URI (no
+	// PIN source in it), since the object's label alone may be ambiguous.
+	if !isTrue(attrs[5].Value) {
+		return errorf(KindObject, nil, "key %s is a public object (CKA_PRIVATE false): anyone who can open the token may use it without the PIN; a static key must be private: make one with: stunnel genkey --pkcs11 URI", k.uri.KeyString())
 	}
 	if !isTrue(attrs[2].Value) || isTrue(attrs[3].Value) {
 		return errorf(KindObject, nil, "%s could leave the token (it must be CKA_SENSITIVE and not CKA_EXTRACTABLE); make one with: stunnel genkey --pkcs11 URI", where)

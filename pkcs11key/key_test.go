@@ -353,37 +353,62 @@ func TestReinitPacedByKeyClock(t *testing.T) {
 	}
 }
 
-// TestExtractableKeyRefused: a key that could leave the token (made by some
-// other tool with CKA_EXTRACTABLE true) is refused at Open.
-func TestExtractableKeyRefused(t *testing.T) {
-	tok, _, k := newTokenKey(t)
-	u := mustParse(t, tok.URI("loose"))
+// generateWith makes a key pair "object" in tok beside k's key, as some
+// other tool would, with the private key's template changed by set.
+func generateWith(t *testing.T, tok *softhsmtest.Token, k *Key, object string, set map[uint]bool) *URI {
+	t.Helper()
+	u := mustParse(t, tok.URI(object))
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	sess, err := openSession(k.ctx, u, tok.PinFile, true, nil)
 	if err != nil {
-		k.mu.Unlock()
 		t.Fatal(err)
 	}
+	defer k.ctx.CloseSession(sess)
 	priv := keyTemplate(u, pkcs11.CKO_PRIVATE_KEY, ckkECEdwards)
 	for _, a := range priv {
-		switch a.Type {
-		case pkcs11.CKA_EXTRACTABLE:
-			a.Value = []byte{1}
-		case pkcs11.CKA_SENSITIVE:
-			a.Value = []byte{0}
+		if v, ok := set[a.Type]; ok {
+			a.Value = pkcs11.NewAttribute(a.Type, v).Value
 		}
 	}
 	_, _, err = moduleOf(t, k).GenerateKeyPair(sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
 		keyTemplate(u, pkcs11.CKO_PUBLIC_KEY, ckkECEdwards), priv)
-	k.ctx.CloseSession(sess)
-	k.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(u, "")
+	return u
+}
+
+// TestExtractableKeyRefused: a key that could leave the token (made by some
+// other tool with CKA_EXTRACTABLE true) is refused at Open.
+func TestExtractableKeyRefused(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	u := generateWith(t, tok, k, "loose", map[uint]bool{pkcs11.CKA_EXTRACTABLE: true, pkcs11.CKA_SENSITIVE: false})
+	_, err := Open(u, "")
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindObject || !strings.Contains(err.Error(), "could leave the token") {
 		t.Fatalf("Open of an extractable key: %v, want a refusal", err)
+	}
+}
+
+// TestPublicObjectKeyRefused: a key that is sensitive and not extractable
+// but a public object (CKA_PRIVATE false: usable without logging in, by
+// anyone who can open the token) is refused at Open, in one line that
+// names the key's URI and the attribute and holds no PIN.
+func TestPublicObjectKeyRefused(t *testing.T) {
+	tok, _, k := newTokenKey(t)
+	u := generateWith(t, tok, k, "public", map[uint]bool{pkcs11.CKA_PRIVATE: false})
+	pk, err := Open(u, "")
+	if err == nil {
+		pk.Close()
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindObject || !strings.Contains(err.Error(), "CKA_PRIVATE false") ||
+		!strings.Contains(err.Error(), u.KeyString()) {
+		t.Fatalf("Open of a key with CKA_PRIVATE false: %v, want a refusal naming %s and CKA_PRIVATE", err, u.KeyString())
+	}
+	if strings.Contains(err.Error(), softhsmtest.PIN) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error is not one line without the PIN: %q", err)
 	}
 }
 

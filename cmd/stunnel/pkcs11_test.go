@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/miekg/pkcs11"
+
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/softhsmtest"
@@ -220,5 +222,51 @@ func TestPKCS11RequireLocal(t *testing.T) {
 		if (c.want == "") != (err == nil) || (err != nil && err.Error() != c.want) {
 			t.Errorf("reload from %s to %s: %v, want %q", c.running.Path, c.file.Path, err, c.want)
 		}
+	}
+}
+
+// TestPKCS11PublicObjectKeyRefused: a key imported into the token as a
+// public object (CKA_PRIVATE false: usable without the PIN), though sealed
+// there, is refused by check and pubkey --pkcs11: exit 2, one line naming
+// the key's URI and the attribute, no PIN. up is not run: it opens the key
+// through the same openStaticKey, and if that took the key, up would bring
+// a tunnel up on this host; its exit code is tokenOpenExit's, checked here.
+func TestPKCS11PublicObjectKeyRefused(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	priv, _ := handshake.GeneratePrivateKey(nil)
+	tmpl := softhsmtest.ImportedX25519("public", priv, true)
+	for _, a := range tmpl {
+		if a.Type == pkcs11.CKA_PRIVATE {
+			a.Value = []byte{0}
+		}
+	}
+	tok.Create(t, tmpl)
+	path := filepath.Join(t.TempDir(), "public.toml")
+	text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n", tok.URI("public"))
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyURI := fmt.Sprintf("pkcs11:token=gw;object=public?module-path=%s", softhsmtest.Module)
+	why := "key " + keyURI + " is a public object (CKA_PRIVATE false)"
+	for _, c := range []struct {
+		args   []string
+		prefix string
+	}{
+		{[]string{"check", "-c", path}, path + ":4: private_key: " + why},
+		{[]string{"pubkey", "--pkcs11", tok.URI("public")}, "stunnel pubkey: " + why},
+	} {
+		out, stderr, code := runStunnel(t, "", c.args...)
+		if code != 2 || out != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, c.prefix) || strings.Contains(stderr, softhsmtest.PIN) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line %q...", c.args[0], code, out, stderr, c.prefix)
+		}
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, closeKey, err := openStaticKey(cfg, nil, func(string) {})
+	closeKey()
+	if err == nil || tokenOpenExit(err) != exitBadConfig {
+		t.Errorf("up would open the key (%v) or exit %d on it, want exit %d", err, tokenOpenExit(err), exitBadConfig)
 	}
 }

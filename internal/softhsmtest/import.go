@@ -18,6 +18,14 @@ import (
 // not (and then finalizes it again), so it may run beside an open key.
 func (tok *Token) ImportX25519(t testing.TB, object string, priv [32]byte) {
 	t.Helper()
+	tok.Create(t, ImportedX25519(object, priv, true))
+}
+
+// Create stores the object that tmpl describes in the token, as another
+// tool would (a test changes ImportedX25519's template to make a key that
+// stunnel must refuse). It initializes the module as ImportX25519 does.
+func (tok *Token) Create(t testing.TB, tmpl []*pkcs11.Attribute) {
+	t.Helper()
 	ctx := pkcs11.New(Module)
 	if ctx == nil {
 		t.Fatalf("loading %s failed", Module)
@@ -40,9 +48,8 @@ func (tok *Token) ImportX25519(t testing.TB, object string, priv [32]byte) {
 	if err := ctx.Login(sess, pkcs11.CKU_USER, PIN); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
 		t.Fatalf("C_Login: %v", err)
 	}
-	_, err = ctx.CreateObject(sess, ImportedX25519(object, priv, true))
-	if err != nil {
-		t.Fatalf("C_CreateObject of %q: %v", object, err)
+	if _, err := ctx.CreateObject(sess, tmpl); err != nil {
+		t.Fatalf("C_CreateObject: %v", err)
 	}
 }
 
