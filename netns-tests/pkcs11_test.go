@@ -118,3 +118,30 @@ func TestTokenPulledAndBack(t *testing.T) {
 		t.Errorf("traffic flows again but no new handshake was counted (%d, %d)", before, after)
 	}
 }
+
+// TestTokenKeyOneLoginAtStart: a daemon started as full root narrows its
+// capabilities by re-executing itself (privileges_linux.go) and logs in to
+// its token once, after that, not once in each image: the login before
+// the re-exec was thrown away with the process image. SoftHSM2 cannot
+// count logins; the daemon logs each one (pkcs11key.OpenLogged).
+func TestTokenKeyOneLoginAtStart(t *testing.T) {
+	l := newLab(t)
+	tok := softhsmtest.New(t, "gw") // SOFTHSM2_CONF is inherited by the daemon
+	uri := tok.URI("host-a")
+	if out, err := exec.Command(stunnelBin, "genkey", "--pkcs11", uri).CombinedOutput(); err != nil {
+		t.Fatalf("stunnel genkey --pkcs11: %v: %s", err, out)
+	}
+	n := l.newNode(l.ns("a"), "host-a", underA, overA+"/24")
+	n.KeyTOML = fmt.Sprintf("private_key = %q\nlog_level = \"debug\"", uri) // logins are logged at debug
+	n.start()
+	const netAdmin = 1 << 12 // CAP_NET_ADMIN
+	if c := capsOf(t, n.cmd.Process.Pid); c["CapBnd"] != netAdmin {
+		t.Fatalf("the daemon did not narrow its capabilities by re-executing (CapBnd=%#x), so this test shows nothing", c["CapBnd"])
+	}
+	if got := strings.Count(n.log(), "logged in to the PKCS#11 token"); got != 1 {
+		t.Errorf("the daemon logged in to its token %d times at start, want once; log:\n%s", got, n.log())
+	}
+	if code := n.stop(); code != 0 {
+		t.Errorf("exit %d after a clean stop; log:\n%s", code, n.log())
+	}
+}

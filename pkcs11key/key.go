@@ -102,6 +102,12 @@ type Key struct {
 // not answer within openTimeout fails it.
 func Open(u *URI, pinFile string) (*Key, error) { return openKey(u, pinFile, nil) }
 
+// OpenLogged is Open with the key's logger (SetLogger) set from the start,
+// so the log shows every login, Open's too.
+func OpenLogged(u *URI, pinFile string, log *slog.Logger) (*Key, error) {
+	return openKey(u, pinFile, func(k *Key) { k.SetLogger(log) })
+}
+
 // openKey is Open; setup, when not nil, changes the new Key before its
 // worker starts (tests inject clocks and a wrapper of the module).
 func openKey(u *URI, pinFile string, setup func(*Key)) (*Key, error) {
@@ -282,11 +288,18 @@ func (k *Key) sameKeyLocked() error {
 	return nil
 }
 
-// openLocked finds the token, opens a session, logs in and finds the key.
+// openLocked finds the token, opens a session, logs in (logging that it
+// did) and finds the key.
 func (k *Key) openLocked() error {
-	sess, err := openSession(k.ctx, &k.uri, k.pinFile, false, k.pinSum)
+	sess, loggedIn, err := openSessionLogin(k.ctx, &k.uri, k.pinFile, false, k.pinSum)
 	if err != nil {
 		return err
+	}
+	if loggedIn {
+		// For an operator who wonders why a token counts logins. Debug:
+		// at start it would be a line before the one that says why a
+		// start failed, and after a token reset the log already says so.
+		k.logf(slog.LevelDebug, "logged in to the PKCS#11 token")
 	}
 	obj, err := findKey(k.ctx, sess, &k.uri, pkcs11.CKO_PRIVATE_KEY)
 	if err != nil {

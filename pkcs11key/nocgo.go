@@ -21,6 +21,9 @@ type Key struct{}
 // Open always fails in a build without cgo.
 func Open(u *URI, pinFile string) (*Key, error) { return nil, unsupported() }
 
+// OpenLogged always fails in a build without cgo.
+func OpenLogged(u *URI, pinFile string, log *slog.Logger) (*Key, error) { return nil, unsupported() }
+
 // Generate always fails in a build without cgo.
 func Generate(u *URI, pinFile string) (handshake.PublicKey, error) {
 	return handshake.PublicKey{}, unsupported()

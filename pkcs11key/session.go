@@ -55,42 +55,52 @@ var loginAttempts atomic.Uint64
 // the *Error's refused says how, with the PIN's fingerprint by pinSum (nil:
 // none is taken).
 func openSession(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (pkcs11.SessionHandle, error) {
+	sess, _, err := openSessionLogin(ctx, u, pinFile, rw, pinSum)
+	return sess, err
+}
+
+// openSessionLogin is openSession, and says whether it logged in (the
+// token may need no login, or this process may be logged in already).
+func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (sess pkcs11.SessionHandle, loggedIn bool, err error) {
 	slot, err := findSlot(ctx, u)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	flags := uint(pkcs11.CKF_SERIAL_SESSION)
 	if rw {
 		flags |= pkcs11.CKF_RW_SESSION
 	}
-	sess, err := ctx.OpenSession(slot, flags)
+	sess, err = ctx.OpenSession(slot, flags)
 	if err != nil {
-		return 0, errorf(KindToken, err, "opening a session on %s", tokenName(u))
+		return 0, false, errorf(KindToken, err, "opening a session on %s", tokenName(u))
 	}
 	ti, err := ctx.GetTokenInfo(slot)
 	if err != nil {
 		_ = ctx.CloseSession(sess)
-		return 0, errorf(KindToken, err, "reading the token info of %s", tokenName(u))
+		return 0, false, errorf(KindToken, err, "reading the token info of %s", tokenName(u))
 	}
 	if ti.Flags&pkcs11.CKF_LOGIN_REQUIRED == 0 {
-		return sess, nil
+		return sess, false, nil
 	}
 	if pinFile == "" {
 		_ = ctx.CloseSession(sess)
-		return 0, errorf(KindPIN, nil, "%s needs a PIN: add pin-source=file:PATH to the pkcs11: URI or set [interface] pkcs11_pin_file", tokenName(u))
+		return 0, false, errorf(KindPIN, nil, "%s needs a PIN: add pin-source=file:PATH to the pkcs11: URI or set [interface] pkcs11_pin_file", tokenName(u))
 	}
 	pin, err := readPIN(pinFile)
 	if err != nil {
 		_ = ctx.CloseSession(sess)
-		return 0, err
+		return 0, false, err
 	}
 	loginAttempts.Add(1)
 	err = ctx.Login(sess, pkcs11.CKU_USER, string(pin))
 	var pe pkcs11.Error
 	switch {
-	case err == nil, errors.As(err, &pe) && pe == pkcs11.CKR_USER_ALREADY_LOGGED_IN:
+	case err == nil:
 		clear(pin)
-		return sess, nil
+		return sess, true, nil
+	case errors.As(err, &pe) && pe == pkcs11.CKR_USER_ALREADY_LOGGED_IN:
+		clear(pin)
+		return sess, false, nil
 	case errors.As(err, &pe) && (pe == pkcs11.CKR_PIN_INCORRECT || pe == pkcs11.CKR_PIN_LEN_RANGE || pe == pkcs11.CKR_PIN_LOCKED):
 		r := &pinRefusal{locked: pe == pkcs11.CKR_PIN_LOCKED}
 		if pinSum != nil {
@@ -108,7 +118,7 @@ func openSession(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pi
 			e = errorf(KindPIN, nil, "the PIN of %s is locked; unlock it with the token's SO PIN", tokenName(u))
 		}
 		e.refused = r
-		return 0, e
+		return 0, false, e
 	}
 	clear(pin)
 	_ = ctx.CloseSession(sess)
@@ -117,9 +127,9 @@ func openSession(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pi
 	// once the token is back. Anything else stays KindPIN (exit 2: no
 	// restart loop that could spend the token's PIN tries).
 	if errors.As(err, &pe) && tokenGone(pe) {
-		return 0, errorf(KindToken, err, "logging in to %s", tokenName(u))
+		return 0, false, errorf(KindToken, err, "logging in to %s", tokenName(u))
 	}
-	return 0, errorf(KindPIN, err, "logging in to %s", tokenName(u))
+	return 0, false, errorf(KindPIN, err, "logging in to %s", tokenName(u))
 }
 
 // tokenGone reports whether a PKCS#11 error is the token or its session

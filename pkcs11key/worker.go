@@ -187,8 +187,8 @@ func (k *Key) Close() error {
 }
 
 // SetLogger gives the key a logger for what its callers cannot see one by
-// one: that the token stopped answering, and that it answers again (a line
-// each, not one per handshake). Without one nothing is logged.
+// one: that the token stopped answering, that it answers again, and each
+// login (a line each, not one per handshake). Without one nothing is logged.
 func (k *Key) SetLogger(l *slog.Logger) { k.log.Store(l) }
 
 func (k *Key) logf(level slog.Level, msg string, args ...any) {

@@ -16,9 +16,10 @@ import (
 // wrong PIN, a missing token or key, a module that does not load, a build
 // without PKCS#11) is one FILE:LINE line: check exits 2 on it, up too but
 // for a missing token (tokenOpenExit).
-// closeKey is never nil. With log, the key logs when the token stops
-// answering and when it answers again, and closeKey when it had to leave
-// a hung token without logging out (the stop goes on: pkcs11key/worker.go).
+// closeKey is never nil. With log, the key logs each login, when the token
+// stops answering and when it answers again, and closeKey when it had to
+// leave a hung token without logging out (the stop goes on:
+// pkcs11key/worker.go).
 // warn gets one FILE:LINE line when a copy of the key may exist outside the
 // token (imported into it, or extractable once: pkcs11key/origin.go).
 func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (key handshake.StaticKey, closeKey func(), err error) {
@@ -26,7 +27,7 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 	if k == nil {
 		return nil, func() {}, nil
 	}
-	tk, err := pkcs11key.Open(k.URI, k.PinFile)
+	tk, err := pkcs11key.OpenLogged(k.URI, k.PinFile, log)
 	if err != nil {
 		return nil, func() {}, fmt.Errorf("%s:%d: private_key: %w", cfg.Path, k.Line, err)
 	}
@@ -48,7 +49,6 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 	if log == nil {
 		return tk, func() { tk.Close() }, nil
 	}
-	tk.SetLogger(log)
 	return tk, func() {
 		if err := tk.Close(); err != nil {
 			log.Warn(err.Error())

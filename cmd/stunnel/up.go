@@ -45,12 +45,6 @@ func cmdUp(args []string) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.Interface.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	key, closeKey, err := openStaticKey(cfg, log, func(line string) { log.Warn(line) }) // a token key: conf names it, we open it
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return tokenOpenExit(err)
-	}
-	defer closeKey()
 	// Keep only CAP_NET_ADMIN (CAP_NET_BIND_SERVICE for a low listen or
 	// metrics port, CAP_CHOWN for the [control] groups' sockets):
 	// re-executes on success (privileges_linux.go).
@@ -59,6 +53,20 @@ func cmdUp(args []string) int {
 	if err := narrowPrivileges(boundPorts(cfg.Interface.ListenPort, cfg.Metrics.Listen), socketGroups); err != nil {
 		log.Warn("running with more privileges than needed", "err", err.Error())
 	}
+	// A token key: conf names it, we open it. Only after the re-exec
+	// above: a key opened before it was a login thrown away with the
+	// process image (the token saw two logins per start, and a module's
+	// descriptors without close-on-exec went into the new image). Nothing
+	// is lost by waiting: the re-executed process opens the key before it
+	// touches the system, and fails with the same line and exit code
+	// (tokenOpenExit); and it must be able to open it with only the kept
+	// capabilities anyway, to log in again after a token reset.
+	key, closeKey, err := openStaticKey(cfg, log, func(line string) { log.Warn(line) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return tokenOpenExit(err)
+	}
+	defer closeKey()
 	if path := os.Getenv("STUNNEL_CPUPROFILE"); path != "" {
 		// For docs/PERFORMANCE.md: a CPU profile of the whole run, written
 		// at a clean stop; read it with `go tool pprof`.
