@@ -5,13 +5,16 @@ import "fmt"
 // Kind says what went wrong with a token key, so `stunnel up` and `check`
 // can say which and what to do (exit 2: the configuration names a key that
 // cannot be used; except that up exits 1 for KindToken, a token not there
-// yet, so the unit restarts it: cmd/stunnel tokenOpenExit).
+// yet, so the unit restarts it: cmd/stunnel tokenOpenExit). Several tokens
+// that match the URI (KindAmbiguous) are the configuration's fault: a
+// restart finds them all again.
 type Kind int
 
 const (
 	KindUnsupported Kind = iota + 1 // this build has no PKCS#11 support
 	KindModule                      // the module does not exist or does not load
-	KindToken                       // no token, or more than one, matches the URI, or it cannot be opened
+	KindToken                       // no token matches the URI, or it cannot be opened
+	KindAmbiguous                   // more than one token matches the URI: the URI must say which
 	KindPIN                         // PIN missing, unreadable, wrong or locked
 	KindObject                      // no such key, several, or not a usable X25519 key
 	KindRuntime                     // a token operation failed

@@ -4,6 +4,9 @@ package pkcs11key
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +26,7 @@ func findSlot(ctx tokenCalls, u *URI) (uint, error) {
 		return 0, errorf(KindToken, err, "looking for %s: cannot list the tokens of module %s", tokenName(u), u.ModulePath)
 	}
 	var found []uint
+	var infos []pkcs11.TokenInfo
 	for _, s := range slots {
 		ti, err := ctx.GetTokenInfo(s)
 		if err != nil {
@@ -30,7 +34,7 @@ func findSlot(ctx tokenCalls, u *URI) (uint, error) {
 		}
 		if matches(u.Token, ti.Label) && matches(u.Manufacturer, ti.ManufacturerID) &&
 			matches(u.Serial, ti.SerialNumber) && matches(u.Model, ti.Model) {
-			found = append(found, s)
+			found, infos = append(found, s), append(infos, ti)
 		}
 	}
 	switch len(found) {
@@ -39,7 +43,41 @@ func findSlot(ctx tokenCalls, u *URI) (uint, error) {
 	case 1:
 		return found[0], nil
 	}
-	return 0, errorf(KindToken, nil, "%d tokens match %s in module %s; add serial= to the pkcs11: URI", len(found), tokenName(u), u.ModulePath)
+	return 0, errorf(KindAmbiguous, nil, "%d tokens match %s in module %s: %s", len(found), tokenName(u), u.ModulePath, disambiguate(infos))
+}
+
+// disambiguate says which URI attributes tell the tokens in infos apart,
+// with each token's value, ready to copy into the URI: serial= first (a
+// label may be given to the next token too), then token=, then the rarely
+// useful manufacturer= and model= (tokens of two makers).
+func disambiguate(infos []pkcs11.TokenInfo) string {
+	var ways []string
+	for _, a := range []struct {
+		name  string
+		value func(pkcs11.TokenInfo) string
+	}{
+		{"serial", func(ti pkcs11.TokenInfo) string { return ti.SerialNumber }},
+		{"token", func(ti pkcs11.TokenInfo) string { return ti.Label }},
+		{"manufacturer", func(ti pkcs11.TokenInfo) string { return ti.ManufacturerID }},
+		{"model", func(ti pkcs11.TokenInfo) string { return ti.Model }},
+	} {
+		var vs []string
+		for _, ti := range infos {
+			v := a.name + "=" + escape(trimLabel(a.value(ti)))
+			if slices.Contains(vs, v) {
+				vs = nil // two tokens alike here: this attribute cannot say which
+				break
+			}
+			vs = append(vs, v)
+		}
+		if vs != nil {
+			ways = append(ways, fmt.Sprintf("%s= (%s)", a.name, strings.Join(vs, ", ")))
+		}
+	}
+	if len(ways) == 0 {
+		return "no URI attribute tells them apart (the same serial, label, manufacturer and model): leave only one of them in the module"
+	}
+	return "say which in the pkcs11: URI with " + strings.Join(ways, " or ")
 }
 
 func matches(want, have string) bool { return want == "" || want == trimLabel(have) }

@@ -270,3 +270,55 @@ func TestPKCS11PublicObjectKeyRefused(t *testing.T) {
 		t.Errorf("up would open the key (%v) or exit %d on it, want exit %d", err, tokenOpenExit(err), exitBadConfig)
 	}
 }
+
+// TestPKCS11SeveralTokensMatch: with two tokens labelled alike, a URI with
+// only token= is a configuration error for every command that takes it:
+// genkey --pkcs11, pubkey --pkcs11, check and up all exit 2 (up does not
+// exit 1: a restart would find both again) with one line that says how
+// many matched and the serial= of each. With serial= added all of them
+// work.
+func TestPKCS11SeveralTokensMatch(t *testing.T) {
+	tok := softhsmtest.New(t, "gw")
+	tok.AddToken(t, "gw")
+	serials := tok.Serials(t, "gw")
+	if len(serials) != 2 {
+		t.Fatalf("serials of the tokens labelled gw: %q, want two", serials)
+	}
+	dir := t.TempDir()
+	config := func(name, uri string) string {
+		p := filepath.Join(dir, name)
+		text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n", uri)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	uri := tok.URI("site-a")
+	path := config("both.toml", uri)
+	why := `2 tokens match token "gw" in module ` + softhsmtest.Module + ": say which in the pkcs11: URI with serial= (serial=" + serials[0] + ", serial=" + serials[1] + ")"
+	for _, c := range []struct {
+		args   []string
+		prefix string
+	}{
+		{[]string{"genkey", "--pkcs11", uri}, "stunnel genkey: "},
+		{[]string{"pubkey", "--pkcs11", uri}, "stunnel pubkey: "},
+		{[]string{"check", "-c", path}, path + ":4: private_key: "},
+		{[]string{"up", "-c", path}, path + ":4: private_key: "},
+	} {
+		out, stderr, code := runStunnel(t, "", c.args...)
+		if code != 2 || out != "" || stderr != c.prefix+why+"\n" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and the one line %q", c.args[0], code, out, stderr, c.prefix+why)
+		}
+	}
+	one := strings.Replace(uri, "token=gw", "token=gw;serial="+serials[1], 1)
+	pub, stderr, code := runStunnel(t, "", "genkey", "--pkcs11", one)
+	if code != 0 {
+		t.Fatalf("genkey --pkcs11 with serial=: exit %d, %q", code, stderr)
+	}
+	if out, stderr, code := runStunnel(t, "", "pubkey", "--pkcs11", one); code != 0 || out != pub {
+		t.Errorf("pubkey --pkcs11 with serial=: exit %d, %q (stderr %q), want %q", code, out, stderr, pub)
+	}
+	if out, stderr, code := runStunnel(t, "", "check", "-c", config("one.toml", one)); code != 0 {
+		t.Errorf("check with serial=: exit %d, %q %q", code, out, stderr)
+	}
+}

@@ -64,7 +64,9 @@ func openStaticKey(cfg *conf.Config, log *slog.Logger, warn func(line string)) (
 // reader or pcscd, an unreachable network HSM): nothing in the config is
 // wrong, and a restart tries again once it answers. Everything else stays
 // exit 2, which the unit does not restart: above all a wrong PIN, since
-// every restart would spend one of the token's PIN tries until it locks.
+// every restart would spend one of the token's PIN tries until it locks,
+// and a URI that several tokens match (KindAmbiguous), which a restart
+// finds just as ambiguous: the URI must say which.
 // check keeps exit 2 for all of them: it validates the config as it
 // stands now.
 func tokenOpenExit(err error) int {

@@ -26,19 +26,8 @@ func (tok *Token) ImportX25519(t testing.TB, object string, priv [32]byte) {
 // stunnel must refuse). It initializes the module as ImportX25519 does.
 func (tok *Token) Create(t testing.TB, tmpl []*pkcs11.Attribute) {
 	t.Helper()
-	ctx := pkcs11.New(Module)
-	if ctx == nil {
-		t.Fatalf("loading %s failed", Module)
-	}
-	err := ctx.Initialize()
-	switch {
-	case err == nil:
-		defer ctx.Destroy()
-		defer ctx.Finalize()
-	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
-	default:
-		t.Fatalf("C_Initialize: %v", err)
-	}
+	ctx, release := module(t)
+	defer release()
 	slot := tok.slot(t, ctx)
 	sess, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
@@ -73,6 +62,47 @@ func ImportedX25519(object string, priv [32]byte, sealed bool) []*pkcs11.Attribu
 		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, []byte{0x06, 0x03, 0x2b, 0x65, 0x6e}), // OID 1.3.101.110, X25519
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, priv[:]),
 	}
+}
+
+// Serials are the serial numbers of the tokens in tok's store that are
+// labelled label, in slot order (AddToken makes several).
+func (tok *Token) Serials(t testing.TB, label string) []string {
+	t.Helper()
+	ctx, release := module(t)
+	defer release()
+	slots, err := ctx.GetSlotList(true)
+	if err != nil {
+		t.Fatalf("C_GetSlotList: %v", err)
+	}
+	var serials []string
+	for _, s := range slots {
+		if ti, err := ctx.GetTokenInfo(s); err == nil && strings.TrimRight(ti.Label, " \x00") == label {
+			serials = append(serials, strings.TrimRight(ti.SerialNumber, " \x00"))
+		}
+	}
+	return serials
+}
+
+// module is the module, initialized. It initializes it only if this
+// process has not, and then release finalizes it again at once (SoftHSM2
+// reads its store at C_Initialize: a module left initialized would miss
+// what the test does to the store next), so it may be used beside an open
+// key.
+func module(t testing.TB) (ctx *pkcs11.Ctx, release func()) {
+	t.Helper()
+	ctx = pkcs11.New(Module)
+	if ctx == nil {
+		t.Fatalf("loading %s failed", Module)
+	}
+	err := ctx.Initialize()
+	switch {
+	case err == nil:
+		return ctx, func() { ctx.Finalize(); ctx.Destroy() }
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
+	default:
+		t.Fatalf("C_Initialize: %v", err)
+	}
+	return ctx, func() {}
 }
 
 // slot is the slot of this token.

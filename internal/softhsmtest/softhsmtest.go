@@ -31,7 +31,7 @@ type Token struct {
 func New(t testing.TB, label string) *Token {
 	t.Helper()
 	_, errMod := os.Stat(Module)
-	util, errUtil := exec.LookPath("softhsm2-util")
+	_, errUtil := exec.LookPath("softhsm2-util")
 	if errMod != nil || errUtil != nil {
 		if os.Getenv("STUNNEL_REQUIRE_SOFTHSM") == "1" || os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
 			t.Fatalf("STUNNEL_REQUIRE_SOFTHSM=1 or STUNNEL_REQUIRE_NETNS=1 but SoftHSM2 is not installed (%s, softhsm2-util); apt-get install softhsm2", Module)
@@ -51,12 +51,20 @@ func New(t testing.TB, label string) *Token {
 		t.Fatal(err)
 	}
 	t.Setenv("SOFTHSM2_CONF", tok.Conf)
-	cmd := exec.Command(util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "5678-so")
+	tok.AddToken(t, label)
+	return tok
+}
+
+// AddToken initializes one more token in tok's store (New's first one
+// included), labelled label, with the same PINs. With tok's own label it
+// makes two tokens that a URI cannot tell apart by token= alone.
+func (tok *Token) AddToken(t testing.TB, label string) {
+	t.Helper()
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "5678-so")
 	cmd.Env = tok.Env()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
 	}
-	return tok
 }
 
 // Env is the environment for a child process that uses the token.
