@@ -1,12 +1,15 @@
 package directory
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -29,8 +32,9 @@ type Options struct {
 	Key       StaticKey
 	Logger    *slog.Logger
 	// OnChange receives the whole directory, sorted by ID, after each
-	// change; calls never overlap, and a burst of changes is coalesced into
-	// one call with the newest list. It must not keep the slice's backing
+	// change (a relist that finds nothing new is none); calls never
+	// overlap, and a burst of changes is coalesced into one call with the
+	// newest list. It must not keep the slice's backing
 	// array past the call's return.
 	OnChange func(peers []conf.Peer)
 	// Backoff bounds the wait between retries while etcd is away.
@@ -105,17 +109,8 @@ func Start(opt Options) (*Directory, error) {
 		return nil, fmt.Errorf("directory: etcd client for %v: %w", opt.Endpoints, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Directory{
-		opt: opt, log: opt.Logger.With("directory", opt.Prefix), cli: cli, cancel: cancel,
-		kick:      make(chan struct{}, 1),
-		save:      make(chan struct{}, 1),
-		synced:    make(chan struct{}),
-		peers:     map[string]conf.Peer{},
-		raw:       map[string][]byte{},
-		malformed: map[string]string{},
-		endpoints: map[string]string{},
-		state:     State{State: "starting"},
-	}
+	d := newDirectory(opt)
+	d.cli, d.cancel = cli, cancel
 	d.loadDiskCache()
 	if opt.AdvertiseID != "" && opt.AdvertiseEndpoint != "" {
 		d.wg.Add(1)
@@ -126,6 +121,22 @@ func Start(opt Options) (*Directory, error) {
 	go func() { defer d.wg.Done(); d.saver(ctx) }()
 	go func() { defer d.wg.Done(); d.run(ctx) }()
 	return d, nil
+}
+
+// newDirectory is a Directory with no etcd client and nothing running:
+// Start's, and the tests' for what needs no etcd.
+func newDirectory(opt Options) *Directory {
+	return &Directory{
+		opt: opt, log: opt.Logger.With("directory", opt.Prefix),
+		kick:      make(chan struct{}, 1),
+		save:      make(chan struct{}, 1),
+		synced:    make(chan struct{}),
+		peers:     map[string]conf.Peer{},
+		raw:       map[string][]byte{},
+		malformed: map[string]string{},
+		endpoints: map[string]string{},
+		state:     State{State: "starting"},
+	}
 }
 
 // WaitSynced waits up to timeout for the first successful list from etcd
@@ -263,13 +274,17 @@ func (d *Directory) deleteLocked(key, id string) {
 	delete(d.malformed, key)
 }
 
-// changed asks the notifier for an OnChange call; a pending one absorbs it.
+// changed asks the notifier for an OnChange call and the saver for a
+// write of the disk cache; a pending one absorbs it.
 func (d *Directory) changed() {
-	for _, c := range []chan struct{}{d.kick, d.save} {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
+	signal(d.kick)
+	signal(d.save)
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
@@ -319,7 +334,9 @@ func (d *Directory) run(ctx context.Context) {
 			backoff = d.opt.MinBackoff
 		}
 		if errors.Is(err, errCompacted) {
-			d.log.Info("directory: watch revision compacted; listing again")
+			// Routine (etcd compacts on a schedule): the list that follows
+			// logs at info level only what it changes.
+			d.log.Debug("directory: watch revision compacted; listing again")
 			continue
 		}
 		d.setState("retrying", err.Error())
@@ -349,30 +366,67 @@ func (d *Directory) listAndWatch(ctx context.Context) (synced bool, err error) {
 		return false, fmt.Errorf("listing %s: %w", prefix, err)
 	}
 	rev := resp.Header.Revision
+	kvs := make([]keyValue, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		kvs[i] = keyValue{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision}
+	}
+	d.replace(rev, kvs)
+	d.once.Do(func() { close(d.synced) })
+
+	return true, d.watch(ctx, rev+1)
+}
+
+// keyValue is one key of a list, as replace reads it.
+type keyValue struct {
+	key    string
+	value  []byte
+	modRev int64
+}
+
+// replace makes the local copy the list kvs, read at revision rev, and
+// passes on only what differs from the copy it replaces. A relist (after
+// etcd was away, or after a compaction) mostly finds what the copy holds
+// already: then no OnChange is due, so the daemon neither reloads the
+// device nor logs, and the disk cache is rewritten only when a record
+// changed or this is the first list from etcd (Source was "cache" or
+// nothing).
+func (d *Directory) replace(rev int64, kvs []keyValue) {
 	d.mu.Lock()
+	oldPeers, oldRaw, oldEndpoints, prev := d.peers, d.raw, d.endpoints, d.state
 	d.peers, d.raw = map[string]conf.Peer{}, map[string][]byte{}
 	d.endpoints = map[string]string{}
 	// malformed is kept through the list, so a record skipped before (in
 	// the disk cache, or before etcd was away) is not logged and counted
 	// again; only the keys etcd no longer has are dropped.
-	listed := make(map[string]bool, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		listed[string(kv.Key)] = true
-		d.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
+	listed := make(map[string]bool, len(kvs))
+	for _, kv := range kvs {
+		listed[kv.key] = true
+		d.putLocked(kv.key, kv.value, kv.modRev)
 	}
 	for key := range d.malformed {
 		if !listed[key] {
 			delete(d.malformed, key)
 		}
 	}
+	notify := !maps.EqualFunc(oldPeers, d.peers, func(a, b conf.Peer) bool { return reflect.DeepEqual(a, b) }) ||
+		!maps.Equal(oldEndpoints, d.endpoints)
+	save := notify || prev.Source != "etcd" || !maps.EqualFunc(oldRaw, d.raw, bytes.Equal)
 	d.state = State{State: "connected", Source: "etcd", Revision: rev, LastSync: time.Now()}
 	n := len(d.peers)
 	d.mu.Unlock()
-	d.log.Info("directory: synced with etcd", "revision", rev, "peers", n)
-	d.changed()
-	d.once.Do(func() { close(d.synced) })
-
-	return true, d.watch(ctx, rev+1)
+	// The first sync and the end of an outage (logged when it began) are
+	// news; a relist that changed nothing is not.
+	level := slog.LevelDebug
+	if notify || prev.State != "connected" {
+		level = slog.LevelInfo
+	}
+	d.log.Log(context.Background(), level, "directory: synced with etcd", "revision", rev, "peers", n, "changed", notify)
+	if notify {
+		signal(d.kick)
+	}
+	if save {
+		signal(d.save)
+	}
 }
 
 // watch applies events from revision from on until the watch breaks or the

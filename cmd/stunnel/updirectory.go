@@ -290,13 +290,16 @@ func watcherSettings(d *conf.Directory) *conf.Directory {
 }
 
 // onChange is the directory's OnChange: it stores the newest list and,
-// once a device is attached, applies it.
+// once a device is attached, applies it unless the device runs that list
+// already (a burst that came back to where it started, say): a reload
+// with nothing to change would still log and rebuild the peer set. A list
+// whose apply failed is not running, so it is tried again.
 func (s *dirSync) onChange(peers []conf.Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.peers = slices.Clone(peers) // OnChange must not keep the caller's slice
-	if s.dev == nil {
-		return // attach applies it
+	if s.dev == nil || samePeers(s.peers, s.running) {
+		return // attach applies it, or nothing to apply
 	}
 	s.applyLocked()
 }

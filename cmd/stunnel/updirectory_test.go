@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/tunnel"
+	"stunnel/tunnel/udpbind"
 )
 
 // A record clashing with the file is reported once, with the file's line,
@@ -121,5 +124,59 @@ func TestDirectoryOverrideLoggedOnceAtInfo(t *testing.T) {
 	if line := logs.String(); count() != 1 || !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "record not used") ||
 		!strings.Contains(line, "with another public key") || s.applied != 1 {
 		t.Fatalf("record b with another key: applied %d, want 1 and one Error saying the keys differ:\n%s", s.applied, line)
+	}
+}
+
+// lockedBuffer is a log destination that the device's goroutines and the
+// test may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A directory list the device already runs (a relist that found nothing
+// new, a burst that came back to where it started) reloads nothing and
+// logs nothing; every such list used to reload the device, which logs
+// each time. A list that changes something applies it.
+func TestDirectoryUnchangedListAppliesNothing(t *testing.T) {
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	x, y := attachTestPeer("x", "198.19.0.10/32"), attachTestPeer("y", "198.19.0.11/32")
+	ds := &dirSync{dir: &fixedDir{peers: []conf.Peer{x}}, log: log, file: attachTestConfig(), reported: map[string]bool{}}
+	initial := ds.initial()
+	dev, err := tunnel.New(initial, tunnel.Options{TUN: newChanTUN(), Bind: udpbind.New(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	ds.attach(dev, nil)
+	const reloaded = "configuration reloaded"
+
+	ds.onChange([]conf.Peer{x}) // what the device was built with
+	if strings.Contains(logs.String(), reloaded) || strings.Contains(logs.String(), "directory:") {
+		t.Fatalf("an unchanged directory list reloaded the device or logged:\n%s", logs.String())
+	}
+	ds.onChange([]conf.Peer{x, y})
+	if got := devicePeerIDs(dev); !slices.Equal(got, []string{"x", "y"}) {
+		t.Fatalf("device peers %v after y was added, want [x y]", got)
+	}
+	if n := strings.Count(logs.String(), reloaded); n != 1 {
+		t.Fatalf("%d reloads logged after one change, want 1:\n%s", n, logs.String())
+	}
+	ds.onChange([]conf.Peer{x, y})
+	if n := strings.Count(logs.String(), reloaded); n != 1 {
+		t.Fatalf("%d reloads logged after one change and one unchanged list, want 1:\n%s", n, logs.String())
 	}
 }
