@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -187,30 +186,6 @@ func (d *Directory) State() State {
 	return s
 }
 
-func (d *Directory) loadDiskCache() {
-	if d.opt.CacheFile == "" || d.opt.Key == nil {
-		return
-	}
-	snap, err := loadCache(d.opt.CacheFile, d.opt.Key, d.opt.Prefix)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			d.log.Warn("directory: not using the disk cache", "file", d.opt.CacheFile, "err", err.Error())
-		}
-		return
-	}
-	d.mu.Lock()
-	for id, b := range snap.Records {
-		// A cache an older stunnel saved may hold deeper keys as records.
-		if key := PeerKey(d.opt.Prefix, id); CheckRecordID(id) == nil {
-			d.setLocked(key, id, b, snap.Revision)
-		}
-	}
-	d.state.Source, d.state.Revision = "cache", snap.Revision
-	d.mu.Unlock()
-	d.log.Info("directory: loaded the disk cache until etcd answers", "file", d.opt.CacheFile, "revision", snap.Revision, "peers", len(snap.Records))
-	d.changed()
-}
-
 // setLocked stores one record (d.mu held): valid ones join peers, others
 // are skipped, counted and logged with their key once per version.
 func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
@@ -297,20 +272,6 @@ func (d *Directory) notifier(ctx context.Context) {
 			if d.opt.OnChange != nil {
 				d.opt.OnChange(d.Peers())
 			}
-		}
-	}
-}
-
-// saver writes the disk cache, coalesced like OnChange (a burst of puts
-// costs one write) and apart from it, so a slow disk never delays a change
-// reaching the data plane.
-func (d *Directory) saver(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.save:
-			d.saveDiskCache()
 		}
 	}
 }
@@ -514,23 +475,4 @@ func (d *Directory) healthy(ctx context.Context) error {
 	d.state.LastSync = time.Now()
 	d.mu.Unlock()
 	return nil
-}
-
-func (d *Directory) saveDiskCache() {
-	if d.opt.CacheFile == "" || d.opt.Key == nil {
-		return
-	}
-	d.mu.Lock()
-	if d.state.Source != "etcd" {
-		d.mu.Unlock()
-		return // nothing newer than the file itself
-	}
-	snap := &snapshot{Prefix: d.opt.Prefix, Revision: d.state.Revision, Records: make(map[string][]byte, len(d.raw))}
-	for id, b := range d.raw {
-		snap.Records[id] = b
-	}
-	d.mu.Unlock()
-	if err := saveCache(d.opt.CacheFile, d.opt.Key, snap); err != nil {
-		d.log.Warn("directory: cannot save the disk cache", "err", err.Error())
-	}
 }
