@@ -15,7 +15,7 @@ import (
 // naming the first problem.
 func ValidatePeer(pr Peer) error {
 	if err := checkPeerID(pr.ID); err != nil {
-		return fmt.Errorf("id %q %v", pr.ID, err)
+		return fmt.Errorf("id %s %v", QuoteID(pr.ID), err) // bounded: an ID from etcd may be huge
 	}
 	if pr.PublicKey.IsZero() {
 		return fmt.Errorf("peer %q: public_key is missing or all zeros", pr.ID)

@@ -59,6 +59,47 @@ func checkPeerID(s string) error {
 	return nil
 }
 
+// QuoteID is a peer ID as an error or a log line shows it. An ID that
+// came from etcd (a key's last part) is chosen by whoever may write there,
+// of any length (etcd takes keys of a megabyte) and with any bytes, and an
+// error naming it is logged by every host: so only its first MaxPeerIDLen
+// bytes are shown, then "..." after the closing quote, and strconv.Quote
+// escapes control characters and invalid UTF-8, so the ID can neither
+// flood a log nor break or forge its lines. A valid ID shows whole, as %q.
+func QuoteID(id string) string {
+	cut, more := truncate(id, MaxPeerIDLen)
+	if more {
+		return strconv.Quote(cut) + "..."
+	}
+	return strconv.Quote(cut)
+}
+
+// EscapeBounded is s escaped as QuoteID escapes an ID, without the quotes,
+// and cut to its first max bytes, then "...": for a log attribute (an
+// etcd key, whose last part is an ID) that the log handler quotes itself.
+func EscapeBounded(s string, max int) string {
+	cut, more := truncate(s, max)
+	q := strconv.Quote(cut)
+	q = q[1 : len(q)-1]
+	if more {
+		q += "..."
+	}
+	return q
+}
+
+// truncate is s's first max bytes at most, cut before a character that
+// would not fit whole, and whether anything was cut.
+func truncate(s string, max int) (string, bool) {
+	if len(s) <= max {
+		return s, false
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(s[n]) && n > max-utf8.UTFMax {
+		n--
+	}
+	return s[:n], true
+}
+
 // parsePrefix reads "addr/bits", requiring the length: a bare address is
 // ambiguous (a host or a guess at a subnet), so we ask.
 func parsePrefix(s string) (netip.Prefix, error) {

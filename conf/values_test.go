@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -122,5 +123,32 @@ extra = { id = "z", mtu = 1 }
 		if got[k] != l {
 			t.Errorf("line of %s = %d, want %d", k, got[k], l)
 		}
+	}
+}
+
+// An ID from etcd may be a megabyte with newlines and escapes in it: an
+// error or log line shows its first MaxPeerIDLen bytes, quoted with every
+// control character escaped, then "...". A valid ID shows as %q does.
+func TestQuoteID(t *testing.T) {
+	if got, want := QuoteID("host-7"), `"host-7"`; got != want {
+		t.Errorf("QuoteID(host-7) = %s, want %s", got, want)
+	}
+	huge := "a\nforged=line\x1b[2J" + strings.Repeat("x", 1<<20)
+	got := QuoteID(huge)
+	if want := strconv.Quote(huge[:MaxPeerIDLen]) + "..."; got != want {
+		t.Errorf("QuoteID(huge) = %s, want %s", got, want)
+	}
+	if strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		t.Errorf("QuoteID(huge) = %q holds a control character", got)
+	}
+	// Cut before a character that would not fit whole, not inside it.
+	if got, want := QuoteID(strings.Repeat("é", MaxPeerIDLen)), strconv.Quote(strings.Repeat("é", MaxPeerIDLen/2))+"..."; got != want {
+		t.Errorf("QuoteID of two-byte characters = %s, want %s", got, want)
+	}
+	if got, want := QuoteID("x"+strings.Repeat("é", MaxPeerIDLen)), strconv.Quote("x"+strings.Repeat("é", MaxPeerIDLen/2-1))+"..."; got != want {
+		t.Errorf("QuoteID with a character across the cut = %s, want %s", got, want)
+	}
+	if got, want := EscapeBounded("/st/peers/a\nb"+strings.Repeat("y", 100), 16), `/st/peers/a\nb`+"yyy..."; got != want {
+		t.Errorf("EscapeBounded = %s, want %s", got, want)
 	}
 }

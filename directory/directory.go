@@ -207,12 +207,16 @@ func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
 	d.peers[id] = p
 }
 
-// skipLocked counts and logs a key not used, once per reason.
+// skipLocked counts and logs a key not used, once per reason. The key is
+// logged bounded, as its error names the ID (conf.QuoteID): whoever writes
+// to etcd chooses both, and a megabyte key would be a megabyte line on
+// every host.
 func (d *Directory) skipLocked(key, what string, modRev int64, err error) {
 	msg := err.Error()
 	if d.malformed[key] != msg {
 		d.malformedTotal.Add(1)
-		d.log.Warn("directory: skipping malformed "+what, "key", key, "mod_revision", modRev, "err", msg)
+		shown := conf.EscapeBounded(key, len(d.opt.Prefix)+len(EndpointsDir)+conf.MaxPeerIDLen)
+		d.log.Warn("directory: skipping malformed "+what, "key", shown, "mod_revision", modRev, "err", msg)
 	}
 	d.malformed[key] = msg
 }

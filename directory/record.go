@@ -99,7 +99,7 @@ func CheckRecordID(id string) error {
 		return errors.New("the peer ID is empty; a record's ID is the last part of its key, PREFIX peers/ID")
 	}
 	if strings.Contains(id, "/") {
-		return fmt.Errorf("id %q has a \"/\": a record's ID is the last part of its key, PREFIX peers/ID; use another character, such as \"-\"", id)
+		return fmt.Errorf("id %s has a \"/\": a record's ID is the last part of its key, PREFIX peers/ID; use another character, such as \"-\"", conf.QuoteID(id))
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 package directory
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"stunnel/conf"
@@ -65,5 +68,46 @@ func TestRecordFieldNamesExact(t *testing.T) {
 		if ep, err := ParseEndpointRecord([]byte(v)); err == nil {
 			t.Errorf("ParseEndpointRecord(%s) = %s; want malformed", v, ep)
 		}
+	}
+}
+
+// A record's ID is its key's last part, chosen by whoever may write to
+// etcd: a megabyte ID with a newline in it makes a bounded error, and one
+// log line of bounded length; both used to carry the whole ID.
+func TestHugeIDBoundedInErrorAndLog(t *testing.T) {
+	id := "evil\nlevel=ERROR msg=forged " + strings.Repeat("h", 1<<20)
+	good, err := EncodeRecord(testPeer(t, "x", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseRecord(id, good)
+	if err == nil {
+		t.Fatal("a record with a megabyte ID parsed")
+	}
+	if msg := err.Error(); len(msg) > 512 || strings.Contains(msg, "\n") || !strings.Contains(msg, `"evil\nlevel=ERROR`) {
+		t.Fatalf("error for a megabyte ID (%d bytes): %.600q", len(msg), msg)
+	}
+	if err := CheckRecordID(id + "/x"); err == nil || len(err.Error()) > 512 {
+		t.Fatalf("CheckRecordID of a megabyte ID with a \"/\": %.600v", err)
+	}
+
+	var logs bytes.Buffer
+	d := newDirectory(Options{Prefix: "/st/", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	d.mu.Lock()
+	d.putLocked(PeerKey("/st/", id), good, 7)
+	d.putLocked(PeerKey("/st/", id)+"/deeper", good, 8) // another fleet's, or a record at a wrong key
+	d.putLocked(EndpointKey("/st/", id), []byte("{"), 9)
+	d.mu.Unlock()
+	out := logs.String()
+	if lines := strings.Count(out, "\n"); lines != 3 || len(out) > 3*1024 {
+		t.Fatalf("3 malformed keys with a megabyte ID logged %d lines, %d bytes, want 3 lines of at most 1 KiB:\n%.3000s", lines, len(out), out)
+	}
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(out, "\n"), "\n") {
+		if !strings.Contains(line, "directory: skipping malformed") || !strings.Contains(line, `/st/`) {
+			t.Errorf("log line %q does not name the malformed key", line)
+		}
+	}
+	if st := d.State(); st.Malformed != 3 {
+		t.Fatalf("state %+v, want the 3 keys malformed", st)
 	}
 }
