@@ -192,7 +192,7 @@ func (d *Directory) setLocked(key, id string, value []byte, modRev int64) {
 	if len(value) > MaxRecordSize || len(id) > conf.MaxPeerIDLen {
 		// Malformed by its length alone: not kept for the disk cache,
 		// which every change rewrites and which a few of etcd's largest
-		// keys or values would make too large to load (maxCacheFile).
+		// keys or values would make too large to load (cacheLimit).
 		delete(d.raw, id)
 	} else {
 		d.raw[id] = value

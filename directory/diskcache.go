@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/curve25519"
 
+	"stunnel/conf"
 	"stunnel/handshake"
 	"stunnel/internal/fsdir"
 )
@@ -52,9 +53,26 @@ func (k memoryKey) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
 // as a directory.
 var cacheMagic = []byte("stunnel-directory-cache-v1\n")
 
-// maxCacheFile bounds what we read back: 10,000 records of ~300 bytes fit
-// in a few MiB.
-const maxCacheFile = 64 << 20
+// maxCacheFile bounds what we read back: a directory of MaxRecords records
+// of MaxRecordSize bytes each, as saveCache writes it (about 212 MiB; a
+// typical record of ~300 bytes takes ~450), plus its prefix (cacheLimit).
+// A bound still: a file is read whole into memory before it is opened.
+const maxCacheFile = cacheFraming + MaxRecords*maxCachedRecord
+
+// maxCachedRecord is one record as the cache's JSON holds it at most:
+// the ID quoted, each of its bytes escaped to six at worst (\u003c for a
+// "<", \ufffd for a byte of invalid UTF-8: setLocked keeps any ID of up
+// to conf.MaxPeerIDLen bytes), a colon, the record's base64 quoted, and a
+// comma.
+const maxCachedRecord = 2 + 6*conf.MaxPeerIDLen + 1 + 2 + (MaxRecordSize+2)/3*4 + 1
+
+// cacheFraming is room for what surrounds the records: the magic, nonce
+// and tag, and the JSON object's other fields but the prefix.
+const cacheFraming = 4 << 10
+
+// cacheLimit is the largest cache file read back for prefix: maxCacheFile,
+// plus the prefix escaped at worst.
+func cacheLimit(prefix string) int { return maxCacheFile + 6*len(prefix) }
 
 // snapshot is what the cache file holds: the raw records at a revision, so
 // reading it back applies the same validation as reading etcd.
@@ -127,8 +145,9 @@ func loadCache(path string, k StaticKey, prefix string) (*snapshot, error) {
 // openCache authenticates and decodes a cache file; every byte of it is
 // untrusted until the AEAD says otherwise (FuzzOpenCache).
 func openCache(data, key []byte, prefix string) (*snapshot, error) {
-	if len(data) > maxCacheFile {
-		return nil, errors.New("directory cache file is too large")
+	if len(data) > cacheLimit(prefix) {
+		return nil, fmt.Errorf("directory cache file is %d bytes, more than %d (%d records of %d bytes)",
+			len(data), cacheLimit(prefix), MaxRecords, MaxRecordSize)
 	}
 	rest, ok := bytes.CutPrefix(data, cacheMagic)
 	if !ok {

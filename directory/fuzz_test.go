@@ -41,7 +41,7 @@ func FuzzOpenCache(f *testing.F) {
 			return
 		}
 		var want snapshot
-		wantOK := len(in) <= maxCacheFile && json.Unmarshal(data, &want) == nil && want.Prefix == "/st/"
+		wantOK := len(in) <= cacheLimit("/st/") && json.Unmarshal(data, &want) == nil && want.Prefix == "/st/"
 		if wantOK != (err == nil) {
 			t.Fatalf("sealed %q: %v, want it opened: %v", data, err, wantOK)
 		}

@@ -30,6 +30,13 @@ const RecordVersion = 1
 // endpoint fit in well under 4 KiB.
 const MaxRecordSize = 16 << 10
 
+// MaxRecords is the largest directory this code is sized for
+// (docs/CONFIGURATION.md): the disk cache of MaxRecords records of
+// MaxRecordSize bytes each is written and read back whole (maxCacheFile),
+// and TestDirectoryScale measures a daemon with that many. A larger
+// directory still works from etcd, but its cache may be refused at start.
+const MaxRecords = 10000
+
 // Record is the JSON stored at PREFIX + "peers/" + ID (docs/CONFIGURATION.md,
 // "Peer directory in etcd"). Field names are a stable interface: etcdctl
 // users write them by hand.
