@@ -184,3 +184,38 @@ func TestDuplicateKeyNamedOnKeyLines(t *testing.T) {
 		t.Errorf("a key-like name written twice: %v; want refused without echoing it", err)
 	}
 }
+
+// A key pasted where a value or a key name belongs is quoted by the
+// message that refuses it; the message must say what is wrong and where,
+// but never show the key (base64 as genkey prints it, or a group secret's
+// 64 hex digits).
+func TestMisplacedKeyNeverEchoed(t *testing.T) {
+	priv := testKey(t, 1).Base64()
+	hex := strings.Repeat("0123456789abcdef", 4)
+	src := "[interface]\nname = \"" + priv + "\"\npeer_id = \"a\"\nprivate_key_file = \"" + priv + "\"\n" +
+		"address = [\"" + priv + "\"]\nlog_level = \"" + hex + "\"\n\"" + priv + "\" = 1\n" +
+		"[session]\ncipher = \"" + priv + "\"\n" +
+		"[[peer]]\nid = \"b\"\npublic_key = \"" + testKey(t, 2).PublicKey().String() + "\"\nendpoint = \"" + priv + ":1\"\n" +
+		"allowed_ips = [\"" + priv + "\"]\n" + hex + " = 2\n"
+	_, err := Parse("st.toml", []byte(src))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	// One problem for each misplaced value or name, each still saying
+	// which key is wrong.
+	want := map[int]string{2: "name", 4: "private_key_file", 5: "address", 6: "log_level", 7: "unknown key",
+		9: "cipher", 13: "endpoint", 14: "allowed_ips", 15: "unknown key"}
+	for _, p := range problems(t, err) {
+		if w, ok := want[p.Line]; ok && strings.Contains(p.String(), w) {
+			delete(want, p.Line)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no problem naming %v:\n%v", want, err)
+	}
+	for _, secret := range []string{priv, hex} {
+		if strings.Contains(err.Error(), secret[:24]) || strings.Contains(err.Error(), secret[20:]) {
+			t.Errorf("a problem echoes key material:\n%v", err)
+		}
+	}
+}

@@ -181,4 +181,11 @@ func TestInterfaceNameReadsOnlyTheName(t *testing.T) {
 	if _, err := interfaceName("show", filepath.Join(dir, "missing.toml")); err == nil || !strings.Contains(err.Error(), "cannot read config: no such file or directory") {
 		t.Errorf("missing file: %v", err)
 	}
+	// A key pasted as the name is refused without being shown, as check
+	// refuses it.
+	key := strings.TrimSpace(mustGenkey(t))
+	if _, err := interfaceName("show", write("[interface]\nname = \""+key+"\"\n")); err == nil ||
+		!strings.Contains(err.Error(), "not a valid interface name") || strings.Contains(err.Error(), key[:20]) {
+		t.Errorf("a key as the name: %v; want refused without the key", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -47,7 +48,8 @@ func interfaceName(cmd, path string) (string, error) {
 		return "", fmt.Errorf("stunnel %s: %s: [interface] has no name; it names the tunnel (run stunnel check -c %s)", cmd, path, path)
 	}
 	if err := checkTunnelName(name); err != nil {
-		return "", fmt.Errorf("stunnel %s: %s: [interface] name %q %v (run stunnel check -c %s)", cmd, path, name, err, path)
+		// Quoted as check quotes it: never a key pasted there.
+		return "", fmt.Errorf("stunnel %s: %s: [interface] name %s %v (run stunnel check -c %s)", cmd, path, conf.HideKeys(strconv.Quote(name)), err, path)
 	}
 	return name, nil
 }
