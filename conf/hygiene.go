@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -93,9 +94,28 @@ func TOMLSyntax(data []byte, err error) (line int, msg string) {
 	line, msg = 1, err.Error()
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		line, msg = pe.Position.Line, pe.Message
+		line, msg = syntaxLine(data, pe.Position), pe.Message
 	}
 	return line, syntaxMessage(data, line, strings.TrimPrefix(msg, "toml: "))
+}
+
+// syntaxLine is the line of a syntax error. The parser puts an unexpected
+// newline (a table header left open, "[session") on the line after it, one
+// past the end of the file when it is the last line; the newline's offset
+// says which line it ends. (Its offsets skip a byte order mark, as it does.)
+func syntaxLine(data []byte, pos toml.Position) int {
+	for _, bom := range []string{"\xff\xfe", "\xfe\xff", "\xef\xbb\xbf"} {
+		if bytes.HasPrefix(data, []byte(bom)) {
+			data = data[len(bom):]
+			break
+		}
+	}
+	if s := pos.Start; s >= 0 && s < len(data) && data[s] == '\n' {
+		if l := bytes.Count(data[:s], []byte("\n")) + 1; l < pos.Line {
+			return l
+		}
+	}
+	return pos.Line
 }
 
 // syntaxMessage is a TOML syntax error's message made safe to print: on a

@@ -291,3 +291,28 @@ func TestProblemsStayOneLine(t *testing.T) {
 		}
 	}
 }
+
+// A table header left open is reported on its own line, not the next one
+// (past the end of the file when it is the last line), with or without a
+// byte order mark before it.
+func TestOpenTableHeaderLine(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		line int
+	}{
+		{"[interface\nname = \"st0\"\n", 1},
+		{"[interface]\nname = \"st0\"\n[session\n", 3},
+		{"\ufeff[interface]\nname = \"st0\"\n[session\n", 3},
+		{"[interface]\r\nname = \"st0\"\r\n[[peer\r\n", 3},
+		{"[interface]\nname =\npeer_id = \"a\"\n", 2},
+		{"[interface]\nname = \"st0\"\n[session", 3},
+	} {
+		_, err := Parse("st.toml", []byte(c.src))
+		if err == nil {
+			t.Fatalf("%q: accepted", c.src)
+		}
+		if ps := problems(t, err); len(ps) != 1 || ps[0].Line != c.line || !strings.Contains(ps[0].Msg, "TOML syntax") {
+			t.Errorf("%q: got %v; want a TOML syntax error at line %d", c.src, err, c.line)
+		}
+	}
+}
