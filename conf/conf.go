@@ -6,10 +6,12 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"stunnel/handshake"
@@ -104,11 +106,58 @@ type Peer struct {
 // Load reads path (and the key files it names, relative to its directory)
 // and returns the validated config, or *Errors listing every problem.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadConfigFile(path)
 	if err != nil {
 		return nil, &Errors{{File: path, Line: 1, Msg: fmt.Sprintf("cannot read config: %v", unwrapPathError(err))}}
 	}
 	return parse(path, data, true)
+}
+
+// maxConfigSize bounds a config file: 10,000 peers take under 2 MB. A var
+// for the tests.
+var maxConfigSize int64 = 64 << 20
+
+// ReadConfigFile reads a config file (Load, and `show -c`, which needs only
+// its name). A device, a socket or a file too large to be a config is
+// refused: `-c /dev/zero` read until memory ran out and the runtime died
+// with a stack trace. A pipe or FIFO is read, bounded the same way.
+// Errors from opening it are *os.PathError, as os.ReadFile's.
+func ReadConfigFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path) // before opening: no device is ever opened
+	if err != nil {
+		return nil, err
+	}
+	switch m := fi.Mode(); {
+	case m.IsDir():
+		return nil, &os.PathError{Op: "read", Path: path, Err: syscall.EISDIR}
+	case m&(os.ModeDevice|os.ModeCharDevice|os.ModeSocket) != 0:
+		return nil, fmt.Errorf("it is a %s, not a config file", fileKind(m))
+	case m.IsRegular() && fi.Size() > maxConfigSize:
+		return nil, fmt.Errorf("it is %d bytes, more than the %d a config may hold; is it the config file?", fi.Size(), maxConfigSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > maxConfigSize {
+		return nil, fmt.Errorf("it holds more than the %d bytes a config may hold; is it the config file?", maxConfigSize)
+	}
+	return data, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	}
+	return "device"
 }
 
 // unwrapPathError drops the path from an *os.PathError, which our message

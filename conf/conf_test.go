@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -191,5 +192,36 @@ allowed_ips = ["0.0.0.0/0", "::/0"]
 	}
 	if len(c.Peers) != 1 || len(c.Peers[0].AllowedIPs) != 2 {
 		t.Errorf("peers = %+v", c.Peers)
+	}
+}
+
+// A config path that names a device, a socket or something too large to be
+// a config is one FILE:1 problem, read no further: `-c /dev/zero` used to
+// read until memory ran out.
+func TestLoadRefusesWhatIsNoConfigFile(t *testing.T) {
+	old := maxConfigSize
+	maxConfigSize = 1 << 10
+	defer func() { maxConfigSize = old }()
+	big := filepath.Join(t.TempDir(), "big.toml")
+	writeFile(t, big, "# "+strings.Repeat("x", 2<<10)+"\n", 0o600)
+	sock := filepath.Join(t.TempDir(), "s.toml")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for path, want := range map[string]string{
+		"/dev/null": "cannot read config: it is a character device, not a config file",
+		sock:        "cannot read config: it is a socket, not a config file",
+		big:         "more than the 1024 a config may hold",
+	} {
+		_, err := Load(path)
+		if err == nil {
+			t.Errorf("%s: accepted", path)
+			continue
+		}
+		if ps := problems(t, err); len(ps) != 1 || ps[0].Line != 1 || ps[0].File != path || !strings.Contains(ps[0].Msg, want) {
+			t.Errorf("%s: got %v; want one problem at line 1 with %q", path, err, want)
+		}
 	}
 }

@@ -266,3 +266,21 @@ typo = 1
 		}
 	}
 }
+
+// A -c that names a device is refused in one line, never read: /dev/zero
+// used to fill memory until the runtime died with a stack trace.
+func TestConfigThatIsADevice(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"check", "-c", "/dev/zero"}, 2},
+		{[]string{"show", "-c", "/dev/zero"}, 1},
+	} {
+		_, stderr, code := runStunnel(t, "", c.args...)
+		if code != c.code || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "/dev/zero") ||
+			!strings.Contains(stderr, "character device, not a config file") {
+			t.Errorf("stunnel %v: exit %d, stderr %q; want exit %d and one line saying it is no config file", c.args, code, stderr, c.code)
+		}
+	}
+}

@@ -19,7 +19,7 @@ import (
 // `stunnel check`'s job), so `show -c` works on a file that has since
 // been broken, and never reads key files.
 func interfaceName(cmd, path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, err := conf.ReadConfigFile(path)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
