@@ -22,11 +22,13 @@ type command struct {
 }
 
 var commands = []command{
-	{"genkey", "genkey                 print a new private key", cmdGenkey},
-	{"pubkey", "pubkey [FILE]          read a private key from FILE (or stdin), print its public key", cmdPubkey},
+	{"genkey", "genkey                 print a new private key\n" +
+		"  stunnel genkey --pkcs11 URI    make a key pair in a PKCS#11 token, print its public key", cmdGenkey},
+	{"pubkey", "pubkey [FILE]          read a private key from FILE (or stdin), print its public key\n" +
+		"  stunnel pubkey --pkcs11 URI    print the public key of a key in a PKCS#11 token", cmdPubkey},
 	{"check", "check -c FILE          validate a config without touching the system", cmdCheck},
 	{"up", "up -c FILE             run the tunnel in the foreground (SIGHUP reloads)", cmdUp},
-	{"show", "show [-c FILE] [--json] status of running tunnels", cmdShow},
+	{"show", "show [-c FILE | -i NAME] [--json | --metrics]  status of running tunnels, or of the one named (--metrics: Prometheus text)", cmdShow},
 	{"directory", "directory put|delete|list -c FILE  peer records in the etcd directory", cmdDirectory},
 	{"demo", "demo                   two namespaced hosts, a tunnel, ping and throughput (root)", cmdDemo},
 	{"version", "version                version, Go version and build features", cmdVersion},

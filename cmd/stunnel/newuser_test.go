@@ -110,3 +110,19 @@ allowed_ips = ["198.19.0.2/32"]
 		t.Errorf("check: exit %d, stdout %q, stderr %q; want \"1 peer\"", code, stdout, stderr)
 	}
 }
+
+// `stunnel help` lists every form of the command line PRODUCT.md gives,
+// the token forms of genkey and pubkey included.
+func TestHelpListsEveryCommand(t *testing.T) {
+	_, stderr, code := runStunnel(t, "", "help")
+	if code != 0 {
+		t.Fatalf("help: exit %d", code)
+	}
+	for _, form := range []string{"genkey ", "genkey --pkcs11 URI", "pubkey [FILE]", "pubkey --pkcs11 URI", "check -c FILE", "up -c FILE",
+		"show [-c FILE | -i NAME] [--json | --metrics]", "demo ", "version ", "rekey [-c FILE | -i NAME] PEER", "disconnect [-c FILE | -i NAME] PEER",
+		"reload [-c FILE | -i NAME]", "state save [-c FILE | -i NAME]", "tickets genkey", "directory put|delete|list"} {
+		if !strings.Contains(stderr, "  stunnel "+form) {
+			t.Errorf("help does not list `stunnel %s`:\n%s", form, stderr)
+		}
+	}
+}
