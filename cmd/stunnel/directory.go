@@ -38,6 +38,12 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, directoryUsage)
 		return exitBadConfig
 	}
+	if v := args[0]; v != "put" && v != "delete" && v != "list" {
+		// Before the flags: `directory -c FILE list` or a typo is not
+		// "-c FILE is required".
+		fmt.Fprintf(stderr, "stunnel directory: unknown subcommand %q; the first word is put, delete or list\n%s\n", v, directoryUsage)
+		return exitBadConfig
+	}
 	fs := flag.NewFlagSet("directory "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("c", "", "configuration file with a [directory] table")

@@ -147,3 +147,14 @@ func TestCheckRefusesPlainHTTPToRemoteEtcd(t *testing.T) {
 		t.Fatalf("check of an https endpoint: exit %d", code)
 	}
 }
+
+// A first word that is no subcommand is named as such (exit 2), before the
+// flags are looked at: it used to say "-c FILE is required" even with -c.
+func TestDirectoryUnknownSubcommand(t *testing.T) {
+	for _, args := range [][]string{{"directory", "lst", "-c", "x.toml"}, {"directory", "-c", "x.toml", "list"}, {"directory", "foo"}} {
+		_, stderr, code := runStunnel(t, "", args...)
+		if code != 2 || !strings.HasPrefix(stderr, fmt.Sprintf("stunnel directory: unknown subcommand %q", args[1])) {
+			t.Errorf("stunnel %v: exit %d, stderr %q; want exit 2 naming the unknown subcommand", args, code, stderr)
+		}
+	}
+}
