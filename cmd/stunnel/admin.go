@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
+	"stunnel/conf"
 	"stunnel/tunnel/control"
 )
 
@@ -117,6 +119,16 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "stunnel %s: takes no argument (the one given is not shown); on a running tunnel it adds a fresh random key to that gateway's ring; "+
 			"to add a key to a key file, name an existing file (stunnel tickets genkey -o FILE makes one); %s\n", cli, usage)
 		return bad
+	case command == "tickets list" && len(positional) == 1 && *path == "" && *ifname == "":
+		// A key file, surely, but not one that can be read (a typo): say
+		// that, not "unexpected argument". Quoted masked, as check would.
+		what := "is not a regular file"
+		if _, err := os.Stat(positional[0]); err != nil {
+			what = "cannot be read: " + unwrapStatError(err).Error()
+		}
+		fmt.Fprintf(stderr, "stunnel %s: key file %s %s; give an existing key file, or no argument for a running tunnel's ring; %s\n",
+			cli, conf.HideKeys(strconv.Quote(positional[0])), what, usage)
+		return bad
 	case len(positional) > 1 || (argName == "" && len(positional) == 1):
 		fmt.Fprintf(stderr, "stunnel %s: unexpected argument %q; %s\n", cli, positional[len(positional)-1], usage)
 		return bad
@@ -191,4 +203,14 @@ func keyFileArg(args []string) bool {
 	}
 	fi, err := os.Stat(file)
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// unwrapStatError drops the path from an *os.PathError: the message names
+// the file already.
+func unwrapStatError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -134,3 +134,19 @@ func TestTicketsAddErasesKeysItReads(t *testing.T) {
 		}
 	}
 }
+
+// `tickets list FILE` with a FILE that is not there (a typo) says so
+// (exit 2), rather than calling it an unexpected argument.
+func TestTicketsListMissingFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "tiket.keys")
+	for path, want := range map[string]string{
+		missing:     "cannot be read: no such file or directory",
+		t.TempDir(): "is not a regular file",
+	} {
+		_, stderr, code := runStunnel(t, "", "tickets", "list", path)
+		if code != exitBadConfig || strings.Count(stderr, "\n") != 1 ||
+			!strings.HasPrefix(stderr, fmt.Sprintf("stunnel tickets list: key file %q %s", path, want)) {
+			t.Errorf("tickets list %s: exit %d, stderr %q; want exit 2 saying the key file %s", path, code, stderr, want)
+		}
+	}
+}
