@@ -97,6 +97,10 @@ type Options struct {
 	// key in a PKCS#11 token (cfg.Interface.PKCS11), opened by the caller,
 	// who closes it after the device. nil: cfg.Interface.PrivateKey.
 	StaticKey handshake.StaticKey
+
+	// afterLookup, tests only, runs at the end of every LookupPeer (see
+	// Device.afterLookup).
+	afterLookup func(peerID string)
 }
 
 // Device is one running tunnel interface.
@@ -161,6 +165,11 @@ type Device struct {
 	refusals       refusalLog
 	resumeRefusals reasonCounts   // resumptions refused, by reason (also those no peer can be named for)
 	restored       RestoreSummary // what RestoreState brought back; immutable after New
+	// afterLookup (Options.afterLookup; nil but in tests) runs after
+	// LookupPeer has answered the responder, on the handshake worker: a
+	// reload there comes between the responder's lookup and its use of the
+	// answer, a race a test cannot otherwise hit. Set by New, read only.
+	afterLookup func(peerID string)
 
 	// Shutdown, in Close's order: closed stops the readers, the ticker and
 	// the handshake workers (wg); then every peer stops while the crypto
@@ -242,6 +251,7 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 		tun:          opt.TUN,
 		bind:         opt.Bind,
 		resolve:      opt.Resolve,
+		afterLookup:  opt.afterLookup,
 		peerID:       cfg.Interface.PeerID,
 		indices:      newIndexTable(),
 		handshakeQ:   make(chan handshakeMessage, handshakeQueueLen),
@@ -434,6 +444,9 @@ func (d *Device) isClosed() bool {
 // claims (handshake.PeerLookup), from the current configuration.
 func (d *Device) LookupPeer(peerID []byte) (handshake.PeerInfo, error) {
 	p := d.peers.Load().byID[string(peerID)]
+	if d.afterLookup != nil {
+		defer d.afterLookup(string(peerID))
+	}
 	if p == nil {
 		return handshake.PeerInfo{}, handshake.ErrUnknownPeer
 	}

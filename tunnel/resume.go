@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"stunnel/handshake"
@@ -27,7 +28,13 @@ func (d *Device) handleResumption(m handshakeMessage) {
 	}
 	from := m.from.DstToString()
 	idx := d.indices.reserve(nil)
-	resp, sess, st, err := d.host.ConsumeResumption(m.msg, idx)
+	// mayResume checks the ticket's peer once more right before the ring
+	// spends the ticket: the responder's own check (its LookupPeer) came
+	// before the Noise message, and a reload since may have removed the
+	// peer or replaced its static or pre-shared key. Refused there, the
+	// resumption spends nothing, and is counted and logged as the lookup's
+	// refusal of the same is ("peer removed", "peer key changed").
+	resp, sess, st, err := d.host.ConsumeResumptionFor(m.msg, idx, d.mayResume)
 	if err != nil {
 		d.indices.release(idx)
 		if resp != nil { // an authenticated refusal (cipher mismatch): tell the initiator why
@@ -38,8 +45,10 @@ func (d *Device) handleResumption(m handshakeMessage) {
 	}
 	// As in handleInitiation: the peer must still be configured, and
 	// AcceptResumed refuses a ticket issued to a key, or a session resumed
-	// under a pre-shared key, that a reload replaced since the lookup
-	// (quietly, as handleInitiation does).
+	// under a pre-shared key, that a reload replaced since mayResume
+	// (quietly, as handleInitiation does; the ticket is spent: a reload in
+	// the moment between mayResume and the ring's record costs a full
+	// handshake, no more).
 	p := d.peers.Load().byID[sess.PeerID]
 	if p == nil || !p.enter() {
 		d.indices.release(idx)
@@ -57,6 +66,19 @@ func (d *Device) handleResumption(m handshakeMessage) {
 	if err := d.bind.Send([][]byte{resp}, m.from); err != nil && !d.isClosed() {
 		d.warn.warn("udp-send-"+p.id, "sending resumption response failed", "peer", p.id, "endpoint", from, "err", err)
 	}
+}
+
+// mayResume is handleResumption's check of an opened, authenticated ticket
+// before the ring spends it: the peer it names is configured now, with the
+// static and pre-shared keys it was issued under (session.Peer.MayResume,
+// the check AcceptResumed repeats). The errors classify as the responder's
+// lookup's do (resumptionReason).
+func (d *Device) mayResume(st *handshake.TicketState) error {
+	p := d.peers.Load().byID[st.PeerID]
+	if p == nil {
+		return fmt.Errorf("%w (removed since the ticket was issued)", handshake.ErrUnknownPeer)
+	}
+	return p.sess.MayResume(st)
 }
 
 // resumptionReason names a refused resumption for counters and logs.
