@@ -69,7 +69,7 @@ var (
 	ErrAuth           = errors.New("securesession: message does not authenticate")
 	ErrReplay         = errors.New("securesession: replayed or too old message")
 	ErrMalformed      = errors.New("securesession: malformed message")
-	ErrOtherPeer      = errors.New("securesession: initiation from another peer than this session's")
+	ErrOtherPeer      = errors.New("securesession: another peer than this session's")
 	ErrTooLarge       = errors.New("securesession: message too large")
 	ErrNotIP          = errors.New("securesession: PayloadIP session given something that is not an IP packet")
 	// ErrKeyExpired: the message authenticated under a key past
@@ -206,7 +206,7 @@ func (s *Session) Connect(peerID string) ([]byte, error) {
 	s.mu.Lock()
 	if s.peer != nil && s.peer.ID() != peerID {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: this session is with %q", ErrOtherPeer, s.peer.ID())
+		return nil, fmt.Errorf("%w: cannot connect to %q, this session is with %q", ErrOtherPeer, peerID, s.peer.ID())
 	}
 	if s.peer == nil {
 		s.peer = s.host.NewPeer(session.PeerConfig{ID: peerID, PublicKey: info.PublicKey, PresharedKey: info.PresharedKey}, s.reg)

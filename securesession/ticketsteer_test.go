@@ -2,6 +2,7 @@ package securesession
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,6 +107,10 @@ func TestSteeredResumptionDoesNotSpendTicket(t *testing.T) {
 	res, err := bobC.Unwrap(m5)
 	if !errors.Is(err, ErrOtherPeer) || len(res.Send) != 0 {
 		t.Fatalf("alice's resumption at carol's session: %v, %d messages back; want ErrOtherPeer and no answer", err, len(res.Send))
+	}
+	// The refusal names what was refused: a resumption, not an initiation.
+	if msg := err.Error(); !strings.Contains(msg, `resumption from "alice", this session is with "carol"`) || strings.Contains(msg, "initiation") {
+		t.Fatalf("alice's resumption at carol's session: %q; want it named a resumption from alice", msg)
 	}
 	if bobC.PeerID() != "carol" {
 		t.Fatalf("carol's session is now with %q", bobC.PeerID())

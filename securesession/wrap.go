@@ -309,7 +309,7 @@ func (s *Session) unwrapInitiation(msg []byte) (Result, error) {
 		}
 		return Result{}, err
 	}
-	p, err := s.peerFor(sess.PeerID)
+	p, err := s.peerFor(sess.PeerID, "initiation")
 	if err != nil {
 		s.reg.Release(idx)
 		sess.Zero()
@@ -322,10 +322,11 @@ func (s *Session) unwrapInitiation(msg []byte) (Result, error) {
 }
 
 // peerFor returns the session's peer, making it for the responder's first
-// initiation; an initiation from anyone else is refused.
-func (s *Session) peerFor(id string) (*session.Peer, error) {
+// initiation; an initiation from anyone else is refused. what names the
+// handshake ("initiation", "resumption") in the refusal.
+func (s *Session) peerFor(id, what string) (*session.Peer, error) {
 	if p := s.currentPeer(); p != nil {
-		return samePeer(p, id)
+		return samePeer(p, id, what)
 	}
 	// The lookup is the caller's code, free to use this Session (or be
 	// slow): it runs without s.mu, and a peer made meanwhile by a
@@ -337,15 +338,15 @@ func (s *Session) peerFor(id string) (*session.Peer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.peer != nil {
-		return samePeer(s.peer, id)
+		return samePeer(s.peer, id, what)
 	}
 	s.peer = s.host.NewPeer(session.PeerConfig{ID: id, PublicKey: info.PublicKey, PresharedKey: info.PresharedKey}, s.reg)
 	return s.peer, nil
 }
 
-func samePeer(p *session.Peer, id string) (*session.Peer, error) {
+func samePeer(p *session.Peer, id, what string) (*session.Peer, error) {
 	if p.ID() != id {
-		return nil, fmt.Errorf("%w: %q, not %q", ErrOtherPeer, id, p.ID())
+		return nil, fmt.Errorf("%w: %s from %q, this session is with %q", ErrOtherPeer, what, id, p.ID())
 	}
 	return p, nil
 }
@@ -412,7 +413,7 @@ func (s *Session) unwrapResumption(msg []byte) (Result, error) {
 	var p *session.Peer
 	resp, sess, st, err := s.host.ConsumeResumptionFor(msg, idx, func(st *handshake.TicketState) error {
 		var err error
-		if p, err = s.peerFor(st.PeerID); err != nil {
+		if p, err = s.peerFor(st.PeerID, "resumption"); err != nil {
 			return err
 		}
 		return p.MayResume(st)
