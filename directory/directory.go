@@ -82,6 +82,11 @@ type Directory struct {
 	state     State
 
 	malformedTotal atomic.Uint64
+	// cacheStale: the last disk cache write failed, so the file may hold
+	// an older directory than the copy. Set and cleared by saveDiskCache
+	// (the saver goroutine); replace reads it to write again at a relist
+	// that finds nothing new.
+	cacheStale atomic.Bool
 }
 
 // Start loads the disk cache (if any), connects to etcd and begins the
@@ -353,8 +358,8 @@ type keyValue struct {
 // etcd was away, or after a compaction) mostly finds what the copy holds
 // already: then no OnChange is due, so the daemon neither reloads the
 // device nor logs, and the disk cache is rewritten only when a record
-// changed or this is the first list from etcd (Source was "cache" or
-// nothing).
+// changed, this is the first list from etcd (Source was "cache" or
+// nothing), or the last write of it failed.
 func (d *Directory) replace(rev int64, kvs []keyValue) {
 	d.mu.Lock()
 	oldPeers, oldRaw, oldEndpoints, prev := d.peers, d.raw, d.endpoints, d.state
@@ -375,7 +380,10 @@ func (d *Directory) replace(rev int64, kvs []keyValue) {
 	}
 	notify := !maps.EqualFunc(oldPeers, d.peers, func(a, b conf.Peer) bool { return reflect.DeepEqual(a, b) }) ||
 		!maps.Equal(oldEndpoints, d.endpoints)
-	save := notify || prev.Source != "etcd" || !maps.EqualFunc(oldRaw, d.raw, bytes.Equal)
+	// A write that failed is made again: nothing else would retry it until
+	// a record changed, and the file would keep what it had before (a
+	// revoked record, say) for a start without etcd to use.
+	save := notify || prev.Source != "etcd" || d.cacheStale.Load() || !maps.EqualFunc(oldRaw, d.raw, bytes.Equal)
 	d.state = State{State: "connected", Source: "etcd", Revision: rev, LastSync: time.Now()}
 	n := len(d.peers)
 	d.mu.Unlock()

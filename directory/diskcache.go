@@ -229,7 +229,9 @@ func (d *Directory) saveDiskCache() {
 		snap.Records[id] = b
 	}
 	d.mu.Unlock()
-	if err := saveCache(d.opt.CacheFile, d.opt.Key, snap); err != nil {
+	err := saveCache(d.opt.CacheFile, d.opt.Key, snap)
+	d.cacheStale.Store(err != nil) // the next relist writes again (replace)
+	if err != nil {
 		d.log.Warn("directory: cannot save the disk cache", "err", err.Error())
 	}
 }

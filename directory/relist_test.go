@@ -3,10 +3,13 @@ package directory
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
 )
 
@@ -114,5 +117,51 @@ func TestRelistAfterEtcdBackCallsNoOnChange(t *testing.T) {
 	defer w.mu.Unlock()
 	if w.calls != before+1 {
 		t.Fatalf("%d OnChange calls after etcd came back and c was put, want 1 (for c)", w.calls-before)
+	}
+}
+
+// A disk cache write that failed (a full disk, a token that was reset)
+// is made again by the next relist, though the relist finds nothing new:
+// else the file keeps the directory as it was before the failed write
+// (a revoked record included), and a start without etcd would use it
+// until some record changed.
+func TestRelistRewritesCacheAfterFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "full")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(blocker, "st0.directory") // its directory is a file: the write fails
+	priv := handshake.PrivateKey{8, 3}
+	var logs bytes.Buffer
+	d := newDirectory(Options{Prefix: "/st/", CacheFile: cache, Key: MemoryKey(&priv),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	b := recordKV(t, "b", 2, 3)
+
+	d.replace(5, []keyValue{b})
+	if !pending(d.save) {
+		t.Fatal("first list: no cache write due")
+	}
+	d.saveDiskCache()
+	if !strings.Contains(logs.String(), "cannot save the disk cache") {
+		t.Fatalf("the failed write was not logged:\n%s", logs.String())
+	}
+
+	if err := os.Remove(blocker); err != nil { // the disk has room again
+		t.Fatal(err)
+	}
+	d.replace(9, []keyValue{b}) // etcd came back: nothing new
+	if !pending(d.save) {
+		t.Fatal("relist after a failed cache write: no cache write due, the file stays as it was")
+	}
+	d.saveDiskCache()
+	snap, err := loadCache(cache, MemoryKey(&priv), "/st/")
+	if err != nil || snap.Revision != 9 || len(snap.Records) != 1 {
+		t.Fatalf("cache after the relist: %+v, %v; want revision 9 with b", snap, err)
+	}
+
+	d.replace(12, []keyValue{b}) // written since: the next relist has nothing to do
+	if pending(d.save) {
+		t.Fatal("relist with nothing new after a good write: a cache write due")
 	}
 }
