@@ -19,7 +19,7 @@ type handshakeMessage struct {
 	peer *Peer // a cookie reply: the peer that took it at the intake (msg is nil)
 	// admitted: an initiation that passed the load gates at the intake
 	// (mac2 proven, token taken), so admit lets it through unchecked and
-	// uncharged; see "Who charges the token bucket" in hsqueue.go.
+	// uncharged; see "Who charges the token buckets" in hsqueue.go.
 	admitted bool
 }
 

@@ -20,16 +20,17 @@ import (
 //     the answer to the last initiation we sent to the peer whose endpoint
 //     it comes from (malformed otherwise): the source of a datagram is
 //     easily forged, the mac1 it is sealed to is never seen off the path;
-//   - under load, every initiation first passes the per-source token bucket
-//     (rate_limited otherwise). One whose mac2 proves a cookie we issued to
-//     its source (the sender showed it receives at that address) then goes
-//     to a small queue of its own, served by its own worker; any other is
-//     answered with a cookie right here and takes no slot: a flood of
+//   - under load, an initiation whose mac2 proves a cookie we issued to its
+//     source (the sender showed it receives at that address) passes the
+//     per-source token bucket of proven initiations (rate_limited
+//     otherwise) and goes to a small queue of its own, served by its own
+//     worker; any other is answered with a cookie right here, within the
+//     source's cookie bucket, and takes no slot: a flood of
 //     valid-mac1 initiations, which anyone who knows our public key can
 //     make, costs a hash and a map lookup each and never delays a peer that
 //     proved its address;
 //   - when the ordinary queue is full, an initiation is answered with a
-//     cookie reply right here (within its source's token bucket) instead of
+//     cookie reply right here (within its source's cookie bucket) instead of
 //     being dropped silently, so a genuine initiator still gets the cookie
 //     that lets it into the priority queue.
 //
@@ -164,7 +165,7 @@ func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 	default:
 		// Full of initiations that are all worth a cookie: give this one
 		// its cookie now, so a genuine initiator can come back with mac2
-		// (within its source's token bucket: a flood from few addresses
+		// (within its source's cookie bucket: a flood from few addresses
 		// costs a map lookup each, not a reply each).
 		d.drops.add(dropRateLimited, 1)
 		_ = d.sendCookieWithin(msg, src, ep)
