@@ -88,6 +88,9 @@ type Key struct {
 	sess pkcs11.SessionHandle // guarded by mu; valid when open
 	obj  pkcs11.ObjectHandle  // guarded by mu; the private key, valid when open
 	open bool                 // guarded by mu
+	// loginRequired: the token requires a login (CKF_LOGIN_REQUIRED), so
+	// a PIN protects its private objects; guarded by mu, set by openLocked.
+	loginRequired bool
 	// lastReinit is when the module was last re-initialized to find a
 	// missing token; guarded by mu. See reinitInterval.
 	lastReinit time.Time
@@ -291,11 +294,11 @@ func (k *Key) sameKeyLocked() error {
 // openLocked finds the token, opens a session, logs in (logging that it
 // did) and finds the key.
 func (k *Key) openLocked() error {
-	sess, loggedIn, err := openSessionLogin(k.ctx, &k.uri, k.pinFile, false, k.pinSum)
+	sess, l, err := openSessionLogin(k.ctx, &k.uri, k.pinFile, false, k.pinSum)
 	if err != nil {
 		return err
 	}
-	if loggedIn {
+	if l == loginDone {
 		// For an operator who wonders why a token counts logins. Debug:
 		// at start it would be a line before the one that says why a
 		// start failed, and after a token reset the log already says so.
@@ -306,8 +309,18 @@ func (k *Key) openLocked() error {
 		_ = k.ctx.CloseSession(sess)
 		return err
 	}
-	k.sess, k.obj, k.open = sess, obj, true
+	k.sess, k.obj, k.open, k.loginRequired = sess, obj, true, l != loginNotRequired
 	return nil
+}
+
+// publicObjectRefused says whether a key that is a public object
+// (private false) is refused. Only on a token that requires a login: a
+// token without one (no CKF_LOGIN_REQUIRED) protects no object by a PIN,
+// shows us only its public objects (we never log in to it), and so a
+// static key there is public whatever genkey asked for; refusing it would
+// refuse the token.
+func publicObjectRefused(loginRequired, private bool) bool {
+	return loginRequired && !private
 }
 
 // checkKeyLocked refuses keys that are not X25519, that anyone who can open
@@ -340,7 +353,7 @@ func (k *Key) checkKeyLocked() error {
 	// token directory) could do X25519 with our static key, and so
 	// impersonate this host, without the PIN. Named by its URI (no
 	// PIN source in it), since the object's label alone may be ambiguous.
-	if !isTrue(attrs[5].Value) {
+	if publicObjectRefused(k.loginRequired, isTrue(attrs[5].Value)) {
 		return errorf(KindObject, nil, "key %s is a public object (CKA_PRIVATE false): anyone who can open the token may use it without the PIN; a static key must be private: make one with: stunnel genkey --pkcs11 URI", k.uri.KeyString())
 	}
 	if !isTrue(attrs[2].Value) || isTrue(attrs[3].Value) {

@@ -97,12 +97,21 @@ func openSession(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pi
 	return sess, err
 }
 
-// openSessionLogin is openSession, and says whether it logged in (the
-// token may need no login, or this process may be logged in already).
-func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (sess pkcs11.SessionHandle, loggedIn bool, err error) {
+// login says what openSessionLogin did about the login.
+type login int
+
+const (
+	loginNotRequired login = iota // the token requires none (no CKF_LOGIN_REQUIRED)
+	loginDone                     // it logged in
+	loginAlready                  // this process was logged in already
+)
+
+// openSessionLogin is openSession, and says what it did about the login:
+// the token may need none, or this process may be logged in already.
+func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum func(pin []byte) [32]byte) (sess pkcs11.SessionHandle, l login, err error) {
 	slot, err := findSlot(ctx, u)
 	if err != nil {
-		return 0, false, err
+		return 0, loginNotRequired, err
 	}
 	flags := uint(pkcs11.CKF_SERIAL_SESSION)
 	if rw {
@@ -110,24 +119,24 @@ func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum fu
 	}
 	sess, err = ctx.OpenSession(slot, flags)
 	if err != nil {
-		return 0, false, errorf(KindToken, err, "opening a session on %s", tokenName(u))
+		return 0, loginNotRequired, errorf(KindToken, err, "opening a session on %s", tokenName(u))
 	}
 	ti, err := ctx.GetTokenInfo(slot)
 	if err != nil {
 		_ = ctx.CloseSession(sess)
-		return 0, false, errorf(KindToken, err, "reading the token info of %s", tokenName(u))
+		return 0, loginNotRequired, errorf(KindToken, err, "reading the token info of %s", tokenName(u))
 	}
 	if ti.Flags&pkcs11.CKF_LOGIN_REQUIRED == 0 {
-		return sess, false, nil
+		return sess, loginNotRequired, nil
 	}
 	if pinFile == "" {
 		_ = ctx.CloseSession(sess)
-		return 0, false, errorf(KindPIN, nil, "%s needs a PIN: add pin-source=file:PATH to the pkcs11: URI or set [interface] pkcs11_pin_file", tokenName(u))
+		return 0, loginNotRequired, errorf(KindPIN, nil, "%s needs a PIN: add pin-source=file:PATH to the pkcs11: URI or set [interface] pkcs11_pin_file", tokenName(u))
 	}
 	pin, err := readPIN(pinFile)
 	if err != nil {
 		_ = ctx.CloseSession(sess)
-		return 0, false, err
+		return 0, loginNotRequired, err
 	}
 	loginAttempts.Add(1)
 	err = ctx.Login(sess, pkcs11.CKU_USER, string(pin))
@@ -135,10 +144,10 @@ func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum fu
 	switch {
 	case err == nil:
 		clear(pin)
-		return sess, true, nil
+		return sess, loginDone, nil
 	case errors.As(err, &pe) && pe == pkcs11.CKR_USER_ALREADY_LOGGED_IN:
 		clear(pin)
-		return sess, false, nil
+		return sess, loginAlready, nil
 	case errors.As(err, &pe) && (pe == pkcs11.CKR_PIN_INCORRECT || pe == pkcs11.CKR_PIN_LEN_RANGE || pe == pkcs11.CKR_PIN_LOCKED):
 		r := &pinRefusal{locked: pe == pkcs11.CKR_PIN_LOCKED}
 		if pinSum != nil {
@@ -156,7 +165,7 @@ func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum fu
 			e = errorf(KindPIN, nil, "the PIN of %s is locked; unlock it with the token's SO PIN", tokenName(u))
 		}
 		e.refused = r
-		return 0, false, e
+		return 0, loginNotRequired, e
 	}
 	clear(pin)
 	_ = ctx.CloseSession(sess)
@@ -165,9 +174,9 @@ func openSessionLogin(ctx tokenCalls, u *URI, pinFile string, rw bool, pinSum fu
 	// once the token is back. Anything else stays KindPIN (exit 2: no
 	// restart loop that could spend the token's PIN tries).
 	if errors.As(err, &pe) && tokenGone(pe) {
-		return 0, false, errorf(KindToken, err, "logging in to %s", tokenName(u))
+		return 0, loginNotRequired, errorf(KindToken, err, "logging in to %s", tokenName(u))
 	}
-	return 0, false, errorf(KindPIN, err, "logging in to %s", tokenName(u))
+	return 0, loginNotRequired, errorf(KindPIN, err, "logging in to %s", tokenName(u))
 }
 
 // tokenGone reports whether a PKCS#11 error is the token or its session
