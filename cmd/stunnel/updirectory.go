@@ -293,7 +293,11 @@ func watcherSettings(d *conf.Directory) *conf.Directory {
 // once a device is attached, applies it unless the device runs that list
 // already (a burst that came back to where it started, say): a reload
 // with nothing to change would still log and rebuild the peer set. A list
-// whose apply failed is not running, so it is tried again.
+// whose apply failed is not running, so the next call tries it again; the
+// directory calls only when its records change (a relist that finds the
+// same records does not), so a failed apply, or a record left out because
+// the kernel refused its route, is retried at the next change or reload
+// (SIGHUP), not at a relist.
 func (s *dirSync) onChange(peers []conf.Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
