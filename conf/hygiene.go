@@ -102,7 +102,9 @@ func TOMLSyntax(data []byte, err error) (line int, msg string) {
 // syntaxLine is the line of a syntax error. The parser puts an unexpected
 // newline (a table header left open, "[session") on the line after it, one
 // past the end of the file when it is the last line; the newline's offset
-// says which line it ends. (Its offsets skip a byte order mark, as it does.)
+// says which line it ends. The newline ends the span the parser reports:
+// all of it for "[session", "]\n" for "[[peer]" (one bracket short). (Its
+// offsets skip a byte order mark, as it does.)
 func syntaxLine(data []byte, pos toml.Position) int {
 	for _, bom := range []string{"\xff\xfe", "\xfe\xff", "\xef\xbb\xbf"} {
 		if bytes.HasPrefix(data, []byte(bom)) {
@@ -110,8 +112,8 @@ func syntaxLine(data []byte, pos toml.Position) int {
 			break
 		}
 	}
-	if s := pos.Start; s >= 0 && s < len(data) && data[s] == '\n' {
-		if l := bytes.Count(data[:s], []byte("\n")) + 1; l < pos.Line {
+	if nl := pos.Start + max(pos.Len, 1) - 1; pos.Start >= 0 && nl < len(data) && data[nl] == '\n' {
+		if l := bytes.Count(data[:nl], []byte("\n")) + 1; l < pos.Line {
 			return l
 		}
 	}

@@ -306,6 +306,10 @@ func TestOpenTableHeaderLine(t *testing.T) {
 		{"[interface]\r\nname = \"st0\"\r\n[[peer\r\n", 3},
 		{"[interface]\nname =\npeer_id = \"a\"\n", 2},
 		{"[interface]\nname = \"st0\"\n[session", 3},
+		// One closing bracket short: the parser's span is "]\n".
+		{"[interface]\nname = \"st0\"\n[[peer]\nid = \"b\"\n", 3},
+		{"[interface]\nname = \"st0\"\n[[peer]\n", 3},
+		{"\ufeff[interface]\nname = \"st0\"\n[[peer]\nid = \"b\"\n", 3},
 	} {
 		_, err := Parse("st.toml", []byte(c.src))
 		if err == nil {
