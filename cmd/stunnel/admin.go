@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
-	"stunnel/conf"
 	"stunnel/tunnel/control"
 )
 
@@ -61,7 +59,7 @@ func cmdTickets(args []string) int {
 	case "retire":
 		return runAdmin("tickets retire", "tickets retire", "KEY-ID", args[1:], os.Stdout, os.Stderr)
 	}
-	fmt.Fprintf(os.Stderr, "stunnel tickets: unknown subcommand %q; %s\n", args[0], usage)
+	fmt.Fprintf(os.Stderr, "stunnel tickets: unknown subcommand %s; %s\n", quoteArg(args[0]), usage)
 	return exitBadConfig
 }
 
@@ -127,10 +125,10 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 			what = "cannot be read: " + unwrapStatError(err).Error()
 		}
 		fmt.Fprintf(stderr, "stunnel %s: key file %s %s; give an existing key file, or no argument for a running tunnel's ring; %s\n",
-			cli, conf.HideKeys(strconv.Quote(positional[0])), what, usage)
+			cli, quoteArg(positional[0]), what, usage)
 		return bad
 	case len(positional) > 1 || (argName == "" && len(positional) == 1):
-		fmt.Fprintf(stderr, "stunnel %s: unexpected argument %q; %s\n", cli, positional[len(positional)-1], usage)
+		fmt.Fprintf(stderr, "stunnel %s: unexpected argument %s; %s\n", cli, quoteArg(positional[len(positional)-1]), usage)
 		return bad
 	case len(positional) == 1:
 		arg = positional[0]

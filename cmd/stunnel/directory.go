@@ -41,7 +41,7 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 	if v := args[0]; v != "put" && v != "delete" && v != "list" {
 		// Before the flags: `directory -c FILE list` or a typo is not
 		// "-c FILE is required".
-		fmt.Fprintf(stderr, "stunnel directory: unknown subcommand %q; the first word is put, delete or list\n%s\n", v, directoryUsage)
+		fmt.Fprintf(stderr, "stunnel directory: unknown subcommand %s; the first word is put, delete or list\n%s\n", quoteArg(v), directoryUsage)
 		return exitBadConfig
 	}
 	fs := flag.NewFlagSet("directory "+args[0], flag.ContinueOnError)

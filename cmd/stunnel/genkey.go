@@ -55,7 +55,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 		return exitBadConfig, true // flag has printed the problem and usage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "stunnel %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fmt.Fprintf(fs.Output(), "stunnel %s: unexpected argument %s\n", fs.Name(), quoteArg(fs.Arg(0)))
 		fs.Usage()
 		return exitBadConfig, true
 	}

@@ -72,3 +72,34 @@ func TestTargetSyntaxErrorHidesKey(t *testing.T) {
 		}
 	}
 }
+
+// A key given on the command line where a command, a subcommand, a file or
+// no argument belongs is refused without being printed: `stunnel pubkey
+// KEY` (the key where its file belongs) or a ticket key line pasted after
+// `tickets list` used to put the key on stderr, which scripts log.
+func TestKeyArgumentNeverEchoed(t *testing.T) {
+	priv := strings.TrimSpace(mustGenkey(t))
+	hexSecret := strings.Repeat("0123456789abcdef", 4) // a group secret's form
+	for _, key := range []string{priv, hexSecret} {
+		for _, args := range [][]string{
+			{key},
+			{"pubkey", key},
+			{"pubkey", "--pkcs11", "pkcs11:token=gw;object=a", key},
+			{"genkey", key},
+			{"check", "-c", "st.toml", key},
+			{"show", key},
+			{"rekey", "site-b", key},
+			{"tickets", key},
+			{"tickets", "list", "0123456789abcdef0123456789abcdef", key},
+			{"directory", key},
+		} {
+			stdout, stderr, code := runStunnel(t, "", args...)
+			if code == 0 || !strings.Contains(stderr, "[hidden: looks like a key]") {
+				t.Errorf("stunnel %v: exit %d, stderr %q; want refused, the key masked", args[:len(args)-1], code, stderr)
+			}
+			if strings.Contains(stdout+stderr, key[:20]) || strings.Contains(stdout+stderr, key[len(key)-20:]) {
+				t.Errorf("stunnel %v KEY printed the key: %q", args[:len(args)-1], stderr)
+			}
+		}
+	}
+}

@@ -6,6 +6,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
+
+	"stunnel/conf"
 )
 
 // Exit codes, a contract with scripts and systemd (README.md, "Operating it").
@@ -61,6 +64,13 @@ func main() {
 		usage()
 		os.Exit(exitOK)
 	}
-	fmt.Fprintf(os.Stderr, "stunnel: unknown command %q; run `stunnel help` for the list\n", name)
+	fmt.Fprintf(os.Stderr, "stunnel: unknown command %s; run `stunnel help` for the list\n", quoteArg(name))
 	os.Exit(exitBadConfig)
 }
+
+// quoteArg quotes a command-line word that an error names (an unknown
+// command, an unexpected argument, a file that cannot be opened) with
+// anything key-shaped masked, as check masks a value: `stunnel pubkey KEY`
+// or a ticket key line pasted after `tickets list` would otherwise print
+// the key on stderr, which scripts log and the journal keeps.
+func quoteArg(s string) string { return conf.HideKeys(strconv.Quote(s)) }

@@ -41,7 +41,7 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if file != "" {
 			// Not a file to read as well: the key is the token's. Refused,
 			// not ignored, so a script's mistake is seen.
-			fmt.Fprintf(stderr, "stunnel pubkey: unexpected argument %q: --pkcs11 URI reads the key from the token, not from a file\n", file)
+			fmt.Fprintf(stderr, "stunnel pubkey: unexpected argument %s: --pkcs11 URI reads the key from the token, not from a file\n", quoteArg(file))
 			return exitBadConfig
 		}
 		return runTokenKeyCommand("pubkey", *pkcs11URI, false, stdout, stderr)
@@ -49,7 +49,9 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if file != "" && file != "-" {
 		f, err := os.Open(file)
 		if err != nil {
-			fmt.Fprintf(stderr, "stunnel pubkey: %v (run it as a user who may read the key, e.g. with sudo)\n", err)
+			// The file is named masked: `stunnel pubkey KEY`, the key
+			// itself given where its file belongs, is a likely slip.
+			fmt.Fprintf(stderr, "stunnel pubkey: cannot open %s: %v (run it as a user who may read the key, e.g. with sudo)\n", quoteArg(file), unwrapStatError(err))
 			return exitBadConfig
 		}
 		defer f.Close()

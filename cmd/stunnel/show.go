@@ -38,7 +38,7 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 		return exitRuntime
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "stunnel show: unexpected argument %q; %s\n", fs.Arg(0), usage)
+		fmt.Fprintf(stderr, "stunnel show: unexpected argument %s; %s\n", quoteArg(fs.Arg(0)), usage)
 		return exitRuntime
 	}
 

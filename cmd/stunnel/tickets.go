@@ -52,7 +52,7 @@ func runTickets(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, ticketsUsage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "stunnel tickets: unknown subcommand %q\n%s\n", verb, ticketsUsage)
+		fmt.Fprintf(stderr, "stunnel tickets: unknown subcommand %s\n%s\n", quoteArg(verb), ticketsUsage)
 		return exitBadConfig
 	}
 	if err := fs.Parse(rest); err != nil {
