@@ -317,9 +317,15 @@ func hungSharedSecret(t *testing.T) (g *gatedKey, k *Key, peer handshake.Private
 	g, k = newGatedKey(t)
 	peer, _ = handshake.GeneratePrivateKey(nil)
 	g.gate.hang()
+	armed := g.dl.armed.Load()
 	errc = make(chan error, 1)
 	go func() { _, err := k.SharedSecret(peer.PublicKey()); errc <- err }()
-	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the call waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
+	// Its caller's deadline armed too: the call reaches the token on the
+	// worker, and a test that expires deadlines before the caller has
+	// armed its own would leave the caller waiting for good.
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the call waiting in the token, its deadline armed", func() bool {
+		return g.gate.waiting.Load() == 1 && g.dl.armed.Load() > armed
+	})
 	return g, k, peer, errc
 }
 
