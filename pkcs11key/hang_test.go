@@ -191,11 +191,14 @@ func TestHungTokenFailsHandshake(t *testing.T) {
 	msg := in.Message()
 	handshake.NewCookieGenerator(k.Public(), nil).AddMACs(msg)
 	errc := make(chan error, 1)
+	armed := g.dl.armed.Load()
 	go func() {
 		_, _, err := handshake.NewResponder(tokCfg).ConsumeInitiation(msg, 3)
 		errc <- err
 	}()
-	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the responder's X25519 waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the responder's X25519 waiting in the token, its deadline armed", func() bool {
+		return g.gate.waiting.Load() == 1 && g.dl.armed.Load() > armed
+	})
 	select {
 	case err := <-errc:
 		t.Fatalf("the handshake failed before its deadline: %v", err)
@@ -238,6 +241,7 @@ func TestHungTokenBoundsCallers(t *testing.T) {
 	}
 	opsBefore := k.Ops()
 	g.gate.hang()
+	armedBefore := g.dl.armed.Load()
 	first := make(chan error, 1)
 	go call(first)
 	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the first call waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
@@ -248,6 +252,11 @@ func TestHungTokenBoundsCallers(t *testing.T) {
 		go call(queued)
 	}
 	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the queue to fill", func() bool { return len(k.queue) == opQueueLen })
+	// Every caller so far waits on its deadline before any passes (a
+	// caller that had not armed its own yet would wait for good).
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "the callers' deadlines armed", func() bool {
+		return g.dl.armed.Load() == armedBefore+1+opQueueLen
+	})
 	if _, err := k.SharedSecret(peer.PublicKey()); err == nil || !strings.Contains(err.Error(), "already wait for the token") {
 		t.Fatalf("a call with the queue full: %v, want an immediate refusal", err)
 	}
@@ -378,8 +387,11 @@ func TestOpenTimesOut(t *testing.T) {
 		err error
 	}
 	done := make(chan opened, 1)
+	armed := g.dl.armed.Load()
 	go func() { k, err := g.open(); done <- opened{k, err} }()
-	waitfor.Cond(t, 10*time.Second, time.Millisecond, "Open's X25519 waiting in the token", func() bool { return g.gate.waiting.Load() == 1 })
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "Open's X25519 waiting in the token, its deadline armed", func() bool {
+		return g.gate.waiting.Load() == 1 && g.dl.armed.Load() > armed
+	})
 	g.dl.expire()
 	var o opened
 	select {
@@ -435,7 +447,9 @@ func TestGenerateTimesOut(t *testing.T) {
 		_, err := generate(u, "", dl.after, func(c tokenCalls) tokenCalls { stuck.tokenCalls = c; return stuck })
 		done <- err
 	}()
-	waitfor.Cond(t, 10*time.Second, time.Millisecond, "Generate waiting in the token", func() bool { return stuck.waiting.Load() == 1 })
+	waitfor.Cond(t, 10*time.Second, time.Millisecond, "Generate waiting in the token, its deadline armed", func() bool {
+		return stuck.waiting.Load() == 1 && dl.armed.Load() > 0
+	})
 	dl.expire()
 	err := result(t, done, "Generate with the token hung")
 	var e *Error
