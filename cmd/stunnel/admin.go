@@ -29,8 +29,13 @@ func cmdReload(args []string) int {
 }
 
 func cmdState(args []string) int {
+	const usage = "usage: stunnel state save [-c FILE | -i NAME]"
+	if len(args) == 1 && isHelp(args[0]) {
+		fmt.Fprintln(os.Stderr, usage)
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "save" {
-		fmt.Fprintln(os.Stderr, "usage: stunnel state save [-c FILE | -i NAME]")
+		fmt.Fprintln(os.Stderr, usage)
 		return badInputExit("state save")
 	}
 	return runAdmin("state save", "state save", "", args[1:], os.Stdout, os.Stderr)
@@ -46,7 +51,7 @@ func cmdTickets(args []string) int {
 		return runGroupSecret(args[1:], os.Stdout, os.Stderr)
 	}
 	switch {
-	case args[0] == "genkey", args[0] == "help", (args[0] == "add" || args[0] == "list") && keyFileArg(args[1:]):
+	case args[0] == "genkey", isHelp(args[0]), (args[0] == "add" || args[0] == "list") && keyFileArg(args[1:]):
 		return runTickets(args, os.Stdout, os.Stderr) // a key file, offline (tickets.go)
 	}
 	switch args[0] {
@@ -211,4 +216,10 @@ func unwrapStatError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// isHelp reports whether a command's first word asks for its usage, which
+// then exits 0 as every command's -h does.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "help"
 }

@@ -38,6 +38,10 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, directoryUsage)
 		return exitBadConfig
 	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(stderr, directoryUsage)
+		return exitOK
+	}
 	if v := args[0]; v != "put" && v != "delete" && v != "list" {
 		// Before the flags: `directory -c FILE list` or a typo is not
 		// "-c FILE is required".

@@ -43,6 +43,16 @@ func TestHelpExitsZero(t *testing.T) {
 			}
 		}
 	}
+	// The commands with subcommands take -h and --help (and help) as their
+	// first word, and print their usage.
+	for _, cmd := range []string{"tickets", "directory", "state"} {
+		for _, h := range []string{"-h", "--help", "help"} {
+			stdout, stderr, code := runStunnel(t, "", cmd, h)
+			if code != 0 || !strings.Contains(stdout+stderr, "stunnel "+cmd) {
+				t.Errorf("%s %s: exit %d, want 0 and its usage; stdout %q, stderr %q", cmd, h, code, stdout, stderr)
+			}
+		}
+	}
 	// The command list says pubkey takes a file, as README's quick start
 	// uses it (`sudo stunnel pubkey /etc/stunnel/alpha.key`).
 	if _, stderr, code := runStunnel(t, "", "help"); code != 0 || !strings.Contains(stderr, "stunnel pubkey [FILE]") {
