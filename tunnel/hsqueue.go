@@ -55,7 +55,7 @@ import (
 // bucket (as they once did) a flood of them would lock the victim's real,
 // proven handshakes out. A forged flood can still use up the victim's
 // cookie replies (as with a WireGuard that limited them), but a cookie
-// lasts two minutes (handshake.CookieRefresh) and the victim needs one.
+// lasts two minutes (handshake.CookieSecretLifetime) and the victim needs one.
 //
 // Each proven initiation under load costs its source one token of
 // d.limiter, once, at the first stage that sees it under load:
