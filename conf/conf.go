@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -102,6 +103,11 @@ type Peer struct {
 	// for (whoever can write to etcd must not take all of a host's traffic).
 	FromDirectory bool
 }
+
+// Equal reports whether p and q are the same peer configuration, field by
+// field: the directory's relist and its apply to the device both ask
+// whether a list changed anything.
+func (p Peer) Equal(q Peer) bool { return reflect.DeepEqual(p, q) }
 
 // Load reads path (and the key files it names, relative to its directory)
 // and returns the validated config, or *Errors listing every problem.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -378,7 +377,7 @@ func (d *Directory) replace(rev int64, kvs []keyValue) {
 			delete(d.malformed, key)
 		}
 	}
-	notify := !maps.EqualFunc(oldPeers, d.peers, func(a, b conf.Peer) bool { return reflect.DeepEqual(a, b) }) ||
+	notify := !maps.EqualFunc(oldPeers, d.peers, conf.Peer.Equal) ||
 		!maps.Equal(oldEndpoints, d.endpoints)
 	// A write that failed is made again: nothing else would retry it until
 	// a record changed, and the file would keep what it had before (a

@@ -139,7 +139,7 @@ func (s *dirSync) attach(dev *tunnel.Device, link *netcfg.Link) {
 // samePeers reports whether two directory lists are equal, a nil list
 // equal to an empty one.
 func samePeers(a, b []conf.Peer) bool {
-	return slices.EqualFunc(a, b, func(x, y conf.Peer) bool { return reflect.DeepEqual(x, y) })
+	return slices.EqualFunc(a, b, conf.Peer.Equal)
 }
 
 // Close stops the directory; no apply runs after it returns. Safe to call
