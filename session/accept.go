@@ -1,7 +1,6 @@
 package session
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"time"
 
@@ -68,16 +67,10 @@ func (p *Peer) accept(sess *handshake.Session, proven handshake.PublicKey, idx u
 	// The responder checked proven against its lookup, and mixed the
 	// pre-shared key the lookup gave (sess.PSKTag names it); the holder
 	// may have changed both since it made this Peer. Checked here, not by
-	// each holder, so the daemon and securesession cannot differ. Public
-	// keys are not secret: a plain comparison. The tags stand for a secret:
-	// constant time. cfg.PublicKey and pskTag are immutable.
-	if proven != p.cfg.PublicKey {
+	// each holder, so the daemon and securesession cannot differ.
+	if err := p.sameKeys(proven, &sess.PSKTag); err != nil {
 		p.reg.Release(idx)
-		return ErrPeerKeyChanged
-	}
-	if subtle.ConstantTimeCompare(sess.PSKTag[:], p.pskTag[:]) != 1 {
-		p.reg.Release(idx)
-		return ErrPeerPSKChanged
+		return err
 	}
 	kp, err := p.install(sess, idx, now, time.Time{})
 	if err != nil {

@@ -87,12 +87,22 @@ func (o checkedOpener) ConsumeTicket(ticket []byte, st *handshake.TicketState) e
 // of Host.ConsumeResumptionFor) so a refusal costs the ticket's owner
 // nothing. The holder has found this Peer by st.PeerID.
 func (p *Peer) MayResume(st *handshake.TicketState) error {
-	// As in accept: public keys in plain comparison, the tag (which stands
-	// for a secret) in constant time; cfg.PublicKey and pskTag are immutable.
-	if st.PeerStatic != p.cfg.PublicKey {
+	if !st.HasPSKTag {
+		return p.sameKeys(st.PeerStatic, nil)
+	}
+	return p.sameKeys(st.PeerStatic, &st.PSKTag)
+}
+
+// sameKeys reports whether static and the pre-shared key that pskTag names
+// (nil: not checked) are this Peer's: accept's check of a finished
+// handshake, and MayResume's of a ticket before it is spent. Public keys
+// are not secret: a plain comparison. The tags stand for a secret:
+// constant time. cfg.PublicKey and pskTag are immutable.
+func (p *Peer) sameKeys(static handshake.PublicKey, pskTag *[32]byte) error {
+	if static != p.cfg.PublicKey {
 		return ErrPeerKeyChanged
 	}
-	if st.HasPSKTag && subtle.ConstantTimeCompare(st.PSKTag[:], p.pskTag[:]) != 1 {
+	if pskTag != nil && subtle.ConstantTimeCompare(pskTag[:], p.pskTag[:]) != 1 {
 		return ErrPeerPSKChanged
 	}
 	return nil
