@@ -5,7 +5,8 @@ import "fmt"
 // Kind says what went wrong with a token key, so `stunnel up` and `check`
 // can say which and what to do (exit 2: the configuration names a key that
 // cannot be used; except that up exits 1 for KindToken, a token not there
-// yet, so the unit restarts it: cmd/stunnel tokenOpenExit). Several tokens
+// yet, and KindRuntime, one that did not answer within Open's deadline, so
+// the unit restarts it: cmd/stunnel tokenOpenExit). Several tokens
 // that match the URI (KindAmbiguous) are the configuration's fault: a
 // restart finds them all again.
 type Kind int
