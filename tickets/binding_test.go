@@ -82,15 +82,8 @@ func TestTicketBoundToIssuingIdentity(t *testing.T) {
 	}
 	// x2 issues the next ticket over the resumed session; back at the
 	// first gateway of X it resumes too.
-	m, err := x2.ring.Issue(sg, x2.pub, w.gwPeers["client"].PublicKey, st.AuthTime)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk, _, err := handshake.ParseTicketMessage(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := w.resume(t, held{ticket: bytes.Clone(tk), secret: sc.ResumptionSecret}); err != nil {
+	next := issueFrom(t, x2.ring, x2.pub, w.gwPeers["client"].PublicKey, sc, sg, st.AuthTime)
+	if _, _, _, err := w.resume(t, next); err != nil {
 		t.Fatalf("a ticket of X's other gateway at X: %v", err)
 	}
 }

@@ -105,7 +105,14 @@ func (w *world) full(t testing.TB) (sc, sg *handshake.Session, h held) {
 // issue delivers a ticket for the session pair (sc, sg) as the daemon would.
 func (w *world) issue(t testing.TB, sc, sg *handshake.Session, authTime time.Time) held {
 	t.Helper()
-	m, err := w.ring.Issue(sg, w.gwPub, w.gwPeers["client"].PublicKey, authTime)
+	return issueFrom(t, w.ring, w.gwPub, w.gwPeers["client"].PublicKey, sc, sg, authTime)
+}
+
+// issueFrom is issue by the responder gwPub with its ring: another gateway
+// than w's gw.
+func issueFrom(t testing.TB, ring *Ring, gwPub, clientPub handshake.PublicKey, sc, sg *handshake.Session, authTime time.Time) held {
+	t.Helper()
+	m, err := ring.Issue(sg, gwPub, clientPub, authTime)
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"log/slog"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,35 +18,13 @@ import (
 // drive the intake (queueHandshake) by hand, on a fake clock, with the
 // responder always under load.
 
-// stallLog is a log writer that, once armed, holds the first line written
-// until released: the worker that logs it stops there, and the test can
-// let messages pile up in its queue.
-type stallLog struct {
-	mu      sync.Mutex
-	armed   bool
-	entered chan struct{} // closed when the armed write begins
-	release chan struct{} // closed by unblock: the write returns
-	once    sync.Once
-}
+// stallLog is a log writer that, once its gate is armed, holds the next
+// line written until the gate opens: the worker that logs it stops there,
+// and the test can let messages pile up in its queue.
+type stallLog struct{ gate *holdGate }
 
-func newStallLog() *stallLog {
-	return &stallLog{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (s *stallLog) arm() { s.mu.Lock(); s.armed = true; s.mu.Unlock() }
-
-// unblock lets the stalled write (if any, now or later) return.
-func (s *stallLog) unblock() { s.once.Do(func() { close(s.release) }) }
-
-func (s *stallLog) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	stall := s.armed
-	s.armed = false
-	s.mu.Unlock()
-	if stall {
-		close(s.entered)
-		<-s.release
-	}
+func (s stallLog) Write(b []byte) (int, error) {
+	s.gate.hold()
 	return len(b), nil
 }
 
@@ -56,7 +33,7 @@ type bucketRig struct {
 	d       *Device
 	clock   *fakeclock.Clock
 	net     *memNet
-	log     *stallLog
+	log     *holdGate // of the responder's log (stallLog)
 	src     netip.AddrPort
 	ep      conn.Endpoint
 	gen     *handshake.CookieGenerator // the initiator's side of the cookie
@@ -66,7 +43,7 @@ type bucketRig struct {
 
 func newBucketRig(t *testing.T) *bucketRig {
 	t.Helper()
-	r := &bucketRig{clock: newFakeClock(), net: newMemNet(), log: newStallLog(),
+	r := &bucketRig{clock: newFakeClock(), net: newMemNet(), log: newHoldGate(),
 		src: netip.MustParseAddrPort("198.18.0.77:40000")}
 	r.ep = &conn.StdNetEndpoint{AddrPort: r.src}
 	key := mustKey(t)
@@ -75,12 +52,12 @@ func newBucketRig(t *testing.T) *bucketRig {
 		Interface: conf.Interface{Name: "stbk", PeerID: "responder", PrivateKey: key, PublicKey: key.PublicKey(), ListenPort: 51820, MTU: 1420},
 	}
 	d, err := New(cfg, Options{TUN: newMemTUN(), Bind: r.net.bind("198.18.0.2:51820"), Now: r.clock.Now, TickInterval: -1,
-		QuietStart: true, Logger: slog.New(slog.NewTextHandler(r.log, nil))})
+		QuietStart: true, Logger: slog.New(slog.NewTextHandler(stallLog{r.log}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		r.log.unblock() // a worker still stalled would keep Close waiting
+		r.log.open() // a worker still stalled would keep Close waiting
 		d.Close()
 	})
 	// Set before any message arrives; the workers read it only after
@@ -153,17 +130,13 @@ func TestProvenSourceAtItsRateIsNotRefusedWhenBunched(t *testing.T) {
 	r.prove(t)
 	r.log.arm()
 	r.send() // the worker takes it and stalls logging its failure
-	select {
-	case <-r.log.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the priority worker never took the first initiation")
-	}
+	r.log.waitEntered(t, 5*time.Second, "the priority worker never took the first initiation")
 	bunch := 2 * handshake.RateLimitBurst // more than one burst's worth
 	for range bunch {
 		r.clock.Advance(interval)
 		r.send()
 	}
-	r.log.unblock() // the worker takes the bunch at one instant
+	r.log.open() // the worker takes the bunch at one instant
 	limited, cookies, reached := r.settled(t)
 	if limited != 0 || cookies != 0 {
 		t.Fatalf("of %d initiations at the allowed rate: %d refused as rate_limited, %d answered with a cookie, %d processed; want all processed",

@@ -44,24 +44,58 @@ func TestResponseToAResponderIndexIsDropped(t *testing.T) {
 	}
 }
 
-// heldKey is a static key whose next DH waits until released, so a test
-// can act while a responder is inside its static-key work.
+// holdGate, once armed, holds the next caller of hold until open, so a
+// test can act while that caller (a handshake worker) is stopped there.
+type holdGate struct {
+	mu      sync.Mutex
+	armed   bool          // guarded by mu
+	entered chan struct{} // closed when the armed caller arrives
+	release chan struct{} // closed by open: the held caller goes on
+	once    sync.Once
+}
+
+func newHoldGate() *holdGate {
+	return &holdGate{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+// arm makes the next hold wait at the gate.
+func (g *holdGate) arm() { g.mu.Lock(); g.armed = true; g.mu.Unlock() }
+
+// hold is where the wrapped code calls in: it waits there if armed.
+func (g *holdGate) hold() {
+	g.mu.Lock()
+	armed := g.armed
+	g.armed = false
+	g.mu.Unlock()
+	if armed {
+		close(g.entered)
+		<-g.release
+	}
+}
+
+// open lets the held caller (if any, now or later) go on; it may be
+// called again.
+func (g *holdGate) open() { g.once.Do(func() { close(g.release) }) }
+
+// waitEntered fails the test with failure unless the armed caller
+// arrives within timeout.
+func (g *holdGate) waitEntered(t *testing.T, timeout time.Duration, failure string) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(timeout):
+		t.Fatal(failure)
+	}
+}
+
+// heldKey is a static key whose next DH, once armed, waits at its gate.
 type heldKey struct {
 	handshake.StaticKey
-	mu               sync.Mutex
-	armed            bool
-	entered, release chan struct{}
+	gate *holdGate
 }
 
 func (k *heldKey) SharedSecret(peer handshake.PublicKey) ([32]byte, error) {
-	k.mu.Lock()
-	armed := k.armed
-	k.armed = false
-	k.mu.Unlock()
-	if armed {
-		close(k.entered)
-		<-k.release
-	}
+	k.gate.hold()
 	return k.StaticKey.SharedSecret(peer)
 }
 
@@ -73,18 +107,11 @@ func TestForgedResponseDuringAResponderHandshake(t *testing.T) {
 	var key *heldKey
 	p := newPairOpts(t, nil, 0, nil, func(h *host, o *Options) {
 		if h.cfg.Interface.PeerID == "beta" {
-			key = &heldKey{StaticKey: handshake.MemoryKey(h.key), entered: make(chan struct{}), release: make(chan struct{})}
+			key = &heldKey{StaticKey: handshake.MemoryKey(h.key), gate: newHoldGate()}
 			o.StaticKey = key
 		}
 	})
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(key.release)
-		}
-	}
-	defer release()
+	defer key.gate.open()
 	bPub := p.b.key.PublicKey()
 	stranger, to := netip.MustParseAddrPort("198.18.0.99:1234"), netip.MustParseAddrPort(p.b.under)
 
@@ -94,15 +121,9 @@ func TestForgedResponseDuringAResponderHandshake(t *testing.T) {
 	}
 	init[0], init[1], init[2], init[3] = handshake.MessageTypeInitiation, handshake.ProtocolVersion, 0, 0
 	handshake.NewCookieGenerator(bPub, nil).AddMACs(init)
-	key.mu.Lock()
-	key.armed = true
-	key.mu.Unlock()
+	key.gate.arm()
 	p.net.inject(stranger, to, init)
-	select {
-	case <-key.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("b never reached its static-key DH for the stranger's initiation")
-	}
+	key.gate.waitEntered(t, 10*time.Second, "b never reached its static-key DH for the stranger's initiation")
 
 	var idx uint32
 	p.b.dev.indices.mu.RLock()
@@ -121,6 +142,6 @@ func TestForgedResponseDuringAResponderHandshake(t *testing.T) {
 	waitFor(t, 5*time.Second, "both forged responses dropped as naming no handshake of b's", func() bool {
 		return p.b.dev.drops[dropUnknownIndex].Load() >= before+2
 	})
-	release()
+	key.gate.open()
 	p.exchange(t, 1)
 }

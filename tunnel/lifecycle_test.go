@@ -161,37 +161,13 @@ func streamBetween(from, to *host, pkt []byte, stop <-chan struct{}, wg *sync.Wa
 	}()
 }
 
-// logLines records log messages, for tests that check what was (not) said.
-type logLines struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logLines) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	l.msgs = append(l.msgs, string(b))
-	l.mu.Unlock()
-	return len(b), nil
-}
-
-func (l *logLines) contain(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // New failing after it started looking up a peer's DNS endpoint (here:
 // the listen port is taken) returns only once that lookup has ended, and
 // the lookup it abandoned is not reported as one that will be retried:
 // nothing of the failed device runs or logs on after New returned.
 func TestFailedStartLeavesNoLookupBehind(t *testing.T) {
 	before := runtime.NumGoroutine()
-	var logs logLines
+	var logs lockedBuffer
 	cfg := &conf.Config{
 		Path:      "a.toml",
 		Interface: conf.Interface{Name: "sta", PeerID: "alpha", PrivateKey: mustKey(t), ListenPort: 51820, MTU: 1420},
@@ -217,7 +193,7 @@ func TestFailedStartLeavesNoLookupBehind(t *testing.T) {
 		t.Error("New returned while its lookup still ran")
 	}
 	waitFor(t, 5*time.Second, "the failed device's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
-	if logs.contain("will retry") {
+	if strings.Contains(logs.String(), "will retry") {
 		t.Error("the failed start's abandoned lookup was logged as one to retry")
 	}
 }
