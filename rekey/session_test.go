@@ -229,10 +229,7 @@ func TestTwoSidesAcrossRekey(t *testing.T) {
 // initiated: both rekeyed at the same instant, crossed again at every
 // rekey, and each time dropped the key the other was still sending under.
 func TestCrossingInitiationsConvergeWithoutLoss(t *testing.T) {
-	// Each order calls arrive where the packets sealed under the old
-	// session before the installs arrive at the latest.
-	type step func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func())
-	orders := map[string]step{
+	orders := map[string]crossingOrder{
 		// Both see the other's initiation before their own response.
 		"both-answer-first": func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()) {
 			b.install(kaResp, now)
@@ -279,7 +276,14 @@ func TestCrossingInitiationsConvergeWithoutLoss(t *testing.T) {
 	}
 }
 
-func crossing(t *testing.T, order func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func()), prior, aWins bool) {
+// crossingOrder installs the two crossing handshakes in one order (a's
+// handshake is ka at a and kaResp at b; b's is kb at b and kbResp at a),
+// and calls arrive where the packets sealed under the old session before
+// the installs arrive at the latest.
+type crossingOrder func(a, b *side, ka, kaResp, kb, kbResp *Keypair, now time.Time, arrive func())
+
+// crossing runs one case of TestCrossingInitiationsConvergeWithoutLoss.
+func crossing(t *testing.T, order crossingOrder, prior, aWins bool) {
 	p := DefaultPolicy()
 	a, b := newSide(t, "A", p, 1), newSide(t, "B", p, 2)
 	now := t0

@@ -128,6 +128,26 @@ func TestTicketExpiryNeverPastKeyEnd(t *testing.T) {
 
 func hexName(n [NameSize]byte) string { k := Key{Name: n}; return k.NameHex() }
 
+// sealN seals n tickets on r, each of a fresh state at clk's time that
+// set (if not nil) changes first, and returns the tickets and states.
+func sealN(t *testing.T, r *Ring, clk *manualClock, n int, set func(i int, st *handshake.TicketState)) ([][]byte, []*handshake.TicketState) {
+	t.Helper()
+	var tks [][]byte
+	var sts []*handshake.TicketState
+	for i := range n {
+		st := state(clk.Now())
+		if set != nil {
+			set(i, st)
+		}
+		tk, err := r.Seal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tks, sts = append(tks, tk), append(sts, st)
+	}
+	return tks, sts
+}
+
 // A full used-ticket record forgets the entries that expire first, an
 // eighth of it, and keeps refusing the rest: a responder with many resuming
 // peers must not refuse every resumption once the record is full.
@@ -135,17 +155,9 @@ func TestUsedCacheBounded(t *testing.T) {
 	clk := &manualClock{t: t0}
 	const max = 16
 	r := NewRing(Options{Now: clk.Now, MaxUsed: max})
-	var tks [][]byte
-	var sts []*handshake.TicketState
-	for i := 0; i < max+1; i++ {
-		st := state(clk.Now())
+	tks, sts := sealN(t, r, clk, max+1, func(i int, st *handshake.TicketState) {
 		st.Expiry = clk.Now().Add(time.Duration(max+1-i) * time.Minute) // the later, the sooner it expires
-		tk, err := r.Seal(st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tks, sts = append(tks, tk), append(sts, st)
-	}
+	})
 	for i := 0; i < max; i++ {
 		if err := r.ConsumeTicket(tks[i], sts[i]); err != nil {
 			t.Fatal(err)
@@ -355,18 +367,11 @@ func TestUsedCacheBoundedSameExpiry(t *testing.T) {
 	clk := &manualClock{t: t0}
 	const max = 16
 	r := NewRing(Options{Now: clk.Now, MaxUsed: max})
-	var tks [][]byte
-	var sts []*handshake.TicketState
-	for i := 0; i < max+1; i++ {
-		st := state(clk.Now())
-		tk, err := r.Seal(st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i > 0 && !st.Expiry.Equal(sts[0].Expiry) {
+	tks, sts := sealN(t, r, clk, max+1, nil)
+	for i, st := range sts {
+		if !st.Expiry.Equal(sts[0].Expiry) {
 			t.Fatalf("ticket %d expires at %v, ticket 0 at %v: want one expiry", i, st.Expiry, sts[0].Expiry)
 		}
-		tks, sts = append(tks, tk), append(sts, st)
 	}
 	for i := 0; i <= max; i++ {
 		if err := r.ConsumeTicket(tks[i], sts[i]); err != nil {

@@ -125,6 +125,19 @@ func TestPKCS11CheckAndUpFailures(t *testing.T) {
 	}
 }
 
+// writeTokenConfig writes dir/name, an [interface] whose private_key is
+// the token key keyURI, with extra (whole lines) before its address, and
+// returns its path.
+func writeTokenConfig(t *testing.T, dir, name, keyURI, extra string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\n%saddress = [\"198.19.0.1/24\"]\n", keyURI, extra)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // tokenWithImportedKey makes a token "gw" holding a key generated in it,
 // "site-a", and one imported into it, "imported", whose private key it
 // returns.
@@ -145,14 +158,7 @@ func tokenWithImportedKey(t *testing.T) (*softhsmtest.Token, handshake.PrivateKe
 func TestPKCS11ImportedKeyWarning(t *testing.T) {
 	tok, priv := tokenWithImportedKey(t)
 	dir := t.TempDir()
-	config := func(object string) string {
-		p := filepath.Join(dir, object+".toml")
-		text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n", tok.URI(object))
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	config := func(object string) string { return writeTokenConfig(t, dir, object+".toml", tok.URI(object), "") }
 	if _, stderr, code := runStunnel(t, "", "check", "-c", config("site-a")); code != 0 || stderr != "" {
 		t.Fatalf("check with a generated key: exit %d, stderr %q; want exit 0 and nothing on stderr", code, stderr)
 	}
@@ -177,14 +183,7 @@ func TestPKCS11ImportedKeyWarning(t *testing.T) {
 func TestPKCS11RequireLocal(t *testing.T) {
 	tok, priv := tokenWithImportedKey(t)
 	dir := t.TempDir()
-	config := func(name, object, extra string) string {
-		p := filepath.Join(dir, name)
-		text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\n%saddress = [\"198.19.0.1/24\"]\n", tok.URI(object), extra)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	config := func(name, object, extra string) string { return writeTokenConfig(t, dir, name, tok.URI(object), extra) }
 	const require = "pkcs11_require_local = true\n"
 	if _, stderr, code := runStunnel(t, "", "check", "-c", config("gen.toml", "site-a", require)); code != 0 || stderr != "" {
 		t.Fatalf("check of a generated key with pkcs11_require_local: exit %d, stderr %q; want exit 0, nothing on stderr", code, stderr)
@@ -241,11 +240,7 @@ func TestPKCS11PublicObjectKeyRefused(t *testing.T) {
 		}
 	}
 	tok.Create(t, tmpl)
-	path := filepath.Join(t.TempDir(), "public.toml")
-	text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n", tok.URI("public"))
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeTokenConfig(t, t.TempDir(), "public.toml", tok.URI("public"), "")
 	keyURI := fmt.Sprintf("pkcs11:token=gw;object=public?module-path=%s", softhsmtest.Module)
 	why := "key " + keyURI + " is a public object (CKA_PRIVATE false)"
 	for _, c := range []struct {
@@ -285,16 +280,8 @@ func TestPKCS11SeveralTokensMatch(t *testing.T) {
 		t.Fatalf("serials of the tokens labelled gw: %q, want two", serials)
 	}
 	dir := t.TempDir()
-	config := func(name, uri string) string {
-		p := filepath.Join(dir, name)
-		text := fmt.Sprintf("[interface]\nname = \"st9\"\npeer_id = \"a\"\nprivate_key = %q\naddress = [\"198.19.0.1/24\"]\n", uri)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	uri := tok.URI("site-a")
-	path := config("both.toml", uri)
+	path := writeTokenConfig(t, dir, "both.toml", uri, "")
 	why := `2 tokens match token "gw" in module ` + softhsmtest.Module + ": say which in the pkcs11: URI with serial= (serial=" + serials[0] + ", serial=" + serials[1] + ")"
 	for _, c := range []struct {
 		args   []string
@@ -318,7 +305,7 @@ func TestPKCS11SeveralTokensMatch(t *testing.T) {
 	if out, stderr, code := runStunnel(t, "", "pubkey", "--pkcs11", one); code != 0 || out != pub {
 		t.Errorf("pubkey --pkcs11 with serial=: exit %d, %q (stderr %q), want %q", code, out, stderr, pub)
 	}
-	if out, stderr, code := runStunnel(t, "", "check", "-c", config("one.toml", one)); code != 0 {
+	if out, stderr, code := runStunnel(t, "", "check", "-c", writeTokenConfig(t, dir, "one.toml", one, "")); code != 0 {
 		t.Errorf("check with serial=: exit %d, %q %q", code, out, stderr)
 	}
 }
