@@ -44,11 +44,12 @@ func TestApplyOnDeviceKeptAcrossRestart(t *testing.T) {
 // A kept device whose config changed between the two runs: the old address
 // and the routes of removed peers go (IPv6 ones too: the kernel reports
 // every IPv6 route with universe scope, whatever scope it was added with),
-// the new ones stay, and another interface's routes and the kernel's own
-// are not touched.
+// the new ones and the kept peers' routes stay (IPv6 ones too: that scope
+// is no longer what spares them), and another interface's routes and the
+// kernel's own are not touched.
 func TestPruneKeptDevice(t *testing.T) {
 	h := testNS(t, "sttest0", "other0")
-	if _, err := apply(h, "sttest0", 0, pfxs("198.19.1.1/24", "fd00:1::1/64"), pfxs("198.19.5.0/24", "198.19.6.0/24", "fd00:6::/64")); err != nil {
+	if _, err := apply(h, "sttest0", 0, pfxs("198.19.1.1/24", "fd00:1::1/64"), pfxs("198.19.5.0/24", "198.19.6.0/24", "fd00:5::/64", "fd00:6::/64")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := apply(h, "other0", 0, nil, pfxs("198.19.9.0/24")); err != nil {
@@ -57,7 +58,7 @@ func TestPruneKeptDevice(t *testing.T) {
 	// The next run: address moved to .2, peer with 198.19.6.0/24 and
 	// fd00:6::/64 removed.
 	addrs := pfxs("198.19.1.2/24", "fd00:1::1/64")
-	l, err := apply(h, "sttest0", 0, addrs, pfxs("198.19.5.0/24"))
+	l, err := apply(h, "sttest0", 0, addrs, pfxs("198.19.5.0/24", "fd00:5::/64"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestPruneKeptDevice(t *testing.T) {
 	if got := kernelAddrs(t, h, "sttest0"); !slices.Equal(got, addrs) {
 		t.Fatalf("addresses after Prune = %v, want %v", got, addrs)
 	}
-	if got, want := kernelRoutes(t, h, "sttest0"), pfxs("198.19.1.0/24", "198.19.5.0/24", "fd00:1::/64"); !slices.Equal(got, want) {
+	if got, want := kernelRoutes(t, h, "sttest0"), pfxs("198.19.1.0/24", "198.19.5.0/24", "fd00:1::/64", "fd00:5::/64"); !slices.Equal(got, want) {
 		t.Fatalf("routes after Prune = %v, want %v", got, want)
 	}
 	if got, want := kernelRoutes(t, h, "other0"), pfxs("198.19.9.0/24"); !slices.Equal(got, want) {
