@@ -98,8 +98,10 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 	var dhs dhRecord
 	defer dhs.zero()
 	dh := staticDH{key: r.key, memo: r.ss}
+	var epoch uint64 // before the lookup: a Forget after it must win (ssMemo.erasures)
 	if r.ss != nil {
 		dh.record = &dhs
+		epoch = r.ss.epoch()
 	}
 	hs, err := newNoiseStaticDH(false, r.cfg.rand(), dh, r.local.pub, nil, nil)
 	if err != nil {
@@ -140,7 +142,7 @@ func (r *Responder) ConsumeInitiation(msg []byte, localIndex uint32) (response [
 	}
 	// The peer proved info.PublicKey: its static-static DH may be kept.
 	if ss := dhs.find(info.PublicKey); ss != nil {
-		r.ss.remember(id, info.PublicKey, ss)
+		r.ss.remember(id, info.PublicKey, ss, epoch)
 	}
 
 	accept := localCipherSet(r.cfg.Cipher, r.cfg.aesHardware())

@@ -16,7 +16,10 @@ import "sync"
 //     and the claimed ID maps to that public key): an attacker cannot fill
 //     the memo with keys of its own;
 //   - one entry per peer ID, replaced when the peer's key changes, zeroed by
-//     Forget (the peer was removed) and by Zero (the interface closed).
+//     Forget (the peer was removed) and by Zero (the interface closed); a
+//     handshake that looked its peer up before such an erasure remembers
+//     nothing (ssMemo.erasures), so a removed peer's secret does not come
+//     back from a handshake that was under way when the reload removed it.
 //
 // A remembered value is X25519(our static, pub) whatever role pub plays in
 // the message, so using it for any DH with that pub is always correct.
@@ -32,6 +35,21 @@ type ssMemo struct {
 	mu    sync.Mutex
 	byID  map[string]*ssEntry    // guarded by mu
 	byPub map[PublicKey]*ssEntry // guarded by mu; the same entries, by key
+	// erasures counts forget and zero calls (guarded by mu). A handshake
+	// reads it before it looks its peer up, and remember stores nothing
+	// once it has moved: the peer may have been forgotten (removed by a
+	// reload) after the lookup answered, and its secret must not come back
+	// after the Forget that erased it, to stay until the interface closes.
+	// Any erasure counts, not only the peer's: a handshake that races one
+	// only computes ss again next time.
+	erasures uint64
+}
+
+// epoch is the erasure count a handshake passes to remember.
+func (m *ssMemo) epoch() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.erasures
 }
 
 func newSSMemo() *ssMemo {
@@ -50,10 +68,14 @@ func (m *ssMemo) lookup(pub PublicKey, out *[32]byte) bool {
 	return true
 }
 
-// remember stores ss for the authenticated peer id with key pub.
-func (m *ssMemo) remember(id string, pub PublicKey, ss *[32]byte) {
+// remember stores ss for the authenticated peer id with key pub, unless
+// something was erased since epoch (read before the handshake's lookup).
+func (m *ssMemo) remember(id string, pub PublicKey, ss *[32]byte, epoch uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.erasures != epoch {
+		return
+	}
 	if old := m.byID[id]; old != nil {
 		if old.pub == pub {
 			return
@@ -80,6 +102,7 @@ func (m *ssMemo) remember(id string, pub PublicKey, ss *[32]byte) {
 func (m *ssMemo) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.erasures++
 	if e := m.byID[id]; e != nil {
 		m.dropLocked(id, e)
 	}
@@ -95,6 +118,7 @@ func (m *ssMemo) dropLocked(id string, e *ssEntry) {
 func (m *ssMemo) zero() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.erasures++
 	for id, e := range m.byID {
 		m.dropLocked(id, e)
 	}

@@ -59,3 +59,41 @@ func TestResponderRemembersStaticStatic(t *testing.T) {
 	// the private key is gone too, so it answers nothing any more
 	// (TestResponderZeroOverwritesItsKeyCopy).
 }
+
+// forgetOnLookup is a PeerLookup that answers from peers and then, before
+// the responder uses the answer, has the peer forgotten: a reload that
+// removes the peer (tunnel.Device.Reload: Host.Forget) between the
+// responder's lookup and the end of its handshake.
+type forgetOnLookup struct {
+	peers  peerMap
+	forget func(id string)
+}
+
+func (l forgetOnLookup) LookupPeer(id []byte) (PeerInfo, error) {
+	info, err := l.peers.LookupPeer(id)
+	l.forget(string(id))
+	return info, err
+}
+
+// TestForgetDuringHandshakeKeepsNoSecret: a peer forgotten while an
+// initiation of its was being answered leaves no static-static secret in
+// the memo. The handshake under way still completes (its lookup answered
+// before the removal, and the holder refuses the session for a removed
+// peer); but the secret it computed must not be remembered after the
+// Forget that was to erase it, where nothing would erase it again until
+// the interface closes.
+func TestForgetDuringHandshakeKeepsNoSecret(t *testing.T) {
+	clk, a, b := pair(t)
+	b.cfg.Peers = forgetOnLookup{peers: b.peers, forget: b.resp.Forget}
+	handshake(t, clk, a, b)
+	if n := b.resp.ss.len(); n != 0 {
+		t.Fatalf("%d entries remembered for a peer forgotten during its handshake, want 0", n)
+	}
+	// Once the forgetting is over, the peer's next handshake remembers
+	// its secret again.
+	b.cfg.Peers = b.peers
+	handshake(t, clk, a, b)
+	if n := b.resp.ss.len(); n != 1 {
+		t.Fatalf("%d entries remembered after a handshake with no Forget, want 1", n)
+	}
+}
