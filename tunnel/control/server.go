@@ -66,6 +66,16 @@ type Server struct {
 	socks []sock // bound in Listen, read-only after
 	wg    sync.WaitGroup
 
+	// handlers counts the ServeHTTP calls under way. Close waits for them
+	// after it cut off what its bound left running: net/http closes those
+	// connections but does not wait for their handlers, which would then
+	// act on a daemon that has gone on stopping (its state saved, its keys
+	// zeroed). A call is counted only while handlersDone is false (both
+	// under hmu), so no count starts once Close waits.
+	hmu          sync.Mutex
+	handlersDone bool
+	handlers     sync.WaitGroup
+
 	closeOnce sync.Once
 }
 
@@ -82,8 +92,9 @@ type credsKey struct{}
 // with the reason, and audited.
 type credsError struct{ err error }
 
-// shutdownWait bounds how long Close waits for running requests.
-const shutdownWait = 5 * time.Second
+// shutdownWait bounds how long Close lets running requests finish before it
+// cuts their connections off (a variable for tests only).
+var shutdownWait = 5 * time.Second
 
 // Listen creates the control sockets for cfg.Name and starts serving. A
 // stale socket file (nobody listening) is replaced; a live one means another
@@ -197,6 +208,13 @@ func (s *Server) Paths() []string {
 // and is logged whatever the command: an audit line (status and metrics
 // have none otherwise) and an error line saying where it panicked.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.handlerStarts() {
+		// Close has cut the connections off and waits for the handlers:
+		// nothing more runs. Aborted unanswered and not marked dispatched,
+		// so the connection audits it as not served, the daemon stopping.
+		panic(http.ErrAbortHandler)
+	}
+	defer s.handlers.Done()
 	if cc, ok := r.Context().Value(connKey{}).(*ctlConn); ok {
 		cc.dispatched.Store(true) // audited here, not as unserved
 	}
@@ -289,6 +307,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(append(out, '\n'))
 }
 
+// handlerStarts counts a ServeHTTP call in handlers, unless Close already
+// waits for them.
+func (s *Server) handlerStarts() bool {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.handlersDone {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}
+
 // auditLine writes one audit line: who asked, what, and how it ended.
 func (s *Server) auditLine(cr Creds, haveCreds bool, command, arg, outcome string) {
 	caller := []any{"uid", cr.UID, "gid", cr.GID, "pid", cr.PID}
@@ -359,7 +389,9 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 
 // Close stops accepting, lets running requests finish (up to a bound),
 // closes at once the connections on which nothing was sent, waits for
-// every goroutine of the server and removes the socket files. It is safe to
+// every goroutine of the server and removes the socket files. Past the
+// bound it cuts the remaining connections off and still waits for their
+// handlers to return: when it returns, no handler runs. It is safe to
 // call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
@@ -373,6 +405,10 @@ func (s *Server) Close() error {
 			_ = s.http.Close() // cut off what did not finish in time
 		}
 		s.wg.Wait()
+		s.hmu.Lock()
+		s.handlersDone = true
+		s.hmu.Unlock()
+		s.handlers.Wait() // those cut off above are still running
 		for _, k := range s.socks {
 			removeIfOurs(k.path, k.ino)
 		}
