@@ -174,13 +174,15 @@ func (p *Peer) SetPolicy(policy rekey.Policy, keepalive time.Duration, now time.
 // key asks for renewal) and returns what is due now: ActSendInitiation at
 // once unless one went out less than a retry interval ago.
 func (p *Peer) WantHandshake(now time.Time) rekey.Action {
+	var abandoned pendingHandshake
 	p.mu.Lock()
 	p.timers.WantHandshake(now)
 	act := p.timers.Due(now)
 	if act&rekey.ActGiveUp != 0 {
-		p.giveUpLocked(now)
+		abandoned = p.giveUpLocked(now)
 	}
 	p.mu.Unlock()
+	zeroPending(abandoned)
 	if act&rekey.ActZeroKeys != 0 {
 		p.release(p.keypairs.Clear())
 	}
@@ -192,12 +194,14 @@ func (p *Peer) WantHandshake(now time.Time) rekey.Action {
 // ActGiveUp (drop what waited for a key: the handshake has been abandoned
 // and Problem says why), ActZeroKeys (already done; for the log).
 func (p *Peer) Due(now time.Time) rekey.Action {
+	var abandoned pendingHandshake
 	p.mu.Lock()
 	act := p.timers.Due(now)
 	if act&rekey.ActGiveUp != 0 {
-		p.giveUpLocked(now)
+		abandoned = p.giveUpLocked(now)
 	}
 	p.mu.Unlock()
+	zeroPending(abandoned)
 	if act&rekey.ActZeroKeys != 0 {
 		p.release(p.keypairs.Clear())
 	}
@@ -217,10 +221,12 @@ func (p *Peer) NextDeadline() time.Time {
 	return p.timers.NextDeadline()
 }
 
-func (p *Peer) giveUpLocked(now time.Time) {
+// giveUpLocked abandons our initiation and says why; the caller zeroes
+// what it returns once it has let go of p.mu (abandonLocked).
+func (p *Peer) giveUpLocked(now time.Time) pendingHandshake {
 	p.problem = Problem{Reason: ReasonGaveUp, Cause: p.problem.Reason, Detail: p.problem.String(),
 		Endpoint: p.initiationEndpoint, Attempts: p.timers.Attempts(), At: now}
-	p.abandonLocked()
+	return p.abandonLocked()
 }
 
 // Initiate builds a handshake initiation toward the peer, to be sent to
@@ -239,7 +245,7 @@ func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int
 	p.cookies.AddMACs(msg)
 
 	p.mu.Lock()
-	p.abandonLocked()
+	abandoned := p.abandonLocked()
 	p.initiation, p.initiationIndex, p.initiationEndpoint, p.initiationSent = hs, idx, endpoint, now
 	if p.timers.Handshaking() {
 		attempt = p.timers.Attempts()
@@ -252,18 +258,33 @@ func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int
 	}
 	p.timers.HandshakeInitiated(now)
 	p.mu.Unlock()
+	zeroPending(abandoned)
 	return msg, attempt, nil
 }
 
-// abandonLocked drops our pending initiation: its index is released and its
-// ephemeral key zeroed.
-func (p *Peer) abandonLocked() {
-	if p.initiation == nil {
-		return
+// abandonLocked drops our pending initiation: its index is released at
+// once, and the caller zeroes the initiation it returns (zeroPending) once
+// it has let go of p.mu. Zero takes the initiation's own lock, which a
+// ConsumeResponse holds through its public-key work (a token operation
+// takes milliseconds, a hung token up to its 3 s bound): waited for under
+// p.mu, that work would stall the data path, which stamps the timers under
+// p.mu for every batch. A response consumed meanwhile finds the initiation
+// gone (ErrNotPending) and its session is zeroed.
+func (p *Peer) abandonLocked() pendingHandshake {
+	in := p.initiation
+	if in == nil {
+		return nil
 	}
 	p.reg.Release(p.initiationIndex)
-	p.initiation.Zero()
 	p.initiation = nil
+	return in
+}
+
+// zeroPending zeroes an abandoned initiation (nil: none); never under p.mu.
+func zeroPending(in pendingHandshake) {
+	if in != nil {
+		in.Zero()
+	}
 }
 
 // ConsumeCookieReply takes a cookie reply to our pending initiation: the
@@ -306,12 +327,14 @@ func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Tim
 	sess, err := in.ConsumeResponse(msg) // X25519 work: no lock held
 	if err != nil {
 		if errors.Is(err, handshake.ErrCipherMismatch) { // authenticated: the peer really refused
+			var abandoned pendingHandshake
 			p.mu.Lock()
 			if p.initiation == in {
-				p.abandonLocked()
+				abandoned = p.abandonLocked()
 			}
 			p.problem = Problem{Reason: ReasonResponseRejected, Endpoint: from, Detail: err.Error(), At: now}
 			p.mu.Unlock()
+			zeroPending(abandoned)
 		}
 		return Completed{}, err
 	}
@@ -437,12 +460,13 @@ func (p *Peer) SetProblem(pr Problem) {
 func (p *Peer) Clear() {
 	p.release(p.keypairs.Clear())
 	p.mu.Lock()
-	p.abandonLocked()
+	abandoned := p.abandonLocked()
 	p.held.zero()
 	p.held = nil
 	clear(p.secret[:])
 	p.secretFor, p.ticketMsg, p.ticketFor, p.nextKP = nil, nil, nil, nil
 	p.mu.Unlock()
+	zeroPending(abandoned)
 }
 
 func (p *Peer) release(kps []*rekey.Keypair) {
