@@ -131,6 +131,18 @@ func (t *Timers) HandshakeCompleted(now time.Time) {
 	t.zeroKeys = now.Add(3 * t.p.RejectAfterTime)
 }
 
+// KeysDerived: a handshake we answered made keys that wait for the
+// initiator's confirmation (the responder's next keypair). They live
+// RejectAfterTime from now, so the zero-keys timer, which counts from the
+// last completed handshake, must not fire before 3*RejectAfterTime from
+// now: an old deadline would clear the session the initiator has just
+// made current and is confirming.
+func (t *Timers) KeysDerived(now time.Time) {
+	if z := now.Add(3 * t.p.RejectAfterTime); z.After(t.zeroKeys) {
+		t.zeroKeys = z
+	}
+}
+
 // WantHandshake: something wants keys (rekey on send or receive, a queued
 // packet). Idempotent while a handshake is pending. The initiation is due at
 // once, or RekeyTimeout after the last one, whichever is later.

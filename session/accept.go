@@ -90,6 +90,9 @@ func (p *Peer) accept(sess *handshake.Session, proven handshake.PublicKey, idx u
 	if _, _, next := p.keypairs.Slots(); next == kp {
 		p.nextKP, p.nextResumed = kp, sess.Resumed
 		p.issueLocked(sess, kp, authTime)
+		// Not completed until confirmed, but live: the zero-keys timer of
+		// the last completed handshake must not drop it meanwhile.
+		p.timers.KeysDerived(now)
 	}
 	p.mu.Unlock()
 	return nil
