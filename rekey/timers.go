@@ -161,6 +161,23 @@ func (t *Timers) WantHandshake(now time.Time) {
 	}
 }
 
+// Reset forgets what the peer's dropped sessions armed (Keypairs.Clear:
+// a disconnect): the handshake under way, whose retries and give-up
+// deadline would otherwise run on and give up on the next handshake within
+// seconds of its start, the new-handshake and passive keepalive timers of
+// traffic under the dropped keys, and the zero-keys timer. What wants keys
+// next starts a handshake of its own. The rate limit of one initiation per
+// RekeyTimeout holds across it, and the persistent keepalive (a NAT
+// mapping, which has nothing to do with keys) goes on.
+func (t *Timers) Reset() {
+	t.handshaking = false
+	t.wantStart, t.retry = time.Time{}, time.Time{}
+	t.attempts = 0
+	t.newHandshake = time.Time{}
+	t.keepalive = time.Time{}
+	t.zeroKeys = time.Time{}
+}
+
 // due reports whether the armed deadline d has come.
 func due(d, now time.Time) bool { return !d.IsZero() && !now.Before(d) }
 

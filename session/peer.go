@@ -455,12 +455,14 @@ func (p *Peer) SetProblem(pr Problem) {
 }
 
 // Clear zeroes every key and abandons the handshake in progress (the peer
-// was removed or disconnected, or the tunnel stops). The peer may
-// handshake again afterwards.
+// was removed or disconnected, or the tunnel stops), with its timers
+// (rekey.Timers.Reset). The peer may handshake again afterwards: what
+// wants keys next starts a new handshake.
 func (p *Peer) Clear() {
 	p.release(p.keypairs.Clear())
 	p.mu.Lock()
 	abandoned := p.abandonLocked()
+	p.timers.Reset()
 	p.held.zero()
 	p.held = nil
 	clear(p.secret[:])

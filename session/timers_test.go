@@ -47,3 +47,51 @@ func TestZeroKeysSparesTheSessionJustAnswered(t *testing.T) {
 		t.Fatal("a's confirmation did not promote the answered session")
 	}
 }
+
+// Clear (stunnel disconnect PEER) abandons the handshake under way, and
+// the next packet starts a new one. The timers went on as before: the
+// abandoned handshake's retries continued, and its RekeyAttemptTime, which
+// counted from when it began, gave up on the handshake the next packet
+// wanted, dropping what waited for it, seconds after it started.
+func TestClearStartsTheNextHandshakeAfresh(t *testing.T) {
+	now := t0
+	a, _ := newSides(t, &now)
+	policy := rekey.DefaultPolicy()
+	a.peer.WantHandshake(now)
+	if _, _, err := a.peer.Initiate(now, "x"); err != nil {
+		t.Fatal(err)
+	}
+	for now.Before(t0.Add(80 * time.Second)) { // unanswered
+		now = now.Add(time.Second)
+		if a.peer.Due(now)&rekey.ActSendInitiation != 0 {
+			if _, _, err := a.peer.Initiate(now, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.peer.Clear()
+	if act := a.peer.Due(now.Add(policy.RekeyTimeout)); act&rekey.ActSendInitiation != 0 {
+		t.Fatal("the handshake Clear abandoned is still retried")
+	}
+
+	now = now.Add(policy.RekeyTimeout) // a packet after the disconnect wants keys
+	start := now
+	if act := a.peer.WantHandshake(now); act&rekey.ActSendInitiation == 0 {
+		t.Fatalf("the first packet after Clear started no handshake: %v", act)
+	}
+	if _, attempt, err := a.peer.Initiate(now, "x"); err != nil || attempt != 0 {
+		t.Fatalf("first initiation after Clear: attempt %d, %v", attempt, err)
+	}
+	for now.Before(start.Add(policy.RekeyAttemptTime - time.Second)) {
+		now = now.Add(time.Second)
+		act := a.peer.Due(now)
+		if act&rekey.ActGiveUp != 0 {
+			t.Fatalf("gave up %v after the handshake began: the abandoned one's deadline", now.Sub(start))
+		}
+		if act&rekey.ActSendInitiation != 0 {
+			if _, _, err := a.peer.Initiate(now, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
