@@ -212,13 +212,18 @@ func (p *Peer) Due(now time.Time) rekey.Action {
 	return act
 }
 
-// NextDeadline is when Due next has something to do (zero: nothing armed).
-// Keys expire on their own schedule too; a holder that sleeps until
-// NextDeadline must also call Due at least once per reject_after.
+// NextDeadline is when Due next has something to do (zero: nothing armed):
+// the timers, and the expiry of a held ticket, whose resumption secret Due
+// then zeroes. Keys expire on their own schedule too; a holder that sleeps
+// until NextDeadline must also call Due at least once per reject_after.
 func (p *Peer) NextDeadline() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.timers.NextDeadline()
+	next := p.timers.NextDeadline()
+	if t := p.held; t != nil && (next.IsZero() || t.expires.Before(next)) {
+		next = t.expires
+	}
+	return next
 }
 
 // giveUpLocked abandons our initiation and says why; the caller zeroes

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"stunnel/handshake"
 	"stunnel/rekey"
 )
 
@@ -93,5 +94,46 @@ func TestClearStartsTheNextHandshakeAfresh(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// A held ticket's resumption secret is zeroed once the ticket expires
+// (dropStaleSecretsLocked), but only when Due runs, and a holder sleeps
+// until NextDeadline (the tunnel's schedule adds only its keypairs'
+// expiry). NextDeadline left the ticket's expiry out: on a peer that went
+// quiet, whose keys were cleared after 3 x reject_after, nothing was armed
+// any more, and the secret of a ticket the peer would refuse stayed in
+// memory for as long as the peer stayed quiet.
+func TestNextDeadlineIncludesTheHeldTicketsExpiry(t *testing.T) {
+	now := t0
+	a, b := newSides(t, &now)
+	policy := rekey.DefaultPolicy()
+	msg, _, _ := a.peer.Initiate(now, "x")
+	kp := a.complete(t, b.answer(t, msg, now), now)
+	life := time.Hour
+	tm, err := handshake.MarshalTicketMessage([]byte("ticket"), life)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.peer.ReceiveControl(tm, kp, now); err != nil {
+		t.Fatal(err)
+	}
+	expires := now.Add(life)
+
+	// The holder wakes only at NextDeadline, until it names nothing.
+	for wakes := 0; ; wakes++ {
+		next := a.peer.NextDeadline()
+		if next.IsZero() || wakes > 100 {
+			break
+		}
+		if next.After(expires) {
+			t.Fatalf("next wake at %v, after the held ticket expires (%v)", next.Sub(t0), expires.Sub(t0))
+		}
+		now = next
+		a.peer.Due(now)
+	}
+	if held := a.peer.held; held != nil {
+		t.Fatalf("quiet since %v, the peer sleeps for good with the ticket that expired at %v still held",
+			3*policy.RejectAfterTime, expires.Sub(t0))
 	}
 }
