@@ -134,8 +134,9 @@ func stateKey(cfg *conf.Config, token handshake.StaticKey) statefile.StaticKey {
 // takeState reads and consumes the state file at start: after it returns,
 // the file is gone (fsynced), so it is restored at most once. A file that
 // does not open is moved aside with one log line; start goes on with fresh
-// handshakes. ticketsOnly: the state was saved while running, and the
-// device must restore its tickets only (tunnel.Options.RestoreTicketsOnly).
+// handshakes. ticketsOnly: the state was saved while running, or the clock
+// went back since it was written, and the device must restore its tickets
+// only (tunnel.Options.RestoreTicketsOnly).
 func takeState(cfg *conf.Config, key statefile.StaticKey, log *slog.Logger) (data []byte, ticketsOnly bool) {
 	path := cfg.Interface.StateFile
 	if path == "" {
@@ -151,8 +152,19 @@ func takeState(cfg *conf.Config, key statefile.StaticKey, log *slog.Logger) (dat
 	}
 	if !p.CleanStop {
 		log.Info("state file was saved while running: restoring its tickets only", "file", path)
+		return p.Data, true
 	}
-	return p.Data, !p.CleanStop
+	// A restored key's age is now minus its saved creation, on the wall
+	// clock: a clock stepped back across the restart would lengthen its
+	// life by the step. A file written later than now shows such a step
+	// (larger than the restart took); the keys' ages are then unknown.
+	if now := time.Now(); now.Before(p.Written) {
+		log.Warn("state file was written later than now by this host's clock: the clock went back since the stop, "+
+			"so the saved keys' ages are unknown; restoring its tickets only", "file", path,
+			"written", p.Written.UTC().Format(time.RFC3339), "now", now.UTC().Format(time.RFC3339))
+		return p.Data, true
+	}
+	return p.Data, false
 }
 
 // saveState seals what CloseAndSave (clean: sessions with exact counters)

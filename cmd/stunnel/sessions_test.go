@@ -250,3 +250,38 @@ func TestTakeStateSaysWhenTicketsOnly(t *testing.T) {
 		}
 	}
 }
+
+// A restart never lengthens a key's life (docs/CONFIGURATION.md, State
+// file): a restored key's age is now minus its saved creation time, by the
+// wall clock, the only one that survives a restart. A clock stepped back
+// across the restart makes that age too small by the step, and only a step
+// past the key's creation was caught (rekey.ErrStateClock). The file says
+// when it was written: a time after now means the clock went back since the
+// stop, by more than the restart took, so the keys' ages are unknown and
+// only the tickets may come back.
+func TestTakeStateWrittenLaterThanNowRestoresTicketsOnly(t *testing.T) {
+	priv, err := handshake.GeneratePrivateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := handshake.MemoryKey(priv)
+	cfg := &conf.Config{}
+	cfg.Interface.StateFile = filepath.Join(t.TempDir(), "st0.state")
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		written     time.Duration // from now
+		ticketsOnly bool
+	}{{-time.Minute, false}, {time.Minute, true}} {
+		b, err := statefile.Seal(key, statefile.Payload{Data: []byte("state"), CleanStop: true}, time.Now().Add(tc.written))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg.Interface.StateFile, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		data, ticketsOnly := takeState(cfg, key, log)
+		if string(data) != "state" || ticketsOnly != tc.ticketsOnly {
+			t.Fatalf("clean stop written %v from now: data %q, ticketsOnly %v; want %v", tc.written, data, ticketsOnly, tc.ticketsOnly)
+		}
+	}
+}
