@@ -107,6 +107,7 @@ type Options struct {
 type Device struct {
 	log     *slog.Logger
 	now     func() time.Time
+	epoch   time.Time // now() at start: the origin of times kept as integers (failover.go)
 	tun     tun.Device
 	ready   readyTUN // tun's readiness, or nil; asserted once by start, not per packet
 	bind    conn.Bind
@@ -270,6 +271,7 @@ func start(cfg *conf.Config, opt Options) (*Device, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	d.epoch = d.now()
 	if d.resolve == nil {
 		d.resolve = resolveUDP
 	}

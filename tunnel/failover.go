@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -19,16 +20,46 @@ const ReresolveInterval = 30 * time.Second
 // in use, since when what we sent went unanswered, how often we moved.
 // Atomics: written by the sender (sent), the receive path (answered) and
 // the failover goroutine (checkFailover); none holds a lock.
+//
+// Its times count nanoseconds from epoch, a reading of the device's clock
+// (at), not Unix time: with time.Now they are monotonic, as every other
+// timer's, so a step of the wall clock (NTP, a VM resumed) neither fails
+// over from a gateway that answers nor keeps a silent one for as long as
+// the step.
 type failover struct {
+	epoch      time.Time     // immutable: the device's clock when the peer was made
 	index      atomic.Int32  // into cfg.Endpoints: the endpoint in use
-	silentFrom atomic.Int64  // unix ns of the first authenticated send since the last authenticated receive; 0: none
+	silentFrom atomic.Int64  // the first authenticated send since the last authenticated receive (at); 0: none
 	count      atomic.Uint64 // failovers so far
 	// resolved is the last address a DNS lookup gave for the endpoint in
 	// use. A periodic lookup moves the peer only when DNS changed, so it
 	// never undoes roaming to an address DNS does not know.
 	resolved atomic.Pointer[resolvedName]
-	// lastLookup is when the endpoint in use was last looked up (unix ns).
+	// lastLookup is when the endpoint in use was last looked up (at); 0:
+	// never.
 	lastLookup atomic.Int64
+}
+
+// at is t as the atomics hold it: 1 + ns since epoch, so that 0 stays
+// "none" and the epoch itself is exact.
+func (f *failover) at(t time.Time) int64 {
+	d := min(max(t.Sub(f.epoch), 0), math.MaxInt64-1)
+	return int64(d) + 1
+}
+
+// since is how long before now the instant at holds came.
+func (f *failover) since(at int64, now time.Time) time.Duration {
+	return now.Sub(f.epoch.Add(time.Duration(at - 1)))
+}
+
+// lookupDue is how long until the endpoint in use is due to be looked up
+// again (ReresolveInterval after the last lookup); <= 0: now.
+func (f *failover) lookupDue(now time.Time) time.Duration {
+	last := f.lastLookup.Load()
+	if last == 0 {
+		return 0
+	}
+	return ReresolveInterval - f.since(last, now)
 }
 
 type resolvedName struct {
@@ -39,7 +70,7 @@ type resolvedName struct {
 // sent notes that authenticated packets (data or keepalives) went out: the
 // silence clock starts unless it already runs.
 func (f *failover) sent(now time.Time) {
-	f.silentFrom.CompareAndSwap(0, now.UnixNano())
+	f.silentFrom.CompareAndSwap(0, f.at(now))
 }
 
 // answered notes an authenticated, non-replayed packet from the peer: the
@@ -125,7 +156,7 @@ func (d *Device) failoverInterval(now time.Time) (wait time.Duration, ok bool) {
 		case after > 0 && len(eps) > 0:
 			wait, ok = time.Second, true
 		case named:
-			next := time.Unix(0, p.fo.lastLookup.Load()).Add(ReresolveInterval).Sub(now)
+			next := p.fo.lookupDue(now)
 			if !ok || next < wait {
 				wait, ok = max(next, time.Second), true
 			}
@@ -153,12 +184,12 @@ func (d *Device) checkFailover(now time.Time) {
 		after, n, named := p.cfg.FailoverAfter, len(p.cfg.Endpoints), hasName(&p.cfg)
 		p.mu.Unlock()
 		if after > 0 && n > 0 {
-			if from := p.fo.silentFrom.Load(); from != 0 && now.Sub(time.Unix(0, from)) >= after {
+			if from := p.fo.silentFrom.Load(); from != 0 && p.fo.since(from, now) >= after {
 				p.failOver(now)
 				continue
 			}
 		}
-		if named && now.Sub(time.Unix(0, p.fo.lastLookup.Load())) >= ReresolveInterval {
+		if named && p.fo.lookupDue(now) <= 0 {
 			p.reresolve(true)
 		}
 	}
@@ -191,7 +222,7 @@ func (p *Peer) failOver(now time.Time) {
 	p.mu.Unlock()
 	// Silence is measured again from now: if the next one is silent too,
 	// the peer moves on after another failover_after.
-	p.fo.silentFrom.Store(now.UnixNano())
+	p.fo.silentFrom.Store(p.fo.at(now))
 	if len(eps) > 1 {
 		p.d.log.Warn("endpoint silent; failing over", "peer", p.id, "from", from, "to", to)
 	}

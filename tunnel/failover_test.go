@@ -479,7 +479,7 @@ func TestAnswerBeforeTheSendReturnsStopsTheClock(t *testing.T) {
 		t.Fatal("the filter never saw a's packet")
 	}
 	if from := peer.fo.silentFrom.Load(); from != 0 {
-		t.Fatalf("the silence clock runs from %v although b answered during the send", time.Unix(0, from))
+		t.Fatalf("the silence clock runs (for %v) although b answered during the send", peer.fo.since(from, p.clock.Now()))
 	}
 	p.clock.Advance(3100 * time.Millisecond)
 	p.a.dev.checkFailover(p.clock.Now())

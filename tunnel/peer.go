@@ -86,6 +86,7 @@ func (d *Device) newPeer(pc conf.Peer) *Peer {
 		recvQueue: make(chan *inBatch, batchQueueLen),
 		stopping:  make(chan struct{}),
 	}
+	p.fo.epoch = d.epoch
 	p.sess = d.host.NewPeer(session.PeerConfig{
 		ID:                  pc.ID,
 		PublicKey:           pc.PublicKey,
@@ -114,7 +115,7 @@ func (p *Peer) resolveEndpoint(hostport string) {
 // once a background lookup is done (a failover to a DNS name).
 func (p *Peer) resolveNamed(hostport string, onlyIfChanged, initiate bool) {
 	d := p.d
-	p.fo.lastLookup.Store(d.now().UnixNano())
+	p.fo.lastLookup.Store(p.fo.at(d.now()))
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
 		p.resolved(hostport, ap, onlyIfChanged)
 		return
@@ -142,7 +143,7 @@ func (p *Peer) resolveNamed(hostport string, onlyIfChanged, initiate bool) {
 				d.isClosed() || !p.resolving.CompareAndSwap(false, true) {
 				return
 			}
-			p.fo.lastLookup.Store(d.now().UnixNano())
+			p.fo.lastLookup.Store(p.fo.at(d.now()))
 			hostport, onlyIfChanged, initiate = next, false, p.fo.count.Load() != failovers
 		}
 	}()
