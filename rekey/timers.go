@@ -39,7 +39,7 @@ type Timers struct {
 	retry        time.Time // next initiation due while handshaking
 	lastInit     time.Time // last initiation sent (rate limit: one per RekeyTimeout)
 	initSent     bool      // lastInit is meaningful
-	attempts     int       // initiations since the last completed handshake
+	attempts     int       // initiations of the handshake under way (or the last one)
 	newHandshake time.Time // data sent and nothing received since: initiate at this time
 
 	keepalive  time.Time // passive: data received, nothing sent since
@@ -105,11 +105,13 @@ func (t *Timers) AuthenticatedReceived(now time.Time) {
 
 // HandshakeInitiated: we sent an initiation (first try or retry). The next
 // retry is due RekeyTimeout plus jitter later. It also counts as
-// AuthenticatedSent.
+// AuthenticatedSent. One sent while no handshake was under way (a
+// failover, a cookie reply) starts one, as WantHandshake does.
 func (t *Timers) HandshakeInitiated(now time.Time) {
 	if !t.handshaking {
 		t.handshaking = true
 		t.wantStart = now
+		t.attempts = 0
 	}
 	t.attempts++
 	t.lastInit = now
@@ -245,8 +247,8 @@ func (t *Timers) NextDeadline() time.Time {
 	return next
 }
 
-// Attempts returns the initiations sent since the last completed handshake,
-// for messages like "no answer after N tries".
+// Attempts returns the initiations sent for the handshake under way (or the
+// one last given up), for messages like "no answer after N tries".
 func (t *Timers) Attempts() int { return t.attempts }
 
 // Handshaking reports whether a handshake is wanted and not yet completed.

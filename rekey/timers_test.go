@@ -303,3 +303,23 @@ func TestSetPolicyAppliesNewRetryInterval(t *testing.T) {
 		t.Fatalf("attempts = %d, want 2 (state kept across SetPolicy)", tm.Attempts())
 	}
 }
+
+// Attempts counts the initiations of the handshake under way ("no answer
+// after N attempts"). WantHandshake starts the count over; an initiation
+// the holder sends on its own (a failover, a cookie reply) that starts a
+// handshake did not, so after a give-up it went on from the abandoned
+// handshake's count, and the next retry reported the sum.
+func TestAttemptsCountOnlyTheHandshakeUnderWay(t *testing.T) {
+	p := DefaultPolicy()
+	tm := NewTimers(p, half)
+	tm.WantHandshake(t0)
+	_, _, giveUps, _ := tunnelLoop(t, tm, t0, at(200*time.Second))
+	if len(giveUps) != 1 || tm.Handshaking() {
+		t.Fatalf("setup: gave up %d times, handshaking %v", len(giveUps), tm.Handshaking())
+	}
+	start := giveUps[0].Add(time.Minute)
+	tm.HandshakeInitiated(start) // not handshaking: this starts a new one
+	if n := tm.Attempts(); n != 1 {
+		t.Fatalf("the first initiation of a new handshake is attempt %d, want 1", n)
+	}
+}
