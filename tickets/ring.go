@@ -175,8 +175,8 @@ func (r *Ring) newestSealerLocked(now time.Time) *Key {
 }
 
 // Seal seals st under the newest key in its encrypt-decrypt life. It sets
-// st.IssuedAt to now and caps st.Expiry (zero: no wish) at the key's end and at
-// st.AuthTime + reauth_after. Errors: *NoKeyError, an expiry not in the
+// st.IssuedAt to now and caps st.Expiry (zero: no wish) at the key's end, at
+// st.AuthTime + reauth_after and at now + handshake.MaxTicketLifetime. Errors: *NoKeyError, an expiry not in the
 // future, or ErrRingClosed.
 func (r *Ring) Seal(st *handshake.TicketState) ([]byte, error) {
 	now := r.opt.Now()
@@ -198,6 +198,12 @@ func (r *Ring) Seal(st *handshake.TicketState) ([]byte, error) {
 	}
 	if !st.Expiry.IsZero() && st.Expiry.Before(exp) {
 		exp = st.Expiry
+	}
+	// Nor past what the new-ticket message can tell the initiator: with
+	// lifetimes of centuries ("never") the expiry would lie past 2262, the
+	// end of the Unix nanoseconds the ticket carries it in, and wrap.
+	if limit := now.Add(handshake.MaxTicketLifetime); limit.Before(exp) {
+		exp = limit
 	}
 	if !exp.After(now) {
 		return nil, fmt.Errorf("%w: no ticket issued, the last static-key proof is too old", handshake.ErrReauthRequired)
