@@ -312,7 +312,23 @@ func (p *Peer) restore(b []byte, now time.Time, sessions bool) (endpoint string,
 			p.noteCipherLocked(kp, ciphers[i])
 		}
 	}
-	p.handshakes, p.resumed, p.lastHandshake, p.lastFull = handshakes, resumed, lastHS, lastFull
+	// Times from the file are wall clock only; a time without a monotonic
+	// reading is compared with now on the wall clock, while a holder
+	// sleeps until a deadline (the held ticket's expiry) on the monotonic
+	// one: after a step of the wall clock the two disagree, and a holder
+	// woken at the deadline would find nothing due, again and again.
+	// Anchored to now's monotonic reading at the same distance, as
+	// restored keypairs are (rekey.ImportKeypair).
+	anchor := func(t time.Time) time.Time {
+		if t.IsZero() {
+			return t
+		}
+		return now.Add(t.Sub(now))
+	}
+	p.handshakes, p.resumed, p.lastHandshake, p.lastFull = handshakes, resumed, anchor(lastHS), anchor(lastFull)
+	if held != nil {
+		held.received, held.expires = anchor(held.received), anchor(held.expires)
+	}
 	if held != nil && now.Before(held.expires) {
 		p.held.zero()
 		p.held, r.Ticket = held, true

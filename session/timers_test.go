@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/internal/fakeclock"
 	"stunnel/rekey"
 )
 
@@ -135,5 +136,55 @@ func TestNextDeadlineIncludesTheHeldTicketsExpiry(t *testing.T) {
 	if held := a.peer.held; held != nil {
 		t.Fatalf("quiet since %v, the peer sleeps for good with the ticket that expired at %v still held",
 			3*policy.RejectAfterTime, expires.Sub(t0))
+	}
+}
+
+// A restored ticket's times come from the state file: wall clock only, no
+// monotonic reading. As a deadline (NextDeadline) its expiry is then
+// reached on the holder's monotonic clock, which is what the tunnel's
+// schedule sleeps on, while Due compared it with the wall clock. After the
+// wall clock stepped back, Due at the deadline found the ticket not yet
+// expired and NextDeadline named the same, past, deadline again: the
+// schedule spun for as long as the step. Restored times are anchored to
+// the monotonic clock at the restore, as restored keypairs are.
+func TestRestoredTicketExpiryIsNoSpinningDeadline(t *testing.T) {
+	clk := fakeclock.NewMonotonic()
+	now := clk.Now()
+	a, b := newSides(t, &now)
+	msg, _, _ := a.peer.Initiate(now, "x")
+	kp := a.complete(t, b.answer(t, msg, now), now)
+	tm, err := handshake.MarshalTicketMessage([]byte("ticket"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.peer.ReceiveControl(tm, kp, now); err != nil {
+		t.Fatal(err)
+	}
+	saved := a.peer.Snapshot(nil, "198.18.0.2:51820", false)
+
+	clk.Advance(time.Second) // the restart
+	now = clk.Now()
+	p := NewHost(a.host.cfg, rekey.DefaultPolicy()).NewPeer(a.peer.cfg, NewMapRegistry())
+	if _, r, err := p.RestoreTickets(saved, now); err != nil || !r.Ticket {
+		t.Fatalf("restore: %+v, %v", r, err)
+	}
+	base := now // the holder's schedule counts from here, monotonic
+	clk.StepWall(-time.Hour)
+
+	for wakes := 0; ; wakes++ {
+		next := p.NextDeadline()
+		if next.IsZero() {
+			break
+		}
+		if wakes > 50 {
+			t.Fatalf("woken %d times at %v with the restored ticket still held: the schedule spins", wakes, clk.Now().Sub(base))
+		}
+		if ahead := next.Sub(base) - clk.Now().Sub(base); ahead > 0 {
+			clk.Advance(ahead)
+		}
+		p.Due(clk.Now())
+	}
+	if elapsed := clk.Now().Sub(base); elapsed > time.Hour {
+		t.Fatalf("the restored ticket was dropped %v after the restore, after it expired", elapsed)
 	}
 }
