@@ -295,7 +295,22 @@ func zeroPending(in pendingHandshake) {
 // ConsumeCookieReply takes a cookie reply to our pending initiation: the
 // peer is under load and wants proof of our address (mac2). The holder then
 // sends a fresh initiation at once (Initiate), which carries the cookie.
+//
+// Only while an initiation of ours waits (docs/PROTOCOL.md section 8: a
+// cookie reply moves SENT to SENT, and no other state takes one). The
+// cookie generator alone would still open a reply to the last initiation
+// after its handshake completed or was given up, and the holder would
+// then start a handshake nobody wanted: at the word of a duplicate of
+// that initiation answered late, or of anyone who saw its mac1 on the
+// path (the cookie key is derived from the peer's public key). Refused
+// with handshake.ErrNoCookieWaiting, before any cryptography.
 func (p *Peer) ConsumeCookieReply(msg []byte) error {
+	p.mu.Lock()
+	waiting := p.initiation != nil
+	p.mu.Unlock()
+	if !waiting {
+		return handshake.ErrNoCookieWaiting
+	}
 	if err := p.cookies.ConsumeReply(msg); err != nil {
 		return err
 	}
