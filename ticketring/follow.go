@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"stunnel/conf"
 	"stunnel/tickets"
 )
 
@@ -179,13 +180,26 @@ func (s *Sync) putLocked(key string, value []byte, modRev, createRev int64) {
 		if s.refused[key] != modRev {
 			s.status.RefusedTotal++
 			s.log.Warn("ticket ring: ignoring a record that does not open (written with another group secret, moved, or tampered)",
-				"key", key, "mod_revision", modRev, "err", err.Error())
+				"key", s.shownKey(key), "mod_revision", modRev, "err", err.Error())
 		}
 		s.refused[key] = modRev
 		return
 	}
 	delete(s.refused, key)
 	s.keys[key] = &k
+}
+
+// shownKeyTail bounds what a log line or an error shows of an etcd key
+// after the prefix: a record's name is 32 hex digits, an election key's
+// lease 16, so a longer key is not one of ours anyway.
+const shownKeyTail = 64
+
+// shownKey is an etcd key of ours as a log line or an error shows it:
+// escaped and cut short (conf.EscapeBounded), as the directory shows its
+// keys. Whoever may write below the prefix chooses the key, of any bytes
+// and up to etcd's limit of a megabyte and more, and every gateway logs it.
+func (s *Sync) shownKey(key string) string {
+	return conf.EscapeBounded(key, len(s.opt.Prefix)+len(electionDir)+1+shownKeyTail)
 }
 
 func (s *Sync) deleteLocked(key string) {

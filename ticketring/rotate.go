@@ -149,7 +149,7 @@ func (s *Sync) clearDeadCandidates(ctx context.Context, lease clientv3.LeaseID) 
 			// gateway may still renew.
 			ttl, err := s.cli.TimeToLive(gctx, clientv3.LeaseID(kv.Lease))
 			if err != nil {
-				return fmt.Errorf("checking the lease of election key %s: %w", kv.Key, err)
+				return fmt.Errorf("checking the lease of election key %s: %w", s.shownKey(string(kv.Key)), err)
 			}
 			if ttl.TTL >= 0 {
 				continue
@@ -161,11 +161,11 @@ func (s *Sync) clearDeadCandidates(ctx context.Context, lease clientv3.LeaseID) 
 		dr, err := s.cli.Txn(gctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
 			Then(clientv3.OpDelete(string(kv.Key))).Commit()
 		if err != nil {
-			return fmt.Errorf("deleting election key %s: %w", kv.Key, err)
+			return fmt.Errorf("deleting election key %s: %w", s.shownKey(string(kv.Key)), err)
 		}
 		if dr.Succeeded {
 			s.log.Warn("ticket ring: deleted an election key that would have blocked the election forever: "+why,
-				"key", string(kv.Key), "create_revision", kv.CreateRevision)
+				"key", s.shownKey(string(kv.Key)), "create_revision", kv.CreateRevision)
 		}
 	}
 	return nil
