@@ -153,15 +153,21 @@ func (d *Device) initiationFailed(err error, from string, src netip.Addr) {
 	case errors.Is(err, handshake.ErrCipherMismatch):
 		reason = err.Error()
 	case errors.Is(err, handshake.ErrStaleTimestamp):
+		// Keyed by source, as every warning a datagram causes
+		// (rateLimitedLog): anyone who captured one initiation can
+		// replay it, and anyone who knows our public key can make one
+		// that does not decrypt, every interval, and under one fixed
+		// key they would keep that line for themselves and fold every
+		// other source's into their count.
 		d.drops.add(dropReplayed, 1)
-		d.warn.warn("hs-replay", "dropped replayed or stale handshake initiation", "from", from)
+		d.warn.warnFrom(src, "hs-replay", "dropped replayed or stale handshake initiation", "from", from)
 		return
 	case errors.Is(err, handshake.ErrRateLimited):
 		d.drops.add(dropRateLimited, 1)
 		return
 	default:
 		d.drops.add(dropHandshakeFailed, 1)
-		d.warn.warn("hs-fail", "handshake initiation failed", "from", from, "err", err)
+		d.warn.warnFrom(src, "hs-fail", "handshake initiation failed", "from", from, "err", err)
 		return
 	}
 	d.drops.add(dropHandshakeFailed, 1)

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"stunnel/handshake"
@@ -40,7 +41,7 @@ func (d *Device) handleResumption(m handshakeMessage) {
 		if resp != nil { // an authenticated refusal (cipher mismatch): tell the initiator why
 			_ = d.bind.Send([][]byte{resp}, m.from)
 		}
-		d.resumptionFailed(err, from)
+		d.resumptionFailed(err, from, addrPortOf(m.from).Addr())
 		return
 	}
 	// As in handleInitiation: the peer must still be configured, and
@@ -110,7 +111,12 @@ func resumptionReason(err error) string {
 	return "malformed"
 }
 
-func (d *Device) resumptionFailed(err error, from string) {
+// resumptionFailed counts and logs a refused resumption. src is the
+// datagram's source address (from, parsed), which keys the warning's rate
+// limit: a message 5 that refuses costs its sender only our public key
+// (and for some reasons a ticket seen on the wire), so under one key per
+// reason a stranger would hold each reason's line for itself.
+func (d *Device) resumptionFailed(err error, from string, src netip.Addr) {
 	reason := resumptionReason(err)
 	d.resumeRefusals.add(reason)
 	switch reason {
@@ -133,7 +139,7 @@ func (d *Device) resumptionFailed(err error, from string) {
 			p.sess.ResumptionRefused(reason)
 		}
 	}
-	d.warn.warn("resume-"+reason, "refused session resumption; the peer falls back to a full handshake",
+	d.warn.warnFrom(src, "resume-"+reason, "refused session resumption; the peer falls back to a full handshake",
 		"claimed_peer", claimed, "from", from, "reason", reason)
 }
 

@@ -194,9 +194,9 @@ func TestResumptionRefusalReasons(t *testing.T) {
 	p := newPair(t, nil)
 	d := p.b.dev
 	limited := &handshake.PeerError{PeerID: "a", Err: fmt.Errorf("%w: 1ms since the last one", handshake.ErrRateLimited)}
-	d.resumptionFailed(limited, "198.18.0.1:51820")
-	d.resumptionFailed(fmt.Errorf("%w: bad tag", handshake.ErrDecrypt), "198.18.0.1:51820")
-	d.resumptionFailed(fmt.Errorf("%w: short", handshake.ErrMalformed), "198.18.0.1:51820")
+	d.resumptionFailed(limited, "198.18.0.1:51820", netip.MustParseAddr("198.18.0.1"))
+	d.resumptionFailed(fmt.Errorf("%w: bad tag", handshake.ErrDecrypt), "198.18.0.1:51820", netip.MustParseAddr("198.18.0.1"))
+	d.resumptionFailed(fmt.Errorf("%w: short", handshake.ErrMalformed), "198.18.0.1:51820", netip.MustParseAddr("198.18.0.1"))
 	st := d.Status()
 	for reason, want := range map[string]uint64{"rate limited": 1, "does not authenticate": 1, "malformed": 1} {
 		if got := st.ResumptionsRefused[reason]; got != want {
