@@ -18,14 +18,22 @@ const KeySize = 32
 // PublicKey is an X25519 public key. It is not secret; String gives its base64 form.
 type PublicKey [KeySize]byte
 
-// PrivateKey is an X25519 private key. Its String and Format never reveal it,
-// so a key passed to a logger by mistake prints a placeholder; Base64 is the
-// one explicit way out (used by `stunnel genkey`).
+// PrivateKey is an X25519 private key. Its String, Format and MarshalText
+// never reveal it, so a key passed to a logger or an encoder by mistake
+// prints a placeholder; Base64 is the one explicit way out (used by
+// `stunnel genkey`).
 type PrivateKey [KeySize]byte
 
 // PresharedKey is an optional symmetric key shared by two peers and mixed into
-// their handshake (Noise psk2). The zero value means "none".
+// their handshake (Noise psk2). The zero value means "none". It prints and
+// encodes as a placeholder, as PrivateKey does.
 type PresharedKey [KeySize]byte
+
+// The placeholders the key types print instead of their bytes.
+const (
+	privateKeyPlaceholder   = "(private key)"
+	presharedKeyPlaceholder = "(preshared key)"
+)
 
 var errKeyLength = errors.New("key must be base64 of exactly 32 bytes")
 
@@ -67,10 +75,20 @@ func (k PrivateKey) IsZero() bool { return isZero(k[:]) }
 func (k PrivateKey) Base64() string { return base64.StdEncoding.EncodeToString(k[:]) }
 
 // String never shows the key, so fmt and slog cannot leak it.
-func (k PrivateKey) String() string { return "(private key)" }
+func (k PrivateKey) String() string { return privateKeyPlaceholder }
 
 // GoString keeps %#v from printing the bytes.
-func (k PrivateKey) GoString() string { return "(private key)" }
+func (k PrivateKey) GoString() string { return privateKeyPlaceholder }
+
+// Format prints the placeholder whatever the verb. fmt asks String only
+// for %v, %s, %x, %X and %q; for %d, %o, %b, %c or %U it prints the array
+// element by element, the key's bytes.
+func (k PrivateKey) Format(f fmt.State, _ rune) { io.WriteString(f, privateKeyPlaceholder) }
+
+// MarshalText keeps encoders from writing the bytes: encoding/json writes
+// a byte array as the list of its numbers (so would slog's JSON handler,
+// which a program embedding securesession may log with).
+func (k PrivateKey) MarshalText() ([]byte, error) { return []byte(privateKeyPlaceholder), nil }
 
 // Zero overwrites the key.
 func (k *PrivateKey) Zero() { *k = PrivateKey{} }
@@ -88,10 +106,16 @@ func (k PublicKey) Equal(o PublicKey) bool { return subtle.ConstantTimeCompare(k
 func (k PresharedKey) IsZero() bool { return isZero(k[:]) }
 
 // String never shows the key.
-func (k PresharedKey) String() string { return "(preshared key)" }
+func (k PresharedKey) String() string { return presharedKeyPlaceholder }
 
 // GoString keeps %#v from printing the bytes.
-func (k PresharedKey) GoString() string { return "(preshared key)" }
+func (k PresharedKey) GoString() string { return presharedKeyPlaceholder }
+
+// Format prints the placeholder whatever the verb (PrivateKey.Format).
+func (k PresharedKey) Format(f fmt.State, _ rune) { io.WriteString(f, presharedKeyPlaceholder) }
+
+// MarshalText keeps encoders from writing the bytes (PrivateKey.MarshalText).
+func (k PresharedKey) MarshalText() ([]byte, error) { return []byte(presharedKeyPlaceholder), nil }
 
 // Zero overwrites the key.
 func (k *PresharedKey) Zero() { *k = PresharedKey{} }

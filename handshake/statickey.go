@@ -67,10 +67,15 @@ func ZeroMemoryKey(k StaticKey) {
 }
 
 // String never shows the key.
-func (k *memoryKey) String() string { return "(private key)" }
+func (k *memoryKey) String() string { return privateKeyPlaceholder }
 
 // GoString keeps %#v from printing the bytes.
-func (k *memoryKey) GoString() string { return "(private key)" }
+func (k *memoryKey) GoString() string { return privateKeyPlaceholder }
+
+// Format prints the placeholder whatever the verb: without it %d prints
+// the struct, whose unexported key field fmt prints byte by byte (it cannot
+// call that field's own Format).
+func (k *memoryKey) Format(f fmt.State, _ rune) { io.WriteString(f, privateKeyPlaceholder) }
 
 // staticKey returns the key the handshake uses and what it implies. Config.Static
 // wins; else Config.PrivateKey is wrapped, and owned is that wrapper, which
