@@ -1,44 +1,10 @@
 package handshake
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"log/slog"
-	"strings"
 	"testing"
+
+	"stunnel/internal/secretprint"
 )
-
-// printVerbs is every verb fmt gives an array of bytes, with flags: a key
-// type must print its placeholder for each (fmt asks String only for %v,
-// %s, %x, %X and %q, and prints the bytes for the rest).
-var printVerbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "% x", "%d", "%08d", "%o", "%O", "%b", "%c", "%U", "%#U", "%e"}
-
-// leaks reports which renderings of key's bytes out holds: decimal (the
-// array as fmt prints it), hex, and the byte values as written by %o, %b
-// and %U, which need no more than the first two bytes to be told apart.
-func leaks(out string, key []byte) []string {
-	var found []string
-	for _, r := range []string{
-		fmt.Sprint(key[:4]), fmt.Sprintf("%x", key[:4]), fmt.Sprintf("%o", key[:2]),
-		fmt.Sprintf("%b", key[:2]), fmt.Sprintf("%U", key[:2]), fmt.Sprintf("%d", key[:2]),
-		strings.Trim(fmt.Sprint(key[:3]), "[]"), strings.Trim(fmt.Sprint([]int{int(key[0]), int(key[1])}), "[]"),
-	} {
-		if strings.Contains(out, r) {
-			found = append(found, r)
-		}
-	}
-	return found
-}
-
-// secretBytes is a key whose bytes are unlike anything a placeholder holds.
-func secretBytes() [KeySize]byte {
-	var k [KeySize]byte
-	for i := range k {
-		k[i] = byte(0x9b + 7*i)
-	}
-	return k
-}
 
 // TestKeysNeverPrint: a private or pre-shared key given to fmt with any
 // verb, to encoding/json, or to either of slog's handlers, alone or inside
@@ -46,45 +12,56 @@ func secretBytes() [KeySize]byte {
 // printed its 32 numbers, and JSON (slog's JSON handler included) a list
 // of them.
 func TestKeysNeverPrint(t *testing.T) {
-	raw := secretBytes()
+	raw := secretprint.Secret(KeySize)
 	priv, psk := PrivateKey(raw), PresharedKey(raw)
-	mem := MemoryKey(priv)
 	for _, c := range []struct {
-		name        string
-		v           any
-		placeholder string
-		encoded     bool // data an encoder may be given (not a StaticKey, nor a Config of funcs)
+		name string
+		v    any
+		want string
 	}{
-		{"PrivateKey", priv, "(private key)", true},
-		{"*PrivateKey", &priv, "(private key)", true},
-		{"PresharedKey", psk, "(preshared key)", true},
-		{"*PresharedKey", &psk, "(preshared key)", true},
-		{"MemoryKey", mem, "(private key)", false},
-		{"PeerInfo", PeerInfo{PresharedKey: psk}, "(preshared key)", true},
-		{"Config", Config{PrivateKey: priv}, "(private key)", false},
+		{"PrivateKey", priv, "(private key)"},
+		{"*PrivateKey", &priv, "(private key)"},
+		{"PresharedKey", psk, "(preshared key)"},
+		{"*PresharedKey", &psk, "(preshared key)"},
+		{"PeerInfo", PeerInfo{PresharedKey: psk}, "(preshared key)"},
 	} {
-		for _, verb := range printVerbs {
-			out := fmt.Sprintf(verb, c.v)
-			if l := leaks(out, raw[:]); len(l) > 0 || !strings.Contains(out, c.placeholder) {
-				t.Errorf("%s with %s prints %q: key bytes %q, want %q", c.name, verb, out, l, c.placeholder)
-			}
-		}
-		if !c.encoded {
-			continue
-		}
-		b, err := json.Marshal(c.v)
-		if l := leaks(string(b), raw[:]); err != nil || len(l) > 0 || !bytes.Contains(b, []byte(c.placeholder)) {
-			t.Errorf("%s as JSON: %s, %v: key bytes %q", c.name, b, err, l)
-		}
-		for _, h := range []func(*bytes.Buffer) slog.Handler{
-			func(w *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(w, nil) },
-			func(w *bytes.Buffer) slog.Handler { return slog.NewTextHandler(w, nil) },
-		} {
-			var w bytes.Buffer
-			slog.New(h(&w)).Info("x", "key", c.v)
-			if l := leaks(w.String(), raw[:]); len(l) > 0 {
-				t.Errorf("%s logged by slog: %s: key bytes %q", c.name, w.String(), l)
-			}
-		}
+		secretprint.CheckEncoded(t, c.name, c.v, raw, c.want)
 	}
+	secretprint.Check(t, "MemoryKey", MemoryKey(priv), raw, "(private key)")
+	secretprint.Check(t, "Config", Config{PrivateKey: priv}, raw, "(private key)")
+}
+
+// TestSessionsNeverPrintKeys: what holds a handshake's keys (the session,
+// a ticket's state, a handshake in flight with its ephemeral key and
+// pre-shared key) prints its peer and no key. fmt printed a Session's data
+// keys and resumption secret byte by byte, and the unexported ephemeral
+// and pre-shared keys of an Initiation or Resumption too.
+func TestSessionsNeverPrintKeys(t *testing.T) {
+	raw := secretprint.Secret(KeySize)
+	var key [32]byte
+	copy(key[:], raw)
+	sess := Session{PeerID: "site-b", SendKey: key, RecvKey: key, SessionID: key, ResumptionSecret: key}
+	secretprint.CheckEncoded(t, "Session", sess, raw, "site-b")
+	secretprint.CheckEncoded(t, "*Session", &sess, raw, "site-b")
+	st := TicketState{PeerID: "site-b", ResumptionSecret: key}
+	secretprint.CheckEncoded(t, "TicketState", st, raw, "site-b")
+	secretprint.CheckEncoded(t, "*TicketState", &st, raw, "site-b")
+
+	_, a, b := pair(t)
+	info := a.infoOf(b)
+	info.PresharedKey = PresharedKey(key)
+	in, err := NewInitiation(a.cfg, info, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Zero()
+	secretprint.Check(t, "Initiation (pre-shared key)", in, raw, "site-b")
+	secretprint.Check(t, "Initiation (ephemeral key)", in, in.eph[:], "site-b")
+	r, err := NewResumption(a.cfg, info, []byte("ticket"), &key, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Zero()
+	secretprint.Check(t, "Resumption (its PSK)", r, r.psk[:], "site-b")
+	secretprint.Check(t, "Resumption (ephemeral key)", r, r.eph[:], "site-b")
 }

@@ -39,6 +39,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"stunnel/internal/secretbuf"
@@ -151,6 +152,17 @@ func ImportKeypair(s *KeypairState, p Policy, now time.Time, aead func(key *[32]
 	clear(recvKey[:])
 	return nil, fmt.Errorf("restoring keypair: building its cipher: %w", err)
 }
+
+func (s *KeypairState) text() string {
+	return fmt.Sprintf("(saved keypair %#08x/%#08x at counter %d: keys not shown)", s.LocalIndex, s.RemoteIndex, s.SendCounter)
+}
+
+// Format prints the indices and the counter, never the keys: fmt would
+// print SendKey and RecvKey byte by byte.
+func (s KeypairState) Format(f fmt.State, _ rune) { io.WriteString(f, s.text()) }
+
+// MarshalText keeps encoders from writing the keys.
+func (s KeypairState) MarshalText() ([]byte, error) { return []byte(s.text()), nil }
 
 // Zero overwrites the raw keys in s.
 func (s *KeypairState) Zero() {

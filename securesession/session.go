@@ -142,6 +142,10 @@ type Session struct {
 	closed bool // guarded by life
 }
 
+// Format prints a placeholder, never the keys: fmt would print the
+// unexported Config's private key byte by byte.
+func (s *Session) Format(f fmt.State, _ rune) { io.WriteString(f, "(securesession.Session)") }
+
 // ErrSessionClosed is returned by a Session after Close.
 var ErrSessionClosed = errors.New("securesession: session closed")
 

@@ -119,6 +119,11 @@ func (p *Peer) timerPolicy(policy rekey.Policy) rekey.Policy {
 	return policy
 }
 
+// Format prints the peer's ID, never its keys: fmt would print the
+// unexported configuration's pre-shared key and the resumption secret
+// byte by byte.
+func (p *Peer) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "(peer %q)", p.cfg.ID) }
+
 // ID is the peer's ID.
 func (p *Peer) ID() string { return p.cfg.ID }
 

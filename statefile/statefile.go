@@ -106,6 +106,18 @@ type Payload struct {
 	Written time.Time
 }
 
+func (p *Payload) text() string {
+	return fmt.Sprintf("(state payload of %d bytes, clean stop %v: not shown)", len(p.Data), p.CleanStop)
+}
+
+// Format prints the payload's size, never its bytes: the sessions in it
+// hold their keys.
+func (p Payload) Format(f fmt.State, _ rune) { io.WriteString(f, p.text()) }
+
+// MarshalText keeps encoders from writing the payload (encoding/json
+// would write Data in base64).
+func (p Payload) MarshalText() ([]byte, error) { return []byte(p.text()), nil }
+
 // deriveKey returns the sealing key and the key ID for key. The secret is
 // X25519(priv, pub(priv)): fixed for this host, computable only with the
 // private key, and a token computes it like any other shared secret.

@@ -37,6 +37,10 @@ func NewGroupSecret(rng io.Reader) (*GroupSecret, error) {
 	return g, nil
 }
 
+// Format prints a placeholder whatever the verb: fmt would print the
+// unexported secret byte by byte.
+func (g GroupSecret) Format(f fmt.State, _ rune) { io.WriteString(f, "(group secret)") }
+
 // Zero erases the secret.
 func (g *GroupSecret) Zero() {
 	if g != nil {

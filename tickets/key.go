@@ -72,6 +72,11 @@ func (k *Key) State(now time.Time) KeyState {
 	return KeyExpired
 }
 
+// Format prints the key's name, never its secret: fmt would print the
+// unexported secret field byte by byte (a Key passed to a logger or an
+// error by mistake).
+func (k Key) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "(ticket key %s)", k.NameHex()) }
+
 // NameHex is the key name as logs, `show` and the key file print it.
 func (k *Key) NameHex() string { return hex.EncodeToString(k.Name[:]) }
 

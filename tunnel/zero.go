@@ -1,11 +1,17 @@
 package tunnel
 
+import "fmt"
+
 // Secrets that must not outlive their use (issue 12, finding 6): a removed
 // peer's PSK after a reload, and every key of the device after Close.
 //
 // The session core keeps the PSK (session.Peer.ZeroSecrets) and the
 // static key (session.Host.ZeroPrivateKey) under its own locks; the data
 // plane's copy of the peer's configuration is ours, under p.mu.
+
+// Format prints the peer's ID, never its keys: fmt would print the
+// unexported configuration's pre-shared key byte by byte.
+func (p *Peer) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "(peer %q)", p.id) }
 
 // zeroSecrets overwrites the peer's PSK, in the session core and in our copy
 // of the configuration. The peer must be stopped and its sessions cleared.
