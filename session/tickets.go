@@ -93,6 +93,16 @@ func (p *Peer) MayResume(st *handshake.TicketState) error {
 	return p.sameKeys(st.PeerStatic, &st.PSKTag)
 }
 
+// HasKeys reports whether the Peer was made with this static key and
+// pre-shared key: a reload keeps the session of a peer whose keys did not
+// change. The pre-shared key is compared through its tag, in constant
+// time, so no copy of the Peer's key is made (PresharedKey returns one)
+// and the comparison's time does not depend on where two keys differ.
+func (p *Peer) HasKeys(static handshake.PublicKey, psk *handshake.PresharedKey) bool {
+	tag := psk.Tag()
+	return p.sameKeys(static, &tag) == nil
+}
+
 // sameKeys reports whether static and the pre-shared key that pskTag names
 // (nil: not checked) are this Peer's: accept's check of a finished
 // handshake, and MayResume's of a ticket before it is spent. Public keys

@@ -316,7 +316,7 @@ func (d *Device) buildPeerSet(cfg *conf.Config, old *peerSet) *peerSet {
 	for _, pc := range cfg.Peers {
 		var p *Peer
 		if old != nil {
-			if q := old.byID[pc.ID]; q != nil && q.sess.PublicKey() == pc.PublicKey && q.sess.PresharedKey() == pc.PresharedKey {
+			if q := old.byID[pc.ID]; q != nil && q.sess.HasKeys(pc.PublicKey, &pc.PresharedKey) {
 				p = q
 				p.mu.Lock()
 				endpointChanged := p.cfg.Endpoint != pc.Endpoint || !slices.Equal(p.cfg.Endpoints, pc.Endpoints)
