@@ -49,6 +49,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -281,8 +282,16 @@ func Take(path string, key StaticKey) (Payload, error) {
 	return p, nil
 }
 
+// readBounded reads the claimed file. A symbolic link is refused, not
+// followed: Take's rename and unlink would consume the link and leave the
+// state it points to on disk, to be restored again (through a link made
+// anew, or at its own path), its counters sealed twice.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%w: a symbolic link, which removing would not consume the state it points to; "+
+			"give state_file a file of its own", ErrRefused)
+	}
 	if err != nil {
 		return nil, err
 	}
