@@ -2,11 +2,12 @@ package conf
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"stunnel/internal/keytext"
 )
 
 // Problem is one thing wrong with a config, located at a line of the file.
@@ -22,19 +23,12 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s:%d: %s", oneLine(p.File), p.Line, HideKeys(oneLine(p.Msg)))
 }
 
-// keyMaterial matches what has the shape of a secret stunnel reads: base64
-// of 32 bytes (a private key or PSK as stunnel genkey prints it, a ticket
-// key's or group secret's base64) and 64 hex digits (a group secret).
-// Public keys have that shape too, but no message needs to quote one.
-var keyMaterial = regexp.MustCompile(`[A-Za-z0-9+/_-]{43}=|[0-9A-Fa-f]{64}`)
-
-// HideKeys replaces key material in a message. Messages quote values as
-// written (a name, an address, an endpoint, an unknown key's name), so a
-// key pasted into the wrong place or as a key name would otherwise reach
-// the terminal and the journal, which the key checks exist to prevent.
-func HideKeys(s string) string {
-	return keyMaterial.ReplaceAllString(s, "[hidden: looks like a key]")
-}
+// HideKeys replaces key material in a message (keytext.Hide: base64 of 32
+// bytes, 64 hex digits). Messages quote values as written (a name, an
+// address, an endpoint, an unknown key's name), so a key pasted into the
+// wrong place or as a key name would otherwise reach the terminal and the
+// journal, which the key checks exist to prevent.
+func HideKeys(s string) string { return keytext.Hide(s) }
 
 // oneLine escapes what is not printable (a newline, a carriage return, a
 // tab...) as Go would quote it: messages quote values as written, a file

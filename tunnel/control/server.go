@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"stunnel/internal/keytext"
 	"stunnel/internal/panicsite"
 )
 
@@ -319,8 +320,13 @@ func (s *Server) handlerStarts() bool {
 	return true
 }
 
-// auditLine writes one audit line: who asked, what, and how it ended.
+// auditLine writes one audit line: who asked, what, and how it ended. What
+// looks like a key is hidden in the argument and the outcome (which may
+// quote it): `stunnel rekey KEY`, a pre-shared key pasted where the peer
+// ID belongs, must not put it in the journal. The CLI hides it in its own
+// messages, but sends the argument.
 func (s *Server) auditLine(cr Creds, haveCreds bool, command, arg, outcome string) {
+	arg, outcome = keytext.Hide(arg), keytext.Hide(outcome)
 	caller := []any{"uid", cr.UID, "gid", cr.GID, "pid", cr.PID}
 	if !haveCreds {
 		// The zero Creds would read as uid 0, root.
@@ -377,8 +383,11 @@ func (s *Server) run(cmd Command, arg string) ([]byte, error) {
 	return nil, na
 }
 
+// writeError replies msg, with what looks like a key hidden: handlers
+// quote the argument they were given ("peer %q: no such peer"), which may
+// be a key pasted where a peer ID or key name belongs.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	msg = strings.ReplaceAll(msg, "\n", "; ") // errors are one line
+	msg = keytext.Hide(strings.ReplaceAll(msg, "\n", "; ")) // errors are one line
 	b, _ := json.Marshal(struct {
 		Error string `json:"error"`
 	}{msg})
