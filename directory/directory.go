@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"stunnel/conf"
+	"stunnel/internal/etcdwatch"
 )
 
 // Options configure a Directory.
@@ -320,7 +321,7 @@ func (d *Directory) run(ctx context.Context) {
 	}
 }
 
-var errCompacted = errors.New("watch revision compacted; listing again")
+var errCompacted = etcdwatch.ErrCompacted
 
 // listAndWatch reads the prefix at one revision, replaces the local copy
 // with it, then applies watch events from the next revision on. It returns
@@ -402,46 +403,14 @@ func (d *Directory) replace(rev int64, kvs []keyValue) {
 }
 
 // watch applies events from revision from on until the watch breaks or the
-// health check fails. A compacted revision returns errCompacted: the
-// caller lists again, which is the only way to learn what was compacted
-// away.
+// health check fails (etcdwatch.Run). A compacted revision returns
+// errCompacted: the caller lists again, which is the only way to learn
+// what was compacted away.
 func (d *Directory) watch(ctx context.Context, from int64) error {
-	prefix := d.opt.Prefix
-	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer wcancel() // also ends a Watch call still waiting for its stream
-	// Watch blocks until its stream is up, for as long as etcd is away:
-	// etcd gone between the list and the stream must still fail the
-	// health check, so the call waits beside it, not before it.
-	started := make(chan clientv3.WatchChan, 1)
-	go func() { started <- d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) }()
-	var wch clientv3.WatchChan // nil (never ready) until the stream is up
-	health := time.NewTicker(d.opt.HealthInterval)
-	defer health.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case wch = <-started:
-		case <-health.C:
-			if err := d.healthy(ctx); err != nil {
-				return err
-			}
-		case wr, ok := <-wch:
-			if !ok {
-				return errors.New("watch closed")
-			}
-			if wr.CompactRevision != 0 {
-				return errCompacted
-			}
-			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch: %w", err)
-			}
-			if len(wr.Events) == 0 {
-				continue // progress notification
-			}
-			d.apply(wr)
-		}
-	}
+	return etcdwatch.Run(ctx, d.cli, from, etcdwatch.Options{
+		Prefix: d.opt.Prefix, HealthKey: d.opt.Prefix + "health", HealthInterval: d.opt.HealthInterval,
+		Apply: d.apply, Healthy: d.healthy,
+	})
 }
 
 func (d *Directory) apply(wr clientv3.WatchResponse) {
@@ -474,16 +443,9 @@ func (d *Directory) apply(wr clientv3.WatchResponse) {
 	}
 }
 
-// healthy is a linearizable read of one key: it needs a quorum, so it
-// fails when the cluster (or our way to it) is gone.
-func (d *Directory) healthy(ctx context.Context) error {
-	hctx, cancel := context.WithTimeout(ctx, d.opt.HealthInterval)
-	defer cancel()
-	if _, err := d.cli.Get(hctx, d.opt.Prefix+"health", clientv3.WithCountOnly()); err != nil {
-		return fmt.Errorf("health check: %w", err)
-	}
+// healthy notes a passed health check: etcd answered just now.
+func (d *Directory) healthy() {
 	d.mu.Lock()
 	d.state.LastSync = time.Now()
 	d.mu.Unlock()
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"stunnel/conf"
+	"stunnel/internal/etcdwatch"
 	"stunnel/tickets"
 )
 
@@ -47,11 +48,12 @@ func (s *Sync) follow(ctx context.Context) {
 	}
 }
 
-var errCompacted = errors.New("watch revision compacted")
+var errCompacted = etcdwatch.ErrCompacted
 
 // listAndWatch reads every record at one revision, replaces the local set
 // with it, then applies watch events until the watch breaks or the health
-// check fails.
+// check fails (etcdwatch.Run: etcd gone, even before the watch's stream is
+// up, ends it within two health intervals).
 func (s *Sync) listAndWatch(ctx context.Context) (bool, error) {
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	resp, err := s.cli.Get(gctx, s.opt.Prefix+"tickets", clientv3.WithPrefix())
@@ -89,53 +91,34 @@ func (s *Sync) listAndWatch(ctx context.Context) (bool, error) {
 	s.once.Do(func() { close(s.synced) })
 	s.wakeRotator()
 
-	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer wcancel()
-	wch := s.cli.Watch(wctx, s.opt.Prefix+"tickets", clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-	health := time.NewTicker(s.opt.HealthInterval)
-	defer health.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return true, ctx.Err()
-		case <-health.C:
-			hctx, hcancel := context.WithTimeout(ctx, s.opt.HealthInterval)
-			_, err := s.cli.Get(hctx, s.opt.Prefix+"health", clientv3.WithCountOnly())
-			hcancel()
-			if err != nil {
-				return true, fmt.Errorf("health check: %w", err)
-			}
-			s.mu.Lock()
-			s.status.LastSync = time.Now()
-			s.mu.Unlock()
-		case wr, ok := <-wch:
-			if !ok {
-				return true, errors.New("watch closed")
-			}
-			if wr.CompactRevision != 0 {
-				return true, errCompacted
-			}
-			if err := wr.Err(); err != nil {
-				return true, fmt.Errorf("watch: %w", err)
-			}
-			if len(wr.Events) == 0 {
-				continue
-			}
-			s.mu.Lock()
-			for _, ev := range wr.Events {
-				key := string(ev.Kv.Key)
-				if ev.Type == clientv3.EventTypeDelete {
-					s.deleteLocked(key)
-					continue
-				}
-				s.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
-			}
-			s.status.LastSync = time.Now()
-			s.pushLocked()
-			s.mu.Unlock()
-			s.wakeRotator()
+	return true, etcdwatch.Run(ctx, s.cli, resp.Header.Revision+1, etcdwatch.Options{
+		Prefix: s.opt.Prefix + "tickets", HealthKey: s.opt.Prefix + "health", HealthInterval: s.opt.HealthInterval,
+		Apply: s.apply, Healthy: s.healthy,
+	})
+}
+
+// apply takes one watch response's events.
+func (s *Sync) apply(wr clientv3.WatchResponse) {
+	s.mu.Lock()
+	for _, ev := range wr.Events {
+		key := string(ev.Kv.Key)
+		if ev.Type == clientv3.EventTypeDelete {
+			s.deleteLocked(key)
+			continue
 		}
+		s.putLocked(key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
 	}
+	s.status.LastSync = time.Now()
+	s.pushLocked()
+	s.mu.Unlock()
+	s.wakeRotator()
+}
+
+// healthy notes a passed health check: etcd answered just now.
+func (s *Sync) healthy() {
+	s.mu.Lock()
+	s.status.LastSync = time.Now()
+	s.mu.Unlock()
 }
 
 // recordName is the key name of a record's etcd key, if it is one. Only

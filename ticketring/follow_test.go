@@ -6,8 +6,11 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
@@ -101,4 +104,64 @@ func TestRecordNameSpelledOneWay(t *testing.T) {
 	waitFor(t, 10*time.Second, "the deleted key retired", func() bool {
 		return !slices.ContainsFunc(g.ring.Keys(), func(i tickets.KeyInfo) bool { return i.Name == k.NameHex() })
 	})
+}
+
+// etcd gone between the list and the watch: the Watch call waits for a
+// stream that cannot come up, and the health check must still run beside
+// it, so the status the daemon shows leaves "connected" within two health
+// intervals (it did not: the follower showed "connected" until etcd came
+// back). stopAtWatch stops etcd as the follower's watch begins.
+func TestStatusLeavesConnectedWhenEtcdGoesBeforeTheWatch(t *testing.T) {
+	m := etcdtest.Start(t)
+	const health = 300 * time.Millisecond
+	ring := tickets.NewRing(tickets.Options{EncryptDecryptLifetime: ed, DecryptLifetime: do})
+	s, err := newSync(Options{
+		Endpoints: []string{m.ClientURL}, Prefix: prefix, Secret: secret(t, 1), Ring: ring,
+		EncryptDecrypt: ed, DecryptOnly: do, SessionTTL: time.Second, Lead: lead, Identity: "gw-1",
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, HealthInterval: health,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &stopAtWatch{Watcher: s.cli.Watcher, key: prefix + "tickets", stop: m.Stop, stopped: make(chan struct{})}
+	s.cli.Watcher = w
+	s.start()
+	t.Cleanup(func() { s.Close() })
+	select {
+	case <-w.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the follower did not list and watch within 10 s")
+	}
+	if st := s.Status(); st.State != "connected" {
+		t.Fatalf("status after the list: %+v, want connected", st)
+	}
+	gone := time.Now()
+	// Two health intervals is the bound; the rest is slack for a loaded
+	// machine (without the health check beside the watch, it never came).
+	waitFor(t, 2*health+2*time.Second, "the status to leave connected", func() bool { return s.Status().State != "connected" })
+	st := s.Status()
+	t.Logf("status %v after etcd went: %+v", time.Since(gone).Round(time.Millisecond), st)
+	if st.State != "retrying" || !strings.Contains(st.LastError, "health check") || st.Role == "follower" {
+		t.Fatalf("status with etcd gone: %+v, want retrying on the health check's error, not a follower", st)
+	}
+	// etcd back: the follower lists and watches again.
+	m.Start(t)
+	m.WaitReady(t, 20*time.Second)
+	waitFor(t, 10*time.Second, "connected again", func() bool { return s.Status().State == "connected" })
+}
+
+// stopAtWatch runs stop once, when a watch on key begins.
+type stopAtWatch struct {
+	clientv3.Watcher
+	key     string
+	once    sync.Once
+	stop    func()
+	stopped chan struct{}
+}
+
+func (w *stopAtWatch) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	if key == w.key {
+		w.once.Do(func() { w.stop(); close(w.stopped) })
+	}
+	return w.Watcher.Watch(ctx, key, opts...)
 }

@@ -67,6 +67,7 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HealthInterval: how often the follower checks that etcd still
 	// answers (a watch alone stays silent while the cluster is gone).
+	// etcd gone shows in Status as not connected within two of them.
 	HealthInterval time.Duration
 }
 
@@ -117,6 +118,17 @@ type leaderEntry struct {
 // background. It fails only on options that can never work; etcd being
 // down is not an error (both loops retry).
 func Start(opt Options) (*Sync, error) {
+	s, err := newSync(opt)
+	if err != nil {
+		return nil, err
+	}
+	s.start()
+	return s, nil
+}
+
+// newSync checks and completes the options and makes the etcd client;
+// nothing runs yet (start). Tests reach the client in between.
+func newSync(opt Options) (*Sync, error) {
 	if len(opt.Endpoints) == 0 || opt.Prefix == "" || opt.Secret == nil || opt.Ring == nil {
 		return nil, errors.New("ticket ring in etcd: needs etcd endpoints, a prefix, a group secret and a ring")
 	}
@@ -151,23 +163,27 @@ func Start(opt Options) (*Sync, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ticket ring: etcd client for %v: %w", opt.Endpoints, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Sync{
+	return &Sync{
 		opt: opt, log: opt.Logger.With("ticket_ring", opt.Prefix+"tickets/"), cli: cli,
 		dir: opt.Prefix + recordsDir, elect: opt.Prefix + electionDir,
-		cancel: cancel, synced: make(chan struct{}), kick: make(chan struct{}, 1),
+		synced: make(chan struct{}), kick: make(chan struct{}, 1),
 		keys: map[string]*tickets.Key{}, refused: map[string]int64{}, leaders: map[string]leaderEntry{},
 		status: Status{Role: "connecting", State: "starting"},
 		ed:     opt.EncryptDecrypt, do: opt.DecryptOnly,
-	}
+	}, nil
+}
+
+// start begins following and campaigning in the background.
+func (s *Sync) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
 	// Nothing seals until the group's keys arrive: in-memory keys would
 	// issue tickets no other gateway opens.
-	opt.Ring.SetExternalKeys(nil)
-	opt.Ring.SetNoKeyHint("the ring is in etcd: check that etcd answers and that a rotator is elected (stunnel show: ticket ring)")
+	s.opt.Ring.SetExternalKeys(nil)
+	s.opt.Ring.SetNoKeyHint("the ring is in etcd: check that etcd answers and that a rotator is elected (stunnel show: ticket ring)")
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.follow(ctx) }()
 	go func() { defer s.wg.Done(); s.campaign(ctx) }()
-	return s, nil
 }
 
 // WaitSynced waits up to timeout for the first list of the records and
