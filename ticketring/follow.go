@@ -141,7 +141,7 @@ func recordName(dir, key string) (name [tickets.NameSize]byte, ok bool) {
 // and logged once per version) or an election key.
 func (s *Sync) putLocked(key string, value []byte, modRev, createRev int64) {
 	if id, ok := strings.CutPrefix(key, s.elect+"/"); ok && id != "" {
-		s.leaders[key] = leaderEntry{value: string(value), rev: createRev}
+		s.leaders[key] = leaderEntry{value: shownRotator(string(value)), rev: createRev}
 		return
 	}
 	if !strings.HasPrefix(key, s.dir) {
@@ -183,6 +183,20 @@ const shownKeyTail = 64
 // and up to etcd's limit of a megabyte and more, and every gateway logs it.
 func (s *Sync) shownKey(key string) string {
 	return conf.EscapeBounded(key, len(s.opt.Prefix)+len(electionDir)+1+shownKeyTail)
+}
+
+// shownRotatorMax bounds what Status shows of a rotator's identity: ours
+// are "HOST pid N", and a host name is at most 64 bytes.
+const shownRotatorMax = 96
+
+// shownRotator is a rotator's identity as Status shows it: escaped and cut
+// short (conf.EscapeBounded), as the keys are. The other gateways' come
+// from the values of their election keys, which whoever may write below
+// the prefix chooses, of any bytes and up to etcd's limit of a megabyte
+// and more; every gateway would keep the whole value and put it into
+// each status reply and show.
+func shownRotator(identity string) string {
+	return conf.EscapeBounded(identity, shownRotatorMax)
 }
 
 func (s *Sync) deleteLocked(key string) {

@@ -102,7 +102,7 @@ type Sync struct {
 	mu       sync.Mutex
 	keys     map[string]*tickets.Key // etcd key -> opened key (secrets: erased when dropped)
 	refused  map[string]int64        // etcd key -> mod revision of the record that did not open
-	leaders  map[string]leaderEntry  // election key -> value, create revision
+	leaders  map[string]leaderEntry  // election key -> value (shownRotator), create revision
 	status   Status
 	ed, do   time.Duration // lifetimes of keys we add (SetLifetimes on reload)
 	awayOnce bool          // the current outage was logged
@@ -256,7 +256,7 @@ func (s *Sync) Status() Status {
 	}
 	st.Rotator = best.value
 	if st.Role == "rotator" {
-		st.Rotator = s.opt.Identity // known here before the watch brings our election key
+		st.Rotator = shownRotator(s.opt.Identity) // known here before the watch brings our election key
 	}
 	return st
 }
