@@ -31,5 +31,6 @@
 // lock (rekey.Keypairs) and are read without Peer.mu on the packet path.
 //
 // Lock order: Peer.mu, then rekey.Keypairs' lock, then the Registry's own
-// lock. A Registry must not call back into the Peer.
+// lock. A Registry must not call back into the Peer. The cookie generator's
+// lock comes after Peer.mu too (Initiate makes a message's MACs under it).
 package session

@@ -81,6 +81,11 @@ type Peer struct {
 	// arrives (secretFor is that session's keypair).
 	held      *heldTicket
 	forceFull bool
+	// sent: the ticket our pending resumption (initiation) carries, kept
+	// with its secret while it waits, for a retry after a cookie reply
+	// (resend: one came); zeroed when it completes or is abandoned.
+	sent      *heldTicket
+	resend    bool
 	secret    [32]byte
 	secretFor *rekey.Keypair
 	// Responder side: the ticket to send once the initiator confirms
@@ -218,15 +223,18 @@ func (p *Peer) Due(now time.Time) rekey.Action {
 }
 
 // NextDeadline is when Due next has something to do (zero: nothing armed):
-// the timers, and the expiry of a held ticket, whose resumption secret Due
-// then zeroes. Keys expire on their own schedule too; a holder that sleeps
-// until NextDeadline must also call Due at least once per reject_after.
+// the timers, and the expiry of a held ticket (or of the one our pending
+// resumption carries), whose resumption secret Due then zeroes. Keys
+// expire on their own schedule too; a holder that sleeps until
+// NextDeadline must also call Due at least once per reject_after.
 func (p *Peer) NextDeadline() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next := p.timers.NextDeadline()
-	if t := p.held; t != nil && (next.IsZero() || t.expires.Before(next)) {
-		next = t.expires
+	for _, t := range []*heldTicket{p.held, p.sent} {
+		if t != nil && (next.IsZero() || t.expires.Before(next)) {
+			next = t.expires
+		}
 	}
 	return next
 }
@@ -245,18 +253,22 @@ func (p *Peer) giveUpLocked(now time.Time) pendingHandshake {
 // handshake before this one: above zero, the earlier ones went unanswered.
 func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int, err error) {
 	idx := p.reg.Reserve()
-	hs, err := p.newPending(now, idx) // X25519 work: no lock held
+	hs, ticket, err := p.newPending(now, idx) // X25519 work: no lock held
 	if err != nil {
 		p.reg.Release(idx)
 		p.SetProblem(Problem{Reason: ReasonStartFailed, Detail: err.Error(), At: now})
 		return nil, 0, err
 	}
 	msg = hs.Message()
-	p.cookies.AddMACs(msg)
 
 	p.mu.Lock()
+	// The MACs under p.mu, with the initiation they belong to: the cookie
+	// generator opens a reply with the last mac1 it made, which is then
+	// always p.initiation's (ConsumeCookieReply). Two BLAKE2s, no DH.
+	p.cookies.AddMACs(msg)
 	abandoned := p.abandonLocked()
 	p.initiation, p.initiationIndex, p.initiationEndpoint, p.initiationSent = hs, idx, endpoint, now
+	p.sent = ticket
 	if p.timers.Handshaking() {
 		attempt = p.timers.Attempts()
 	}
@@ -272,15 +284,17 @@ func (p *Peer) Initiate(now time.Time, endpoint string) (msg []byte, attempt int
 	return msg, attempt, nil
 }
 
-// abandonLocked drops our pending initiation: its index is released at
-// once, and the caller zeroes the initiation it returns (zeroPending) once
-// it has let go of p.mu. Zero takes the initiation's own lock, which a
-// ConsumeResponse holds through its public-key work (a token operation
-// takes milliseconds, a hung token up to its 3 s bound): waited for under
-// p.mu, that work would stall the data path, which stamps the timers under
-// p.mu for every batch. A response consumed meanwhile finds the initiation
-// gone (ErrNotPending) and its session is zeroed.
+// abandonLocked drops our pending initiation: its index is released and
+// the ticket it carries zeroed at once, and the caller zeroes the
+// initiation it returns (zeroPending) once it has let go of p.mu. Zero
+// takes the initiation's own lock, which a ConsumeResponse holds through
+// its public-key work (a token operation takes milliseconds, a hung token
+// up to its 3 s bound): waited for under p.mu, that work would stall the
+// data path, which stamps the timers under p.mu for every batch. A
+// response consumed meanwhile finds the initiation gone (ErrNotPending)
+// and its session is zeroed.
 func (p *Peer) abandonLocked() pendingHandshake {
+	p.dropSentLocked()
 	in := p.initiation
 	if in == nil {
 		return nil
@@ -295,32 +309,6 @@ func zeroPending(in pendingHandshake) {
 	if in != nil {
 		in.Zero()
 	}
-}
-
-// ConsumeCookieReply takes a cookie reply to our pending initiation: the
-// peer is under load and wants proof of our address (mac2). The holder then
-// sends a fresh initiation at once (Initiate), which carries the cookie.
-//
-// Only while an initiation of ours waits (docs/PROTOCOL.md section 8: a
-// cookie reply moves SENT to SENT, and no other state takes one). The
-// cookie generator alone would still open a reply to the last initiation
-// after its handshake completed or was given up, and the holder would
-// then start a handshake nobody wanted: at the word of a duplicate of
-// that initiation answered late, or of anyone who saw its mac1 on the
-// path (the cookie key is derived from the peer's public key). Refused
-// with handshake.ErrNoCookieWaiting, before any cryptography.
-func (p *Peer) ConsumeCookieReply(msg []byte) error {
-	p.mu.Lock()
-	waiting := p.initiation != nil
-	p.mu.Unlock()
-	if !waiting {
-		return handshake.ErrNoCookieWaiting
-	}
-	if err := p.cookies.ConsumeReply(msg); err != nil {
-		return err
-	}
-	p.cookieReplies.Add(1)
-	return nil
 }
 
 // Completed describes a handshake that completed on our side.
@@ -370,6 +358,7 @@ func (p *Peer) ConsumeResponse(idx uint32, msg []byte, from string, now time.Tim
 		return Completed{}, ErrNotPending
 	}
 	p.initiation = nil // its index now belongs to the session
+	p.dropSentLocked()
 	p.mu.Unlock()
 	in.Zero()
 	kp, err := p.install(sess, idx, now, sent)

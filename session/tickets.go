@@ -141,14 +141,25 @@ type pendingHandshake interface {
 	Zero()
 }
 
-// takeTicketLocked returns the held ticket if it may be used now (and
-// forgets it: a ticket resumes at most once), or nil for a full handshake.
+// takeTicketLocked returns the ticket our next handshake may resume with,
+// or nil for a full handshake, and forgets it: a ticket resumes at most
+// once. That is the held ticket, or, when a cookie reply answered our
+// pending resumption and no newer ticket came since, the ticket that
+// resumption carried (resendLocked). Either obeys the same rules.
 func (p *Peer) takeTicketLocked(now time.Time) *heldTicket {
 	t := p.held
+	p.held = nil
+	if p.resend {
+		if t == nil {
+			t = p.sent
+		} else {
+			p.sent.zero() // the newer ticket is certainly unspent
+		}
+		p.sent, p.resend = nil, false
+	}
 	if t == nil {
 		return nil
 	}
-	p.held = nil
 	pol := p.host.ticketPolicy()
 	if !pol.use || p.forceFull || !now.Before(t.expires) ||
 		pol.reauthAfter > 0 && !p.lastFull.IsZero() && now.Sub(p.lastFull) >= pol.reauthAfter {
@@ -158,9 +169,34 @@ func (p *Peer) takeTicketLocked(now time.Time) *heldTicket {
 	return t
 }
 
-// newPending builds our next handshake: a resumption with the held ticket
-// when one may be used, else a full initiation.
-func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, error) {
+// resendLocked arms the retry of our pending resumption, which a cookie
+// reply answered, with the same ticket. A responder under load answers
+// with a cookie before it opens the message (docs/PROTOCOL.md section 8),
+// so the ticket was not spent there; a full handshake instead would cost
+// the loaded responder several times more. The retry is a new message 5
+// (fresh ephemeral key, index and timestamp) carrying that ticket. A
+// cookie reply proves nothing (anyone who saw the message's mac1 can make
+// one): if the ticket was in fact taken, the responder refuses the retry
+// as reused and the next retry is a full handshake, as after any refusal.
+func (p *Peer) resendLocked() {
+	if p.sent != nil {
+		p.resend = true
+	}
+}
+
+// dropSentLocked zeroes the ticket our pending resumption carries: the
+// resumption completed or was abandoned.
+func (p *Peer) dropSentLocked() {
+	p.sent.zero()
+	p.sent, p.resend = nil, false
+}
+
+// newPending builds our next handshake: a resumption with the ticket
+// takeTicketLocked gives, else a full initiation. It returns the ticket a
+// resumption carries, which the caller keeps (Peer.sent) while that
+// resumption waits: a cookie reply to it makes the retry resume with it
+// again. A full initiation returns none.
+func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, *heldTicket, error) {
 	p.mu.Lock()
 	t := p.takeTicketLocked(now)
 	p.forceFull = false
@@ -168,16 +204,16 @@ func (p *Peer) newPending(now time.Time, idx uint32) (pendingHandshake, error) {
 	p.mu.Unlock()
 	if t != nil {
 		r, err := handshake.NewResumption(p.host.cfg, info, t.ticket, &t.secret, idx)
-		t.zero()
 		if err == nil {
-			return r, nil
+			return r, t, nil
 		}
+		t.zero()
 	}
 	in, err := handshake.NewInitiation(p.host.cfg, info, idx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return in, nil
+	return in, nil, nil
 }
 
 // ForceFullHandshake makes the next handshake a full one, whatever ticket
@@ -187,6 +223,9 @@ func (p *Peer) ForceFullHandshake() {
 	p.forceFull = true
 	p.held.zero()
 	p.held = nil
+	// The pending resumption's retry would not use its ticket now
+	// (takeTicketLocked); its copy is zeroed at once.
+	p.dropSentLocked()
 	p.mu.Unlock()
 }
 
@@ -268,7 +307,8 @@ type TicketStatus struct {
 // dropStaleSecretsLocked zeroes the resumption secrets that can no longer
 // serve: the one waiting for its session's ticket once that session's key
 // expired (a ticket arrives under that key, which opens nothing any more),
-// and the held ticket's once the ticket expired (the peer would refuse it).
+// and the held ticket's, or the one our pending resumption carries, once
+// the ticket expired (the peer would refuse it).
 // Neither waits for the keypair to leave its slot at 3 x reject_after.
 func (p *Peer) dropStaleSecretsLocked(now time.Time) {
 	if p.secretFor != nil && p.secretFor.Expired(now) {
@@ -278,5 +318,8 @@ func (p *Peer) dropStaleSecretsLocked(now time.Time) {
 	if p.held != nil && !now.Before(p.held.expires) {
 		p.held.zero()
 		p.held = nil
+	}
+	if p.sent != nil && !now.Before(p.sent.expires) {
+		p.dropSentLocked()
 	}
 }

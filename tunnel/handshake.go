@@ -249,8 +249,11 @@ func (d *Device) handleCookieReply(m handshakeMessage) {
 	p := m.peer
 	d.log.Debug("got a cookie: peer is under load; initiating again with it", "peer", p.id)
 	// Retry at once with mac2 instead of a whole retry interval later:
-	// under a flood, that interval is what kept a real peer out. A peer
-	// removed meanwhile sends nothing (sendInitiation).
+	// under a flood, that interval is what kept a real peer out. A
+	// resumption answered so is retried as one, with the same ticket,
+	// which the loaded responder did not open (session.Peer.
+	// ConsumeCookieReply): a full handshake would cost it several times
+	// more. A peer removed meanwhile sends nothing (sendInitiation).
 	p.sendInitiation(d.now())
 }
 
