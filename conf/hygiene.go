@@ -134,11 +134,17 @@ func syntaxMessage(data []byte, line int, msg string) string {
 	}
 	lines := strings.Split(string(data), "\n")
 	if line >= 1 && line <= len(lines) {
-		l := strings.ToLower(lines[line-1])
+		text := lines[line-1]
+		if m := plainAssignment.FindStringSubmatch(text); m != nil && plainKeyName(m[1]) {
+			// The name is ours and names no key material (rekey_after,
+			// persistent_keepalive): only its value can hold a pasted key.
+			text = m[2]
+		}
+		l := strings.ToLower(text)
 		if strings.Contains(l, "key") || strings.Contains(l, "secret") || strings.Contains(l, "psk") {
 			return "a line that holds key material is malformed (the parser's message is not shown, it would quote the key); check its quotes: key = \"base64...\""
 		}
-		if keyish.MatchString(lines[line-1]) {
+		if keyish.MatchString(text) {
 			return "a line that holds something key-like is malformed (the parser's message is not shown, it could quote a key); check its quotes: name = \"value\""
 		}
 	}
@@ -146,6 +152,20 @@ func syntaxMessage(data []byte, line int, msg string) string {
 }
 
 var duplicateKey = regexp.MustCompile(`^Key '([^']*)' has already been defined\.$`)
+
+// plainAssignment is a line `name = value` with a bare name.
+var plainAssignment = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=(.*)$`)
+
+// plainKeyName says a name is one of our keys whose value is no key
+// material nor a key's file: "key" in rekey_after, or a name long enough to
+// look key-like (persistent_keepalive), says nothing about the value.
+func plainKeyName(name string) bool {
+	if !knownKeyPath(name) {
+		return false
+	}
+	l := strings.ReplaceAll(name, "rekey", "")
+	return !strings.Contains(l, "key") && !strings.Contains(l, "secret") && !strings.Contains(l, "pin")
+}
 
 func knownKeyPath(path string) bool {
 	for _, part := range strings.Split(path, ".") {

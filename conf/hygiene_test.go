@@ -219,3 +219,31 @@ func TestMisplacedKeyNeverEchoed(t *testing.T) {
 		}
 	}
 }
+
+// A syntax error on a line whose name merely contains "key" (rekey_after)
+// or is long enough to look key-like (persistent_keepalive) is no key
+// material: the parser's words are shown, which say what is wrong, rather
+// than advice about a key that is not there. A key pasted as the value of
+// such a line is still never echoed.
+func TestSyntaxErrorOnPlainKeyNamesShown(t *testing.T) {
+	for _, c := range []struct{ line, want string }{
+		{"[session]\nrekey_after = 120s", "but got 's' instead"},
+		{"[session]\nrekey_after_messages = 9223372036854775808", "9223372036854775808"},
+		{"[[peer]]\npersistent_keepalive = 25s", "but got 's' instead"},
+		{"[tickets]\nencrypt_decrypt_lifetime = 2h", "but got 'h' instead"},
+	} {
+		src := "[interface]\nname = \"st0\"\n" + c.line + "\n"
+		_, err := Parse("st.toml", []byte(src))
+		ps := problems(t, err)
+		if len(ps) != 1 || ps[0].Line != 4 || !strings.Contains(ps[0].Msg, c.want) || strings.Contains(ps[0].Msg, "key") {
+			t.Errorf("%q: got %v; want the parser's message on line 4 (%q)", c.line, err, c.want)
+		}
+	}
+	priv := testKey(t, 1).Base64()
+	for _, line := range []string{"[session]\nrekey_after = " + priv, "[[peer]]\npersistent_keepalive = \"" + priv} {
+		_, err := Parse("st.toml", []byte("[interface]\nname = \"st0\"\n"+line+"\n"))
+		if err == nil || strings.Contains(err.Error(), priv[:8]) || !strings.Contains(err.Error(), "is malformed") {
+			t.Errorf("%q: got %v; want refused without echoing the key", line, err)
+		}
+	}
+}
