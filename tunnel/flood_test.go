@@ -30,16 +30,21 @@ func floodSource(set byte, i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 100 + set, byte(i)}), uint16(10000+i/256))
 }
 
-// gatedHandler blocks every log record until the gate opens, counting the
+// gatedHandler blocks every "refused handshake" record, the line a worker
+// logs for a stranger's initiation, until the gate opens, counting the
 // loggers stuck (no lock of its own, unlike slog's handlers, so each
-// blocked goroutine is counted).
+// blocked goroutine is counted). Other lines pass: the UDP reader logs the
+// junk it drops, and only the workers are to stall.
 type gatedHandler struct {
 	gate  chan struct{}
 	stuck atomic.Int32
 }
 
 func (h *gatedHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *gatedHandler) Handle(context.Context, slog.Record) error {
+func (h *gatedHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "refused handshake" {
+		return nil
+	}
 	h.stuck.Add(1)
 	<-h.gate
 	return nil

@@ -98,18 +98,32 @@ func validSize(typ byte, n int) bool {
 	return false
 }
 
+// dropMalformedFrom counts a datagram from ep that is no message of ours
+// and logs it, rate-limited by source like the other drops a stranger
+// causes (PRODUCT.md: malformed packets are dropped, counted by reason and
+// logged rate-limited). ep may be nil for an empty datagram: some binds
+// leave it unset.
+func (d *Device) dropMalformedFrom(ep conn.Endpoint, msg string) {
+	d.drops.add(dropMalformed, 1)
+	if ep == nil {
+		d.warn.warn("malformed", msg)
+		return
+	}
+	d.warn.warnFrom(addrPortOf(ep).Addr(), "malformed", msg, "from", ep.DstToString())
+}
+
 // queueHandshake sorts a handshake datagram (see above). It copies what it
 // queues off the reader's buffer.
 func (d *Device) queueHandshake(msg []byte, ep conn.Endpoint) {
 	typ, ok := handshake.MessageType(msg)
 	if !ok || !validSize(typ, len(msg)) {
-		d.drops.add(dropMalformed, 1)
+		d.dropMalformedFrom(ep, "dropped a malformed datagram: no stunnel message type, or the wrong size for its type")
 		return
 	}
 	if typ == handshake.MessageTypeCookieReply {
 		p := d.takeCookie(msg, ep)
 		if p == nil {
-			d.drops.add(dropMalformed, 1)
+			d.dropMalformedFrom(ep, "dropped a cookie reply that answers no handshake initiation of ours to that address")
 			return
 		}
 		// The worker sends the initiation again with mac2 (X25519 work).

@@ -89,7 +89,7 @@ func (d *Device) readUDP(recv conn.ReceiveFunc) {
 				// An empty datagram: malformed, and counted like any
 				// other (its endpoint may be unset: wireguard-go's binds
 				// leave it so).
-				d.drops.add(dropMalformed, 1)
+				d.dropMalformedFrom(eps[i], "dropped an empty datagram")
 				continue
 			}
 			if idx, ok := dataReceiver(msg); ok {
@@ -234,7 +234,13 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 	for i, pkt := range b.packets {
 		size := b.sizes[i]
 		if size < 0 {
+			// Keyed by source: whoever forges packets under this
+			// peer's index silences only their own line.
 			p.drops.add(dropAuthFailed, 1)
+			if ep := b.endpoints[i]; ep != nil {
+				d.warn.warnFrom(addrPortOf(ep).Addr(), "auth-failed", "dropped a data packet that failed authentication (corrupted or forged)",
+					"peer", p.id, "from", ep.DstToString())
+			}
 			continue
 		}
 		switch kp.CheckCounter(dataCounter(pkt), now) {
@@ -260,6 +266,7 @@ func (p *Peer) deliver(b *inBatch, toTUN [][]byte) [][]byte {
 		src, length, ok := ipSource(inner)
 		if !ok {
 			p.drops.add(dropMalformed, 1)
+			d.warn.warn("inner-"+p.id, "dropped an authenticated packet that is no IPv4 or IPv6 packet", "peer", p.id)
 			continue
 		}
 		if !set.allowedSource(p, src) {
