@@ -86,6 +86,13 @@ func TestPubkeyFileArgument(t *testing.T) {
 	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "missing.key") {
 		t.Errorf("pubkey MISSING: exit %d, stderr %q", code, stderr)
 	}
+	// A file that cannot be read (here a directory) is an unreadable key:
+	// exit 2 naming it, as README's table says, not a runtime failure.
+	dir := t.TempDir()
+	_, stderr, code = runStunnel(t, "", "pubkey", dir)
+	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, dir) {
+		t.Errorf("pubkey DIRECTORY: exit %d, stderr %q; want exit 2 naming it", code, stderr)
+	}
 	if _, _, code := runStunnel(t, "", "pubkey", path, path); code != 2 {
 		t.Errorf("pubkey with two files: exit %d, want 2", code)
 	}

@@ -61,8 +61,14 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer clear(buf)
 	n, err := io.ReadFull(stdin, buf)
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		fmt.Fprintf(stderr, "stunnel pubkey: reading the key: %v\n", err)
-		return exitRuntime
+		// An unreadable key (a directory given for the file, say) is bad
+		// input like a malformed one: exit 2, as README's table says.
+		what := "the key from stdin"
+		if file != "" && file != "-" {
+			what = quoteArg(file)
+		}
+		fmt.Fprintf(stderr, "stunnel pubkey: cannot read %s: %v; give the file stunnel genkey wrote\n", what, unwrapStatError(err))
+		return exitBadConfig
 	}
 	if n > maxKeyInput {
 		fmt.Fprintln(stderr, "stunnel pubkey: the input is too long to be a private key; give it a file written by stunnel genkey")
