@@ -96,6 +96,11 @@ func TestPubkeyFileArgument(t *testing.T) {
 	if _, _, code := runStunnel(t, "", "pubkey", path, path); code != 2 {
 		t.Errorf("pubkey with two files: exit %d, want 2", code)
 	}
+	// The word after the file is the unexpected one, not the file.
+	_, stderr, code = runStunnel(t, "", "pubkey", path, "extra")
+	if code != 2 || !strings.Contains(stderr, `unexpected argument "extra"`) {
+		t.Errorf("pubkey FILE extra: exit %d, stderr %q; want exit 2 naming \"extra\"", code, stderr)
+	}
 	// A file after --pkcs11 URI is refused, not ignored (the URI is never
 	// opened: the arguments are refused first).
 	_, stderr, code = runStunnel(t, "", "pubkey", "--pkcs11", "pkcs11:token=gw;object=a?module-path=/nonexistent.so", path)

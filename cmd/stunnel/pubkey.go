@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"stunnel/handshake"
 )
@@ -26,16 +25,24 @@ func runPubkey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "       stunnel pubkey --pkcs11 URI   (prints the public key of a key in a PKCS#11 token)")
 	}
 	pkcs11URI := fs.String("pkcs11", "", "")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitBadConfig // flag has printed the problem and usage
+	}
 	// One optional file argument, so `sudo stunnel pubkey /etc/stunnel/x.key`
 	// works where `sudo stunnel pubkey < x.key` cannot: the redirect runs in
-	// the caller's shell, without root. (Not the value of --pkcs11.)
+	// the caller's shell, without root. The first word after the flags is
+	// the file; a second one is the extra word, and is named as such.
 	var file string
-	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") &&
-		(n == 1 || (args[n-2] != "--pkcs11" && args[n-2] != "-pkcs11")) {
-		file, args = args[n-1], args[:n-1]
+	if fs.NArg() > 0 {
+		file = fs.Arg(0)
 	}
-	if code, done := parseFlags(fs, args); done {
-		return code
+	if fs.NArg() > 1 {
+		fmt.Fprintf(stderr, "stunnel pubkey: unexpected argument %s after the key file %s\n", quoteArg(fs.Arg(1)), quoteArg(file))
+		fs.Usage()
+		return exitBadConfig
 	}
 	if pkcs11Given(fs) {
 		if file != "" {
