@@ -138,6 +138,7 @@ mtu = 1200
 `, 6, "mtu 1200 is below 1280, the IPv6 minimum"},
 		{"log level", iface + "log_level = \"loud\"\n", 6, `log_level "loud" is not one of debug, info, warn, error`},
 		{"duration malformed", iface + "[session]\nrekey_after = \"2 minutes\"\n", 7, `rekey_after "2 minutes" is not a duration`},
+		{"duration past what one holds", iface + "[session]\nreject_after = \"9999999h\"\n", 7, `reject_after "9999999h" is too long: a duration is at most 2562047h0m0s`},
 		{"duration wrong type", iface + "[session]\nkeepalive = 25\n", 7, "keepalive must be a duration string"},
 		{"duration negative", iface + "[session]\nkeepalive = \"-5s\"\n", 7, `keepalive "-5s" must not be negative`},
 		{"reject_after <= rekey_after", iface + "[session]\nrekey_after = \"60s\"\nreject_after = \"60s\"\n", 8, "reject_after 1m0s must be longer than rekey_after 1m0s"},

@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -327,6 +328,12 @@ func (p *parser) duration(t table, key string) (d time.Duration, line int, ok bo
 		return 0, line, false
 	}
 	d, err := time.ParseDuration(s)
+	if err != nil && durationSyntax.MatchString(s) {
+		// Written as a duration, but past what one can hold: saying it
+		// is no duration would send the reader looking for a typo.
+		p.addf(line, "%s %q is too long: a duration is at most %s (about 292 years)", key, s, time.Duration(1<<63-1).Truncate(time.Hour))
+		return 0, line, false
+	}
 	if err != nil {
 		p.addf(line, "%s %q is not a duration; write e.g. \"25s\" or \"2m\"", key, s)
 		return 0, line, false
@@ -337,3 +344,7 @@ func (p *parser) duration(t table, key string) (d time.Duration, line int, ok bo
 	}
 	return d, line, true
 }
+
+// durationSyntax is the form time.ParseDuration reads; a string of this
+// form that it refuses is out of range.
+var durationSyntax = regexp.MustCompile(`^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)
