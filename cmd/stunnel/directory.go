@@ -122,11 +122,7 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 			return bad("%v", err)
 		}
 		op = func(ctx context.Context, cli *clientv3.Client) error {
-			err := directory.Delete(ctx, cli, dc.Prefix, target)
-			if errors.Is(err, directory.ErrNoRecord) {
-				return fmt.Errorf("no record for peer %q under %s", target, dc.Prefix)
-			}
-			return err
+			return directory.Delete(ctx, cli, dc.Prefix, target)
 		}
 	case "list":
 		if fs.NArg() > 0 {
@@ -157,7 +153,16 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if err := op(ctx, cli); err != nil {
-		fmt.Fprintf(stderr, "stunnel directory %s: %v (etcd %v); check that etcd runs and that this host may write %s\n", args[0], err, dc.Endpoints, dc.Prefix)
+		if errors.Is(err, directory.ErrNoRecord) {
+			// etcd answered: its health and our rights are not the matter.
+			fmt.Fprintf(stderr, "stunnel directory delete: no record for peer %s under %s; `stunnel directory list -c %s` shows the records\n", quoteArg(fs.Arg(0)), dc.Prefix, *path)
+			return exitRuntime
+		}
+		may := "write"
+		if args[0] == "list" {
+			may = "read"
+		}
+		fmt.Fprintf(stderr, "stunnel directory %s: %v (etcd %v); check that etcd runs and that this host may %s %s\n", args[0], err, dc.Endpoints, may, dc.Prefix)
 		return exitRuntime
 	}
 	return exitOK

@@ -103,6 +103,16 @@ func TestDirectoryCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, `no record for peer "host-b"`) {
 		t.Fatalf("deleting again: exit %d, want 1: %s", code, stderr)
 	}
+	// etcd answered: the line says where to look, not to check that etcd
+	// runs or that we may write.
+	if strings.Contains(stderr, "etcd runs") || strings.Contains(stderr, "may write") || !strings.Contains(stderr, "directory list") {
+		t.Errorf("deleting again: %q; want the missing record named and list suggested, no advice about etcd", stderr)
+	}
+	// A list that fails asks whether this host may read, not write.
+	_, stderr, code = runStunnel(t, "", "directory", "list", "-c", directoryConfig(t, "http://127.0.0.1:1"), "-timeout", "300ms")
+	if code != 1 || !strings.Contains(stderr, "may read /stunnel/test/") {
+		t.Errorf("list with etcd away: exit %d, %q; want exit 1 asking whether this host may read the prefix", code, stderr)
+	}
 	out, _, _ = runStunnel(t, "", "directory", "list", "-c", cfg)
 	if !strings.Contains(out, "0 records") {
 		t.Fatalf("list after delete: %s", out)
