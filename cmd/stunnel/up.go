@@ -104,6 +104,12 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// Another daemon of this name (in another namespace sharing the run
+	// directory): fail before the tunnel exists, not after it has
+	// handshaken with the peers and taken the state file.
+	if err := control.CheckFree(name); err != nil {
+		return err
+	}
 
 	ds, err := startDirectory(cfg, key, log)
 	if err != nil {

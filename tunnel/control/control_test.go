@@ -254,6 +254,13 @@ func TestInUseStaleAndPlanted(t *testing.T) {
 	if _, err := Query(path, "status", ""); err != nil {
 		t.Errorf("live server after refused Listen: %v", err)
 	}
+	// `up` asks first, before it touches anything, and gets the same line.
+	if err := CheckFree("st0"); err == nil || err.Error() != want {
+		t.Errorf("CheckFree of a live socket: %v\nwant %s", err, want)
+	}
+	if err := CheckFree("st9"); err != nil {
+		t.Errorf("CheckFree with no socket: %v", err)
+	}
 
 	// A stale socket (a crashed daemon's file, nobody accepting) is replaced.
 	stale := SocketPath("st1")

@@ -106,6 +106,26 @@ func listenSocket(path, name string, g Group) (*net.UnixListener, uint64, error)
 	return ln, st.Ino, nil
 }
 
+// CheckFree fails when a live control socket for name exists: another
+// daemon runs this tunnel. `up` asks before it touches anything, so that a
+// second start (another namespace sharing the run directory) fails without
+// bringing up a tunnel, handshaking with the first one's peers in its name
+// or writing its state file. Listen checks again when it binds, so two
+// starts at once still cannot both listen; a socket that cannot be
+// reached here is left for Listen to judge.
+func CheckFree(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	path := SocketPath(name)
+	c, err := net.DialTimeout("unix", path, Timeout)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	return inUse(path, name)
+}
+
 func inUse(path, name string) error {
 	return fmt.Errorf("control socket %s is in use: is another stunnel up for %s?", path, name)
 }
