@@ -34,8 +34,12 @@ func cmdState(args []string) int {
 		fmt.Fprintln(os.Stderr, usage)
 		return exitOK
 	}
-	if len(args) == 0 || args[0] != "save" {
-		fmt.Fprintln(os.Stderr, usage)
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "stunnel state: missing subcommand (save); "+usage)
+		return badInputExit("state save")
+	}
+	if args[0] != "save" {
+		fmt.Fprintf(os.Stderr, "stunnel state: unknown subcommand %s; %s\n", quoteArg(args[0]), usage)
 		return badInputExit("state save")
 	}
 	return runAdmin("state save", "state save", "", args[1:], os.Stdout, os.Stderr)

@@ -143,7 +143,8 @@ func TestOperateCommandsExitOneOnBadInput(t *testing.T) {
 		{[]string{"rekey", "-c", broken, "b"}, 1, broken + ":3: TOML syntax"},
 		{[]string{"disconnect", "-i", "st0"}, 1, "missing PEER"},
 		{[]string{"state", "save", "--bogus"}, 1, "flag provided but not defined"},
-		{[]string{"state"}, 1, "usage: stunnel state save"},
+		{[]string{"state"}, 1, "stunnel state: missing subcommand (save); usage: stunnel state save"},
+		{[]string{"state", "load"}, 1, `stunnel state: unknown subcommand "load"; usage: stunnel state save`},
 		{[]string{"reload"}, 1, "no tunnel running"},
 		{[]string{"tickets", "list", "-c", broken}, 2, broken + ":3: TOML syntax"},
 	} {
