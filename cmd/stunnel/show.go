@@ -41,6 +41,12 @@ func runShow(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 		fmt.Fprintf(stderr, "stunnel show: unexpected argument %s; %s\n", quoteArg(fs.Arg(0)), usage)
 		return exitRuntime
 	}
+	if *asJSON && *asMetrics {
+		// Metrics are Prometheus text only; quietly dropping one of the
+		// two would hand a script a format it did not ask for.
+		fmt.Fprintf(stderr, "stunnel show: --json and --metrics do not go together; %s\n", usage)
+		return exitRuntime
+	}
 
 	var sockets []string
 	sock, picked, err := socketFor("show", *path, *ifname)

@@ -220,6 +220,12 @@ func TestShowBadUsage(t *testing.T) {
 			t.Errorf("show %v: exit %d, stdout %q, stderr %q; want exit 1 and one line", args, code, out, errs)
 		}
 	}
+	// Two output formats at once: refused as usage, before any socket is
+	// looked for (nothing runs here, which would be the other error).
+	code, out, errs := show("--json", "--metrics")
+	if code != 1 || out != "" || !strings.Contains(errs, "--json and --metrics") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("show --json --metrics: exit %d, stdout %q, stderr %q; want exit 1 and the usage error", code, out, errs)
+	}
 }
 
 func TestAgoAndBytes(t *testing.T) {
