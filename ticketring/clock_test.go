@@ -1,6 +1,7 @@
 package ticketring
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -93,4 +94,20 @@ func TestRotatorClockStepKeepsGroupKeys(t *testing.T) {
 func hasRecord(t testing.TB, cli *clientv3.Client, nameHex string) bool {
 	t.Helper()
 	return count(t, cli, prefix+"tickets/"+nameHex) > 0
+}
+
+// Lifetimes of centuries (the config's way to say "never") must not wrap
+// when the schedule adds them up: a record would look over at once and be
+// deleted for the whole group while its key still seals.
+func TestScheduleOverWithLifetimesOfCenturies(t *testing.T) {
+	const huge = time.Duration(math.MaxInt64)
+	recs := make([]record, 3)
+	for i := range recs {
+		recs[i].key.EncryptDecrypt, recs[i].key.DecryptOnly = huge, huge
+	}
+	for i, over := range scheduleOver(recs) {
+		if over {
+			t.Errorf("record %d of 3 with lifetimes of %v looks over", i, huge)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -363,9 +364,19 @@ func scheduleOver(recs []record) []bool {
 	for i := len(recs) - 2; i >= 0; i-- {
 		k := &recs[i].key
 		half := k.EncryptDecrypt / 2
-		sum += half
+		sum = addCapped(sum, half)
 		longest = max(longest, half)
-		over[i] = sum-longest >= k.EncryptDecrypt+k.DecryptOnly
+		over[i] = sum-longest >= addCapped(k.EncryptDecrypt, k.DecryptOnly)
 	}
 	return over
+}
+
+// addCapped is a+b for non-negative durations, capped at the largest one:
+// lifetimes near the largest the config takes (292 years, "never") would
+// wrap negative when added, and a record would look over at once.
+func addCapped(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
