@@ -155,7 +155,7 @@ func (k *Key) startLocked() error {
 	// itself, so it cannot come from a mismatched public object.
 	pub, err := k.deriveLocked(basePoint)
 	if err != nil {
-		return errorf(KindObject, err, "%s: deriving with key %s failed", k.tokenName(), k.objectName())
+		return errorf(objectKind(err), err, "%s: deriving with key %s failed", k.tokenName(), k.objectName())
 	}
 	k.pub = pub
 	if stored, ok := k.storedPublicLocked(); ok && stored != pub {
@@ -338,7 +338,7 @@ func (k *Key) checkKeyLocked() error {
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, nil),
 	})
 	if err != nil {
-		return errorf(KindObject, err, "%s: reading the attributes of %s", k.tokenName(), k.objectName())
+		return errorf(objectKind(err), err, "%s: reading the attributes of %s", k.tokenName(), k.objectName())
 	}
 	where := k.tokenName() + ": key " + k.objectName()
 	kt := bytesToUint(attrs[0].Value)

@@ -190,11 +190,25 @@ func tokenGone(e pkcs11.Error) bool {
 	return false
 }
 
+// objectKind is the Kind of a failed call about the key (finding it,
+// reading its attributes, deriving with it): KindObject, unless the token
+// itself went away or failed meanwhile (tokenGone), which says nothing of
+// the key. That is KindToken, as it is during the login: up exits 1 for
+// it, and the unit starts it again once the token is back, where exit 2
+// would leave the tunnel down after a token pulled at the wrong moment.
+func objectKind(err error) Kind {
+	var pe pkcs11.Error
+	if errors.As(err, &pe) && tokenGone(pe) {
+		return KindToken
+	}
+	return KindObject
+}
+
 // findKey finds the one object of class (private or public key) that u names.
 func findKey(ctx tokenCalls, sess pkcs11.SessionHandle, u *URI, class uint) (pkcs11.ObjectHandle, error) {
 	objs, err := findObjects(ctx, sess, u, class)
 	if err != nil {
-		return 0, errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
+		return 0, errorf(objectKind(err), err, "searching %s for key %s", tokenName(u), objectName(u))
 	}
 	switch len(objs) {
 	case 0:
@@ -283,7 +297,7 @@ func makeKeyPair(u *URI, pinFile string, wrap func(tokenCalls) tokenCalls) error
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
 		objs, err := findObjects(calls, sess, u, class)
 		if err != nil {
-			return errorf(KindObject, err, "searching %s for key %s", tokenName(u), objectName(u))
+			return errorf(objectKind(err), err, "searching %s for key %s", tokenName(u), objectName(u))
 		}
 		if len(objs) > 0 {
 			return errorf(KindObject, nil, "%s already has a key %s; pick another object= (stunnel never replaces a key)", tokenName(u), objectName(u))
