@@ -151,7 +151,13 @@ func (d *Device) initiationFailed(err error, from string, src netip.Addr) {
 	case errors.Is(err, handshake.ErrKeyMismatch):
 		reason = "key mismatch: the peer's static key differs from the public_key configured for its id"
 	case errors.Is(err, handshake.ErrCipherMismatch):
+		// Both sides' choices, without the *PeerError's `peer "ID": `
+		// in front: the ID is the refusal's own field, and the reason's
+		// text up to its first ':' is the metrics' reason label.
 		reason = err.Error()
+		if pe := (*handshake.PeerError)(nil); errors.As(err, &pe) {
+			reason = pe.Err.Error()
+		}
 	case errors.Is(err, handshake.ErrStaleTimestamp):
 		// Keyed by source, as every warning a datagram causes
 		// (rateLimitedLog): anyone who captured one initiation can

@@ -366,6 +366,25 @@ func TestCipherMismatchIsExplainedOnBothSides(t *testing.T) {
 	}
 }
 
+// TestCipherMismatchRefusalReason: the responder's refusal reads "cipher
+// mismatch: ...", as the other reasons read, not with the peer's ID in
+// front ("peer \"alpha\": cipher mismatch: ..."): the ID is the refusal's
+// own field, and the metrics take the text before the first ':' as the
+// reason label, which would be `peer_"alpha"`, one label per peer,
+// instead of cipher_mismatch.
+func TestCipherMismatchRefusalReason(t *testing.T) {
+	p := newPair(t, func(a, b *conf.Config) {
+		a.Session.Cipher = handshake.PreferChaCha20Poly1305
+		b.Session.Cipher = handshake.PreferAES256GCM
+	})
+	p.a.tun.toTunnel <- ipv4UDP("198.19.0.1", "198.19.0.2", []byte("hi"))
+	waitFor(t, 5*time.Second, "b to record the refusal", func() bool { return len(p.b.dev.Status().Refusals) > 0 })
+	r := p.b.dev.Status().Refusals[0]
+	if r.PeerID != "alpha" || !strings.HasPrefix(r.Reason, "cipher mismatch: ") {
+		t.Fatalf("refusal %+v; want peer alpha, reason \"cipher mismatch: ...\"", r)
+	}
+}
+
 func TestReloadKeepsUnchangedPeerSession(t *testing.T) {
 	p := newPair(t, nil)
 	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("x"))
