@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"stunnel/internal/panicsite"
 	"stunnel/tunnel"
@@ -267,6 +268,41 @@ func (e errorLog) Println(v ...any) {
 	e.log.Error("metrics: " + strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
+// The endpoint's bounds. It has no authentication: any local user may
+// connect to the loopback port, and a scrape of a big tunnel costs the
+// daemon a status snapshot and tens of megabytes (10,000 peers: about a
+// second of CPU and 25 MB of text). Unbounded, a local flood of scrapes
+// takes the daemon's CPU and memory, and one of idle connections its file
+// descriptors; the control sockets have their connection limit for the
+// same reason. A scraper (or an HA pair of them) holds one connection and
+// makes one scrape at a time, so these are several times normal use.
+const (
+	// MaxConns bounds the endpoint's open connections. Those beyond it
+	// wait in the kernel's accept queue, costing the daemon nothing,
+	// until one ends: a silent one within ReadHeaderTimeout, an idle
+	// one within IdleTimeout.
+	MaxConns = 16
+	// MaxScrapes bounds the scrapes made at once; one beyond it gets a
+	// 503 at once, with no status snapshot taken.
+	MaxScrapes = 4
+)
+
+// limitScrapes serves at most n requests of h at once and answers the
+// others 503 at once: waiting would hold their connections and goroutines
+// as long as the scrapes ahead take.
+func limitScrapes(h http.Handler, n int) http.Handler {
+	sem := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+			h.ServeHTTP(w, r)
+		default:
+			http.Error(w, fmt.Sprintf("%d scrapes under way, the most the endpoint makes at once; try again", n), http.StatusServiceUnavailable)
+		}
+	})
+}
+
 // Server serves /metrics on a TCP address.
 type Server struct {
 	srv  *http.Server
@@ -275,14 +311,19 @@ type Server struct {
 }
 
 // Listen starts serving h at http://addr/metrics. Only GET /metrics is
-// answered; the endpoint reads and never changes anything.
+// answered; the endpoint reads and never changes anything. It keeps at
+// most MaxConns connections open and makes at most MaxScrapes scrapes at
+// once. h itself is not bounded: the control socket serves it too, under
+// its own connection limit, so a flood here leaves `stunnel show
+// --metrics` working.
 func Listen(addr string, h http.Handler) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("[metrics] listen %s: %v", addr, err)
 	}
+	ln := netutil.LimitListener(tcp, MaxConns)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", h)
+	mux.Handle("GET /metrics", limitScrapes(h, MaxScrapes))
 	s := &Server{
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10},

@@ -1,0 +1,103 @@
+package metrics
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"stunnel/tunnel"
+)
+
+// TestListenBoundsScrapesAtOnce: the endpoint has no authentication, so
+// any local user may scrape it; a scrape of a big tunnel costs the daemon
+// a status snapshot and tens of megabytes. Beyond MaxScrapes at once a
+// scrape gets a 503 at once, without a snapshot, so a local flood of
+// scrapes cannot take the daemon's CPU and memory (the control sockets
+// have their connection limit for the same reason).
+func TestListenBoundsScrapesAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	var inside atomic.Int32
+	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status {
+		inside.Add(1)
+		<-release
+		return tunnel.Status{Name: "st0"}
+	}), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer close(release)
+	url := "http://" + s.Addr().String() + "/metrics"
+	client := &http.Client{Timeout: 10 * time.Second}
+	codes := make(chan int, MaxScrapes+2)
+	for range MaxScrapes + 2 {
+		go func() {
+			resp, err := client.Get(url)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	for range 2 {
+		select {
+		case c := <-codes:
+			if c != http.StatusServiceUnavailable {
+				t.Fatalf("a scrape beyond %d at once: status %d, want 503", MaxScrapes, c)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d scrapes at once were all taken: %d status snapshots under way", MaxScrapes+2, inside.Load())
+		}
+	}
+	if n := inside.Load(); n != MaxScrapes {
+		t.Errorf("%d status snapshots under way, want %d", n, MaxScrapes)
+	}
+}
+
+// TestListenBoundsConnections: connections beyond MaxConns wait in the
+// kernel's queue, not in the daemon (a goroutine and buffers each), until
+// one of those open ends.
+func TestListenBoundsConnections(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} }), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range MaxConns {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The held connections are ahead in the kernel's queue: the daemon
+	// accepts them first, and a scrape after them waits.
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := client.Get("http://" + s.Addr().String() + "/metrics"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a scrape was served with %d connections open", MaxConns)
+	}
+	held[0].Close()
+	held = held[1:]
+	client.Timeout = 5 * time.Second
+	resp, err := client.Get("http://" + s.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("a scrape once a connection ended: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a scrape once a connection ended: %d", resp.StatusCode)
+	}
+}
