@@ -237,7 +237,7 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	collector.CountControlRefused(srv.Refused)
 	defer close(stopping) // before srv.Close: a waiting reload gives up
 	if cfg.Metrics.Listen != "" {
-		ms, err := metrics.Listen(cfg.Metrics.Listen, metricsHandler)
+		ms, err := metrics.Listen(cfg.Metrics.Listen, collector, log)
 		if err != nil {
 			return err
 		}

@@ -20,11 +20,11 @@ import (
 func TestListenBoundsScrapesAtOnce(t *testing.T) {
 	release := make(chan struct{})
 	var inside atomic.Int32
-	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status {
+	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status {
 		inside.Add(1)
 		<-release
 		return tunnel.Status{Name: "st0"}
-	}), nil))
+	}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestListenBoundsScrapesAtOnce(t *testing.T) {
 // kernel's queue, not in the daemon (a goroutine and buffers each), until
 // one of those open ends.
 func TestListenBoundsConnections(t *testing.T) {
-	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} }), nil))
+	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} }), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,5 +99,51 @@ func TestListenBoundsConnections(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("a scrape once a connection ended: %d", resp.StatusCode)
+	}
+}
+
+// TestListenScrapeTimeoutKeepsItsSlot: a scrape that passes its timeout is
+// answered 503, but its status snapshot goes on until it ends (a
+// collection cannot be interrupted), and it keeps its slot until then:
+// otherwise a flood that slows the daemon past the timeout would start
+// ever more snapshots, MaxScrapes more each time one times out.
+func TestListenScrapeTimeoutKeepsItsSlot(t *testing.T) {
+	was := scrapeTimeout
+	scrapeTimeout = 50 * time.Millisecond
+	defer func() { scrapeTimeout = was }()
+	release := make(chan struct{})
+	var inside atomic.Int32
+	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status {
+		inside.Add(1)
+		<-release
+		return tunnel.Status{Name: "st0"}
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer close(release)
+	url := "http://" + s.Addr().String() + "/metrics"
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func() int {
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range MaxScrapes {
+		if c := get(); c != http.StatusServiceUnavailable {
+			t.Fatalf("scrape %d with the snapshot stuck: %d, want its timeout's 503", i, c)
+		}
+	}
+	// Every earlier scrape timed out; their snapshots still run.
+	if c := get(); c != http.StatusServiceUnavailable {
+		t.Fatalf("one more scrape: %d, want 503", c)
+	}
+	if n := inside.Load(); n != MaxScrapes {
+		t.Errorf("%d status snapshots under way after the scrapes timed out, want %d", n, MaxScrapes)
 	}
 }

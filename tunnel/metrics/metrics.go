@@ -247,14 +247,27 @@ func refusalReason(s string) string {
 	return string(b)
 }
 
+// scrapeTimeout bounds a scrape: past it the scraper gets a 503 (the
+// collection itself cannot be interrupted and runs on). A variable for
+// tests only.
+var scrapeTimeout = 10 * time.Second
+
 // Handler serves the collector in the Prometheus text format, with nothing
 // else registered (no Go runtime metrics: a scrape shows the tunnel only).
 // A scrape's errors (a panic while collecting among them) go to log, one
 // error line each; nil logs nowhere.
-func Handler(c *Collector, log *slog.Logger) http.Handler {
+func Handler(c *Collector, log *slog.Logger) http.Handler { return handler(c, log, 0) }
+
+// handler is Handler making at most maxScrapes scrapes at once (0: no
+// bound); one beyond them gets a 503 at once, with no snapshot taken.
+// promhttp's own bound, since it sits inside its timeout: a scrape that
+// timed out keeps its slot until its collection ends, where a bound
+// around the handler would free it while the snapshot runs on, and a
+// flood that slows the daemon past the timeout would start ever more.
+func handler(c *Collector, log *slog.Logger, maxScrapes int) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
-	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: 10 * time.Second}
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: scrapeTimeout, MaxRequestsInFlight: maxScrapes}
 	if log != nil {
 		opts.ErrorLog = errorLog{log}
 	}
@@ -287,22 +300,6 @@ const (
 	MaxScrapes = 4
 )
 
-// limitScrapes serves at most n requests of h at once and answers the
-// others 503 at once: waiting would hold their connections and goroutines
-// as long as the scrapes ahead take.
-func limitScrapes(h http.Handler, n int) http.Handler {
-	sem := make(chan struct{}, n)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-			h.ServeHTTP(w, r)
-		default:
-			http.Error(w, fmt.Sprintf("%d scrapes under way, the most the endpoint makes at once; try again", n), http.StatusServiceUnavailable)
-		}
-	})
-}
-
 // Server serves /metrics on a TCP address.
 type Server struct {
 	srv  *http.Server
@@ -310,20 +307,21 @@ type Server struct {
 	done chan struct{}
 }
 
-// Listen starts serving h at http://addr/metrics. Only GET /metrics is
-// answered; the endpoint reads and never changes anything. It keeps at
-// most MaxConns connections open and makes at most MaxScrapes scrapes at
-// once. h itself is not bounded: the control socket serves it too, under
-// its own connection limit, so a flood here leaves `stunnel show
+// Listen starts serving c at http://addr/metrics, logging a scrape's
+// errors to log as Handler does. Only GET /metrics is answered; the
+// endpoint reads and never changes anything. It keeps at most MaxConns
+// connections open and makes at most MaxScrapes scrapes at once, with a
+// handler of its own: the control socket's (Handler) is bounded by that
+// socket's connection limit only, so a flood here leaves `stunnel show
 // --metrics` working.
-func Listen(addr string, h http.Handler) (*Server, error) {
+func Listen(addr string, c *Collector, log *slog.Logger) (*Server, error) {
 	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("[metrics] listen %s: %v", addr, err)
 	}
 	ln := netutil.LimitListener(tcp, MaxConns)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", limitScrapes(h, MaxScrapes))
+	mux.Handle("GET /metrics", handler(c, log, MaxScrapes))
 	s := &Server{
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10},

@@ -76,7 +76,7 @@ func TestCollectorText(t *testing.T) {
 }
 
 func TestListenServesOnlyGETMetrics(t *testing.T) {
-	s, err := Listen("127.0.0.1:0", Handler(NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} }), nil))
+	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status { return tunnel.Status{Name: "st0"} }), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestListenServesOnlyGETMetrics(t *testing.T) {
 	if _, err := http.Get(base + "/metrics"); err == nil {
 		t.Error("still serving after Close")
 	}
-	if _, err := Listen("127.0.0.1:99999", nil); err == nil || !strings.Contains(err.Error(), "[metrics] listen") {
+	if _, err := Listen("127.0.0.1:99999", nil, nil); err == nil || !strings.Contains(err.Error(), "[metrics] listen") {
 		t.Errorf("bad address: %v", err)
 	}
 }
