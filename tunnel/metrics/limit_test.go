@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -145,5 +146,39 @@ func TestListenScrapeTimeoutKeepsItsSlot(t *testing.T) {
 	}
 	if n := inside.Load(); n != MaxScrapes {
 		t.Errorf("%d status snapshots under way after the scrapes timed out, want %d", n, MaxScrapes)
+	}
+}
+
+// TestHandlerReturnsWithItsCollection: the control socket's handler
+// (Handler) returns only once its collection has ended, however long that
+// takes. That socket bounds the snapshots made at once by its connection
+// limit, and a connection holds its slot only until the handler returns:
+// a handler that gave up at a timeout while its collection ran on would
+// free the slot for one more snapshot, and a flood that slows the daemon
+// past the timeout would pile them up past the limit.
+func TestHandlerReturnsWithItsCollection(t *testing.T) {
+	was := scrapeTimeout
+	scrapeTimeout = 50 * time.Millisecond
+	defer func() { scrapeTimeout = was }()
+	release := make(chan struct{})
+	h := Handler(NewCollector(func() tunnel.Status {
+		<-release
+		return tunnel.Status{Name: "st0"}
+	}), nil)
+	done := make(chan int, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		done <- w.Code
+	}()
+	select {
+	case c := <-done:
+		close(release)
+		t.Fatalf("the handler returned %d while its collection still ran", c)
+	case <-time.After(10 * scrapeTimeout):
+	}
+	close(release)
+	if c := <-done; c != http.StatusOK {
+		t.Fatalf("once the collection ended: %d, want 200", c)
 	}
 }

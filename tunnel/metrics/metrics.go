@@ -247,27 +247,33 @@ func refusalReason(s string) string {
 	return string(b)
 }
 
-// scrapeTimeout bounds a scrape: past it the scraper gets a 503 (the
-// collection itself cannot be interrupted and runs on). A variable for
-// tests only.
+// scrapeTimeout bounds a scrape of the [metrics] endpoint: past it the
+// scraper gets a 503 (the collection itself cannot be interrupted and runs
+// on, keeping its slot of MaxScrapes). A variable for tests only.
 var scrapeTimeout = 10 * time.Second
 
 // Handler serves the collector in the Prometheus text format, with nothing
 // else registered (no Go runtime metrics: a scrape shows the tunnel only).
 // A scrape's errors (a panic while collecting among them) go to log, one
-// error line each; nil logs nowhere.
-func Handler(c *Collector, log *slog.Logger) http.Handler { return handler(c, log, 0) }
+// error line each; nil logs nowhere. It is the control socket's: it has no
+// timeout and returns only once its collection has ended, since that
+// socket bounds the snapshots made at once by its connection limit, and a
+// connection holds its slot only until the handler returns (its client
+// gives up after control.ReplyTimeout all the same).
+func Handler(c *Collector, log *slog.Logger) http.Handler { return handler(c, log, 0, 0) }
 
-// handler is Handler making at most maxScrapes scrapes at once (0: no
-// bound); one beyond them gets a 503 at once, with no snapshot taken.
-// promhttp's own bound, since it sits inside its timeout: a scrape that
-// timed out keeps its slot until its collection ends, where a bound
-// around the handler would free it while the snapshot runs on, and a
-// flood that slows the daemon past the timeout would start ever more.
-func handler(c *Collector, log *slog.Logger, maxScrapes int) http.Handler {
+// handler is Handler with a timeout (0: none), past which the scraper
+// gets a 503 while the collection runs on, making at most maxScrapes
+// scrapes at once (0: no bound); one beyond them gets a 503 at once, with
+// no snapshot taken. promhttp's own bound, since it sits inside its
+// timeout: a scrape that timed out keeps its slot until its collection
+// ends, where a bound around the handler would free it while the snapshot
+// runs on, and a flood that slows the daemon past the timeout would start
+// ever more.
+func handler(c *Collector, log *slog.Logger, timeout time.Duration, maxScrapes int) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
-	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: scrapeTimeout, MaxRequestsInFlight: maxScrapes}
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: timeout, MaxRequestsInFlight: maxScrapes}
 	if log != nil {
 		opts.ErrorLog = errorLog{log}
 	}
@@ -321,7 +327,7 @@ func Listen(addr string, c *Collector, log *slog.Logger) (*Server, error) {
 	}
 	ln := netutil.LimitListener(tcp, MaxConns)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", handler(c, log, MaxScrapes))
+	mux.Handle("GET /metrics", handler(c, log, scrapeTimeout, MaxScrapes))
 	s := &Server{
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10},
