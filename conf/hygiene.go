@@ -34,7 +34,7 @@ func (p *parser) checkInlineKey(line int, key string) {
 			key, p.file, perm, p.file, key)
 		return
 	}
-	if err := ownerOK(fi); err != nil {
+	if err := ownerOK(p.file, fi); err != nil {
 		p.addf(line, "%s is inline in %s, %v", key, p.file, err)
 	}
 }
@@ -49,7 +49,7 @@ func checkKeyFile(path string, fi os.FileInfo) error {
 	} else if perm&0o022 != 0 {
 		return fmt.Errorf("%s is writable by group or others (mode %04o): anyone could replace the key; run: chmod 600 %s", path, perm, path)
 	}
-	if err := ownerOK(fi); err != nil {
+	if err := ownerOK(path, fi); err != nil {
 		return fmt.Errorf("%s %v", path, err)
 	}
 	abs, err := filepath.Abs(path)
@@ -70,16 +70,22 @@ func checkKeyFile(path string, fi os.FileInfo) error {
 	}
 }
 
-// ownerOK accepts a file owned by root or by the user running us.
-func ownerOK(fi os.FileInfo) error {
+// ownerOK accepts a file owned by root or by the user running us. path is
+// the file as the caller names it, so the advice is a command to paste.
+func ownerOK(path string, fi os.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil
 	}
-	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("is owned by uid %d, neither root nor us (uid %d), who could replace the key; run: chown %d FILE, or chown root", st.Uid, os.Geteuid(), os.Geteuid())
+	euid := os.Geteuid()
+	if st.Uid == 0 || int(st.Uid) == euid {
+		return nil
 	}
-	return nil
+	fix := fmt.Sprintf("chown root %s", path)
+	if euid != 0 {
+		fix = fmt.Sprintf("chown %d %s, or %s", euid, path, fix)
+	}
+	return fmt.Errorf("is owned by uid %d, neither root nor us (uid %d), who could replace the key; run: %s", st.Uid, euid, fix)
 }
 
 // keyish matches runs that look like key material (base64 of 16 bytes or

@@ -1,9 +1,11 @@
 package conf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -105,7 +107,8 @@ func TestLooseKeyFilesRefused(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "st.toml")
 			src := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"" + filepath.Join(dir, "k") + "\"\naddress = [\"198.19.0.1/24\"]\n"
 			writeFile(t, cfg, src, 0o600)
-			if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") || !strings.Contains(err.Error(), "st.toml:4:") {
+			if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") || !strings.Contains(err.Error(), "st.toml:4:") ||
+				!strings.Contains(err.Error(), "run: chown root "+filepath.Join(dir, "k")) {
 				t.Errorf("key file owned by another user: got %v", err)
 			}
 		}
@@ -244,6 +247,34 @@ func TestSyntaxErrorOnPlainKeyNamesShown(t *testing.T) {
 		_, err := Parse("st.toml", []byte("[interface]\nname = \"st0\"\n"+line+"\n"))
 		if err == nil || strings.Contains(err.Error(), priv[:8]) || !strings.Contains(err.Error(), "is malformed") {
 			t.Errorf("%q: got %v; want refused without echoing the key", line, err)
+		}
+	}
+}
+
+// fakeOwned is a FileInfo whose owner is uid, for ownerOK without root.
+type fakeOwned struct {
+	os.FileInfo
+	uid uint32
+}
+
+func (f fakeOwned) Sys() any { return &syscall.Stat_t{Uid: f.uid} }
+
+// The ownership refusal names the file in the command it advises, ready to
+// paste, as the mode refusals do (it said "chown UID FILE").
+func TestOwnerAdviceNamesTheFile(t *testing.T) {
+	path := "/etc/stunnel/site-a.key"
+	uid := uint32(os.Geteuid()) + 4242
+	err := ownerOK(path, fakeOwned{uid: uid})
+	want := "run: chown root " + path
+	if os.Geteuid() != 0 {
+		want = fmt.Sprintf("run: chown %d %s, or chown root %s", os.Geteuid(), path, path)
+	}
+	if err == nil || !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), "FILE") {
+		t.Errorf("owned by uid %d: got %v; want it to end %q", uid, err, want)
+	}
+	for _, ok := range []uint32{0, uint32(os.Geteuid())} {
+		if err := ownerOK(path, fakeOwned{uid: ok}); err != nil {
+			t.Errorf("owned by uid %d: %v", ok, err)
 		}
 	}
 }
