@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"stunnel/tunnel/control"
@@ -180,13 +182,46 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 	case "disconnect":
 		fmt.Fprintf(stdout, "%s disconnected: its sessions are dropped and zeroed\n", arg)
 	case "reload":
-		fmt.Fprintln(stdout, "configuration reloaded")
+		reportReload(stdout, stderr, cli, *path, reply)
 	case "state save":
 		fmt.Fprintln(stdout, "state saved")
 	default:
 		stdout.Write(reply)
 	}
 	return exitOK
+}
+
+// reportReload confirms a reload and names the file the daemon read: its
+// own, the one `up -c` was given. -c FILE only picked the tunnel (by its
+// [interface] name), so when FILE is another file (a copy edited in place
+// of the real one) the operator is told it was not read. The reload did
+// succeed: the exit stays 0. A daemon older than the file in its reply gets
+// the old line.
+func reportReload(stdout, stderr io.Writer, cli, given string, reply []byte) {
+	var r control.ReloadReply
+	if json.Unmarshal(reply, &r) != nil || r.File == "" {
+		fmt.Fprintln(stdout, "configuration reloaded")
+		return
+	}
+	fmt.Fprintf(stdout, "configuration reloaded from %s\n", r.File)
+	if given != "" && !sameFile(given, r.File) {
+		fmt.Fprintf(stderr, "stunnel %s: note: the tunnel re-read its own config %s, not %s (-c only picks which tunnel to reload); to apply %s, put its changes in %s and reload again\n",
+			cli, r.File, given, given, r.File)
+	}
+}
+
+// sameFile reports whether paths a and b name one file: os.SameFile when
+// both can be looked at (a symlink or another spelling of the daemon's
+// file is that file), else their cleaned absolute paths.
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(fa, fb)
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && absA == absB
 }
 
 // keyFileArg reports whether a tickets add|list command names a key file

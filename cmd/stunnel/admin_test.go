@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"stunnel/conf"
 	"stunnel/tunnel/control"
 )
 
@@ -31,9 +34,9 @@ func serveAdmin(t *testing.T, name string) *[]string {
 	rec := func(s string) { mu.Lock(); done = append(done, s); mu.Unlock() }
 	listenControl(t, name, control.Handlers{
 		Status: func() ([]byte, error) { return []byte(`{"name":"` + name + `"}`), nil },
-		Reload: func() error {
+		Reload: func() (string, error) {
 			rec("reload")
-			return errors.New("reload failed, running configuration kept: x.toml:3: bad")
+			return "", errors.New("reload failed, running configuration kept: x.toml:3: bad")
 		},
 		Rekey: func(p string) error {
 			if p != "site-b" {
@@ -188,5 +191,84 @@ func TestInterfaceNameReadsOnlyTheName(t *testing.T) {
 	if _, err := interfaceName("show", write("[interface]\nname = \""+key+"\"\n")); err == nil ||
 		!strings.Contains(err.Error(), "not a valid interface name") || strings.Contains(err.Error(), key[:20]) {
 		t.Errorf("a key as the name: %v; want refused without the key", err)
+	}
+}
+
+// `stunnel reload -c FILE` says which file the daemon read: its own, the
+// one `up -c` was given. -c only picks the tunnel by its [interface] name,
+// so a FILE that is another file (an edited copy) was not read, and the
+// CLI says so on stderr; the reload did succeed, so it exits 0.
+func TestReloadNamesTheFileRead(t *testing.T) {
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	own := writeConfig(t, "st0") // the daemon's
+	data, err := os.ReadFile(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cp, link := filepath.Join(dir, "copy.toml"), filepath.Join(dir, "link.toml")
+	if err := os.WriteFile(cp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(own, link); err != nil {
+		t.Fatal(err)
+	}
+	var read atomic.Pointer[string] // what the daemon says it read; "" as an older daemon
+	listenControl(t, "st0", control.Handlers{
+		Status: func() ([]byte, error) { return []byte(`{}`), nil },
+		Reload: func() (string, error) { return *read.Load(), nil },
+	})
+	for _, c := range []struct {
+		daemon string   // the file the daemon read
+		args   []string // to stunnel reload
+		note   bool     // a line on stderr: -c was not that file
+	}{
+		{own, []string{"-c", own}, false},
+		{own, []string{"-c", link}, false}, // another name for the same file
+		{own, []string{"-i", "st0"}, false},
+		{own, nil, false},
+		{own, []string{"-c", cp}, true},
+		// Not there to look at from here (another mount namespace): the paths differ.
+		{"/nonexistent/st.toml", []string{"-c", own}, true},
+		// An older daemon names no file: the old line, and nothing to compare.
+		{"", []string{"-c", cp}, false},
+	} {
+		read.Store(&c.daemon)
+		code, out, errs := admin("reload", "reload", "", c.args...)
+		wantOut := "configuration reloaded from " + c.daemon + "\n"
+		if c.daemon == "" {
+			wantOut = "configuration reloaded\n"
+		}
+		wantErr := ""
+		if c.note {
+			given := c.args[1]
+			wantErr = "stunnel reload: note: the tunnel re-read its own config " + c.daemon + ", not " + given +
+				" (-c only picks which tunnel to reload); to apply " + given + ", put its changes in " + c.daemon + " and reload again\n"
+		}
+		if code != exitOK || out != wantOut || errs != wantErr {
+			t.Errorf("daemon read %q, reload %v: exit %d, stdout %q, stderr %q; want exit 0, stdout %q, stderr %q", c.daemon, c.args, code, out, errs, wantOut, wantErr)
+		}
+	}
+}
+
+// The daemon's reload handler answers with the file it reads, made
+// absolute: the client may run in another directory.
+func TestReloadHandlerGivesAbsolutePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reloads := make(chan chan error, 1)
+	stopping := make(chan struct{})
+	running := newRunningConfig(&conf.Config{Path: "st0.toml"})
+	h := controlHandlers(nil, nil, nil, reloads, stopping, running, nil, nil, slog.New(slog.DiscardHandler))
+	go func() { reply := <-reloads; reply <- nil }()
+	if file, err := h.Reload(); err != nil || file != filepath.Join(wd, "st0.toml") {
+		t.Errorf("reload answered %q, %v; want %q", file, err, filepath.Join(wd, "st0.toml"))
+	}
+	go func() { reply := <-reloads; reply <- errors.New("reload failed, running configuration kept: x") }()
+	if file, err := h.Reload(); err == nil || file != "" {
+		t.Errorf("failed reload answered %q, %v; want no file and the error", file, err)
 	}
 }

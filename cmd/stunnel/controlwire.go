@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 
 	"stunnel/conf"
@@ -50,18 +51,32 @@ func controlHandlers(d *tunnel.Device, ds *dirSync, metricsHandler http.Handler,
 		TicketsRetire: retire,
 		Status:        func() ([]byte, error) { return statusJSON(d, ds) },
 		Metrics:       metricsHandler,
-		Reload: func() error {
+		Reload: func() (string, error) {
 			reply := make(chan error, 1)
 			select {
 			case reloads <- reply:
 			case <-stopping:
-				return errors.New("the tunnel is stopping")
+				return "", errors.New("the tunnel is stopping")
 			}
-			return <-reply
+			if err := <-reply; err != nil {
+				return "", err
+			}
+			return absConfigPath(running.Load().Path), nil
 		},
 		Rekey:      func(peer string) error { return peerErr(d.RekeyPeer(peer)) },
 		Disconnect: func(peer string) error { return peerErr(d.DisconnectPeer(peer)) },
 	}
+}
+
+// absConfigPath is the config file a reload reads (conf.Load of the path
+// `up -c` was given, relative to the daemon's working directory), made
+// absolute for a client that runs elsewhere. If the working directory is
+// gone, the path as given is all there is to say.
+func absConfigPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // peerErr makes an unknown peer a 404 for the client.

@@ -37,7 +37,7 @@ var commands = []command{
 	{"version", "version                version, Go version and build features", cmdVersion},
 	{"rekey", "rekey [-c FILE | -i NAME] PEER       new handshake with PEER now (operate role)", cmdRekey},
 	{"disconnect", "disconnect [-c FILE | -i NAME] PEER  drop PEER's sessions (operate role)", cmdDisconnect},
-	{"reload", "reload [-c FILE | -i NAME]           re-read the config, like SIGHUP (operate role)", cmdReload},
+	{"reload", "reload [-c FILE | -i NAME]           the tunnel re-reads its own config (up -c FILE), like SIGHUP (operate role)", cmdReload},
 	{"state", "state save [-c FILE | -i NAME]       save sessions to the state file now (operate role)", cmdState},
 	{"tickets", "tickets genkey -o FILE | group-secret -o FILE | add|list FILE | list|add|retire [-c FILE | -i NAME] [ARG]  ticket keys", cmdTickets},
 }

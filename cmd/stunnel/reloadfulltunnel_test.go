@@ -54,16 +54,16 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 	running := newRunningConfig(cfg) // the handler's goroutine writes it
 	listenControl(t, "rft0", control.Handlers{
 		Status: func() ([]byte, error) { return []byte(`{}`), nil },
-		Reload: func() (rerr error) {
+		Reload: func() (file string, rerr error) {
 			if err := netns.Do(ns, func() error {
 				next, err := reload(running.Load(), d, link, bind, res, log, new(slog.LevelVar), nil)
 				running.Store(next)
 				rerr = err
 				return nil
 			}); err != nil {
-				return err
+				return "", err
 			}
-			return rerr
+			return absConfigPath(running.Load().Path), rerr
 		},
 	})
 

@@ -125,7 +125,7 @@ func TestHandlerOutcomes(t *testing.T) {
 	record := func(what string) { mu.Lock(); got = append(got, what); mu.Unlock() }
 	listen(t, "st0", Handlers{
 		Status:     func() ([]byte, error) { return nil, errors.New("snapshot failed") },
-		Reload:     func() error { record("reload"); return nil },
+		Reload:     func() (string, error) { record("reload"); return "/etc/stunnel/st0.toml", nil },
 		Rekey:      func(p string) error { record("rekey " + p); return nil },
 		Disconnect: func(p string) error { return errors.Join(errors.New(`peer "x": no such peer`), ErrNotFound) },
 	})
@@ -146,11 +146,13 @@ func TestHandlerOutcomes(t *testing.T) {
 		{"metrics", "", 501, "metrics: not available in this build yet"},
 	}
 	for _, c := range cases {
-		_, err := Query(path, c.cmd, c.arg)
+		reply, err := Query(path, c.cmd, c.arg)
 		var re *RemoteError
 		switch {
 		case c.status == 200 && err != nil:
 			t.Errorf("%s: %v", c.cmd, err)
+		case c.cmd == "reload" && string(reply) != `{"ok":true,"file":"/etc/stunnel/st0.toml"}`+"\n":
+			t.Errorf("reload replied %q; want ok and the file it read", reply)
 		case c.status != 200 && (!errors.As(err, &re) || re.Status != c.status || !strings.HasPrefix(re.Msg, c.msg)):
 			t.Errorf("%s: got %v (%#v), want %d %q", c.cmd, err, re, c.status, c.msg)
 		}

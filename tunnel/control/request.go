@@ -78,6 +78,16 @@ type body struct {
 	Arg string `json:"arg"`
 }
 
+// ReloadReply is what a reload answers. File is the config file the daemon
+// read, as an absolute path: its own, the one `up -c` was given, not the
+// file a client may have named to find the tunnel (the CLI's -c only picks
+// the tunnel by its [interface] name). A daemon older than File answers
+// {"ok":true}, and the client then cannot say which file was read.
+type ReloadReply struct {
+	OK   bool   `json:"ok"`
+	File string `json:"file,omitempty"`
+}
+
 // requestError is a request the server refuses before any role check: it
 // is malformed, whoever sent it.
 type requestError struct {

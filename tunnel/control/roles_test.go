@@ -27,7 +27,7 @@ func allHandlers() Handlers {
 	return Handlers{
 		Status:        ok,
 		Metrics:       http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("m 1\n")) }),
-		Reload:        func() error { return nil },
+		Reload:        func() (string, error) { return "/etc/stunnel/st0.toml", nil },
 		Rekey:         func(string) error { return nil },
 		Disconnect:    func(string) error { return nil },
 		StateSave:     func() error { return nil },

@@ -26,10 +26,10 @@ type Handlers struct {
 	Status  func() ([]byte, error) // read: tunnel.Status as JSON
 	Metrics http.Handler           // read: Prometheus text format
 
-	Reload     func() error            // operate: the SIGHUP path
-	Rekey      func(peer string) error // operate
-	Disconnect func(peer string) error // operate
-	StateSave  func() error            // operate
+	Reload     func() (file string, err error) // operate: the SIGHUP path; file is the config it read, absolute
+	Rekey      func(peer string) error         // operate
+	Disconnect func(peer string) error         // operate
+	StateSave  func() error                    // operate
 
 	TicketsList   func() ([]byte, error)           // officer
 	TicketsAdd    func(arg string) ([]byte, error) // officer
@@ -366,7 +366,14 @@ func (s *Server) run(cmd Command, arg string) ([]byte, error) {
 	case "status":
 		return reply(s.h.Status)
 	case "reload":
-		return noReply(s.h.Reload)
+		if s.h.Reload == nil {
+			return nil, na
+		}
+		file, err := s.h.Reload()
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(ReloadReply{OK: true, File: file})
 	case "rekey":
 		return withArg(s.h.Rekey)
 	case "disconnect":
