@@ -173,7 +173,7 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 
 	reply, err := control.Query(sock, command, arg)
 	if err != nil {
-		fmt.Fprintf(stderr, "stunnel %s: %v\n", cli, err)
+		fmt.Fprintf(stderr, "stunnel %s: %s\n", cli, daemonMessage(command, err))
 		return exitRuntime
 	}
 	switch command {
@@ -189,6 +189,27 @@ func runAdmin(cli, command, argName string, args []string, stdout, stderr io.Wri
 		stdout.Write(reply)
 	}
 	return exitOK
+}
+
+// daemonMessage is err for the line "stunnel COMMAND: ...". The daemon's
+// own refusals name the command ("rekey needs a peer ID", "state save: not
+// available in this build yet", "reload failed, ..."), as its audit log
+// records them; after the CLI's prefix the name would read twice, so a
+// leading one is dropped here. Done in the client, not the daemon: the
+// audit log and other clients keep the full message, and a daemon still
+// running an older binary after an upgrade reads once too. Errors of our
+// own (connecting, reading) are as they are.
+func daemonMessage(command string, err error) string {
+	var re *control.RemoteError
+	if !errors.As(err, &re) {
+		return err.Error()
+	}
+	for _, sep := range []string{": ", " "} {
+		if rest, ok := strings.CutPrefix(re.Msg, command+sep); ok && rest != "" {
+			return rest
+		}
+	}
+	return re.Msg
 }
 
 // reportReload confirms a reload and names the file the daemon read: its

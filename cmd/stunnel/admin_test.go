@@ -69,10 +69,10 @@ func TestAdminCommands(t *testing.T) {
 	if code, _, errs := admin("rekey", "rekey", "PEER", "-i", "st0", "nobody"); code != 1 || errs != "stunnel rekey: peer \"nobody\": no such peer\n" {
 		t.Errorf("unknown peer: exit %d, stderr %q", code, errs)
 	}
-	if code, out, errs := admin("reload", "reload", "", "-i", "st0"); code != 1 || out != "" || errs != "stunnel reload: reload failed, running configuration kept: x.toml:3: bad\n" {
+	if code, out, errs := admin("reload", "reload", "", "-i", "st0"); code != 1 || out != "" || errs != "stunnel reload: failed, running configuration kept: x.toml:3: bad\n" {
 		t.Errorf("failed reload: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	if code, _, errs := admin("state save", "state save", "", "-i", "st0"); code != 1 || errs != "stunnel state save: state save: not available in this build yet\n" {
+	if code, _, errs := admin("state save", "state save", "", "-i", "st0"); code != 1 || errs != "stunnel state save: not available in this build yet\n" {
 		t.Errorf("state save: exit %d, stderr %q", code, errs)
 	}
 	if code, _, errs := admin("tickets retire", "tickets retire", "KEY-ID", "-i", "st0", "k1"); code != 1 || !strings.Contains(errs, "not available in this build yet") {
@@ -270,5 +270,45 @@ func TestReloadHandlerGivesAbsolutePath(t *testing.T) {
 	go func() { reply := <-reloads; reply <- errors.New("reload failed, running configuration kept: x") }()
 	if file, err := h.Reload(); err == nil || file != "" {
 		t.Errorf("failed reload answered %q, %v; want no file and the error", file, err)
+	}
+}
+
+// The daemon's refusals name the command, and the CLI's line names it
+// already: "stunnel rekey: rekey needs a peer ID" read it twice. The line
+// names it once; the audit log keeps the daemon's whole message.
+func TestDaemonRefusalNamesTheCommandOnce(t *testing.T) {
+	t.Setenv(control.RunDirEnv, t.TempDir())
+	var audit lockedBuffer
+	s, err := control.Listen(control.Config{Name: "st0", Audit: slog.New(slog.NewTextHandler(&audit, nil)), Handlers: control.Handlers{
+		Status: func() ([]byte, error) { return []byte(`{}`), nil },
+		Reload: func() (string, error) {
+			return "", errors.New("reload failed, running configuration kept: x.toml:3: bad")
+		},
+		Rekey: func(p string) error { return control.NotFound(errors.New(`peer "` + p + `": no such peer`)) },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, c := range []struct {
+		command, argName string
+		args             []string
+		stderr, audit    string
+	}{
+		// The brief's case: an empty peer ID reaches the daemon, which refuses it.
+		{"rekey", "PEER", []string{""}, "needs a peer ID", `command=rekey arg="" outcome="refused: rekey needs a peer ID"`},
+		{"rekey", "PEER", []string{"a\x01b"}, `argument holds the unprintable '\x01'`, `outcome="refused: rekey: argument holds the unprintable '\\x01'"`},
+		{"reload", "", nil, "failed, running configuration kept: x.toml:3: bad", `command=reload arg="" outcome="failed: reload failed, running configuration kept: x.toml:3: bad"`},
+		{"state save", "", nil, "not available in this build yet", `command="state save" arg="" outcome="failed: state save: not available in this build yet"`},
+		// Not starting with the command: as the daemon said it.
+		{"rekey", "PEER", []string{"rekey"}, `peer "rekey": no such peer`, `outcome="failed: peer \"rekey\": no such peer"`},
+	} {
+		code, out, errs := admin(c.command, c.command, c.argName, c.args...)
+		if want := "stunnel " + c.command + ": " + c.stderr + "\n"; code != exitRuntime || out != "" || errs != want {
+			t.Errorf("%s %q: exit %d, stdout %q, stderr %q; want exit 1 and %q", c.command, c.args, code, out, errs, want)
+		}
+		if !strings.Contains(audit.String(), c.audit) {
+			t.Errorf("%s %q: audit log lacks %s:\n%s", c.command, c.args, c.audit, audit.String())
+		}
 	}
 }

@@ -115,8 +115,8 @@ func TestReloadFullTunnelFailureKeepsRunningConfig(t *testing.T) {
 		before := state()
 		write(c.file)
 		code, stdout, stderr := admin("reload", "reload", "", "-i", "rft0")
-		if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "stunnel reload: reload failed, running configuration kept: ") {
-			t.Errorf("%s: stunnel reload: exit %d, stdout %q, stderr %q; want exit 1 and one line: reload failed, running configuration kept", c.name, code, stdout, stderr)
+		if code != exitRuntime || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "stunnel reload: failed, running configuration kept: ") {
+			t.Errorf("%s: stunnel reload: exit %d, stdout %q, stderr %q; want exit 1 and one line: failed, running configuration kept", c.name, code, stdout, stderr)
 		}
 		for _, w := range c.want {
 			if !strings.Contains(stderr, w) {
