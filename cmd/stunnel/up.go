@@ -126,7 +126,17 @@ func run(cfg *conf.Config, key handshake.StaticKey, log *slog.Logger, level *slo
 	if err != nil {
 		return tunCreateError(name, err)
 	}
-	link, err := netcfg.Apply(name, cfg.Interface.MTU, cfg.Interface.Addresses, mainRoutes(cfg))
+	applyLink := func(c *conf.Config) (*netcfg.Link, error) {
+		return netcfg.Apply(name, c.Interface.MTU, c.Interface.Addresses, mainRoutes(c))
+	}
+	var link *netcfg.Link
+	if ds != nil {
+		// A directory record whose route the kernel refuses is left out
+		// (dirstart.go), not a reason to fail the start.
+		cfg, link, err = ds.startLink(cfg, applyLink)
+	} else {
+		link, err = applyLink(cfg)
+	}
 	if err != nil {
 		dev.Close()
 		return err
