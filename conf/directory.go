@@ -143,6 +143,7 @@ func (p *parser) directory(t table, in *Interface) *Directory {
 			p.addf(line, "cache_file is empty; leave it out for %s/NAME.directory", DefaultDirectoryCacheDir)
 		}
 		d.CacheFile = p.path(name)
+		p.cacheLine = line
 	} else if in.Name != "" {
 		d.CacheFile = filepath.Join(DefaultDirectoryCacheDir, in.Name+".directory")
 	}

@@ -29,9 +29,11 @@ type parser struct {
 	fromDisk bool // read by Load: the file's mode and owner can be checked
 
 	// keyFiles are the key files read, by the key that named them, and
-	// stateLine the line of an explicit state_file: stateFileClash.
+	// stateLine and cacheLine the lines of an explicit state_file and
+	// [directory] cache_file: stateFileClash, cacheFileClash.
 	keyFiles  []namedFile
 	stateLine int
+	cacheLine int
 }
 
 // table is one TOML table with where it sits, for messages.
@@ -107,6 +109,7 @@ func (p *parser) config(raw map[string]any) *Config {
 		c.Peers = append(c.Peers, p.peer(t))
 	}
 	p.stateFileClash(c)
+	p.cacheFileClash(c)
 	p.crossCheck(c)
 	return c
 }

@@ -69,6 +69,39 @@ func (p *parser) stateFileClash(c *Config) {
 	if state == "" || p.stateLine == 0 {
 		return
 	}
+	others := p.configFiles(c)
+	if d := c.Directory; d != nil {
+		others = append(others, namedFile{"[directory] cache_file", d.CacheFile})
+	}
+	if o, ok := clash(state, others); ok {
+		p.addf(p.stateLine, "state_file %s is also %s: the daemon moves its state file aside at start and writes over it at stop; give the state a file of its own, e.g. %q",
+			state, o.key, filepath.Join(DefaultStateDir, c.Interface.Name+".state"))
+	}
+}
+
+// cacheFileClash refuses a [directory] cache_file that is another file of
+// the config: the daemon writes the sealed directory over it after every
+// sync with etcd, so the first start took a key, the config itself, a
+// ticket key file... away from the next one. The state file too, also at
+// its default path (an explicit one is stateFileClash's to name).
+func (p *parser) cacheFileClash(c *Config) {
+	d := c.Directory
+	if d == nil || d.CacheFile == "" || p.cacheLine == 0 {
+		return
+	}
+	others := p.configFiles(c)
+	if c.Interface.StateFile != "" && p.stateLine == 0 {
+		others = append(others, namedFile{"state_file", c.Interface.StateFile})
+	}
+	if o, ok := clash(d.CacheFile, others); ok {
+		p.addf(p.cacheLine, "cache_file %s is also %s: the daemon writes the sealed directory over it after every sync with etcd; give the cache a file of its own, e.g. %q",
+			d.CacheFile, o.key, filepath.Join(DefaultDirectoryCacheDir, c.Interface.Name+".directory"))
+	}
+}
+
+// configFiles is every file the config names that the daemon reads, by
+// the key that names it: what neither state_file nor cache_file may be.
+func (p *parser) configFiles(c *Config) []namedFile {
 	others := append([]namedFile{{"the config file", p.file}}, p.keyFiles...)
 	if t := c.Tickets; t.KeyFile != "" {
 		others = append(others, namedFile{"[tickets] key_file", t.KeyFile})
@@ -78,18 +111,22 @@ func (p *parser) stateFileClash(c *Config) {
 	}
 	if d := c.Directory; d != nil {
 		others = append(others, namedFile{"[directory] ca_file", d.CAFile}, namedFile{"[directory] cert_file", d.CertFile},
-			namedFile{"[directory] key_file", d.KeyFile}, namedFile{"[directory] cache_file", d.CacheFile})
+			namedFile{"[directory] key_file", d.KeyFile})
 	}
 	if k := c.Interface.PKCS11; k != nil && k.PinFile != "" {
 		others = append(others, namedFile{"the PKCS#11 PIN file", k.PinFile})
 	}
+	return others
+}
+
+// clash is the first of others that is path.
+func clash(path string, others []namedFile) (namedFile, bool) {
 	for _, o := range others {
-		if o.path != "" && sameFile(state, o.path) {
-			p.addf(p.stateLine, "state_file %s is also %s: the daemon moves its state file aside at start and writes over it at stop; give the state a file of its own, e.g. %q",
-				state, o.key, filepath.Join(DefaultStateDir, c.Interface.Name+".state"))
-			return
+		if o.path != "" && sameFile(path, o.path) {
+			return o, true
 		}
 	}
+	return namedFile{}, false
 }
 
 // sameFile: the same path once absolute and clean, or the same file on

@@ -1,10 +1,13 @@
 package conf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"stunnel/internal/etcdtest"
 )
 
 func TestStateFile(t *testing.T) {
@@ -93,6 +96,43 @@ func TestStateFileIsNotAnotherFileOfTheConfig(t *testing.T) {
 		probs := problems(t, err)
 		if len(probs) != 1 || probs[0].Line != 6 || !strings.Contains(probs[0].Msg, c.what) {
 			t.Errorf("state_file %q: problems %v; want one at line 6 naming %s", c.state, probs, c.what)
+		}
+	}
+}
+
+// A [directory] cache_file that names a file the config already uses for
+// something else: the daemon writes the sealed directory over it after
+// every sync with etcd, so the first start took the private key (or the
+// config, or etcd's client key) away from the next one, and a state file
+// there was overwritten while the daemon ran.
+func TestDirectoryCacheFileIsNotAnotherFileOfTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	etcdtest.MakeTLS(t, dir, []string{"198.18.0.10"}) // ca.pem, client.pem, client.key
+	writeFile(t, filepath.Join(dir, "a.key"), testKey(t, 1).Base64()+"\n", 0o600)
+	head := "[interface]\nname = \"st0\"\npeer_id = \"a\"\nprivate_key_file = \"a.key\"\naddress = [\"198.19.0.1/24\"]\n"
+	tail := "[directory]\netcd_endpoints = [\"https://198.18.0.10:2379\"]\nprefix = \"/s/\"\nca_file = \"ca.pem\"\n" +
+		"cert_file = \"client.pem\"\nkey_file = \"client.key\"\ncache_file = \"%s\"\n"
+	for _, c := range []struct {
+		state, cache, what string
+		line               int
+	}{
+		{"", "a.key", "private_key_file", 12},
+		{"", "st0.toml", "the config file", 12},
+		{"", "client.key", "[directory] key_file", 12},
+		{"", "/var/lib/stunnel/st0.state", "state_file", 12}, // the default state file
+		// An explicit state_file is the one stateFileClash names.
+		{"state_file = \"st0.state\"\n", "st0.state", "[directory] cache_file", 6},
+	} {
+		path := filepath.Join(dir, "st0.toml")
+		writeFile(t, path, head+c.state+fmt.Sprintf(tail, c.cache), 0o600)
+		_, err := Load(path)
+		if err == nil {
+			t.Errorf("cache_file %q (also %s) accepted", c.cache, c.what)
+			continue
+		}
+		probs := problems(t, err)
+		if len(probs) != 1 || probs[0].Line != c.line || !strings.Contains(probs[0].Msg, c.what) {
+			t.Errorf("cache_file %q: problems %v; want one at line %d naming %s", c.cache, probs, c.line, c.what)
 		}
 	}
 }
