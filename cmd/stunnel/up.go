@@ -326,6 +326,9 @@ func reload(running *conf.Config, d *tunnel.Device, link *netcfg.Link, bind *udp
 	}
 	if err != nil {
 		zeroConfigSecrets(cfg)
+		if file != cfg { // the directory's merge was a copy; the file's own keys are not kept either
+			zeroConfigSecrets(file)
+		}
 		log.Error("reload failed: keeping the running configuration", "err", err.Error())
 		return running, fmt.Errorf("reload failed, running configuration kept: %w", err)
 	}

@@ -263,7 +263,8 @@ func (s *dirSync) noteDefaultsLocked(cfg *conf.Config) {
 	s.defaults = seen
 }
 
-// fileApplied records the file's config after a successful SIGHUP reload.
+// fileApplied records the file's config after a successful SIGHUP reload,
+// and zeroes the secrets of the one it replaces.
 // A changed [directory] is not applied to the running watcher (etcd
 // endpoints, prefix and credentials are fixed at start); say so. Its
 // records_within is not the watcher's: the merge reads it from the file
@@ -273,6 +274,11 @@ func (s *dirSync) fileAppliedLocked(file *conf.Config) {
 		s.log.Warn("reload: [directory] was removed; the directory and its records_within stay in use until the next restart")
 	} else if !reflect.DeepEqual(watcherSettings(file.Directory), watcherSettings(s.file.Directory)) {
 		s.log.Warn("reload: [directory] changes take effect at the next restart (records_within aside: it applies now)")
+	}
+	if s.file != file {
+		// The one copy of the file's keys this keeps is the newest
+		// file's: the one it replaces is no one's any more.
+		zeroConfigSecrets(s.file)
 	}
 	s.file = file
 	s.running = s.peers // the reload merged them
