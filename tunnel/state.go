@@ -130,6 +130,8 @@ func (d *Device) restoreState(b []byte, sessions bool) RestoreSummary {
 			sum.Sessions += r.Sessions
 			if ep != "" && p.currentEndpoint() == nil {
 				p.restoreEndpoint(ep)
+			} else if ep != "" {
+				p.restoreGroupMember(ep)
 			}
 		}
 		if r.Ticket {
@@ -146,6 +148,37 @@ func (d *Device) peerForState(set *peerSet, entry []byte) *Peer {
 		return nil
 	}
 	return set.byID[id]
+}
+
+// restoreGroupMember points a restored peer of an endpoint group at the
+// gateway of its list its session was with when the state was saved (it had
+// failed over there), not at the first one, where New put it: that gateway
+// does not know the session (or is still down), so the restored session
+// would be lost and traffic would stop until failover_after moved the peer
+// on and a new handshake replaced it. Only a member written as an address
+// is found; an address the group does not list (a gateway that roamed, a
+// name's) leaves the peer where New put it, as for a single configured
+// endpoint: the configuration wins.
+func (p *Peer) restoreGroupMember(ep string) {
+	ap, err := netip.ParseAddrPort(ep)
+	if err != nil {
+		return
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	p.mu.Lock()
+	member := ""
+	for i, e := range p.cfg.Endpoints {
+		m, err := netip.ParseAddrPort(e)
+		if err == nil && len(p.cfg.Endpoints) > 1 && netip.AddrPortFrom(m.Addr().Unmap(), m.Port()) == ap {
+			p.fo.index.Store(int32(i))
+			member = e
+			break
+		}
+	}
+	p.mu.Unlock()
+	if member != "" {
+		p.resolveNamed(member, false, false) // an address: set at once, as a failover sets it
+	}
 }
 
 // restoreEndpoint points a restored peer where its session last was.

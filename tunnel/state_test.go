@@ -110,3 +110,43 @@ func TestRestoreTicketsOnlyRestoresNoSession(t *testing.T) {
 		t.Fatal("show marks a session restored from a state saved while running")
 	}
 }
+
+// A gateway group's peer whose session, at a clean stop, was with a later
+// gateway of its list (it had failed over) comes back pointed at that
+// gateway, the restored session's: sent to the first gateway, which does
+// not know the session (or is still down), the restored session was lost,
+// and traffic stopped until failover_after moved the peer on and a new
+// handshake replaced it.
+func TestRestartKeepsTheGatewayFailedOverTo(t *testing.T) {
+	p := newPair(t, withGroup(deadGateway))
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("before"))
+	p.a.tun.toTunnel <- out
+	waitFor(t, 5*time.Second, "the first initiation", func() bool { return p.a.dev.peers.Load().list[0].sess.Initiating() })
+	p.clock.Advance(3 * time.Second)
+	p.a.dev.checkFailover(p.clock.Now())
+	p.b.expect(t, out)
+	back := ipv4UDP("198.19.0.2", "198.19.0.1", []byte("before back"))
+	p.b.tun.toTunnel <- back
+	p.a.expect(t, back)
+	if s := p.a.peerStatus(t); s.Endpoint != p.b.under || s.Failovers != 1 {
+		t.Fatalf("before the restart: endpoint %q, failovers %d; want %s after one failover", s.Endpoint, s.Failovers, p.b.under)
+	}
+	handshakes := p.b.peerStatus(t).Handshakes
+
+	if sum := p.restartHost(t, p.a, true); sum.Sessions != 1 {
+		t.Fatalf("restore: %s", sum)
+	}
+	s := p.a.peerStatus(t)
+	if s.Endpoint != p.b.under || len(s.StandbyEndpoints) != 1 || s.StandbyEndpoints[0] != deadGateway {
+		t.Errorf("after the restart: endpoint %q, standby %q; want the gateway the session is with, %s", s.Endpoint, s.StandbyEndpoints, p.b.under)
+	}
+	out = ipv4UDP("198.19.0.1", "198.19.0.2", []byte("after"))
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
+	back = ipv4UDP("198.19.0.2", "198.19.0.1", []byte("after back"))
+	p.b.tun.toTunnel <- back
+	p.a.expect(t, back)
+	if got := p.b.peerStatus(t).Handshakes; got != handshakes {
+		t.Errorf("the gateway saw a handshake across the restart (%d, was %d): the restored session was not used", got, handshakes)
+	}
+}
