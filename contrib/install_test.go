@@ -11,14 +11,14 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"stunnel/internal/roottest"
 )
 
 // makeIn runs make in the repository root with the given variables.
 func makeIn(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("make is not installed")
-	}
+	roottest.RequireTool(t, "make", "make")
 	cmd := exec.Command("make", append([]string{"-s", "-C", ".."}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Env = append(cmd.Env, "GO="+filepath.Join(runtime.GOROOT(), "bin", "go"))
@@ -193,9 +193,7 @@ func writeFile(t *testing.T, path, text string) {
 // `sudo make demo` (and build) gives bin/ back to the user who ran sudo, so
 // a later `make clean` works without root.
 func TestSudoBuildLeavesNoRootOwnedBin(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to stand in for sudo")
-	}
+	roottest.Require(t, "chown to SUDO_UID (standing in for sudo)")
 	dir := filepath.Join(t.TempDir(), "bin")
 	out, err := makeIn(t, []string{"SUDO_UID=65534", "SUDO_GID=65534"}, "build", "BIN="+filepath.Join(dir, "stunnel"))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
 )
 
 // capsOf reads the Cap* masks of a running process.
@@ -122,9 +122,7 @@ func unitCapabilityArgs(t *testing.T) []string {
 // under systemd kept CAP_CHOWN and logged "running with more privileges
 // than needed".
 func TestDaemonUnderTheUnitHoldsOnlyWhatItNeeds(t *testing.T) {
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv (util-linux) is not installed")
-	}
+	roottest.RequireTool(t, "setpriv", "util-linux")
 	const (
 		netAdmin    = 1 << 12 // CAP_NET_ADMIN
 		bindService = 1 << 10 // CAP_NET_BIND_SERVICE

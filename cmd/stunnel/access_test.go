@@ -53,9 +53,7 @@ func runBinary(t *testing.T, bin string, cred *syscall.Credential, wrap []string
 // root is refused only under the unit's sandbox, which has no
 // CAP_DAC_OVERRIDE.
 func TestUnreadableFilesSayWhatToDo(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run the binary as another user")
-	}
+	roottest.Require(t, "setuid to nobody (the binary runs as another user)")
 	bin, dir := copyTestBinary(t)
 	etc := filepath.Join(dir, "etc")
 	if err := os.Mkdir(etc, 0o700); err != nil {
@@ -89,9 +87,7 @@ func TestUnreadableFilesSayWhatToDo(t *testing.T) {
 
 	// Root without CAP_DAC_OVERRIDE, as under the unit, and a key file
 	// that belongs to someone else.
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv (util-linux) is not installed")
-	}
+	roottest.RequireTool(t, "setpriv", "util-linux")
 	if err := os.Chown(filepath.Join(dir, "a.key"), 65534, 65534); err != nil {
 		t.Fatal(err)
 	}

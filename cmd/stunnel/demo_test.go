@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"stunnel/internal/roottest"
 )
 
 func TestDemoNeedsRoot(t *testing.T) {
@@ -31,14 +33,13 @@ func TestDemoNeedsRoot(t *testing.T) {
 	}
 }
 
+// needNetns skips loudly without root or iproute2, and fails instead under
+// STUNNEL_REQUIRE_NETNS=1 (CI, `sudo make test`): a demo test that did not
+// run must not pass there.
 func needNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2")
-	}
+	roottest.Require(t, "network namespaces")
+	roottest.RequireTool(t, "ip", "iproute2")
 }
 
 var (

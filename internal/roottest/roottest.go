@@ -7,6 +7,7 @@ package roottest
 import (
 	"io"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -21,6 +22,23 @@ func Require(t testing.TB, what string) {
 		t.Fatalf("STUNNEL_REQUIRE_NETNS=1 but not root: cannot use %s", what)
 	}
 	t.Skipf("SKIPPING: needs root for %s (run `sudo make test`; STUNNEL_REQUIRE_NETNS=1 makes this a failure)", what)
+}
+
+// RequireTool skips t loudly unless the program name is on PATH; pkg is
+// the Debian package that has it. CI installs every such program (.ci/run)
+// and sets STUNNEL_REQUIRE_NETNS=1, which `sudo make test` also sets, so
+// there a missing program fails t: a test that silently did not run must
+// not pass for one that passed. CI is checked too, as etcdtest does, for a
+// runner that kept CI but not STUNNEL_REQUIRE_NETNS.
+func RequireTool(t testing.TB, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" || os.Getenv("CI") != "" {
+		t.Fatalf("STUNNEL_REQUIRE_NETNS=1 (or CI) but %s is not on PATH: apt-get install %s (.ci/run does)", name, pkg)
+	}
+	t.Skipf("SKIPPING: needs %s (apt-get install %s); STUNNEL_REQUIRE_NETNS=1 makes this a failure", name, pkg)
 }
 
 // CopyExecutable copies the executable at src to dst (mode 0755), for
