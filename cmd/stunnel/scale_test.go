@@ -19,6 +19,8 @@ import (
 	"stunnel/directory"
 	"stunnel/handshake"
 	"stunnel/internal/etcdtest"
+	"stunnel/internal/netns"
+	"stunnel/internal/roottest"
 	"stunnel/tunnel"
 	"stunnel/tunnel/udpbind"
 )
@@ -87,17 +89,26 @@ func heapAndStacks() uint64 {
 }
 
 // TestDirectoryScale measures, with a real etcd and two real devices on
-// loopback UDP: the memory of a daemon's directory and peer set for 10,000
+// loopback UDP in a namespace of their own: the memory of a daemon's directory and peer set for 10,000
 // records (1,000 under -race, whose goroutine limit 20,000 peers' would
 // exceed), the time from etcd's answer to the whole set applied, and the
 // time from one `put` to the peer being present and to a packet crossing a
 // fresh handshake; and that a stream of packets to an unchanged peer loses
 // nothing while records change.
+//
+// The devices' sockets live in that namespace because a starting daemon
+// sends a handshake initiation to every peer with an endpoint: made in the
+// test's own namespace, the records' 10,000 initiations (and their retries)
+// went out of the host's default route to 198.18.x.y. There they go out of
+// a link whose far end drops them, as a real uplink would carry them away:
+// the sends succeed and the daemon does what it does at a real start.
 func TestDirectoryScale(t *testing.T) {
+	roottest.Require(t, "a network namespace (the records' handshake initiations must not leave the host)")
 	n := 10000
 	if raceEnabled || testing.Short() {
 		n = 1000
 	}
+	ns := scaleNetns(t)
 	m := etcdtest.Start(t)
 	cli, err := directory.Dial([]string{m.ClientURL}, nil)
 	if err != nil {
@@ -145,10 +156,7 @@ func TestDirectoryScale(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 
 	tunB := newChanTUN()
-	devB, err := tunnel.New(cfgB, tunnel.Options{TUN: tunB, Bind: udpbind.New(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	devB := newDeviceIn(t, ns, cfgB, tunnel.Options{TUN: tunB, Bind: udpbind.New(), Logger: log})
 	defer devB.Close()
 
 	base, goBase := heapAndStacks(), runtime.NumGoroutine()
@@ -162,10 +170,7 @@ func TestDirectoryScale(t *testing.T) {
 	initial := ds.initial()
 	memDir := heapAndStacks() - base
 	tunA := newChanTUN()
-	devA, err := tunnel.New(initial, tunnel.Options{TUN: tunA, Bind: udpbind.New(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	devA := newDeviceIn(t, ns, initial, tunnel.Options{TUN: tunA, Bind: udpbind.New(), Logger: log})
 	defer devA.Close()
 	ds.attach(devA, nil)
 	built := time.Since(start)
@@ -246,4 +251,50 @@ func TestDirectoryScale(t *testing.T) {
 		float64(memDir)/(1<<20), float64(memDir)/float64(n), gor, float64(gor)/float64(n))
 	t.Logf("directory scale, %d records: put -> peer present in the data plane %v; put -> first packet across a new handshake %v",
 		n, present.Round(time.Millisecond), crossed.Round(time.Millisecond))
+}
+
+// scaleNetns makes the namespace TestDirectoryScale's devices send from:
+// loopback for the two devices, and a route for the records' endpoints in
+// 198.18.0.0/16 out of veth drop0 through a gateway with a made-up static
+// MAC, so the sends need no ARP and succeed, and the other end of the pair,
+// drop1 (no address, same namespace), discards frames not for its MAC.
+// Removed at cleanup, after the devices (closed by the test's defers).
+func scaleNetns(t *testing.T) string {
+	t.Helper()
+	ns := fmt.Sprintf("stscale-%d", os.Getpid())
+	if err := netns.Add(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Delete(ns); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	for _, args := range [][]string{
+		{"link", "add", "drop0", "type", "veth", "peer", "name", "drop1"},
+		{"addr", "add", "198.18.255.254/24", "dev", "drop0"},
+		{"link", "set", "drop0", "up"},
+		{"link", "set", "drop1", "up"},
+		{"neigh", "add", "198.18.255.1", "lladdr", "02:00:00:00:00:01", "dev", "drop0", "nud", "permanent"},
+		{"route", "add", "198.18.0.0/16", "via", "198.18.255.1", "dev", "drop0"},
+	} {
+		if _, err := netns.Run(ns, "ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns
+}
+
+// newDeviceIn starts a device whose UDP sockets belong to ns: tunnel.New
+// opens them on the calling thread, which netns.Do has switched into ns.
+func newDeviceIn(t *testing.T, ns string, cfg *conf.Config, o tunnel.Options) *tunnel.Device {
+	t.Helper()
+	var d *tunnel.Device
+	if err := netns.Do(ns, func() (err error) {
+		d, err = tunnel.New(cfg, o)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
