@@ -1,12 +1,14 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"stunnel/internal/roottest"
@@ -60,10 +62,17 @@ func TestVethTCPThroughDo(t *testing.T) {
 		got <- string(buf) + " from " + c.RemoteAddr().(*net.TCPAddr).IP.String()
 	}()
 
-	// The listener's address is not reachable from the test's own namespace.
-	if c, err := net.Dial("tcp4", ln.Addr().String()); err == nil {
-		c.Close()
-		t.Fatal("dialled the namespaced listener from the root namespace; it must not be reachable")
+	// The veth addresses are not the test's own namespace's: a socket
+	// there cannot bind them. (Probed by binding, not by dialling: from
+	// here a dial goes out of the host's default route, and a test sends
+	// nothing outside its own namespaces.)
+	for _, p := range []netip.Prefix{pa, pb} {
+		if l, err := net.Listen("tcp4", p.Addr().String()+":0"); err == nil {
+			l.Close()
+			t.Fatalf("bound %s in the test's own namespace: the veth address leaked out of its namespace", p.Addr())
+		} else if !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			t.Fatalf("binding %s in the test's own namespace: %v, want EADDRNOTAVAIL", p.Addr(), err)
+		}
 	}
 
 	var c net.Conn
