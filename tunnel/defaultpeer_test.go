@@ -38,9 +38,17 @@ func TestDefaultPeerCannotSendAsANarrowerPeer(t *testing.T) {
 	if !send("198.19.99.2") {
 		t.Fatal("b did not deliver alpha's next packet from the internet")
 	}
-	for _, st := range p.b.dev.Status().Peers {
-		if st.ID == "alpha" && st.Drops["source_not_allowed"] != 1 {
-			t.Errorf("alpha's source_not_allowed drops: %d, want 1", st.Drops["source_not_allowed"])
+	alpha := -1
+	peers := p.b.dev.Status().Peers
+	for i, st := range peers {
+		if st.ID == "alpha" {
+			alpha = i
 		}
+	}
+	if alpha < 0 {
+		t.Fatalf("b's status lists no peer alpha: %+v", peers)
+	}
+	if n := peers[alpha].Drops["source_not_allowed"]; n != 1 {
+		t.Errorf("alpha's source_not_allowed drops: %d, want 1", n)
 	}
 }

@@ -109,7 +109,16 @@ func TestTicketsAddRefusedForKeyFileRing(t *testing.T) {
 	list, add, _ := ticketHandlers(ring, running)
 	reloadTicketRing(ring, fromFile, false, nil, slog.New(slog.DiscardHandler))
 	running.Store(fromFile)
-	before, _ := list()
+	keys, err := tickets.ReadKeyFile(keyFile)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("key file: %d keys, %v", len(keys), err)
+	}
+	// The ring holds the file's key: "unchanged" below compares a real
+	// listing, not two failures.
+	before, err := list()
+	if err != nil || !strings.Contains(string(before), keys[0].NameHex()) {
+		t.Fatalf("after the reload with key_file, the ring lists %s (%v); want the file's key %s", before, err, keys[0].NameHex())
+	}
 
 	got, err := add("")
 	if err == nil || got != nil || strings.Contains(err.Error(), "\n") ||

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,12 +120,27 @@ func TestErrors(t *testing.T) {
 	if err := Do(ns, func() error { panic("boom") }); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("Do with a panicking fn: %v", err)
 	}
-	// The test's thread pool is still in the root namespace.
-	self, _ := os.Readlink("/proc/self/ns/net")
+	// Every thread of the process is back in the test's namespace once Do
+	// returns: Do runs fn on whichever thread the runtime gives it, so
+	// /proc/self (the main thread alone) would not see one left behind.
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := Do(ns, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if now, _ := os.Readlink("/proc/self/ns/net"); now != self {
-		t.Fatalf("namespace changed from %s to %s", self, now)
+	tasks, err := filepath.Glob("/proc/self/task/*/ns/net")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("listing the threads' namespaces: %d, %v", len(tasks), err)
+	}
+	for _, f := range tasks {
+		now, err := os.Readlink(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread exited meanwhile
+		}
+		if err != nil || now != self {
+			t.Fatalf("%s is %s (%v) after Do returned, want %s", f, now, err, self)
+		}
 	}
 }
