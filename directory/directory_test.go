@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -173,9 +174,16 @@ func TestPutListDeleteAndWatch(t *testing.T) {
 	if _, err := cli.Put(ctx(t), "/stx/peers/z", "x"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // nothing to wait for: asserting an absence
-	if got := w.ids(); got != "c," || d.State().Malformed != 0 {
-		t.Fatalf("after foreign keys: %q %+v", got, d.State())
+	// A record put after them is a barrier: the watch delivers in revision
+	// order, so once d is seen the foreign keys have been judged too.
+	if err := Put(ctx(t), cli, "/st/", testPeer(t, "d", 4)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "d, put after the foreign keys", func() bool {
+		return slices.Contains(strings.Split(w.ids(), ","), "d")
+	})
+	if got := w.ids(); got != "c,d," || d.State().Malformed != 0 {
+		t.Fatalf("after foreign keys: %q %+v; want c and d, nothing malformed", got, d.State())
 	}
 }
 
