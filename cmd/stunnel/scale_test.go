@@ -21,6 +21,7 @@ import (
 	"stunnel/internal/etcdtest"
 	"stunnel/internal/netns"
 	"stunnel/internal/roottest"
+	"stunnel/internal/waitfor"
 	"stunnel/tunnel"
 	"stunnel/tunnel/udpbind"
 )
@@ -226,12 +227,17 @@ func TestDirectoryScale(t *testing.T) {
 		}
 		got <- seen
 	}()
+	putErr := make(chan error, 1)
 	go func() {
 		for i := range 50 {
 			k, _ := handshake.GeneratePrivateKey(nil)
 			a := netip.AddrFrom4([4]byte{198, 19, 200, byte(i)})
-			_ = directory.Put(ctx, cli, prefix, conf.Peer{ID: fmt.Sprintf("host-%05d", i), PublicKey: k.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(a, 32)}})
+			if err := directory.Put(ctx, cli, prefix, conf.Peer{ID: fmt.Sprintf("host-%05d", i), PublicKey: k.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(a, 32)}}); err != nil {
+				putErr <- fmt.Errorf("changing record host-%05d: %w", i, err)
+				return
+			}
 		}
+		putErr <- nil
 	}()
 	for seq := range pkts {
 		tunA.in <- udp4(overA, overB, uint32(1000+seq))
@@ -246,6 +252,19 @@ func TestDirectoryScale(t *testing.T) {
 	} else if seen != pkts {
 		t.Logf("%d of %d packets arrived while records changed (race detector on)", seen, pkts)
 	}
+	// The records did change: a Put that failed, or a change the device
+	// never saw, would leave "while records changed" untested.
+	if err := <-putErr; err != nil {
+		t.Fatal(err)
+	}
+	waitfor.Cond(t, 10*time.Second, 50*time.Millisecond, "the last changed record in a's peer set", func() bool {
+		for _, p := range devA.Status().Peers {
+			if p.ID == "host-00049" {
+				return len(p.AllowedIPs) == 1 && p.AllowedIPs[0] == "198.19.200.49/32"
+			}
+		}
+		return false
+	})
 	t.Logf("directory scale, %d records: etcd list %v; list + peer set built %v; memory %.1f MiB (%.0f bytes/peer), of which directory cache + merged config %.1f MiB (%.0f bytes/peer); %d goroutines (%.1f/peer)",
 		n, synced.Round(time.Millisecond), built.Round(time.Millisecond), float64(mem)/(1<<20), float64(mem)/float64(n),
 		float64(memDir)/(1<<20), float64(memDir)/float64(n), gor, float64(gor)/float64(n))
