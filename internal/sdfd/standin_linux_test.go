@@ -331,7 +331,7 @@ func TestAdoptRefusesWrongDescriptors(t *testing.T) {
 	sa, _ = unix.Getsockname(udp)
 	bound = uint16(sa.(*unix.SockaddrInet4).Port)
 	in = udpbind.NewInherited(udp, -1)
-	want := bound + 1
+	want := freeUDPPort(t, bound)
 	if _, got, err := in.Open(want); err != nil || got != want || in.Adopted() ||
 		in.Refused() == nil || !strings.Contains(in.Refused().Error(), "port") {
 		t.Fatalf("Inherited.Open(%d) of a socket on %d = %d, %v, refused %v; want a fresh socket on %d and a port refusal",
@@ -342,4 +342,23 @@ func TestAdoptRefusesWrongDescriptors(t *testing.T) {
 		t.Fatal("Inherited.Open left a refused socket open")
 	}
 	in.Close()
+}
+
+// freeUDPPort returns a port other than not that the kernel has just
+// handed out, free on every address of both families (a dual-stack
+// socket on the wildcard held it). A fixed pick such as not+1 may be held
+// by any other socket on the host, a parallel package's test included.
+func freeUDPPort(t *testing.T, not uint16) uint16 {
+	t.Helper()
+	for {
+		c, err := net.ListenPacket("udp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+		c.Close()
+		if port != not {
+			return port
+		}
+	}
 }
