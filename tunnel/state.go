@@ -128,10 +128,12 @@ func (d *Device) restoreState(b []byte, sessions bool) RestoreSummary {
 		if r.Sessions > 0 {
 			sum.Peers++
 			sum.Sessions += r.Sessions
-			if ep != "" && p.currentEndpoint() == nil {
+			// The group member first, whether or not the peer has an
+			// endpoint yet: a name listed before it may still be being
+			// looked up, and only the member index keeps that lookup's
+			// answer from pointing the peer back at the first gateway.
+			if ep != "" && !p.restoreGroupMember(ep) && p.currentEndpoint() == nil {
 				p.restoreEndpoint(ep)
-			} else if ep != "" {
-				p.restoreGroupMember(ep)
 			}
 		}
 		if r.Ticket {
@@ -158,11 +160,15 @@ func (d *Device) peerForState(set *peerSet, entry []byte) *Peer {
 // on and a new handshake replaced it. Only a member written as an address
 // is found; an address the group does not list (a gateway that roamed, a
 // name's) leaves the peer where New put it, as for a single configured
-// endpoint: the configuration wins.
-func (p *Peer) restoreGroupMember(ep string) {
+// endpoint: the configuration wins. It reports whether ep was a member.
+//
+// Setting the index is what holds the peer there: a lookup of an earlier
+// member's name still running from New finds, when it ends, that the group
+// moved on (resolved), and leaves the endpoint alone.
+func (p *Peer) restoreGroupMember(ep string) bool {
 	ap, err := netip.ParseAddrPort(ep)
 	if err != nil {
-		return
+		return false
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	p.mu.Lock()
@@ -176,9 +182,11 @@ func (p *Peer) restoreGroupMember(ep string) {
 		}
 	}
 	p.mu.Unlock()
-	if member != "" {
-		p.resolveNamed(member, false, false) // an address: set at once, as a failover sets it
+	if member == "" {
+		return false
 	}
+	p.resolveNamed(member, false, false) // an address: set at once, as a failover sets it
+	return true
 }
 
 // restoreEndpoint points a restored peer where its session last was.

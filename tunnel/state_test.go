@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -13,6 +15,13 @@ import (
 // on a new TUN and the same address, restoring that state.
 func (p *pair) restartHost(t *testing.T, h *host, keepState bool) RestoreSummary {
 	t.Helper()
+	return p.restartHostWith(t, h, keepState, nil)
+}
+
+// restartHostWith is restartHost with opts changing the new device's
+// options.
+func (p *pair) restartHostWith(t *testing.T, h *host, keepState bool, opts func(*Options)) RestoreSummary {
+	t.Helper()
 	state, err := h.dev.CloseAndSave()
 	if err != nil {
 		t.Fatal(err)
@@ -22,8 +31,12 @@ func (p *pair) restartHost(t *testing.T, h *host, keepState bool) RestoreSummary
 	}
 	h.tun = newMemTUN()
 	h.bind = p.net.bind(h.under)
-	d, err := New(h.cfg, Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RestoreState: state})
+	o := Options{TUN: h.tun, Bind: h.bind, Now: p.clock.Now, TickInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RestoreState: state}
+	if opts != nil {
+		opts(&o)
+	}
+	d, err := New(h.cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +159,65 @@ func TestRestartKeepsTheGatewayFailedOverTo(t *testing.T) {
 	back = ipv4UDP("198.19.0.2", "198.19.0.1", []byte("after back"))
 	p.b.tun.toTunnel <- back
 	p.a.expect(t, back)
+	if got := p.b.peerStatus(t).Handshakes; got != handshakes {
+		t.Errorf("the gateway saw a handshake across the restart (%d, was %d): the restored session was not used", got, handshakes)
+	}
+}
+
+// As above, with the group's first gateway a DNS name still being looked up
+// when the state is restored: the peer had no endpoint yet, so the restore
+// set the saved address but not the group member, and the lookup's answer,
+// when it came, pointed the peer back at the first gateway: the restored
+// session was lost (how often depended on DNS timing).
+func TestRestartKeepsTheGatewayWhileANameIsLookedUp(t *testing.T) {
+	const name = "gw-a.test:51820"
+	answer := func(hostport string) (netip.AddrPort, error) {
+		if hostport != name {
+			return netip.AddrPort{}, fmt.Errorf("no such host: %s", hostport)
+		}
+		return netip.MustParseAddrPort(deadGateway), nil
+	}
+	p := newPairOpts(t, withGroup(name), 0, nil, func(h *host, o *Options) {
+		o.Resolve = func(ctx context.Context, hostport string) (netip.AddrPort, error) { return answer(hostport) }
+	})
+	waitFor(t, 5*time.Second, "the first lookup", func() bool { return p.a.peerStatus(t).Endpoint == deadGateway })
+	out := ipv4UDP("198.19.0.1", "198.19.0.2", []byte("before"))
+	p.a.tun.toTunnel <- out
+	waitFor(t, 5*time.Second, "the first initiation", func() bool { return p.a.dev.peers.Load().list[0].sess.Initiating() })
+	p.clock.Advance(3 * time.Second)
+	p.a.dev.checkFailover(p.clock.Now())
+	p.b.expect(t, out)
+	if s := p.a.peerStatus(t); s.Endpoint != p.b.under || s.Failovers != 1 {
+		t.Fatalf("before the restart: endpoint %q, failovers %d; want %s after one failover", s.Endpoint, s.Failovers, p.b.under)
+	}
+	handshakes := p.b.peerStatus(t).Handshakes
+
+	release := make(chan struct{})
+	sum := p.restartHostWith(t, p.a, true, func(o *Options) {
+		o.Resolve = func(ctx context.Context, hostport string) (netip.AddrPort, error) {
+			select { // a slow DNS server: answers once the restore is done
+			case <-release:
+				return answer(hostport)
+			case <-ctx.Done():
+				return netip.AddrPort{}, ctx.Err()
+			}
+		}
+	})
+	if sum.Sessions != 1 {
+		t.Fatalf("restore: %s", sum)
+	}
+	peer := p.a.dev.peers.Load().list[0]
+	if !peer.resolving.Load() {
+		t.Fatal("the name's lookup was not running at the restore: the test no longer tests anything")
+	}
+	close(release)
+	waitFor(t, 5*time.Second, "the lookup to end", func() bool { return !peer.resolving.Load() })
+	if s := p.a.peerStatus(t); s.Endpoint != p.b.under {
+		t.Fatalf("after the name's lookup: endpoint %q, standby %q; want the gateway the session is with, %s", s.Endpoint, s.StandbyEndpoints, p.b.under)
+	}
+	out = ipv4UDP("198.19.0.1", "198.19.0.2", []byte("after"))
+	p.a.tun.toTunnel <- out
+	p.b.expect(t, out)
 	if got := p.b.peerStatus(t).Handshakes; got != handshakes {
 		t.Errorf("the gateway saw a handshake across the restart (%d, was %d): the restored session was not used", got, handshakes)
 	}
