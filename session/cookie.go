@@ -6,7 +6,7 @@ import "stunnel/handshake"
 // peer is under load and wants proof of our address (mac2). The holder then
 // sends a fresh initiation at once (Initiate), which carries the cookie.
 // When the pending one is a resumption, so is the fresh one, with the same
-// ticket (resendLocked; docs/PROTOCOL.md section 10.5).
+// ticket, once per ticket (resendLocked; docs/PROTOCOL.md section 10.5).
 //
 // Only while an initiation of ours waits (docs/PROTOCOL.md section 8: a
 // cookie reply moves SENT to SENT, and no other state takes one). The

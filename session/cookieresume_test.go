@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"stunnel/handshake"
+	"stunnel/rekey"
 	"stunnel/tickets"
 )
 
@@ -112,5 +113,67 @@ func TestCookieReplyToResumptionRetriesWithSameTicket(t *testing.T) {
 	}
 	if s := b.peer.Status(now); s.Handshakes != 2 || s.HandshakesResumed != 1 {
 		t.Fatalf("b: %d handshakes, %d resumed; want 1 full and 1 resumed", s.Handshakes, s.HandshakesResumed)
+	}
+}
+
+// A ticket is resent once. A cookie reply to the resend (an expired cookie,
+// or a reply forged by anyone who saw the mac1) used to arm another resend,
+// and each put the same ticket on the wire again, linking the messages
+// that carry it: the next attempt is a full handshake instead.
+func TestSecondCookieReplyBringsFullHandshake(t *testing.T) {
+	now := t0
+	a, b := ticketSides(t, &now)
+	now = now.Add(2 * time.Minute)
+	first, _, _ := a.peer.Initiate(now, "b")
+	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, now)); err != nil {
+		t.Fatal(err)
+	}
+	retry, _, _ := a.peer.Initiate(now, "b")
+	if !bytes.Equal(ticketOf(t, retry), ticketOf(t, first)) {
+		t.Fatal("the resend carries another ticket")
+	}
+	sent := a.peer.sent
+	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, retry, now)); err != nil {
+		t.Fatal(err)
+	}
+	third, _, err := a.peer.Initiate(now, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third[0] != handshake.MessageTypeInitiation {
+		t.Fatalf("after a cookie reply to the resend: a message of type %d, want a full initiation (1)", third[0])
+	}
+	if sent == nil || sent.secret != ([32]byte{}) || a.peer.sent != nil {
+		t.Fatal("the resent ticket's secret outlived its last attempt")
+	}
+}
+
+// The resend belongs to the retry the cookie reply starts at once. When the
+// holder could not send it (no endpoint yet), the resend stayed armed and
+// the timers' retry, 5 s later, resumed with the same ticket: section 10.5
+// drops the ticket at the next retry, which is a full handshake.
+func TestCookieResendDoesNotOutliveItsRetry(t *testing.T) {
+	now := t0
+	a, b := ticketSides(t, &now)
+	now = now.Add(2 * time.Minute)
+	first, _, _ := a.peer.Initiate(now, "b")
+	sent := a.peer.sent
+	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, now)); err != nil {
+		t.Fatal(err)
+	}
+	// The holder sends nothing now; the retry interval passes.
+	now = now.Add(6 * time.Second)
+	if a.peer.Due(now)&rekey.ActSendInitiation == 0 {
+		t.Fatal("no retry due")
+	}
+	if sent == nil || sent.secret != ([32]byte{}) || a.peer.sent != nil {
+		t.Fatal("the timers' retry left the unanswered resumption's ticket kept")
+	}
+	msg, _, err := a.peer.Initiate(now, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg[0] != handshake.MessageTypeInitiation {
+		t.Fatalf("the timers' retry after an unsent cookie resend: a message of type %d, want a full initiation (1)", msg[0])
 	}
 }

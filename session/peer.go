@@ -83,7 +83,8 @@ type Peer struct {
 	forceFull bool
 	// sent: the ticket our pending resumption (initiation) carries, kept
 	// with its secret while it waits, for a retry after a cookie reply
-	// (resend: one came); zeroed when it completes or is abandoned.
+	// (resend: one came; once per ticket, see resendLocked); zeroed when
+	// it completes or is abandoned, or when the timers retry instead.
 	sent      *heldTicket
 	resend    bool
 	secret    [32]byte
@@ -188,6 +189,7 @@ func (p *Peer) WantHandshake(now time.Time) rekey.Action {
 	p.mu.Lock()
 	p.timers.WantHandshake(now)
 	act := p.timers.Due(now)
+	p.endAttemptLocked(act)
 	if act&rekey.ActGiveUp != 0 {
 		abandoned = p.giveUpLocked(now)
 	}
@@ -207,6 +209,7 @@ func (p *Peer) Due(now time.Time) rekey.Action {
 	var abandoned pendingHandshake
 	p.mu.Lock()
 	act := p.timers.Due(now)
+	p.endAttemptLocked(act)
 	if act&rekey.ActGiveUp != 0 {
 		abandoned = p.giveUpLocked(now)
 	}

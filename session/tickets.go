@@ -119,12 +119,15 @@ func (p *Peer) sameKeys(static handshake.PublicKey, pskTag *[32]byte) error {
 }
 
 // heldTicket is a ticket a peer gave us (we were the initiator), with the
-// resumption secret of the session it came under. Used once.
+// resumption secret of the session it came under. Used once, and sent at
+// most twice: resent marks the one resend a cookie reply brought
+// (resendLocked), after which no cookie reply brings another.
 type heldTicket struct {
 	ticket   []byte
 	secret   [32]byte
 	received time.Time
 	expires  time.Time
+	resent   bool
 }
 
 func (t *heldTicket) zero() {
@@ -152,6 +155,7 @@ func (p *Peer) takeTicketLocked(now time.Time) *heldTicket {
 	if p.resend {
 		if t == nil {
 			t = p.sent
+			t.resent = true
 		} else {
 			p.sent.zero() // the newer ticket is certainly unspent
 		}
@@ -178,9 +182,30 @@ func (p *Peer) takeTicketLocked(now time.Time) *heldTicket {
 // cookie reply proves nothing (anyone who saw the message's mac1 can make
 // one): if the ticket was in fact taken, the responder refuses the retry
 // as reused and the next retry is a full handshake, as after any refusal.
+//
+// Once per ticket: a cookie reply to the resend arms nothing, and the next
+// attempt is a full handshake. Each resend puts the ticket on the wire
+// again, linkable to the first message 5 by anyone who sees both; an
+// expired cookie, or replies forged by anyone who saw the mac1, must not
+// repeat it over and over.
+//
+// The resend is the retry the cookie reply starts at once, and only that
+// one: a retry the timers start instead (the holder could not send, e.g. no
+// endpoint yet) ends the attempt and drops the ticket (endAttemptLocked),
+// as does giving up.
 func (p *Peer) resendLocked() {
-	if p.sent != nil {
+	if p.sent != nil && !p.sent.resent {
 		p.resend = true
+	}
+}
+
+// endAttemptLocked is the timers' verdict on our pending initiation: a retry
+// is due, so it went unanswered. A resumption's ticket is discarded then
+// (docs/PROTOCOL.md section 10.5: one message-5 attempt per ticket), with
+// any resend a cookie reply armed and the holder never sent.
+func (p *Peer) endAttemptLocked(act rekey.Action) {
+	if act&rekey.ActSendInitiation != 0 {
+		p.dropSentLocked()
 	}
 }
 
