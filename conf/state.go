@@ -122,16 +122,18 @@ func (p *parser) configFiles(c *Config) []namedFile {
 // clash is the first of others that is path.
 func clash(path string, others []namedFile) (namedFile, bool) {
 	for _, o := range others {
-		if o.path != "" && sameFile(path, o.path) {
+		if o.path != "" && SameFile(path, o.path) {
 			return o, true
 		}
 	}
 	return namedFile{}, false
 }
 
-// sameFile: the same path once absolute and clean, or the same file on
-// disk (a link to it, another path to it).
-func sameFile(a, b string) bool {
+// SameFile reports whether paths a and b name one file: the same path once
+// absolute and clean (whether or not it exists: the file may be out of
+// sight, in another mount namespace), or the same file on disk (a link to
+// it, another path to it).
+func SameFile(a, b string) bool {
 	aa, errA := filepath.Abs(a)
 	ab, errB := filepath.Abs(b)
 	if errA == nil && errB == nil && aa == ab {

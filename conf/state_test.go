@@ -136,3 +136,41 @@ func TestDirectoryCacheFileIsNotAnotherFileOfTheConfig(t *testing.T) {
 		}
 	}
 }
+
+// SameFile, shared by the config's file clash check and the reload CLI's
+// note: another spelling of a path, a symlink and a hard link are the same
+// file; a copy is not; a path out of sight is compared by its spelling.
+func TestSameFile(t *testing.T) {
+	dir := t.TempDir()
+	own, cp := filepath.Join(dir, "st0.toml"), filepath.Join(dir, "copy.toml")
+	sym, hard := filepath.Join(dir, "sym.toml"), filepath.Join(dir, "hard.toml")
+	writeFile(t, own, "x\n", 0o600)
+	writeFile(t, cp, "x\n", 0o600)
+	if err := os.Symlink(own, sym); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(own, hard); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	gone := filepath.Join(dir, "gone", "st.toml")
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{own, own, true},
+		{own, "st0.toml", true},
+		{own, filepath.Join(dir, "sub", "..", "st0.toml"), true},
+		{own, sym, true},
+		{sym, own, true},
+		{own, hard, true},
+		{own, cp, false},
+		{gone, filepath.Join(dir, "gone", ".", "st.toml"), true},
+		{gone, own, false},
+		{own, gone, false},
+	} {
+		if got := SameFile(c.a, c.b); got != c.same {
+			t.Errorf("SameFile(%q, %q) = %v; want %v", c.a, c.b, got, c.same)
+		}
+	}
+}

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"stunnel/conf"
 	"stunnel/tunnel/control"
 )
 
@@ -225,24 +225,10 @@ func reportReload(stdout, stderr io.Writer, cli, given string, reply []byte) {
 		return
 	}
 	fmt.Fprintf(stdout, "configuration reloaded from %s\n", r.File)
-	if given != "" && !sameFile(given, r.File) {
+	if given != "" && !conf.SameFile(given, r.File) {
 		fmt.Fprintf(stderr, "stunnel %s: note: the tunnel re-read its own config %s, not %s (-c only picks which tunnel to reload); to apply %s, put its changes in %s and reload again\n",
 			cli, r.File, given, given, r.File)
 	}
-}
-
-// sameFile reports whether paths a and b name one file: os.SameFile when
-// both can be looked at (a symlink or another spelling of the daemon's
-// file is that file), else their cleaned absolute paths.
-func sameFile(a, b string) bool {
-	fa, errA := os.Stat(a)
-	fb, errB := os.Stat(b)
-	if errA == nil && errB == nil {
-		return os.SameFile(fa, fb)
-	}
-	absA, errA := filepath.Abs(a)
-	absB, errB := filepath.Abs(b)
-	return errA == nil && errB == nil && absA == absB
 }
 
 // keyFileArg reports whether a tickets add|list command names a key file
