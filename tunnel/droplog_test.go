@@ -1,49 +1,13 @@
 package tunnel
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"stunnel/handshake"
 )
-
-// recordHandler keeps the messages of the records logged through it.
-type recordHandler struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.msgs = append(h.msgs, r.Message)
-	return nil
-}
-func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
-
-func (h *recordHandler) all() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]string(nil), h.msgs...)
-}
-
-func (h *recordHandler) has(part string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, m := range h.msgs {
-		if strings.Contains(m, part) {
-			return true
-		}
-	}
-	return false
-}
 
 // PRODUCT.md: malformed packets and bad MACs are dropped, counted by reason
 // and logged rate-limited. Each kind here was counted but never logged: a
@@ -52,7 +16,7 @@ func (h *recordHandler) has(part string) bool {
 // authenticated packet that is no IP packet.
 func TestMalformedAndForgedPacketsAreLogged(t *testing.T) {
 	p := newPair(t, nil)
-	h := &recordHandler{}
+	h := &msgCounter{}
 	warn := newRateLimitedLog(slog.New(h), p.clock.Now)
 	warn.interval = 0 // every line: two sources may share a bucket
 	p.b.dev.warn = warn

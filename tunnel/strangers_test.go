@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,26 +114,53 @@ func TestRefusalListKeepsOtherSources(t *testing.T) {
 	}
 }
 
-// msgCounter counts log records by message.
+// msgCounter keeps the messages of the log records handled through it, in
+// order; the zero value is ready for use.
 type msgCounter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu   sync.Mutex
+	msgs []string
 }
 
 func (h *msgCounter) Enabled(context.Context, slog.Level) bool { return true }
 func (h *msgCounter) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
-	h.n[r.Message]++
+	h.msgs = append(h.msgs, r.Message)
 	h.mu.Unlock()
 	return nil
 }
 func (h *msgCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *msgCounter) WithGroup(string) slog.Handler      { return h }
 
+// count is how many records had message msg.
 func (h *msgCounter) count(msg string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.n[msg]
+	n := 0
+	for _, m := range h.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// all is every message so far, in order.
+func (h *msgCounter) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.msgs...)
+}
+
+// has reports whether a message so far contains part.
+func (h *msgCounter) has(part string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.msgs {
+		if strings.Contains(m, part) {
+			return true
+		}
+	}
+	return false
 }
 
 // Anyone who knows our public key can make initiations that claim any peer
@@ -140,7 +168,7 @@ func (h *msgCounter) count(msg string) int {
 // line per interval, and cannot use up the warn limiter's buckets to
 // silence the warnings about everything else.
 func TestRefusalsRotatingClaimedIDsDoNotSilenceOtherWarnings(t *testing.T) {
-	logs := &msgCounter{n: map[string]int{}}
+	logs := &msgCounter{}
 	p := newPairOpts(t, nil, 0, nil, func(h *host, o *Options) {
 		if h.cfg.Interface.PeerID == "beta" {
 			o.Logger = slog.New(logs)

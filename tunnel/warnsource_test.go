@@ -1,38 +1,14 @@
 package tunnel
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"stunnel/handshake"
 )
-
-// msgHandler counts log records by message.
-type msgHandler struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (h *msgHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *msgHandler) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	h.n[r.Message]++
-	h.mu.Unlock()
-	return nil
-}
-func (h *msgHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *msgHandler) WithGroup(string) slog.Handler      { return h }
-
-func (h *msgHandler) count(msg string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.n[msg]
-}
 
 // The refusals a datagram alone causes (an initiation that does not
 // decrypt, a replayed one, a resumption refused for any reason) are logged
@@ -40,7 +16,7 @@ func (h *msgHandler) count(msg string) int {
 // stranger who knows our public key sends one such message per interval
 // and must not thereby silence the same line for the peer it concerns.
 func TestNetworkRefusalsLoggedPerSource(t *testing.T) {
-	h := &msgHandler{n: map[string]int{}}
+	h := &msgCounter{}
 	p := newPairOpts(t, nil, 0, nil, func(host *host, o *Options) {
 		if host.cfg.Interface.PeerID == "beta" {
 			o.Logger = slog.New(h)
