@@ -110,53 +110,64 @@ func listenSocket(path, name string, g Group) (*net.UnixListener, uint64, error)
 // daemon runs this tunnel. `up` asks before it touches anything, so that a
 // second start (another namespace sharing the run directory) fails without
 // bringing up a tunnel, handshaking with the first one's peers in its name
-// or writing its state file. Listen checks again when it binds, so two
-// starts at once still cannot both listen; a socket that cannot be
-// reached here is left for Listen to judge.
+// or writing its state file. It judges the socket path as Listen will
+// (probe): a symlink, a file that is not a socket or not ours, or a socket
+// it cannot tell is dead fails here already, not after the tunnel is up; a
+// stale socket is left for Listen to remove. Listen checks again when it
+// binds, so two starts at once still cannot both listen.
 func CheckFree(name string) error {
 	if err := validName(name); err != nil {
 		return err
 	}
-	path := SocketPath(name)
-	c, err := net.DialTimeout("unix", path, Timeout)
-	if err != nil {
-		return nil
-	}
-	c.Close()
-	return inUse(path, name)
+	_, err := probe(SocketPath(name), name)
+	return err
 }
 
 func inUse(path, name string) error {
 	return fmt.Errorf("control socket %s is in use: is another stunnel up for %s?", path, name)
 }
 
-// clearStale removes a socket file nobody accepts on, left by a daemon that
-// crashed. It never follows a symlink (Lstat) and deletes only a socket that
-// is ours; a live socket means another daemon runs for this tunnel.
-func clearStale(path, name string) error {
+// probe looks at a control socket path before a daemon for name binds it:
+// nil when nothing is there, stale when it is a socket of ours that nobody
+// accepts on (a daemon that crashed left it). It never follows a symlink
+// (Lstat), and it fails on anything else: a live socket (another daemon
+// runs for this tunnel), a symlink, a file that is not a socket or not
+// ours, and a socket whose dial fails otherwise than refused (EACCES, a
+// timeout): only ECONNREFUSED shows that nobody listens.
+func probe(path, name string) (stale bool, err error) {
 	var st unix.Stat_t
-	err := unix.Lstat(path, &st)
+	err = unix.Lstat(path, &st)
 	if errors.Is(err, unix.ENOENT) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("control socket %s: %v", path, err)
+		return false, fmt.Errorf("control socket %s: %v", path, err)
 	}
 	switch {
 	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		return fmt.Errorf("control socket %s is a symlink, not a socket: not following it; remove it", path)
+		return false, fmt.Errorf("control socket %s is a symlink, not a socket: not following it; remove it", path)
 	case st.Mode&unix.S_IFMT != unix.S_IFSOCK:
-		return fmt.Errorf("control socket %s exists and is not a socket: remove it", path)
+		return false, fmt.Errorf("control socket %s exists and is not a socket: remove it", path)
 	case int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("control socket %s belongs to uid %d, not to us: remove it", path, st.Uid)
+		return false, fmt.Errorf("control socket %s belongs to uid %d, not to us: remove it", path, st.Uid)
 	}
 	c, err := net.DialTimeout("unix", path, Timeout)
 	if err == nil {
 		c.Close()
-		return inUse(path, name)
+		return false, inUse(path, name)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("control socket %s: checking whether it is live: %v", path, unwrapOp(err))
+		return false, fmt.Errorf("control socket %s: checking whether it is live: %v", path, unwrapOp(err))
+	}
+	return true, nil
+}
+
+// clearStale removes a socket file nobody accepts on, left by a daemon that
+// crashed (probe); a live socket means another daemon runs for this tunnel.
+func clearStale(path, name string) error {
+	stale, err := probe(path, name)
+	if err != nil || !stale {
+		return err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("control socket %s: removing stale socket: %v", path, unwrapOp(err))
