@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +224,45 @@ func TestLoadRefusesWhatIsNoConfigFile(t *testing.T) {
 		}
 		if ps := problems(t, err); len(ps) != 1 || ps[0].Line != 1 || ps[0].File != path || !strings.Contains(ps[0].Msg, want) {
 			t.Errorf("%s: got %v; want one problem at line 1 with %q", path, err, want)
+		}
+	}
+}
+
+// Peer.Equal compares every field: a peer that differs from another in
+// one field only, a key's last byte included, is not equal to it. A field
+// added to Peer and not to Equal fails here.
+func TestPeerEqualEveryField(t *testing.T) {
+	base := Peer{ID: "b", PublicKey: testKey(t, 2).PublicKey(), PresharedKey: handshake.PresharedKey{4, 4, 4},
+		Endpoint: "198.18.0.2:51820", Endpoints: []string{"198.18.0.2:51820"}, FailoverAfter: time.Second,
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.0.2/32")}, PersistentKeepalive: 25 * time.Second, Line: 7}
+	clone := func(p Peer) Peer {
+		p.Endpoints, p.AllowedIPs = slices.Clone(p.Endpoints), slices.Clone(p.AllowedIPs)
+		return p
+	}
+	if q := clone(base); !base.Equal(q) || !q.Equal(base) {
+		t.Fatal("a peer is not equal to its copy")
+	}
+	typ := reflect.TypeFor[Peer]()
+	for i := range typ.NumField() {
+		q := clone(base)
+		f := reflect.ValueOf(&q).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Array: // a key: its last byte
+			last := f.Index(f.Len() - 1)
+			last.SetUint(last.Uint() ^ 1)
+		case reflect.Slice:
+			f.Set(reflect.Append(f, reflect.Zero(f.Type().Elem())))
+		case reflect.Int, reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		default:
+			t.Fatalf("Peer.%s: a field of kind %s; teach this test to change it", typ.Field(i).Name, f.Kind())
+		}
+		if base.Equal(q) || q.Equal(base) {
+			t.Errorf("peers that differ in %s are Equal", typ.Field(i).Name)
 		}
 	}
 }
