@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"stunnel/internal/roottest"
 )
 
 // Member is one etcd server process.
@@ -50,11 +52,10 @@ func Binary(t testing.TB) string {
 }
 
 // missing fails or skips the test for a program it needs. CI installs them
-// (.ci/run) and must not skip: sudo there keeps STUNNEL_REQUIRE_NETNS but
-// not CI.
+// (.ci/run) and must not skip (roottest.Strict).
 func missing(t testing.TB, msg string) {
 	t.Helper()
-	if os.Getenv("CI") != "" || os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
+	if roottest.Strict() {
 		t.Fatal(msg + "; .ci/run installs it")
 	}
 	t.Skip(msg)

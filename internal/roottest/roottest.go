@@ -1,7 +1,8 @@
 // Package roottest gates tests that need root (network namespaces, TUN
-// devices, CAP_NET_ADMIN): without root they skip with a loud message, and
-// with STUNNEL_REQUIRE_NETNS=1 (set by CI and `sudo make test`) they fail
-// instead, so a missing privilege can never pass for a green run.
+// devices, CAP_NET_ADMIN) or a program: without it they skip with a loud
+// message, and where every test must run (Strict: CI, `sudo make test`)
+// they fail instead, so a missing privilege or program can never pass for
+// a green run.
 package roottest
 
 import (
@@ -11,31 +12,40 @@ import (
 	"testing"
 )
 
+// Strict reports whether a test that cannot run must fail rather than
+// skip: STUNNEL_REQUIRE_NETNS=1 (`sudo make test` and CI set it) or CI set
+// (a runner that kept CI but not STUNNEL_REQUIRE_NETNS: sudo keeps only
+// the one). Require, RequireTool and etcdtest decide by it alike.
+func Strict() bool {
+	return os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" || os.Getenv("CI") != ""
+}
+
+// geteuid is os.Geteuid; the tests stand in for a user that is not root.
+var geteuid = os.Geteuid
+
 // Require skips or fails t, as above, unless the process is root. what
 // says what the test needs root for, e.g. "network namespaces".
 func Require(t testing.TB, what string) {
 	t.Helper()
-	if os.Geteuid() == 0 {
+	if geteuid() == 0 {
 		return
 	}
-	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" {
-		t.Fatalf("STUNNEL_REQUIRE_NETNS=1 but not root: cannot use %s", what)
+	if Strict() {
+		t.Fatalf("STUNNEL_REQUIRE_NETNS=1 (or CI) but not root: cannot use %s", what)
 	}
 	t.Skipf("SKIPPING: needs root for %s (run `sudo make test`; STUNNEL_REQUIRE_NETNS=1 makes this a failure)", what)
 }
 
 // RequireTool skips t loudly unless the program name is on PATH; pkg is
-// the Debian package that has it. CI installs every such program (.ci/run)
-// and sets STUNNEL_REQUIRE_NETNS=1, which `sudo make test` also sets, so
-// there a missing program fails t: a test that silently did not run must
-// not pass for one that passed. CI is checked too, as etcdtest does, for a
-// runner that kept CI but not STUNNEL_REQUIRE_NETNS.
+// the Debian package that has it. CI installs every such program (.ci/run),
+// so where Strict a missing program fails t: a test that silently did not
+// run must not pass for one that passed.
 func RequireTool(t testing.TB, name, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err == nil {
 		return
 	}
-	if os.Getenv("STUNNEL_REQUIRE_NETNS") == "1" || os.Getenv("CI") != "" {
+	if Strict() {
 		t.Fatalf("STUNNEL_REQUIRE_NETNS=1 (or CI) but %s is not on PATH: apt-get install %s (.ci/run does)", name, pkg)
 	}
 	t.Skipf("SKIPPING: needs %s (apt-get install %s); STUNNEL_REQUIRE_NETNS=1 makes this a failure", name, pkg)
