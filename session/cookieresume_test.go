@@ -122,12 +122,7 @@ func TestCookieReplyToResumptionRetriesWithSameTicket(t *testing.T) {
 // that carry it: the next attempt is a full handshake instead.
 func TestSecondCookieReplyBringsFullHandshake(t *testing.T) {
 	now := t0
-	a, b := ticketSides(t, &now)
-	now = now.Add(2 * time.Minute)
-	first, _, _ := a.peer.Initiate(now, "b")
-	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, now)); err != nil {
-		t.Fatal(err)
-	}
+	a, b, first, _ := cookieAnswered(t, &now)
 	retry, _, _ := a.peer.Initiate(now, "b")
 	if !bytes.Equal(ticketOf(t, retry), ticketOf(t, first)) {
 		t.Fatal("the resend carries another ticket")
@@ -154,13 +149,7 @@ func TestSecondCookieReplyBringsFullHandshake(t *testing.T) {
 // drops the ticket at the next retry, which is a full handshake.
 func TestCookieResendDoesNotOutliveItsRetry(t *testing.T) {
 	now := t0
-	a, b := ticketSides(t, &now)
-	now = now.Add(2 * time.Minute)
-	first, _, _ := a.peer.Initiate(now, "b")
-	sent := a.peer.sent
-	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, now)); err != nil {
-		t.Fatal(err)
-	}
+	a, _, _, sent := cookieAnswered(t, &now)
 	// The holder sends nothing now; the retry interval passes.
 	now = now.Add(6 * time.Second)
 	if a.peer.Due(now)&rekey.ActSendInitiation == 0 {
@@ -176,4 +165,19 @@ func TestCookieResendDoesNotOutliveItsRetry(t *testing.T) {
 	if msg[0] != handshake.MessageTypeInitiation {
 		t.Fatalf("the timers' retry after an unsent cookie resend: a message of type %d, want a full initiation (1)", msg[0])
 	}
+}
+
+// cookieAnswered starts a resumption on a (2 minutes after the tickets
+// came) and takes b's cookie reply to it: the start of every cookie-resend
+// test. sent is the ticket that resumption carries.
+func cookieAnswered(t *testing.T, now *time.Time) (a, b *side, first []byte, sent *heldTicket) {
+	t.Helper()
+	a, b = ticketSides(t, now)
+	*now = now.Add(2 * time.Minute)
+	first, _, _ = a.peer.Initiate(*now, "b")
+	sent = a.peer.sent
+	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, *now)); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, first, sent
 }

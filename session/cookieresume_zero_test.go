@@ -74,13 +74,7 @@ func TestCookieRetryTicketIsZeroedWhenItCannotServe(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			now := t0
-			a, b := ticketSides(t, &now)
-			now = now.Add(2 * time.Minute)
-			first, _, _ := a.peer.Initiate(now, "b")
-			sent := a.peer.sent
-			if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, now)); err != nil {
-				t.Fatal(err)
-			}
+			a, _, _, sent := cookieAnswered(t, &now)
 			c.do(t, a.peer, &now)
 			if sent == nil || sent.secret != ([32]byte{}) {
 				t.Fatal("the ticket kept for the retry was not zeroed")
@@ -117,12 +111,7 @@ func TestCookieRetryTicketIsZeroedWhenItCannotServe(t *testing.T) {
 // brought) completes.
 func TestCookieRetryTicketIsZeroedOnceResumed(t *testing.T) {
 	now := t0
-	a, b := ticketSides(t, &now)
-	now = now.Add(2 * time.Minute)
-	first, _, _ := a.peer.Initiate(now, "b")
-	if err := a.peer.ConsumeCookieReply(cookieFor(t, b, first, now)); err != nil {
-		t.Fatal(err)
-	}
+	a, b, _, _ := cookieAnswered(t, &now)
 	retry, _, _ := a.peer.Initiate(now, "b")
 	sent := a.peer.sent
 	if sent == nil || sent.secret == ([32]byte{}) {

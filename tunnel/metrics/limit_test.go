@@ -19,19 +19,7 @@ import (
 // scrapes cannot take the daemon's CPU and memory (the control sockets
 // have their connection limit for the same reason).
 func TestListenBoundsScrapesAtOnce(t *testing.T) {
-	release := make(chan struct{})
-	var inside atomic.Int32
-	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status {
-		inside.Add(1)
-		<-release
-		return tunnel.Status{Name: "st0"}
-	}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer close(release)
-	url := "http://" + s.Addr().String() + "/metrics"
+	inside, url := stalledScrapes(t)
 	client := &http.Client{Timeout: 10 * time.Second}
 	codes := make(chan int, MaxScrapes+2)
 	for range MaxScrapes + 2 {
@@ -112,19 +100,7 @@ func TestListenScrapeTimeoutKeepsItsSlot(t *testing.T) {
 	was := scrapeTimeout
 	scrapeTimeout = 50 * time.Millisecond
 	defer func() { scrapeTimeout = was }()
-	release := make(chan struct{})
-	var inside atomic.Int32
-	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status {
-		inside.Add(1)
-		<-release
-		return tunnel.Status{Name: "st0"}
-	}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer close(release)
-	url := "http://" + s.Addr().String() + "/metrics"
+	inside, url := stalledScrapes(t)
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func() int {
 		resp, err := client.Get(url)
@@ -181,4 +157,23 @@ func TestHandlerReturnsWithItsCollection(t *testing.T) {
 	if c := <-done; c != http.StatusOK {
 		t.Fatalf("once the collection ended: %d, want 200", c)
 	}
+}
+
+// stalledScrapes serves metrics whose collection blocks until the test
+// ends; inside counts the collections begun.
+func stalledScrapes(t *testing.T) (inside *atomic.Int32, url string) {
+	t.Helper()
+	release := make(chan struct{})
+	inside = new(atomic.Int32)
+	s, err := Listen("127.0.0.1:0", NewCollector(func() tunnel.Status {
+		inside.Add(1)
+		<-release
+		return tunnel.Status{Name: "st0"}
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { close(release) }) // first: the collections end, then the server
+	return inside, "http://" + s.Addr().String() + "/metrics"
 }
