@@ -153,12 +153,7 @@ func TestRestartKeepsTheGatewayFailedOverTo(t *testing.T) {
 	if s.Endpoint != p.b.under || len(s.StandbyEndpoints) != 1 || s.StandbyEndpoints[0] != deadGateway {
 		t.Errorf("after the restart: endpoint %q, standby %q; want the gateway the session is with, %s", s.Endpoint, s.StandbyEndpoints, p.b.under)
 	}
-	out = ipv4UDP("198.19.0.1", "198.19.0.2", []byte("after"))
-	p.a.tun.toTunnel <- out
-	p.b.expect(t, out)
-	back = ipv4UDP("198.19.0.2", "198.19.0.1", []byte("after back"))
-	p.b.tun.toTunnel <- back
-	p.a.expect(t, back)
+	p.exchange(t, 'a') // both ways, on the restored session
 	if got := p.b.peerStatus(t).Handshakes; got != handshakes {
 		t.Errorf("the gateway saw a handshake across the restart (%d, was %d): the restored session was not used", got, handshakes)
 	}
